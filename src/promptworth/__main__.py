@@ -1,0 +1,5 @@
+import sys
+
+from promptworth.cli import main
+
+sys.exit(main())
