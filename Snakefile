@@ -1,0 +1,37 @@
+# promptworth: how many data points is a prompt worth?
+# Rules stay thin: each calls one `promptworth` verb. Config: config/config.yaml (schema in
+# workflow/schemas/config.schema.yaml). Run with `make study`, or
+#   snakemake --cores 2 --configfile config/config.yaml --workflow-profile workflow/profiles/local
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+
+
+localrules:
+    all,
+    split,
+    kshot,
+    tiny_model,
+    convert_model,
+    aggregate,
+    tables,
+    figures,
+
+
+rule all:
+    input:
+        study_outputs(),
+    default_target: True

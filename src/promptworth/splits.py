@@ -1,0 +1,390 @@
+"""Training/dev/test splits: LM-BFF's exact K-shot sampler and nested data-size ladders.
+
+Two layouts of a split folder, both read by ``load_split``:
+
+* LM-BFF's own (``<task>/<K>-<seed>/train.tsv|csv, dev.*, test.*``), written byte for byte as
+  LM-BFF's ``tools/generate_k_shot_data.py`` writes them, so its published md5 sums check out;
+* ours, for the data-size ladders (``<task>/<size>-<data_seed>/train.jsonl, dev.jsonl,
+  test.jsonl``): one normalised row per line (see ``promptworth.tasks``).
+
+Both get a ``manifest.json``: what the split is, the sha256 of every file and of its sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import datasets
+import numpy as np
+import pandas as pd
+
+from promptworth import __version__
+from promptworth.errors import PromptworthError
+from promptworth.sources import resolve_data_dir, sha256_file, task_file
+from promptworth.tasks import TaskSpec, get_task, load_rows, read_records, registry, rows_from_records, to_dataset
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+# LM-BFF generated its published splits with this seed order; it matters for CoLA (see below).
+LMBFF_SEEDS = (100, 13, 21, 42, 87)
+DEV_POLICIES = ("same_as_train", "fixed")
+ALL = "all"
+# The test subset (``test_limit``) is drawn with this seed, the same for every run of a study.
+TEST_SUBSET_SEED = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+@contextlib.contextmanager
+def staged_dir(parent: Path) -> Iterator[Path]:
+    """A temporary folder under ``parent``, removed when the block ends (whatever happens).
+
+    ``parent`` itself is removed again if this call created it and nothing was published into it.
+    """
+    created = not parent.exists()
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Move a finished folder into place, replacing an older copy."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    staged.rename(final)
+
+
+def write_manifest(folder: Path, info: dict[str, Any], sources: dict[str, Path]) -> None:
+    """``manifest.json``: ``info`` plus the sha256 of every file in ``folder`` and of ``sources``."""
+    files = {path.name: sha256_file(path) for path in sorted(folder.iterdir()) if path.name != MANIFEST}
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        **info,
+        "files": files,
+        "sources": {name: sha256_file(path) for name, path in sorted(sources.items())},
+        "promptworth_version": __version__,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def manifest_sha256(split_dir: Path) -> str | None:
+    """sha256 of a split folder's manifest (None when it has none)."""
+    path = Path(split_dir) / MANIFEST
+    return sha256_file(path) if path.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# LM-BFF's K-shot sampler, byte for byte
+
+
+def lmbff_tasks() -> list[str]:
+    return [name for name, spec in registry().items() if spec.family == "lmbff"]
+
+
+def _lmbff_seed_order(seeds: Sequence[int]) -> list[int]:
+    """The order in which LM-BFF's script would visit ``seeds``: its own order first, then the rest."""
+    return [s for s in LMBFF_SEEDS] + [s for s in seeds if s not in LMBFF_SEEDS]
+
+
+def _kshot_label(task: TaskSpec, record: Any) -> str:
+    """The label LM-BFF groups by: the raw value, or above/below the threshold for regression."""
+    raw = record[task.fields["label"]]
+    if task.regression_threshold is not None:
+        return "0" if float(raw) < task.regression_threshold else "1"
+    return str(raw).strip()
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+
+
+def _read_lines(path: Path) -> list[str]:
+    # Text mode with universal newlines and utf-8, exactly as LM-BFF's script reads (keeps a BOM).
+    with open(path, "r", encoding="utf-8") as handle:
+        return handle.readlines()
+
+
+def _check_k(task: TaskSpec, groups: dict[str, list], k: int, seed: int) -> None:
+    for label, members in groups.items():
+        if len(members) < k:
+            raise PromptworthError(
+                f"{task.name}: K={k} is larger than class {label!r} holds ({len(members)} examples in the pool)"
+            )
+
+
+def _kshot_tsv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int]) -> dict[int, Path]:
+    """GLUE-style tasks: lines of the tsv files are shuffled and written back unchanged."""
+    pool_path = task_file(task, task.file_name("pool"), root)
+    eval_names = [task.file_name("eval"), *task.extra_eval]
+    eval_paths = [task_file(task, name, root) for name in eval_names]
+    lines = _read_lines(pool_path)
+    header, body = (lines[:1], lines[1:]) if task.header else ([], lines)
+    wanted = set(seeds)
+    written = {}
+    for seed in _lmbff_seed_order(seeds):
+        # LM-BFF shuffles a fresh copy of the body for files with a header, but the file's own list
+        # for headerless CoLA: CoLA's shuffles accumulate over the seeds, in LM-BFF's seed order.
+        shuffled = body if not task.header else list(body)
+        np.random.RandomState(seed).shuffle(shuffled)
+        if seed not in wanted:
+            continue
+        groups: dict[str, list[str]] = {}
+        for line in shuffled:
+            groups.setdefault(_kshot_label(task, line.strip().split("\t")), []).append(line)
+        _check_k(task, groups, k, seed)
+        folder = out / f"{k}-{seed}"
+        folder.mkdir(parents=True)
+        for name, path in zip(eval_names, eval_paths):
+            _write_lines(folder / name.replace("dev", "test"), _read_lines(path))
+        dev_name = "dev_matched.tsv" if task.extra_eval else "dev.tsv"
+        _write_lines(folder / "train.tsv", header + [line for g in groups.values() for line in g[:k]])
+        _write_lines(folder / dev_name, header + [line for g in groups.values() for line in g[k : 2 * k]])
+        sources = {f"{task.dir}/{p.name}": p for p in [pool_path, *eval_paths]}
+        write_manifest(folder, _kshot_info(task, k, seed), sources)
+        written[seed] = folder
+    return written
+
+
+def _kshot_csv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int]) -> dict[int, Path]:
+    """Headerless csv tasks: LM-BFF goes through pandas, whose quoting we must reproduce."""
+    pool_path = task_file(task, task.file_name("pool"), root)
+    eval_path = task_file(task, task.file_name("eval"), root)
+    pool = pd.read_csv(pool_path, header=None)
+    evaluation = pd.read_csv(eval_path, header=None)
+    written = {}
+    for seed in seeds:
+        records = pool.values.tolist()
+        np.random.RandomState(seed).shuffle(records)
+        groups: dict[str, list] = {}
+        for record in records:
+            groups.setdefault(_kshot_label(task, record), []).append(record)
+        _check_k(task, groups, k, seed)
+        folder = out / f"{k}-{seed}"
+        folder.mkdir(parents=True)
+        evaluation.to_csv(folder / "test.csv", header=False, index=False)
+        train = [record for g in groups.values() for record in g[:k]]
+        dev = [record for g in groups.values() for record in g[k : 2 * k]]
+        pd.DataFrame(train).to_csv(folder / "train.csv", header=False, index=False)
+        pd.DataFrame(dev).to_csv(folder / "dev.csv", header=False, index=False)
+        sources = {f"{task.dir}/{p.name}": p for p in [pool_path, eval_path]}
+        write_manifest(folder, _kshot_info(task, k, seed), sources)
+        written[seed] = folder
+    return written
+
+
+def _kshot_info(task: TaskSpec, k: int, seed: int) -> dict[str, Any]:
+    return {"layout": "lmbff", "task": task.name, "k": k, "data_seed": seed, "sampler": "lmbff"}
+
+
+def kshot(
+    out: Path,
+    task_names: Sequence[str] | None = None,
+    k: int = 16,
+    seeds: Sequence[int] = LMBFF_SEEDS,
+    data_dir: Path | None = None,
+) -> dict[str, dict[int, Path]]:
+    """Write LM-BFF's K-shot splits for ``task_names`` under ``out/<task>/<k>-<seed>/``.
+
+    Without ``task_names``: every LM-BFF task whose training pool is in the mirror (the others are
+    reported as skipped). Everything is staged and moved into place only when all tasks succeeded.
+    """
+    if k <= 0:
+        raise PromptworthError(f"K must be positive, got {k}")
+    if len(set(seeds)) != len(seeds):
+        raise PromptworthError(f"duplicate seeds in {list(seeds)}")
+    root = resolve_data_dir(data_dir)
+    if task_names:
+        specs = [get_task(name) for name in task_names]
+        for spec in specs:
+            if spec.family != "lmbff":
+                raise PromptworthError(f"{spec.name} is not one of LM-BFF's tasks; use `promptworth split` for it")
+    else:
+        specs = [get_task(name) for name in lmbff_tasks()]
+        specs = [spec for spec in specs if (root / spec.dir / spec.file_name("pool")).is_file()]
+    out = Path(out)
+    results: dict[str, dict[int, Path]] = {}
+    with staged_dir(out) as staging:
+        for spec in specs:
+            sampler = _kshot_csv if spec.format == "csv" else _kshot_tsv
+            results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds)
+        for name, folders in results.items():
+            for seed, folder in folders.items():
+                final = out / name / folder.name
+                publish(folder, final)
+                folders[seed] = final
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-size ladders
+
+
+@dataclass(frozen=True)
+class LadderSpec:
+    """How the splits of one task and data seed are drawn.
+
+    ``sizes`` are training-set sizes (ints, or "all": the whole pool less the dev set). They are
+    nested: each size's training set is a prefix of one seeded permutation of the pool. The dev
+    set follows ``dev_policy``: "same_as_train" (LM-BFF: as many dev rows as training rows, the
+    rows right after the training prefix) or "fixed" (Le Scao & Rush: ``dev_size`` rows drawn
+    first, shared by every size of this seed).
+    """
+
+    sizes: tuple[int | str, ...]
+    data_seed: int
+    dev_policy: str = "fixed"
+    dev_size: int | None = None
+    test_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise PromptworthError("no training sizes given")
+        for size in self.sizes:
+            if size != ALL and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+                raise PromptworthError(f"training size {size!r} must be a positive integer or 'all'")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise PromptworthError(f"duplicate training sizes in {list(self.sizes)}")
+        if self.dev_policy not in DEV_POLICIES:
+            raise PromptworthError(f"unknown dev policy {self.dev_policy!r}; expected one of {DEV_POLICIES}")
+        if self.dev_policy == "fixed" and (self.dev_size is None or self.dev_size <= 0):
+            raise PromptworthError("dev policy 'fixed' needs a positive dev_size")
+        if self.dev_policy == "same_as_train" and ALL in self.sizes:
+            raise PromptworthError("dev policy 'same_as_train' cannot be used with size 'all'")
+        if self.test_limit is not None and self.test_limit <= 0:
+            raise PromptworthError(f"test_limit must be positive, got {self.test_limit}")
+
+
+def parse_size(text: str) -> int | str:
+    """A size from the command line or a file name: an integer or 'all'."""
+    if text == ALL:
+        return ALL
+    try:
+        return int(text)
+    except ValueError:
+        raise PromptworthError(f"training size {text!r} must be a positive integer or 'all'") from None
+
+
+def ladder_indices(pool_size: int, spec: LadderSpec, size: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """Pool positions of the training and dev rows of one size (a pure function of its inputs)."""
+    permutation = np.random.default_rng(spec.data_seed).permutation(pool_size)
+    if spec.dev_policy == "fixed":
+        dev, rest = permutation[: spec.dev_size], permutation[spec.dev_size :]
+        if size == ALL:
+            return rest, dev
+        if size > len(rest):
+            raise PromptworthError(
+                f"training size {size} exceeds the pool ({pool_size} rows, {spec.dev_size} of them kept for dev)"
+            )
+        return rest[:size], dev
+    if 2 * size > pool_size:
+        raise PromptworthError(
+            f"training size {size} with an equally large dev set exceeds the pool ({pool_size} rows)"
+        )
+    return permutation[:size], permutation[size : 2 * size]
+
+
+def test_indices(eval_size: int, limit: int | None) -> np.ndarray:
+    """The evaluation rows used as test: all, or a fixed seeded subset (in file order)."""
+    if limit is None or limit >= eval_size:
+        return np.arange(eval_size)
+    return np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(eval_size)[:limit])
+
+
+def _write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def size_dir_name(size: int | str, data_seed: int) -> str:
+    return f"{size}-{data_seed}"
+
+
+def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = None) -> dict[int | str, Path]:
+    """Write the splits of every size of ``spec`` under ``out/<size>-<data_seed>/``."""
+    task = get_task(task_name)
+    root = resolve_data_dir(data_dir)
+    pool = load_rows(task, "pool", root)
+    evaluation = load_rows(task, "eval", root)
+    test = [evaluation[i] for i in test_indices(len(evaluation), spec.test_limit)]
+    sources = {f"{task.dir}/{task.file_name(s)}": task_file(task, task.file_name(s), root) for s in ("pool", "eval")}
+    out = Path(out)
+    written = {}
+    with staged_dir(out) as staging:
+        for size in spec.sizes:
+            train_idx, dev_idx = ladder_indices(len(pool), spec, size)
+            folder = staging / size_dir_name(size, spec.data_seed)
+            folder.mkdir()
+            _write_rows(folder / "train.jsonl", [pool[i] for i in train_idx])
+            _write_rows(folder / "dev.jsonl", [pool[i] for i in dev_idx])
+            _write_rows(folder / "test.jsonl", test)
+            info = {
+                "layout": "rows",
+                "task": task.name,
+                "size": size,
+                "train_rows": len(train_idx),
+                "dev_rows": len(dev_idx),
+                "test_rows": len(test),
+                "data_seed": spec.data_seed,
+                "dev_policy": spec.dev_policy,
+                "dev_size": spec.dev_size,
+                "test_limit": spec.test_limit,
+                "test_subset_seed": TEST_SUBSET_SEED if spec.test_limit else None,
+            }
+            write_manifest(folder, info, sources)
+            written[size] = folder
+        for size, folder in written.items():
+            final = out / folder.name
+            publish(folder, final)
+            written[size] = final
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a split folder
+
+
+def _read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _lmbff_file(folder: Path, stem: str, suffix: str) -> Path:
+    """LM-BFF names MNLI's dev/test files ``*_matched``; everything else plain."""
+    for name in (f"{stem}{suffix}", f"{stem}_matched{suffix}"):
+        if (folder / name).is_file():
+            return folder / name
+    raise PromptworthError(f"split folder {folder} has no {stem}{suffix}")
+
+
+def load_split(task_name: str, split_dir: Path) -> datasets.DatasetDict:
+    """``train``, ``dev`` and ``test`` of a split folder, in either layout."""
+    task = get_task(task_name)
+    folder = Path(split_dir)
+    if not folder.is_dir():
+        raise PromptworthError(f"split folder {folder} does not exist")
+    parts = {}
+    for stem in ("train", "dev", "test"):
+        if (folder / f"{stem}.jsonl").is_file():
+            rows = _read_jsonl_rows(folder / f"{stem}.jsonl")
+        else:
+            suffix = ".csv" if task.format == "csv" else ".tsv"
+            path = _lmbff_file(folder, stem, suffix)
+            rows = rows_from_records(task, read_records(task, path), path)
+        parts[stem] = to_dataset(task, rows)
+    return datasets.DatasetDict(parts)

@@ -1,0 +1,155 @@
+"""A study's configuration and plan: which splits and which training runs it needs.
+
+The YAML config is checked twice: its shape by Snakemake's ``validate`` against
+``workflow/schemas/config.schema.yaml`` (types, ranges, unknown keys), then its meaning here
+(task names exist, the splits can be drawn, compared methods are run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptworth.errors import PromptworthError
+from promptworth.splits import ALL, DEV_POLICIES
+from promptworth.tasks import get_task
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    kind: str
+    data_seeds: tuple[int, ...]
+    sizes: tuple[int | str, ...] = ()
+    sizes_by_task: dict[str, tuple[int | str, ...]] = field(default_factory=dict)
+    dev_policy: str = "fixed"
+    dev_size: int | None = None
+    test_limit: int | None = None
+    k: int = 16
+
+    def sizes_for(self, task: str) -> tuple[int | str, ...]:
+        if self.kind == "kshot":
+            return (self.k,)
+        return self.sizes_by_task.get(task, self.sizes)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    model: str
+    train_seeds: tuple[int, ...]
+    splits: SplitsConfig
+    training: dict[str, Any]
+    templates: dict[str, str] = field(default_factory=dict)
+    comparisons: tuple[tuple[str, str], ...] = (("prompt", "head"),)
+    data_dir: str | None = None
+    results_dir: str = "results"
+    runs_dir: str | None = None
+    resources: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the study."""
+
+    task: str
+    method: str
+    size: int | str
+    data_seed: int
+    train_seed: int
+
+
+def load_study(config: dict[str, Any]) -> StudyConfig:
+    """A ``StudyConfig`` from a schema-validated config dict; a clear error when it makes no sense."""
+    raw_splits = dict(config["splits"])
+    splits = SplitsConfig(
+        kind=raw_splits["kind"],
+        data_seeds=tuple(raw_splits["data_seeds"]),
+        sizes=tuple(raw_splits.get("sizes", ())),
+        sizes_by_task={task: tuple(sizes) for task, sizes in raw_splits.get("sizes_by_task", {}).items()},
+        dev_policy=raw_splits.get("dev_policy", "fixed"),
+        dev_size=raw_splits.get("dev_size"),
+        test_limit=raw_splits.get("test_limit"),
+        k=raw_splits.get("k", 16),
+    )
+    comparisons = []
+    for text in config.get("comparisons", ["prompt:head"]):
+        treatment, baseline = text.split(":")
+        comparisons.append((treatment, baseline))
+    study = StudyConfig(
+        tasks=tuple(config["tasks"]),
+        methods=tuple(config["methods"]),
+        model=config["model"],
+        train_seeds=tuple(config["train_seeds"]),
+        splits=splits,
+        training=dict(config.get("training", {})),
+        templates=dict(config.get("templates", {})),
+        comparisons=tuple(comparisons),
+        data_dir=config.get("data_dir"),
+        results_dir=config.get("results_dir", "results"),
+        runs_dir=config.get("runs_dir"),
+        resources=dict(config.get("resources", {})),
+    )
+    check_study(study)
+    return study
+
+
+def check_study(study: StudyConfig) -> None:
+    """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
+    for name in study.tasks:
+        task = get_task(name)
+        if study.splits.kind == "kshot" and task.family != "lmbff":
+            raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
+        if "null" in study.methods and not task.null_words:
+            raise PromptworthError(f"config: method null needs null_words, which task {name} has none of")
+        template = study.templates.get(name)
+        if template is not None and template not in task.templates:
+            raise PromptworthError(
+                f"config: templates.{name} is {template!r}, not one of {name}'s templates {list(task.templates)}"
+            )
+    for name in study.templates:
+        if name not in study.tasks:
+            raise PromptworthError(f"config: templates names task {name!r}, which is not in tasks")
+    splits = study.splits
+    if splits.kind == "ladder":
+        for name in study.tasks:
+            if not splits.sizes_for(name):
+                raise PromptworthError(f"config: splits.sizes is empty for task {name}")
+        for name in splits.sizes_by_task:
+            if name not in study.tasks:
+                raise PromptworthError(f"config: splits.sizes_by_task names task {name!r}, which is not in tasks")
+        if splits.dev_policy not in DEV_POLICIES:
+            raise PromptworthError(f"config: unknown splits.dev_policy {splits.dev_policy!r}")
+        if splits.dev_policy == "fixed" and splits.dev_size is None:
+            raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
+        if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
+    if any(seed < 0 for seed in (*splits.data_seeds, *study.train_seeds)):
+        raise PromptworthError("config: seeds must be non-negative integers")
+    for treatment, baseline in study.comparisons:
+        for method in (treatment, baseline):
+            if method not in study.methods:
+                raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+
+
+def plan(study: StudyConfig) -> list[Run]:
+    """Every training run of the study, in a stable order."""
+    return [
+        Run(task, method, size, data_seed, train_seed)
+        for task in study.tasks
+        for size in study.splits.sizes_for(task)
+        for data_seed in study.splits.data_seeds
+        for method in study.methods
+        for train_seed in study.train_seeds
+    ]
+
+
+def model_label(model: str) -> str:
+    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'."""
+    path = Path(model)
+    if path.is_dir():
+        return path.resolve().name
+    return model.replace("/", "--")

@@ -1,0 +1,46 @@
+# Analysis: one tidy table of all runs, data advantages, tables and figures, and the HTML report.
+
+
+rule aggregate:
+    input:
+        run_files(),
+    output:
+        report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    shell:
+        "promptworth aggregate {input} --out {output} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        f"{RESULTS}/runs.csv",
+    output:
+        advantage=report(f"{RESULTS}/tables/advantage.md", caption="../report/advantage.rst", category="Tables"),
+        lmbff=report(f"{RESULTS}/tables/lmbff.md", caption="../report/lmbff.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    params:
+        comparisons=" ".join(f"{t}:{b}" for t, b in STUDY.comparisons),
+    shell:
+        "promptworth tables {input} --out-dir {RESULTS}/tables --comparisons {params.comparisons} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        f"{RESULTS}/runs.csv",
+    output:
+        overview=report(f"{RESULTS}/figures/overview.png", caption="../report/overview.rst", category="Figures"),
+        per_task=report(
+            expand(f"{RESULTS}/figures/{{task}}.png", task=STUDY.tasks),
+            caption="../report/task.rst",
+            category="Figures",
+        ),
+    log:
+        f"{RESULTS}/logs/figures.log",
+    params:
+        treatment=STUDY.comparisons[0][0],
+        baseline=STUDY.comparisons[0][1],
+    shell:
+        "promptworth figures {input} --out-dir {RESULTS}/figures "
+        "--treatment {params.treatment} --baseline {params.baseline} > {log} 2>&1"

@@ -1,0 +1,59 @@
+# Helpers shared by the rules: the validated config, the study plan and the file names.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from promptworth.study import DEFAULT_MODEL, load_study, model_label, plan
+
+validate(config, "../schemas/config.schema.yaml")
+STUDY = load_study(config)
+RESULTS = STUDY.results_dir
+MODEL = model_label(STUDY.model)
+RUNS = plan(STUDY)
+
+
+wildcard_constraints:
+    size=r"\d+|all",
+    data_seed=r"\d+",
+    train_seed=r"\d+",
+    method=r"[a-z]+",
+
+
+def split_dir(task, size, data_seed):
+    """The split folder of one (task, size, data seed)."""
+    if STUDY.splits.kind == "kshot":
+        return f"{RESULTS}/kshot/{task}/{size}-{data_seed}"
+    return f"{RESULTS}/splits/{task}/{size}-{data_seed}"
+
+
+def run_file(task, method, size, data_seed, train_seed):
+    return f"{RESULTS}/runs/{MODEL}/{task}/{method}/{size}-{data_seed}-{train_seed}.json"
+
+
+def run_files():
+    """The run records the analysis reads: the study's own, or those already in runs_dir."""
+    if STUDY.runs_dir:
+        return sorted(str(path) for path in Path(STUDY.runs_dir).rglob("*.json"))
+    return [run_file(r.task, r.method, r.size, r.data_seed, r.train_seed) for r in RUNS]
+
+
+def model_dir():
+    """Folder of a model this workflow builds itself (the converted default, tiny test models)."""
+    if STUDY.model == DEFAULT_MODEL:
+        return f"resources/models/{DEFAULT_MODEL}"
+    if STUDY.model.startswith("resources/models/tiny-"):
+        return STUDY.model
+    return None
+
+
+def training_flags():
+    """`promptworth train` flags from the config's training section (one flag per key)."""
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in STUDY.training.items())
+
+
+def study_outputs():
+    return [
+        f"{RESULTS}/runs.csv",
+        f"{RESULTS}/tables/advantage.md",
+        f"{RESULTS}/figures/overview.png",
+    ]

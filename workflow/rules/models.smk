@@ -1,0 +1,19 @@
+# Backbones the workflow builds itself.
+
+
+rule convert_model:
+    output:
+        directory(f"resources/models/{DEFAULT_MODEL}"),
+    log:
+        "resources/logs/convert_model.log",
+    shell:
+        "promptworth convert-model --out {output} > {log} 2>&1"
+
+
+rule tiny_model:
+    output:
+        directory("resources/models/tiny-{kind}"),
+    log:
+        "resources/logs/tiny_model_{kind}.log",
+    shell:
+        "promptworth tiny-model --kind {wildcards.kind} --out {output} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# One training run per (task, method, size, data seed, train seed).
+
+
+def train_inputs(wildcards):
+    inputs = {"split": split_dir(wildcards.task, wildcards.size, wildcards.data_seed) + "/manifest.json"}
+    if model_dir():
+        inputs["model"] = model_dir()
+    return inputs
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        f"{RESULTS}/runs/{MODEL}/{{task}}/{{method}}/{{size}}-{{data_seed}}-{{train_seed}}.json",
+    log:
+        f"{RESULTS}/logs/train/{MODEL}/{{task}}/{{method}}/{{size}}-{{data_seed}}-{{train_seed}}.log",
+    params:
+        model=model_dir() or STUDY.model,
+        split_dir=lambda wc, input: str(Path(input.split).parent),
+        template=lambda wc: f"--template {STUDY.templates[wc.task]}" if wc.task in STUDY.templates else "",
+        training=training_flags(),
+        total=len(RUNS),
+    threads: STUDY.resources.get("threads", 2)
+    resources:
+        mem_mb=STUDY.resources.get("mem_mb", 6000),
+        runtime=STUDY.resources.get("runtime", 60),
+        gpus=STUDY.resources.get("gpus", 0),
+    shell:
+        "promptworth train --task {wildcards.task} --method {wildcards.method} "
+        "--split-dir {params.split_dir} --model {params.model} --seed {wildcards.train_seed} "
+        "--data-seed {wildcards.data_seed} {params.template} {params.training} --threads {threads} "
+        "--out {output} > {log} 2>&1 && "
+        f"promptworth progress {RESULTS}/runs/{MODEL} --total {{params.total}}"
