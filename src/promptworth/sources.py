@@ -126,11 +126,11 @@ def download_task(task: TaskSpec, root: Path, urls: dict[str, str] | None = None
                 _fetch(urls.get("fewglue", FEWGLUE_URL).format(task=folder, split=split), unpacked / name)
         else:
             raise ValueError(f"registry: {task.name} has unknown family {task.family!r}")
-        target = root / task.dir
-        target.mkdir(parents=True, exist_ok=True)
         for path in sorted(unpacked.iterdir()):
             if path.is_file():
                 verify(path, f"{task.dir}/{path.name}")
+        target = root / task.dir
+        target.mkdir(parents=True, exist_ok=True)
         for path in sorted(unpacked.iterdir()):
             if path.is_file():
                 shutil.move(str(path), target / path.name)

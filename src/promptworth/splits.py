@@ -372,19 +372,20 @@ def _lmbff_file(folder: Path, stem: str, suffix: str) -> Path:
     raise PromptworthError(f"split folder {folder} has no {stem}{suffix}")
 
 
-def load_split(task_name: str, split_dir: Path) -> datasets.DatasetDict:
-    """``train``, ``dev`` and ``test`` of a split folder, in either layout."""
+def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:
+    """One part ('train', 'dev' or 'test') of a split folder, in either layout."""
     task = get_task(task_name)
     folder = Path(split_dir)
     if not folder.is_dir():
         raise PromptworthError(f"split folder {folder} does not exist")
-    parts = {}
-    for stem in ("train", "dev", "test"):
-        if (folder / f"{stem}.jsonl").is_file():
-            rows = _read_jsonl_rows(folder / f"{stem}.jsonl")
-        else:
-            suffix = ".csv" if task.format == "csv" else ".tsv"
-            path = _lmbff_file(folder, stem, suffix)
-            rows = rows_from_records(task, read_records(task, path), path)
-        parts[stem] = to_dataset(task, rows)
-    return datasets.DatasetDict(parts)
+    if (folder / f"{part}.jsonl").is_file():
+        rows = _read_jsonl_rows(folder / f"{part}.jsonl")
+    else:
+        path = _lmbff_file(folder, part, ".csv" if task.format == "csv" else ".tsv")
+        rows = rows_from_records(task, read_records(task, path), path)
+    return to_dataset(task, rows)
+
+
+def load_split(task_name: str, split_dir: Path) -> datasets.DatasetDict:
+    """``train``, ``dev`` and ``test`` of a split folder, in either layout."""
+    return datasets.DatasetDict({part: load_split_part(task_name, split_dir, part) for part in ("train", "dev", "test")})

@@ -1,8 +1,8 @@
 """A study's configuration and plan: which splits and which training runs it needs.
 
-The YAML config is checked twice: its shape by Snakemake's ``validate`` against
-``workflow/schemas/config.schema.yaml`` (types, ranges, unknown keys), then its meaning here
-(task names exist, the splits can be drawn, compared methods are run).
+The YAML config is checked twice: its shape against ``workflow/schemas/config.schema.yaml``
+(types, ranges, unknown keys), then its meaning (task names exist, the splits can be drawn,
+compared methods are run). Either failure is one line naming the offending key.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jsonschema
+import yaml
 
 from promptworth.errors import PromptworthError
 from promptworth.splits import ALL, DEV_POLICIES
@@ -62,8 +65,24 @@ class Run:
     train_seed: int
 
 
-def load_study(config: dict[str, Any]) -> StudyConfig:
-    """A ``StudyConfig`` from a schema-validated config dict; a clear error when it makes no sense."""
+def validate_config(config: dict[str, Any], schema_path: Path) -> None:
+    """Check ``config`` against the JSON schema; raise with the most relevant violation."""
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        if error.parent is not None and error.parent.validator in ("oneOf", "anyOf"):
+            # A value that fits none of several alternatives: say what each one wanted.
+            error = error.parent
+            error.message = " or ".join(sorted({sub.message for sub in error.context}))
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+        raise PromptworthError(f"config{where or ' (top level)'}: {error.message}")
+
+
+def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:
+    """A ``StudyConfig`` from a config dict (checked against the schema when one is given)."""
+    if schema_path is not None:
+        validate_config(config, schema_path)
     raw_splits = dict(config["splits"])
     splits = SplitsConfig(
         kind=raw_splits["kind"],

@@ -1,12 +1,14 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
+import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
+from promptworth.errors import PromptworthError
 from promptworth.study import DEFAULT_MODEL, load_study, model_label, plan
 
-validate(config, "../schemas/config.schema.yaml")
-STUDY = load_study(config)
+try:
+    STUDY = load_study(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except PromptworthError as exc:
+    sys.exit(f"promptworth: error: {exc}")
 RESULTS = STUDY.results_dir
 MODEL = model_label(STUDY.model)
 RUNS = plan(STUDY)

@@ -14,7 +14,7 @@ import sys
 from promptworth import __version__
 from promptworth.errors import PromptworthError
 
-VERB_MODULES = ("data", "train", "analysis")
+VERB_MODULES = ("data", "study", "train", "analysis")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.handler(args) or 0)
     except PromptworthError as exc:
         print(f"promptworth: error: {exc}", file=sys.stderr)

@@ -1,0 +1,280 @@
+"""Splits: LM-BFF's K-shot splits byte for byte, nested ladders, manifests, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from promptworth import splits, tasks
+from promptworth.cli import main
+from promptworth.errors import PromptworthError
+
+NOT_IN_CHECKSUM_FILE = ("CoLA", "mpqa", "subj")
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def read_checksums(reference_dir: Path) -> dict[str, str]:
+    lines = (reference_dir / "lmbff_kshot_checksum.md5").read_text().splitlines()
+    return {line.split()[1]: line.split()[0] for line in lines if line.strip()}
+
+
+@pytest.fixture(scope="module")
+def kshot_out(tmp_path_factory, data_dir) -> Path:
+    """All LM-BFF K=16 splits that can be drawn from this mirror, written once for the module."""
+    out = tmp_path_factory.mktemp("kshot")
+    splits.kshot(out, data_dir=data_dir)
+    return out
+
+
+def test_kshot_reproduces_lmbff_published_md5(kshot_out, reference_dir):
+    checksums = read_checksums(reference_dir)
+    drawn = {p.parent.parent.name for p in kshot_out.glob("*/*/train.*")}
+    expected = {path: digest for path, digest in checksums.items() if path.split("/")[0] in drawn}
+    assert len(expected) == 120  # 8 tasks with a pool here and sums published, 5 seeds, 3 files
+    mismatched = [path for path, digest in expected.items() if md5(kshot_out / path) != digest]
+    assert mismatched == []
+
+
+def test_kshot_writes_every_task_with_a_pool_here(kshot_out):
+    names = sorted(p.name for p in kshot_out.iterdir())
+    assert names == sorted(["SST-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "CoLA", "RTE", "MRPC", "STS-B"])
+    for folder in kshot_out.glob("*/16-*"):
+        manifest = json.loads((folder / splits.MANIFEST).read_text())
+        assert manifest["layout"] == "lmbff" and manifest["k"] == 16
+        for name, digest in manifest["files"].items():
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+
+
+def test_kshot_matches_the_mirrors_published_splits(kshot_out, data_dir):
+    """Where the mirror holds LM-BFF's own split files, ours are identical to them."""
+    compared = 0
+    for published in (data_dir / "k-shot").glob("*/16-*/*.*"):
+        ours = kshot_out / published.relative_to(data_dir / "k-shot")
+        if ours.exists():
+            assert ours.read_bytes() == published.read_bytes(), ours
+            compared += 1
+    assert compared >= 100
+
+
+def lmbff_reference_sampler(data_dir: Path, task_names: list[str], k: int, seeds: list[int]) -> dict[str, bytes]:
+    """An independent, literal rendering of LM-BFF's tools/generate_k_shot_data.py.
+
+    It keeps the script's structure on purpose: one global numpy seed per (seed, task), seeds in
+    the outer loop, GLUE files read as lists of lines (CoLA's list shuffled in place, so its
+    shuffles accumulate), the others through pandas. Files are returned as bytes by path.
+    """
+    glue = {"CoLA": (1, False), "SST-2": (-1, True), "RTE": (-1, True), "MRPC": (0, True)}
+    loaded = {}
+    for name in task_names:
+        folder = data_dir / "original" / name
+        if name in glue:
+            loaded[name] = {split: open(folder / f"{split}.tsv").readlines() for split in ("train", "dev")}
+        else:
+            loaded[name] = {split: pd.read_csv(folder / f"{split}.csv", header=None) for split in ("train", "test")}
+    files: dict[str, bytes] = {}
+    for seed in seeds:
+        for name, data in loaded.items():
+            np.random.seed(seed)
+            if name in glue:
+                column, has_header = glue[name]
+                header, lines = (data["train"][:1], data["train"][1:]) if has_header else ([], data["train"])
+                np.random.shuffle(lines)
+                by_label: dict[str, list] = {}
+                for line in lines:
+                    by_label.setdefault(line.strip().split("\t")[column], []).append(line)
+                prefix = f"{name}/{k}-{seed}/"
+                files[prefix + "test.tsv"] = "".join(data["dev"]).encode()
+                files[prefix + "train.tsv"] = "".join(header + [l for g in by_label.values() for l in g[:k]]).encode()
+                files[prefix + "dev.tsv"] = "".join(header + [l for g in by_label.values() for l in g[k : 2 * k]]).encode()
+            else:
+                records = data["train"].values.tolist()
+                np.random.shuffle(records)
+                by_label = {}
+                for record in records:
+                    by_label.setdefault(record[0], []).append(record)
+                prefix = f"{name}/{k}-{seed}/"
+                files[prefix + "test.csv"] = data["test"].to_csv(header=False, index=False).encode()
+                train = [r for g in by_label.values() for r in g[:k]]
+                dev = [r for g in by_label.values() for r in g[k : 2 * k]]
+                files[prefix + "train.csv"] = pd.DataFrame(train).to_csv(header=False, index=False).encode()
+                files[prefix + "dev.csv"] = pd.DataFrame(dev).to_csv(header=False, index=False).encode()
+    return files
+
+
+def test_kshot_tasks_without_published_sums_match_an_independent_sampler(kshot_out, data_dir, reference_dir):
+    reference = lmbff_reference_sampler(data_dir, [*NOT_IN_CHECKSUM_FILE, "SST-2", "mr"], 16, list(splits.LMBFF_SEEDS))
+    checksums = read_checksums(reference_dir)
+    # The reference sampler itself reproduces the published sums where they exist.
+    for path, content in reference.items():
+        if path in checksums:
+            assert hashlib.md5(content).hexdigest() == checksums[path], path
+    for path, content in reference.items():
+        assert (kshot_out / path).read_bytes() == content, path
+
+
+def test_cola_seed_alone_replays_lmbffs_seed_order(kshot_out, tmp_path, data_dir):
+    """CoLA's shuffles accumulate; asking for seed 42 alone still gives LM-BFF's 16-42."""
+    splits.kshot(tmp_path, ["CoLA"], seeds=[42], data_dir=data_dir)
+    assert [p.name for p in (tmp_path / "CoLA").iterdir()] == ["16-42"]
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        assert (tmp_path / "CoLA" / "16-42" / name).read_bytes() == (kshot_out / "CoLA" / "16-42" / name).read_bytes()
+
+
+def test_kshot_cli_and_md5sum(tmp_path, data_dir, reference_dir):
+    out = tmp_path / "k-shot"
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "trec", "--seeds", "13", "87"]) == 0
+    checksums = read_checksums(reference_dir)
+    written = sorted(str(p.relative_to(out)) for p in out.glob("*/*/*.*") if p.name != splits.MANIFEST)
+    assert len(written) == 12
+    for path in written:
+        assert md5(out / path) == checksums[path]
+
+
+def test_kshot_bad_input_leaves_nothing(tmp_path, data_dir, capsys):
+    out = tmp_path / "k-shot"
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "CoLA", "--k", "3000"]) == 2
+    assert "CoLA: K=3000 is larger than class '0' holds (2528 examples in the pool)" in capsys.readouterr().err
+    assert not out.exists()  # SST-2 succeeded first, but nothing is published
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "Nope"]) == 2
+    assert "unknown task 'Nope'" in capsys.readouterr().err
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "MNLI"]) == 2
+    assert "MNLI: original/MNLI/train.tsv is not in the data mirror" in capsys.readouterr().err
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "CB"]) == 2
+    assert "CB is not one of LM-BFF's tasks" in capsys.readouterr().err
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--k", "0"]) == 2
+    assert not out.exists()
+
+
+def test_load_split_reads_lmbff_layout(kshot_out):
+    parts = splits.load_split("sst-5", kshot_out / "sst-5" / "16-42")
+    assert parts["train"].num_rows == parts["dev"].num_rows == 80
+    assert parts["test"].num_rows == 2210
+    assert sorted(parts["train"]["label"]) == sorted(list(range(5)) * 16)
+    stsb = splits.load_split("STS-B", kshot_out / "STS-B" / "16-42")
+    assert stsb["train"].num_rows == 32 and isinstance(stsb["train"][0]["label"], float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-size ladders
+
+
+def ladder_rows(folder: Path, part: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / f"{part}.jsonl").read_text().splitlines()]
+
+
+def idx(folder: Path, part: str) -> list[int]:
+    return [row["idx"] for row in ladder_rows(folder, part)]
+
+
+@pytest.fixture(scope="module")
+def cb_ladder(tmp_path_factory, data_dir) -> dict:
+    out = tmp_path_factory.mktemp("ladder")
+    written = {}
+    for seed in (1, 2):
+        spec = splits.LadderSpec(sizes=(10, 20, 50, "all"), data_seed=seed, dev_policy="fixed", dev_size=32)
+        written[seed] = splits.ladder("CB", spec, out / "CB", data_dir)
+    return written
+
+
+def test_ladder_is_nested_with_a_fixed_dev_set(cb_ladder):
+    folders = cb_ladder[1]
+    trains = [idx(folders[size], "train") for size in (10, 20, 50, "all")]
+    assert [len(t) for t in trains] == [10, 20, 50, 250 - 32]
+    for smaller, larger in zip(trains, trains[1:]):
+        assert larger[: len(smaller)] == smaller
+    devs = {tuple(idx(folders[size], "dev")) for size in folders}
+    assert len(devs) == 1 and len(next(iter(devs))) == 32
+    assert not set(next(iter(devs))) & set(trains[-1])
+    assert len(ladder_rows(folders[10], "test")) == 56
+
+
+def test_ladder_different_seeds_draw_different_subsets(cb_ladder):
+    assert set(idx(cb_ladder[1][20], "train")) != set(idx(cb_ladder[2][20], "train"))
+    assert idx(cb_ladder[1][10], "test") == idx(cb_ladder[2][10], "test")
+
+
+def test_ladder_is_deterministic_to_the_byte(cb_ladder, tmp_path, data_dir):
+    spec = splits.LadderSpec(sizes=(20,), data_seed=1, dev_policy="fixed", dev_size=32)
+    again = splits.ladder("CB", spec, tmp_path / "CB", data_dir)[20]
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl", "manifest.json"):
+        assert (again / name).read_bytes() == (cb_ladder[1][20] / name).read_bytes()
+
+
+def test_ladder_manifest_records_files_and_sources(cb_ladder, data_dir):
+    folder = cb_ladder[2][50]
+    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    assert (manifest["task"], manifest["size"], manifest["data_seed"], manifest["train_rows"]) == ("CB", 50, 2, 50)
+    assert manifest["dev_policy"] == "fixed" and manifest["dev_rows"] == 32
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    source = data_dir / "superglue" / "CB" / "train.jsonl"
+    assert manifest["sources"]["superglue/CB/train.jsonl"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert splits.manifest_sha256(folder) == hashlib.sha256((folder / splits.MANIFEST).read_bytes()).hexdigest()
+
+
+def test_ladder_rows_load_back(cb_ladder):
+    parts = splits.load_split("CB", cb_ladder[1][20])
+    assert [parts[p].num_rows for p in ("train", "dev", "test")] == [20, 32, 56]
+    original = tasks.load("CB", "pool")
+    first = parts["train"][0]
+    assert original[first["idx"]]["text_a"] == first["text_a"]
+
+
+def test_ladder_same_as_train_dev_policy(tmp_path, data_dir):
+    spec = splits.LadderSpec(sizes=(16, 32), data_seed=3, dev_policy="same_as_train")
+    folders = splits.ladder("RTE", spec, tmp_path, data_dir)
+    for size, folder in folders.items():
+        train, dev = idx(folder, "train"), idx(folder, "dev")
+        assert len(train) == len(dev) == size and not set(train) & set(dev)
+    assert idx(folders[32], "train")[:16] == idx(folders[16], "train")
+
+
+def test_ladder_test_limit_is_a_fixed_subset(tmp_path, data_dir):
+    spec = splits.LadderSpec(sizes=(10,), data_seed=1, dev_size=16, test_limit=100)
+    folder = splits.ladder("SST-2", spec, tmp_path / "a", data_dir)[10]
+    other = splits.ladder("SST-2", splits.LadderSpec(sizes=(10,), data_seed=2, dev_size=16, test_limit=100), tmp_path / "b", data_dir)[10]
+    test = idx(folder, "test")
+    assert len(test) == 100 and test == sorted(test) and test == idx(other, "test")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sizes": (10, 0)}, "training size 0 must be a positive integer"),
+        ({"sizes": (10, -3)}, "training size -3 must be a positive integer"),
+        ({"sizes": (10, 10)}, r"duplicate training sizes in \[10, 10\]"),
+        ({"sizes": ()}, "no training sizes given"),
+        ({"sizes": (10,), "dev_policy": "fixed", "dev_size": None}, "needs a positive dev_size"),
+        ({"sizes": ("all",), "dev_policy": "same_as_train"}, "cannot be used with size 'all'"),
+        ({"sizes": (10,), "dev_policy": "random"}, "unknown dev policy"),
+    ],
+)
+def test_ladder_spec_rejects_bad_input(kwargs, message):
+    kwargs = {"data_seed": 1, "dev_size": 8, **kwargs}
+    with pytest.raises(PromptworthError, match=message):
+        splits.LadderSpec(**kwargs)
+
+
+def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, capsys):
+    out = tmp_path / "CB"
+    code = main(["split", "--task", "CB", "--sizes", "10", "300", "--data-seed", "1", "--dev-size", "32", "--out", str(out), "--data-dir", str(data_dir)])
+    assert code == 2
+    assert "training size 300 exceeds the pool (250 rows, 32 of them kept for dev)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_split_cli_bad_sizes(tmp_path, data_dir, capsys):
+    out = tmp_path / "CB"
+    assert main(["split", "--task", "CB", "--sizes", "ten", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
+    assert "training size 'ten' must be a positive integer or 'all'" in capsys.readouterr().err
+    assert main(["split", "--task", "BoolQ", "--sizes", "10", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
+    assert "BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror" in capsys.readouterr().err
+    assert not out.exists()

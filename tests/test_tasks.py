@@ -1,0 +1,203 @@
+"""The task registry and the data layer, on the real files of the mirror."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import datasets
+import pytest
+
+from promptworth import sources, splits, tasks
+from promptworth.errors import PromptworthError
+
+# Row counts of ../shared/data/README.md (train pool, labelled evaluation set).
+README_ROWS = {
+    "SST-2": (6920, 872),
+    "sst-5": (8544, 2210),
+    "mr": (8662, 2000),
+    "cr": (1775, 2000),
+    "mpqa": (8606, 2000),
+    "subj": (8000, 2000),
+    "trec": (5452, 500),
+    "CoLA": (8551, 1043),
+    "MRPC": (3668, 408),
+    "RTE": (2490, 277),
+    "STS-B": (5749, 1500),
+    "CB": (250, 56),
+    "RTE-SuperGLUE": (2490, 277),
+    "COPA": (400, 100),
+    "WiC": (5428, 638),
+    "WSC": (554, 104),
+    "MultiRC": (27243, 4848),
+    "BoolQ": (None, 3270),
+}
+NUM_CLASSES = {"SST-2": 2, "sst-5": 5, "trec": 6, "CB": 3, "MNLI": 3, "STS-B": None}
+
+
+def test_registry_covers_the_22_tasks():
+    registry = tasks.registry()
+    lmbff = [n for n, s in registry.items() if s.family == "lmbff"]
+    superglue = [n for n, s in registry.items() if s.family == "superglue"]
+    assert len(lmbff) == 15 and len(superglue) == 7
+    for name, classes in NUM_CLASSES.items():
+        spec = registry[name]
+        assert spec.is_regression == (classes is None)
+        if classes:
+            assert spec.num_labels == classes
+
+
+@pytest.mark.parametrize("name", sorted(README_ROWS))
+def test_each_task_loads_with_the_readme_row_counts(name, data_dir):
+    pool_rows, eval_rows = README_ROWS[name]
+    evaluation = tasks.load(name, "eval", data_dir)
+    assert isinstance(evaluation, datasets.Dataset)
+    assert evaluation.num_rows == eval_rows
+    assert "text_a" in evaluation.column_names and "label" in evaluation.column_names
+    assert all(isinstance(text, str) and text for text in evaluation["text_a"])
+    if pool_rows is not None:
+        assert tasks.load(name, "pool", data_dir).num_rows == pool_rows
+
+
+def test_rows_have_the_task_fields(data_dir):
+    copa = tasks.load("COPA", "eval", data_dir)[0]
+    assert copa["choice1"] == "The toilet filled with water." and copa["label"] == 1
+    wsc = tasks.load("WSC", "eval", data_dir)[0]
+    assert (wsc["span1_text"], wsc["span2_text"], wsc["span2_index"]) == ("anyone", "him", 47)
+    multirc = tasks.load("MultiRC", "eval", data_dir)
+    assert {"answer", "group", "text_b"} <= set(multirc.column_names)
+    stsb = tasks.load("STS-B", "eval", data_dir)
+    assert stsb.features["label"].dtype == "float64" and stsb[0]["label"] == 5.0
+    cb = tasks.load("CB", "eval", data_dir)
+    assert cb.features["label"].names == ["contradiction", "entailment", "neutral"]
+    assert cb[0]["label"] == 0  # contradiction
+
+
+@pytest.mark.parametrize("name", ["MNLI", "SNLI", "QQP", "QNLI"])
+def test_missing_pools_fail_clearly_but_published_kshot_splits_load(name, data_dir):
+    with pytest.raises(PromptworthError, match=rf"{name}: original/{name}/train.tsv is not in the data mirror"):
+        tasks.load(name, "pool", data_dir)
+    spec = tasks.get_task(name)
+    folder = data_dir / "k-shot" / name / "16-42"
+    train = splits.load_split_part(name, folder, "train")
+    dev = splits.load_split_part(name, folder, "dev")
+    assert train.num_rows == dev.num_rows == 16 * spec.num_labels
+    assert sorted(set(train["label"])) == list(range(spec.num_labels))
+
+
+def test_missing_boolq_pool_fails_clearly(data_dir):
+    with pytest.raises(PromptworthError, match="BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror"):
+        tasks.load("BoolQ", "pool", data_dir)
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(PromptworthError, match=r"unknown task 'SST-3'; known tasks: SST-2, sst-5"):
+        tasks.get_task("SST-3")
+
+
+def _copy_task(data_dir: Path, tmp_path: Path, relpath: str) -> Path:
+    target = tmp_path / "mirror" / relpath
+    shutil.copytree(data_dir / relpath, target)
+    return tmp_path / "mirror"
+
+
+def test_corrupt_file_is_refused(data_dir, tmp_path):
+    mirror = _copy_task(data_dir, tmp_path, "original/SST-2")
+    path = mirror / "original" / "SST-2" / "dev.tsv"
+    path.write_bytes(path.read_bytes().replace(b"\t1\n", b"\t0\n", 1))
+    with pytest.raises(PromptworthError, match=r"dev.tsv is corrupt: its sha256 does not match"):
+        tasks.load("SST-2", "eval", mirror)
+
+
+def test_data_dir_from_environment(data_dir, monkeypatch):
+    monkeypatch.setenv(sources.DATA_ENV, str(data_dir))
+    assert sources.resolve_data_dir(None) == data_dir
+    monkeypatch.setenv(sources.DATA_ENV, "/nonexistent/mirror")
+    with pytest.raises(PromptworthError, match=r"data mirror /nonexistent/mirror \(from \$PROMPTWORTH_DATA\) is not a folder"):
+        sources.resolve_data_dir(None)
+
+
+def test_invalid_jsonl_names_the_line(data_dir, tmp_path):
+    mirror = _copy_task(data_dir, tmp_path, "superglue/CB")
+    path = mirror / "superglue" / "CB" / "train.jsonl"
+    path.write_text(path.read_text() + "{not json\n")
+    # The edited file no longer matches its checksum: that is caught first.
+    with pytest.raises(PromptworthError, match="corrupt"):
+        tasks.load("CB", "pool", mirror)
+    spec = tasks.get_task("CB")
+    with pytest.raises(PromptworthError, match=r"line 251 is not valid JSON"):
+        tasks.read_records(spec, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads from the original sources, exercised on local archives (file:// addresses)
+
+
+def _lmbff_archive(data_dir: Path, tmp_path: Path) -> str:
+    archive = tmp_path / "datasets.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("train.tsv", "dev.tsv"):
+            tar.add(data_dir / "original" / "SST-2" / name, arcname=f"data/original/SST-2/{name}")
+        tar.add(data_dir / "original" / "mr" / "train.csv", arcname="data/original/mr/train.csv")
+    return archive.as_uri()
+
+
+def test_download_lmbff_task_from_archive(data_dir, tmp_path):
+    root = tmp_path / "cache"
+    sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": _lmbff_archive(data_dir, tmp_path)})
+    assert sorted(p.name for p in (root / "original" / "SST-2").iterdir()) == ["dev.tsv", "train.tsv"]
+    assert not (root / "original" / "mr").exists()
+    assert tasks.load("SST-2", "pool", root).num_rows == 6920
+    assert [p.name for p in root.iterdir()] == ["original"]  # no staging left behind
+
+
+def test_download_superglue_task_from_archive(data_dir, tmp_path):
+    zipped = tmp_path / "CB.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for name in ("train.jsonl", "val.jsonl"):
+            archive.write(data_dir / "superglue" / "CB" / name, arcname=f"CB/{name}")
+    fewglue = tmp_path / "fewglue" / "CB"
+    fewglue.mkdir(parents=True)
+    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_train32.jsonl", fewglue / "train.jsonl")
+    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_dev32.jsonl", fewglue / "dev32.jsonl")
+    urls = {
+        "superglue": f"file://{tmp_path}/{{task}}.zip",
+        "fewglue": f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl",
+    }
+    root = tmp_path / "cache"
+    sources.download_task(tasks.get_task("CB"), root, urls)
+    assert tasks.load("CB", "eval", root).num_rows == 56
+    assert (root / "superglue" / "CB" / "fewglue_train32.jsonl").is_file()
+
+
+def test_corrupt_download_leaves_nothing(data_dir, tmp_path):
+    archive = tmp_path / "datasets.tar"
+    content = (data_dir / "original" / "SST-2" / "dev.tsv").read_bytes() + b"extra\t1\n"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("original/SST-2/dev.tsv")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    root = tmp_path / "cache"
+    with pytest.raises(PromptworthError, match="corrupt"):
+        sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": archive.as_uri()})
+    assert not (root / "original").exists()
+    assert list(root.iterdir()) == []
+
+
+def test_unreachable_source_is_a_clear_error(tmp_path):
+    with pytest.raises(PromptworthError, match="could not download"):
+        sources.download_task(tasks.get_task("SST-2"), tmp_path, {"lmbff": (tmp_path / "absent.tar").as_uri()})
+
+
+def test_registry_label_words_cover_every_label():
+    for name, spec in tasks.registry().items():
+        labels = ["0", "1"] if spec.is_regression else list(spec.labels)
+        assert set(spec.label_words) == set(labels), name
+        assert spec.templates, name
+        if spec.null_words:
+            assert set(spec.null_words) == set(labels), name
+        json.dumps(spec.templates)

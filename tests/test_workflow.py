@@ -1,0 +1,99 @@
+"""The study config (schema and meaning) and the Snakemake DAG it produces."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from promptworth.errors import PromptworthError
+from promptworth.study import load_study, plan
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_every_shipped_config_is_valid(name):
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    study = load_study(config, SCHEMA)
+    assert plan(study)
+
+
+def test_dry_run_lists_the_default_study(tmp_path):
+    result = snakemake("-n", "--config", f"results_dir={tmp_path}/results")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    study = load_study(DEFAULT, SCHEMA)
+    n_sizes = len(study.splits.sizes)
+    assert counts["split"] == len(study.tasks) * n_sizes * len(study.splits.data_seeds)
+    assert counts["train"] == len(plan(study)) == len(study.tasks) * n_sizes * len(study.splits.data_seeds) * len(study.methods) * len(study.train_seeds)
+    assert counts["aggregate"] == counts["tables"] == counts["figures"] == 1
+
+
+def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    config = copy.deepcopy(DEFAULT)
+    config["splits"]["sizes"] = [10, 10]
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "promptworth: error: config.splits.sizes: [10, 10] has non-unique elements" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def with_change(path: str, value) -> dict:
+    config = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("bogus", 1, r"config \(top level\): Additional properties are not allowed \('bogus' was unexpected\)"),
+        ("training.learning_rte", 1e-5, r"config.training: Additional properties are not allowed \('learning_rte'"),
+        ("training.batch_size", "eight", r"config.training.batch_size: 'eight' is not of type 'integer'"),
+        ("splits.sizes", [10, 0], r"config.splits.sizes\[1\]: .*0 is less than or equal to the minimum of 0"),
+        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than or equal to the minimum of 0"),
+        ("splits.sizes", [20, 20], r"config.splits.sizes: \[20, 20\] has non-unique elements"),
+        ("methods", ["prompt", "magic"], r"config.methods\[1\]: 'magic' is not one of"),
+        ("train_seeds", "1", r"config.train_seeds: '1' is not of type 'array'"),
+        ("tasks", ["SST-3"], r"unknown task 'SST-3'"),
+        ("comparisons", ["prompt:null"], r"comparison prompt:null names method 'null', which is not in methods"),
+        ("templates", {"SST-2": "nope"}, r"templates.SST-2 is 'nope', not one of SST-2's templates"),
+        ("splits.dev_size", None, r"config.splits.dev_size: None is not of type 'integer'"),
+    ],
+)
+def test_bad_config_is_one_clear_error(path, value, message):
+    with pytest.raises(PromptworthError, match=message):
+        load_study(with_change(path, value), SCHEMA)
+
+
+def test_kshot_study_needs_lmbff_tasks():
+    config = with_change("splits", {"kind": "kshot", "k": 16, "data_seeds": [13, 21]})
+    with pytest.raises(PromptworthError, match="CB is not an LM-BFF task"):
+        load_study(config, SCHEMA)
+    config["tasks"] = ["SST-2", "RTE"]
+    study = load_study(config, SCHEMA)
+    assert {run.size for run in plan(study)} == {16}
