@@ -47,11 +47,15 @@ class StudyConfig:
     splits: SplitsConfig
     training: dict[str, Any]
     templates: dict[str, str] = field(default_factory=dict)
+    methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
     comparisons: tuple[tuple[str, str], ...] = (("prompt", "head"),)
     data_dir: str | None = None
     results_dir: str = "results"
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
+
+    def methods_for(self, task: str) -> tuple[str, ...]:
+        return self.methods_by_task.get(task, self.methods)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         splits=splits,
         training=dict(config.get("training", {})),
         templates=dict(config.get("templates", {})),
+        methods_by_task={task: tuple(methods) for task, methods in config.get("methods_by_task", {}).items()},
         comparisons=tuple(comparisons),
         data_dir=config.get("data_dir"),
         results_dir=config.get("results_dir", "results"),
@@ -122,16 +127,17 @@ def check_study(study: StudyConfig) -> None:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
-        if "null" in study.methods and not task.null_words:
+        if "null" in study.methods_for(name) and not task.null_words:
             raise PromptworthError(f"config: method null needs null_words, which task {name} has none of")
         template = study.templates.get(name)
         if template is not None and template not in task.templates:
             raise PromptworthError(
                 f"config: templates.{name} is {template!r}, not one of {name}'s templates {list(task.templates)}"
             )
-    for name in study.templates:
-        if name not in study.tasks:
-            raise PromptworthError(f"config: templates names task {name!r}, which is not in tasks")
+    for key in ("templates", "methods_by_task"):
+        for name in getattr(study, key):
+            if name not in study.tasks:
+                raise PromptworthError(f"config: {key} names task {name!r}, which is not in tasks")
     splits = study.splits
     if splits.kind == "ladder":
         for name in study.tasks:
@@ -161,7 +167,7 @@ def plan(study: StudyConfig) -> list[Run]:
         for task in study.tasks
         for size in study.splits.sizes_for(task)
         for data_seed in study.splits.data_seeds
-        for method in study.methods
+        for method in study.methods_for(task)
         for train_seed in study.train_seeds
     ]
 
