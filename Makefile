@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study figures test test-fast test-slurm benchmark clean
+.PHONY: venv study figures report test test-slurm benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -25,8 +25,19 @@ $(VENV)/.installed: pyproject.toml
 study: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local
 
+# Tables and figures from run records that already exist: no training. By default the published
+# study in reports/ (its run records in reports/runs). The default study's:
+#   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
+FIGURES_CONFIG ?= config/study.yaml
+RUNS ?= reports/runs
+OUT ?= reports
 figures: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local figures
+	$(BIN)/snakemake --cores $(CORES) --configfile $(FIGURES_CONFIG) \
+		--config runs_dir=$(RUNS) results_dir=$(OUT) --workflow-profile workflow/profiles/local -- aggregate tables figures
+
+# The HTML report (figures and tables with captions) of the default study, after `make study`.
+report: venv
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
 
 test: venv
 	$(BIN)/python -m pytest -q
