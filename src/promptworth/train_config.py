@@ -1,0 +1,78 @@
+"""Training hyperparameters, shared by ``promptworth train`` and the workflow (no torch import)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from promptworth.errors import PromptworthError
+
+PROTOCOLS = ("steps", "epochs")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters; :func:`add_arguments` turns each field into a CLI flag."""
+
+    protocol: str = field(default="steps", metadata={"choices": PROTOCOLS, "help": "steps: exactly max_steps (LM-BFF); epochs: epochs clamped to [min_steps, max_steps] (Le Scao & Rush)"})
+    max_steps: int = field(default=1000, metadata={"help": "optimizer steps (steps), or the most steps (epochs)"})
+    min_steps: int = field(default=0, metadata={"help": "the fewest steps (epochs protocol)"})
+    epochs: float = field(default=10.0, metadata={"help": "passes over the training set (epochs protocol)"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate of AdamW"})
+    batch_size: int = field(default=8, metadata={"help": "training batch size"})
+    eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "share of the steps with a linear warmup"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases and norms)"})
+    max_length: int = field(default=128, metadata={"help": "tokens per sequence; the longest text field is cut"})
+    eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
+    precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
+
+    def __post_init__(self) -> None:
+        checks = {
+            "protocol": self.protocol in PROTOCOLS,
+            "precision": self.precision in PRECISIONS,
+            "max_steps": self.max_steps >= 1,
+            "min_steps": 0 <= self.min_steps <= self.max_steps,
+            "epochs": self.epochs > 0,
+            "learning_rate": self.learning_rate > 0,
+            "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "max_length": self.max_length >= 8,
+            "eval_every": self.eval_every >= 0,
+            "max_grad_norm": self.max_grad_norm >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise PromptworthError(f"training setting {name} has an invalid value: {getattr(self, name)!r}")
+
+    def total_steps(self, train_size: int) -> int:
+        if self.protocol == "steps":
+            return self.max_steps
+        per_epoch = math.ceil(train_size / self.batch_size)
+        return int(min(max(round(self.epochs * per_epoch), self.min_steps), self.max_steps))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--learning-rate`` ...), defaults from the class."""
+    group = parser.add_argument_group("training")
+    for f in fields(TrainConfig):
+        kwargs: dict[str, Any] = {"type": {"int": int, "float": float, "str": str}[f.type], "default": f.default,
+                                  "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {f.default})"}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
