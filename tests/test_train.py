@@ -1,0 +1,182 @@
+"""`promptworth train`: the run record, determinism, bad input, and a real SmolLM2 run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import sentiment_split, tiny_model
+
+from promptworth import methods, train
+from promptworth.cli import main
+from promptworth.errors import PromptworthError
+
+CONTRACT_KEYS = {
+    "schema_version", "task", "method", "model", "model_path", "template", "template_name", "verbalizer",
+    "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
+    "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
+    "versions", "git_commit",
+}
+TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb"}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    return sentiment_split(tmp_path_factory.mktemp("split") / "32-1")
+
+
+def _argv(split: Path, out: Path, model: str, method: str = "prompt", seed: int = 1, *extra: str) -> list[str]:
+    return [
+        "train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", model,
+        "--seed", str(seed), "--out", str(out), "--max-steps", "6", "--eval-every", "3", "--learning-rate", "1e-3",
+        "--no-progress", "--precision", "fp32", *extra,
+    ]
+
+
+def test_run_record_follows_the_contract(split, tmp_path):
+    out = tmp_path / "runs" / "run.json"
+    assert main(_argv(split, out, str(tiny_model("roberta")), "prompt", 1, "--data-seed", "7")) == 0
+    record = json.loads(out.read_text())
+    assert CONTRACT_KEYS <= set(record)
+    assert TIMING_KEYS <= set(record["timing"])
+    assert record["schema_version"] == 1
+    assert record["template"] == "{text_a} It was {mask}." and record["template_name"] == "lmbff"
+    assert record["verbalizer"] == {"0": "terrible", "1": "great"}
+    assert record["train_size"] == 32 and record["data_seed"] == 7 and record["train_seed"] == 1
+    assert [p["step"] for p in record["dev_curve"]] == [3, 6]
+    assert record["score"] == record["test"]["acc"] and record["metric"] == "acc"
+    assert record["hyperparameters"]["max_steps"] == 6 and record["hyperparameters"]["protocol"] == "steps"
+    assert record["precision"] == "fp32"
+    assert set(record["versions"]) == {"promptworth", "torch", "transformers", "datasets", "python"}
+    assert not list(out.parent.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_head_record_has_no_template(split, tmp_path):
+    out = tmp_path / "head.json"
+    assert main(_argv(split, out, str(tiny_model("gpt2")), "head")) == 0
+    record = json.loads(out.read_text())
+    assert record["template"] is None and record["verbalizer"] is None and record["method"] == "head"
+    assert record["data_seed"] == 1  # from the folder name <size>-<seed>
+
+
+def test_same_seed_same_record(split, tmp_path):
+    records = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        assert main(_argv(split, out, str(tiny_model("llama")), "null", 5, "--test-limit", "8")) == 0
+        records.append(json.loads(out.read_text()))
+    a, b = records
+    assert a["test"] == b["test"] and a["dev_curve"] == b["dev_curve"] and a["train_loss"] == b["train_loss"]
+    assert a["test_size"] == 8
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--method", "lora"), "unknown method"),
+        (("--model", "/nonexistent/model"), "does not exist"),
+        (("--model", "smollm2-135m-instruct", "--task", "nope"), "unknown task"),
+        (("--template", "nope"), "no template 'nope'"),
+        (("--learning-rate", "-1"), "learning_rate"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_no_json(split, tmp_path, capsys, change, message):
+    out = tmp_path / "bad.json"
+    argv = _argv(split, out, str(tiny_model("bert")))
+    for flag, value in zip(change[::2], change[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_missing_short_name_model_says_how_to_convert(monkeypatch, tmp_path):
+    from promptworth import models
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PromptworthError, match="convert-model"):
+        models.resolve_model("smollm2-135m-instruct", root=tmp_path)
+
+
+def test_nan_loss_is_an_error_and_no_json(split, tmp_path, monkeypatch, capsys):
+    def nan_loss(self, scores, batch):
+        return scores.sum() * float("nan")
+
+    monkeypatch.setattr(methods.PromptMethod, "loss", nan_loss)
+    out = tmp_path / "nan.json"
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert "loss is nan" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_flags_match_the_config_fields():
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30"])
+    config = train.config_from_args(args)
+    assert config.learning_rate == 2e-5 and config.protocol == "epochs" and config.batch_size == 8
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "fp8"])
+
+
+@pytest.mark.parametrize(
+    "settings, size, steps",
+    [
+        ({"protocol": "steps", "max_steps": 100}, 32, 100),
+        ({"protocol": "epochs", "epochs": 10, "min_steps": 50, "max_steps": 2000}, 32, 50),  # 40 -> clamped up
+        ({"protocol": "epochs", "epochs": 10, "min_steps": 5, "max_steps": 2000}, 33, 50),  # ceil(33/8)=5 per epoch
+        ({"protocol": "epochs", "epochs": 10, "min_steps": 5, "max_steps": 20}, 1000, 20),
+    ],
+)
+def test_total_steps(settings, size, steps):
+    assert train.TrainConfig(**settings).total_steps(size) == steps
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    schedule = train.linear_schedule(optimizer, warmup=2, total=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] < rates[1] < rates[2] and rates[2] == max(rates)
+    assert rates[-1] < rates[-2] and optimizer.param_groups[0]["lr"] == 0.0
+
+
+def test_metrics():
+    from promptworth import metrics
+
+    got = metrics.compute([0, 1, 1, 0], [0, 1, 0, 0], 2)
+    assert got["acc"] == 0.75 and abs(got["f1"] - 2 / 3) < 1e-9
+    assert abs(got["mcc"] - 0.5773502691896258) < 1e-9
+    assert metrics.compute([0, 1, 2], [0, 1, 2], 3)["macro_f1"] == 1.0
+    assert abs(metrics.compute([1.0, 2.0, 3.0], [2.0, 4.0, 7.0], None)["pearson"] - 0.9933992677987828) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# SmolLM2-135M-Instruct, when its package is installed
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_smollm2_trains_on_sst2_kshot(smollm2_dir, data_dir, tmp_path):
+    split = data_dir / "k-shot" / "SST-2" / "16-42"
+    if not split.is_dir():
+        pytest.skip("SST-2 K-shot split not in the data mirror")
+    for method in ("prompt", "head"):
+        out = tmp_path / f"{method}.json"
+        argv = ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(smollm2_dir),
+                "--seed", "1", "--out", str(out), "--max-steps", "2", "--eval-every", "2", "--test-limit", "16",
+                "--no-progress", "--threads", "2"]
+        assert main(argv) == 0
+        record = json.loads(out.read_text())
+        assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 16
+        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == 2
