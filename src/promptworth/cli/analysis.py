@@ -1,7 +1,191 @@
-"""Verbs of this area (filled in by its module's owner)."""
+"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``.
+
+Every verb checks its input first and writes its output all at once (temp file or folder, then a
+rename), so a bad input leaves nothing behind. See ``docs/analysis.md``.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from promptworth.advantage import REDUCTIONS, WINDOWS, X_SCALES, AdvantageOptions, AdvantageResult
+from promptworth.errors import PromptworthError
+
+DEFAULT_COMPARISONS = ("prompt:head", "null:head", "prompt:null")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No verbs yet."""
+    agg = subparsers.add_parser("aggregate", help="collect run JSONs into the tidy results table (one row per run)")
+    agg.add_argument("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
+                     help="run records, or folders searched recursively for *.json")
+    agg.add_argument("--out", type=Path, default=Path("results/runs.csv"), help="CSV to write (default: %(default)s)")
+    agg.set_defaults(handler=run_aggregate)
+
+    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per task")
+    adv.add_argument("results", type=Path, metavar="RESULTS_CSV")
+    adv.add_argument("--treatment", default="prompt", help="method whose worth is measured (default: %(default)s)")
+    adv.add_argument("--baseline", default="head", help="method it is compared with (default: %(default)s)")
+    _add_options(adv)
+    adv.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")
+    adv.add_argument("--json", action="store_true", help="print a JSON list instead of a text table")
+    adv.set_defaults(handler=run_advantage)
+
+    imp = subparsers.add_parser("import-lescao", help="Le Scao & Rush's wandb CSV exports -> tidy results table")
+    imp.add_argument("csvs", nargs="+", type=Path, metavar="CSV")
+    imp.add_argument("--task", help="task name for every file (default: from each file's name, e.g. cb.csv -> CB)")
+    imp.add_argument("--out", type=Path, required=True, help="tidy CSV to write")
+    imp.add_argument("--pattern", type=int, default=0, help="PVP pattern taken as prompt/null (default: %(default)s)")
+    imp.set_defaults(handler=run_import_lescao)
+
+    tab = subparsers.add_parser("tables", help="advantage and LM-BFF-style tables as markdown, LaTeX and CSV")
+    tab.add_argument("results", type=Path, metavar="RESULTS_CSV")
+    tab.add_argument("--out-dir", type=Path, required=True)
+    tab.add_argument("--comparisons", nargs="+", metavar="TREATMENT:BASELINE",
+                     help=f"default: {' '.join(DEFAULT_COMPARISONS)} (those whose methods are in the results)")
+    _add_options(tab)
+    tab.set_defaults(handler=run_tables)
+
+    fig = subparsers.add_parser("figures", help="score vs training-set size per task and an overview grid (PNG+PDF)")
+    fig.add_argument("results", type=Path, metavar="RESULTS_CSV")
+    fig.add_argument("--out-dir", type=Path, required=True)
+    fig.add_argument("--treatment", default="prompt", help="(default: %(default)s)")
+    fig.add_argument("--baseline", default="head", help="(default: %(default)s)")
+    _add_options(fig)
+    fig.set_defaults(handler=run_figures)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reduction", choices=REDUCTIONS, default="max",
+                        help="runs -> one score per size (default: %(default)s, as published)")
+    parser.add_argument("--x-scale", choices=X_SCALES, default="linear",
+                        help="interpolate in raw or log size (default: %(default)s, as published)")
+    parser.add_argument("--window", choices=WINDOWS, default="overlap",
+                        help="score window: shared range or union range with clamping (default: %(default)s)")
+    parser.add_argument("--levels", type=int, default=1000, help="score levels in the window (default: %(default)s)")
+    parser.add_argument("--window-from", metavar="A:B",
+                        help="methods whose curves set the window (default: the two compared); "
+                             "prompt:head reproduces the paper's null-verbalizer numbers")
+    parser.add_argument("--model", help="only runs of this model (the 'model' column)")
+
+
+def _options(args: argparse.Namespace) -> AdvantageOptions:
+    window_from = None
+    if args.window_from:
+        window_from = tuple(m for m in args.window_from.split(":") if m)
+        if not window_from:
+            raise PromptworthError(f"bad --window-from {args.window_from!r}; write METHOD:METHOD")
+    return AdvantageOptions(reduction=args.reduction, x_scale=args.x_scale, window=args.window,
+                            levels=args.levels, window_from=window_from)
+
+
+def _results(args: argparse.Namespace) -> pd.DataFrame:
+    from promptworth.results import read_table
+
+    table = read_table(args.results)
+    if getattr(args, "model", None):
+        if "model" not in table.columns:
+            raise PromptworthError(f"{args.results}: no 'model' column to filter by --model")
+        table = table[table["model"].astype(str) == args.model]
+        if table.empty:
+            raise PromptworthError(f"{args.results}: no runs of model {args.model!r}")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    from promptworth.results import collect, write_csv
+
+    table = collect(args.paths)
+    write_csv(table, args.out)
+    print(f"[promptworth] {len(table)} runs -> {args.out}")
+    return 0
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def format_results(results: list[AdvantageResult]) -> str:
+    header = ["task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
+    rows = [[r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
+             f"[{_fmt(r.window_lo, 4)}, {_fmt(r.window_hi, 4)}]", r.n_runs, r.reason] for r in results]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def run_advantage(args: argparse.Namespace) -> int:
+    from promptworth.advantage import advantage_table
+
+    results = advantage_table(_results(args), args.treatment, args.baseline, _options(args), tasks=args.tasks)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_results(results))
+    return 0
+
+
+def run_import_lescao(args: argparse.Namespace) -> int:
+    from promptworth.advantage import import_lescao
+    from promptworth.results import write_csv
+
+    frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
+    tidy = pd.concat(frames, ignore_index=True)
+    dup = tidy.duplicated(["task", "method", "train_size", "seed"], keep=False)
+    if dup.any():
+        first = tidy[dup].iloc[0]
+        raise PromptworthError(
+            f"the files give task {first['task']!r} twice (method {first['method']}, size {first['train_size']}, "
+            f"seed {first['seed']}); give each file its own --task or import them separately"
+        )
+    write_csv(tidy, args.out)
+    tasks = ", ".join(dict.fromkeys(tidy["task"]))
+    print(f"[promptworth] {len(tidy)} runs of {tasks} -> {args.out}")
+    return 0
+
+
+def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
+    from promptworth.tables import Comparison
+
+    if args.comparisons:
+        return [Comparison.parse(text) for text in args.comparisons]
+    present = set(table["method"].astype(str))
+    chosen = [c for c in map(Comparison.parse, DEFAULT_COMPARISONS) if {c.treatment, c.baseline} <= present]
+    if not chosen:
+        raise PromptworthError(
+            f"{args.results}: none of the default comparisons ({' '.join(DEFAULT_COMPARISONS)}) has both methods "
+            f"in the results (methods: {', '.join(sorted(present))}); give --comparisons"
+        )
+    return chosen
+
+
+def run_tables(args: argparse.Namespace) -> int:
+    from promptworth.results import write_files
+    from promptworth.tables import table_texts
+
+    table = _results(args)
+    texts = table_texts(table, _comparisons(args, table), _options(args))
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    written = write_files(args.out_dir, write)
+    print(f"[promptworth] {len(written)} tables -> {args.out_dir}")
+    return 0
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    from promptworth.plots import figures
+
+    written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
+    print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
+    return 0

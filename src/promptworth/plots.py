@@ -1,0 +1,177 @@
+"""Figures: test score against training-set size per task, and an overview grid of all tasks.
+
+Per task: one colour per method; every run as a faint point, the mean over runs as a line, and
+for the two compared methods the monotone curve the advantage uses (best run, running maximum)
+dashed, with the area between them over the score window shaded: its mean width in data points
+is the advantage. Figures are built on ``matplotlib.figure.Figure`` (Agg canvas; no pyplot state).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from promptworth.advantage import (
+    AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix, score_levels,
+)
+from promptworth.errors import PromptworthError
+from promptworth.results import write_files
+
+FORMATS = ("png", "pdf")
+DPI = 150
+
+
+@dataclass(frozen=True)
+class TaskPanel:
+    """What one panel shows: a task's runs and, when defined, the comparison's result."""
+
+    task: str
+    runs: pd.DataFrame
+    methods: tuple[str, ...]
+    result: AdvantageResult | None
+
+
+def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    import seaborn as sns  # late: seaborn is slow to import
+
+    colours = sns.color_palette("colorblind", n_colors=max(len(methods), 3))
+    return dict(zip(methods, colours))
+
+
+def file_stem(task: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", task) or "task"
+
+
+def task_panels(
+    results: pd.DataFrame, treatment: str, baseline: str, options: AdvantageOptions = AdvantageOptions()
+) -> list[TaskPanel]:
+    tidy = check_tidy(results)
+    tidy = tidy[tidy["train_size"] > 0]  # a log axis cannot show zero-shot runs
+    if tidy.empty:
+        raise PromptworthError("no runs with a positive training-set size to plot")
+    present = list(dict.fromkeys(tidy["method"]))
+    for method in (treatment, baseline):
+        if method not in present:
+            raise PromptworthError(f"method {method!r} not in the results; methods present: {', '.join(present)}")
+    order = [treatment, baseline, *(m for m in present if m not in (treatment, baseline))]
+    panels = []
+    for task, runs in tidy.groupby("task", sort=False):
+        methods = tuple(m for m in order if (runs["method"] == m).any())
+        result = None
+        needed = {treatment, baseline, *(options.window_from or ())}
+        if needed <= set(methods):
+            matrices = {m: run_matrix(runs[runs["method"] == m]) for m in needed}
+            result = compare(matrices, treatment, baseline, options, task=str(task))
+        panels.append(TaskPanel(str(task), runs, methods, result))
+    return panels
+
+
+def _dense(curve: Curve, x_scale: str, per_segment: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """The piecewise-linear curve (linear in raw or log size) sampled densely, to draw on a log axis."""
+    if len(curve.sizes) < 2:
+        return curve.sizes, curve.scores
+    t = np.linspace(0.0, 1.0, per_segment)
+    x0, x1 = curve.sizes[:-1, None], curve.sizes[1:, None]
+    y0, y1 = curve.scores[:-1, None], curve.scores[1:, None]
+    xs = np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))) if x_scale == "log" else x0 + t * (x1 - x0)
+    return xs.ravel(), (y0 + t * (y1 - y0)).ravel()
+
+
+def _title(panel: TaskPanel) -> str:
+    r = panel.result
+    if r is None:
+        return f"{panel.task}"
+    if math.isnan(r.advantage):
+        return f"{panel.task}: {r.treatment} vs {r.baseline}: undefined"
+    err = "" if math.isnan(r.std) else f" ± {r.std:.0f}"
+    return f"{panel.task}: {r.treatment} vs {r.baseline}: {r.advantage:.0f}{err} points"
+
+
+def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOptions, legend: bool = True) -> None:
+    for method in panel.methods:
+        runs = panel.runs[panel.runs["method"] == method]
+        colour = colours[method]
+        ax.scatter(runs["train_size"], runs["score"], s=10, alpha=0.35, color=colour, linewidths=0)
+        mean = runs.groupby("train_size")["score"].mean().sort_index()
+        ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, lw=1.6, color=colour,
+                label=f"{method} (mean of {runs['seed'].nunique()} runs)")
+    r = panel.result
+    if r is not None and not math.isnan(r.advantage):
+        curves = {}
+        for method in (r.treatment, r.baseline):
+            curve = build_curve(run_matrix(panel.runs[panel.runs["method"] == method]), options.reduction)
+            curves[method] = curve
+            ax.plot(*_dense(curve, options.x_scale), lw=0.9, ls="--", color=colours[method], alpha=0.9)
+        levels = score_levels(r.window_lo, r.window_hi, 400)
+        x_t = points_needed(curves[r.treatment], levels, options.x_scale)
+        x_b = points_needed(curves[r.baseline], levels, options.x_scale)
+        ax.plot([], [], ls="--", lw=0.9, color="0.3", label=f"{options.reduction} over runs, running max")
+        ax.fill_betweenx(levels, x_t, x_b, color="0.5", alpha=0.22, lw=0, label="advantage area")
+        ax.axhspan(r.window_lo, r.window_hi, color="0.85", alpha=0.25, lw=0, zorder=0)
+    ax.set_xscale("log")
+    ax.set_title(_title(panel), fontsize=9)
+    metric = "/".join(dict.fromkeys(panel.runs["metric"].dropna().astype(str))) if "metric" in panel.runs else ""
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"test {metric}".strip())
+    ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    if legend:
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+
+
+def _save(fig: Figure, stem: Path) -> None:
+    FigureCanvasAgg(fig)
+    for fmt in FORMATS:
+        fig.savefig(stem.with_suffix(f".{fmt}"), dpi=DPI)
+        fig.set_layout_engine("none")  # the layout is settled by the first save; reuse it
+
+
+def task_figure(panel: TaskPanel, colours: dict, options: AdvantageOptions) -> Figure:
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    draw_panel(fig.add_subplot(), panel, colours, options)
+    return fig
+
+
+def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: AdvantageOptions) -> Figure:
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(3.6 * ncols, 2.9 * nrows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, panel in zip(axes, panels):
+        draw_panel(ax, panel, colours, options, legend=False)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = [], []
+    for ax in axes[: len(panels)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            key = lab.split(" (")[0]
+            if key not in labels:
+                handles.append(h)
+                labels.append(key)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+    return fig
+
+
+def figures(
+    results: pd.DataFrame, out_dir: Path, treatment: str = "prompt", baseline: str = "head",
+    options: AdvantageOptions = AdvantageOptions(),
+) -> list[Path]:
+    """Write ``<task>.png/.pdf`` per task and ``overview.png/.pdf`` into ``out_dir`` (all or nothing)."""
+    panels = task_panels(results, treatment, baseline, options)
+    methods = list(dict.fromkeys(m for p in panels for m in p.methods))
+    colours = palette(methods)
+
+    def write(tmp: Path) -> None:
+        for panel in panels:
+            _save(task_figure(panel, colours, options), tmp / file_stem(panel.task))
+        _save(overview_figure(panels, colours, options), tmp / "overview")
+
+    return write_files(out_dir, write)

@@ -1,0 +1,226 @@
+"""Run records (one JSON per training run) -> the tidy results table, one row per run.
+
+The record schema and the table's columns are in ``docs/contracts.md``. Also the small helpers
+every analysis writer uses to leave either the whole output or nothing (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import pandas as pd
+
+from promptworth.errors import PromptworthError
+
+SCHEMA_VERSIONS = (1,)
+BASE_COLUMNS = (
+    "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
+    "metric", "score", "dev_score", "best_step", "wall_s",
+)
+# Keys every record must have; ``NULLABLE`` ones may be null (head runs have no template, a
+# run may lack a test score or a known data seed).
+REQUIRED = ("task", "method", "model", "template_name", "train_size", "data_seed", "train_seed",
+            "metric", "score", "dev_score", "best_step", "test", "timing")
+# Read back as text, verbatim (pandas would read the method "null" as a missing value).
+TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric"}
+NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
+NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading records
+
+
+def find_run_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files given plus every ``*.json`` under the folders given (recursively), sorted, unique."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*.json")) if p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise PromptworthError(f"{path}: no such file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise PromptworthError(f"no run JSON files found in {', '.join(map(str, paths))}")
+    return unique
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One run record, checked: an object with a known schema_version and every required key."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(record, dict):
+        raise PromptworthError(f"{path}: a run record must be a JSON object")
+    if "schema_version" not in record:
+        raise PromptworthError(f"{path}: missing key 'schema_version' (not a run record?)")
+    if record["schema_version"] not in SCHEMA_VERSIONS:
+        raise PromptworthError(
+            f"{path}: unknown schema_version {record['schema_version']!r} "
+            f"(this promptworth reads {', '.join(map(str, SCHEMA_VERSIONS))})"
+        )
+    for key in REQUIRED:
+        if key not in record:
+            raise PromptworthError(f"{path}: missing key {key!r}")
+        if record[key] is None and key not in NULLABLE:
+            raise PromptworthError(f"{path}: key {key!r} is null")
+    if not isinstance(record["test"], dict):
+        raise PromptworthError(f"{path}: key 'test' must be an object of metric values")
+    if not isinstance(record["timing"], dict) or "wall_s" not in record["timing"]:
+        raise PromptworthError(f"{path}: missing key 'timing.wall_s'")
+    for key in ("train_size", "train_seed", "data_seed", "best_step"):
+        if not _is_int(record[key]) and not (key in NULLABLE and record[key] is None):
+            raise PromptworthError(f"{path}: key {key!r} must be an integer, got {record[key]!r}")
+    for key in ("score", "dev_score"):
+        if record[key] is not None and not _is_number(record[key]):
+            raise PromptworthError(f"{path}: key {key!r} must be a number, got {record[key]!r}")
+    return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float:
+    """JSON number or null -> float (NaN for null)."""
+    return math.nan if value is None else float(value)
+
+
+def run_seed(data_seed: Any, train_seed: Any) -> str:
+    """The run's id within (task, method, train_size); ``na`` stands for an unknown data seed."""
+    return f"{'na' if data_seed is None else data_seed}-{train_seed}"
+
+
+def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The table row of one checked record."""
+    row: dict[str, Any] = {
+        "task": record["task"],
+        "method": record["method"],
+        "model": record["model"],
+        "template_name": record["template_name"] or "",
+        "train_size": int(record["train_size"]),
+        "data_seed": record["data_seed"],
+        "train_seed": int(record["train_seed"]),
+        "seed": run_seed(record["data_seed"], record["train_seed"]),
+        "metric": record["metric"],
+        "score": _number(record["score"]),
+        "dev_score": _number(record["dev_score"]),
+        "best_step": record["best_step"],
+        "wall_s": _number(record["timing"]["wall_s"]),
+    }
+    for name, value in record["test"].items():
+        row[f"test_{name}"] = _number(value)
+    return row
+
+
+def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The tidy table of every run record under ``paths``; duplicate runs are an error."""
+    files = find_run_files(list(paths))
+    rows, origin = [], []
+    for path in files:
+        rows.append(record_row(read_record(path)))
+        origin.append(path)
+    table = pd.DataFrame(rows)
+    key = ["task", "method", "model", "template_name", "train_size", "seed"]
+    dup = table.duplicated(key, keep=False)
+    if dup.any():
+        clash = [str(origin[i]) for i in table.index[dup]][:2]
+        raise PromptworthError(f"the same run appears twice: {' and '.join(clash)}")
+    for column in ("data_seed", "best_step"):  # integers that may be missing
+        table[column] = pd.array([None if v is None else int(v) for v in table[column]], dtype="Int64")
+    test_columns = sorted(c for c in table.columns if c.startswith("test_"))
+    table = table[[*BASE_COLUMNS, *test_columns]]
+    table = table.sort_values(["task", "method", "model", "template_name", "train_size", "seed"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the table back
+
+
+def read_table(path: str | Path, required: Iterable[str] = ("task", "method", "train_size", "seed", "score")) -> pd.DataFrame:
+    """A results CSV with at least ``required`` columns; clear errors for missing/empty/bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise PromptworthError(f"{path}: no such file")
+    try:
+        # Names stay as written ("null" is a method, not a missing value); numbers keep NA markers.
+        header = pd.read_csv(path, nrows=0).columns
+        names = [c for c in header if c in TEXT_COLUMNS]
+        table = pd.read_csv(
+            path, dtype={c: str for c in names}, keep_default_na=False,
+            na_values={c: list(NA_MARKERS) for c in header if c not in TEXT_COLUMNS},
+        )
+    except pd.errors.EmptyDataError:
+        raise PromptworthError(f"{path}: empty file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise PromptworthError(f"{path}: missing column(s) {', '.join(missing)}")
+    if table.empty:
+        raise PromptworthError(f"{path}: no rows")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# All-or-nothing output
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path``; renamed onto it only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path]:
+    """Call ``write(tmp_dir)`` and move what it wrote into ``out_dir`` only if it succeeds.
+
+    ``out_dir`` is created if needed; files already there with other names are left alone.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    try:
+        write(tmp_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item in sorted(tmp_dir.iterdir()):
+            target = out_dir / item.name
+            os.replace(item, target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

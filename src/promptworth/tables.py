@@ -1,0 +1,236 @@
+"""Tables of the analysis: data advantage per task with error bars, and LM-BFF-style scores.
+
+Each comes as a long CSV (numbers at full precision, for machines), a markdown table and a LaTeX
+``tabular`` (rounded, for people). The markdown parses back with :func:`parse_markdown`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy
+from promptworth.errors import PromptworthError
+
+MISSING = "–"  # the paper's mark for "not computed"
+ADVANTAGE_COLUMNS = (
+    "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
+    "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason",
+)
+METHOD_ORDER = ("head", "prompt", "null")  # known methods first, in this order; others after
+LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    treatment: str
+    baseline: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.treatment} vs {self.baseline}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Comparison":
+        """``treatment:baseline``."""
+        parts = text.split(":")
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise PromptworthError(f"bad comparison {text!r}; write TREATMENT:BASELINE, e.g. prompt:head")
+        return cls(parts[0], parts[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting helpers
+
+
+def _is_nan(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_advantage(advantage: float, std: float) -> str:
+    """``752 ± 46`` (whole data points); ``752`` without an error bar; ``–`` when undefined."""
+    if _is_nan(advantage):
+        return MISSING
+    if _is_nan(std):
+        return f"{advantage:.0f}"
+    return f"{advantage:.0f} ± {std:.0f}"
+
+
+def format_score(mean: float, std: float, scale: float = 100.0) -> str:
+    """``81.4 (3.8)`` on a 0-100 scale like LM-BFF; no parentheses for a single run."""
+    if _is_nan(mean):
+        return MISSING
+    if _is_nan(std):
+        return f"{mean * scale:.1f}"
+    return f"{mean * scale:.1f} ({std * scale:.1f})"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in str(text))
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return "\n".join([line(header), "|" + "|".join(align) + "|", *(line(r) for r in rows)]) + "\n"
+
+
+def parse_markdown(text: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the first pipe table in ``text``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
+    if len(lines) < 2:
+        raise PromptworthError("no markdown table found")
+
+    def cells(line: str) -> list[str]:
+        inner = line.strip()[1:-1].replace("\\|", "\0")
+        return [c.strip().replace("\0", "|") for c in inner.split("|")]
+
+    return cells(lines[0]), [cells(ln) for ln in lines[2:]]
+
+
+def latex(header: Sequence[str], rows: Sequence[Sequence[str]], label_columns: int = 1) -> str:
+    spec = "l" * label_columns + "r" * (len(header) - label_columns)
+    body = [" & ".join(latex_escape(h) for h in header) + r" \\"]
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_cell(text: str) -> str:
+    """A formatted number cell in LaTeX: ± in math mode, the missing mark as --."""
+    if text == MISSING:
+        return "--"
+    if "±" in text:
+        value, err = (part.strip() for part in text.split("±"))
+        return rf"${value} \pm {err}$"
+    return latex_escape(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Advantage table
+
+
+def advantage_results(
+    results: pd.DataFrame, comparisons: Sequence[Comparison], options: AdvantageOptions = AdvantageOptions()
+) -> list[AdvantageResult]:
+    """Every comparison on every task (tasks where a method is missing come out undefined)."""
+    tidy = check_tidy(results)
+    present = set(tidy["method"])
+    out: list[AdvantageResult] = []
+    for comp in comparisons:
+        methods = {comp.treatment, comp.baseline, *(options.window_from or ())}
+        if not methods <= present:
+            raise PromptworthError(
+                f"comparison {comp.label}: method(s) {', '.join(sorted(methods - present))} not in the results; "
+                f"methods present: {', '.join(sorted(present))}"
+            )
+        out.extend(advantage_table(tidy, comp.treatment, comp.baseline, options))
+    return out
+
+
+def advantage_frame(results: Sequence[AdvantageResult]) -> pd.DataFrame:
+    rows = [{k: getattr(r, k) for k in ADVANTAGE_COLUMNS} for r in results]
+    return pd.DataFrame(rows, columns=list(ADVANTAGE_COLUMNS))
+
+
+def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Rows: comparisons; columns: tasks (first-seen order), as in the paper's table."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    header = ["comparison", *tasks]
+    rows = []
+    for (treatment, baseline), group in frame.groupby(["treatment", "baseline"], sort=False):
+        by_task = {r.task: format_advantage(r.advantage, r.std) for r in group.itertuples()}
+        rows.append([f"{treatment} vs {baseline}", *(by_task.get(t, MISSING) for t in tasks)])
+    return header, rows
+
+
+def advantage_markdown(frame: pd.DataFrame) -> str:
+    header, rows = _advantage_grid(frame)
+    return markdown(header, rows)
+
+
+def advantage_latex(frame: pd.DataFrame) -> str:
+    header, rows = _advantage_grid(frame)
+    return latex(header, [[latex_escape(r[0]), *(_latex_cell(c) for c in r[1:])] for r in rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# LM-BFF-style table: mean (std) over runs, per task, size and method
+
+
+def lmbff_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
+    """Long table of mean and std (``ddof=0``, numpy's default) of the score over runs."""
+    tidy = check_tidy(results)
+    if "metric" not in tidy.columns:
+        tidy = tidy.assign(metric="")
+    grouped = tidy.groupby(["task", "train_size", "method"], sort=False)
+    rows = []
+    for (task, size, method), group in grouped:
+        scores = group["score"].to_numpy(dtype=float)
+        rows.append({
+            "task": task, "train_size": int(size), "method": method,
+            "metric": "/".join(dict.fromkeys(map(str, group["metric"].fillna("")))),
+            "n_runs": len(scores), "mean": float(np.mean(scores)),
+            "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan,
+        })
+    frame = pd.DataFrame(rows, columns=list(LMBFF_COLUMNS))
+    task_order = {t: i for i, t in enumerate(dict.fromkeys(tidy["task"]))}
+    return frame.sort_values(["task", "train_size"], key=lambda s: s.map(task_order) if s.name == "task" else s,
+                             kind="stable").reset_index(drop=True)
+
+
+def _lmbff_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Rows: (task, size); columns: methods (first-seen order); cells ``mean (std)`` x 100."""
+    seen = list(dict.fromkeys(frame["method"]))
+    methods = [m for m in METHOD_ORDER if m in seen] + [m for m in seen if m not in METHOD_ORDER]
+    header = ["task", "train_size", *methods]
+    rows = []
+    for (task, size), group in frame.groupby(["task", "train_size"], sort=False):
+        by_method = {r.method: format_score(r.mean, r.std) for r in group.itertuples()}
+        rows.append([str(task), str(size), *(by_method.get(m, MISSING) for m in methods)])
+    return header, rows
+
+
+def lmbff_markdown(frame: pd.DataFrame) -> str:
+    header, rows = _lmbff_grid(frame)
+    return markdown(header, rows)
+
+
+def lmbff_latex(frame: pd.DataFrame) -> str:
+    header, rows = _lmbff_grid(frame)
+    return latex(header, [[latex_escape(r[0]), r[1], *(_latex_cell(c) for c in r[2:])] for r in rows], 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once
+
+
+def table_texts(
+    results: pd.DataFrame,
+    comparisons: Sequence[Comparison],
+    options: AdvantageOptions = AdvantageOptions(),
+) -> dict[str, str]:
+    """Texts of advantage.{md,tex,csv} and lmbff.{md,tex,csv}, by file name (nothing written here)."""
+    adv = advantage_frame(advantage_results(results, comparisons, options))
+    lmbff = lmbff_frame(results)
+    return {
+        "advantage.csv": adv.to_csv(index=False),
+        "advantage.md": advantage_markdown(adv),
+        "advantage.tex": advantage_latex(adv),
+        "lmbff.csv": lmbff.to_csv(index=False),
+        "lmbff.md": lmbff_markdown(lmbff),
+        "lmbff.tex": lmbff_latex(lmbff),
+    }
