@@ -116,7 +116,7 @@ def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOpti
         x_b = points_needed(curves[r.baseline], levels, options.x_scale)
         ax.plot([], [], ls="--", lw=0.9, color="0.3", label=f"{options.reduction} over runs, running max")
         ax.fill_betweenx(levels, x_t, x_b, color="0.5", alpha=0.22, lw=0, label="advantage area")
-        ax.axhspan(r.window_lo, r.window_hi, color="0.85", alpha=0.25, lw=0, zorder=0)
+        ax.axhspan(r.window_lo, r.window_hi, color="0.85", alpha=0.25, lw=0, zorder=0, label="score window")
     ax.set_xscale("log")
     ax.set_title(_title(panel), fontsize=9)
     metric = "/".join(dict.fromkeys(panel.runs["metric"].dropna().astype(str))) if "metric" in panel.runs else ""
@@ -124,7 +124,7 @@ def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOpti
     ax.set_ylabel(f"test {metric}".strip())
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     if legend:
-        ax.legend(fontsize=7, loc="lower right", frameon=False)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _save(fig: Figure, stem: Path) -> None:
@@ -135,7 +135,7 @@ def _save(fig: Figure, stem: Path) -> None:
 
 
 def task_figure(panel: TaskPanel, colours: dict, options: AdvantageOptions) -> Figure:
-    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    fig = Figure(figsize=(7.0, 3.8), layout="constrained")
     draw_panel(fig.add_subplot(), panel, colours, options)
     return fig
 

@@ -144,7 +144,7 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
         clash = [str(origin[i]) for i in table.index[dup]][:2]
         raise PromptworthError(f"the same run appears twice: {' and '.join(clash)}")
     for column in ("data_seed", "best_step"):  # integers that may be missing
-        table[column] = pd.array([None if v is None else int(v) for v in table[column]], dtype="Int64")
+        table[column] = pd.array([None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64")
     test_columns = sorted(c for c in table.columns if c.startswith("test_"))
     table = table[[*BASE_COLUMNS, *test_columns]]
     table = table.sort_values(["task", "method", "model", "template_name", "train_size", "seed"], kind="stable")

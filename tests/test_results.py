@@ -1,0 +1,122 @@
+"""Run records -> the tidy results table (``promptworth aggregate``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from promptworth.errors import PromptworthError
+from promptworth.results import BASE_COLUMNS, collect, read_record, read_table, write_csv
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    """A complete schema-1 run record (docs/contracts.md) with ``changes`` applied."""
+    base: dict[str, Any] = {
+        "schema_version": 1, "task": "CB", "method": "prompt", "model": "roberta-large", "model_path": "/m",
+        "template": "*cls**a* ? *mask*, *b*", "template_name": "t0", "verbalizer": {"0": ["Yes"]},
+        "train_size": 32, "data_seed": 13, "train_seed": 1, "split_dir": "/s", "split_manifest_sha256": "ab",
+        "hyperparameters": {"protocol": "lescao"}, "dev_curve": [{"step": 50, "dev_score": 0.7}],
+        "best_step": 50, "dev_score": 0.7, "metric": "macro_f1", "test": {"macro_f1": 0.61, "acc": 0.8},
+        "score": 0.61, "timing": {"wall_s": 12.5, "train_s": 10.0}, "device": "cpu", "precision": "fp32",
+        "versions": {}, "git_commit": "abc",
+    }
+    base.update(changes)
+    return base
+
+
+def write(path: Path, content: dict[str, Any] | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+def test_collect_one_row_per_run_with_contract_columns(tmp_path: Path) -> None:
+    write(tmp_path / "runs" / "a" / "r1.json", record())
+    write(tmp_path / "runs" / "b" / "c" / "r2.json", record(method="head", template_name=None, template=None,
+                                                           train_seed=2, test={"macro_f1": 0.5, "mcc": 0.1}, score=0.5))
+    single = write(tmp_path / "r3.json", record(train_size=64, data_seed=None, score=None, best_step=None))
+    table = collect([tmp_path / "runs", single])
+    assert list(table.columns) == [*BASE_COLUMNS, "test_acc", "test_macro_f1", "test_mcc"]
+    assert len(table) == 3
+    head = table[table.method == "head"].iloc[0]
+    assert head.seed == "13-2" and head.template_name == "" and head.score == 0.5 and math.isnan(head.test_acc)
+    unknown = table[table.train_size == 64].iloc[0]
+    assert unknown.seed == "na-1" and math.isnan(unknown.score) and pd.isna(unknown.best_step)
+    assert table.wall_s.tolist() == [12.5, 12.5, 12.5]
+
+
+def test_table_round_trip_keeps_method_names(tmp_path: Path) -> None:
+    write(tmp_path / "r" / "1.json", record(method="null"))
+    write(tmp_path / "r" / "2.json", record(method="head", template_name=None))
+    out = tmp_path / "runs.csv"
+    write_csv(collect([tmp_path / "r"]), out)
+    back = read_table(out)
+    assert sorted(back.method) == ["head", "null"]  # pandas would read "null" as missing
+    assert back.seed.tolist() == ["13-1", "13-1"] and back.data_seed.tolist() == [13, 13]
+
+
+@pytest.mark.parametrize("key", ["task", "method", "train_size", "train_seed", "score", "test", "timing", "metric"])
+def test_missing_key_names_the_file_and_key(tmp_path: Path, key: str) -> None:
+    content = record()
+    del content[key]
+    path = write(tmp_path / "bad.json", content)
+    with pytest.raises(PromptworthError, match=rf"bad\.json: missing key '{key}'"):
+        collect([tmp_path])
+    assert str(path) in _message(lambda: read_record(path))
+
+
+def _message(call) -> str:
+    with pytest.raises(PromptworthError) as info:
+        call()
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (record(schema_version=2), "unknown schema_version 2"),
+        ({k: v for k, v in record().items() if k != "schema_version"}, "missing key 'schema_version'"),
+        (record(timing={"train_s": 1}), "missing key 'timing.wall_s'"),
+        (record(task=None), "key 'task' is null"),
+        (record(train_size="32"), "'train_size' must be an integer"),
+        (record(score="high"), "'score' must be a number"),
+        (record(test=[0.5]), "'test' must be an object"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_malformed_records(tmp_path: Path, content: Any, message: str) -> None:
+    write(tmp_path / "x.json", content)
+    with pytest.raises(PromptworthError, match=message):
+        collect([tmp_path / "x.json"])
+
+
+def test_duplicates_missing_and_empty(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "1.json", record())
+    write(tmp_path / "b" / "1.json", record())
+    with pytest.raises(PromptworthError, match="same run appears twice"):
+        collect([tmp_path])
+    with pytest.raises(PromptworthError, match="no such file or folder"):
+        collect([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PromptworthError, match="no run JSON files"):
+        collect([tmp_path / "empty"])
+
+
+def test_read_table_errors(tmp_path: Path) -> None:
+    with pytest.raises(PromptworthError, match="no such file"):
+        read_table(tmp_path / "none.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(PromptworthError, match="empty file"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "cols.csv").write_text("task,method\nCB,head\n")
+    with pytest.raises(PromptworthError, match="missing column.*train_size, seed, score"):
+        read_table(tmp_path / "cols.csv")
+    (tmp_path / "rows.csv").write_text("task,method,train_size,seed,score\n")
+    with pytest.raises(PromptworthError, match="no rows"):
+        read_table(tmp_path / "rows.csv")
