@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 CONFIG ?= config/config.yaml
+# The workflow's rules call `promptworth`: put the environment's commands first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 # The data mirror: ../shared/data when it is beside the checkout, unless PROMPTWORTH_DATA is set.
 ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)

@@ -26,6 +26,7 @@ include: "workflow/rules/analysis.smk"
 
 localrules:
     all,
+    runs,
     split,
     kshot,
     tiny_model,

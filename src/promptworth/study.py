@@ -173,8 +173,11 @@ def plan(study: StudyConfig) -> list[Run]:
 
 
 def model_label(model: str) -> str:
-    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'."""
-    path = Path(model)
-    if path.is_dir():
-        return path.resolve().name
+    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'.
+
+    A folder is recognised by its spelling (leading '.', '/' or '~', or two or more '/'), not by
+    its existence, so that the label stays the same before and after the workflow builds it.
+    """
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).is_dir():
+        return Path(model).expanduser().name
     return model.replace("/", "--")

@@ -32,3 +32,9 @@ rule train:
         "--data-seed {wildcards.data_seed} {params.template} {params.training} --threads {threads} "
         "--out {output} > {log} 2>&1 && "
         f"promptworth progress {RESULTS}/runs/{MODEL} --total {{params.total}}"
+
+
+rule runs:
+    """Every training run of the study (a target: `snakemake runs`)."""
+    input:
+        run_files(),
