@@ -48,7 +48,9 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 
 
 def file_stem(task: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", task) or "task"
+    """A safe file name for a task's figure (never ``overview``, the grid's name)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task) or "task"
+    return f"task_{stem}" if stem == "overview" else stem
 
 
 def task_panels(

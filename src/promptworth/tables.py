@@ -134,7 +134,7 @@ def advantage_results(
         methods = {comp.treatment, comp.baseline, *(options.window_from or ())}
         if not methods <= present:
             raise PromptworthError(
-                f"comparison {comp.label}: method(s) {', '.join(sorted(methods - present))} not in the results; "
+                f"comparison {comp.label}: method(s) {', '.join(map(repr, sorted(methods - present)))} not in the results; "
                 f"methods present: {', '.join(sorted(present))}"
             )
         out.extend(advantage_table(tidy, comp.treatment, comp.baseline, options))
@@ -174,6 +174,13 @@ def advantage_latex(frame: pd.DataFrame) -> str:
 def lmbff_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
     """Long table of mean and std (``ddof=0``, numpy's default) of the score over runs."""
     tidy = check_tidy(results)
+    dup = tidy.duplicated(["task", "method", "train_size", "seed"], keep=False)
+    if dup.any():
+        first = tidy[dup].iloc[0]
+        raise PromptworthError(
+            f"several runs of {first['method']!r} on {first['task']!r} share train_size {first['train_size']} "
+            f"and seed {first['seed']!r} (several models or templates? filter first)"
+        )
     if "metric" not in tidy.columns:
         tidy = tidy.assign(metric="")
     grouped = tidy.groupby(["task", "train_size", "method"], sort=False)
