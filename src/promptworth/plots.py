@@ -28,6 +28,7 @@ from promptworth.results import write_files
 
 FORMATS = ("png", "pdf")
 DPI = 150
+COLOUR_ORDER = ("prompt", "head", "null")  # the same colour for a method whatever is compared
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,8 @@ def figures(
 ) -> list[Path]:
     """Write ``<task>.png/.pdf`` per task and ``overview.png/.pdf`` into ``out_dir`` (all or nothing)."""
     panels = task_panels(results, treatment, baseline, options)
-    methods = list(dict.fromkeys(m for p in panels for m in p.methods))
-    colours = palette(methods)
+    seen = list(dict.fromkeys(m for p in panels for m in p.methods))
+    colours = palette([m for m in COLOUR_ORDER if m in seen] + [m for m in seen if m not in COLOUR_ORDER])
 
     def write(tmp: Path) -> None:
         for panel in panels:
