@@ -17,6 +17,8 @@
 # Outputs in results/test-slurm/ (kept for inspection). Last line: "test-slurm: PASS ..." or
 # "test-slurm: FAIL ..."; exit status 0 only on PASS. The daemons are stopped on exit (trap).
 # Environment: KEEP_CLUSTER=1 leaves the cluster running; PROMPTWORTH_DATA as for `make study`.
+# For development: TEST_SLURM_CONFIG="key=value ..." adds --config overrides to both study runs;
+# TEST_SLURM_UNTIL=train stops both runs after training and compares the run records only.
 set -uo pipefail
 
 MODE="${1:-full}"
@@ -156,9 +158,15 @@ fi
 # --- full: the tiny study, locally and through SLURM ---------------------------------------------
 STUDY_ARGS=(--configfile config/tiny.yaml)
 LOCAL="$OUT/local" SLURM="$OUT/slurm"
+read -r -a EXTRA_CONFIG <<< "${TEST_SLURM_CONFIG:-}"
+COMPARE_ARGS=()
+if [[ -n ${TEST_SLURM_UNTIL:-} ]]; then
+    STUDY_ARGS+=(--until "$TEST_SLURM_UNTIL")
+    COMPARE_ARGS+=(--runs-only)
+fi
 
 say "dry run of the tiny study"
-if ! snakemake -n "${STUDY_ARGS[@]}" --config results_dir="$SLURM" >"$OUT/dryrun.log" 2>&1; then
+if ! snakemake -n "${STUDY_ARGS[@]}" --config results_dir="$SLURM" "${EXTRA_CONFIG[@]}" >"$OUT/dryrun.log" 2>&1; then
     tail -20 "$OUT/dryrun.log"
     fail "the tiny study plans (snakemake -n --configfile config/tiny.yaml)"
     summary; exit 1
@@ -171,7 +179,7 @@ timeout_run & BG_PIDS+=($!)
 TIMEOUT_PID=$!
 
 say "tiny study, locally (workflow/profiles/local) into $LOCAL"
-snakemake "${STUDY_ARGS[@]}" --workflow-profile workflow/profiles/local --config results_dir="$LOCAL" \
+snakemake "${STUDY_ARGS[@]}" --workflow-profile workflow/profiles/local --config results_dir="$LOCAL" "${EXTRA_CONFIG[@]}" \
     >"$OUT/local.log" 2>&1
 check "local run completes" test $? -eq 0
 
@@ -191,7 +199,7 @@ train_started() {  # comment rule_train_wildcards_<task>_<method>_<size>_<data_s
     return 1
 }
 cancel_first rule_train train_started "$OUT/slurm.cancelled" & BG_PIDS+=($!)
-snakemake "${STUDY_ARGS[@]}" "${SLURM_ARGS[@]}" --slurm-logdir "$OUT/slurm-logs" --config results_dir="$SLURM" \
+snakemake "${STUDY_ARGS[@]}" "${SLURM_ARGS[@]}" --slurm-logdir "$OUT/slurm-logs" --config results_dir="$SLURM" "${EXTRA_CONFIG[@]}" \
     >"$OUT/slurm.log" 2>&1
 check "SLURM run completes" test $? -eq 0
 
@@ -210,7 +218,7 @@ check "cancel: Snakemake saw it ('CANCELLED') and retried it: $n_sub submissions
     -a -n "$(grep "|${CANCELLED_COMMENT:-none}|COMPLETED$" "$OUT/slurm-jobs.txt")"
 
 say "comparing SLURM and local results"
-python3 "$HERE/compare_runs.py" "$SLURM" "$LOCAL" --expect "${N_TRAIN:-0}" >"$OUT/compare.log" 2>&1
+python3 "$HERE/compare_runs.py" "$SLURM" "$LOCAL" --expect "${N_TRAIN:-0}" "${COMPARE_ARGS[@]}" >"$OUT/compare.log" 2>&1
 rc=$?
 tail -5 "$OUT/compare.log"
 check "SLURM results equal local results ($(tail -1 "$OUT/compare.log"))" test $rc -eq 0
