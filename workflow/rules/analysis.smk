@@ -22,8 +22,11 @@ rule tables:
         f"{RESULTS}/logs/tables.log",
     params:
         comparisons=" ".join(f"{t}:{b}" for t, b in STUDY.comparisons),
+        # The first comparison's curves set the score window of all (as in Le Scao & Rush's table).
+        window_from="{}:{}".format(*STUDY.comparisons[0]),
     shell:
-        "promptworth tables {input} --out-dir {RESULTS}/tables --comparisons {params.comparisons} > {log} 2>&1"
+        "promptworth tables {input} --out-dir {RESULTS}/tables --comparisons {params.comparisons} "
+        "--window-from {params.window_from} > {log} 2>&1"
 
 
 rule figures:
