@@ -1,0 +1,273 @@
+"""Benchmark one training step: promptworth's loop vs ``transformers.Trainer`` (fp32 and bf16).
+
+SmolLM2-135M-Instruct, SST-2 K=16 (seed 42) training rows, the prompt method (``<s> It was
+great/terrible``), batch 8, every sequence exactly ``--length`` tokens (short sentences are
+followed by the next ones, long ones cut), so neither side pays for padding. Each side runs in its
+own process (clean peak RSS) for ``--warmup`` + ``--steps`` steps; the median of the measured
+step times counts. The Trainer side is the plain Hugging Face way to train the same method: the
+model's full-vocabulary logits at every position, the label words' logits read at the answer.
+
+MFU = 6 * parameters * tokens per step / step time / the machine's bf16 matmul peak, which this
+script measures itself (a large bf16 matmul loop).
+
+Usage: python benchmarks/train_step.py [--steps 6] [--length 64] [--out benchmarks/results/train_step.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+THREADS = 2
+BATCH = 8
+TARGETS = {"speedup_vs_hf_trainer": 2.5, "speedup_vs_hf_trainer_bf16": 1.2, "mfu": 0.5, "peak_rss_gb": 4.0}
+
+
+def _rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _split_dir() -> Path:
+    root = Path(os.environ.get("PROMPTWORTH_DATA") or HERE.parent.parent / "shared" / "data")
+    folder = root / "k-shot" / "SST-2" / "16-42"
+    if not (folder / "train.tsv").is_file():
+        sys.exit(f"no SST-2 K-shot split at {folder}: set PROMPTWORTH_DATA")
+    return folder
+
+
+def equal_length_rows(length: int, tokenizer) -> list[dict]:
+    """SST-2 training rows whose prompt is at least ``length`` tokens (sentences chained)."""
+    from promptworth.splits import load_split
+
+    rows = load_split("SST-2", _split_dir())["train"].to_list()
+    texts = [r["text_a"] for r in rows]
+    out = []
+    for i, row in enumerate(rows):
+        text, j = row["text_a"], i + 1
+        while len(tokenizer(text + " It was", add_special_tokens=False)["input_ids"]) < length + 2:
+            text += " " + texts[j % len(texts)]
+            j += 1
+        out.append({**row, "text_a": text})
+    return out
+
+
+def _setup(length: int):
+    import torch
+
+    from promptworth import methods, models, tasks
+
+    torch.set_num_threads(THREADS)
+    backbone = models.open_backbone(models.SMOLLM2)
+    task = tasks.get_task("SST-2")
+    method = methods.build_method("prompt", task, backbone, length)
+    rows = equal_length_rows(length, backbone.tokenizer)
+    features = [method.encode(r) for r in rows]
+    assert {len(f.sequences[0]) for f in features} == {length}, "sequences must all be --length tokens"
+    return task, method, features
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases (each in its own process)
+
+
+def phase_peak(args: argparse.Namespace) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        n = 4096 if dtype == torch.bfloat16 else 2048
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        best = 0.0
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(3):
+                a @ b
+            best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start))
+        out[f"{name}_matmul_gflops"] = best / 1e9
+    return out
+
+
+def phase_ours(args: argparse.Namespace) -> dict:
+    import torch
+
+    from promptworth import train
+
+    train.tune_allocator()
+    task, method, features = _setup(args.length)
+    config = train.TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
+                               max_length=args.length, precision="auto")
+    device = torch.device("cpu")
+    precision = train.resolve_precision(config.precision, device)
+    train.seed_everything(0)
+    model = method.load_model()
+    params = sum(p.numel() for p in model.parameters())
+    result = train.fit(method, model, features, [], [], task, config, 0, device, precision, progress=False)
+    times = result.step_seconds[args.warmup:]
+    profile = _profile(method, model, features, config, precision) if args.profile else None
+    return {"step_s": statistics.median(times), "step_times_s": times, "precision": precision,
+            "params": params, "tokens_per_step": BATCH * args.length, "peak_rss_gb": _rss_gb(), "profile": profile}
+
+
+def _profile(method, model, features, config, precision) -> list[dict]:
+    """Self CPU time of the top operators in one more training step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from promptworth import train
+
+    optimizer = train.optimizer_for(model, config)
+    batch = method.collate(features[:BATCH])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with train.autocast(torch.device("cpu"), precision):
+            loss = method.loss(method.scores(model, batch), batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return [{"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 2), "share": round(e.self_cpu_time_total / total, 3),
+             "calls": e.count} for e in events]
+
+
+def phase_hf(args: argparse.Namespace, bf16: bool) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from promptworth import models
+
+    task, method, features = _setup(args.length)
+    label_ids = [words[0][0] for words in method.encoder.words_for({})]
+    torch.manual_seed(0)
+    lm = models.load_model(method.backbone.ref, "causal_lm")
+
+    class PromptLM(torch.nn.Module):
+        """The prompt method the plain way: full LM logits, label words read at the answer."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = lm
+            self.register_buffer("label_ids", torch.tensor(label_ids), persistent=False)
+
+        def forward(self, input_ids, attention_mask, labels):
+            logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
+            scores = logits[:, -1, :].index_select(-1, self.label_ids)
+            return {"loss": F.cross_entropy(scores.float(), labels), "logits": scores}
+
+    data = [{"input_ids": f.sequences[0], "attention_mask": [1] * len(f.sequences[0]), "labels": int(f.label)}
+            for f in features]
+
+    class Times(TrainerCallback):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def on_train_begin(self, *a, **k):
+            self.stamps.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            self.stamps.append(time.perf_counter())
+
+    timer = Times()
+    with tempfile.TemporaryDirectory() as tmp:
+        arguments = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=BATCH, max_steps=args.warmup + args.steps,
+            learning_rate=1e-5, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+            logging_strategy="no", bf16=bf16, seed=0,
+        )
+        trainer = Trainer(model=PromptLM(), args=arguments, train_dataset=data, callbacks=[timer])
+        trainer.train()
+    steps = [b - a for a, b in zip(timer.stamps, timer.stamps[1:])]
+    times = steps[args.warmup:]
+    return {"step_s": statistics.median(times), "step_times_s": times, "bf16": bf16,
+            "optim": str(arguments.optim), "peak_rss_gb": _rss_gb()}
+
+
+PHASES = {
+    "peak": phase_peak,
+    "ours": phase_ours,
+    "hf_fp32": lambda a: phase_hf(a, bf16=False),
+    "hf_bf16": lambda a: phase_hf(a, bf16=True),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def _run_phase(name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--phase", name, "--steps", str(args.steps), "--warmup", str(args.warmup),
+               "--length", str(args.length)] + (["--profile"] if args.profile else [])
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"phase {name} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["phase_wall_s"] = round(time.perf_counter() - start, 1)
+    print(f"{name}: {json.dumps({k: v for k, v in result.items() if k not in ('profile', 'step_times_s')})}", file=sys.stderr)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=6, help="measured steps per side")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured first steps")
+    parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
+    parser.add_argument("--profile", action="store_true", help="add an operator profile of our step")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "train_step.json")
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(PHASES[args.phase](args)))
+        return 0
+    load_before = os.getloadavg()
+    peak = _run_phase("peak", args)
+    ours = _run_phase("ours", args)
+    hf_fp32 = _run_phase("hf_fp32", args)
+    hf_bf16 = _run_phase("hf_bf16", args)
+    load_after = os.getloadavg()
+    flops = 6 * ours["params"] * ours["tokens_per_step"]
+    results = {
+        "setup": {"model": "smollm2-135m-instruct", "task": "SST-2 16-42 train", "method": "prompt", "batch_size": BATCH,
+                  "length": args.length, "threads": THREADS, "steps": args.steps, "warmup": args.warmup},
+        "speedup_vs_hf_trainer": hf_fp32["step_s"] / ours["step_s"],
+        "speedup_vs_hf_trainer_bf16": hf_bf16["step_s"] / ours["step_s"],
+        "mfu": flops / ours["step_s"] / (peak["bf16_matmul_gflops"] * 1e9),
+        "peak_rss_gb": ours["peak_rss_gb"],
+        "tokens_per_s": ours["tokens_per_step"] / ours["step_s"],
+        "model_tflops_per_step": flops / 1e12,
+        "achieved_gflops": flops / ours["step_s"] / 1e9,
+        "peak": peak,
+        "ours": ours,
+        "hf_trainer": hf_fp32,
+        "hf_trainer_bf16": hf_bf16,
+        "load_average": {"before": load_before, "after": load_after, "cpus": os.cpu_count()},
+        "targets": TARGETS,
+    }
+    results["met"] = {
+        "speedup_vs_hf_trainer": results["speedup_vs_hf_trainer"] >= TARGETS["speedup_vs_hf_trainer"],
+        "speedup_vs_hf_trainer_bf16": results["speedup_vs_hf_trainer_bf16"] >= TARGETS["speedup_vs_hf_trainer_bf16"],
+        "mfu": results["mfu"] >= TARGETS["mfu"],
+        "peak_rss_gb": results["peak_rss_gb"] <= TARGETS["peak_rss_gb"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    summary = {k: round(v, 3) for k, v in results.items() if isinstance(v, float)}
+    print(json.dumps({**summary, "met": results["met"], "load_average": results["load_average"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
