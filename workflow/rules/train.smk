@@ -23,13 +23,13 @@ rule train:
         total=len(RUNS),
     threads: STUDY.resources.get("threads", 2)
     resources:
-        mem_mb=STUDY.resources.get("mem_mb", 6000),
+        mem_mb=STUDY.resources.get("mem_mb", 5000),
         runtime=STUDY.resources.get("runtime", 60),
         gpus=STUDY.resources.get("gpus", 0),
     shell:
         "promptworth train --task {wildcards.task} --method {wildcards.method} "
         "--split-dir {params.split_dir} --model {params.model} --seed {wildcards.train_seed} "
-        "--data-seed {wildcards.data_seed} {params.template} {params.training} --threads {threads} "
+        "--data-seed {wildcards.data_seed} {params.template} {params.training} --threads {threads} --no-progress "
         "--out {output} > {log} 2>&1 && "
         f"promptworth progress {RESULTS}/runs/{MODEL} --total {{params.total}}"
 
