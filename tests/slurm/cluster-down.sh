@@ -50,4 +50,5 @@ stop_pidfile munged /run/munge/munged.pid
 rm -rf /var/spool/slurmctld /var/spool/slurmd /run/slurm
 [[ -n ${KEEP_SLURM_LOGS:-} ]] || rm -f /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log
 [[ -f $CONF ]] && rm -f "$CONF"
+grep -qF "$MARKER" /etc/slurm/gres.conf 2>/dev/null && rm -f /etc/slurm/gres.conf
 say "stopped"

@@ -44,6 +44,7 @@ HARDWARE="$(slurmd -C | head -1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPe
 [[ $HARDWARE == *CPUs=* && $HARDWARE == *RealMemory=* ]] || die "could not read the hardware from 'slurmd -C'"
 mkdir -p /etc/slurm
 sed -e "s/@NODE@/$NODE/g" -e "s/@HARDWARE@/$HARDWARE/" "$HERE/slurm.conf.in" > "$CONF"
+printf '%s\nNodeName=%s Name=gpu File=/dev/null\n' "$MARKER (pretend GPU: /dev/null stands in for a device file)" "$NODE" > /etc/slurm/gres.conf
 say "wrote $CONF: node $NODE ($HARDWARE)"
 
 # 4. Directories (SlurmUser=root, so root owns the spool and log folders).

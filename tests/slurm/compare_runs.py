@@ -39,12 +39,14 @@ def run_records(results):
     return {str(path.relative_to(runs)): path for path in sorted(runs.rglob("*.json"))}
 
 
-def compare(a, b, expect=None, runs_only=False):
+def compare(a, b, expect=None, runs_only=False, subset=False):
     problems = []
     runs_a, runs_b = run_records(a), run_records(b)
     if expect is not None and len(runs_a) != expect:
         problems.append(f"{a}: {len(runs_a)} run records, expected {expect}")
     for name in sorted(set(runs_a) ^ set(runs_b)):
+        if subset and name in runs_b:
+            continue
         problems.append(f"run record {name} only in {a if name in runs_a else b}")
     for name in sorted(set(runs_a) & set(runs_b)):
         rec_a = json.loads(runs_a[name].read_text())
@@ -85,8 +87,10 @@ def main():
     parser.add_argument("b")
     parser.add_argument("--expect", type=int, help="number of run records each folder must hold")
     parser.add_argument("--runs-only", action="store_true", help="compare the run records only (no runs.csv)")
+    parser.add_argument("--subset", action="store_true", help="A holds some of B's run records (implies --runs-only)")
     args = parser.parse_args()
-    problems, count = compare(args.a, args.b, args.expect, args.runs_only)
+    args.runs_only = args.runs_only or args.subset
+    problems, count = compare(args.a, args.b, args.expect, args.runs_only, args.subset)
     for problem in problems:
         print(f"DIFF {problem}")
     if problems:

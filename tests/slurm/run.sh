@@ -79,6 +79,8 @@ SLURM_ARGS=(
 
 # --- 1. cluster ------------------------------------------------------------------------------
 say "starting the one-node SLURM cluster"
+# A fresh cluster each time: stop one left running by an earlier run (only one this script wrote).
+bash "$HERE/cluster-down.sh" >"$OUT/cluster-down-before.log" 2>&1
 if ! bash "$HERE/cluster-up.sh" >"$OUT/cluster-up.log" 2>&1; then
     cat "$OUT/cluster-up.log"
     fail "cluster starts (sinfo idle, sbatch smoke job)"
@@ -216,6 +218,24 @@ check "cancel: training job ${CANCELLED_ID:-?} was cancelled mid-run (scancel)" 
 check "cancel: Snakemake saw it ('CANCELLED') and retried it: $n_sub submissions = ${N_TRAIN:-?} runs + 1" \
     test -n "$(grep "SLURM status is: 'CANCELLED'" "$OUT/slurm.log")" -a "$n_sub" -eq $(( ${N_TRAIN:-0} + 1 )) \
     -a -n "$(grep "|${CANCELLED_COMMENT:-none}|COMPLETED$" "$OUT/slurm-jobs.txt")"
+
+say "GPU profile (workflow/profiles/slurm-gpu): one training run on the test node's pretend GPU"
+GPU_RUN="$(cd "$LOCAL" && ls runs/*/*/*/*.json 2>/dev/null | head -1)"
+if [[ -n $GPU_RUN ]]; then
+    # SLURM_ARGS without its first two words (--workflow-profile workflow/profiles/slurm)
+    snakemake "$OUT/gpu/$GPU_RUN" "${STUDY_ARGS[@]}" --workflow-profile workflow/profiles/slurm-gpu \
+        "${SLURM_ARGS[@]:2}" --slurm-logdir "$OUT/slurm-logs-gpu" --config results_dir="$OUT/gpu" \
+        "${EXTRA_CONFIG[@]}" >"$OUT/gpu.log" 2>&1
+    rc=$?
+    GPU_JOB="$(slurm_jobs "$(run_id "$OUT/gpu.log")" | grep '|rule_train_' | cut -d'|' -f1 | head -1)"
+    GPU_TRES="$(scontrol show job "${GPU_JOB:-none}" 2>/dev/null | grep -o 'TresPerJob=[^ ]*')"
+    check "GPU profile: training job ${GPU_JOB:-?} asked SLURM for a GPU (${GPU_TRES:-none}) and completed" \
+        test $rc -eq 0 -a "$GPU_TRES" = "TresPerJob=gres:gpu:1"
+    python3 "$HERE/compare_runs.py" "$OUT/gpu" "$LOCAL" --subset --expect 1 >"$OUT/compare-gpu.log" 2>&1
+    check "GPU profile: its result equals the local one ($GPU_RUN)" test $? -eq 0
+else
+    fail "GPU profile: no local run record to repeat"
+fi
 
 say "comparing SLURM and local results"
 python3 "$HERE/compare_runs.py" "$SLURM" "$LOCAL" --expect "${N_TRAIN:-0}" "${COMPARE_ARGS[@]}" >"$OUT/compare.log" 2>&1
