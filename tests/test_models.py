@@ -56,20 +56,22 @@ def test_missing_package_is_a_clear_error(monkeypatch):
 
 @pytest.mark.smollm2
 @pytest.mark.slow
-def test_converted_smollm2_matches_the_gguf_model(smollm2_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_converted_smollm2_matches_the_gguf_model(smollm2_conversion):
+    from transformers import AutoModelForCausalLM
 
+    folder, probe_ids, gguf_logits = smollm2_conversion  # the GGUF model's logits, from the conversion
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     load_s = time.perf_counter() - start
-    gguf = models.smollm2_gguf()
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    ids = tokenizer("A gripping, beautifully acted film. It was", return_tensors="pt").input_ids
     with torch.no_grad():
-        assert torch.equal(model(input_ids=ids).logits, reference(input_ids=ids).logits)
-    assert load_s < 5  # ~0.2 s on an idle machine; loose for a busy one
-    assert models.open_backbone(str(smollm2_dir)).kind == "causal"
+        assert torch.equal(model(input_ids=probe_ids).logits.float(), gguf_logits)
+    assert load_s < 5  # ~0.1-0.2 s on an idle machine; loose for a busy one
+    assert models.open_backbone(str(folder)).kind == "causal"
+
+
+def test_conversion_refuses_an_existing_folder(tmp_path):
+    with pytest.raises(PromptworthError, match="already exists"):
+        models.convert_smollm2(tmp_path)
 
 
 def test_smollm2_package_is_found_without_importing_it():

@@ -180,3 +180,18 @@ def test_smollm2_trains_on_sst2_kshot(smollm2_dir, data_dir, tmp_path):
         record = json.loads(out.read_text())
         assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 16
         assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == 2
+
+
+def test_best_state_snapshot_restores_tied_weights():
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
+    model[1].weight = model[0].weight  # tied
+    model.register_buffer("counter", torch.zeros(1))
+    snapshot = train._Snapshot()
+    snapshot.save(model)
+    before = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model.counter.add_(3)
+    snapshot.restore(model)
+    assert torch.equal(model[0].weight, before) and model[1].weight is model[0].weight
+    assert model.counter.item() == 0 and len(snapshot.state) == 2

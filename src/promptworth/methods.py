@@ -357,9 +357,11 @@ METHODS: dict[str, MethodFactory] = {"prompt": PromptMethod, "head": HeadMethod,
 def build_method(
     name: str, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None
 ) -> Method:
-    """The method ``name`` set up for a task and backbone; a clear error for unknown names."""
+    """The method ``name`` set up for a task and backbone; a clear error for unknown names.
+
+    ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
+    can pass a task's template to every method.
+    """
     if name not in METHODS:
         raise PromptworthError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    if name == "head" and template_name is not None:
-        raise PromptworthError("method head uses no template: drop --template")
     return METHODS[name](task, backbone, max_length, template_name)

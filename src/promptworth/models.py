@@ -194,7 +194,7 @@ def _probe_logits(model: Any, tokenizer: Any) -> Any:
 
     ids = tokenizer("The movie was surprisingly good. It was", return_tensors="pt").input_ids
     with torch.no_grad():
-        return model(input_ids=ids).logits.float()
+        return ids, model(input_ids=ids).logits.float()
 
 
 def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
@@ -202,22 +202,27 @@ def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
 
     The reloaded copy must give the same logits as the GGUF-loaded model, or nothing is written.
     """
+    return convert_smollm2_with_probe(out, gguf)[0]
+
+
+def convert_smollm2_with_probe(out: Path, gguf: Path | None = None) -> tuple[Path, Any, Any]:
+    """:func:`convert_smollm2`, also returning the probe's input ids and the GGUF model's logits."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, logging
 
-    gguf = gguf or smollm2_gguf()
     out = Path(out)
     if out.exists():
         raise PromptworthError(f"{out} already exists; remove it to convert again")
+    gguf = gguf or smollm2_gguf()
     out.parent.mkdir(parents=True, exist_ok=True)
     logging.set_verbosity_error()
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except ImportError as exc:
-        raise PromptworthError(f"cannot read {gguf}: {exc}") from None
+    except (ImportError, ValueError) as exc:  # e.g. "accelerate is required when loading a GGUF file"
+        raise PromptworthError(f"cannot read {gguf}: {str(exc).splitlines()[0]}") from None
     model.eval()
-    expected = _probe_logits(model, tokenizer)
+    probe_ids, expected = _probe_logits(model, tokenizer)
     # save_pretrained refuses a quantizer-backed model; the weights are already dequantized fp32.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -230,7 +235,7 @@ def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32).eval()
-        got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(staging))
+        _, got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(staging))
         if got.shape != expected.shape or not torch.equal(got, expected):
             raise PromptworthError(
                 f"converted SmolLM2 gives different logits (max diff {(got - expected).abs().max():.3g})"
@@ -240,4 +245,4 @@ def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
+    return out, probe_ids, expected

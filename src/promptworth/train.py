@@ -200,22 +200,33 @@ class TrainResult:
 
 
 class _Snapshot:
-    """The best state so far, kept in preallocated CPU buffers (one copy, no reallocation)."""
+    """The best state so far, kept in preallocated CPU buffers (one copy, no reallocation).
+
+    Parameters and buffers are named once each, so tied weights (input and output embeddings)
+    are copied once.
+    """
 
     def __init__(self) -> None:
         self.state: dict[str, torch.Tensor] | None = None
 
+    @staticmethod
+    def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+    @torch.no_grad()
     def save(self, model: torch.nn.Module) -> None:
-        current = model.state_dict()
+        current = self._tensors(model)
         if self.state is None:
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in current.items()}
         else:
             for k, v in current.items():
-                self.state[k].copy_(v.detach())
+                self.state[k].copy_(v)
 
+    @torch.no_grad()
     def restore(self, model: torch.nn.Module) -> None:
         if self.state is not None:
-            model.load_state_dict(self.state)
+            for k, v in self._tensors(model).items():
+                v.copy_(self.state[k])
 
 
 def fit(
@@ -241,7 +252,9 @@ def fit(
     tokens = 0
     losses: list[float] = []
     step_seconds: list[float] = []
-    bar = tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress, leave=False)
+    interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
+    bar = tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress,
+               leave=interactive, mininterval=0.1 if interactive else 30, ascii=not interactive)
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
@@ -264,8 +277,8 @@ def fit(
         losses.append(float(loss.detach()))
         step_seconds.append(time.perf_counter() - start)
         train_s += step_seconds[-1]
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
             result = evaluate(method, model, dev, task, config, device, precision)
             eval_s += result.seconds
@@ -275,7 +288,7 @@ def fit(
                 best_score, best_step = score, step
                 if step != total:
                     snapshot.save(model)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
     bar.close()
     if best_step != total:
         snapshot.restore(model)
