@@ -2,7 +2,7 @@
 # `make test-slurm`: run the tiny study through a real (one-node) SLURM with the project's SLURM
 # profile and check it against a local run. Needs root (it installs and starts SLURM).
 #
-#   bash tests/slurm/run.sh          # full test (about 5 minutes):
+#   bash tests/slurm/run.sh          # full test (6 to 7 minutes on 2 shared cores):
 #       1. start the test cluster (tests/slurm/cluster-up.sh)
 #       2. time limit: a throwaway job (tests/slurm/mini) with a 1-minute limit sleeps longer;
 #          Snakemake must report "SLURM status is: 'TIMEOUT'" and the SLURM log "DUE TO TIME LIMIT"
@@ -10,8 +10,10 @@
 #       3. the tiny study (config/tiny.yaml) locally, with workflow/profiles/local
 #       4. the same study with workflow/profiles/slurm; the first training job is cancelled
 #          (scancel) once it has started training, and must be retried
-#       5. every training job ran as a SLURM job; the results equal the local ones
-#   bash tests/slurm/run.sh mini     # the cluster and profile only (about 2 minutes): the mini
+#       5. every training job ran as a SLURM job
+#       6. one training run with workflow/profiles/slurm-gpu gets the node's pretend GPU
+#       7. the results equal the local ones (tests/slurm/compare_runs.py)
+#   bash tests/slurm/run.sh mini     # the cluster and profile only (about 4 minutes): the mini
 #                                    # workflow through SLURM, a cancelled job retried, a time limit
 #
 # Outputs in results/test-slurm/ (kept for inspection). Last line: "test-slurm: PASS ..." or
