@@ -142,16 +142,28 @@ def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     return out
 
 
-def run_matrix(runs: pd.DataFrame) -> pd.DataFrame:
-    """Scores of one method on one task: one row per size (increasing), one column per seed."""
-    keys = ["train_size", "seed"]
-    dup = runs.duplicated(keys, keep=False)
-    if dup.any():
-        first = runs[dup].iloc[0]
+RUN_KEY = ["task", "method", "train_size", "seed"]
+
+
+def first_duplicate_run(frame: pd.DataFrame) -> pd.Series | None:
+    """The first row whose (task, method, train_size, seed) another row has too, or None."""
+    duplicated = frame.duplicated(RUN_KEY, keep=False)
+    return frame[duplicated].iloc[0] if duplicated.any() else None
+
+
+def check_unique_runs(frame: pd.DataFrame) -> None:
+    """One run per (task, method, train_size, seed): curves need it."""
+    first = first_duplicate_run(frame)
+    if first is not None:
         raise PromptworthError(
             f"several runs of {first['method']!r} on {first['task']!r} share train_size "
             f"{first['train_size']} and seed {first['seed']!r} (several models or templates? filter first)"
         )
+
+
+def run_matrix(runs: pd.DataFrame) -> pd.DataFrame:
+    """Scores of one method on one task: one row per size (increasing), one column per seed."""
+    check_unique_runs(runs)
     matrix = runs.pivot(index="train_size", columns="seed", values="score").sort_index()
     return matrix.astype(float)
 

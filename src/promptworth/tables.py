@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy
+from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
 from promptworth.errors import PromptworthError
 
 MISSING = "–"  # the paper's mark for "not computed"
@@ -174,13 +174,7 @@ def advantage_latex(frame: pd.DataFrame) -> str:
 def lmbff_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
     """Long table of mean and std (``ddof=0``, numpy's default) of the score over runs."""
     tidy = check_tidy(results)
-    dup = tidy.duplicated(["task", "method", "train_size", "seed"], keep=False)
-    if dup.any():
-        first = tidy[dup].iloc[0]
-        raise PromptworthError(
-            f"several runs of {first['method']!r} on {first['task']!r} share train_size {first['train_size']} "
-            f"and seed {first['seed']!r} (several models or templates? filter first)"
-        )
+    check_unique_runs(tidy)
     if "metric" not in tidy.columns:
         tidy = tidy.assign(metric="")
     grouped = tidy.groupby(["task", "train_size", "method"], sort=False)

@@ -134,14 +134,13 @@ def run_advantage(args: argparse.Namespace) -> int:
 
 
 def run_import_lescao(args: argparse.Namespace) -> int:
-    from promptworth.advantage import import_lescao
+    from promptworth.advantage import first_duplicate_run, import_lescao
     from promptworth.results import write_csv
 
     frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
     tidy = pd.concat(frames, ignore_index=True)
-    dup = tidy.duplicated(["task", "method", "train_size", "seed"], keep=False)
-    if dup.any():
-        first = tidy[dup].iloc[0]
+    first = first_duplicate_run(tidy)
+    if first is not None:
         raise PromptworthError(
             f"the files give task {first['task']!r} twice (method {first['method']}, size {first['train_size']}, "
             f"seed {first['seed']}); give each file its own --task or import them separately"
