@@ -32,6 +32,7 @@ localrules:
     tiny_model,
     convert_model,
     aggregate,
+    advantage,
     tables,
     figures,
 

@@ -333,3 +333,27 @@ def test_published_null_verbalizer_comparisons(lescao: dict[str, pd.DataFrame], 
     assert abs(pn.advantage - pn_mean) <= tolerance and abs(nh.advantage - nh_mean) <= tolerance
     assert pn.std == pytest.approx(pn_std, rel=0.2, abs=0.5) and nh.std == pytest.approx(nh_std, rel=0.02, abs=0.5)
     assert pn.advantage + nh.advantage == pytest.approx(one(lescao[task]).advantage)
+
+
+def _two_methods(treatment_scores: list[float], baseline_scores: list[float], task: str = "T") -> pd.DataFrame:
+    rows = []
+    for method, scores in (("prompt", treatment_scores), ("head", baseline_scores)):
+        for size, score in zip((10, 50, 100), scores):
+            for seed, jitter in (("a", 0.0), ("b", -0.01)):
+                rows.append({"task": task, "method": method, "train_size": size, "seed": seed, "score": score + jitter})
+    return pd.DataFrame(rows)
+
+
+def test_curves_without_overlap_give_a_bound_not_a_number():
+    from promptworth.advantage import advantage_table
+    from promptworth.tables import advantage_frame, advantage_markdown
+
+    above = advantage_table(_two_methods([0.8, 0.85, 0.9], [0.5, 0.55, 0.6]), "prompt", "head")[0]
+    assert math.isnan(above.advantage) and "do not overlap" in above.reason
+    assert above.bound == 100 - 10  # head at 100 points is still below prompt at 10
+    below = advantage_table(_two_methods([0.5, 0.55, 0.6], [0.8, 0.85, 0.9], task="U"), "prompt", "head")[0]
+    assert below.bound == -(100 - 10)
+    overlapping = advantage_table(_two_methods([0.6, 0.7, 0.8], [0.5, 0.65, 0.75]), "prompt", "head")[0]
+    assert not math.isnan(overlapping.advantage) and math.isnan(overlapping.bound)
+    table = advantage_markdown(advantage_frame([above, below]))
+    assert "> 90" in table and "< -90" in table

@@ -101,6 +101,11 @@ class AdvantageResult:
     window: str
     levels: int
     reason: str = ""
+    # When the two curves do not overlap: a bound on the advantage, read off the curves' ends.
+    # Positive: the treatment at its smallest size already beats the baseline at its largest, so
+    # it is worth more than (baseline's largest - treatment's smallest size) points; negative:
+    # the reverse, worth less than minus that many. NaN otherwise.
+    bound: float = math.nan
 
     @property
     def n_runs(self) -> str:
@@ -251,6 +256,22 @@ def _window_problem(curves: Sequence[Curve], window: tuple[float, float], mode: 
     return f"the shared score range has zero height ({ranges}; flat or single-size curve)"
 
 
+def no_overlap_bound(treatment: Curve, baseline: Curve) -> float:
+    """A bound on the advantage of two curves that do not overlap (NaN when they do)."""
+    if treatment.lo > baseline.hi:
+        return float(baseline.sizes[-1] - treatment.sizes[0])
+    if baseline.lo > treatment.hi:
+        return -float(treatment.sizes[-1] - baseline.sizes[0])
+    return math.nan
+
+
+def _pair_bound(matrices: dict[str, pd.DataFrame], treatment: str, baseline: str, reduction: str) -> float:
+    curves = [build_curve(matrices[m], reduction) for m in (treatment, baseline)]
+    if any(curve is None for curve in curves):
+        return math.nan
+    return no_overlap_bound(*curves)
+
+
 def _estimate(
     matrices: dict[str, pd.DataFrame], treatment: str, baseline: str, options: AdvantageOptions
 ) -> tuple[float, tuple[float, float], str]:
@@ -302,6 +323,7 @@ def compare(
         for left_out in itertools.product(*seeds.values()):
             reduced = {m: matrices[m].drop(columns=[seed]) for m, seed in zip(involved, left_out)}
             loo.append(_estimate(reduced, treatment, baseline, options)[0])
+    bound = _pair_bound(matrices, treatment, baseline, options.reduction) if math.isnan(advantage) else math.nan
     finite = [v for v in loo if not math.isnan(v)]
     std = float(np.std(finite, ddof=options.ddof)) if len(finite) > max(options.ddof, 0) else math.nan
     if loo and len(finite) < len(loo):
@@ -312,7 +334,7 @@ def compare(
         window_lo=float(window[0]), window_hi=float(window[1]),
         n_runs_treatment=len(seeds[treatment]), n_runs_baseline=len(seeds[baseline]), n_loo=len(finite),
         reduction=options.reduction, x_scale=options.x_scale, window=options.window,
-        levels=options.levels, reason=reason,
+        levels=options.levels, reason=reason, bound=bound,
     )
 
 

@@ -94,6 +94,8 @@ def _title(panel: TaskPanel) -> str:
     if r is None:
         return f"{panel.task}"
     if math.isnan(r.advantage):
+        if not math.isnan(r.bound):
+            return f"{panel.task}: {r.treatment} vs {r.baseline}: {'>' if r.bound >= 0 else '<'} {r.bound:.0f} points (no overlap)"
         return f"{panel.task}: {r.treatment} vs {r.baseline}: undefined"
     err = "" if math.isnan(r.std) else f" ± {r.std:.0f}"
     return f"{panel.task}: {r.treatment} vs {r.baseline}: {r.advantage:.0f}{err} points"

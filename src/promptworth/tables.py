@@ -19,7 +19,7 @@ from promptworth.errors import PromptworthError
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (
     "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
-    "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason",
+    "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
 )
 METHOD_ORDER = ("head", "prompt", "null")  # known methods first, in this order; others after
 LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
@@ -51,9 +51,12 @@ def _is_nan(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def format_advantage(advantage: float, std: float) -> str:
-    """``752 ± 46`` (whole data points); ``752`` without an error bar; ``–`` when undefined."""
+def format_advantage(advantage: float, std: float, bound: float = math.nan) -> str:
+    """``752 ± 46`` (whole data points); ``752`` without an error bar; ``> 90`` / ``< −90`` when
+    the curves do not overlap (a bound, see ``AdvantageResult.bound``); ``–`` when undefined."""
     if _is_nan(advantage):
+        if not _is_nan(bound):
+            return f"> {bound:.0f}" if bound >= 0 else f"< {bound:.0f}"
         return MISSING
     if _is_nan(std):
         return f"{advantage:.0f}"
@@ -152,7 +155,7 @@ def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["comparison", *tasks]
     rows = []
     for (treatment, baseline), group in frame.groupby(["treatment", "baseline"], sort=False):
-        by_task = {r.task: format_advantage(r.advantage, r.std) for r in group.itertuples()}
+        by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
         rows.append([f"{treatment} vs {baseline}", *(by_task.get(t, MISSING) for t in tasks)])
     return header, rows
 

@@ -12,6 +12,21 @@ rule aggregate:
         "promptworth aggregate {input} --out {output} > {log} 2>&1"
 
 
+rule advantage:
+    """The data advantage of one method over another, per task, as JSON."""
+    input:
+        f"{RESULTS}/runs.csv",
+    output:
+        f"{RESULTS}/advantage/{{treatment}}-vs-{{baseline}}.json",
+    log:
+        f"{RESULTS}/logs/advantage/{{treatment}}-vs-{{baseline}}.log",
+    params:
+        window_from="{}:{}".format(*STUDY.comparisons[0]),
+    shell:
+        "promptworth advantage {input} --treatment {wildcards.treatment} --baseline {wildcards.baseline} "
+        "--window-from {params.window_from} --json > {output} 2> {log}"
+
+
 rule tables:
     input:
         f"{RESULTS}/runs.csv",

@@ -19,6 +19,8 @@ wildcard_constraints:
     data_seed=r"\d+",
     train_seed=r"\d+",
     method=r"[a-z]+",
+    treatment=r"[a-z]+",
+    baseline=r"[a-z]+",
 
 
 def split_dir(task, size, data_seed):
@@ -57,5 +59,6 @@ def study_outputs():
     return [
         f"{RESULTS}/runs.csv",
         f"{RESULTS}/tables/advantage.md",
+        *(f"{RESULTS}/advantage/{t}-vs-{b}.json" for t, b in STUDY.comparisons),
         f"{RESULTS}/figures/overview.png",
     ]
