@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -426,6 +427,8 @@ def run(request: RunRequest) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
             "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
             "peak_rss_gb": round(peak_rss_gb(), 3),
+            # when it ended (UTC): file times do not survive a git checkout, this does
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
         "device": describe_device(device),
         "precision": precision,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 from promptworth.errors import PromptworthError
@@ -20,18 +21,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     progress.set_defaults(handler=run_progress)
 
 
-def estimate(records: list[tuple[float, float]], total: int, now: float) -> tuple[int, float | None]:
-    """Runs done and seconds left, from (finish time, wall seconds) of each finished run.
+# Runs that finished more than this long before the next one started belong to an earlier
+# invocation of the study (a resumed study does not count the pause).
+STRETCH_GAP_S = 600.0
 
-    The rate is measured over the study's elapsed time so far, so jobs running side by side
-    count as they should.
+
+def estimate(records: list[tuple[float | None, float]], total: int, now: float) -> tuple[int, float | None]:
+    """Runs done and seconds left, from (finish time or None, wall seconds) of each finished run.
+
+    The rate is measured over the latest unbroken stretch of finished runs (from the start of its
+    first run to now), so jobs running side by side count as they should and a pause before a
+    resumption does not. Runs without a finish time (older records) count as done; if none has
+    one, each remaining run is taken to last the mean wall time, one at a time.
     """
     done = len(records)
     if done == 0:
         return 0, None
-    started = min(finished - wall for finished, wall in records)
-    elapsed = max(now - started, 1e-9)
-    return done, elapsed / done * max(total - done, 0)
+    remaining = max(total - done, 0)
+    timed = sorted(((finished, wall) for finished, wall in records if finished is not None), reverse=True)
+    if not timed:
+        return done, sum(wall for _, wall in records) / done * remaining
+    stretch_start = timed[0][0] - timed[0][1]
+    in_stretch = 0
+    for finished, wall in timed:
+        if finished < stretch_start - STRETCH_GAP_S:
+            break
+        stretch_start = min(stretch_start, finished - wall)
+        in_stretch += 1
+    return done, max(now - stretch_start, 1e-9) / in_stretch * remaining
+
+
+def finish_time(timing: dict) -> float | None:
+    """``timing.finished_at`` as a POSIX time; None when the record predates the field."""
+    stamp = timing.get("finished_at")
+    return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None
 
 
 def run_progress(args: argparse.Namespace) -> int:
@@ -40,10 +63,10 @@ def run_progress(args: argparse.Namespace) -> int:
     records = []
     for path in args.runs_dir.rglob("*.json"):
         try:
-            wall = float(json.loads(path.read_text(encoding="utf-8"))["timing"]["wall_s"])
-        except (OSError, ValueError, KeyError, TypeError):
+            timing = json.loads(path.read_text(encoding="utf-8"))["timing"]
+            records.append((finish_time(timing), float(timing["wall_s"])))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        records.append((path.stat().st_mtime, wall))
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
