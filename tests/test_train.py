@@ -20,7 +20,7 @@ CONTRACT_KEYS = {
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
     "versions", "git_commit",
 }
-TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb"}
+TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at"}
 
 
 @pytest.fixture(scope="module")
