@@ -47,6 +47,28 @@ def test_dry_run_lists_the_default_study(tmp_path):
     assert counts["aggregate"] == counts["tables"] == counts["figures"] == 1
 
 
+# Job counts worked out by hand from each config (sizes x data seeds x methods per task).
+SHIPPED_DAGS = {
+    # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
+    "study.yaml": {"split": 80, "train": 240, "advantage": 3},
+    # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
+    # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
+    "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3},
+    # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
+    "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_DAGS))
+def test_dry_run_of_each_shipped_study_lists_its_dag(name, tmp_path):
+    result = snakemake("-n", "--configfile", str(REPO / "config" / name), "--config", f"results_dir={tmp_path}/results")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    for rule, expected in SHIPPED_DAGS[name].items():
+        assert counts[rule] == expected, (rule, counts)
+    assert counts["aggregate"] == counts["tables"] == counts["figures"] == 1
+
+
 def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     config = copy.deepcopy(DEFAULT)
