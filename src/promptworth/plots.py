@@ -135,7 +135,9 @@ def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOpti
 def _save(fig: Figure, stem: Path) -> None:
     FigureCanvasAgg(fig)
     for fmt in FORMATS:
-        fig.savefig(stem.with_suffix(f".{fmt}"), dpi=DPI)
+        # no creation date in the PDF: the same records give the same bytes
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(stem.with_suffix(f".{fmt}"), dpi=DPI, metadata=metadata)
         fig.set_layout_engine("none")  # the layout is settled by the first save; reuse it
 
 
