@@ -36,19 +36,10 @@ def test_every_shipped_config_is_valid(name):
     assert plan(study)
 
 
-def test_dry_run_lists_the_default_study(tmp_path):
-    result = snakemake("-n", "--config", f"results_dir={tmp_path}/results")
-    assert result.returncode == 0, result.stderr
-    counts = job_counts(result.stdout)
-    study = load_study(DEFAULT, SCHEMA)
-    n_sizes = len(study.splits.sizes)
-    assert counts["split"] == len(study.tasks) * n_sizes * len(study.splits.data_seeds)
-    assert counts["train"] == len(plan(study)) == len(study.tasks) * n_sizes * len(study.splits.data_seeds) * len(study.methods) * len(study.train_seeds)
-    assert counts["aggregate"] == counts["tables"] == counts["figures"] == 1
-
-
 # Job counts worked out by hand from each config (sizes x data seeds x methods per task).
 SHIPPED_DAGS = {
+    # the default (no --configfile): 2 tasks x 4 sizes x 2 data seeds; x 2 methods
+    "config.yaml": {"split": 16, "train": 32, "advantage": 1},
     # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study.yaml": {"split": 80, "train": 240, "advantage": 3},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
@@ -61,12 +52,25 @@ SHIPPED_DAGS = {
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_DAGS))
 def test_dry_run_of_each_shipped_study_lists_its_dag(name, tmp_path):
-    result = snakemake("-n", "--configfile", str(REPO / "config" / name), "--config", f"results_dir={tmp_path}/results")
+    configfile = [] if name == "config.yaml" else ["--configfile", str(REPO / "config" / name)]
+    result = snakemake("-n", *configfile, "--config", f"results_dir={tmp_path}/results")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     for rule, expected in SHIPPED_DAGS[name].items():
         assert counts[rule] == expected, (rule, counts)
     assert counts["aggregate"] == counts["tables"] == counts["figures"] == 1
+
+
+def test_with_runs_dir_nothing_trains_even_when_forced(tmp_path):
+    results = tmp_path / "results"
+    record = results / "runs" / "smollm2-135m-instruct" / "SST-2" / "prompt" / "10-1-1.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}", encoding="utf-8")
+    result = snakemake("-n", "--forceall", "--config", f"results_dir={results}", f"runs_dir={results}/runs")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert "train" not in counts and "split" not in counts
+    assert counts["aggregate"] == counts["tables"] == counts["figures"] == counts["advantage"] == 1
 
 
 def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):
