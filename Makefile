@@ -29,11 +29,12 @@ study: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local
 
 # The full CPU study of reports/ (config/study.yaml, ~5 h here). Run records land in reports/runs/
-# and are committed as they finish; rerunning resumes: only missing runs are trained (splits are
-# regenerated identically, so their new timestamps must not count as a change).
+# and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs
+# are trained. The model and splits are built first, in a run of their own (see rule prepare).
+PUBLISH := $(BIN)/snakemake --cores $(CORES) --configfile config/study.yaml --workflow-profile workflow/profiles/local
 publish: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile config/study.yaml --workflow-profile workflow/profiles/local \
-		--rerun-triggers input params
+	$(PUBLISH) prepare
+	$(PUBLISH) --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
 # training rule. By default the published

@@ -27,6 +27,7 @@ include: "workflow/rules/analysis.smk"
 localrules:
     all,
     runs,
+    prepare,
     split,
     kshot,
     tiny_model,

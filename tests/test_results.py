@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -106,6 +107,19 @@ def test_duplicates_missing_and_empty(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(PromptworthError, match="no run JSON files"):
         collect([tmp_path / "empty"])
+
+
+def test_a_record_whose_split_changed_since_is_an_error(tmp_path: Path) -> None:
+    split = tmp_path / "splits" / "CB" / "32-13"
+    manifest = write(split / "manifest.json", '{"size": 32}')
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    write(tmp_path / "runs" / "1.json", record(split_dir=str(split), split_manifest_sha256=digest))
+    write(tmp_path / "runs" / "2.json", record(split_dir=str(tmp_path / "gone"), train_seed=2))
+    assert len(collect([tmp_path / "runs"])) == 2  # same split, or a folder no longer here: fine
+    write(split / "manifest.json", '{"size": 32, "dev_size": 8}')
+    with pytest.raises(PromptworthError, match=r"1 run record\(s\) were trained on a split that has changed since, "
+                       r"e\.g\. .*1\.json \(.*32-13/manifest\.json\); delete them"):
+        collect([tmp_path / "runs"])
 
 
 def test_read_table_errors(tmp_path: Path) -> None:

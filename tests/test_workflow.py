@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -71,6 +72,32 @@ def test_with_runs_dir_nothing_trains_even_when_forced(tmp_path):
     counts = job_counts(result.stdout)
     assert "train" not in counts and "split" not in counts
     assert counts["aggregate"] == counts["tables"] == counts["figures"] == counts["advantage"] == 1
+
+
+def test_finished_runs_stay_finished_when_their_inputs_are_rebuilt(tmp_path):
+    """A fresh clone of a published study: its records are older than the model converted again
+    and the splits regenerated after the checkout. Resuming must train none of them again."""
+    study = load_study(DEFAULT, SCHEMA)
+    records = [tmp_path / f"results/runs/{study.model}/{r.task}/{r.method}/{r.size}-{r.data_seed}-{r.train_seed}.json"
+               for r in plan(study)]
+    for path in records:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}", encoding="utf-8")
+        os.utime(path, (1e9, 1e9))  # 2001: older than anything below
+    (tmp_path / f"resources/models/{study.model}").mkdir(parents=True)
+    for run in plan(study):
+        manifest = tmp_path / f"results/splits/{run.task}/{run.size}-{run.data_seed}/manifest.json"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("{}", encoding="utf-8")
+    args = ("--configfile", str(REPO / "config" / "config.yaml"), "--config", "results_dir=results")
+    assert "Nothing to be done" in snakemake("-n", *args, "--", "prepare", cwd=tmp_path).stdout
+    result = snakemake("-n", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert "train" not in counts and "split" not in counts, counts
+    assert counts["aggregate"] == 1
+    records[0].unlink()  # a missing run is trained, and only it
+    assert job_counts(snakemake("-n", *args, cwd=tmp_path).stdout)["train"] == 1
 
 
 def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import pandas as pd
 
 from promptworth.errors import PromptworthError
+from promptworth.sources import MANIFEST, manifest_sha256
 
 SCHEMA_VERSIONS = (1,)
 BASE_COLUMNS = (
@@ -130,13 +131,30 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def split_changed(record: Mapping[str, Any]) -> bool:
+    """Whether the split folder a record was trained on now holds another split (a folder that
+    is gone, or a record that names none, cannot be checked: False)."""
+    recorded = record.get("split_manifest_sha256")
+    current = manifest_sha256(Path(record["split_dir"])) if record.get("split_dir") else None
+    return recorded is not None and current is not None and current != recorded
+
+
 def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The tidy table of every run record under ``paths``; duplicate runs are an error."""
+    """The tidy table of every run record under ``paths``; duplicate runs, and runs whose split
+    has changed since they were trained, are errors."""
     files = find_run_files(list(paths))
-    rows, origin = [], []
+    rows, origin, stale = [], [], []
     for path in files:
-        rows.append(record_row(read_record(path)))
+        record = read_record(path)
+        rows.append(record_row(record))
         origin.append(path)
+        if split_changed(record):
+            stale.append(f"{path} ({Path(record['split_dir']) / MANIFEST})")
+    if stale:
+        raise PromptworthError(
+            f"{len(stale)} run record(s) were trained on a split that has changed since, e.g. {stale[0]}; "
+            "delete them to retrain them on the current splits"
+        )
     table = pd.DataFrame(rows)
     key = ["task", "method", "model", "template_name", "train_size", "seed"]
     dup = table.duplicated(key, keep=False)

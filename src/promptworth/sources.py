@@ -70,6 +70,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Every split folder describes itself in this file (its rows' checksums and sources); a run
+# record names its split by the manifest's sha256.
+MANIFEST = "manifest.json"
+
+
+def manifest_sha256(split_dir: Path) -> str | None:
+    """sha256 of a split folder's manifest (None when it has none)."""
+    path = Path(split_dir) / MANIFEST
+    return sha256_file(path) if path.is_file() else None
+
+
 def verify(path: Path, relpath: str) -> None:
     """Raise if ``path`` is a known file whose content differs from the published one."""
     expected = known_checksums().get(relpath)

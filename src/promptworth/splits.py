@@ -26,10 +26,9 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.sources import resolve_data_dir, sha256_file, task_file
+from promptworth.sources import MANIFEST, manifest_sha256, resolve_data_dir, sha256_file, task_file
 from promptworth.tasks import TaskSpec, get_task, load_rows, read_records, registry, rows_from_records, to_dataset
 
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # LM-BFF generated its published splits with this seed order; it matters for CoLA (see below).
 LMBFF_SEEDS = (100, 13, 21, 42, 87)
@@ -79,12 +78,6 @@ def write_manifest(folder: Path, info: dict[str, Any], sources: dict[str, Path])
         "promptworth_version": __version__,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def manifest_sha256(split_dir: Path) -> str | None:
-    """sha256 of a split folder's manifest (None when it has none)."""
-    path = Path(split_dir) / MANIFEST
-    return sha256_file(path) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------

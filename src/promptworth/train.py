@@ -35,6 +35,7 @@ import torch
 from promptworth import __version__, metrics, models
 from promptworth.errors import PromptworthError
 from promptworth.methods import Batch, Feature, Method, build_method, to_device
+from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 
@@ -394,8 +395,6 @@ def run(request: RunRequest) -> dict[str, Any]:
     )
     wall_s = time.perf_counter() - wall_start
     data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
-    from promptworth.splits import manifest_sha256
-
     return {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
