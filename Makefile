@@ -6,6 +6,7 @@ CORES ?= 2
 CONFIG ?= config/config.yaml
 # The workflow's rules call `promptworth`: put the environment's commands first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 # The data mirror: ../shared/data when it is beside the checkout, unless PROMPTWORTH_DATA is set.
 ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
@@ -26,30 +27,29 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 study: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local
+	$(SNAKEMAKE) --configfile $(CONFIG)
 
 # The full CPU study of reports/ (config/study.yaml, ~5 h here). Run records land in reports/runs/
 # and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs
-# are trained. The model and splits are built first, in a run of their own (see rule prepare).
-PUBLISH := $(BIN)/snakemake --cores $(CORES) --configfile config/study.yaml --workflow-profile workflow/profiles/local
+# are trained. The model and splits are built first, in a run of their own (see rule prepare);
+# no code trigger, so an edited shell command does not retrain the published records.
 publish: venv
-	$(PUBLISH) prepare
-	$(PUBLISH) --rerun-triggers input params
+	$(SNAKEMAKE) --configfile config/study.yaml -- prepare
+	$(SNAKEMAKE) --configfile config/study.yaml --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
-# training rule. By default the published
-# study in reports/ (its run records in reports/runs). The default study's:
+# training rule. By default the published study in reports/ (its run records in reports/runs).
+# The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
 FIGURES_CONFIG ?= config/study.yaml
 RUNS ?= reports/runs
 OUT ?= reports
 figures: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile $(FIGURES_CONFIG) \
-		--config runs_dir=$(RUNS) results_dir=$(OUT) --workflow-profile workflow/profiles/local -- all
+	$(SNAKEMAKE) --configfile $(FIGURES_CONFIG) --config runs_dir=$(RUNS) results_dir=$(OUT) -- all
 
 # The HTML report (figures and tables with captions) of the default study, after `make study`.
 report: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
+	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -23,11 +23,10 @@ wildcard_constraints:
     baseline=r"[a-z]+",
 
 
-def split_dir(task, size, data_seed):
-    """The split folder of one (task, size, data seed)."""
-    if STUDY.splits.kind == "kshot":
-        return f"{RESULTS}/kshot/{task}/{size}-{data_seed}"
-    return f"{RESULTS}/splits/{task}/{size}-{data_seed}"
+def split_manifest(task, size, data_seed):
+    """The manifest of one (task, size, data seed)'s split folder (the file its rule makes last)."""
+    kind = "kshot" if STUDY.splits.kind == "kshot" else "splits"
+    return f"{RESULTS}/{kind}/{task}/{size}-{data_seed}/manifest.json"
 
 
 def run_file(task, method, size, data_seed, train_seed):
