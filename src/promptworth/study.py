@@ -17,6 +17,7 @@ import yaml
 from promptworth.errors import PromptworthError
 from promptworth.splits import ALL, DEV_POLICIES
 from promptworth.tasks import get_task
+from promptworth.train_config import config_from_mapping
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -69,15 +70,28 @@ class Run:
     train_seed: int
 
 
+def _is_strict_integer(checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# JSON Schema counts 16.0 as an integer; a size or seed of 16.0 would name other files ("16.0-1")
+# than the ones its rules make, so the config's integers must be written as integers.
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 def validate_config(config: dict[str, Any], schema_path: Path) -> None:
     """Check ``config`` against the JSON schema; raise with the most relevant violation."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _StrictValidator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         if error.parent is not None and error.parent.validator in ("oneOf", "anyOf"):
-            # A value that fits none of several alternatives: say what each one wanted.
             error = error.parent
+        if error.validator in ("oneOf", "anyOf") and error.context:
+            # A value that fits none of several alternatives: say what each one wanted.
             error.message = " or ".join(sorted({sub.message for sub in error.context}))
         where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
         raise PromptworthError(f"config{where or ' (top level)'}: {error.message}")
@@ -154,7 +168,13 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
     if any(seed < 0 for seed in (*splits.data_seeds, *study.train_seeds)):
         raise PromptworthError("config: seeds must be non-negative integers")
+    try:
+        config_from_mapping(study.training)
+    except PromptworthError as exc:
+        raise PromptworthError(f"config: training: {exc}") from None
     for treatment, baseline in study.comparisons:
+        if treatment == baseline:
+            raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")

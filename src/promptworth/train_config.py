@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
 
@@ -32,6 +32,11 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
 
     def __post_init__(self) -> None:
+        numbers = [f.name for f in fields(self) if f.type in ("int", "float")]
+        for name in numbers:  # inf or nan would train and then fail writing the record
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PromptworthError(f"training setting {name} must be a finite number, got {value!r}")
         checks = {
             "protocol": self.protocol in PROTOCOLS,
             "precision": self.precision in PRECISIONS,
@@ -76,3 +81,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def config_from_mapping(settings: Mapping[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a study's ``training`` section (unset keys keep their defaults)."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise PromptworthError(f"unknown training setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return TrainConfig(**settings)
+
+
+def training_args(settings: Mapping[str, Any]) -> list[str]:
+    """``promptworth train`` flags for the keys of a study's ``training`` section, checked, in the
+    order of :class:`TrainConfig`'s fields: the same settings in another order give the same flags."""
+    config_from_mapping(settings)
+    return [item for f in fields(TrainConfig) if f.name in settings for item in (_flag(f.name), str(settings[f.name]))]

@@ -9,7 +9,7 @@ rule aggregate:
     log:
         f"{RESULTS}/logs/aggregate.log",
     shell:
-        "promptworth aggregate {input} --out {output} > {log} 2>&1"
+        "promptworth aggregate {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule advantage:
@@ -23,8 +23,8 @@ rule advantage:
     params:
         window_from="{}:{}".format(*STUDY.comparisons[0]),
     shell:
-        "promptworth advantage {input} --treatment {wildcards.treatment} --baseline {wildcards.baseline} "
-        "--window-from {params.window_from} --json > {output} 2> {log}"
+        "promptworth advantage {input:q} --treatment {wildcards.treatment:q} --baseline {wildcards.baseline:q} "
+        "--window-from {params.window_from:q} --json > {output:q} 2> {log:q}"
 
 
 rule tables:
@@ -36,12 +36,13 @@ rule tables:
     log:
         f"{RESULTS}/logs/tables.log",
     params:
-        comparisons=" ".join(f"{t}:{b}" for t, b in STUDY.comparisons),
+        comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
         # The first comparison's curves set the score window of all (as in Le Scao & Rush's table).
         window_from="{}:{}".format(*STUDY.comparisons[0]),
+        out_dir=f"{RESULTS}/tables",
     shell:
-        "promptworth tables {input} --out-dir {RESULTS}/tables --comparisons {params.comparisons} "
-        "--window-from {params.window_from} > {log} 2>&1"
+        "promptworth tables {input:q} --out-dir {params.out_dir:q} --comparisons {params.comparisons:q} "
+        "--window-from {params.window_from:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -59,6 +60,7 @@ rule figures:
     params:
         treatment=STUDY.comparisons[0][0],
         baseline=STUDY.comparisons[0][1],
+        out_dir=f"{RESULTS}/figures",
     shell:
-        "promptworth figures {input} --out-dir {RESULTS}/figures "
-        "--treatment {params.treatment} --baseline {params.baseline} > {log} 2>&1"
+        "promptworth figures {input:q} --out-dir {params.out_dir:q} "
+        "--treatment {params.treatment:q} --baseline {params.baseline:q} > {log:q} 2>&1"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from promptworth.errors import PromptworthError
 from promptworth.study import DEFAULT_MODEL, load_study, model_label, plan
+from promptworth.train_config import training_args
 
 try:
     STUDY = load_study(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -49,9 +50,9 @@ def model_dir():
     return None
 
 
-def training_flags():
-    """`promptworth train` flags from the config's training section (one flag per key)."""
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in STUDY.training.items())
+def data_dir_args():
+    """`--data-dir <folder>` when the config names a mirror (a list: each item is quoted with :q)."""
+    return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
 
 
 def study_outputs():

@@ -1,4 +1,5 @@
 # Splits: nested data-size ladders, or LM-BFF's exact K-shot splits.
+# Every value that comes from the config reaches the shell as a parameter quoted with :q.
 
 
 rule split:
@@ -7,16 +8,15 @@ rule split:
     log:
         f"{RESULTS}/logs/split/{{task}}/{{size}}-{{data_seed}}.log",
     params:
-        data_dir=f"--data-dir {STUDY.data_dir}" if STUDY.data_dir else "",
-        dev=(
-            f"--dev-policy {STUDY.splits.dev_policy}"
-            + (f" --dev-size {STUDY.splits.dev_size}" if STUDY.splits.dev_size else "")
-        ),
-        test_limit=f"--test-limit {STUDY.splits.test_limit}" if STUDY.splits.test_limit else "",
+        data_dir=data_dir_args(),
+        dev=["--dev-policy", STUDY.splits.dev_policy]
+        + (["--dev-size", STUDY.splits.dev_size] if STUDY.splits.dev_size else []),
+        test_limit=["--test-limit", STUDY.splits.test_limit] if STUDY.splits.test_limit else [],
+        out=lambda wildcards: f"{RESULTS}/splits/{wildcards.task}",
     shell:
-        "promptworth split --task {wildcards.task} --sizes {wildcards.size} "
-        "--data-seed {wildcards.data_seed} {params.dev} {params.test_limit} {params.data_dir} "
-        f"--out {RESULTS}/splits/{{wildcards.task}} > {{log}} 2>&1"
+        "promptworth split --task {wildcards.task:q} --sizes {wildcards.size:q} "
+        "--data-seed {wildcards.data_seed:q} {params.dev:q} {params.test_limit:q} {params.data_dir:q} "
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 rule kshot:
@@ -25,7 +25,8 @@ rule kshot:
     log:
         f"{RESULTS}/logs/kshot/{{task}}/{{size}}-{{data_seed}}.log",
     params:
-        data_dir=f"--data-dir {STUDY.data_dir}" if STUDY.data_dir else "",
+        data_dir=data_dir_args(),
+        out=f"{RESULTS}/kshot",
     shell:
-        "promptworth kshot --tasks {wildcards.task} --k {wildcards.size} --seeds {wildcards.data_seed} "
-        f"{{params.data_dir}} --out {RESULTS}/kshot > {{log}} 2>&1"
+        "promptworth kshot --tasks {wildcards.task:q} --k {wildcards.size:q} --seeds {wildcards.data_seed:q} "
+        "{params.data_dir:q} --out {params.out:q} > {log:q} 2>&1"

@@ -7,7 +7,7 @@ rule convert_model:
     log:
         "resources/logs/convert_model.log",
     shell:
-        "promptworth convert-model --out {output} > {log} 2>&1"
+        "promptworth convert-model --out {output:q} > {log:q} 2>&1"
 
 
 rule tiny_model:
@@ -16,4 +16,4 @@ rule tiny_model:
     log:
         "resources/logs/tiny_model_{kind}.log",
     shell:
-        "promptworth tiny-model --kind {wildcards.kind} --out {output} > {log} 2>&1"
+        "promptworth tiny-model --kind {wildcards.kind:q} --out {output:q} > {log:q} 2>&1"

@@ -24,8 +24,10 @@ if not STUDY.runs_dir:
         params:
             model=model_dir() or STUDY.model,
             split_dir=lambda wc, input: str(Path(input.split).parent),
-            template=lambda wc: f"--template {STUDY.templates[wc.task]}" if wc.task in STUDY.templates else "",
-            training=training_flags(),
+            template=lambda wc: ["--template", STUDY.templates[wc.task]] if wc.task in STUDY.templates else [],
+            # flags in TrainConfig's field order: reordering keys in the config changes nothing
+            training=training_args(STUDY.training),
+            runs=f"{RESULTS}/runs/{MODEL}",
             total=len(RUNS),
         threads: STUDY.resources.get("threads", 2)
         resources:
@@ -36,11 +38,11 @@ if not STUDY.runs_dir:
             gpu=STUDY.resources.get("gpus", 0),
             gpus=STUDY.resources.get("gpus", 0),
         shell:
-            "promptworth train --task {wildcards.task} --method {wildcards.method} "
-            "--split-dir {params.split_dir} --model {params.model} --seed {wildcards.train_seed} "
-            "--data-seed {wildcards.data_seed} {params.template} {params.training} --threads {threads} --no-progress "
-            "--out {output} > {log} 2>&1 && "
-            f"promptworth progress {RESULTS}/runs/{MODEL} --total {{params.total}}"
+            "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
+            "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
+            "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} --threads {threads} "
+            "--no-progress --out {output:q} > {log:q} 2>&1 && "
+            "promptworth progress {params.runs:q} --total {params.total}"
 
 
 rule runs:
