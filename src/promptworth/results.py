@@ -20,7 +20,7 @@ import pandas as pd
 from promptworth.errors import PromptworthError
 from promptworth.sources import MANIFEST, manifest_sha256
 
-SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
     "metric", "score", "dev_score", "best_step", "wall_s",
