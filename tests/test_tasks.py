@@ -13,6 +13,7 @@ import datasets
 import pytest
 
 from promptworth import sources, splits, tasks
+from promptworth.cli import main
 from promptworth.errors import PromptworthError
 
 # Row counts of ../shared/data/README.md (train pool, labelled evaluation set).
@@ -201,3 +202,56 @@ def test_registry_label_words_cover_every_label():
         if spec.null_words:
             assert set(spec.null_words) == set(labels), name
         json.dumps(spec.templates)
+
+
+def _fresh_machine(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
+    """No data_dir, no $PROMPTWORTH_DATA, an empty home: the cache folder does not exist yet."""
+    monkeypatch.delenv(sources.DATA_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    cache = home / ".cache" / "promptworth" / "data"
+    assert not cache.exists()
+    return cache
+
+
+def test_download_fallback_starts_on_a_fresh_machine(data_dir, tmp_path, monkeypatch, capsys):
+    """The cache path, resolved once and passed on, is still the cache: the download is tried."""
+    lmbff = _lmbff_archive(data_dir, tmp_path)
+    zipped = tmp_path / "CB.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for name in ("train.jsonl", "val.jsonl"):
+            archive.write(data_dir / "superglue" / "CB" / name, arcname=f"CB/{name}")
+    fewglue = tmp_path / "fewglue" / "CB"
+    fewglue.mkdir(parents=True)
+    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_train32.jsonl", fewglue / "train.jsonl")
+    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_dev32.jsonl", fewglue / "dev32.jsonl")
+    monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", lmbff)
+    monkeypatch.setattr(sources, "SUPERGLUE_URL", f"file://{tmp_path}/{{task}}.zip")
+    monkeypatch.setattr(sources, "FEWGLUE_URL", f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl")
+    cache = _fresh_machine(monkeypatch, tmp_path / "home")
+    assert sources.resolve_data_dir(None) == cache
+    assert sources.resolve_data_dir(sources.resolve_data_dir(None)) == cache
+    assert tasks.load("SST-2", "pool").num_rows == 6920
+    out = tmp_path / "splits" / "CB"
+    code = main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert (cache / "superglue" / "CB" / "val.jsonl").is_file() and (out / "10-1" / "manifest.json").is_file()
+
+
+def test_download_fallback_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", (tmp_path / "absent.tar").as_uri())
+    _fresh_machine(monkeypatch, tmp_path / "home")
+    assert main(["split", "--task", "SST-2", "--sizes", "10", "--data-seed", "1", "--dev-size", "8",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "promptworth: error: could not download file://" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_download_that_is_not_an_archive_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "datasets.tar"
+    bogus.write_text("<html>not found</html>")
+    with pytest.raises(PromptworthError, match="is not a valid archive"):
+        sources.download_task(tasks.get_task("SST-2"), tmp_path / "cache", {"lmbff": bogus.as_uri()})
+    bogus_zip = tmp_path / "CB.zip"
+    bogus_zip.write_text("<html>not found</html>")
+    with pytest.raises(PromptworthError, match="is not a valid archive"):
+        sources.download_task(tasks.get_task("CB"), tmp_path / "cache", {"superglue": f"file://{tmp_path}/{{task}}.zip"})

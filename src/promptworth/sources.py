@@ -3,7 +3,7 @@
 The mirror is a folder laid out like LM-BFF's ``data/`` (``original/``, ``k-shot/``) plus
 ``superglue/<TASK>/``. It is found, in this order, from an explicit argument (the config key
 ``data_dir``), the environment variable ``PROMPTWORTH_DATA``, or the default download folder
-``~/.cache/promptworth/data``. Files missing from a mirror are downloaded only into the default
+``~/.cache/promptworth/data`` (:func:`default_data_dir`). Files missing from a mirror are downloaded only into the default
 folder (never into a user's mirror), from LM-BFF's data archive or SuperGLUE's per-task archives.
 
 Every file whose sha256 is known (``checksums.sha256``: the published files) is verified on
@@ -30,14 +30,22 @@ if TYPE_CHECKING:
     from promptworth.tasks import TaskSpec
 
 DATA_ENV = "PROMPTWORTH_DATA"
-DEFAULT_DATA_DIR = Path.home() / ".cache" / "promptworth" / "data"
 LMBFF_ARCHIVE_URL = "https://nlp.cs.princeton.edu/projects/lm-bff/datasets.tar"
 SUPERGLUE_URL = "https://dl.fbaipublicfiles.com/glue/superglue/data/v2/{task}.zip"
 FEWGLUE_URL = "https://raw.githubusercontent.com/timoschick/fewglue/master/FewGLUE/{task}/{split}.jsonl"
 
 
+def default_data_dir() -> Path:
+    """The download cache, ``~/.cache/promptworth/data`` (read on each call: it follows $HOME)."""
+    return (Path.home() / ".cache" / "promptworth" / "data").resolve()
+
+
 def resolve_data_dir(configured: str | Path | None = None) -> Path:
-    """The data mirror: the configured folder, else $PROMPTWORTH_DATA, else the download cache."""
+    """The data mirror: the configured folder, else $PROMPTWORTH_DATA, else the download cache.
+
+    The download cache need not exist yet (the first download creates it), also when a path
+    resolved here is passed back in as ``configured``.
+    """
     if configured:
         path = Path(configured).expanduser()
         source = "the config key data_dir"
@@ -45,7 +53,9 @@ def resolve_data_dir(configured: str | Path | None = None) -> Path:
         path = Path(os.environ[DATA_ENV]).expanduser()
         source = f"${DATA_ENV}"
     else:
-        return DEFAULT_DATA_DIR
+        return default_data_dir()
+    if path.resolve() == default_data_dir():
+        return default_data_dir()
     if not path.is_dir():
         raise PromptworthError(f"data mirror {path} (from {source}) is not a folder")
     return path.resolve()
@@ -94,7 +104,7 @@ def task_file(task: TaskSpec, name: str, data_dir: Path | None = None, *, downlo
     relpath = f"{task.dir}/{name}"
     path = root / relpath
     if not path.is_file():
-        if root != DEFAULT_DATA_DIR or not download:
+        if root != default_data_dir() or not download:
             raise PromptworthError(_missing_message(task, relpath, root))
         download_task(task, root)
         if not path.is_file():
@@ -121,16 +131,24 @@ def download_task(task: TaskSpec, root: Path, urls: dict[str, str] | None = None
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         staging = Path(tmp)
         if task.family == "lmbff":
-            archive = _fetch(urls.get("lmbff", LMBFF_ARCHIVE_URL), staging / "datasets.tar")
-            with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if _under(m.name, task.dir) and m.isfile()]
-                tar.extractall(staging / "unpacked", members=members, filter="data")
+            url = urls.get("lmbff", LMBFF_ARCHIVE_URL)
+            archive = _fetch(url, staging / "datasets.tar")
+            try:
+                with tarfile.open(archive) as tar:
+                    members = [m for m in tar.getmembers() if _under(m.name, task.dir) and m.isfile()]
+                    tar.extractall(staging / "unpacked", members=members, filter="data")
+            except tarfile.TarError as exc:
+                raise PromptworthError(f"the download from {url} is not a valid archive ({exc})") from None
             unpacked = _find_folder(staging / "unpacked", task.dir)
         elif task.family == "superglue":
             folder = Path(task.dir).name
-            archive = _fetch(urls.get("superglue", SUPERGLUE_URL).format(task=folder), staging / f"{folder}.zip")
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(staging / "unpacked")
+            url = urls.get("superglue", SUPERGLUE_URL).format(task=folder)
+            archive = _fetch(url, staging / f"{folder}.zip")
+            try:
+                with zipfile.ZipFile(archive) as zipped:
+                    zipped.extractall(staging / "unpacked")
+            except zipfile.BadZipFile as exc:
+                raise PromptworthError(f"the download from {url} is not a valid archive ({exc})") from None
             unpacked = _find_folder(staging / "unpacked", folder)
             for role, name in task.fewshot.items():
                 split = "train" if role == "train" else "dev32"
