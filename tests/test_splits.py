@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,120 @@ def test_split_cli_bad_sizes(tmp_path, data_dir, capsys):
     assert main(["split", "--task", "BoolQ", "--sizes", "10", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
     assert "BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every split file is verified when read
+
+
+def _copy(folder: Path, target: Path) -> Path:
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_a_row_edited_after_the_manifest_is_refused(cb_ladder, tmp_path):
+    folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
+    path = folder / "train.jsonl"
+    path.write_text(path.read_text().replace('"label": 0', '"label": 1', 1))
+    with pytest.raises(PromptworthError, match=r"20-1/train\.jsonl has changed since its split was written: its sha256 "
+                       r"does not match the sha256 in .*20-1/manifest\.json"):
+        splits.load_split("CB", folder)
+    assert splits.load_split_part("CB", folder, "dev").num_rows == 32  # the untouched parts still load
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(cb_ladder, tmp_path):
+    folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
+    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    del manifest["files"]["test.jsonl"]
+    (folder / splits.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(PromptworthError, match=r"test\.jsonl cannot be verified: .* lists no such file"):
+        splits.load_split("CB", folder)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a readable manifest"),
+        ("[]", "not a split manifest"),
+        ('{"task": "CB"}', "not a split manifest"),
+        ('{"task": "CB", "files": {"train.jsonl": 1}}', "not a split manifest"),
+    ],
+)
+def test_a_malformed_manifest_is_one_clear_error(cb_ladder, tmp_path, content, message):
+    folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
+    (folder / splits.MANIFEST).write_text(content)
+    with pytest.raises(PromptworthError, match=message):
+        splits.load_split("CB", folder)
+
+
+def test_the_split_must_be_of_the_requested_task(cb_ladder, data_dir):
+    with pytest.raises(PromptworthError, match=r"20-1 holds a split of CB \(its manifest\.json\), not of SST-2"):
+        splits.load_split("SST-2", cb_ladder[1][20])
+    with pytest.raises(PromptworthError, match=r"not a K-shot folder of mr: it lies in 'SST-2', LM-BFF's splits of mr "
+                       r"lie in 'mr' \(k-shot/mr/16-42\)"):
+        splits.load_split("mr", data_dir / "k-shot" / "SST-2" / "16-42")
+    with pytest.raises(PromptworthError, match="cannot be verified"):
+        splits.load_split("CB", data_dir / "k-shot" / "SST-2" / "16-42")
+
+
+def test_published_kshot_files_are_verified(data_dir, tmp_path):
+    folder = _copy(data_dir / "k-shot" / "SST-2" / "16-42", tmp_path / "k-shot" / "SST-2" / "16-42")
+    assert splits.load_split("SST-2", folder)["train"].num_rows == 32  # an intact copy loads
+    path = folder / "train.tsv"
+    lines = path.read_text().splitlines(keepends=True)
+    sentence, label = lines[1].rstrip("\n").split("\t")
+    lines[1] = f"{sentence}\t{1 - int(label)}\n"
+    path.write_text("".join(lines))
+    with pytest.raises(PromptworthError, match=r"16-42/train\.tsv has changed since its split was written: its sha256 "
+                       r"does not match the published sha256 of k-shot/SST-2/16-42/"):
+        splits.load_split("SST-2", folder)
+
+
+def test_a_folder_without_manifest_or_published_checksums_cannot_be_verified(cb_ladder, data_dir, tmp_path):
+    folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
+    (folder / splits.MANIFEST).unlink()
+    with pytest.raises(PromptworthError, match=r"20-1 cannot be verified: it has no manifest\.json and is not one of "
+                       r"LM-BFF's published K-shot folders of CB; write a verified split with `promptworth split`"):
+        splits.load_split("CB", folder)
+    unpublished = _copy(data_dir / "k-shot" / "SST-2" / "16-42", tmp_path / "SST-2" / "16-7")
+    with pytest.raises(PromptworthError, match="cannot be verified"):
+        splits.load_split("SST-2", unpublished)
+    with pytest.raises(PromptworthError, match=r"split folder .*/absent does not exist"):
+        splits.load_split("SST-2", tmp_path / "absent")
+
+
+def _rewrite(folder: Path, name: str, content: bytes) -> None:
+    """Replace one file of a split and write its manifest again, as if the split was made so."""
+    (folder / name).write_bytes(content)
+    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    manifest["files"][name] = hashlib.sha256(content).hexdigest()
+    (folder / splits.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"idx": 0, "text_a": "caf\xe9", "text_b": "b", "label": 0}\n', r"train\.jsonl: not valid UTF-8 \(byte 25\)"),
+        (b'{"idx": 0, "text_a": "a", "text_b": "b", "label": 0}\n{"idx": 1,\n', r"train\.jsonl: line 2 is not valid JSON"),
+        (b'[1, 2]\n', r"train\.jsonl: line 1 is not a JSON object"),
+        (b'{"text_a": "a", "text_b": "b", "label": 0}\n', r"train\.jsonl: row 1 has no integer 'idx'"),
+        (b'{"idx": 3, "text_a": "a", "label": 0}\n', r"row 1 \(idx 3\) has no field 'text_b' of CB"),
+        (b'{"idx": 3, "text_a": "a", "text_b": null, "label": 0}\n', r"row 1 \(idx 3\): field 'text_b' must be a string"),
+        (b'{"idx": 3, "text_a": "a", "text_b": "b", "label": 3}\n', r"row 1 \(idx 3\): label 3 is not a label index in 0\.\.2"),
+        (b'{"idx": 3, "text_a": "a", "text_b": "b", "label": "0"}\n', r"label '0' is not a label index"),
+    ],
+)
+def test_bad_rows_in_a_verified_split_file_are_one_clear_error(cb_ladder, tmp_path, content, message):
+    folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
+    _rewrite(folder, "train.jsonl", content)
+    with pytest.raises(PromptworthError, match=message):
+        splits.load_split("CB", folder)
+
+
+def test_a_regression_label_must_be_a_finite_number(data_dir, tmp_path):
+    spec = splits.LadderSpec(sizes=(8,), data_seed=1, dev_size=8, test_limit=8)
+    folder = splits.ladder("STS-B", spec, tmp_path / "STS-B", data_dir)[8]
+    row = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
+    _rewrite(folder, "train.jsonl", json.dumps({**row, "label": float("nan")}).encode() + b"\n")
+    with pytest.raises(PromptworthError, match=r"label nan is not a finite number"):
+        splits.load_split("STS-B", folder)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from promptworth import splits
 from promptworth.tiny import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
 
 
@@ -45,13 +46,19 @@ def sentiment_rows(n: int, seed: int, words: int = 6) -> list[dict[str, Any]]:
     return rows
 
 
-def write_split(folder: Path, train: Sequence[dict], dev: Sequence[dict], test: Sequence[dict]) -> Path:
-    """A split folder in our layout (jsonl files; no manifest)."""
+def write_split(
+    folder: Path, train: Sequence[dict], dev: Sequence[dict], test: Sequence[dict], task: str = "SST-2"
+) -> Path:
+    """A split folder of ``task`` in our layout (jsonl files) with its manifest, so it verifies as
+    one written by ``promptworth split``; the data seed comes from a ``<size>-<seed>`` name."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("dev", dev), ("test", test)):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as out:
             for row in rows:
                 out.write(json.dumps(row) + "\n")
+    seed = folder.name.rpartition("-")[2]
+    info = {"layout": "rows", "task": task, "data_seed": int(seed) if seed.isdigit() else None}
+    splits.write_manifest(folder, info, {})
     return folder
 
 

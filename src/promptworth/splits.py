@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.sources import MANIFEST, manifest_sha256, resolve_data_dir, sha256_file, task_file
+from promptworth.sources import (
+    MANIFEST,
+    SplitChecksums,
+    manifest_sha256,
+    resolve_data_dir,
+    sha256_file,
+    split_checksums,
+    task_file,
+    verify_split_file,
+)
 from promptworth.tasks import TaskSpec, get_task, load_rows, read_records, registry, rows_from_records, to_dataset
 
 MANIFEST_VERSION = 1
@@ -353,8 +363,48 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
 
 
 def _read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """The rows of one of our split files: one JSON object per line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptworthError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PromptworthError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise PromptworthError(f"{path}: line {number} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def check_rows(task: TaskSpec, rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Rows of a split file have the task's shape (``promptworth.tasks``): an integer ``idx``,
+    every field of the task and a valid label; the first bad row is named."""
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}: row {number} (idx {row.get('idx')!r})"
+        if not isinstance(row.get("idx"), int) or isinstance(row.get("idx"), bool):
+            raise PromptworthError(f"{path}: row {number} has no integer 'idx'")
+        missing = [name for name in ("label", *task.text_fields) if name not in row]
+        if missing:
+            raise PromptworthError(f"{where} has no field {missing[0]!r} of {task.name}")
+        for name in task.text_fields:
+            wanted = int if name.endswith("_index") else str
+            value = row[name]
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise PromptworthError(f"{where}: field {name!r} must be {'an integer' if wanted is int else 'a string'}")
+        label = row["label"]
+        if task.is_regression:
+            ok = isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label)
+        else:
+            ok = isinstance(label, int) and not isinstance(label, bool) and 0 <= label < task.num_labels
+        if not ok:
+            expected = "a finite number" if task.is_regression else f"a label index in 0..{task.num_labels - 1}"
+            raise PromptworthError(f"{where}: label {label!r} is not {expected}")
 
 
 def _lmbff_file(folder: Path, stem: str, suffix: str) -> Path:
@@ -365,20 +415,35 @@ def _lmbff_file(folder: Path, stem: str, suffix: str) -> Path:
     raise PromptworthError(f"split folder {folder} has no {stem}{suffix}")
 
 
-def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:
-    """One part ('train', 'dev' or 'test') of a split folder, in either layout."""
-    task = get_task(task_name)
-    folder = Path(split_dir)
-    if not folder.is_dir():
-        raise PromptworthError(f"split folder {folder} does not exist")
+def _read_part(task: TaskSpec, checksums: SplitChecksums, part: str) -> datasets.Dataset:
+    """One part of a split folder, verified against ``checksums`` before it is parsed."""
+    folder = checksums.folder
     if (folder / f"{part}.jsonl").is_file():
-        rows = _read_jsonl_rows(folder / f"{part}.jsonl")
+        path = folder / f"{part}.jsonl"
+        verify_split_file(path, checksums)
+        rows = _read_jsonl_rows(path)
+        check_rows(task, rows, path)
     else:
         path = _lmbff_file(folder, part, ".csv" if task.format == "csv" else ".tsv")
+        verify_split_file(path, checksums)
         rows = rows_from_records(task, read_records(task, path), path)
     return to_dataset(task, rows)
 
 
+def verified_checksums(task: TaskSpec, split_dir: Path) -> SplitChecksums:
+    """What the split folder's files must hash to; an error if it is not a verifiable split of ``task``."""
+    return split_checksums(Path(split_dir), task.name, task.kshot_dir)
+
+
+def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:
+    """One part ('train', 'dev' or 'test') of a split folder, in either layout, verified (see
+    :func:`promptworth.sources.split_checksums`)."""
+    task = get_task(task_name)
+    return _read_part(task, verified_checksums(task, split_dir), part)
+
+
 def load_split(task_name: str, split_dir: Path) -> datasets.DatasetDict:
-    """``train``, ``dev`` and ``test`` of a split folder, in either layout."""
-    return datasets.DatasetDict({part: load_split_part(task_name, split_dir, part) for part in ("train", "dev", "test")})
+    """``train``, ``dev`` and ``test`` of a split folder, in either layout, verified."""
+    task = get_task(task_name)
+    checksums = verified_checksums(task, split_dir)
+    return datasets.DatasetDict({part: _read_part(task, checksums, part) for part in ("train", "dev", "test")})
