@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from promptworth import sources, splits
 from promptworth.errors import PromptworthError
 from promptworth.results import BASE_COLUMNS, collect, read_record, read_table, write_csv
 
@@ -80,7 +82,7 @@ def _message(call) -> str:
 @pytest.mark.parametrize(
     "content, message",
     [
-        (record(schema_version=2), "unknown schema_version 2"),
+        (record(schema_version=3), "unknown schema_version 3"),
         ({k: v for k, v in record().items() if k != "schema_version"}, "missing key 'schema_version'"),
         (record(timing={"train_s": 1}), "missing key 'timing.wall_s'"),
         (record(task=None), "key 'task' is null"),
@@ -109,17 +111,104 @@ def test_duplicates_missing_and_empty(tmp_path: Path) -> None:
         collect([tmp_path / "empty"])
 
 
+def split_folder(folder: Path, task: str = "CB") -> Path:
+    """A small split folder of ``task`` with its manifest, as ``promptworth split`` writes one."""
+    folder.mkdir(parents=True)
+    for part in ("train", "dev", "test"):
+        (folder / f"{part}.jsonl").write_text(f'{{"idx": 0, "text_a": "{part}", "text_b": "b", "label": 0}}\n')
+    splits.write_manifest(folder, {"layout": "rows", "task": task, "size": 32}, {})
+    return folder
+
+
 def test_a_record_whose_split_changed_since_is_an_error(tmp_path: Path) -> None:
-    split = tmp_path / "splits" / "CB" / "32-13"
-    manifest = write(split / "manifest.json", '{"size": 32}')
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    split = split_folder(tmp_path / "splits" / "CB" / "32-13")
+    digest = hashlib.sha256((split / "manifest.json").read_bytes()).hexdigest()
     write(tmp_path / "runs" / "1.json", record(split_dir=str(split), split_manifest_sha256=digest))
     write(tmp_path / "runs" / "2.json", record(split_dir=str(tmp_path / "gone"), train_seed=2))
     assert len(collect([tmp_path / "runs"])) == 2  # same split, or a folder no longer here: fine
-    write(split / "manifest.json", '{"size": 32, "dev_size": 8}')
+    manifest = json.loads((split / "manifest.json").read_text())
+    write(split / "manifest.json", {**manifest, "dev_size": 8})
     with pytest.raises(PromptworthError, match=r"1 run record\(s\) were trained on a split that has changed since, "
                        r"e\.g\. .*1\.json \(.*32-13/manifest\.json\); delete them"):
         collect([tmp_path / "runs"])
+
+
+def test_a_record_whose_split_rows_were_edited_is_an_error(tmp_path: Path) -> None:
+    split = split_folder(tmp_path / "splits" / "CB" / "32-13")
+    digest = hashlib.sha256((split / "manifest.json").read_bytes()).hexdigest()
+    write(tmp_path / "runs" / "1.json", record(split_dir=str(split), split_manifest_sha256=digest))
+    (split / "train.jsonl").write_text((split / "train.jsonl").read_text().replace('"label": 0', '"label": 1'))
+    with pytest.raises(PromptworthError, match=r"run record .*1\.json: .*32-13/train\.jsonl has changed since its "
+                       r"split was written"):
+        collect([tmp_path / "runs"])
+
+
+def test_a_record_of_another_task_than_its_split_is_an_error(tmp_path: Path) -> None:
+    split = split_folder(tmp_path / "splits" / "MR" / "32-13", task="MR")
+    digest = hashlib.sha256((split / "manifest.json").read_bytes()).hexdigest()
+    write(tmp_path / "runs" / "1.json", record(task="SST-2", split_dir=str(split), split_manifest_sha256=digest))
+    with pytest.raises(PromptworthError, match=r"1\.json: split folder .*32-13 holds a split of MR .*, not of SST-2"):
+        collect([tmp_path / "runs"])
+
+
+def test_each_split_folder_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    split = split_folder(tmp_path / "splits" / "CB" / "32-13")
+    digest = hashlib.sha256((split / "manifest.json").read_bytes()).hexdigest()
+    for seed in range(5):
+        write(tmp_path / "runs" / f"{seed}.json", record(split_dir=str(split), split_manifest_sha256=digest, train_seed=seed))
+    hashed: list[str] = []
+    real = sources.sha256_file
+    monkeypatch.setattr(sources, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    assert len(collect([tmp_path / "runs"])) == 5
+    assert sorted(n for n in hashed if n.endswith(".jsonl")) == ["dev.jsonl", "test.jsonl", "train.jsonl"]
+
+
+def test_a_published_kshot_split_is_checked_too(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "k-shot" / "SST-2" / "16-42"
+    shutil.copytree(data_dir / "k-shot" / "SST-2" / "16-42", folder)
+    write(tmp_path / "runs" / "1.json", record(task="SST-2", split_dir=str(folder), split_manifest_sha256=None))
+    assert len(collect([tmp_path / "runs"])) == 1
+    (folder / "dev.tsv").write_text((folder / "dev.tsv").read_text() + "one more row\t1\n")
+    with pytest.raises(PromptworthError, match=r"16-42/dev\.tsv has changed since its split was written"):
+        collect([tmp_path / "runs"])
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('"score": NaN', "score"),
+        ('"dev_score": Infinity', "dev_score"),
+        ('"test": {"macro_f1": 0.6, "acc": -Infinity}', "test.acc"),
+        ('"timing": {"wall_s": 1e999}', "timing.wall_s"),
+        ('"dev_curve": [{"step": 50, "dev_score": NaN}]', r"dev_curve\[0\]\.dev_score"),
+        ('"hyperparameters": {"learning_rate": NaN}', "hyperparameters.learning_rate"),
+    ],
+)
+def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    name = text.split('"')[1]
+    base = {k: v for k, v in record().items() if k != name}
+    path = write(tmp_path / "x.json", json.dumps(base)[:-1] + ", " + text + "}")
+    with pytest.raises(PromptworthError, match=rf"x\.json: key '{key}' is not a finite number \(NaN or infinite\)"):
+        collect([path])
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"test": {"acc": "high"}}, "key 'test.acc' must be a number"),
+        ({"timing": {"wall_s": "1 s"}}, "key 'timing.wall_s' must be a number"),
+        ({"split_dir": 3}, "key 'split_dir' must be a string"),
+    ],
+)
+def test_wrong_types_in_nested_keys(tmp_path: Path, changes: dict, message: str) -> None:
+    path = write(tmp_path / "x.json", record(**changes))
+    with pytest.raises(PromptworthError, match=message):
+        collect([path])
+
+
+def test_null_scores_stay_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.json", record(score=None, dev_score=None, test={"macro_f1": None}))
+    assert math.isnan(collect([path]).score.iloc[0])
 
 
 def test_read_table_errors(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import pandas as pd
 
 from promptworth.errors import PromptworthError
-from promptworth.sources import MANIFEST, manifest_sha256
+from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 
 SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
@@ -88,7 +88,36 @@ def read_record(path: Path) -> dict[str, Any]:
     for key in ("score", "dev_score"):
         if record[key] is not None and not _is_number(record[key]):
             raise PromptworthError(f"{path}: key {key!r} must be a number, got {record[key]!r}")
+    numbers = {f"test.{name}": value for name, value in record["test"].items()}
+    numbers["timing.wall_s"] = record["timing"]["wall_s"]
+    for key, value in numbers.items():
+        if value is not None and not _is_number(value):
+            raise PromptworthError(f"{path}: key {key!r} must be a number, got {value!r}")
+    for key in ("split_dir", "split_manifest_sha256"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise PromptworthError(f"{path}: key {key!r} must be a string, got {record[key]!r}")
+    # json.loads reads NaN, Infinity and 1e999 as floats: a diverged or hand-edited record
+    bad = non_finite_key(record)
+    if bad is not None:
+        raise PromptworthError(f"{path}: key {bad!r} is not a finite number (NaN or infinite)")
     return record
+
+
+def non_finite_key(value: Any, key: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in a JSON value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key or "(the whole value)"
+    if isinstance(value, dict):
+        items = [(f"{key}.{name}" if key else str(name), item) for name, item in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        return None
+    for item_key, item in items:
+        found = non_finite_key(item, item_key)
+        if found is not None:
+            return found
+    return None
 
 
 def _is_int(value: Any) -> bool:
@@ -139,22 +168,53 @@ def split_changed(record: Mapping[str, Any]) -> bool:
     return recorded is not None and current is not None and current != recorded
 
 
-def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The tidy table of every run record under ``paths``; duplicate runs, and runs whose split
-    has changed since they were trained, are errors."""
-    files = find_run_files(list(paths))
-    rows, origin, stale = [], [], []
-    for path in files:
-        record = read_record(path)
-        rows.append(record_row(record))
-        origin.append(path)
-        if split_changed(record):
-            stale.append(f"{path} ({Path(record['split_dir']) / MANIFEST})")
+def _kshot_dir(task_name: str) -> str | None:
+    from promptworth.tasks import registry  # pulls in `datasets`: only for folders without a manifest
+
+    spec = registry().get(task_name)
+    return spec.kshot_dir if spec is not None else None
+
+
+def split_problem(folder: Path, task_name: str) -> str | None:
+    """Why the files of an existing split folder are not what its manifest (or LM-BFF's published
+    checksums) says, or None when they are."""
+    kshot_dir = None if (folder / MANIFEST).is_file() else _kshot_dir(task_name)
+    try:
+        verify_split(split_checksums(folder, task_name, kshot_dir))
+    except PromptworthError as exc:
+        return str(exc)
+    return None
+
+
+def check_splits(records: Mapping[Path, Mapping[str, Any]]) -> None:
+    """Every record whose split folder still exists was trained on that folder's current split:
+    the same manifest, and files that still match it. Each folder is hashed once."""
+    stale = [
+        f"{path} ({Path(record['split_dir']) / MANIFEST})" for path, record in records.items() if split_changed(record)
+    ]
     if stale:
         raise PromptworthError(
             f"{len(stale)} run record(s) were trained on a split that has changed since, e.g. {stale[0]}; "
             "delete them to retrain them on the current splits"
         )
+    problems: dict[tuple[Path, str], str | None] = {}
+    for path, record in records.items():
+        if not record.get("split_dir") or not Path(record["split_dir"]).is_dir():
+            continue  # a folder no longer here cannot be checked
+        key = (Path(record["split_dir"]).resolve(), record["task"])
+        if key not in problems:
+            problems[key] = split_problem(key[0], key[1])
+        if problems[key] is not None:
+            raise PromptworthError(f"run record {path}: {problems[key]}")
+
+
+def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The tidy table of every run record under ``paths``; duplicate runs, and runs whose split
+    has changed since they were trained, are errors."""
+    files = find_run_files(list(paths))
+    records = {path: read_record(path) for path in files}
+    check_splits(records)
+    rows, origin = [record_row(record) for record in records.values()], list(records)
     table = pd.DataFrame(rows)
     key = ["task", "method", "model", "template_name", "train_size", "seed"]
     dup = table.duplicated(key, keep=False)
