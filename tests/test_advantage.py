@@ -357,3 +357,42 @@ def test_curves_without_overlap_give_a_bound_not_a_number():
     assert not math.isnan(overlapping.advantage) and math.isnan(overlapping.bound)
     table = advantage_markdown(advantage_frame([above, below]))
     assert "> 90" in table and "< -90" in table
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("high", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': 'high' is not a number"),
+        ("inf", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': inf is not a finite number"),
+        ("-Infinity", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': -inf is not a finite number"),
+    ],
+)
+def test_import_lescao_refuses_silent_scores(tmp_path: Path, cell: str, message: str) -> None:
+    path = wandb_csv(tmp_path / "cb.csv", ["CLF roberta"])
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[1, "CLF roberta seed 1 - test-acc-all-p"] = cell
+    frame.to_csv(path, index=False)
+    with pytest.raises(PromptworthError, match=rf"cb\.csv: {message}"):
+        import_lescao(path)
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [("", "the cell is missing"), ("ten", "'ten' is not a number"), ("inf", "inf is not a finite number"),
+     ("12.5", "12.5 is not a number of points"), ("-4", "-4 is not a number of points")],
+)
+def test_import_lescao_refuses_bad_training_points(tmp_path: Path, cell: str, message: str) -> None:
+    path = wandb_csv(tmp_path / "cb.csv", ["CLF roberta"])
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[2, "training_points"] = cell
+    frame.to_csv(path, index=False)
+    with pytest.raises(PromptworthError, match=rf"cb\.csv: line 4, column 'training_points': {message}"):
+        import_lescao(path)
+
+
+def test_tidy_tables_refuse_infinite_numbers_and_missing_sizes() -> None:
+    frame = shifted(10)
+    with pytest.raises(PromptworthError, match="1 row\\(s\\) with an infinite score"):
+        advantage_table(frame.assign(score=[np.inf] + list(frame.score[1:])), "prompt", "head")
+    with pytest.raises(PromptworthError, match="1 row\\(s\\) without a train_size"):
+        advantage_table(frame.assign(train_size=[np.nan] + list(frame.train_size[1:])), "prompt", "head")

@@ -223,3 +223,30 @@ def test_read_table_errors(tmp_path: Path) -> None:
     (tmp_path / "rows.csv").write_text("task,method,train_size,seed,score\n")
     with pytest.raises(PromptworthError, match="no rows"):
         read_table(tmp_path / "rows.csv")
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("CB,head,10,1-1,inf", r"line 3, column 'score': inf is not a finite number"),
+        ("CB,head,10,1-1,-Infinity", r"line 3, column 'score': -inf is not a finite number"),
+        ("CB,head,10,1-1,high", r"line 3, column 'score': 'high' is not a number"),
+        ("CB,head,,1-1,0.5", r"line 3, column 'train_size': the cell is missing"),
+        ("CB,head,ten,1-1,0.5", r"line 3, column 'train_size': 'ten' is not a number"),
+    ],
+)
+def test_read_table_refuses_silent_numbers(tmp_path: Path, row: str, message: str) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text(f"task,method,train_size,seed,score\nCB,prompt,10,1-1,0.5\n{row}\n")
+    with pytest.raises(PromptworthError, match=rf"runs\.csv: {message}"):
+        read_table(path)
+
+
+def test_read_table_keeps_missing_scores_and_test_metrics(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text("task,method,train_size,seed,score,test_acc\nCB,prompt,10,1-1,,\nCB,head,10,1-1,0.5,0.25\n")
+    table = read_table(path)
+    assert math.isnan(table.score.iloc[0]) and table.test_acc.iloc[1] == 0.25
+    path.write_text("task,method,train_size,seed,score,test_acc\nCB,prompt,10,1-1,0.5,1e999\n")
+    with pytest.raises(PromptworthError, match=r"line 2, column 'test_acc': inf is not a finite number"):
+        read_table(path)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from promptworth.errors import PromptworthError
+from promptworth.results import check_number_column
 
 TIDY_COLUMNS = ("task", "method", "train_size", "seed", "score")
 REDUCTIONS = ("max", "mean", "median")
@@ -124,7 +125,8 @@ class AdvantageResult:
 
 
 def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
-    """The tidy columns with the right types; NaN scores dropped (a missing value is no run)."""
+    """The tidy columns with the right types; NaN scores dropped (a missing value is no run),
+    a missing train_size or an infinite number is an error."""
     missing = [c for c in TIDY_COLUMNS if c not in frame.columns]
     if missing:
         raise PromptworthError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(TIDY_COLUMNS)}")
@@ -141,7 +143,12 @@ def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
         out["score"] = pd.to_numeric(out["score"], errors="raise")
     except (ValueError, TypeError) as exc:
         raise PromptworthError(f"{source}: train_size and score must be numbers ({exc})") from None
-    out = out[out["score"].notna() & out["train_size"].notna()]
+    if out["train_size"].isna().any():
+        raise PromptworthError(f"{source}: {int(out['train_size'].isna().sum())} row(s) without a train_size")
+    infinite = np.isinf(out["score"].astype(float)) | np.isinf(out["train_size"].astype(float))
+    if infinite.any():
+        raise PromptworthError(f"{source}: {int(infinite.sum())} row(s) with an infinite score or train_size")
+    out = out[out["score"].notna()]
     if out.empty:
         raise PromptworthError(f"{source}: no runs with a score")
     return out
@@ -430,7 +437,8 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
     Columns: task, method, model, template_name, train_size, seed, metric, score. ``CLF <model>``
     is ``head``, ``PVP <pattern> <model>`` is ``prompt`` and ``PVP <pattern> <model> neutral
     verbalizer`` is ``null``; other patterns, ``_step`` and the ``__MIN``/``__MAX`` columns are
-    ignored; empty cells are dropped (no run).
+    ignored; empty cells are dropped (no run); text or an infinite number in a score or
+    ``training_points`` cell is an error naming the line and column.
     """
     path = Path(path)
     source = str(path)
@@ -442,6 +450,10 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
         raise PromptworthError(f"{source}: not a readable CSV ({exc})") from None
     if _SIZE_COLUMN not in frame.columns:
         raise PromptworthError(f"{source}: no {_SIZE_COLUMN!r} column; not a Le Scao & Rush wandb export")
+    sizes = check_number_column(frame[_SIZE_COLUMN], _SIZE_COLUMN, source, required=True)
+    for row, size in enumerate(sizes):
+        if size < 0 or size != int(size):
+            raise PromptworthError(f"{source}: line {row + 2}, column {_SIZE_COLUMN!r}: {size:g} is not a number of points")
     task = task or _task_from_stem(path.stem)
     records = []
     metrics: set[str] = set()
@@ -455,8 +467,8 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
         method, backbone, template_name = mapped
         metric = match["key"].removeprefix("test-")
         metrics.add(metric)
-        scores = pd.to_numeric(frame[column], errors="coerce")
-        for size, score in zip(frame[_SIZE_COLUMN], scores):
+        scores = check_number_column(frame[column], column, source)  # empty: no run; text or inf: an error
+        for size, score in zip(sizes, scores):
             if pd.notna(score):
                 records.append((task, method, backbone, template_name, int(size), match["seed"], metric, float(score)))
     if len(metrics) > 1:

@@ -33,6 +33,8 @@ REQUIRED = ("task", "method", "model", "template_name", "train_size", "data_seed
 TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
+# Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
+NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +257,39 @@ def read_table(path: str | Path, required: Iterable[str] = ("task", "method", "t
         raise PromptworthError(f"{path}: missing column(s) {', '.join(missing)}")
     if table.empty:
         raise PromptworthError(f"{path}: no rows")
+    check_numbers(table, str(path))
     return table
+
+
+def _is_number_column(name: str) -> bool:
+    return name in NUMBER_COLUMNS or name.startswith("test_")
+
+
+def check_numbers(table: pd.DataFrame, source: str) -> None:
+    """The table's number columns hold numbers: an empty cell is a missing value (allowed, except
+    for ``train_size``), text or an infinite number is an error naming the line and column."""
+    for column in table.columns:
+        values = table[column]
+        if column in TEXT_COLUMNS or not (_is_number_column(column) or pd.api.types.is_numeric_dtype(values)):
+            continue
+        check_number_column(values, column, source, required=column == "train_size")
+
+
+def check_number_column(values: pd.Series, column: str, source: str, required: bool = False) -> pd.Series:
+    """``values`` as floats; text, an infinite number or (when ``required``) an empty cell is an
+    error naming the CSV line (the header is line 1) and the column."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    for row, (value, number) in enumerate(zip(values, numbers)):
+        if pd.isna(value):
+            why = "is missing" if required else ""
+        elif pd.isna(number):
+            why = "is not a number"
+        else:
+            why = "" if math.isfinite(number) else "is not a finite number"
+        if why:
+            shown = "the cell" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
+            raise PromptworthError(f"{source}: line {row + 2}, column {column!r}: {shown} {why}")
+    return numbers
 
 
 # ---------------------------------------------------------------------------------------------
