@@ -255,3 +255,28 @@ def test_a_download_that_is_not_an_archive_is_a_clear_error(tmp_path):
     bogus_zip.write_text("<html>not found</html>")
     with pytest.raises(PromptworthError, match="is not a valid archive"):
         sources.download_task(tasks.get_task("CB"), tmp_path / "cache", {"superglue": f"file://{tmp_path}/{{task}}.zip"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad bytes and values in a task file are one-line errors
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("SST-2", b"sentence\tlabel\ncaf\xe9 au lait\t1\n", r"dev\.tsv: not valid UTF-8 \(byte 18\)"),
+        ("mr", b'0,"caf\xe9"\n', r"test\.csv: not valid UTF-8 \(byte 6\)"),
+        ("CB", b'{"premise": "p", "hypothesis": "h", "label": "entailment"}\n{"premise"\n',
+         r"val\.jsonl: line 2 is not valid JSON"),
+        ("SST-2", b"sentence\tlabel\nfine\t7\n", r"dev\.tsv: record 1: SST-2: label '7' is not one of the task's labels"),
+        ("STS-B", b"h\th\th\th\th\th\th\th\th\th\n0\t0\t0\t0\t0\t0\t0\ta\tb\tfive\n",
+         r"dev\.tsv: record 1: STS-B: label 'five' is not a finite number"),
+        ("STS-B", b"h\th\th\th\th\th\th\th\th\th\n0\t0\t0\t0\t0\t0\t0\ta\tb\tnan\n", r"label 'nan' is not a finite number"),
+    ],
+)
+def test_bad_content_of_a_task_file_is_one_clear_error(tmp_path, name, content, message):
+    spec = tasks.get_task(name)
+    path = tmp_path / spec.file_name("eval")
+    path.write_bytes(content)
+    with pytest.raises(PromptworthError, match=message):
+        tasks.rows_from_records(spec, tasks.read_records(spec, path), path)

@@ -12,6 +12,7 @@ import csv
 import functools
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -76,7 +77,13 @@ class TaskSpec:
     def label_index(self, raw: Any) -> int | float:
         """Map a raw label value (as read from the file) to the row's label."""
         if self.labels is None:
-            return float(raw)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                raise PromptworthError(f"{self.name}: label {raw!r} is not a finite number")
+            return value
         key = _label_key(raw)
         try:
             return self.labels.index(key)
@@ -126,14 +133,20 @@ def get_task(name: str) -> TaskSpec:
 
 def read_records(task: TaskSpec, path: Path) -> list[Any]:
     """Raw records of one file: lists of columns (tsv/csv, header dropped) or dicts (jsonl)."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PromptworthError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     if task.format == "tsv":
         lines = text.splitlines()
         if task.header:
             lines = lines[1:]
         return [line.split("\t") for line in lines if line.strip()]
     if task.format == "csv":
-        records = list(csv.reader(io.StringIO(text)))
+        try:
+            records = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise PromptworthError(f"{path}: not a readable CSV ({exc})") from None
         if task.header:
             records = records[1:]
         return records
@@ -188,7 +201,10 @@ def rows_from_records(task: TaskSpec, records: list[Any], path: Path) -> list[di
         row: dict[str, Any] = {"idx": idx}
         for name, where in task.fields.items():
             value = _lookup(record, where, task, path)
-            row[name] = task.label_index(value) if name == "label" else value
+            try:
+                row[name] = task.label_index(value) if name == "label" else value
+            except PromptworthError as exc:
+                raise PromptworthError(f"{path}: record {idx + 1}: {exc}") from None
         rows.append(row)
     return rows
 
