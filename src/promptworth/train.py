@@ -39,7 +39,7 @@ from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the model is named by the sha256 of its weights; no machine paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,16 +172,24 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(
     method: Method, model: torch.nn.Module, features: Sequence[Feature], task: TaskSpec,
-    config: TrainConfig, device: torch.device, precision: str,
+    config: TrainConfig, device: torch.device, precision: str, where: str,
 ) -> Evaluation:
+    """Predictions and metrics on ``features``; ``where`` names the evaluation in errors
+    ("dev at step 50", "test")."""
     start = time.perf_counter()
     model.eval()
     predictions = np.zeros(len(features), dtype=np.float64)
     for indices in eval_batches(features, config.eval_batch_size):
         batch = to_device(method.collate([features[i] for i in indices]), device)
         with autocast(device, precision):
-            scores = method.scores(model, batch)
-        predictions[indices] = method.predict(scores.float()).cpu().numpy()
+            scores = method.scores(model, batch).float()
+        # argmax over NaN scores picks class 0 and would look like a plausible accuracy
+        if not bool(torch.isfinite(scores).all()):
+            raise PromptworthError(
+                f"the model's scores on {where} are not finite (NaN or inf): the run diverged; "
+                "lower --learning-rate or try --precision fp32"
+            )
+        predictions[indices] = method.predict(scores).cpu().numpy()
     gold = [f.label for f in features]
     result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
     return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start)
@@ -282,7 +290,7 @@ def fit(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            result = evaluate(method, model, dev, task, config, device, precision)
+            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}")
             eval_s += result.seconds
             score = result.metrics[primary]
             curve.append({"step": step, "dev_score": score})
@@ -294,7 +302,7 @@ def fit(
     bar.close()
     if best_step != total:
         snapshot.restore(model)
-    result = evaluate(method, model, test, task, config, device, precision) if test else None
+    result = evaluate(method, model, test, task, config, device, precision, "test") if test else None
     if result is not None:
         eval_s += result.seconds
     return TrainResult(
@@ -395,12 +403,12 @@ def run(request: RunRequest) -> dict[str, Any]:
     )
     wall_s = time.perf_counter() - wall_start
     data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
-    return {
+    record = {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
         "method": method.name,
         "model": backbone.ref.name,
-        "model_path": backbone.ref.path,
+        "model_sha256": models.weights_sha256(backbone.ref),
         "model_kind": backbone.kind,
         **method.describe(),
         "train_size": len(rows["train"]),
@@ -408,7 +416,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "test_size": len(rows["test"]),
         "data_seed": data_seed,
         "train_seed": request.seed,
-        "split_dir": str(request.split_dir),
+        "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
         "hyperparameters": {**dataclasses.asdict(config), "total_steps": result.steps, "test_limit": request.test_limit},
         "dev_curve": result.dev_curve,
@@ -434,6 +442,26 @@ def run(request: RunRequest) -> dict[str, Any]:
         "versions": versions(),
         "git_commit": git_commit(),
     }
+    check_finite(record)
+    return record
+
+
+def study_relative(path: Path) -> str:
+    """``path`` relative to the working directory (the study's folder), so that a record names
+    no folder of the machine that trained it."""
+    return os.path.relpath(Path(path).absolute(), Path.cwd())
+
+
+def check_finite(value: Any, where: str = "record") -> None:
+    """Raise if any number in ``value`` (a record: nested dicts and lists) is NaN or infinite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PromptworthError(f"the run produced a non-finite value ({value}) at {where}; no record is written")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{where}[{index}]")
 
 
 def write_json_atomic(path: Path, record: Mapping[str, Any]) -> None:

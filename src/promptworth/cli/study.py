@@ -1,9 +1,12 @@
-"""Study verbs: ``progress`` (runs done and an estimate of the time left)."""
+"""Study verbs: ``progress`` (runs done and an estimate of the time left) and ``unlock-stale``
+(release the lock a hard-killed Snakemake left, when no other Snakemake runs here)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     progress.add_argument("runs_dir", type=Path, help="folder of the study's run records")
     progress.add_argument("--total", type=int, required=True, help="number of runs in the study")
     progress.set_defaults(handler=run_progress)
+
+    unlock = subparsers.add_parser(
+        "unlock-stale",
+        help="before rerunning a study: release the lock of a Snakemake that was killed, if no Snakemake runs here",
+        description="If .snakemake/locks holds a lock and no Snakemake process works in this folder, the lock was "
+        "left by a run killed hard: run SNAKEMAKE_COMMAND --unlock. If a Snakemake still runs here, stop with a "
+        "message naming it. Without a lock, do nothing.",
+    )
+    unlock.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_COMMAND",
+                        help="the Snakemake command line of the study (its program, profile and config)")
+    unlock.set_defaults(handler=run_unlock_stale)
 
 
 # Runs that finished more than this long before the next one started belong to an earlier
@@ -71,4 +85,28 @@ def run_progress(args: argparse.Namespace) -> int:
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
     print(f"[promptworth] {done}/{args.total} training runs done ({share:.0f}%){eta}", flush=True)
+    return 0
+
+
+def run_unlock_stale(args: argparse.Namespace) -> int:
+    from promptworth import locks
+
+    command = [word for word in args.snakemake if word != "--"]
+    if not command:
+        raise PromptworthError("unlock-stale needs the study's Snakemake command line after it")
+    here = Path.cwd()
+    if not locks.has_locks(here):
+        return 0
+    running = locks.snakemake_processes(here)
+    if running:
+        first = running[0]
+        raise PromptworthError(
+            f"another Snakemake is running in {here} (pid {first.pid}: {first.command[:120]}); "
+            "wait for it to finish, or stop it (kill " + " ".join(str(p.pid) for p in running) + ") and rerun"
+        )
+    print(f"[promptworth] {here} is locked by a Snakemake that was killed (none runs here now): unlocking",
+          flush=True)
+    done = subprocess.run([*command, "--unlock"], env=os.environ.copy(), check=False)
+    if done.returncode != 0:
+        raise PromptworthError(f"`{' '.join(command)} --unlock` failed (exit {done.returncode})")
     return 0
