@@ -39,6 +39,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         study_outputs(),
-    default_target: True

@@ -37,17 +37,18 @@ def test_every_shipped_config_is_valid(name):
     assert plan(study)
 
 
-# Job counts worked out by hand from each config (sizes x data seeds x methods per task).
+# Job counts worked out by hand from each config (sizes x data seeds x methods per task); one
+# costs table of the training jobs per study that trains.
 SHIPPED_DAGS = {
     # the default (no --configfile): 2 tasks x 4 sizes x 2 data seeds; x 2 methods
-    "config.yaml": {"split": 16, "train": 32, "advantage": 1},
+    "config.yaml": {"split": 16, "train": 32, "advantage": 1, "costs": 1},
     # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
-    "study.yaml": {"split": 80, "train": 240, "advantage": 3},
+    "study.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
     # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
-    "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3},
+    "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3, "costs": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
-    "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1},
+    "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
 }
 
 

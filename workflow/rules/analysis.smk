@@ -8,6 +8,8 @@ rule aggregate:
         report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Tables"),
     log:
         f"{RESULTS}/logs/aggregate.log",
+    conda:
+        "../envs/promptworth.yaml"
     shell:
         "promptworth aggregate {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -20,6 +22,8 @@ rule advantage:
         f"{RESULTS}/advantage/{{treatment}}-vs-{{baseline}}.json",
     log:
         f"{RESULTS}/logs/advantage/{{treatment}}-vs-{{baseline}}.log",
+    conda:
+        "../envs/promptworth.yaml"
     params:
         window_from="{}:{}".format(*STUDY.comparisons[0]),
     shell:
@@ -31,15 +35,25 @@ rule tables:
     input:
         f"{RESULTS}/runs.csv",
     output:
-        advantage=report(f"{RESULTS}/tables/advantage.md", caption="../report/advantage.rst", category="Tables"),
-        lmbff=report(f"{RESULTS}/tables/lmbff.md", caption="../report/lmbff.rst", category="Tables"),
+        advantage=report(
+            f"{RESULTS}/tables/advantage.md",
+            caption="../report/advantage.rst",
+            category="Tables",
+        ),
+        lmbff=report(
+            f"{RESULTS}/tables/lmbff.md",
+            caption="../report/lmbff.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/tables.log",
+    conda:
+        "../envs/promptworth.yaml"
     params:
         comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
         # The first comparison's curves set the score window of all (as in Le Scao & Rush's table).
         window_from="{}:{}".format(*STUDY.comparisons[0]),
-        out_dir=f"{RESULTS}/tables",
+        out_dir=lambda wildcards, output: str(Path(output.advantage).parent),
     shell:
         "promptworth tables {input:q} --out-dir {params.out_dir:q} --comparisons {params.comparisons:q} "
         "--window-from {params.window_from:q} > {log:q} 2>&1"
@@ -49,7 +63,11 @@ rule figures:
     input:
         f"{RESULTS}/runs.csv",
     output:
-        overview=report(f"{RESULTS}/figures/overview.png", caption="../report/overview.rst", category="Figures"),
+        overview=report(
+            f"{RESULTS}/figures/overview.png",
+            caption="../report/overview.rst",
+            category="Figures",
+        ),
         per_task=report(
             expand(f"{RESULTS}/figures/{{task}}.png", task=STUDY.tasks),
             caption="../report/task.rst",
@@ -57,10 +75,38 @@ rule figures:
         ),
     log:
         f"{RESULTS}/logs/figures.log",
+    conda:
+        "../envs/promptworth.yaml"
     params:
         treatment=STUDY.comparisons[0][0],
         baseline=STUDY.comparisons[0][1],
-        out_dir=f"{RESULTS}/figures",
+        out_dir=lambda wildcards, output: str(Path(output.overview).parent),
     shell:
         "promptworth figures {input:q} --out-dir {params.out_dir:q} "
         "--treatment {params.treatment:q} --baseline {params.baseline:q} > {log:q} 2>&1"
+
+
+# What each training run cost, from Snakemake's benchmarks of the train jobs. Only a study that
+# trains has them: with runs_dir there is no train rule, and no costs table.
+if not STUDY.runs_dir:
+    BENCHMARKED = benchmarked_runs()
+
+    rule costs:
+        input:
+            runs=[run_file(*run) for run in BENCHMARKED],
+            benchmarks=[benchmark_file(*run) for run in BENCHMARKED],
+        output:
+            report(
+                f"{RESULTS}/tables/costs.csv",
+                caption="../report/costs.rst",
+                category="Tables",
+            ),
+        log:
+            f"{RESULTS}/logs/costs.log",
+        # a light job, like the other analysis rules (Snakefile's localrules)
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        shell:
+            "promptworth costs --runs {input.runs:q} --benchmarks {input.benchmarks:q} "
+            "--out {output:q} > {log:q} 2>&1"

@@ -7,11 +7,17 @@ rule split:
         f"{RESULTS}/splits/{{task}}/{{size}}-{{data_seed}}/manifest.json",
     log:
         f"{RESULTS}/logs/split/{{task}}/{{size}}-{{data_seed}}.log",
+    conda:
+        "../envs/promptworth.yaml"
     params:
         data_dir=data_dir_args(),
         dev=["--dev-policy", STUDY.splits.dev_policy]
         + (["--dev-size", STUDY.splits.dev_size] if STUDY.splits.dev_size else []),
-        test_limit=["--test-limit", STUDY.splits.test_limit] if STUDY.splits.test_limit else [],
+        test_limit=(
+            ["--test-limit", STUDY.splits.test_limit]
+            if STUDY.splits.test_limit
+            else []
+        ),
         out=lambda wildcards: f"{RESULTS}/splits/{wildcards.task}",
     shell:
         "promptworth split --task {wildcards.task:q} --sizes {wildcards.size:q} "
@@ -24,9 +30,12 @@ rule kshot:
         f"{RESULTS}/kshot/{{task}}/{{size}}-{{data_seed}}/manifest.json",
     log:
         f"{RESULTS}/logs/kshot/{{task}}/{{size}}-{{data_seed}}.log",
+    conda:
+        "../envs/promptworth.yaml"
     params:
         data_dir=data_dir_args(),
-        out=f"{RESULTS}/kshot",
+        # the folder of every task's splits: <out>/<task>/<size>-<data_seed>/manifest.json
+        out=lambda wildcards, output: str(Path(output[0]).parents[2]),
     shell:
         "promptworth kshot --tasks {wildcards.task:q} --k {wildcards.size:q} --seeds {wildcards.data_seed:q} "
         "{params.data_dir:q} --out {params.out:q} > {log:q} 2>&1"

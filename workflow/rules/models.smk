@@ -6,6 +6,8 @@ rule convert_model:
         directory(f"resources/models/{DEFAULT_MODEL}"),
     log:
         "resources/logs/convert_model.log",
+    conda:
+        "../envs/promptworth.yaml"
     shell:
         "promptworth convert-model --out {output:q} > {log:q} 2>&1"
 
@@ -15,5 +17,7 @@ rule tiny_model:
         directory("resources/models/tiny-{kind}"),
     log:
         "resources/logs/tiny_model_{kind}.log",
+    conda:
+        "../envs/promptworth.yaml"
     shell:
         "promptworth tiny-model --kind {wildcards.kind:q} --out {output:q} > {log:q} 2>&1"

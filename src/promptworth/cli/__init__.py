@@ -14,7 +14,7 @@ import sys
 from promptworth import __version__
 from promptworth.errors import PromptworthError
 
-VERB_MODULES = ("data", "study", "models", "train", "analysis")
+VERB_MODULES = ("data", "study", "models", "train", "analysis", "costs")
 
 
 def build_parser() -> argparse.ArgumentParser:
