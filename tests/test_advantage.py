@@ -286,8 +286,15 @@ def test_import_lescao_errors(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("x,y\n1,2\n")
     with pytest.raises(PromptworthError, match="training_points"):
         import_lescao(tmp_path / "b.csv")
+    (tmp_path / "steps.csv").write_text("training_points,CLF roberta seed 1 - _step\n10,0\n")
     with pytest.raises(PromptworthError, match="no scores"):
-        import_lescao(wandb_csv(tmp_path / "c.csv", ["PVP 1 roberta"]))
+        import_lescao(tmp_path / "steps.csv")
+    with pytest.raises(PromptworthError, match=r"c\.csv: no runs of pattern 0 \(patterns here: 1, 3\)"):
+        import_lescao(wandb_csv(tmp_path / "c.csv", ["CLF roberta", "PVP 1 roberta", "PVP 3 roberta"]))
+    with pytest.raises(PromptworthError, match="--pattern must be a PVP pattern number"):
+        import_lescao(wandb_csv(tmp_path / "c.csv", ["PVP 1 roberta"]), pattern=-1)
+    with pytest.raises(PromptworthError, match="no such file"):
+        import_lescao(tmp_path)  # a folder
 
 
 # ---------------------------------------------------------------------------------------------

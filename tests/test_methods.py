@@ -162,3 +162,29 @@ def test_same_seed_same_metrics(backbones):
     c = _train_toy("head", backbones["bert"], steps=6, seed=4)
     assert a.losses == b.losses and a.test == b.test and a.dev_curve == b.dev_curve
     assert a.losses != c.losses  # the seed picks head init and batch order
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("text", ["", "   "])
+def test_head_on_an_empty_text_is_an_error_naming_the_row(kind, text, backbones):
+    """A causal head would read a padding position; a masked head a bare [CLS]: neither reads the row."""
+    method = methods.build_method("head", SST2, backbones[kind], 64)
+    with pytest.raises(PromptworthError, match=r"SST-2 row idx 17: its input text is empty"):
+        method.encode({"idx": 17, "text_a": text, "label": 1})
+    pair = methods.build_method("head", tasks.get_task("RTE"), backbones[kind], 64)
+    assert pair.encode({"idx": 3, "text_a": "", "text_b": "a dog .", "label": 0}).sequences[0]  # one text suffices
+
+
+@pytest.mark.parametrize("kind, limit", [("bert", 256), ("roberta", 256), ("gpt2", 256), ("llama", 256)])
+def test_max_length_beyond_the_models_positions_is_an_error(kind, limit, backbones):
+    """A longer sequence would fail with an IndexError inside the model, maybe hours into a run."""
+    for name in ("prompt", "head"):
+        assert methods.build_method(name, SST2, backbones[kind], limit).max_length == limit
+        with pytest.raises(PromptworthError, match=rf"max_length {limit + 1} is more than .* reads \({limit} positions\)"):
+            methods.build_method(name, SST2, backbones[kind], limit + 1)
+    method = methods.build_method("head", SST2, backbones[kind], limit)
+    feature = method.encode({"idx": 0, "text_a": " ".join(["good"] * 400), "label": 1})
+    assert len(feature.sequences[0]) == limit
+    model = method.load_model().eval()
+    with torch.no_grad():
+        method.scores(model, method.collate([feature]))  # the longest sequence allowed runs

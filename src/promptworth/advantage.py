@@ -442,10 +442,14 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
     """
     path = Path(path)
     source = str(path)
+    if not path.is_file():
+        raise PromptworthError(f"{source}: no such file")
+    if pattern < 0:
+        raise PromptworthError(f"--pattern must be a PVP pattern number (0, 1, ...), got {pattern}")
     try:
         frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise PromptworthError(f"{source}: no such file") from None
+    except OSError as exc:
+        raise PromptworthError(f"{source}: cannot read ({exc.strerror or exc})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PromptworthError(f"{source}: not a readable CSV ({exc})") from None
     if _SIZE_COLUMN not in frame.columns:
@@ -457,10 +461,13 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
     task = task or _task_from_stem(path.stem)
     records = []
     metrics: set[str] = set()
+    patterns: set[int] = set()
     for column in frame.columns:
         match = _RUN_COLUMN.match(column)
         if not match or match["key"].endswith(("__MIN", "__MAX")) or not match["key"].startswith("test-"):
             continue
+        if pvp := _PVP.match(match["model"]):
+            patterns.add(int(pvp["pattern"]))
         mapped = _lescao_method(match["model"], pattern, column, source)
         if mapped is None:
             continue
@@ -471,6 +478,10 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
         for size, score in zip(sizes, scores):
             if pd.notna(score):
                 records.append((task, method, backbone, template_name, int(size), match["seed"], metric, float(score)))
+    if patterns and pattern not in patterns:
+        raise PromptworthError(
+            f"{source}: no runs of pattern {pattern} (patterns here: {', '.join(map(str, sorted(patterns)))})"
+        )
     if len(metrics) > 1:
         raise PromptworthError(f"{source}: several test metrics ({', '.join(sorted(metrics))}); expected one")
     if not records:

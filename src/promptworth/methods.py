@@ -11,7 +11,9 @@ soft prompts, LoRA, BitFit, linear probes, frozen layers) are one more entry in 
 - ``null``: the same with the task's ``null_words`` (Le Scao & Rush's "null verbalizer").
 - ``head``: a new classification head on the same backbone (``AutoModelForSequenceClassification``):
   the [CLS] token for masked LMs, the last real token for causal LMs. The input is ``text_a`` and,
-  as a second segment, the other text fields joined by spaces (causal models: all joined).
+  as a second segment, the other text fields joined by spaces (causal models: all joined). A row
+  whose input text is empty (every field blank) is an error naming its ``idx``: the head would
+  read a padding position (causal) or a bare [CLS], never the row.
   Choice tasks (COPA) are multiple choice: each (premise, "<question>: <choice>") pair gets one
   score from a one-output head, and the choices' scores are the label scores.
 
@@ -104,6 +106,21 @@ def lm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     raise PromptworthError(f"cannot find the language-model head of {type(model).__name__}")
 
 
+# RoBERTa-style models number positions from after the padding index.
+PADDING_OFFSET_MODELS = ("roberta", "xlm-roberta", "camembert")
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens a backbone's position embeddings take (None: its config does not say);
+    a longer sequence would fail inside the model."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if getattr(config, "model_type", None) in PADDING_OFFSET_MODELS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
+
+
 class Method:
     """Base class; subclasses set ``name`` and ``model_class`` and implement the hooks."""
 
@@ -111,6 +128,12 @@ class Method:
     model_class: str = ""
 
     def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int) -> None:
+        limit = position_limit(backbone.config)
+        if limit is not None and max_length > limit:
+            raise PromptworthError(
+                f"training setting max_length {max_length} is more than {backbone.ref.name} reads "
+                f"({limit} positions); lower --max-length"
+            )
         self.task = task
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
@@ -310,11 +333,18 @@ class HeadMethod(Method):
         feature = Feature(sequences=[], label=float(row["label"]))
         causal = self.backbone.kind == "causal"
         for segments in head_segments(self.task, row):
+            if not any(segments):
+                raise PromptworthError(
+                    f"{self.task.name} row idx {row.get('idx')}: its input text is empty; the head "
+                    "would read no token of it (remove the row from the split)"
+                )
             if causal:
                 encoded = self.tokenizer(" ".join(segments), truncation=True, max_length=self.max_length)
             else:
                 encoded = self.tokenizer(*segments, truncation=True, max_length=self.max_length)
             ids = list(encoded["input_ids"])
+            if not ids:
+                raise PromptworthError(f"{self.task.name} row idx {row.get('idx')}: its input text gives no token")
             feature.sequences.append(ids)
             if "token_type_ids" in encoded and not causal:
                 feature.type_ids = (feature.type_ids or []) + [list(encoded["token_type_ids"])]

@@ -296,19 +296,65 @@ def check_number_column(values: pd.Series, column: str, source: str, required: b
 # All-or-nothing output
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its ancestors that do not exist yet, deepest first."""
+    folder = folder.absolute()
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    for folder in folders:  # deepest first; stop at the first one that is not empty
+        if not folder.exists():
+            continue
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def writable_folder(folder: str | Path, what: str) -> Iterator[Path]:
+    """Create ``folder`` and write and remove a probe file in it before the block's work, so an
+    output that cannot be written fails first (one line, not a traceback after hours of work).
+    The folders created here are removed again if the block fails: a failure leaves nothing."""
+    folder = Path(folder)
+    created = _missing_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        _remove_empty(created)
+        raise PromptworthError(f"cannot write {what} into {folder}: {exc.strerror or exc}") from None
+    try:
+        yield folder
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def check_output_file(path: str | Path) -> Path:
+    """An output file's path; an existing folder there is an error."""
+    path = Path(path)
+    if path.is_dir():
+        raise PromptworthError(f"{path} is a folder; give the name of the file to write")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    path = check_output_file(path)
+    with writable_folder(path.parent, path.name):
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
@@ -322,17 +368,19 @@ def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path
     ``out_dir`` is created if needed; files already there with other names are left alone.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PromptworthError(f"{out_dir} is a file, not a folder")
     parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    try:
-        write(tmp_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for item in sorted(tmp_dir.iterdir()):
-            target = out_dir / item.name
-            os.replace(item, target)
-            written.append(target)
-        return written
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    with writable_folder(parent, f"the folder {out_dir.name}"):
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+        try:
+            write(tmp_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            written = []
+            for item in sorted(tmp_dir.iterdir()):
+                target = out_dir / item.name
+                os.replace(item, target)
+                written.append(target)
+            return written
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)

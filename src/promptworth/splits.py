@@ -27,6 +27,7 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
+from promptworth.results import writable_folder
 from promptworth.sources import (
     MANIFEST,
     SplitChecksums,
@@ -46,27 +47,39 @@ DEV_POLICIES = ("same_as_train", "fixed")
 ALL = "all"
 # The test subset (``test_limit``) is drawn with this seed, the same for every run of a study.
 TEST_SUBSET_SEED = 0
+# Every seed (data or training) is in this range: numpy's RandomState, which LM-BFF's sampler
+# uses, takes no other, and torch and numpy's Generator take all of these.
+SEED_RANGE = (0, 2**32 - 1)
 
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
 
 
+def check_seed(seed: int, what: str) -> int:
+    """``seed`` if it is an integer in :data:`SEED_RANGE`; an error naming ``what`` otherwise."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
+        raise PromptworthError(f"{what} must be an integer from {low} to {high}, got {seed!r}")
+    return seed
+
+
 @contextlib.contextmanager
 def staged_dir(parent: Path) -> Iterator[Path]:
     """A temporary folder under ``parent``, removed when the block ends (whatever happens).
 
-    ``parent`` itself is removed again if this call created it and nothing was published into it.
+    ``parent`` itself is removed again if this call created it and nothing was published into it
+    (and so are the folders above it created with it, if the block fails).
     """
     created = not parent.exists()
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created and not any(parent.iterdir()):
-            parent.rmdir()
+    with writable_folder(parent, "splits"):
+        tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if created and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 def publish(staged: Path, final: Path) -> None:
@@ -208,6 +221,8 @@ def kshot(
     """
     if k <= 0:
         raise PromptworthError(f"K must be positive, got {k}")
+    for seed in seeds:
+        check_seed(seed, "a data seed")
     if len(set(seeds)) != len(seeds):
         raise PromptworthError(f"duplicate seeds in {list(seeds)}")
     root = resolve_data_dir(data_dir)
@@ -255,6 +270,7 @@ class LadderSpec:
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
+        check_seed(self.data_seed, "the data seed")
         if not self.sizes:
             raise PromptworthError("no training sizes given")
         for size in self.sizes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from promptworth.errors import PromptworthError
 from promptworth.tiny import KINDS, build_tiny_model
 
 
@@ -19,5 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tiny_model(args: argparse.Namespace) -> int:
-    print(build_tiny_model(args.kind, args.out))
+    from promptworth.results import writable_folder
+
+    out = args.out
+    # the model replaces what is at --out: only ever an earlier model folder
+    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise PromptworthError(f"{out} exists and is not a model folder; give a new folder or remove it")
+    with writable_folder(out.parent, f"the model folder {out.name}"):
+        print(build_tiny_model(args.kind, out))
     return 0

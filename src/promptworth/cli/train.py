@@ -41,16 +41,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.set_defaults(handler=run_convert)
 
 
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """The arguments of ``train`` that the training code takes as given, checked up front."""
+    from promptworth.splits import check_seed
+
+    check_seed(args.seed, "--seed")
+    if args.data_seed is not None:
+        check_seed(args.data_seed, "--data-seed")
+    if args.threads < 0:
+        raise PromptworthError(f"--threads must be 0 (torch's default) or a positive number, got {args.threads}")
+    if args.test_limit is not None and args.test_limit < 1:
+        raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from promptworth import train
+    from promptworth.results import check_output_file, writable_folder
 
+    check_run_arguments(args)
+    config = train_config.config_from_args(args)
+    out = check_output_file(args.out)
     request = train.RunRequest(
         task=args.task, method=args.method, split_dir=args.split_dir, model=args.model, seed=args.seed,
-        config=train_config.config_from_args(args), template=args.template, data_seed=args.data_seed,
+        config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
     )
-    record = train.run(request)
-    train.write_json_atomic(args.out, record)
+    # the record's folder is checked before training, not found unwritable after it
+    with writable_folder(out.parent, f"the run record {out.name}"):
+        record = train.run(request)
+        train.write_json_atomic(out, record)
     test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     print(
         f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
@@ -62,11 +81,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from promptworth.results import writable_folder
+
     if args.out.exists():
         if args.force and (args.out / "config.json").is_file():
             print(f"{args.out} exists")
             return 0
         raise PromptworthError(f"{args.out} already exists; remove it to convert again")
-    out = models.convert_smollm2(args.out)
+    with writable_folder(args.out.parent, f"the model folder {args.out.name}"):
+        out = models.convert_smollm2(args.out)
     print(f"SmolLM2-135M-Instruct converted to {out} (logits checked against the GGUF model)")
     return 0

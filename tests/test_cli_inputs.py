@@ -1,0 +1,213 @@
+"""Bad command-line inputs: one line ``promptworth: error: ...``, exit status 2, nothing written.
+
+The table of inputs tried and their outcomes is ``docs/reliability.md``; each row names its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
+
+from promptworth import train
+from promptworth.cli import main
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    return sentiment_split(tmp_path_factory.mktemp("split") / "32-1", n_train=8, n_eval=4)
+
+
+def train_argv(split: Path, out: Path, *extra: str, method: str = "head") -> list[str]:
+    return [
+        "train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(tiny_model("llama")),
+        "--seed", "1", "--out", str(out), "--max-steps", "2", "--eval-every", "0", "--no-progress",
+        "--precision", "fp32", *extra,
+    ]
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These inputs must be refused before training starts."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train, "run", refuse)
+
+
+def error_of(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one error line of a command that must fail with status 2."""
+    capsys.readouterr()  # drop what came before (a tiny model built for the test)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("promptworth: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--threads", "-1"), "--threads must be 0 (torch's default) or a positive number, got -1"),
+        (("--test-limit", "0"), "--test-limit must be a positive number of rows, got 0"),
+        (("--test-limit", "-3"), "--test-limit must be a positive number of rows, got -3"),
+        (("--seed", "-1"), "--seed must be an integer from 0 to 4294967295, got -1"),
+        (("--seed", str(2**64)), "--seed must be an integer from 0 to 4294967295"),
+        (("--data-seed", "-7"), "--data-seed must be an integer from 0 to 4294967295, got -7"),
+    ],
+)
+def test_bad_train_numbers_fail_before_training(split, tmp_path, capsys, no_training, extra, message):
+    out = tmp_path / "runs" / "run.json"
+    assert message in error_of(train_argv(split, out, *extra), capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_under_a_file_fails_before_training(split, tmp_path, capsys, no_training):
+    (tmp_path / "taken").write_text("a file")
+    line = error_of(train_argv(split, tmp_path / "taken" / "run.json"), capsys)
+    assert "cannot write the run record run.json into" in line and "taken" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_out_that_is_a_folder_fails_before_training(split, tmp_path, capsys, no_training):
+    (tmp_path / "run.json").mkdir()
+    assert "run.json is a folder; give the name of the file to write" in error_of(
+        train_argv(split, tmp_path / "run.json"), capsys
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_out_in_a_read_only_folder_fails_before_training(split, tmp_path, capsys, no_training):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert "Permission denied" in error_of(train_argv(split, locked / "run.json"), capsys)
+        assert not list(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_failed_run_leaves_no_folder_it_created(split, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "run.json"
+    assert "no template 'nope'" in error_of(train_argv(split, out, "--template", "nope", method="prompt"), capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_split_must_be_of_the_task(split, tmp_path, capsys):
+    out = tmp_path / "run.json"
+    line = error_of(train_argv(split, out) + ["--task", "mr"], capsys)
+    assert "holds a split of SST-2 (its manifest.json), not of mr" in line
+    assert not out.exists()
+
+
+def test_a_split_edited_after_its_manifest_is_refused(split, tmp_path, capsys):
+    edited = tmp_path / "edited" / "32-1"
+    edited.mkdir(parents=True)
+    for path in split.iterdir():
+        (edited / path.name).write_bytes(path.read_bytes())
+    rows = (edited / "train.jsonl").read_text().replace('"label": 0', '"label": 1', 1)
+    (edited / "train.jsonl").write_text(rows)
+    out = tmp_path / "run.json"
+    assert "train.jsonl has changed since its split was written" in error_of(
+        train_argv(split, out) + ["--split-dir", str(edited)], capsys
+    )
+    assert not out.exists()
+
+
+def test_a_split_without_a_manifest_cannot_be_verified(split, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for part in ("train", "dev", "test"):
+        (bare / f"{part}.jsonl").write_bytes((split / f"{part}.jsonl").read_bytes())
+    line = error_of(train_argv(split, tmp_path / "run.json") + ["--split-dir", str(bare)], capsys)
+    assert "cannot be verified" in line and "promptworth split" in line
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_head_on_an_empty_text_names_the_row(tmp_path, capsys, kind):
+    rows = sentiment_rows(8, 1)
+    rows[5]["text_a"] = ""
+    folder = write_split(tmp_path / "split" / "8-1", rows, sentiment_rows(4, 2), sentiment_rows(4, 3))
+    out = tmp_path / "run.json"
+    argv = train_argv(folder, out) + ["--model", str(tiny_model(kind))]
+    assert "SST-2 row idx 5: its input text is empty" in error_of(argv, capsys)
+    assert not out.exists()
+
+
+def test_max_length_beyond_the_model_is_refused(split, tmp_path, capsys):
+    assert "is more than" in error_of(train_argv(split, tmp_path / "run.json", "--max-length", "100000"), capsys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output paths of the other verbs
+
+
+def test_unwritable_outputs_of_every_verb(tmp_path, capsys, data_dir):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    lescao = tmp_path / "lescao.csv"
+    lescao.write_text("training_points,CLF roberta seed 1 - test-acc-all-p\n10,0.5\n")
+    cases = [
+        (["kshot", "--out", str(taken / "k"), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
+        (["kshot", "--out", str(taken), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
+        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out", str(taken)],
+         "cannot write splits into"),
+        (["import-lescao", str(lescao), "--out", str(taken / "x.csv")], "cannot write x.csv into"),
+        (["import-lescao", str(lescao), "--out", str(tmp_path)], "is a folder; give the name of the file"),
+        (["tiny-model", "--out", str(taken / "m")], "cannot write the model folder m into"),
+        (["tiny-model", "--out", str(taken)], "exists and is not a model folder"),
+        (["tiny-model", "--out", str(runs.parent)], "exists and is not a model folder"),
+        (["convert-model", "--out", str(taken / "m")], "cannot write the model folder m into"),
+    ]
+    for argv, message in cases:
+        assert message in error_of(argv, capsys), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lescao.csv", "runs", "taken"]
+
+
+def test_unwritable_outputs_of_the_analysis_verbs(tmp_path, capsys):
+    record = {
+        "schema_version": 1, "task": "CB", "method": "prompt", "model": "m", "template_name": "t", "train_size": 10,
+        "data_seed": 1, "train_seed": 1, "metric": "acc", "score": 0.5, "dev_score": 0.5, "best_step": 1,
+        "test": {"acc": 0.5}, "timing": {"wall_s": 1.0},
+    }
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "r.json").write_text(json.dumps(record))
+    (tmp_path / "runs.csv").write_text(
+        "task,method,train_size,seed,score\nCB,prompt,10,1-1,0.5\nCB,head,10,1-1,0.4\nCB,prompt,20,1-1,0.6\n"
+        "CB,head,20,1-1,0.5\n"
+    )
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    cases = [
+        (["aggregate", str(tmp_path / "runs"), "--out", str(taken / "runs.csv")], "cannot write runs.csv into"),
+        (["aggregate", str(tmp_path / "runs"), "--out", str(tmp_path / "runs")], "is a folder"),
+        (["tables", str(tmp_path / "runs.csv"), "--out-dir", str(taken)], "taken is a file, not a folder"),
+        (["tables", str(tmp_path / "runs.csv"), "--out-dir", str(taken / "t")], "cannot write the folder t into"),
+        (["figures", str(tmp_path / "runs.csv"), "--out-dir", str(taken)], "taken is a file, not a folder"),
+    ]
+    for argv, message in cases:
+        assert message in error_of(argv, capsys), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "runs.csv", "taken"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["kshot", "--out", "{tmp}/k", "--tasks", "SST-2", "--seeds", "-1"], "a data seed must be an integer from 0"),
+        (["kshot", "--out", "{tmp}/k", "--tasks", "SST-2", "--seeds", str(2**40)], "a data seed must be an integer"),
+        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "-1", "--dev-size", "8", "--out", "{tmp}/s"],
+         "the data seed must be an integer from 0"),
+        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--test-limit", "0",
+          "--out", "{tmp}/s"], "test_limit must be positive"),
+    ],
+)
+def test_bad_seeds_and_limits_of_the_data_verbs(tmp_path, capsys, data_dir, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert message in error_of(argv, capsys)
+    assert not list(tmp_path.iterdir())
