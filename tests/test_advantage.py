@@ -213,7 +213,8 @@ def test_window_from_other_methods() -> None:
 @pytest.mark.parametrize(
     "options, message",
     [({"reduction": "min"}, "reduction"), ({"x_scale": "sqrt"}, "x scale"), ({"window": "left"}, "window"),
-     ({"levels": 0}, "levels"), ({"ddof": 2}, "ddof")],
+     ({"levels": 0}, "levels"), ({"ddof": 2}, "ddof"),
+     ({"levels": 10**9}, "levels must be an integer from 1 to 1,000,000, got 1000000000")],
 )
 def test_bad_options(options: dict, message: str) -> None:
     with pytest.raises(PromptworthError, match=message):

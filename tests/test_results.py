@@ -90,6 +90,7 @@ def _message(call) -> str:
         (record(score="high"), "'score' must be a number"),
         (record(test=[0.5]), "'test' must be an object"),
         ("{not json", "not valid JSON"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply to be a run record"),
         ("[1, 2]", "must be a JSON object"),
     ],
 )

@@ -316,6 +316,10 @@ def test_a_file_the_manifest_does_not_list_is_refused(cb_ladder, tmp_path):
         ("[]", "not a split manifest"),
         ('{"task": "CB"}', "not a split manifest"),
         ('{"task": "CB", "files": {"train.jsonl": 1}}', "not a split manifest"),
+        ('{"task": "CB", "files": {"/dev/zero": "ab"}}', "'/dev/zero' is not the name of a file in the split folder"),
+        ('{"task": "CB", "files": {"../20-1/x": "ab"}}', "is not the name of a file in the split folder"),
+        ('{"task": "CB", "files": {"..": "ab"}}', "'..' is not the name of a file in the split folder"),
+        ('{"a": ' * 5000 + "1" + "}" * 5000, "nested too deeply to be a manifest"),
     ],
 )
 def test_a_malformed_manifest_is_one_clear_error(cb_ladder, tmp_path, content, message):

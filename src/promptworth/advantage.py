@@ -36,6 +36,8 @@ TIDY_COLUMNS = ("task", "method", "train_size", "seed", "score")
 REDUCTIONS = ("max", "mean", "median")
 X_SCALES = ("linear", "log")
 WINDOWS = ("overlap", "full")
+# Score levels are held in memory once per leave-one-out estimate (the paper uses 1,000).
+MAX_LEVELS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ class AdvantageOptions:
         ):
             if value not in allowed:
                 raise PromptworthError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-        if not isinstance(self.levels, int) or self.levels < 1:
-            raise PromptworthError(f"the number of levels must be a positive integer, got {self.levels!r}")
+        if not isinstance(self.levels, int) or not 1 <= self.levels <= MAX_LEVELS:
+            raise PromptworthError(
+                f"the number of levels must be an integer from 1 to {MAX_LEVELS:,}, got {self.levels!r}"
+            )
         if self.ddof not in (0, 1):
             raise PromptworthError(f"ddof must be 0 or 1, got {self.ddof!r}")
         if self.window_from is not None and len(self.window_from) < 1:

@@ -66,6 +66,8 @@ def read_record(path: Path) -> dict[str, Any]:
         raise PromptworthError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
     if not isinstance(record, dict):
         raise PromptworthError(f"{path}: a run record must be a JSON object")
     if "schema_version" not in record:

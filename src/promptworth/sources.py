@@ -104,12 +104,18 @@ def read_manifest(split_dir: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PromptworthError(f"{path}: not a readable manifest ({exc})") from None
+    except RecursionError:
+        raise PromptworthError(f"{path}: nested too deeply to be a manifest") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if (
         not isinstance(manifest, dict) or not isinstance(manifest.get("task"), str) or not isinstance(files, dict)
         or not all(isinstance(name, str) and isinstance(digest, str) for name, digest in files.items())
     ):
         raise PromptworthError(f"{path}: not a split manifest (it needs 'task' and 'files': {{name: sha256}})")
+    # only files of the folder itself: a name like /dev/zero or ../x would be read to hash it
+    strays = [name for name in files if name in ("", ".", "..") or "/" in name or "\\" in name]
+    if strays:
+        raise PromptworthError(f"{path}: {strays[0]!r} is not the name of a file in the split folder")
     return manifest
 
 
