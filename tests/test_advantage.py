@@ -404,3 +404,10 @@ def test_tidy_tables_refuse_infinite_numbers_and_missing_sizes() -> None:
         advantage_table(frame.assign(score=[np.inf] + list(frame.score[1:])), "prompt", "head")
     with pytest.raises(PromptworthError, match="1 row\\(s\\) without a train_size"):
         advantage_table(frame.assign(train_size=[np.nan] + list(frame.train_size[1:])), "prompt", "head")
+
+
+@pytest.mark.parametrize("size, shown", [(-5, "-5"), (1.5, "1.5")])
+def test_training_sizes_must_count_examples(size, shown) -> None:
+    frame = shifted(10)
+    with pytest.raises(PromptworthError, match=rf"train_size {shown} is not a number of training examples"):
+        advantage_table(frame.assign(train_size=[size] + list(frame.train_size[1:])), "prompt", "head")

@@ -238,6 +238,7 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
         draw_panel(ax, panel, colours, AdvantageOptions(levels=20))
         assert ax.get_xscale() == "log" and ax.get_title().startswith(panel.task)
     assert file_stem("overview") == "task_overview" and file_stem("a/b c") == "a_b_c"
+    assert file_stem("../x") == "_x" and file_stem("..") == "task" and file_stem(".hidden") == "hidden"
 
 
 def test_lmbff_rejects_duplicate_runs() -> None:

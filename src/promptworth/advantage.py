@@ -130,7 +130,7 @@ class AdvantageResult:
 
 def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     """The tidy columns with the right types; NaN scores dropped (a missing value is no run),
-    a missing train_size or an infinite number is an error."""
+    a missing, negative or fractional train_size or an infinite number is an error."""
     missing = [c for c in TIDY_COLUMNS if c not in frame.columns]
     if missing:
         raise PromptworthError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(TIDY_COLUMNS)}")
@@ -152,6 +152,12 @@ def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     infinite = np.isinf(out["score"].astype(float)) | np.isinf(out["train_size"].astype(float))
     if infinite.any():
         raise PromptworthError(f"{source}: {int(infinite.sum())} row(s) with an infinite score or train_size")
+    sizes = out["train_size"].astype(float)
+    not_counts = (sizes < 0) | (sizes != np.floor(sizes))
+    if not_counts.any():
+        raise PromptworthError(
+            f"{source}: train_size {sizes[not_counts].iloc[0]:g} is not a number of training examples (0, 1, 2, ...)"
+        )
     out = out[out["score"].notna()]
     if out.empty:
         raise PromptworthError(f"{source}: no runs with a score")

@@ -50,7 +50,7 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 
 def file_stem(task: str) -> str:
     """A safe file name for a task's figure (never ``overview``, the grid's name)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task) or "task"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task).lstrip(".") or "task"  # no hidden files, no ".."
     return f"task_{stem}" if stem == "overview" else stem
 
 
