@@ -237,6 +237,15 @@ def test_download_fallback_starts_on_a_fresh_machine(data_dir, tmp_path, monkeyp
     assert (cache / "superglue" / "CB" / "val.jsonl").is_file() and (out / "10-1" / "manifest.json").is_file()
 
 
+def test_a_download_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    cache = _fresh_machine(monkeypatch, tmp_path / "home")
+    cache.parent.mkdir(parents=True)
+    cache.write_text("not a folder")
+    assert main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "promptworth: error: cannot create the download folder" in capsys.readouterr().err
+
+
 def test_download_fallback_failure_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", (tmp_path / "absent.tar").as_uri())
     _fresh_machine(monkeypatch, tmp_path / "home")

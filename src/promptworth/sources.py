@@ -223,7 +223,10 @@ def download_task(task: TaskSpec, root: Path, urls: dict[str, str] | None = None
     Files are unpacked into a temporary folder and moved into place only once all are verified.
     """
     urls = urls or {}
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromptworthError(f"cannot create the download folder {root}: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         staging = Path(tmp)
         if task.family == "lmbff":
