@@ -211,3 +211,53 @@ def test_bad_seeds_and_limits_of_the_data_verbs(tmp_path, capsys, data_dir, argv
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert message in error_of(argv, capsys)
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments of the analysis verbs (guards: these were already one-line errors)
+
+
+@pytest.fixture
+def runs_csv(tmp_path) -> Path:
+    path = tmp_path / "runs.csv"
+    rows = [f"CB,{m},{n},{s}-1,{0.4 + 0.01 * n / 10 + (0.1 if m == 'prompt' else 0) + 0.01 * s}"
+            for m in ("prompt", "head") for n in (10, 20) for s in (1, 2)]
+    path.write_text("task,method,train_size,seed,score\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["advantage", "{csv}", "--levels", "0"], "the number of levels must be an integer from 1 to 1,000,000"),
+        (["advantage", "{csv}", "--window-from", ":"], "bad --window-from ':'"),
+        (["advantage", "{csv}", "--treatment", "head", "--baseline", "head"], "treatment and baseline are the same"),
+        (["advantage", "{csv}", "--tasks", "NOPE"], "task(s) NOPE not in the results"),
+        (["advantage", "{csv}", "--model", "nope"], "no 'model' column to filter by --model"),
+        (["advantage", "{tmp}"], "no such file"),
+        (["advantage", "{tmp}/absent.csv"], "no such file"),
+        (["tables", "{csv}", "--out-dir", "{tmp}/t", "--comparisons", "prompt"], "bad comparison 'prompt'"),
+        (["tables", "{csv}", "--out-dir", "{tmp}/t", "--comparisons", "prompt:nope"], "'nope' not in the results"),
+        (["figures", "{csv}", "--out-dir", "{tmp}/f", "--treatment", "nope"], "method 'nope' not in the results"),
+        (["tasks", "--data-dir", "{csv}"], "is not a folder"),
+    ],
+)
+def test_bad_arguments_of_the_analysis_verbs(tmp_path, runs_csv, capsys, argv, message):
+    argv = [a.replace("{csv}", str(runs_csv)).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert message in error_of(argv, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.csv"]
+
+
+def test_not_a_csv_is_one_line(tmp_path, capsys):
+    path = tmp_path / "notes.csv"
+    path.write_text("# notes\nsome, text\nmore, text, here\n")
+    assert "not a readable CSV" in error_of(["advantage", str(path)], capsys)
+    path.write_bytes(b"task,method,train_size,seed,score\n\xff,head,10,1-1,0.5\n")
+    assert "not a readable CSV" in error_of(["advantage", str(path)], capsys)
+
+
+def test_a_lescao_export_that_is_not_a_csv_is_one_line(tmp_path, capsys):
+    path = tmp_path / "cb.csv"
+    path.write_text("training_points,a\n10,1\n10,1,2,3\n")
+    assert "not a readable CSV" in error_of(["import-lescao", str(path), "--out", str(tmp_path / "x.csv")], capsys)
+    assert not (tmp_path / "x.csv").exists()

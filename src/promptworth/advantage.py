@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from promptworth.errors import PromptworthError
-from promptworth.results import check_number_column
+from promptworth.results import check_number_column, first_line
 
 TIDY_COLUMNS = ("task", "method", "train_size", "seed", "score")
 REDUCTIONS = ("max", "mean", "median")
@@ -461,7 +461,7 @@ def import_lescao(path: Path, task: str | None = None, pattern: int = 0) -> pd.D
     except OSError as exc:
         raise PromptworthError(f"{source}: cannot read ({exc.strerror or exc})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PromptworthError(f"{source}: not a readable CSV ({exc})") from None
+        raise PromptworthError(f"{source}: not a readable CSV ({first_line(exc)})") from None
     if _SIZE_COLUMN not in frame.columns:
         raise PromptworthError(f"{source}: no {_SIZE_COLUMN!r} column; not a Le Scao & Rush wandb export")
     sizes = check_number_column(frame[_SIZE_COLUMN], _SIZE_COLUMN, source, required=True)

@@ -124,6 +124,12 @@ def non_finite_key(value: Any, key: str = "") -> str | None:
     return None
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (pandas' parser errors span several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -253,7 +259,7 @@ def read_table(path: str | Path, required: Iterable[str] = ("task", "method", "t
     except pd.errors.EmptyDataError:
         raise PromptworthError(f"{path}: empty file") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PromptworthError(f"{path}: not a readable CSV ({exc})") from None
+        raise PromptworthError(f"{path}: not a readable CSV ({first_line(exc)})") from None
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise PromptworthError(f"{path}: missing column(s) {', '.join(missing)}")
