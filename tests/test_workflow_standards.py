@@ -88,24 +88,32 @@ def test_every_rule_that_runs_has_a_log_and_the_projects_conda_env():
         assert envs == ["../envs/promptworth.yaml"], f"rule {name}: conda {envs}"
 
 
-def test_training_is_benchmarked_per_run_under_the_results_folder():
-    train = rule_blocks()["train"]
-    assert re.search(r"^\s+benchmark:\s*\n\s+benchmark_file\(\*RUN_WILDCARDS\)", train, re.MULTILINE)
-    common = (REPO / "workflow" / "rules" / "common.smk").read_text(encoding="utf-8")
-    assert 'f"{RESULTS}/benchmarks/train/{MODEL}/{task}/{method}/{size}-{data_seed}-{train_seed}.tsv"' in common
-    assert 'f"{RESULTS}/logs/train/{MODEL}/{{task}}/{{method}}/' in train  # and a log per run
+@pytest.fixture(scope="module")
+def default_dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The default study's dry run: (its results folder, what Snakemake printed)."""
+    results = tmp_path_factory.mktemp("study") / "results"
+    done = run(sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", f"results_dir={results}")
+    assert done.returncode == 0, done.stderr
+    return results, done.stdout
 
 
-def test_the_costs_table_is_a_target_only_when_the_study_trains(tmp_path):
+def test_each_training_run_has_its_benchmark_and_log_under_the_results_folder(default_dry_run):
+    results, output = default_dry_run
+    name = "smollm2-135m-instruct/SST-2/prompt/10-1-1"
+    job = output.split(f"output: {results}/runs/{name}.json")[1].split("\n\n")[0]
+    assert f"log: {results}/logs/train/{name}.log" in job
+    assert f"benchmark: {results}/benchmarks/train/{name}.tsv" in job
+
+
+def test_the_costs_table_is_a_target_only_when_the_study_trains(default_dry_run, tmp_path):
+    results, output = default_dry_run
+    assert re.search(r"^costs\s+1$", output, re.MULTILINE)
+    assert f"{results}/tables/costs.csv" in output.split("rule all:")[1]
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "x.json").write_text("{}", encoding="utf-8")
-    common = ["-n", "--config", f"results_dir={tmp_path}/results"]
-    trains = run(sys.executable, "-m", "snakemake", "--cores", "1", *common)
-    assert trains.returncode == 0, trains.stderr
-    assert re.search(r"^costs\s+1$", trains.stdout, re.MULTILINE)
-    assert f"{tmp_path}/results/tables/costs.csv" in trains.stdout
-    reads = run(sys.executable, "-m", "snakemake", "--cores", "1", *common, f"runs_dir={runs}", "--forceall")
+    reads = run(sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--forceall",
+                "--config", f"results_dir={results}", f"runs_dir={runs}")
     assert reads.returncode == 0, reads.stderr
     assert not re.search(r"^costs\s+\d+$", reads.stdout, re.MULTILINE)
     assert "costs.csv" not in reads.stdout and "/benchmarks/" not in reads.stdout

@@ -38,14 +38,15 @@ RUN_WILDCARDS = ("{task}", "{method}", "{size}", "{data_seed}", "{train_seed}")
 
 
 def run_file(task, method, size, data_seed, train_seed):
-    return (
-        f"{RESULTS}/runs/{MODEL}/{task}/{method}/{size}-{data_seed}-{train_seed}.json"
-    )
+    """One run's record."""
+    name = f"{size}-{data_seed}-{train_seed}"
+    return f"{RESULTS}/runs/{MODEL}/{task}/{method}/{name}.json"
 
 
 def benchmark_file(task, method, size, data_seed, train_seed):
     """Snakemake's benchmark of one training job (wall time, peak memory, CPU time, I/O)."""
-    return f"{RESULTS}/benchmarks/train/{MODEL}/{task}/{method}/{size}-{data_seed}-{train_seed}.tsv"
+    name = f"{size}-{data_seed}-{train_seed}"
+    return f"{RESULTS}/benchmarks/train/{MODEL}/{task}/{method}/{name}.tsv"
 
 
 def runs_folder(record):

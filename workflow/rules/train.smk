@@ -19,8 +19,7 @@ if not STUDY.runs_dir:
         resources:
             mem_mb=STUDY.resources.get("mem_mb", 5000),
             # minutes; a run retried after hitting its time limit gets more time on each attempt
-            runtime=lambda wildcards, attempt: STUDY.resources.get("runtime", 60)
-            * attempt,
+            runtime=lambda wc, attempt: STUDY.resources.get("runtime", 60) * attempt,
             # the SLURM plugin's sbatch reads `gpu`, the srun inside the job `gpus`
             gpu=STUDY.resources.get("gpus", 0),
             gpus=STUDY.resources.get("gpus", 0),
