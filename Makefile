@@ -54,9 +54,12 @@ figures: venv
 	$(UNLOCK_STALE) --configfile $(FIGURES_CONFIG)
 	$(SNAKEMAKE) --configfile $(FIGURES_CONFIG) --config runs_dir=$(RUNS) results_dir=$(OUT) -- all
 
-# The HTML report (figures and tables with captions) of the default study, after `make study`.
-report: venv
-	$(SNAKEMAKE) --configfile $(CONFIG) --report results/report.html
+# Snakemake's HTML report (figures, tables with captions, run costs) of the study CONFIG: the
+# study is run (or finished) first, since the report shows its outputs. The published study:
+# `make publish`, then `make report CONFIG=config/study.yaml REPORT=reports/report.html`.
+REPORT ?= results/report.html
+report: study
+	$(SNAKEMAKE) --configfile $(CONFIG) --report $(REPORT)
 
 test: venv
 	$(BIN)/python -m pytest -q

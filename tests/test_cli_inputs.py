@@ -261,3 +261,19 @@ def test_a_lescao_export_that_is_not_a_csv_is_one_line(tmp_path, capsys):
     path.write_text("training_points,a\n10,1\n10,1,2,3\n")
     assert "not a readable CSV" in error_of(["import-lescao", str(path), "--out", str(tmp_path / "x.csv")], capsys)
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--seed", "abc"], "promptworth: error: train: argument --seed: invalid int value: 'abc'"),
+        (["split", "--task", "CB"], "promptworth: error: split: the following arguments are required: --sizes"),
+        (["bogus"], "promptworth: error: argument VERB: invalid choice: 'bogus'"),
+    ],
+)
+def test_argument_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1

@@ -14,7 +14,8 @@ import pytest
 
 from promptworth import sources, splits
 from promptworth.errors import PromptworthError
-from promptworth.results import BASE_COLUMNS, collect, read_record, read_table, write_csv
+from promptworth.outputs import write_csv
+from promptworth.results import BASE_COLUMNS, collect, read_record, read_table
 
 
 def record(**changes: Any) -> dict[str, Any]:

@@ -169,10 +169,13 @@ def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, mon
     assert not out.exists()
 
 
-def test_a_non_finite_number_never_reaches_a_record():
-    train.check_finite({"a": [1.0, {"b": 2}], "c": None, "d": "nan"})
-    with pytest.raises(PromptworthError, match=r"non-finite value \(nan\) at record.timing.rates\[1\]"):
-        train.check_finite({"timing": {"rates": [1.0, float("nan")]}})
+def test_a_non_finite_number_never_reaches_a_record(split, tmp_path, monkeypatch, capsys):
+    """A finite loss whose float() overflows (or any other number) must not reach the record."""
+    monkeypatch.setattr(train, "peak_rss_gb", lambda: float("inf"))
+    out = tmp_path / "inf.json"
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert "non-finite number (NaN or inf) at timing.peak_rss_gb" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tmp_path, monkeypatch):

@@ -137,6 +137,20 @@ def with_change(path: str, value) -> dict:
         ("comparisons", ["prompt:null"], r"comparison prompt:null names method 'null', which is not in methods"),
         ("templates", {"SST-2": "nope"}, r"templates.SST-2 is 'nope', not one of SST-2's templates"),
         ("splits.dev_size", None, r"config.splits.dev_size: None is not of type 'integer'"),
+        # what used to pass validation and fail in a job, or after all training
+        ("training.warmup_ratio", 1, r"config.training.warmup_ratio: 1 is greater than or equal to the maximum of 1"),
+        ("training.max_length", 4, r"config.training.max_length: 4 is less than the minimum of 8"),
+        ("training.min_steps", 100, r"config: training: training setting min_steps has an invalid value: 100"),
+        ("training.learning_rate", float("inf"), r"training setting learning_rate must be a finite number, got inf"),
+        ("training.epochs", float("nan"), r"training setting epochs must be a finite number, got nan"),
+        ("comparisons", ["prompt:prompt"], r"config: comparison prompt:prompt compares a method with itself"),
+        ("splits.sizes", [10, 16.0], r"config.splits.sizes\[1\]: .*16.0 is not of type 'integer'"),
+        ("train_seeds", [1.0], r"config.train_seeds\[0\]: 1.0 is not of type 'integer'"),
+        ("train_seeds", [-1], r"config: train_seeds item -1: a seed must be an integer from 0 to 4294967295"),
+        ("splits.data_seeds", [2**32], r"config: splits.data_seeds item 4294967296: a seed must be an integer"),
+        ("data_dir", "/nowhere/at/all", r"config: data_dir '/nowhere/at/all' is not a folder"),
+        ("data_dir", "", r"config.data_dir: '' should be non-empty"),
+        ("runs_dir", "/nowhere/at/all", r"config: runs_dir '/nowhere/at/all' is not a folder"),
     ],
 )
 def test_bad_config_is_one_clear_error(path, value, message):

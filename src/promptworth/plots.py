@@ -24,7 +24,7 @@ from promptworth.advantage import (
     AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix, score_levels,
 )
 from promptworth.errors import PromptworthError
-from promptworth.results import write_files
+from promptworth.outputs import write_files
 
 FORMATS = ("png", "pdf")
 DPI = 150

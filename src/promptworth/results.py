@@ -1,23 +1,19 @@
 """Run records (one JSON per training run) -> the tidy results table, one row per run.
 
-The record schema and the table's columns are in ``docs/contracts.md``. Also the small helpers
-every analysis writer uses to leave either the whole output or nothing (temp file + rename).
+The record schema and the table's columns are in ``docs/contracts.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 from promptworth.errors import PromptworthError
+from promptworth.outputs import non_finite_key
 from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 
 SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
@@ -105,23 +101,6 @@ def read_record(path: Path) -> dict[str, Any]:
     if bad is not None:
         raise PromptworthError(f"{path}: key {bad!r} is not a finite number (NaN or infinite)")
     return record
-
-
-def non_finite_key(value: Any, key: str = "") -> str | None:
-    """The dotted key of the first NaN or infinite number in a JSON value, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return key or "(the whole value)"
-    if isinstance(value, dict):
-        items = [(f"{key}.{name}" if key else str(name), item) for name, item in value.items()]
-    elif isinstance(value, list):
-        items = [(f"{key}[{i}]", item) for i, item in enumerate(value)]
-    else:
-        return None
-    for item_key, item in items:
-        found = non_finite_key(item, item_key)
-        if found is not None:
-            return found
-    return None
 
 
 def first_line(exc: BaseException) -> str:
@@ -298,97 +277,3 @@ def check_number_column(values: pd.Series, column: str, source: str, required: b
             shown = "the cell" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
             raise PromptworthError(f"{source}: line {row + 2}, column {column!r}: {shown} {why}")
     return numbers
-
-
-# ---------------------------------------------------------------------------------------------
-# All-or-nothing output
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its ancestors that do not exist yet, deepest first."""
-    folder = folder.absolute()
-    return [p for p in (folder, *folder.parents) if not p.exists()]
-
-
-def _remove_empty(folders: Iterable[Path]) -> None:
-    for folder in folders:  # deepest first; stop at the first one that is not empty
-        if not folder.exists():
-            continue
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-
-
-@contextlib.contextmanager
-def writable_folder(folder: str | Path, what: str) -> Iterator[Path]:
-    """Create ``folder`` and write and remove a probe file in it before the block's work, so an
-    output that cannot be written fails first (one line, not a traceback after hours of work).
-    The folders created here are removed again if the block fails: a failure leaves nothing."""
-    folder = Path(folder)
-    created = _missing_folders(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as exc:
-        _remove_empty(created)
-        raise PromptworthError(f"cannot write {what} into {folder}: {exc.strerror or exc}") from None
-    try:
-        yield folder
-    except BaseException:
-        _remove_empty(created)
-        raise
-
-
-def check_output_file(path: str | Path) -> Path:
-    """An output file's path; an existing folder there is an error."""
-    path = Path(path)
-    if path.is_dir():
-        raise PromptworthError(f"{path} is a folder; give the name of the file to write")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed onto it only if the block succeeds."""
-    path = check_output_file(path)
-    with writable_folder(path.parent, path.name):
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(handle)
-        try:
-            yield Path(tmp)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-
-def write_csv(table: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
-def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path]:
-    """Call ``write(tmp_dir)`` and move what it wrote into ``out_dir`` only if it succeeds.
-
-    ``out_dir`` is created if needed; files already there with other names are left alone.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PromptworthError(f"{out_dir} is a file, not a folder")
-    parent = out_dir.resolve().parent
-    with writable_folder(parent, f"the folder {out_dir.name}"):
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-        try:
-            write(tmp_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            written = []
-            for item in sorted(tmp_dir.iterdir()):
-                target = out_dir / item.name
-                os.replace(item, target)
-                written.append(target)
-            return written
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)

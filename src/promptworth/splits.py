@@ -27,11 +27,10 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.results import writable_folder
+from promptworth.outputs import writable_folder
 from promptworth.sources import (
     MANIFEST,
     SplitChecksums,
-    manifest_sha256,
     resolve_data_dir,
     sha256_file,
     split_checksums,

@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 from promptworth.errors import PromptworthError
-from promptworth.splits import ALL, DEV_POLICIES
+from promptworth.splits import ALL, DEV_POLICIES, check_seed
 from promptworth.tasks import get_task
 from promptworth.train_config import config_from_mapping
 
@@ -170,8 +170,9 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
         if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
-    if any(seed < 0 for seed in (*splits.data_seeds, *study.train_seeds)):
-        raise PromptworthError("config: seeds must be non-negative integers")
+    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
+        for seed in seeds:
+            check_seed(seed, f"config: {key} item {seed!r}: a seed")
     try:
         config_from_mapping(study.training)
     except PromptworthError as exc:

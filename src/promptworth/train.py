@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
 import random
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +32,8 @@ import torch
 
 from promptworth import __version__, metrics, models
 from promptworth.errors import PromptworthError
-from promptworth.methods import Batch, Feature, Method, build_method, to_device
+from promptworth.outputs import non_finite_key
+from promptworth.methods import Feature, Method, build_method, to_device
 from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
@@ -442,7 +441,9 @@ def run(request: RunRequest) -> dict[str, Any]:
         "versions": versions(),
         "git_commit": git_commit(),
     }
-    check_finite(record)
+    bad = non_finite_key(record)
+    if bad is not None:  # e.g. a loss that overflowed; JSON would carry a number that means nothing
+        raise PromptworthError(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
     return record
 
 
@@ -450,31 +451,3 @@ def study_relative(path: Path) -> str:
     """``path`` relative to the working directory (the study's folder), so that a record names
     no folder of the machine that trained it."""
     return os.path.relpath(Path(path).absolute(), Path.cwd())
-
-
-def check_finite(value: Any, where: str = "record") -> None:
-    """Raise if any number in ``value`` (a record: nested dicts and lists) is NaN or infinite."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PromptworthError(f"the run produced a non-finite value ({value}) at {where}; no record is written")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            check_finite(item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            check_finite(item, f"{where}[{index}]")
-
-
-def write_json_atomic(path: Path, record: Mapping[str, Any]) -> None:
-    """Write ``record`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2, allow_nan=False)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

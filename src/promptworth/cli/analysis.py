@@ -101,7 +101,8 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
-    from promptworth.results import collect, write_csv
+    from promptworth.outputs import write_csv
+    from promptworth.results import collect
 
     table = collect(args.paths)
     write_csv(table, args.out)
@@ -135,7 +136,7 @@ def run_advantage(args: argparse.Namespace) -> int:
 
 def run_import_lescao(args: argparse.Namespace) -> int:
     from promptworth.advantage import first_duplicate_run, import_lescao
-    from promptworth.results import write_csv
+    from promptworth.outputs import write_csv
 
     frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
     tidy = pd.concat(frames, ignore_index=True)
@@ -167,7 +168,7 @@ def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
 
 
 def run_tables(args: argparse.Namespace) -> int:
-    from promptworth.results import write_files
+    from promptworth.outputs import write_files
     from promptworth.tables import table_texts
 
     table = _results(args)

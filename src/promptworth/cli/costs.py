@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_costs(args: argparse.Namespace) -> int:
     from promptworth.costs import cost_table
-    from promptworth.results import write_csv
+    from promptworth.outputs import write_csv
 
     table = cost_table(args.runs, args.benchmarks)
     write_csv(table, args.out)

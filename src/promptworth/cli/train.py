@@ -56,7 +56,7 @@ def check_run_arguments(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from promptworth import train
-    from promptworth.results import check_output_file, writable_folder
+    from promptworth.outputs import check_output_file, writable_folder, write_json
 
     check_run_arguments(args)
     config = train_config.config_from_args(args)
@@ -69,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
     # the record's folder is checked before training, not found unwritable after it
     with writable_folder(out.parent, f"the run record {out.name}"):
         record = train.run(request)
-        train.write_json_atomic(out, record)
+        write_json(out, record)
     test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     print(
         f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
@@ -81,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from promptworth.results import writable_folder
+    from promptworth.outputs import writable_folder
 
     if args.out.exists():
         if args.force and (args.out / "config.json").is_file():
