@@ -367,34 +367,30 @@ def test_curves_without_overlap_give_a_bound_not_a_number():
     assert "> 90" in table and "< -90" in table
 
 
+SCORE = "CLF roberta seed 1 - test-acc-all-p"
+
+
 @pytest.mark.parametrize(
-    "cell, message",
+    "row, column, cell, message",
     [
-        ("high", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': 'high' is not a number"),
-        ("inf", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': inf is not a finite number"),
-        ("-Infinity", r"line 3, column 'CLF roberta seed 1 - test-acc-all-p': -inf is not a finite number"),
+        # a score that would be a silent number
+        (1, SCORE, "high", rf"line 3, column '{SCORE}': 'high' is not a number"),
+        (1, SCORE, "inf", rf"line 3, column '{SCORE}': inf is not a finite number"),
+        (1, SCORE, "-Infinity", rf"line 3, column '{SCORE}': -inf is not a finite number"),
+        # a training size that is not a count of points
+        (2, "training_points", "", "line 4, column 'training_points': the cell is missing"),
+        (2, "training_points", "ten", "line 4, column 'training_points': 'ten' is not a number"),
+        (2, "training_points", "inf", "line 4, column 'training_points': inf is not a finite number"),
+        (2, "training_points", "12.5", "line 4, column 'training_points': 12.5 is not a number of points"),
+        (2, "training_points", "-4", "line 4, column 'training_points': -4 is not a number of points"),
     ],
 )
-def test_import_lescao_refuses_silent_scores(tmp_path: Path, cell: str, message: str) -> None:
+def test_import_lescao_refuses_bad_cells(tmp_path: Path, row: int, column: str, cell: str, message: str) -> None:
     path = wandb_csv(tmp_path / "cb.csv", ["CLF roberta"])
     frame = pd.read_csv(path, dtype=str)
-    frame.loc[1, "CLF roberta seed 1 - test-acc-all-p"] = cell
+    frame.loc[row, column] = cell
     frame.to_csv(path, index=False)
     with pytest.raises(PromptworthError, match=rf"cb\.csv: {message}"):
-        import_lescao(path)
-
-
-@pytest.mark.parametrize(
-    "cell, message",
-    [("", "the cell is missing"), ("ten", "'ten' is not a number"), ("inf", "inf is not a finite number"),
-     ("12.5", "12.5 is not a number of points"), ("-4", "-4 is not a number of points")],
-)
-def test_import_lescao_refuses_bad_training_points(tmp_path: Path, cell: str, message: str) -> None:
-    path = wandb_csv(tmp_path / "cb.csv", ["CLF roberta"])
-    frame = pd.read_csv(path, dtype=str)
-    frame.loc[2, "training_points"] = cell
-    frame.to_csv(path, index=False)
-    with pytest.raises(PromptworthError, match=rf"cb\.csv: line 4, column 'training_points': {message}"):
         import_lescao(path)
 
 

@@ -156,15 +156,19 @@ def test_download_lmbff_task_from_archive(data_dir, tmp_path):
     assert [p.name for p in root.iterdir()] == ["original"]  # no staging left behind
 
 
-def test_download_superglue_task_from_archive(data_dir, tmp_path):
-    zipped = tmp_path / "CB.zip"
-    with zipfile.ZipFile(zipped, "w") as archive:
+def _cb_sources(data_dir: Path, tmp_path: Path) -> None:
+    """CB as its download sources lay it out: SuperGLUE's zip and FewGLUE's files, under ``tmp_path``."""
+    with zipfile.ZipFile(tmp_path / "CB.zip", "w") as archive:
         for name in ("train.jsonl", "val.jsonl"):
             archive.write(data_dir / "superglue" / "CB" / name, arcname=f"CB/{name}")
     fewglue = tmp_path / "fewglue" / "CB"
     fewglue.mkdir(parents=True)
     shutil.copy(data_dir / "superglue" / "CB" / "fewglue_train32.jsonl", fewglue / "train.jsonl")
     shutil.copy(data_dir / "superglue" / "CB" / "fewglue_dev32.jsonl", fewglue / "dev32.jsonl")
+
+
+def test_download_superglue_task_from_archive(data_dir, tmp_path):
+    _cb_sources(data_dir, tmp_path)
     urls = {
         "superglue": f"file://{tmp_path}/{{task}}.zip",
         "fewglue": f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl",
@@ -216,14 +220,7 @@ def _fresh_machine(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
 def test_download_fallback_starts_on_a_fresh_machine(data_dir, tmp_path, monkeypatch, capsys):
     """The cache path, resolved once and passed on, is still the cache: the download is tried."""
     lmbff = _lmbff_archive(data_dir, tmp_path)
-    zipped = tmp_path / "CB.zip"
-    with zipfile.ZipFile(zipped, "w") as archive:
-        for name in ("train.jsonl", "val.jsonl"):
-            archive.write(data_dir / "superglue" / "CB" / name, arcname=f"CB/{name}")
-    fewglue = tmp_path / "fewglue" / "CB"
-    fewglue.mkdir(parents=True)
-    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_train32.jsonl", fewglue / "train.jsonl")
-    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_dev32.jsonl", fewglue / "dev32.jsonl")
+    _cb_sources(data_dir, tmp_path)
     monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", lmbff)
     monkeypatch.setattr(sources, "SUPERGLUE_URL", f"file://{tmp_path}/{{task}}.zip")
     monkeypatch.setattr(sources, "FEWGLUE_URL", f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl")
