@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth import splits, tasks
+from promptworth import sources, splits, tasks
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 
@@ -218,7 +218,7 @@ def test_ladder_manifest_records_files_and_sources(cb_ladder, data_dir):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     source = data_dir / "superglue" / "CB" / "train.jsonl"
     assert manifest["sources"]["superglue/CB/train.jsonl"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert splits.manifest_sha256(folder) == hashlib.sha256((folder / splits.MANIFEST).read_bytes()).hexdigest()
+    assert sources.manifest_sha256(folder) == hashlib.sha256((folder / splits.MANIFEST).read_bytes()).hexdigest()
 
 
 def test_ladder_rows_load_back(cb_ladder):
