@@ -252,3 +252,23 @@ def test_read_table_keeps_missing_scores_and_test_metrics(tmp_path: Path) -> Non
     path.write_text("task,method,train_size,seed,score,test_acc\nCB,prompt,10,1-1,0.5,1e999\n")
     with pytest.raises(PromptworthError, match=r"line 2, column 'test_acc': inf is not a finite number"):
         read_table(path)
+
+
+def test_the_table_carries_each_runs_cost_and_aggregate_sums_it(tmp_path: Path, capsys) -> None:
+    from promptworth.cli import main
+
+    counted = {"wall_s": 10.0, "process_s": 16.0, "flops": {"train": 3 * 10**12, "eval": 10**12}}
+    write(tmp_path / "r" / "a.json", record(schema_version=2, timing=counted))
+    write(tmp_path / "r" / "b.json", record(schema_version=2, train_size=64, timing={**counted, "process_s": 4.0}))
+    write(tmp_path / "r" / "old.json", record(train_size=128))  # schema 1: no cost counted
+    table = collect([tmp_path / "r"])
+    assert table["flops"].tolist()[:2] == [4e12, 4e12] and math.isnan(table["flops"].tolist()[2])
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
+    assert ("compute: 2 runs: 8.0 TFLOP of model FLOPs in 0.01 h of process time, 400 GFLOP/s "
+            "(1 runs without a FLOP count left out)") in capsys.readouterr().out
+
+
+def test_a_cost_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.json", record(timing={"wall_s": 1.0, "flops": {"train": "many"}}))
+    with pytest.raises(PromptworthError, match="key 'timing.flops.train' must be a number"):
+        read_record(bad)

@@ -244,6 +244,14 @@ class PromptMethod(Method):
             term_cand=torch.tensor(term_cand), cand_label=cand_label_t, label_counts=counts.clamp(min=1),
             n_candidates=len(cand_label), restricted=one_read,
         )
+        # what `scores` computes of the output layer (for the FLOP count): the label words' rows,
+        # or (several or multi-token words; a masked LM's head with its transform) every row
+        reads = len(set(zip(term_seq, term_pos)))
+        if one_read and self.backbone.kind == "causal":
+            rows = len(set(term_tok))
+        else:
+            rows = self.backbone.config.vocab_size + (self.backbone.config.hidden_size if self.backbone.kind == "mlm" else 0)
+        batch.update(output_rows=rows, reads=reads)
         return batch
 
     def load_model(self) -> torch.nn.Module:
@@ -354,6 +362,7 @@ class HeadMethod(Method):
     def collate(self, features: Sequence[Feature]) -> Batch:
         batch = base_batch(features, self.tokenizer.pad_token_id)
         batch["read"] = torch.tensor([r for f in features for r in f.read])
+        batch.update(output_rows=self.outputs, reads=len(batch["read"]))  # the classifier, once per sequence
         return batch
 
     def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:

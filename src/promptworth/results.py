@@ -19,7 +19,7 @@ from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, veri
 SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
-    "metric", "score", "dev_score", "best_step", "wall_s",
+    "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "flops",
 )
 # Keys every record must have; ``NULLABLE`` ones may be null (head runs have no template, a
 # run may lack a test score or a known data seed).
@@ -30,7 +30,8 @@ TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
-NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s"}
+NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
+                  "flops"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,6 +91,12 @@ def read_record(path: Path) -> dict[str, Any]:
             raise PromptworthError(f"{path}: key {key!r} must be a number, got {record[key]!r}")
     numbers = {f"test.{name}": value for name, value in record["test"].items()}
     numbers["timing.wall_s"] = record["timing"]["wall_s"]
+    # the run's cost (records from before they were counted have neither)
+    numbers["timing.process_s"] = record["timing"].get("process_s")
+    counted = record["timing"].get("flops")
+    if counted is not None and not isinstance(counted, dict):
+        raise PromptworthError(f"{path}: key 'timing.flops' must be an object, got {counted!r}")
+    numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
     for key, value in numbers.items():
         if value is not None and not _is_number(value):
             raise PromptworthError(f"{path}: key {key!r} must be a number, got {value!r}")
@@ -143,6 +150,8 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "dev_score": _number(record["dev_score"]),
         "best_step": record["best_step"],
         "wall_s": _number(record["timing"]["wall_s"]),
+        "process_s": _number(record["timing"].get("process_s")),
+        "flops": _number(sum(record["timing"]["flops"].values())) if "flops" in record["timing"] else math.nan,
     }
     for name, value in record["test"].items():
         row[f"test_{name}"] = _number(value)
@@ -277,3 +286,14 @@ def check_number_column(values: pd.Series, column: str, source: str, required: b
             shown = "the cell" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
             raise PromptworthError(f"{source}: line {row + 2}, column {column!r}: {shown} {why}")
     return numbers
+
+
+def cost_summary(table: pd.DataFrame) -> str:
+    """The study's compute in one line: model FLOPs over process time (runs that count both)."""
+    counted = table.dropna(subset=["flops", "process_s"])
+    if counted.empty:
+        return f"{len(table)} runs; none records its FLOPs (trained before they were counted)"
+    total, seconds = float(counted["flops"].sum()), float(counted["process_s"].sum())
+    left_out = f" ({len(table) - len(counted)} runs without a FLOP count left out)" if len(counted) < len(table) else ""
+    return (f"{len(counted)} runs: {total / 1e12:.1f} TFLOP of model FLOPs in {seconds / 3600:.2f} h of process "
+            f"time, {total / seconds / 1e9:.0f} GFLOP/s{left_out}")

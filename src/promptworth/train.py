@@ -30,10 +30,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from promptworth import __version__, metrics, models
+from promptworth import __version__, flops, metrics, models
 from promptworth.errors import PromptworthError
 from promptworth.outputs import non_finite_key
-from promptworth.methods import Feature, Method, build_method, to_device
+from promptworth.methods import Batch, Feature, Method, build_method, to_device
 from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
@@ -113,6 +113,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (its start-up and imports included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def peak_rss_gb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     return kb / 1024**2 if sys.platform != "darwin" else kb / 1024**3
@@ -166,6 +173,13 @@ class Evaluation:
     metrics: dict[str, float]
     predictions: list[float]
     seconds: float
+    flops: int
+
+
+def batch_flops(shape: flops.ModelShape, batch: Batch) -> int:
+    """Forward model FLOPs of one batch (its real tokens; see promptworth.flops)."""
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"])
 
 
 @torch.no_grad()
@@ -177,9 +191,13 @@ def evaluate(
     ("dev at step 50", "test")."""
     start = time.perf_counter()
     model.eval()
+    shape = flops.model_shape(model)
+    done = 0
     predictions = np.zeros(len(features), dtype=np.float64)
     for indices in eval_batches(features, config.eval_batch_size):
-        batch = to_device(method.collate([features[i] for i in indices]), device)
+        batch = method.collate([features[i] for i in indices])
+        done += batch_flops(shape, batch)
+        batch = to_device(batch, device)
         with autocast(device, precision):
             scores = method.scores(model, batch).float()
         # argmax over NaN scores picks class 0 and would look like a plausible accuracy
@@ -191,7 +209,7 @@ def evaluate(
         predictions[indices] = method.predict(scores).cpu().numpy()
     gold = [f.label for f in features]
     result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
-    return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start)
+    return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start, flops=done)
 
 
 @dataclass
@@ -204,6 +222,8 @@ class TrainResult:
     train_s: float
     eval_s: float
     train_tokens: int
+    train_flops: int = 0
+    eval_flops: int = 0
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
 
@@ -258,7 +278,8 @@ def fit(
     curve: list[dict[str, float]] = []
     best_step, best_score = total, None
     train_s = eval_s = 0.0
-    tokens = 0
+    tokens = train_flops = eval_flops = 0
+    shape = flops.model_shape(model)
     losses: list[float] = []
     step_seconds: list[float] = []
     interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
@@ -267,7 +288,9 @@ def fit(
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
-        batch = to_device(method.collate([train[i] for i in next(batches)]), device)
+        batch = method.collate([train[i] for i in next(batches)])
+        train_flops += flops.BACKWARD_FACTOR * batch_flops(shape, batch)
+        batch = to_device(batch, device)
         with autocast(device, precision):
             loss = method.loss(method.scores(model, batch), batch)
         if not torch.isfinite(loss):
@@ -291,6 +314,7 @@ def fit(
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
             result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}")
             eval_s += result.seconds
+            eval_flops += result.flops
             score = result.metrics[primary]
             curve.append({"step": step, "dev_score": score})
             if best_score is None or score > best_score:
@@ -304,9 +328,11 @@ def fit(
     result = evaluate(method, model, test, task, config, device, precision, "test") if test else None
     if result is not None:
         eval_s += result.seconds
+        eval_flops += result.flops
     return TrainResult(
         dev_curve=curve, best_step=best_step, dev_score=best_score, test=result.metrics if result else {},
-        steps=total, train_s=train_s, eval_s=eval_s, train_tokens=tokens, losses=losses,
+        steps=total, train_s=train_s, eval_s=eval_s, train_tokens=tokens, train_flops=train_flops,
+        eval_flops=eval_flops, losses=losses,
         step_seconds=step_seconds,
     )
 
@@ -433,6 +459,12 @@ def run(request: RunRequest) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
             "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
             "peak_rss_gb": round(peak_rss_gb(), 3),
+            # model FLOPs done (promptworth.flops: non-embedding matmuls, attention, the output
+            # rows the method computes; training counts forward and backward)
+            "flops": {"train": result.train_flops, "eval": result.eval_flops},
+            "non_embedding_params": flops.model_shape(model).non_embedding_params,
+            # the process's whole life so far: interpreter start, imports and model load included
+            "process_s": round(process_seconds(), 3),
             # when it ended (UTC): file times do not survive a git checkout, this does
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

@@ -102,11 +102,13 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 
 def run_aggregate(args: argparse.Namespace) -> int:
     from promptworth.outputs import write_csv
-    from promptworth.results import collect
+    from promptworth.results import collect, cost_summary
 
     table = collect(args.paths)
     write_csv(table, args.out)
     print(f"[promptworth] {len(table)} runs -> {args.out}")
+    # divide by the machine's bf16 matmul peak (make benchmark measures it) for the study's MFU
+    print(f"[promptworth] compute: {cost_summary(table)}")
     return 0
 
 
