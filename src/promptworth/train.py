@@ -185,13 +185,12 @@ def batch_flops(shape: flops.ModelShape, batch: Batch) -> int:
 @torch.no_grad()
 def evaluate(
     method: Method, model: torch.nn.Module, features: Sequence[Feature], task: TaskSpec,
-    config: TrainConfig, device: torch.device, precision: str, where: str,
+    config: TrainConfig, device: torch.device, precision: str, where: str, shape: flops.ModelShape,
 ) -> Evaluation:
     """Predictions and metrics on ``features``; ``where`` names the evaluation in errors
-    ("dev at step 50", "test")."""
+    ("dev at step 50", "test"); ``shape`` is the model's, for the FLOP count."""
     start = time.perf_counter()
     model.eval()
-    shape = flops.model_shape(model)
     done = 0
     predictions = np.zeros(len(features), dtype=np.float64)
     for indices in eval_batches(features, config.eval_batch_size):
@@ -222,6 +221,7 @@ class TrainResult:
     train_s: float
     eval_s: float
     train_tokens: int
+    non_embedding_params: int = 0
     train_flops: int = 0
     eval_flops: int = 0
     losses: list[float] = field(default_factory=list)
@@ -312,7 +312,7 @@ def fit(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}")
+            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape)
             eval_s += result.seconds
             eval_flops += result.flops
             score = result.metrics[primary]
@@ -325,13 +325,14 @@ def fit(
     bar.close()
     if best_step != total:
         snapshot.restore(model)
-    result = evaluate(method, model, test, task, config, device, precision, "test") if test else None
+    result = evaluate(method, model, test, task, config, device, precision, "test", shape) if test else None
     if result is not None:
         eval_s += result.seconds
         eval_flops += result.flops
     return TrainResult(
         dev_curve=curve, best_step=best_step, dev_score=best_score, test=result.metrics if result else {},
-        steps=total, train_s=train_s, eval_s=eval_s, train_tokens=tokens, train_flops=train_flops,
+        steps=total, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
+        non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=eval_flops, losses=losses,
         step_seconds=step_seconds,
     )
@@ -462,7 +463,7 @@ def run(request: RunRequest) -> dict[str, Any]:
             # model FLOPs done (promptworth.flops: non-embedding matmuls, attention, the output
             # rows the method computes; training counts forward and backward)
             "flops": {"train": result.train_flops, "eval": result.eval_flops},
-            "non_embedding_params": flops.model_shape(model).non_embedding_params,
+            "non_embedding_params": result.non_embedding_params,
             # the process's whole life so far: interpreter start, imports and model load included
             "process_s": round(process_seconds(), 3),
             # when it ended (UTC): file times do not survive a git checkout, this does

@@ -37,16 +37,25 @@ def split_manifest(task, size, data_seed):
 RUN_WILDCARDS = ("{task}", "{method}", "{size}", "{data_seed}", "{train_seed}")
 
 
-def run_file(task, method, size, data_seed, train_seed):
+def run_path(folder, suffix, task, method, size, data_seed, train_seed):
+    """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<run><suffix>."""
+    name = f"{size}-{data_seed}-{train_seed}"
+    return f"{RESULTS}/{folder}/{MODEL}/{task}/{method}/{name}{suffix}"
+
+
+def run_file(*run):
     """One run's record."""
-    name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/runs/{MODEL}/{task}/{method}/{name}.json"
+    return run_path("runs", ".json", *run)
 
 
-def benchmark_file(task, method, size, data_seed, train_seed):
+def benchmark_file(*run):
     """Snakemake's benchmark of one training job (wall time, peak memory, CPU time, I/O)."""
-    name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/benchmarks/train/{MODEL}/{task}/{method}/{name}.tsv"
+    return run_path("benchmarks/train", ".tsv", *run)
+
+
+def train_log(*run):
+    """The log of one training job."""
+    return run_path("logs/train", ".log", *run)
 
 
 def runs_folder(record):

@@ -10,7 +10,7 @@ if not STUDY.runs_dir:
         output:
             run_file(*RUN_WILDCARDS),
         log:
-            f"{RESULTS}/logs/train/{MODEL}/{{task}}/{{method}}/{{size}}-{{data_seed}}-{{train_seed}}.log",
+            train_log(*RUN_WILDCARDS),
         benchmark:
             benchmark_file(*RUN_WILDCARDS)
         conda:

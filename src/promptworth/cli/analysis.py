@@ -107,7 +107,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
     table = collect(args.paths)
     write_csv(table, args.out)
     print(f"[promptworth] {len(table)} runs -> {args.out}")
-    # divide by the machine's bf16 matmul peak (make benchmark measures it) for the study's MFU
+    # divided by the machine's matmul peak in the training precision (make benchmark measures it): the study's MFU
     print(f"[promptworth] compute: {cost_summary(table)}")
     return 0
 
