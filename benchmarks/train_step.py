@@ -88,23 +88,12 @@ def _setup(length: int):
 def phase_peak(args: argparse.Namespace) -> dict:
     import torch
 
-    from promptworth import train
+    from promptworth import flops, train
 
-    torch.set_num_threads(THREADS)
     out: dict = {"bf16_matmul_2048_gflops": None, "cpu": train.describe_device(torch.device("cpu"))}
     dtypes = (("bf16", torch.bfloat16), ("fp32", torch.float32)) if train.cpu_has_fast_bf16() else (("fp32", torch.float32),)
     for name, dtype in dtypes:
-        n = 2048
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        for _ in range(2):
-            a @ b
-        best = 0.0
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(3):
-                a @ b
-            best = max(best, 3 * 2 * n**3 / (time.perf_counter() - start))
-        out[f"{name}_matmul_2048_gflops"] = best / 1e9
+        out[f"{name}_matmul_2048_gflops"] = flops.matmul_peak_gflops(dtype, 2048, THREADS)
     return out
 
 

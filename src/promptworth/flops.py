@@ -16,6 +16,7 @@ time the MFU charges to the implementation, as it should.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -57,3 +58,24 @@ def forward_flops(shape: ModelShape, lengths: Sequence[int], output_rows: int, r
     ``output_rows`` rows applied at ``reads`` positions."""
     blocks = sum(2 * shape.non_embedding_params * n + 4 * shape.layers * shape.hidden * n * n for n in lengths)
     return int(blocks + 2 * shape.hidden * output_rows * reads)
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, threads: int = 2, repeats: int = 5) -> float:
+    """The reference peak of every MFU figure: a ``size`` x ``size`` matmul in ``dtype`` with
+    ``threads`` threads, best of ``repeats`` rounds of 3 (GFLOP/s). The caller's thread count is
+    restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(3):
+                a @ b
+            best = max(best, 3 * 2 * size**3 / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(before)
+    return best / 1e9

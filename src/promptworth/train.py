@@ -36,6 +36,7 @@ from promptworth.outputs import non_finite_key
 from promptworth.methods import Batch, Feature, Method, build_method, to_device
 from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
+from promptworth.workers import process_age_s
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 
 SCHEMA_VERSION = 2  # 2: the model is named by the sha256 of its weights; no machine paths
@@ -113,15 +114,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def process_seconds() -> float:
-    """Seconds since this process started (its start-up and imports included)."""
-    import psutil
-
-    return time.time() - psutil.Process().create_time()
+def reset_peak_rss() -> None:
+    """Start the peak memory count afresh (Linux), so that a run in a long-lived worker reports
+    its own peak, not that of an earlier run of the same process."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
 
 
 def peak_rss_gb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    """Peak resident memory since the last :func:`reset_peak_rss` (else since the start)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
     return kb / 1024**2 if sys.platform != "darwin" else kb / 1024**3
 
 
@@ -182,6 +190,17 @@ def batch_flops(shape: flops.ModelShape, batch: Batch) -> int:
     return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"])
 
 
+def _predict_batch(method: Method, model: torch.nn.Module, batch: Batch, where: str) -> np.ndarray:
+    scores = method.scores(model, batch).float()
+    # argmax over NaN scores picks class 0 and would look like a plausible accuracy
+    if not bool(torch.isfinite(scores).all()):
+        raise PromptworthError(
+            f"the model's scores on {where} are not finite (NaN or inf): the run diverged; "
+            "lower --learning-rate or try --precision fp32"
+        )
+    return method.predict(scores).cpu().numpy()
+
+
 @torch.no_grad()
 def evaluate(
     method: Method, model: torch.nn.Module, features: Sequence[Feature], task: TaskSpec,
@@ -193,19 +212,13 @@ def evaluate(
     model.eval()
     done = 0
     predictions = np.zeros(len(features), dtype=np.float64)
-    for indices in eval_batches(features, config.eval_batch_size):
-        batch = method.collate([features[i] for i in indices])
-        done += batch_flops(shape, batch)
-        batch = to_device(batch, device)
-        with autocast(device, precision):
-            scores = method.scores(model, batch).float()
-        # argmax over NaN scores picks class 0 and would look like a plausible accuracy
-        if not bool(torch.isfinite(scores).all()):
-            raise PromptworthError(
-                f"the model's scores on {where} are not finite (NaN or inf): the run diverged; "
-                "lower --learning-rate or try --precision fp32"
-            )
-        predictions[indices] = method.predict(scores).cpu().numpy()
+    # one autocast region for every batch: the weights are cast to bf16 once per evaluation, not
+    # once per batch (autocast caches the casts within a region; the numbers are the same)
+    with autocast(device, precision):
+        for indices in eval_batches(features, config.eval_batch_size):
+            batch = method.collate([features[i] for i in indices])
+            done += batch_flops(shape, batch)
+            predictions[indices] = _predict_batch(method, model, to_device(batch, device), where)
     gold = [f.label for f in features]
     result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
     return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start, flops=done)
@@ -355,6 +368,9 @@ class RunRequest:
     test_limit: int | None = None
     threads: int = 0
     progress: bool = True
+    # when the process of this run started (POSIX time); None: this process's own start. A
+    # pool's worker sets it to its client's start (see promptworth.workers)
+    started_at: float | None = None
 
 
 def git_commit() -> str | None:
@@ -410,6 +426,7 @@ def encode_rows(method: Method, rows: Sequence[Mapping[str, Any]]) -> list[Featu
 def run(request: RunRequest) -> dict[str, Any]:
     """Train one run and return its record (see docs/contracts.md); nothing is written here."""
     wall_start = time.perf_counter()
+    reset_peak_rss()
     if request.threads:
         torch.set_num_threads(request.threads)
     tune_allocator()
@@ -464,8 +481,9 @@ def run(request: RunRequest) -> dict[str, Any]:
             # rows the method computes; training counts forward and backward)
             "flops": {"train": result.train_flops, "eval": result.eval_flops},
             "non_embedding_params": result.non_embedding_params,
-            # the process's whole life so far: interpreter start, imports and model load included
-            "process_s": round(process_seconds(), 3),
+            # the process's whole life so far (interpreter start, imports and model load
+            # included), or in a pool's worker the run's share of it
+            "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
             # when it ended (UTC): file times do not survive a git checkout, this does
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

@@ -1,5 +1,6 @@
-"""Study verbs: ``progress`` (runs done and an estimate of the time left) and ``unlock-stale``
-(release the lock a hard-killed Snakemake left, when no other Snakemake runs here)."""
+"""Study verbs: ``progress`` (runs done and an estimate of the time left), ``unlock-stale``
+(release the lock a hard-killed Snakemake left, when no other Snakemake runs here) and ``pool``
+(run a study with long-lived training processes)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unlock.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_COMMAND",
                         help="the Snakemake command line of the study (its program, profile and config)")
     unlock.set_defaults(handler=run_unlock_stale)
+
+    pool = subparsers.add_parser(
+        "pool",
+        help="run a command (a study) with long-lived training processes that its `promptworth train` jobs use",
+        description="Start SIZE worker processes, run COMMAND with PROMPTWORTH_POOL set, stop the workers when it "
+        "ends and exit with its status. Each `promptworth train` inside COMMAND hands its run to a free worker: no "
+        "interpreter start, imports or model set-up per run; the same record (see docs/performance.md).",
+    )
+    pool.add_argument("--size", type=int, required=True, help="worker processes (one per training job that runs at once)")
+    pool.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run (after --)")
+    pool.set_defaults(handler=run_pool)
 
 
 # Runs that finished more than this long before the next one started belong to an earlier
@@ -110,3 +122,10 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
     if done.returncode != 0:
         raise PromptworthError(f"`{' '.join(command)} --unlock` failed (exit {done.returncode})")
     return 0
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    from promptworth.workers import run_pool as pool
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return pool(args.size, command)

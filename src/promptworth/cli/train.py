@@ -1,9 +1,11 @@
-"""Training verbs: ``train`` (one run -> one run record) and ``convert-model`` (SmolLM2 GGUF ->
+"""Training verbs: ``train`` (one run -> one run record), ``worker`` (a long-lived process of a
+``promptworth pool`` that trains the runs handed to it) and ``convert-model`` (SmolLM2 GGUF ->
 safetensors)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,8 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # set by a pool's worker: when the run's client process started, minus the worker's start-up
+    # for its first run (timing.process_s is the run's share of the shared process)
+    run.add_argument("--started-at", type=float, help=argparse.SUPPRESS)
     train_config.add_arguments(run)
     run.set_defaults(handler=run_train)
+
+    worker = subparsers.add_parser(
+        "worker",
+        help="a long-lived training process of a pool (started by promptworth pool, not by hand)",
+        description="Listen on a UNIX socket and train the runs that `promptworth train` clients of a "
+        "`promptworth pool` hand over, one at a time, until the pool stops.",
+    )
+    worker.add_argument("--socket", type=Path, required=True, help="the socket to listen on")
+    worker.set_defaults(handler=run_worker)
 
     convert = subparsers.add_parser(
         "convert-model",
@@ -55,16 +69,29 @@ def check_run_arguments(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from promptworth import train
-    from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth import workers
 
     check_run_arguments(args)
     config = train_config.config_from_args(args)
+    pool = os.environ.get(workers.POOL_ENV)
+    if pool:
+        status = workers.delegate(Path(pool), args.argv)
+        if status is not None:
+            return status
+        print(f"promptworth: no worker of the pool {pool} can be reached: training in this process", file=sys.stderr)
+    return train_here(args, config)
+
+
+def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
+    from promptworth import train
+    from promptworth.outputs import check_output_file, writable_folder, write_json
+
     out = check_output_file(args.out)
     request = train.RunRequest(
         task=args.task, method=args.method, split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
+        started_at=args.started_at,
     )
     # the record's folder is checked before training, not found unwritable after it
     with writable_folder(out.parent, f"the run record {out.name}"):
@@ -77,6 +104,13 @@ def run_train(args: argparse.Namespace) -> int:
         f"{record['timing']['wall_s']:.0f} s -> {args.out}",
         file=sys.stderr,
     )
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from promptworth import workers
+
+    workers.serve(args.socket)
     return 0
 
 

@@ -1,0 +1,274 @@
+"""A pool of long-lived training processes, so that the runs of a study do not each pay for an
+interpreter start, the imports of torch and transformers, and the backbone's set-up.
+
+``promptworth pool --size N -- COMMAND ...`` starts N workers, runs COMMAND (a Snakemake study)
+with ``PROMPTWORTH_POOL`` naming the pool's folder, stops the workers when COMMAND ends and exits
+with COMMAND's status. Inside it, ``promptworth train`` is a thin client: it hands its own command
+line to a free worker and prints what the worker reports. Snakemake still sees one job per run,
+with its own log, benchmark and retries.
+
+Without a pool, or when no worker can be reached, ``promptworth train`` trains in its own process.
+A job of a cluster never uses a pool of another job or of the login node, even on the same host:
+the pool's ``owner`` file names the host and the SLURM job it runs in, and a client delegates only
+when both are its own. A worker runs the very same ``promptworth train``
+command, so the record is the same either way; only the timing differs (``timing.process_s`` is
+the run's share of the worker: its own time, plus the worker's start-up for the first run it
+serves).
+
+Protocol, one connection per run: the client sends one JSON line ``{"argv", "cwd",
+"started_at"}`` and the worker answers one JSON line ``{"status", "output"}`` when the run has
+ended (``output``: what the run printed). A client holds an exclusive ``flock`` on the worker's
+``.lock`` file for the whole run, so two runs never share a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from promptworth.errors import PromptworthError
+
+POOL_ENV = "PROMPTWORTH_POOL"
+# How long a worker may take to import torch and transformers and start listening.
+READY_TIMEOUT_S = 300.0
+# How often a client looks again when every worker is busy, and a worker whether its pool lives.
+POLL_S = 0.2
+
+
+def socket_path(pool: Path, index: int) -> Path:
+    return pool / f"worker-{index}.sock"
+
+
+def lock_path(socket_file: Path) -> Path:
+    return socket_file.with_suffix(".lock")
+
+
+def log_path(socket_file: Path) -> Path:
+    return socket_file.with_suffix(".log")
+
+
+def owner() -> str:
+    """Where this process runs: the host and the SLURM job (none outside SLURM)."""
+    return f"{socket.gethostname()} slurm-job:{os.environ.get('SLURM_JOB_ID', '')}"
+
+
+def owner_path(pool: Path) -> Path:
+    return pool / "owner"
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall((json.dumps(message) + "\n").encode("utf-8"))
+
+
+def _receive(conn: socket.socket) -> dict[str, Any] | None:
+    """One JSON line; None when the other side closed the connection first."""
+    chunks = []
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            return json.loads(b"".join(chunks).decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The client: `promptworth train` inside a pool
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (its interpreter start and imports included).
+
+    From the kernel's own clock since boot (/proc/uptime against the process's start tick in
+    /proc/self/stat): the wall clock minus psutil's create_time is off by up to seconds on a
+    virtual machine whose boot time drifts.
+    """
+    try:
+        uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
+        stat = Path("/proc/self/stat").read_text(encoding="ascii")
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the name
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+
+
+def process_start() -> float:
+    """When this process started (POSIX time)."""
+    return time.time() - process_age_s()
+
+
+def delegate(pool: Path, argv: Sequence[str]) -> int | None:
+    """Run ``promptworth <argv>`` on a free worker of ``pool``, print its output and return its
+    exit status; None when no worker of the pool can be reached (then train here)."""
+    try:
+        if owner_path(pool).read_text(encoding="utf-8") != owner():
+            return None  # another host's or another job's pool: its workers are not this job's
+    except OSError:
+        return None
+    request = {"argv": list(argv), "cwd": os.getcwd(), "started_at": process_start()}
+    sockets = sorted(Path(pool).glob("worker-*.sock"))
+    while sockets:
+        busy = False
+        for path in sockets:
+            with open(lock_path(path), "a+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    busy = True  # another run holds it: it is alive
+                    continue
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    try:
+                        conn.connect(str(path))
+                    except OSError:
+                        continue  # a worker that has stopped
+                    _send(conn, request)
+                    reply = _receive(conn)
+                if reply is None:
+                    raise PromptworthError(
+                        f"the pool's worker {path.name} stopped during the run (see {log_path(path)}); "
+                        "no record is written"
+                    )
+                sys.stderr.write(reply["output"])
+                sys.stderr.flush()
+                return int(reply["status"])
+        if not busy:
+            return None
+        time.sleep(POLL_S)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker
+
+
+def handle(request: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
+    """Run one ``promptworth`` command line in this process, as if it were its own process."""
+    import torch
+
+    from promptworth import cli
+
+    os.chdir(request["cwd"])
+    torch.set_num_threads(default_threads)  # a run without --threads gets torch's default, as alone
+    # the run's share of this process: the client's life so far, plus this worker's start-up
+    # for the first run it serves
+    argv = [*request["argv"], "--started-at", repr(float(request["started_at"]) - startup_s)]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exc:  # argparse's errors
+            status = exc.code if isinstance(exc.code, int) else 1
+        except Exception:  # noqa: BLE001 - the run's failure is reported to its client
+            traceback.print_exc()
+            status = 1
+    return {"status": status, "output": output.getvalue()}
+
+
+def serve(path: Path) -> None:
+    """Answer runs one at a time on the socket ``path`` until the pool that started this worker
+    is gone (or the pool stops it)."""
+    import torch
+
+    import promptworth.train  # noqa: F401 - the imports every run needs, paid once here
+
+    startup_s = time.time() - process_start()
+    default_threads = torch.get_num_threads()
+    parent = os.getppid()
+    first = True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(POLL_S * 5)
+        while os.getppid() == parent:
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(None)
+                request = _receive(conn)
+                if request is None:
+                    continue
+                reply = handle(request, startup_s if first else 0.0, default_threads)
+                first = False
+                with contextlib.suppress(OSError):  # a client killed meanwhile
+                    _send(conn, reply)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool
+
+
+def start_workers(folder: Path, size: int) -> list[subprocess.Popen]:
+    env = {k: v for k, v in os.environ.items() if k != POOL_ENV}  # a worker never delegates
+    workers = []
+    for index in range(size):
+        path = socket_path(folder, index)
+        lock_path(path).touch()
+        with open(log_path(path), "w", encoding="utf-8") as log:
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "promptworth", "worker", "--socket", str(path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            ))
+    return workers
+
+
+def wait_ready(folder: Path, workers: list[subprocess.Popen], timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    for index, worker in enumerate(workers):
+        path = socket_path(folder, index)
+        while not path.exists():
+            if worker.poll() is not None:
+                tail = log_path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
+                raise PromptworthError(f"worker {index} of the pool failed to start: {' '.join(tail) or 'no output'}")
+            if time.monotonic() > deadline:
+                raise PromptworthError(f"worker {index} of the pool did not start within {timeout_s:.0f} s")
+            time.sleep(POLL_S)
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def run_pool(size: int, command: Sequence[str]) -> int:
+    """Run ``command`` with a pool of ``size`` workers; its exit status."""
+    if size < 1:
+        raise PromptworthError(f"--size must be at least 1, got {size}")
+    if not command:
+        raise PromptworthError("no command to run in the pool (promptworth pool --size N -- COMMAND ...)")
+    if shutil.which(command[0]) is None:
+        raise PromptworthError(f"command not found: {command[0]}")
+    # a short folder: a UNIX socket's path holds at most 107 bytes
+    folder = Path(tempfile.mkdtemp(prefix="promptworth-pool-"))
+    workers: list[subprocess.Popen] = []
+    try:
+        owner_path(folder).write_text(owner(), encoding="utf-8")
+        workers = start_workers(folder, size)
+        wait_ready(folder, workers)
+        return subprocess.run(list(command), env={**os.environ, POOL_ENV: str(folder)}).returncode
+    finally:
+        stop_workers(workers)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,145 @@
+"""`promptworth pool` and its workers: a run gives the same record in a pool as alone, side by
+side runs never share a worker, failures come back as the run's own, and a job that cannot reach
+the pool trains in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_models import sentiment_split, tiny_model
+
+from promptworth import workers
+from promptworth.cli import VERB_MODULE, VERB_MODULES, build_parser, main
+
+# what may differ between a run alone and the same run in a pool: its timing
+TIMING_ONLY = {"timing"}
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    return sentiment_split(tmp_path_factory.mktemp("split") / "32-1")
+
+
+def _train(split: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--task", "SST-2", "--method", "prompt", "--split-dir", str(split),
+        "--model", str(tiny_model("llama")), "--seed", "3", "--out", str(out), "--max-steps", "6",
+        "--eval-every", "3", "--learning-rate", "1e-3", "--no-progress", "--precision", "fp32",
+        "--threads", "1", "--test-limit", "8", *extra,
+    ]
+
+
+def _promptworth(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "promptworth", *argv]
+
+
+def _pool(size: int, script: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``promptworth pool --size N -- sh -c SCRIPT``."""
+    return subprocess.run(_promptworth("pool", "--size", str(size), "--", "sh", "-c", script),
+                          cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_ONLY}
+
+
+def test_runs_in_a_pool_give_the_same_records_as_alone(split, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the study's folder: records name their split relative to it
+    alone = tmp_path / "alone.json"
+    assert main(_train(split, alone)) == 0
+    # three runs on two workers: two side by side, then one on a worker that served a run before
+    runs = [shlex.join(_promptworth(*_train(split, tmp_path / f"pooled-{i}.json"))) for i in range(3)]
+    done = _pool(2, f"{runs[0]} & {runs[1]}; wait; {runs[2]}", tmp_path)
+    assert done.returncode == 0, done.stderr
+    expected = _without_timing(json.loads(alone.read_text()))
+    for i in range(3):
+        record = json.loads((tmp_path / f"pooled-{i}.json").read_text())
+        assert _without_timing(record) == expected
+        # the run's share of its worker: at least its own wall time, and never the pool's whole life
+        assert record["timing"]["wall_s"] <= record["timing"]["process_s"] < 600
+    # the worker's summary line reaches the client's output (Snakemake's log of the job)
+    assert done.stderr.count("SST-2 prompt llama size 32") == 3
+
+
+def test_a_failed_run_is_the_clients_error_and_the_worker_serves_on(split, tmp_path):
+    bad = shlex.join(_promptworth(*_train(tmp_path / "missing-split", tmp_path / "bad.json")))
+    good = shlex.join(_promptworth(*_train(split, tmp_path / "good.json")))
+    done = _pool(1, f"{bad}; echo status=$?; {good}", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "status=2" in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("promptworth: error:")]
+    assert len(errors) == 1 and "missing-split" in errors[0]
+    assert not (tmp_path / "bad.json").exists()
+    assert json.loads((tmp_path / "good.json").read_text())["score"] is not None
+
+
+def test_the_pool_exits_with_its_commands_status(tmp_path):
+    assert _pool(1, "exit 3", tmp_path).returncode == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--size", "0", "--", "true"], "--size must be at least 1"),
+     (["--size", "1"], "no command"),
+     (["--size", "1", "--", "no-such-command-here"], "command not found")],
+)
+def test_bad_pool_arguments_are_one_clear_error(argv, message, capsys):
+    assert main(["pool", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_without_a_reachable_worker_the_run_trains_here(split, tmp_path, monkeypatch, capsys):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    monkeypatch.setenv(workers.POOL_ENV, str(pool))
+    out = tmp_path / "here.json"
+    assert main(_train(split, out)) == 0
+    assert "training in this process" in capsys.readouterr().err
+    assert json.loads(out.read_text())["train_size"] == 32
+
+
+def test_a_pool_of_another_host_or_job_is_never_used(tmp_path, monkeypatch):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "worker-0.sock").touch()  # would be tried (and fail to connect) if the owner matched
+    workers.owner_path(pool).write_text(workers.owner(), encoding="utf-8")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # this client is a SLURM job; the pool is not
+    assert workers.delegate(pool, ["train"]) is None
+    monkeypatch.delenv("SLURM_JOB_ID")
+    workers.owner_path(pool).write_text("another-host slurm-job:", encoding="utf-8")
+    assert workers.delegate(pool, ["train"]) is None
+
+
+def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
+    # the worker is killed while it trains (a pool stopped under a running job)
+    run = shlex.join(_promptworth(*_train(split, tmp_path / "killed.json", "--max-steps", "400")))
+    script = f"{run} & sleep 2; pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?"
+    done = _pool(1, script, tmp_path)
+    assert "status=2" in done.stdout, done.stderr
+    assert "stopped during the run" in done.stderr
+    assert not (tmp_path / "killed.json").exists()
+
+
+def test_every_verb_is_found_by_its_module():
+    parser = build_parser()
+    registered = {}
+    for module in VERB_MODULES:
+        for verb in build_parser((module,))._subparsers._group_actions[0].choices:  # noqa: SLF001
+            registered[verb] = module
+    assert registered == VERB_MODULE
+    assert set(parser._subparsers._group_actions[0].choices) == set(VERB_MODULE)  # noqa: SLF001
+
+
+def test_the_client_start_does_not_import_torch():
+    # `promptworth train` in a pool is a thin client: its start-up is the saving
+    code = ("import sys; from promptworth.cli import build_parser, verb_modules; "
+            "build_parser(verb_modules(['train'])); print('torch' in sys.modules, 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert done.stdout.split() == ["False", "False"]
