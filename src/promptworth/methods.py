@@ -1,10 +1,12 @@
 """Training methods: each turns a batch into label scores and a loss; the training loop never
 branches on the method.
 
-A method knows which model it needs (``model_class``), how to encode a row (``encode``), how to
-pad a list of encoded rows into tensors (``collate``), how to score a batch (``scores``: one row
-per example, one column per label), and its loss and predictions. New methods (demonstrations,
-soft prompts, LoRA, BitFit, linear probes, frozen layers) are one more entry in :data:`METHODS`.
+A method is an objective with a tuning (:mod:`promptworth.method_specs` names them and every
+built-in method). The objective's class here knows which model it needs (``model_class``), how to
+encode a row (``encode``), how to pad a list of encoded rows into tensors (``collate``), how to
+score a batch (``scores``: one row per example, one column per label), and its loss and
+predictions; the tuning (:mod:`promptworth.tunings`) decides which of the loaded model's
+parameters train. The objectives:
 
 - ``prompt``: the task's template and label words; label scores are the (log-)probabilities of the
   label words at the answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
@@ -25,13 +27,14 @@ target ``(y - low) / (high - low)``; ``head`` is a one-output regression head tr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from promptworth import models, prompts
+from promptworth import models, prompts, tunings
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import MethodSpec, resolve
 from promptworth.tasks import TaskSpec
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
@@ -122,13 +125,19 @@ def position_limit(config: Any) -> int | None:
 
 
 class Method:
-    """Base class; subclasses set ``name`` and ``model_class`` and implement the hooks."""
+    """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
 
-    name: str = ""
     model_class: str = ""
 
-    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int) -> None:
+    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        # the tuning's options, with those that depend on the model decided (fixlayers' layers)
+        self.options = tunings.resolve_options(spec.tuning, spec.resolved_options(), backbone.config, f"method {spec.name}")
+        self.parameter_count: tunings.ParameterCount | None = None  # known once the model is loaded
         limit = position_limit(backbone.config)
+        if limit is not None:
+            limit -= tunings.extra_positions(spec.tuning, self.options)  # a soft prompt's vectors
         if limit is not None and max_length > limit:
             raise PromptworthError(
                 f"training setting max_length {max_length} is more than {backbone.ref.name} reads "
@@ -143,7 +152,23 @@ class Method:
     def describe(self) -> dict[str, Any]:
         return {"template": None, "template_name": None, "verbalizer": None}
 
+    def parts(self) -> dict[str, Any]:
+        """The record's ``method_parts``: objective, tuning and its options."""
+        return {"objective": self.spec.objective, "tuning": self.spec.tuning, "options": self.options}
+
     def load_model(self) -> torch.nn.Module:
+        """The objective's model, with the tuning applied (its trainable parameters set)."""
+        model = self.load_objective_model()
+        self.parameter_count = tunings.prepare(
+            model, self.spec.tuning, self.options, self.spec.objective, self.template_ids()
+        )
+        return model
+
+    def template_ids(self) -> list[int]:
+        """The tokens of the template's own text (none without a template)."""
+        return []
+
+    def load_objective_model(self) -> torch.nn.Module:
         return models.load_model(self.backbone.ref, self.model_class)
 
     def encode(self, row: Mapping[str, Any]) -> Feature:
@@ -167,11 +192,12 @@ class Method:
 
 
 class PromptMethod(Method):
-    name = "prompt"
     words_key = "label_words"
 
-    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None) -> None:
-        super().__init__(task, backbone, max_length)
+    def __init__(
+        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+    ) -> None:
+        super().__init__(task, backbone, max_length, spec)
         self.model_class = "masked_lm" if backbone.kind == "mlm" else "causal_lm"
         self.template_name, source = prompts.task_template(task, template_name, backbone.kind)
         words = getattr(task, self.words_key)
@@ -193,6 +219,10 @@ class PromptMethod(Method):
     def describe(self) -> dict[str, Any]:
         return {"template": self.encoder.template.source, "template_name": self.template_name,
                 "verbalizer": self.verbalizer.source}
+
+    def template_ids(self) -> list[int]:
+        text = " ".join(part.text.strip() for part in self.encoder.template.parts if isinstance(part, prompts.Text))
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, row: Mapping[str, Any]) -> Feature:
         encoded = self.encoder.encode(row)
@@ -254,14 +284,14 @@ class PromptMethod(Method):
         batch.update(output_rows=rows, reads=reads)
         return batch
 
-    def load_model(self) -> torch.nn.Module:
-        model = super().load_model()
+    def load_objective_model(self) -> torch.nn.Module:
+        model = super().load_objective_model()
         lm_parts(model)  # fail early if the head cannot be found
         return model
 
     def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         base, head = lm_parts(model)
-        hidden = base(**model_inputs(batch)).last_hidden_state
+        hidden = tunings.backbone_states(model, base, model_inputs(batch))
         # read only the answer positions: the LM head never runs over the whole sequence
         keys = batch["term_seq"] * hidden.shape[1] + batch["term_pos"]
         unique, where = torch.unique(keys, return_inverse=True)
@@ -294,7 +324,6 @@ class PromptMethod(Method):
 
 
 class NullMethod(PromptMethod):
-    name = "null"
     words_key = "null_words"
 
 
@@ -324,15 +353,16 @@ def head_segments(task: TaskSpec, row: Mapping[str, Any]) -> list[tuple[str, ...
 
 
 class HeadMethod(Method):
-    name = "head"
     model_class = "sequence_classification"
 
-    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None) -> None:
-        super().__init__(task, backbone, max_length)
+    def __init__(
+        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+    ) -> None:
+        super().__init__(task, backbone, max_length, spec)
         self.multiple_choice = bool(choice_fields(task))
         self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
 
-    def load_model(self) -> torch.nn.Module:
+    def load_objective_model(self) -> torch.nn.Module:
         return models.load_model(
             self.backbone.ref, self.model_class, num_labels=self.outputs, pad_token_id=self.tokenizer.pad_token_id
         )
@@ -389,18 +419,19 @@ class HeadMethod(Method):
         return scores[:, 0] if self.task.is_regression else super().predict(scores)
 
 
-MethodFactory = Callable[..., Method]
-METHODS: dict[str, MethodFactory] = {"prompt": PromptMethod, "head": HeadMethod, "null": NullMethod}
+# The objectives' classes (the parts' names: promptworth.method_specs.OBJECTIVES).
+OBJECTIVE_CLASSES: dict[str, type[Method]] = {"prompt": PromptMethod, "head": HeadMethod, "null": NullMethod}
 
 
 def build_method(
-    name: str, task: TaskSpec, backbone: models.Backbone, max_length: int, template_name: str | None = None
+    method: str | MethodSpec, task: TaskSpec, backbone: models.Backbone, max_length: int,
+    template_name: str | None = None,
 ) -> Method:
-    """The method ``name`` set up for a task and backbone; a clear error for unknown names.
+    """The method (a built-in's name, or a spec) set up for a task and backbone; a clear error for
+    unknown names.
 
     ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
     can pass a task's template to every method.
     """
-    if name not in METHODS:
-        raise PromptworthError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    return METHODS[name](task, backbone, max_length, template_name)
+    spec = resolve(method) if isinstance(method, str) else method
+    return OBJECTIVE_CLASSES[spec.objective](task, backbone, max_length, spec, template_name)

@@ -33,6 +33,7 @@ import torch
 from promptworth import __version__, flops, metrics, models
 from promptworth.errors import PromptworthError
 from promptworth.outputs import non_finite_key
+from promptworth.method_specs import MethodSpec
 from promptworth.methods import Batch, Feature, Method, build_method, to_device
 from promptworth.sources import manifest_sha256
 from promptworth.tasks import TaskSpec, get_task
@@ -159,6 +160,7 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Op
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [group for group in groups if group["params"]]  # BitFit trains no matrix, LoRA no vector
     # the fused kernel is ~10x faster than the foreach one on CPU (one pass over each tensor)
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
 
@@ -244,8 +246,9 @@ class TrainResult:
 class _Snapshot:
     """The best state so far, kept in preallocated CPU buffers (one copy, no reallocation).
 
-    Parameters and buffers are named once each, so tied weights (input and output embeddings)
-    are copied once.
+    Only what training can change is kept: the trainable parameters (and the buffers, which are
+    small). Parameters and buffers are named once each, so tied weights (input and output
+    embeddings) are copied once.
     """
 
     def __init__(self) -> None:
@@ -253,7 +256,8 @@ class _Snapshot:
 
     @staticmethod
     def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        return {**trainable, **dict(model.named_buffers())}
 
     @torch.no_grad()
     def save(self, model: torch.nn.Module) -> None:
@@ -358,7 +362,7 @@ def fit(
 @dataclass
 class RunRequest:
     task: str
-    method: str
+    method: str | MethodSpec  # a built-in's name, or a method defined from parts
     split_dir: Path
     model: str
     seed: int
@@ -453,6 +457,8 @@ def run(request: RunRequest) -> dict[str, Any]:
         "model": backbone.ref.name,
         "model_sha256": models.weights_sha256(backbone.ref),
         "model_kind": backbone.kind,
+        "method_parts": method.parts(),
+        "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),
         "dev_size": len(rows["dev"]),

@@ -69,18 +69,21 @@ def _flag(name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`TrainConfig` field (``--learning-rate`` ...), defaults from the class."""
-    group = parser.add_argument_group("training")
+    """One flag per :class:`TrainConfig` field (``--learning-rate`` ...). A flag not given is None:
+    the method's default, else the class's (:func:`config_from_args`)."""
+    group = parser.add_argument_group("training (a method may set its own defaults: promptworth methods)")
     for f in fields(TrainConfig):
-        kwargs: dict[str, Any] = {"type": {"int": int, "float": float, "str": str}[f.type], "default": f.default,
+        kwargs: dict[str, Any] = {"type": {"int": int, "float": float, "str": str}[f.type], "default": None,
                                   "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {f.default})"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         group.add_argument(_flag(f.name), **kwargs)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+def config_from_args(args: argparse.Namespace, method_defaults: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The flags given, else the method's defaults, else :class:`TrainConfig`'s."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    return config_from_mapping({**(method_defaults or {}), **given})
 
 
 def config_from_mapping(settings: Mapping[str, Any]) -> TrainConfig:

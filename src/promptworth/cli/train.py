@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from promptworth import models, train_config
+from promptworth import method_specs, models, train_config
 from promptworth.errors import PromptworthError
 
 
@@ -17,11 +17,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "train",
         help="fine-tune one model on one split with one method and write the run record",
-        description="Fine-tune a pretrained model on a split folder with a method (prompt, head, null) "
-        "and write one JSON run record. Nothing is written when anything fails.",
+        description="Fine-tune a pretrained model on a split folder with a method and write one JSON "
+        "run record. Nothing is written when anything fails.",
     )
     run.add_argument("--task", required=True, help="registry task name (promptworth tasks)")
-    run.add_argument("--method", required=True, help="prompt, head or null (see promptworth.methods.METHODS)")
+    run.add_argument("--method", required=True,
+                     help=f"a built-in method ({', '.join(method_specs.builtin_methods())}; promptworth methods), "
+                     "or the name of a method defined by --objective, --tuning and --option")
+    run.add_argument("--objective", choices=tuple(method_specs.OBJECTIVES),
+                     help="define the method --method from parts: its objective")
+    run.add_argument("--tuning", choices=tuple(method_specs.TUNINGS),
+                     help="define the method --method from parts: its tuning (default full)")
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an option of the tuning of a method defined from parts (repeatable)")
     run.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
     run.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
     run.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
@@ -68,11 +76,37 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
 
 
+def option_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
+    """The method of ``--method``: a built-in, or one defined by ``--objective``, ``--tuning`` and
+    ``--option`` (as a study's inline definition)."""
+    if args.objective is None and args.tuning is None and not args.option:
+        return method_specs.resolve(args.method)
+    if args.objective is None:
+        raise PromptworthError("--tuning and --option define a new method: give its --objective too")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PromptworthError(f"--option {item!r}: write KEY=VALUE, e.g. r=4")
+        options[key] = option_value(value)
+    definition = {"name": args.method, "objective": args.objective, "tuning": args.tuning or "full", "options": options}
+    return method_specs.define(definition, "--method")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from promptworth import workers
 
     check_run_arguments(args)
-    config = train_config.config_from_args(args)
+    config = train_config.config_from_args(args, method_from_args(args).training_defaults())
     pool = os.environ.get(workers.POOL_ENV)
     if pool:
         status = workers.delegate(Path(pool), args.argv)
@@ -88,7 +122,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
 
     out = check_output_file(args.out)
     request = train.RunRequest(
-        task=args.task, method=args.method, split_dir=args.split_dir, model=args.model, seed=args.seed,
+        task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
         started_at=args.started_at,

@@ -1,0 +1,264 @@
+"""Methods as combinations of parts, and the registry of the built-in methods (no torch import:
+the CLI, the study checks and the workflow read it).
+
+A method is an *objective* (how labels are scored) with a *tuning* (which parameters train and
+how they are added) and the tuning's options:
+
+- objectives: ``prompt`` (the task's template; label words read at the answer slot), ``head`` (a
+  new classifier on the backbone), ``null`` (the template with the null verbalizer);
+- tunings: see :data:`TUNINGS`.
+
+Input-side parts (demonstrations, searched label words and templates) are the next parts to come;
+they will be one more field of :class:`MethodSpec`.
+
+:data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
+may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
+:func:`define`). The training code that gives the parts their behaviour is
+:mod:`promptworth.methods` (objectives) and :mod:`promptworth.tunings` (tunings).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from promptworth.errors import PromptworthError
+
+# A method's name: lower-case words joined by '-' (a file name and a Snakemake wildcard).
+NAME_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+
+OBJECTIVES: dict[str, str] = {
+    "prompt": "the task's template; label scores are the label words' log-probabilities at the answer slot",
+    "head": "a new classifier on the backbone ([CLS] for masked LMs, the last token for causal LMs)",
+    "null": "the task's template with the null verbalizer (null_words)",
+}
+# Objectives that read labels through a template and label words.
+PROMPT_OBJECTIVES = ("prompt", "null")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a tuning: an integer or a number in ``[minimum, maximum)`` (None: unbounded),
+    or one of ``choices``; a default of None is decided from the model when the method is built."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None  # exclusive
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any, where: str) -> Any:
+        if self.choices:
+            if value not in self.choices:
+                raise PromptworthError(f"{where}: option {self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+            return value
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        ok = is_int if self.kind is int else (is_int or isinstance(value, float))
+        if ok and self.minimum is not None and value < self.minimum:
+            ok = False
+        if ok and self.maximum is not None and value >= self.maximum:
+            ok = False
+        if not ok or value != value:  # NaN
+            kind = "an integer" if self.kind is int else "a number"
+            bounds = (f" >= {self.minimum:g}" if self.minimum is not None else "") + (
+                f" and < {self.maximum:g}" if self.maximum is not None else "")
+            raise PromptworthError(f"{where}: option {self.name} must be {kind}{bounds}, got {value!r}")
+        return self.kind(value)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Which parameters train. ``training``: default hyperparameters (``TrainConfig`` fields) of
+    every method with this tuning, and where they come from (``source``)."""
+
+    name: str
+    trains: str
+    objectives: tuple[str, ...]
+    options: tuple[Option, ...] = ()
+    training: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
+
+ALL_OBJECTIVES = tuple(OBJECTIVES)
+
+TUNINGS: dict[str, Tuning] = {t.name: t for t in (
+    Tuning("full", "every weight", ALL_OBJECTIVES),
+    Tuning(
+        "lora", "low-rank updates of the attention projections (PEFT's LoRA; its default modules per "
+        "architecture); a new head too", ALL_OBJECTIVES,
+        options=(
+            Option("r", int, 8, "rank of the update", minimum=1),
+            Option("alpha", float, 16.0, "scale: the update is multiplied by alpha / r", minimum=0),
+            Option("dropout", float, 0.0, "dropout on the update's input", minimum=0, maximum=1),
+        ),
+        training={"learning_rate": 5e-4},
+        source="Hu et al. 2021 (LoRA, RoBERTa-base on GLUE: 4e-4 to 5e-4); not yet tuned on the visible splits",
+    ),
+    Tuning(
+        "bitfit", "bias terms only (linear layers of the backbone without a bias get one, at zero); a new head too", ALL_OBJECTIVES,
+        training={"learning_rate": 1e-3},
+        source="Ben Zaken et al. 2022 (BitFit: 1e-4 to 1e-3); not yet tuned on the visible splits",
+    ),
+    Tuning(
+        "fixlayers", "every weight but the embeddings and the lowest `layers` layers (LM-BFF's "
+        "--fix_layers)", ALL_OBJECTIVES,
+        options=(Option("layers", int, None, "lower layers frozen (default: half of them)", minimum=0),),
+    ),
+    Tuning(
+        "softprompt", "only `tokens` vectors placed before the input (the model frozen; Lester et al. 2021)",
+        PROMPT_OBJECTIVES,
+        options=(
+            Option("tokens", int, 16, "prompt vectors", minimum=1),
+            Option("init", str, "template", "start from the embeddings of the template's words (cycled) or of "
+                   "random vocabulary tokens", choices=("template", "vocab")),
+        ),
+        training={"learning_rate": 3e-2},
+        source="Lester et al. 2021 (0.3 with Adafactor); a usual AdamW rate for soft prompts; not yet tuned on "
+        "the visible splits",
+    ),
+    Tuning(
+        "ptuning", "every weight, and a prompt encoder (PEFT's: an MLP or an LSTM) that makes `tokens` vectors "
+        "placed before the input (P-tuning, Liu et al. 2021)", PROMPT_OBJECTIVES,
+        options=(
+            Option("tokens", int, 8, "prompt vectors", minimum=1),
+            Option("encoder", str, "mlp", "the prompt encoder", choices=("mlp", "lstm")),
+        ),
+    ),
+    Tuning(
+        "frozen", "only the new head (a probe of the frozen model)", ("head",),
+        training={"learning_rate": 1e-3},
+        source="a linear probe's usual rate (a new head alone); not yet tuned on the visible splits",
+    ),
+)}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method: its name, parts and options (the tuning's; unset ones take their defaults)."""
+
+    name: str
+    objective: str
+    tuning: str = "full"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    paper: str = ""
+
+    @property
+    def tuning_spec(self) -> Tuning:
+        return TUNINGS[self.tuning]
+
+    def resolved_options(self) -> dict[str, Any]:
+        """Every option of the tuning: the set ones, else their defaults (None: from the model)."""
+        return {o.name: self.options.get(o.name, o.default) for o in self.tuning_spec.options}
+
+    def training_defaults(self) -> dict[str, Any]:
+        """The method's default hyperparameters (over ``TrainConfig``'s own)."""
+        return dict(self.tuning_spec.training)
+
+    @property
+    def strategy(self) -> str:
+        """The prompt-learning strategy the method belongs to."""
+        if self.objective == "head":
+            return "promptless fine-tuning" if self.tuning != "frozen" else "promptless probe (frozen LM)"
+        if self.tuning == "softprompt":
+            return "fixed-LM prompt tuning"
+        if self.tuning == "ptuning":
+            return "prompt+LM tuning"
+        return "fixed-prompt LM tuning"
+
+    def describe(self) -> dict[str, Any]:
+        """What the run record says about the method's parts."""
+        return {"objective": self.objective, "tuning": self.tuning, "options": self.resolved_options()}
+
+
+BUILTINS: tuple[MethodSpec, ...] = (
+    MethodSpec("prompt", "prompt", paper="LM-BFF (Gao et al. 2021), PET (Schick & Schütze 2021)"),
+    MethodSpec("head", "head", paper="Devlin et al. 2019"),
+    MethodSpec("null", "null", paper="Le Scao & Rush 2021"),
+    MethodSpec("prompt-lora", "prompt", "lora", paper="Hu et al. 2021"),
+    MethodSpec("head-lora", "head", "lora", paper="Hu et al. 2021"),
+    MethodSpec("prompt-bitfit", "prompt", "bitfit", paper="Ben Zaken et al. 2022"),
+    MethodSpec("head-bitfit", "head", "bitfit", paper="Ben Zaken et al. 2022"),
+    MethodSpec("prompt-fixlayers", "prompt", "fixlayers", paper="LM-BFF (Gao et al. 2021), --fix_layers"),
+    MethodSpec("head-probe", "head", "frozen", paper="linear probing (Alain & Bengio 2016)"),
+    MethodSpec("softprompt", "prompt", "softprompt", paper="Lester et al. 2021"),
+    MethodSpec("ptuning", "prompt", "ptuning", paper="Liu et al. 2021 (P-tuning)"),
+)
+
+
+# What the analysis compares when told nothing else: treatment:baseline.
+DEFAULT_TREATMENT, DEFAULT_BASELINE = "prompt", "head"
+DEFAULT_COMPARISONS = ("prompt:head", "null:head", "prompt:null")
+
+
+def builtin_methods() -> dict[str, MethodSpec]:
+    """Every built-in method by name, in the registry's order."""
+    return {spec.name: spec for spec in BUILTINS}
+
+
+def check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise PromptworthError(f"{where}: a method name is lower-case words joined by '-' (e.g. prompt-lora-r4), got {name!r}")
+    return name
+
+
+def make_spec(
+    name: str, objective: Any, tuning: Any, options: Mapping[str, Any] | None = None, where: str = ""
+) -> MethodSpec:
+    """A method from its parts, checked: the parts exist and combine, the options are the tuning's."""
+    where = f"{where}: method {name}" if where else f"method {name}"
+    if objective not in OBJECTIVES:
+        raise PromptworthError(f"{where}: unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    if tuning not in TUNINGS:
+        raise PromptworthError(f"{where}: unknown tuning {tuning!r}; known: {', '.join(TUNINGS)}")
+    spec = TUNINGS[tuning]
+    if objective not in spec.objectives:
+        raise PromptworthError(f"{where}: tuning {tuning} does not combine with objective {objective} "
+                               f"(only with {', '.join(spec.objectives)})")
+    if options is not None and not isinstance(options, Mapping):
+        raise PromptworthError(f"{where}: options must be a mapping of option names to values, got {options!r}")
+    checked = {}
+    for key, value in (options or {}).items():
+        option = spec.option(key)
+        if option is None:
+            known = ", ".join(o.name for o in spec.options) or "none"
+            raise PromptworthError(f"{where}: {key!r} is not an option of tuning {tuning} (its options: {known})")
+        checked[key] = option.check(value, where)
+    return MethodSpec(name, objective, tuning, checked)
+
+
+def define(definition: Mapping[str, Any], where: str = "method") -> MethodSpec:
+    """A method defined inline (a study's ``methods`` item): ``{name, objective, tuning, options}``;
+    its name must not be a built-in's."""
+    unknown = sorted(set(definition) - {"name", "objective", "tuning", "options"})
+    if unknown:
+        raise PromptworthError(f"{where}: unknown key {unknown[0]!r} (a method has name, objective, tuning, options)")
+    name = check_name(definition.get("name"), where)
+    if name in builtin_methods():
+        raise PromptworthError(f"{where}: {name} is a built-in method; give the new method another name")
+    return make_spec(name, definition.get("objective"), definition.get("tuning", "full"), definition.get("options"), where)
+
+
+def resolve(name: str, defined: Mapping[str, MethodSpec] | None = None) -> MethodSpec:
+    """The method ``name``: a built-in, or one of ``defined``; a clear error otherwise."""
+    known = {**builtin_methods(), **(defined or {})}
+    if name not in known:
+        raise PromptworthError(f"unknown method {name!r}; known methods: {', '.join(known)}")
+    return known[name]
+
+
+def display_order(names: list[str]) -> list[str]:
+    """``names`` in the registry's order (others after, as given)."""
+    order = {name: i for i, name in enumerate(builtin_methods())}
+    return sorted(names, key=lambda n: order.get(n, len(order)))
+
+
+def table_order(names: list[str]) -> list[str]:
+    """``names`` as table columns: the default baseline first (LM-BFF's tables start with
+    fine-tuning), then the registry's order."""
+    return sorted(display_order(names), key=lambda n: n != DEFAULT_BASELINE)

@@ -1,0 +1,214 @@
+"""Tunings: which parameters of a loaded model train, and what is added to it (the behaviour of
+:data:`promptworth.method_specs.TUNINGS`).
+
+:func:`prepare` runs once, right after the method has loaded its model (and a new head has been
+initialised from the train seed): it adds a tuning's parameters (LoRA's updates, BitFit's missing
+biases) and sets ``requires_grad`` of every parameter. The training loop then trains exactly the
+parameters that require a gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from promptworth.errors import PromptworthError
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    trainable: int
+    total: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"trainable": self.trainable, "total": self.total}
+
+
+def count_parameters(model: torch.nn.Module) -> ParameterCount:
+    """Parameters of ``model``, each counted once (tied weights too)."""
+    params = list(model.parameters())  # unique: a tied weight appears once
+    return ParameterCount(trainable=sum(p.numel() for p in params if p.requires_grad),
+                          total=sum(p.numel() for p in params))
+
+
+def head_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters outside the backbone (``base_model``): a sequence classifier's new
+    head, or a language model's output layer (without its tied embedding)."""
+    base = {id(p) for p in model.base_model.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) not in base}
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The backbone's blocks: the module list with one entry per hidden layer."""
+    config = model.config
+    count = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise PromptworthError(f"cannot find the {count} layers of {type(model).__name__}")
+
+
+def layer_count(config: Any) -> int:
+    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer"))
+
+
+def _peft() -> Any:
+    """The PEFT package (LoRA, P-tuning's prompt encoder), or a clear error without it."""
+    try:
+        import peft
+    except ImportError:
+        raise PromptworthError("this tuning needs the package peft: pip install -c constraints.txt peft") from None
+    return peft
+
+
+def _set_trainable(model: torch.nn.Module, trainable: Callable[[str], bool]) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad_(trainable(name))
+
+
+def _full(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    """Every weight trains (untouched: the model as loaded)."""
+
+
+def _frozen(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    head = head_names(model)
+    _set_trainable(model, lambda name: name in head)
+
+
+def _new_head(model: torch.nn.Module, objective: str) -> set[str]:
+    """What trains besides a tuning's own parameters: the new head of the head objective; a
+    language model's own output layer stays as pretrained."""
+    return head_names(model) if objective == "head" else set()
+
+
+def _lora(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    peft = _peft()
+    head = _new_head(model, objective)
+    config = peft.LoraConfig(r=options["r"], lora_alpha=options["alpha"], lora_dropout=options["dropout"])
+    try:
+        peft.inject_adapter_in_model(config, model)
+    except ValueError as exc:  # e.g. no default target modules for this architecture
+        raise PromptworthError(f"LoRA cannot be added to {type(model).__name__}: {str(exc).splitlines()[0]}") from None
+    _set_trainable(model, lambda name: "lora_" in name or name in head)
+
+
+def _bitfit(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    head = _new_head(model, objective)
+    output = model.get_output_embeddings()
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.Linear) and module.bias is None and module is not output:
+            # zero: the model computes what it did before training
+            module.bias = torch.nn.Parameter(torch.zeros(module.out_features, dtype=module.weight.dtype))
+    _set_trainable(model, lambda name: name.endswith("bias") or name in head)
+
+
+class SoftPrompt(torch.nn.Module):
+    """Trainable vectors that :func:`backbone_states` places before every input sequence."""
+
+    def __init__(self, vectors: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(vectors)
+
+    def vectors(self) -> torch.Tensor:
+        return self.weight
+
+
+class EncodedPrompt(torch.nn.Module):
+    """P-tuning's prompt: vectors that a prompt encoder makes from ``tokens`` trainable embeddings."""
+
+    def __init__(self, encoder: torch.nn.Module, tokens: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("indices", torch.arange(tokens)[None], persistent=False)
+
+    def vectors(self) -> torch.Tensor:
+        return self.encoder(self.indices)[0]
+
+
+def _ptuning(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    peft = _peft()
+    hidden = model.get_input_embeddings().weight.shape[1]
+    config = peft.PromptEncoderConfig(
+        num_virtual_tokens=options["tokens"], token_dim=hidden, encoder_hidden_size=hidden, num_transformer_submodules=1,
+        encoder_reparameterization_type=peft.PromptEncoderReparameterizationType[options["encoder"].upper()],
+    )
+    model.add_module("soft_prompt", EncodedPrompt(peft.PromptEncoder(config), options["tokens"]))
+
+
+def _softprompt(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    embeddings = model.get_input_embeddings().weight
+    n = options["tokens"]
+    if options["init"] == "template" and prompt_ids:
+        ids = torch.tensor([prompt_ids[i % len(prompt_ids)] for i in range(n)])
+    else:  # random vocabulary tokens, drawn from the train seed
+        ids = torch.randint(embeddings.shape[0], (n,))
+    model.add_module("soft_prompt", SoftPrompt(embeddings.detach()[ids].clone()))
+    _set_trainable(model, lambda name: name.startswith("soft_prompt."))
+
+
+def backbone_states(model: torch.nn.Module, base: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The backbone's last hidden states of ``inputs``; with a soft prompt, the prompt's vectors
+    go before each sequence and their states are dropped again, so positions stay the input's."""
+    prompt = getattr(model, "soft_prompt", None)
+    if prompt is None:
+        return base(**inputs).last_hidden_state
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    embeds = base.get_input_embeddings()(ids)
+    vectors = prompt.vectors()
+    rows, n = ids.shape[0], vectors.shape[0]
+    vectors = vectors.to(embeds.dtype).unsqueeze(0).expand(rows, -1, -1)
+    extended = {"inputs_embeds": torch.cat([vectors, embeds], dim=1),
+                "attention_mask": torch.cat([mask.new_ones(rows, n), mask], dim=1)}
+    if "token_type_ids" in inputs:
+        types = inputs["token_type_ids"]
+        extended["token_type_ids"] = torch.cat([types.new_zeros(rows, n), types], dim=1)
+    return base(**extended).last_hidden_state[:, n:]
+
+
+def extra_positions(tuning: str, options: Mapping[str, Any]) -> int:
+    """Positions a tuning adds to every sequence (a soft prompt's vectors)."""
+    return options["tokens"] if tuning in ("softprompt", "ptuning") else 0
+
+
+def _fixlayers(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    layers = transformer_layers(model)
+    n = options["layers"]
+    frozen = {id(p) for layer in layers[:n] for p in layer.parameters()}
+    for child in model.base_model.children():  # the embeddings (LM-BFF freezes them too)
+        if any(isinstance(m, torch.nn.Embedding) for m in child.modules()) and child is not layers:
+            frozen |= {id(p) for p in child.parameters()}
+    for param in model.parameters():
+        param.requires_grad_(id(param) not in frozen)
+
+
+TuningFunction = Callable[[torch.nn.Module, Mapping[str, Any], str, Sequence[int]], None]
+TUNING_FUNCTIONS: dict[str, TuningFunction] = {
+    "full": _full, "lora": _lora, "bitfit": _bitfit, "fixlayers": _fixlayers, "frozen": _frozen,
+    "softprompt": _softprompt, "ptuning": _ptuning,
+}
+
+
+def resolve_options(tuning: str, options: Mapping[str, Any], config: Any, where: str) -> dict[str, Any]:
+    """Options with the defaults that depend on the model filled in, checked against it."""
+    resolved = dict(options)
+    if tuning == "fixlayers":
+        total = layer_count(config)
+        if resolved["layers"] is None:
+            resolved["layers"] = total // 2
+        if resolved["layers"] > total:
+            raise PromptworthError(f"{where}: option layers is {resolved['layers']}, but the model has {total} layers")
+    return resolved
+
+
+def prepare(
+    model: torch.nn.Module, tuning: str, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int] = ()
+) -> ParameterCount:
+    """Apply ``tuning`` to ``model`` in place; the parameters that then train and all of them.
+    ``prompt_ids``: the template's own tokens (a soft prompt may start from them)."""
+    TUNING_FUNCTIONS[tuning](model, options, objective, prompt_ids)
+    count = count_parameters(model)
+    if count.trainable == 0:
+        raise PromptworthError(f"tuning {tuning} leaves nothing to train in {type(model).__name__}")
+    return count
