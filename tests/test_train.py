@@ -19,7 +19,7 @@ CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
-    "versions", "git_commit",
+    "versions", "git_commit", "method_parts", "parameters",
 }
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at"}
 
@@ -53,6 +53,51 @@ def test_run_record_follows_the_contract(split, tmp_path):
     assert record["precision"] == "fp32"
     assert set(record["versions"]) == {"promptworth", "torch", "transformers", "datasets", "python"}
     assert not list(out.parent.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, capsys):
+    """A method's defaults apply unless a flag says otherwise; the counts agree with `promptworth methods`."""
+    model = str(tiny_model("llama"))
+    argv = _argv(split, tmp_path / "probe.json", model, "head-probe")
+    del argv[argv.index("--learning-rate"):argv.index("--learning-rate") + 2]
+    assert main(argv) == 0
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["method"] == "head-probe" and probe["hyperparameters"]["learning_rate"] == 1e-3  # its default
+    assert probe["method_parts"] == {"objective": "head", "tuning": "frozen", "options": {}}
+    capsys.readouterr()
+    assert main(["methods", "--model", model, "--json"]) == 0
+    listed = {row["method"]: row for row in json.loads(capsys.readouterr().out)}
+    assert probe["parameters"] == listed["head-probe"]["parameters"]
+    assert 0 < probe["parameters"]["trainable"] < probe["parameters"]["total"]
+    assert main(_argv(split, tmp_path / "full.json", model, "prompt")) == 0
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert full["parameters"]["trainable"] == full["parameters"]["total"] == listed["prompt"]["parameters"]["total"]
+    assert full["method_parts"] == {"objective": "prompt", "tuning": "full", "options": {}}
+    # a method defined from parts on the command line, as a study's inline definition
+    out = tmp_path / "lora.json"
+    assert main(_argv(split, out, model, "prompt-lora-r2", 1, "--objective", "prompt", "--tuning", "lora",
+                      "--option", "r=2", "--option", "dropout=0.1")) == 0
+    lora = json.loads(out.read_text())
+    assert lora["method"] == "prompt-lora-r2" and lora["hyperparameters"]["learning_rate"] == 1e-3  # the flag wins
+    assert lora["method_parts"] == {"objective": "prompt", "tuning": "lora", "options": {"r": 2, "alpha": 16.0, "dropout": 0.1}}
+    assert lora["parameters"]["trainable"] < listed["prompt-lora"]["parameters"]["trainable"]  # rank 2 < 8
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--tuning", "lora"), "give its --objective too"),
+        (("--objective", "prompt", "--tuning", "lora", "--option", "r=0"), "option r must be an integer >= 1, got 0"),
+        (("--objective", "prompt", "--tuning", "lora", "--option", "r"), "write KEY=VALUE"),
+        (("--objective", "prompt", "--tuning", "frozen"), "tuning frozen does not combine with objective prompt"),
+    ],
+)
+def test_a_bad_method_definition_is_one_clear_error(split, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad.json"
+    assert main(_argv(split, out, str(tiny_model("bert")), "mine", 1, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_head_record_has_no_template(split, tmp_path):
@@ -279,3 +324,16 @@ def test_best_state_snapshot_restores_tied_weights():
     snapshot.restore(model)
     assert torch.equal(model[0].weight, before) and model[1].weight is model[0].weight
     assert model.counter.item() == 0 and len(snapshot.state) == 2
+
+
+def test_best_state_snapshot_keeps_only_trainable_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    snapshot = train._Snapshot()
+    snapshot.save(model)
+    assert set(snapshot.state) == {"1.weight", "1.bias"}
+    saved = model[1].weight.detach().clone()
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    snapshot.restore(model)
+    assert torch.equal(model[1].weight, saved)

@@ -24,11 +24,11 @@ from promptworth.advantage import (
     AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix, score_levels,
 )
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 from promptworth.outputs import write_files
 
 FORMATS = ("png", "pdf")
 DPI = 150
-COLOUR_ORDER = ("prompt", "head", "null")  # the same colour for a method whatever is compared
 
 
 @dataclass(frozen=True)
@@ -168,13 +168,13 @@ def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: Advanta
 
 
 def figures(
-    results: pd.DataFrame, out_dir: Path, treatment: str = "prompt", baseline: str = "head",
+    results: pd.DataFrame, out_dir: Path, treatment: str = DEFAULT_TREATMENT, baseline: str = DEFAULT_BASELINE,
     options: AdvantageOptions = AdvantageOptions(),
 ) -> list[Path]:
     """Write ``<task>.png/.pdf`` per task and ``overview.png/.pdf`` into ``out_dir`` (all or nothing)."""
     panels = task_panels(results, treatment, baseline, options)
     seen = list(dict.fromkeys(m for p in panels for m in p.methods))
-    colours = palette([m for m in COLOUR_ORDER if m in seen] + [m for m in seen if m not in COLOUR_ORDER])
+    colours = palette(display_order(seen))  # the same colour for a method whatever is compared
 
     def write(tmp: Path) -> None:
         for panel in panels:

@@ -14,7 +14,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from promptworth import method_specs
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import MethodSpec
 from promptworth.splits import ALL, DEV_POLICIES, check_seed
 from promptworth.tasks import get_task
 from promptworth.train_config import config_from_mapping
@@ -49,7 +51,10 @@ class StudyConfig:
     training: dict[str, Any]
     templates: dict[str, str] = field(default_factory=dict)
     methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    comparisons: tuple[tuple[str, str], ...] = (("prompt", "head"),)
+    comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
+    # methods the config defines inline from parts, by name
+    defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
+    training_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
     results_dir: str = "results"
     runs_dir: str | None = None
@@ -57,6 +62,23 @@ class StudyConfig:
 
     def methods_for(self, task: str) -> tuple[str, ...]:
         return self.methods_by_task.get(task, self.methods)
+
+    def method(self, name: str) -> MethodSpec:
+        """A method of the study: a built-in or one it defines."""
+        return method_specs.resolve(name, self.defined_methods)
+
+    def training_for(self, method: str) -> dict[str, Any]:
+        """A method's training settings: the study's ``training``, then the method's own defaults
+        (e.g. LoRA's learning rate), then ``training_by_method``; later ones win."""
+        return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {})}
+
+    def method_args(self, method: str) -> list[str]:
+        """``promptworth train`` flags that define a method of the config (none for a built-in)."""
+        spec = self.defined_methods.get(method)
+        if spec is None:
+            return []
+        options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
+        return ["--objective", spec.objective, "--tuning", spec.tuning, *options]
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,10 @@ _StrictValidator = jsonschema.validators.extend(
 def validate_config(config: dict[str, Any], schema_path: Path) -> None:
     """Check ``config`` against the JSON schema; raise with the most relevant violation."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    # a method's name has one definition, the registry's
+    name = method_specs.NAME_PATTERN
+    schema["$defs"]["method_name"]["pattern"] = f"^{name}$"
+    schema["$defs"]["comparison"]["pattern"] = f"^{name}:{name}$"
     validator = _StrictValidator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
@@ -112,13 +138,21 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         test_limit=raw_splits.get("test_limit"),
         k=raw_splits.get("k", 16),
     )
+    names, defined = [], {}
+    for i, item in enumerate(config["methods"]):
+        if isinstance(item, dict):
+            spec = method_specs.define(item, f"config: methods[{i}]")
+            defined[spec.name] = spec
+            names.append(spec.name)
+        else:
+            names.append(item)
     comparisons = []
-    for text in config.get("comparisons", ["prompt:head"]):
+    for text in config.get("comparisons", [f"{method_specs.DEFAULT_TREATMENT}:{method_specs.DEFAULT_BASELINE}"]):
         treatment, baseline = text.split(":")
         comparisons.append((treatment, baseline))
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
-        methods=tuple(config["methods"]),
+        methods=tuple(names),
         model=config["model"],
         train_seeds=tuple(config["train_seeds"]),
         splits=splits,
@@ -130,6 +164,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         results_dir=config.get("results_dir", "results"),
         runs_dir=config.get("runs_dir"),
         resources=dict(config.get("resources", {})),
+        defined_methods=defined,
+        training_by_method={name: dict(settings) for name, settings in config.get("training_by_method", {}).items()},
     )
     check_study(study)
     return study
@@ -137,12 +173,21 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
 
 def check_study(study: StudyConfig) -> None:
     """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
+    if len(set(study.methods)) != len(study.methods):
+        raise PromptworthError("config: methods names a method twice")
+    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items())):
+        for method in names:
+            try:
+                study.method(method)
+            except PromptworthError as exc:
+                raise PromptworthError(f"config: {where}: {exc}") from None
     for name in study.tasks:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
-        if "null" in study.methods_for(name) and not task.null_words:
-            raise PromptworthError(f"config: method null needs null_words, which task {name} has none of")
+        for method in study.methods_for(name):
+            if study.method(method).objective == "null" and not task.null_words:
+                raise PromptworthError(f"config: method {method} needs null_words, which task {name} has none of")
         template = study.templates.get(name)
         if template is not None and template not in task.templates:
             raise PromptworthError(
@@ -177,6 +222,14 @@ def check_study(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
+    runs = set(study.methods).union(*study.methods_by_task.values())
+    for method in study.training_by_method:
+        if method not in runs:
+            raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
+        try:
+            config_from_mapping(study.training_for(method))
+        except PromptworthError as exc:
+            raise PromptworthError(f"config: training_by_method.{method}: {exc}") from None
     for treatment, baseline in study.comparisons:
         if treatment == baseline:
             raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")

@@ -15,13 +15,13 @@ import pandas as pd
 
 from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (
     "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
     "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
 )
-METHOD_ORDER = ("head", "prompt", "null")  # known methods first, in this order; others after
 LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
 
 
@@ -39,7 +39,7 @@ class Comparison:
         """``treatment:baseline``."""
         parts = text.split(":")
         if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-            raise PromptworthError(f"bad comparison {text!r}; write TREATMENT:BASELINE, e.g. prompt:head")
+            raise PromptworthError(f"bad comparison {text!r}; write TREATMENT:BASELINE, e.g. {DEFAULT_TREATMENT}:{DEFAULT_BASELINE}")
         return cls(parts[0], parts[1])
 
 
@@ -199,7 +199,7 @@ def lmbff_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
 def _lmbff_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Rows: (task, size); columns: methods (first-seen order); cells ``mean (std)`` x 100."""
     seen = list(dict.fromkeys(frame["method"]))
-    methods = [m for m in METHOD_ORDER if m in seen] + [m for m in seen if m not in METHOD_ORDER]
+    methods = table_order(seen)
     header = ["task", "train_size", *methods]
     rows = []
     for (task, size), group in frame.groupby(["task", "train_size"], sort=False):

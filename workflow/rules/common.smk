@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import NAME_PATTERN
 from promptworth.study import DEFAULT_MODEL, load_study, model_label, plan
 from promptworth.train_config import training_args
 
@@ -21,9 +22,9 @@ wildcard_constraints:
     size=r"\d+|all",
     data_seed=r"\d+",
     train_seed=r"\d+",
-    method=r"[a-z]+",
-    treatment=r"[a-z]+",
-    baseline=r"[a-z]+",
+    method=NAME_PATTERN,
+    treatment=NAME_PATTERN,
+    baseline=NAME_PATTERN,
 
 
 def split_manifest(task, size, data_seed):

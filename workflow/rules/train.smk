@@ -31,8 +31,10 @@ if not STUDY.runs_dir:
                 if wc.task in STUDY.templates
                 else []
             ),
-            # flags in TrainConfig's field order: reordering keys in the config changes nothing
-            training=training_args(STUDY.training),
+            # the flags that define a method of the config (none for a built-in), then the
+            # method's settings in TrainConfig's field order: reordering keys changes nothing
+            training=lambda wc: STUDY.method_args(wc.method)
+            + training_args(STUDY.training_for(wc.method)),
             runs=lambda wc, output: runs_folder(output[0]),
             total=len(RUNS),
         shell:

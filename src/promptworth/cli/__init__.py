@@ -22,7 +22,7 @@ VERB_MODULES = ("data", "study", "models", "train", "analysis", "costs")
 VERB_MODULE = {
     "kshot": "data", "split": "data", "tasks": "data",
     "progress": "study", "unlock-stale": "study", "pool": "study",
-    "tiny-model": "models",
+    "tiny-model": "models", "methods": "models",
     "train": "train", "convert-model": "train", "worker": "train",
     "aggregate": "analysis", "advantage": "analysis", "import-lescao": "analysis", "tables": "analysis",
     "figures": "analysis",

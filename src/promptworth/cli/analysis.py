@@ -15,8 +15,7 @@ import pandas as pd
 
 from promptworth.advantage import REDUCTIONS, WINDOWS, X_SCALES, AdvantageOptions, AdvantageResult
 from promptworth.errors import PromptworthError
-
-DEFAULT_COMPARISONS = ("prompt:head", "null:head", "prompt:null")
+from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per task")
     adv.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    adv.add_argument("--treatment", default="prompt", help="method whose worth is measured (default: %(default)s)")
-    adv.add_argument("--baseline", default="head", help="method it is compared with (default: %(default)s)")
+    adv.add_argument("--treatment", default=DEFAULT_TREATMENT, help="method whose worth is measured (default: %(default)s)")
+    adv.add_argument("--baseline", default=DEFAULT_BASELINE, help="method it is compared with (default: %(default)s)")
     _add_options(adv)
     adv.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")
     adv.add_argument("--json", action="store_true", help="print a JSON list instead of a text table")
@@ -53,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig = subparsers.add_parser("figures", help="score vs training-set size per task and an overview grid (PNG+PDF)")
     fig.add_argument("results", type=Path, metavar="RESULTS_CSV")
     fig.add_argument("--out-dir", type=Path, required=True)
-    fig.add_argument("--treatment", default="prompt", help="(default: %(default)s)")
-    fig.add_argument("--baseline", default="head", help="(default: %(default)s)")
+    fig.add_argument("--treatment", default=DEFAULT_TREATMENT, help="(default: %(default)s)")
+    fig.add_argument("--baseline", default=DEFAULT_BASELINE, help="(default: %(default)s)")
     _add_options(fig)
     fig.set_defaults(handler=run_figures)
 

@@ -1,10 +1,12 @@
-"""Model verbs: ``tiny-model`` (a tiny random backbone for smoke runs and tests)."""
+"""Model verbs: ``tiny-model`` (a tiny random backbone for smoke runs and tests) and ``methods``
+(the training methods, their parts, default hyperparameters and trainable parameters)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from promptworth import method_specs
 from promptworth.errors import PromptworthError
 from promptworth.tiny import KINDS, build_tiny_model
 
@@ -18,6 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", type=Path, required=True, help="folder to write (config, weights, tokenizer)")
     tiny.set_defaults(handler=run_tiny_model)
 
+    methods = subparsers.add_parser(
+        "methods",
+        help="list the built-in methods: parts, options, default hyperparameters, trainable parameters",
+    )
+    methods.add_argument("--model", help="also count each method's trainable and total parameters on this model "
+                         "(a folder, hub id or short name; loads it once per method)")
+    methods.add_argument("--task", default="SST-2", help="the task the counts are for: a head's size depends on its "
+                         "labels (default: %(default)s)")
+    methods.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    methods.set_defaults(handler=run_methods)
+
 
 def run_tiny_model(args: argparse.Namespace) -> int:
     from promptworth.outputs import writable_folder
@@ -28,4 +41,49 @@ def run_tiny_model(args: argparse.Namespace) -> int:
         raise PromptworthError(f"{out} exists and is not a model folder; give a new folder or remove it")
     with writable_folder(out.parent, f"the model folder {out.name}"):
         print(build_tiny_model(args.kind, out))
+    return 0
+
+
+def method_rows(model: str | None, task_name: str) -> list[dict]:
+    """One row per built-in method; with ``model``, its parameters once the tuning is applied."""
+    rows = []
+    for spec in method_specs.BUILTINS:
+        row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "strategy": spec.strategy,
+               "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
+               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
+        rows.append(row)
+    if model is not None:
+        from promptworth import methods, models, tasks, train
+
+        backbone = models.open_backbone(model)
+        task = tasks.get_task(task_name)
+        for row, spec in zip(rows, method_specs.BUILTINS):
+            method = methods.build_method(spec, task, backbone, 128)
+            train.seed_everything(0)
+            method.load_model()
+            row["options"] = method.options
+            row["parameters"] = method.parameter_count.as_dict()
+    return rows
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    import json
+
+    rows = method_rows(args.model, args.task)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
+        training = ", ".join(f"{k}={v}" for k, v in row["training"].items()) or "-"
+        counts = ""
+        if "parameters" in row:
+            p = row["parameters"]
+            counts = f"  trainable {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.3g}%)"
+        parts = f"{row['objective']} + {row['tuning']}"
+        print(f"{row['method']:<18} {parts:<18} {row['strategy']}")
+        print(f"{'':<18} trains: {row['trains']}")
+        print(f"{'':<18} options: {options}; training defaults: {training}{counts}")
+    print(f"objectives: {', '.join(method_specs.OBJECTIVES)}; tunings: {', '.join(method_specs.TUNINGS)} "
+          "(a study may define more methods from these parts)")
     return 0
