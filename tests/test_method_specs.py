@@ -3,6 +3,8 @@ names defined in one place (no torch needed)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 from pathlib import Path
@@ -29,7 +31,9 @@ def test_every_builtin_is_a_valid_combination_of_parts():
     assert names[:3] == ["prompt", "head", "null"] and len(set(names)) == len(names)
     for spec in method_specs.BUILTINS:
         assert re.fullmatch(method_specs.NAME_PATTERN, spec.name)
-        assert method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options) == spec
+        # the registry adds the paper; the parts alone make the same method
+        made = method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options)
+        assert dataclasses.replace(made, paper=spec.paper) == spec
     # prompt, head and null are unchanged: every weight trains, TrainConfig's own defaults
     for name in ("prompt", "head", "null"):
         spec = method_specs.builtin_methods()[name]
