@@ -106,23 +106,11 @@ def study_flops(records: dict[str, dict]) -> int:
 
 
 def measure_peak() -> dict[str, Any]:
-    import torch
-
     from promptworth import flops, train
 
-    fast = train.cpu_has_fast_bf16()
-    return {
-        "bf16_matmul_2048_gflops": flops.matmul_peak_gflops(torch.bfloat16, 2048, CORES) if fast else None,
-        "fp32_matmul_2048_gflops": flops.matmul_peak_gflops(torch.float32, 2048, CORES),
-        "reference": "bf16_matmul_2048_gflops" if fast else "fp32_matmul_2048_gflops",
-    }
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+    peaks = flops.matmul_peaks(train.cpu_has_fast_bf16(), CORES)
+    fast = peaks["bf16_matmul_2048_gflops"] is not None
+    return {**peaks, "reference": "bf16_matmul_2048_gflops" if fast else "fp32_matmul_2048_gflops"}
 
 
 def main() -> int:
@@ -154,8 +142,10 @@ def main() -> int:
         print(f"{side}: {len(records)} runs in {wall:.0f} s", file=sys.stderr)
     reference = peak[peak["reference"]] * 1e9
     baseline, pooled = sides["baseline"], sides["pooled"]
+    from promptworth.train import cpu_model_name
+
     results = {
-        "cpu": cpu_model(),
+        "cpu": cpu_model_name(),
         "speedup_vs_baseline": baseline["wall_s"] / pooled["wall_s"],
         "study_mfu": pooled["flops"] / pooled["wall_s"] / reference,
         "baseline_study_mfu": baseline["flops"] / baseline["wall_s"] / reference,

@@ -90,11 +90,7 @@ def phase_peak(args: argparse.Namespace) -> dict:
 
     from promptworth import flops, train
 
-    out: dict = {"bf16_matmul_2048_gflops": None, "cpu": train.describe_device(torch.device("cpu"))}
-    dtypes = (("bf16", torch.bfloat16), ("fp32", torch.float32)) if train.cpu_has_fast_bf16() else (("fp32", torch.float32),)
-    for name, dtype in dtypes:
-        out[f"{name}_matmul_2048_gflops"] = flops.matmul_peak_gflops(dtype, 2048, THREADS)
-    return out
+    return {**flops.matmul_peaks(train.cpu_has_fast_bf16(), THREADS), "cpu": train.describe_device(torch.device("cpu"))}
 
 
 def phase_ours(args: argparse.Namespace) -> dict:

@@ -268,6 +268,22 @@ def test_the_table_carries_each_runs_cost_and_aggregate_sums_it(tmp_path: Path, 
             "(1 runs without a FLOP count left out)") in capsys.readouterr().out
 
 
+def test_aggregate_states_the_study_level_mfu_over_the_studys_span(tmp_path: Path, capsys) -> None:
+    from promptworth.cli import main
+
+    # two runs side by side (both 20 s, the second ends 5 s later), then one alone: 40 s in all
+    for name, end, process in (("a", "12:00:20", 20.0), ("b", "12:00:25", 20.0), ("c", "12:00:45", 20.0)):
+        timing = {"wall_s": 18.0, "process_s": process, "flops": {"train": 3 * 10**12, "eval": 10**12},
+                  "finished_at": f"2026-12-02T{end}+00:00"}
+        write(tmp_path / "r" / f"{name}.json", record(schema_version=2, train_size=len(name) * ord(name), timing=timing))
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv"), "--peak-gflops", "500"]) == 0
+    out = capsys.readouterr().out
+    # 12 TFLOP over 60 s of process time (200 GFLOP/s) but over the 45 s span: 267 GFLOP/s, 0.53 of 500
+    assert "12.0 TFLOP of model FLOPs in 0.02 h of process time, 200 GFLOP/s; 0.01 h from the first" in out
+    assert "267 GFLOP/s, study-level MFU 0.53 of a 500 GFLOP/s peak" in out
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "x.csv"), "--peak-gflops", "nan"]) == 2
+
+
 def test_a_cost_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.json", record(timing={"wall_s": 1.0, "flops": {"train": "many"}}))
     with pytest.raises(PromptworthError, match="key 'timing.flops.train' must be a number"):

@@ -79,3 +79,12 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, th
     finally:
         torch.set_num_threads(before)
     return best / 1e9
+
+
+def matmul_peaks(fast_bf16: bool, threads: int = 2) -> dict[str, float | None]:
+    """The 2048² reference peaks of a CPU: fp32, and bf16 where it has fast bf16 (None where it
+    emulates bf16 at a few GFLOP/s: measuring it there takes minutes and means nothing)."""
+    return {
+        "bf16_matmul_2048_gflops": matmul_peak_gflops(torch.bfloat16, 2048, threads) if fast_bf16 else None,
+        "fp32_matmul_2048_gflops": matmul_peak_gflops(torch.float32, 2048, threads),
+    }

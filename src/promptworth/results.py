@@ -19,14 +19,14 @@ from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, veri
 SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
-    "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "flops",
+    "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "flops", "finished_at",
 )
 # Keys every record must have; ``NULLABLE`` ones may be null (head runs have no template, a
 # run may lack a test score or a known data seed).
 REQUIRED = ("task", "method", "model", "template_name", "train_size", "data_seed", "train_seed",
             "metric", "score", "dev_score", "best_step", "test", "timing")
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
-TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric"}
+TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "finished_at"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
@@ -152,6 +152,7 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "wall_s": _number(record["timing"]["wall_s"]),
         "process_s": _number(record["timing"].get("process_s")),
         "flops": _number(sum(record["timing"]["flops"].values())) if "flops" in record["timing"] else math.nan,
+        "finished_at": record["timing"].get("finished_at") or "",
     }
     for name, value in record["test"].items():
         row[f"test_{name}"] = _number(value)
@@ -288,12 +289,30 @@ def check_number_column(values: pd.Series, column: str, source: str, required: b
     return numbers
 
 
-def cost_summary(table: pd.DataFrame) -> str:
-    """The study's compute in one line: model FLOPs over process time (runs that count both)."""
+def study_span_s(table: pd.DataFrame) -> float | None:
+    """Seconds from the first run's start (its end minus its process time) to the last run's end;
+    None when a run has no finish time. Runs side by side overlap in it, so FLOPs over the span
+    are the study's throughput (a pause of a resumed study counts in it too)."""
+    if table.empty or (table["finished_at"] == "").any():
+        return None
+    ends = pd.to_datetime(table["finished_at"], utc=True).map(lambda t: t.timestamp())
+    return float(ends.max() - (ends - table["process_s"]).min())
+
+
+def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
+    """The study's compute in one line: model FLOPs over process time (runs that count both),
+    over the span from the first run's start to the last run's end, and with the machine's matmul
+    peak (``make benchmark`` measures it) the study-level MFU."""
     counted = table.dropna(subset=["flops", "process_s"])
     if counted.empty:
         return f"{len(table)} runs; none records its FLOPs (trained before they were counted)"
     total, seconds = float(counted["flops"].sum()), float(counted["process_s"].sum())
     left_out = f" ({len(table) - len(counted)} runs without a FLOP count left out)" if len(counted) < len(table) else ""
-    return (f"{len(counted)} runs: {total / 1e12:.1f} TFLOP of model FLOPs in {seconds / 3600:.2f} h of process "
+    line = (f"{len(counted)} runs: {total / 1e12:.1f} TFLOP of model FLOPs in {seconds / 3600:.2f} h of process "
             f"time, {total / seconds / 1e9:.0f} GFLOP/s{left_out}")
+    span = study_span_s(counted)
+    if span:
+        line += f"; {span / 3600:.2f} h from the first run's start to the last one's end: {total / span / 1e9:.0f} GFLOP/s"
+        if peak_gflops:
+            line += f", study-level MFU {total / span / 1e9 / peak_gflops:.2f} of a {peak_gflops:g} GFLOP/s peak"
+    return line

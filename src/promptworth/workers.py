@@ -121,7 +121,7 @@ def delegate(pool: Path, argv: Sequence[str]) -> int | None:
     except OSError:
         return None
     request = {"argv": list(argv), "cwd": os.getcwd(), "started_at": process_start()}
-    sockets = sorted(Path(pool).glob("worker-*.sock"))
+    sockets = sorted(pool.glob("worker-*.sock"))
     while sockets:
         busy = False
         for path in sockets:
@@ -186,7 +186,7 @@ def serve(path: Path) -> None:
 
     import promptworth.train  # noqa: F401 - the imports every run needs, paid once here
 
-    startup_s = time.time() - process_start()
+    startup_s = process_age_s()
     default_threads = torch.get_num_threads()
     parent = os.getppid()
     first = True

@@ -31,7 +31,8 @@ RESULT_FIELDS = (
 
 
 def timing_column(name):
-    return name == "wall_s" or name.endswith("_s") or "time" in name or "rss" in name
+    # finished_at: when the run ended (the clock, not the result)
+    return name == "wall_s" or name.endswith("_s") or "time" in name or "rss" in name or name == "finished_at"
 
 
 def run_records(results):

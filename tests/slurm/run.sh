@@ -7,9 +7,11 @@
 #       2. time limit: a throwaway job (tests/slurm/mini) with a 1-minute limit sleeps longer;
 #          Snakemake must report "SLURM status is: 'TIMEOUT'" and the SLURM log "DUE TO TIME LIMIT"
 #          (runs in the background, during step 3)
-#       3. the tiny study (config/tiny.yaml) locally, with workflow/profiles/local
-#       4. the same study with workflow/profiles/slurm; the first training job is cancelled
-#          (scancel) once it has started training, and must be retried
+#       3. the tiny study (config/tiny.yaml) locally, with workflow/profiles/local, in a pool of
+#          2 workers as `make study` runs it
+#       4. the same study with workflow/profiles/slurm, started inside a pool on the login node
+#          that no SLURM job may use; the first training job is cancelled (scancel) once it has
+#          started training, and must be retried
 #       5. every training job ran as a SLURM job
 #       6. one training run with workflow/profiles/slurm-gpu gets the node's pretend GPU
 #       7. the results equal the local ones (tests/slurm/compare_runs.py)
@@ -182,10 +184,12 @@ say "time limit check starts in the background (about 2 minutes)"
 timeout_run & BG_PIDS+=($!)
 TIMEOUT_PID=$!
 
-say "tiny study, locally (workflow/profiles/local) into $LOCAL"
-snakemake "${STUDY_ARGS[@]}" --workflow-profile workflow/profiles/local --config results_dir="$LOCAL" "${EXTRA_CONFIG[@]}" \
-    >"$OUT/local.log" 2>&1
+say "tiny study, locally as make study runs it (a pool of 2 workers) into $LOCAL"
+promptworth pool --size 2 -- snakemake "${STUDY_ARGS[@]}" --workflow-profile workflow/profiles/local \
+    --set-threads train=1 --config results_dir="$LOCAL" "${EXTRA_CONFIG[@]}" >"$OUT/local.log" 2>&1
 check "local run completes" test $? -eq 0
+check "local runs were served by the pool (no run trained in its own process)" \
+    test -z "$(grep -l 'training in this process' "$LOCAL"/logs/train/*/*/*/*.log 2>/dev/null)"
 
 wait "$TIMEOUT_PID"
 timeout_checks
@@ -203,9 +207,13 @@ train_started() {  # comment rule_train_wildcards_<task>_<method>_<size>_<data_s
     return 1
 }
 cancel_first rule_train train_started "$OUT/slurm.cancelled" & BG_PIDS+=($!)
-snakemake "${STUDY_ARGS[@]}" "${SLURM_ARGS[@]}" --slurm-logdir "$OUT/slurm-logs" --config results_dir="$SLURM" "${EXTRA_CONFIG[@]}" \
-    >"$OUT/slurm.log" 2>&1
+# inside a pool on the login node: a SLURM job must never hand its run to it (it trains in its job)
+promptworth pool --size 1 -- snakemake "${STUDY_ARGS[@]}" "${SLURM_ARGS[@]}" --slurm-logdir "$OUT/slurm-logs" \
+    --config results_dir="$SLURM" "${EXTRA_CONFIG[@]}" >"$OUT/slurm.log" 2>&1
 check "SLURM run completes" test $? -eq 0
+n_here="$(grep -l 'training in this process' "$SLURM"/logs/train/*/*/*/*.log 2>/dev/null | wc -l)"
+check "no SLURM job used the login node's pool: $n_here of ${N_TRAIN:-?} train logs say they trained in their job" \
+    test "$n_here" -eq "${N_TRAIN:-0}"
 
 RUN_ID="$(run_id "$OUT/slurm.log")"
 slurm_jobs "$RUN_ID" | sort -t'|' -k1,1n > "$OUT/slurm-jobs.txt"

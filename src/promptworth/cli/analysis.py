@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
                      help="run records, or folders searched recursively for *.json")
     agg.add_argument("--out", type=Path, default=Path("results/runs.csv"), help="CSV to write (default: %(default)s)")
+    agg.add_argument("--peak-gflops", type=float,
+                     help="the training machine's matmul peak (make benchmark: peak.bf16_matmul_2048_gflops): "
+                     "adds the study-level MFU to the compute line")
     agg.set_defaults(handler=run_aggregate)
 
     adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per task")
@@ -103,11 +106,13 @@ def run_aggregate(args: argparse.Namespace) -> int:
     from promptworth.outputs import write_csv
     from promptworth.results import collect, cost_summary
 
+    peak = args.peak_gflops
+    if peak is not None and not (math.isfinite(peak) and peak > 0):
+        raise PromptworthError(f"--peak-gflops must be a positive number, got {peak}")
     table = collect(args.paths)
     write_csv(table, args.out)
     print(f"[promptworth] {len(table)} runs -> {args.out}")
-    # divided by the machine's matmul peak in the training precision (make benchmark measures it): the study's MFU
-    print(f"[promptworth] compute: {cost_summary(table)}")
+    print(f"[promptworth] compute: {cost_summary(table, peak)}")
     return 0
 
 
