@@ -194,18 +194,22 @@ def test_the_rules_env_is_rebuilt_when_constraints_txt_changes():
 # Documentation for catalog users
 
 
-def schema_keys(node: dict, prefix: str = "") -> list[str]:
-    """Every key the schema names, nested ones as parent.key (maps keyed by task names excepted)."""
+def schema_keys(node: dict, defs: dict, prefix: str = "") -> list[str]:
+    """Every key the schema names, nested ones as parent.key (maps keyed by task names excepted);
+    a local ``$ref`` stands for the definition it names."""
+    if "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[-1]]
     keys = []
     for name, sub in node.get("properties", {}).items():
         keys.append(prefix + name)
-        keys.extend(schema_keys(sub, f"{prefix}{name}."))
+        keys.extend(schema_keys(sub, defs, f"{prefix}{name}."))
     return keys
 
 
 def test_config_readme_explains_every_key_of_the_schema():
     readme = (REPO / "config" / "README.md").read_text(encoding="utf-8")
-    keys = schema_keys(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    keys = schema_keys(schema, schema.get("$defs", {}))
     assert {"splits.sizes", "training.learning_rate", "resources.gpus", "runs_dir"} <= set(keys)
     missing = [key for key in keys if f"`{key.rsplit('.', 1)[-1]}`" not in readme]
     assert not missing, f"config/README.md does not explain {missing}"
