@@ -144,7 +144,7 @@ def phase_real(args: argparse.Namespace) -> dict:
             # the same batches again (fit's order for seed 1), for the FLOPs of the measured steps
             shape = flops.model_shape(model)
             order = train.train_batches(len(features), BATCH, 1)
-            per_step = [flops.BACKWARD_FACTOR * train.batch_flops(shape, method.collate([features[i] for i in next(order)]))
+            per_step = [flops.BACKWARD_FACTOR * train.batch_flops(method, shape, method.collate([features[i] for i in next(order)]))
                         for _ in range(config.max_steps)]
             order = train.train_batches(len(features), BATCH, 1)
             tokens = [sum(features[i].n_tokens for i in next(order)) for _ in range(config.max_steps)]

@@ -45,6 +45,14 @@ def test_forward_flops_known_answer():
     assert flops.forward_flops(shape, [3, 5], output_rows=2, reads=2) == blocks + 2 * 8 * 2 * 2
 
 
+def test_soft_prompt_vectors_go_through_the_blocks_and_a_prefix_only_through_attention():
+    shape = flops.ModelShape(non_embedding_params=100, layers=2, hidden=4)
+    # 3 tokens and 2 vectors: 5 positions through the weights, 5 x 5 attention scores
+    assert flops.forward_flops(shape, [3], 0, 0, input_vectors=2) == 2 * 100 * 5 + 4 * 2 * 4 * 5 * 5
+    # 3 tokens and a prefix of 3: the tokens attend to 6 keys
+    assert flops.forward_flops(shape, [3], 0, 0, prefix=3) == 2 * 100 * 3 + 4 * 2 * 4 * 3 * 6
+
+
 def test_a_prompt_on_a_causal_lm_computes_only_the_label_words_rows():
     method, _ = _load("llama")
     batch = method.collate([method.encode(row) for row in sentiment_rows(4, 1)])
@@ -72,11 +80,11 @@ def test_the_record_counts_the_flops_of_every_batch_it_trained_and_evaluated(tmp
             for part in ("train", "dev", "test")}
     features = {part: [method.encode(row) for row in part_rows] for part, part_rows in rows.items()}
     order = train.train_batches(len(features["train"]), 4, 3)
-    trained = sum(3 * train.batch_flops(shape, method.collate([features["train"][i] for i in next(order)]))
+    trained = sum(3 * train.batch_flops(method, shape, method.collate([features["train"][i] for i in next(order)]))
                   for _ in range(5))
 
     def evaluated(part: str) -> int:
-        return sum(train.batch_flops(shape, method.collate([features[part][i] for i in indices]))
+        return sum(train.batch_flops(method, shape, method.collate([features[part][i] for i in indices]))
                    for indices in train.eval_batches(features[part], 16))
 
     assert timing["flops"] == {"train": trained, "eval": 3 * evaluated("dev") + evaluated("test")}

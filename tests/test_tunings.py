@@ -56,6 +56,8 @@ def expected_trainable(spec: method_specs.MethodSpec, name: str, options: dict) 
         return head
     if spec.tuning == "softprompt":
         return name == "soft_prompt.weight"
+    if spec.tuning == "prefix":
+        return name == "prefix.weight"
     if spec.tuning == "fixlayers":
         layer = _layer_index(name)
         return not _is_embedding(name) and (layer is None or layer >= options["layers"])
@@ -98,6 +100,8 @@ def test_a_step_changes_what_the_tuning_trains_and_nothing_else(name, kind, back
     assert (count.trainable == count.total) == (spec.tuning in ("full", "ptuning"))
     if spec.tuning in ("softprompt", "ptuning"):
         assert any(n.startswith("soft_prompt.") for n in changed)
+    if spec.tuning == "prefix":
+        assert changed == {"prefix.weight"}
 
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
@@ -255,3 +259,43 @@ def test_ptuning_s_prompt_comes_from_an_encoder_and_the_model_trains_too(backbon
     _, other = _loaded(lstm, backbones["roberta"])
     assert any(isinstance(m, torch.nn.LSTM) for m in other.soft_prompt.modules())
     assert other.soft_prompt.vectors().shape[0] == 3
+
+
+def test_a_prefix_is_the_cache_of_the_template_s_words_on_a_causal_lm(backbones):
+    """Started from the template's words, a prefix on a causal LM is exactly those words' key/value
+    cache: the input's states are those of the words followed by the input."""
+    backbone = backbones["llama"]
+    spec = method_specs.define({"name": "pre4", "objective": "prompt", "tuning": "prefix", "options": {"tokens": 4}})
+    method, model = _loaded(spec, backbone)
+    words = backbone.tokenizer("It was .", add_special_tokens=False)["input_ids"]
+    ids = [words[i % len(words)] for i in range(4)]
+    config = backbone.config
+    assert model.prefix.weight.shape == (tunings.layer_count(config), 2, config.num_key_value_heads, 4,
+                                         config.hidden_size // config.num_attention_heads)
+    features = [method.encode(row) for row in sentiment_rows(3, 5)]
+    batch = method.collate(features)  # right-padded: rows of different lengths
+    assert batch["attention_mask"].min() == 0
+    with torch.no_grad():
+        got = tunings.backbone_states(model, model.base_model, methods.model_inputs(batch))
+        rows = batch["input_ids"].shape[0]
+        expected = model.base_model(
+            input_ids=torch.cat([torch.tensor(ids).expand(rows, -1), batch["input_ids"]], dim=1),
+            attention_mask=torch.cat([torch.ones(rows, 4, dtype=torch.long), batch["attention_mask"]], dim=1),
+        ).last_hidden_state[:, 4:]
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(got[real], expected[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["roberta", "bert", "gpt2", "llama"])
+def test_a_prefix_changes_what_every_backbone_computes_and_trains_under_bf16(kind, backbones):
+    method, model = _loaded("prefix", backbones[kind])
+    batch = method.collate([method.encode(r) for r in sentiment_rows(4, 5)])
+    plain, plain_model = _loaded(method_specs.MethodSpec("plain", "prompt"), backbones[kind])
+    with torch.no_grad():
+        assert not torch.allclose(method.scores(model.eval(), batch), plain.scores(plain_model.eval(), batch))
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = method.loss(method.scores(model, batch), batch)
+    loss.backward()
+    assert model.prefix.weight.grad is not None and model.prefix.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "prefix.weight")

@@ -53,10 +53,17 @@ def model_shape(model: torch.nn.Module) -> ModelShape:
     return ModelShape(non_embedding_params=int(weights), layers=int(layers), hidden=int(hidden))
 
 
-def forward_flops(shape: ModelShape, lengths: Sequence[int], output_rows: int, reads: int) -> int:
+def forward_flops(
+    shape: ModelShape, lengths: Sequence[int], output_rows: int, reads: int, input_vectors: int = 0, prefix: int = 0
+) -> int:
     """Forward FLOPs of sequences of ``lengths`` real tokens, plus an output layer of
-    ``output_rows`` rows applied at ``reads`` positions."""
-    blocks = sum(2 * shape.non_embedding_params * n + 4 * shape.layers * shape.hidden * n * n for n in lengths)
+    ``output_rows`` rows applied at ``reads`` positions. ``input_vectors``: vectors placed before
+    every sequence (a soft prompt's: they go through the blocks like tokens); ``prefix``: key/value
+    positions every token also attends to at every layer."""
+    blocks = 0
+    for n in lengths:
+        n += input_vectors
+        blocks += 2 * shape.non_embedding_params * n + 4 * shape.layers * shape.hidden * n * (n + prefix)
     return int(blocks + 2 * shape.hidden * output_rows * reads)
 
 

@@ -86,6 +86,10 @@ class Tuning:
 
 
 ALL_OBJECTIVES = tuple(OBJECTIVES)
+# Where a soft prompt's vectors or a prefix's keys and values start: the frozen model's own for real
+# tokens (the template's words, cycled, where the method has a template; else random vocabulary tokens).
+_INIT = Option("init", str, "template", "start from the template's words (cycled) or from random vocabulary tokens",
+               choices=("template", "vocab"))
 
 TUNINGS: dict[str, Tuning] = {t.name: t for t in (
     Tuning("full", "every weight", ALL_OBJECTIVES),
@@ -113,14 +117,17 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
     Tuning(
         "softprompt", "only `tokens` vectors placed before the input (the model frozen; Lester et al. 2021)",
         PROMPT_OBJECTIVES,
-        options=(
-            Option("tokens", int, 16, "prompt vectors", minimum=1),
-            Option("init", str, "template", "start from the embeddings of the template's words (cycled) or of "
-                   "random vocabulary tokens", choices=("template", "vocab")),
-        ),
+        options=(Option("tokens", int, 16, "prompt vectors", minimum=1), _INIT),
         training={"learning_rate": 3e-2},
         source="Lester et al. 2021 (0.3 with Adafactor); a usual AdamW rate for soft prompts; not yet tuned on "
         "the visible splits",
+    ),
+    Tuning(
+        "prefix", "only `tokens` key/value vectors at every layer, which every input token attends to (the "
+        "model frozen; Li & Liang 2021, P-tuning v2)", PROMPT_OBJECTIVES,
+        options=(Option("tokens", int, 16, "prefix positions per layer", minimum=1), _INIT),
+        training={"learning_rate": 1e-2},
+        source="P-tuning v2 (Liu et al. 2022: 5e-3 to 1e-2 for prefixes); not yet tuned on the visible splits",
     ),
     Tuning(
         "ptuning", "every weight, and a prompt encoder (PEFT's: an MLP or an LSTM) that makes `tokens` vectors "
@@ -165,7 +172,7 @@ class MethodSpec:
         """The prompt-learning strategy the method belongs to."""
         if self.objective == "head":
             return "promptless fine-tuning" if self.tuning != "frozen" else "promptless probe (frozen LM)"
-        if self.tuning == "softprompt":
+        if self.tuning in ("softprompt", "prefix"):
             return "fixed-LM prompt tuning"
         if self.tuning == "ptuning":
             return "prompt+LM tuning"
@@ -187,6 +194,7 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("prompt-fixlayers", "prompt", "fixlayers", paper="LM-BFF (Gao et al. 2021), --fix_layers"),
     MethodSpec("head-probe", "head", "frozen", paper="linear probing (Alain & Bengio 2016)"),
     MethodSpec("softprompt", "prompt", "softprompt", paper="Lester et al. 2021"),
+    MethodSpec("prefix", "prompt", "prefix", paper="Li & Liang 2021; P-tuning v2 (Liu et al. 2022)"),
     MethodSpec("ptuning", "prompt", "ptuning", paper="Liu et al. 2021 (P-tuning)"),
 )
 

@@ -135,9 +135,12 @@ class Method:
         # the tuning's options, with those that depend on the model decided (fixlayers' layers)
         self.options = tunings.resolve_options(spec.tuning, spec.resolved_options(), backbone.config, f"method {spec.name}")
         self.parameter_count: tunings.ParameterCount | None = None  # known once the model is loaded
+        # positions a tuning adds before the input: a soft prompt's vectors, a prefix's keys
+        self.input_vectors = tunings.input_vectors(spec.tuning, self.options)
+        self.prefix_positions = tunings.prefix_positions(spec.tuning, self.options)
         limit = position_limit(backbone.config)
         if limit is not None:
-            limit -= tunings.extra_positions(spec.tuning, self.options)  # a soft prompt's vectors
+            limit -= self.input_vectors + self.prefix_positions
         if limit is not None and max_length > limit:
             raise PromptworthError(
                 f"training setting max_length {max_length} is more than {backbone.ref.name} reads "

@@ -189,10 +189,12 @@ class Evaluation:
     flops: int
 
 
-def batch_flops(shape: flops.ModelShape, batch: Batch) -> int:
-    """Forward model FLOPs of one batch (its real tokens; see promptworth.flops)."""
+def batch_flops(method: Method, shape: flops.ModelShape, batch: Batch) -> int:
+    """Forward model FLOPs of one batch (its real tokens and what the method's tuning adds to
+    them; see promptworth.flops)."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
-    return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"])
+    return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"],
+                               method.input_vectors, method.prefix_positions)
 
 
 def _predict_batch(method: Method, model: torch.nn.Module, batch: Batch, where: str) -> np.ndarray:
@@ -222,7 +224,7 @@ def evaluate(
     with autocast(device, precision):
         for indices in eval_batches(features, config.eval_batch_size):
             batch = method.collate([features[i] for i in indices])
-            done += batch_flops(shape, batch)
+            done += batch_flops(method, shape, batch)
             predictions[indices] = _predict_batch(method, model, to_device(batch, device), where)
     gold = [f.label for f in features]
     result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
@@ -309,7 +311,7 @@ def fit(
         start = time.perf_counter()
         model.train()
         batch = method.collate([train[i] for i in next(batches)])
-        train_flops += flops.BACKWARD_FACTOR * batch_flops(shape, batch)
+        train_flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
         batch = to_device(batch, device)
         with autocast(device, precision):
             loss = method.loss(method.scores(model, batch), batch)

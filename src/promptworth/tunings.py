@@ -137,20 +137,75 @@ def _ptuning(model: torch.nn.Module, options: Mapping[str, Any], objective: str,
     model.add_module("soft_prompt", EncodedPrompt(peft.PromptEncoder(config), options["tokens"]))
 
 
-def _softprompt(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
-    embeddings = model.get_input_embeddings().weight
+def _initial_tokens(model: torch.nn.Module, options: Mapping[str, Any], prompt_ids: Sequence[int]) -> torch.Tensor:
+    """The ``tokens`` real tokens a soft prompt or a prefix starts from: the template's words,
+    cycled (``init: template``, where the method has a template), else random vocabulary tokens
+    drawn from the train seed."""
     n = options["tokens"]
     if options["init"] == "template" and prompt_ids:
-        ids = torch.tensor([prompt_ids[i % len(prompt_ids)] for i in range(n)])
-    else:  # random vocabulary tokens, drawn from the train seed
-        ids = torch.randint(embeddings.shape[0], (n,))
-    model.add_module("soft_prompt", SoftPrompt(embeddings.detach()[ids].clone()))
+        return torch.tensor([prompt_ids[i % len(prompt_ids)] for i in range(n)])
+    return torch.randint(model.get_input_embeddings().weight.shape[0], (n,))
+
+
+def _softprompt(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    ids = _initial_tokens(model, options, prompt_ids)
+    model.add_module("soft_prompt", SoftPrompt(model.get_input_embeddings().weight.detach()[ids].clone()))
     _set_trainable(model, lambda name: name.startswith("soft_prompt."))
+
+
+class Prefix(torch.nn.Module):
+    """Prefix tuning's trainable keys and values: ``tokens`` positions at every layer that every
+    input token attends to (Li & Liang 2021; P-tuning v2, Liu et al. 2022)."""
+
+    def __init__(self, keys_values: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(keys_values)  # (layers, 2, key/value heads, tokens, head size)
+
+    @property
+    def tokens(self) -> int:
+        return self.weight.shape[3]
+
+    def cache(self, rows: int, dtype: torch.dtype) -> Any:
+        """The prefix as the key/value cache of a batch of ``rows`` sequences; the layers append
+        the batch's own keys and values to it."""
+        from transformers import DynamicCache
+
+        per_row = self.weight.to(dtype).unsqueeze(2).expand(-1, -1, rows, -1, -1, -1)
+        return DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in per_row])
+
+
+def _prefix(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    """The keys and values start as the frozen model's own for real words (Li & Liang's advice
+    over random ones), read from a cache the backbone fills."""
+    from transformers import DynamicCache
+
+    ids = _initial_tokens(model, options, prompt_ids)[None]
+    cache = DynamicCache()
+    with torch.no_grad():
+        model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache)
+    if len(cache.layers) != layer_count(model.config):
+        raise PromptworthError(f"prefix tuning needs a key/value cache in every layer, which {type(model).__name__} does not fill")
+    keys_values = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
+    model.add_module("prefix", Prefix(keys_values.float().clone()))
+    _set_trainable(model, lambda name: name.startswith("prefix."))
+
+
+def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype the model computes in: autocast's where it is on, else the tensor's."""
+    device = tensor.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else tensor.dtype
 
 
 def backbone_states(model: torch.nn.Module, base: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The backbone's last hidden states of ``inputs``; with a soft prompt, the prompt's vectors
     go before each sequence and their states are dropped again, so positions stay the input's."""
+    prefix = getattr(model, "prefix", None)
+    if prefix is not None:  # every token also attends to the prefix's keys and values
+        mask = inputs["attention_mask"]
+        rows = mask.shape[0]
+        extended = {**inputs, "attention_mask": torch.cat([mask.new_ones(rows, prefix.tokens), mask], dim=1),
+                    "past_key_values": prefix.cache(rows, _compute_dtype(prefix.weight))}
+        return base(**extended).last_hidden_state
     prompt = getattr(model, "soft_prompt", None)
     if prompt is None:
         return base(**inputs).last_hidden_state
@@ -167,9 +222,14 @@ def backbone_states(model: torch.nn.Module, base: torch.nn.Module, inputs: Mappi
     return base(**extended).last_hidden_state[:, n:]
 
 
-def extra_positions(tuning: str, options: Mapping[str, Any]) -> int:
-    """Positions a tuning adds to every sequence (a soft prompt's vectors)."""
+def input_vectors(tuning: str, options: Mapping[str, Any]) -> int:
+    """Vectors a tuning places before every sequence (a soft prompt's): they go through every layer."""
     return options["tokens"] if tuning in ("softprompt", "ptuning") else 0
+
+
+def prefix_positions(tuning: str, options: Mapping[str, Any]) -> int:
+    """Key/value positions a tuning adds at every layer (a prefix's)."""
+    return options["tokens"] if tuning == "prefix" else 0
 
 
 def _fixlayers(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
@@ -186,7 +246,7 @@ def _fixlayers(model: torch.nn.Module, options: Mapping[str, Any], objective: st
 TuningFunction = Callable[[torch.nn.Module, Mapping[str, Any], str, Sequence[int]], None]
 TUNING_FUNCTIONS: dict[str, TuningFunction] = {
     "full": _full, "lora": _lora, "bitfit": _bitfit, "fixlayers": _fixlayers, "frozen": _frozen,
-    "softprompt": _softprompt, "ptuning": _ptuning,
+    "softprompt": _softprompt, "prefix": _prefix, "ptuning": _ptuning,
 }
 
 
