@@ -108,11 +108,12 @@ def page(study: Path, browser_paths: tuple[str, str]) -> Iterator[WebDriver]:
 
 
 def expected_from_study() -> set[str]:
-    """Figures and tables every study has: one figure per task, the overview, the run table and
-    the two paper tables."""
+    """Figures and tables every study has: one figure per task, the overview and the methods
+    figure, the run table, the two paper tables and the methods table."""
     tasks = yaml.safe_load(CONFIG.read_text())["tasks"]
-    figures = {f"{RESULTS}/figures/{name}.png" for name in [*tasks, "overview"]}
-    tables = {f"{RESULTS}/runs.csv", f"{RESULTS}/tables/advantage.md", f"{RESULTS}/tables/lmbff.md"}
+    figures = {f"{RESULTS}/figures/{name}.png" for name in [*tasks, "overview", "methods"]}
+    tables = {f"{RESULTS}/runs.csv", f"{RESULTS}/tables/advantage.md", f"{RESULTS}/tables/lmbff.md",
+              f"{RESULTS}/tables/methods.md"}
     return figures | tables
 
 

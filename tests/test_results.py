@@ -200,6 +200,10 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
         ({"test": {"acc": "high"}}, "key 'test.acc' must be a number"),
         ({"timing": {"wall_s": "1 s"}}, "key 'timing.wall_s' must be a number"),
         ({"split_dir": 3}, "key 'split_dir' must be a string"),
+        ({"parameters": [1, 2]}, "key 'parameters' must be an object"),
+        ({"parameters": {"trainable": "all", "total": 5}}, "key 'parameters.trainable' must be a number"),
+        ({"timing": {"wall_s": 1.0, "steps": "50"}}, "key 'timing.steps' must be a number"),
+        ({"method_parts": {"objective": "prompt"}}, "key 'method_parts' must be an object with an objective and a tuning"),
     ],
 )
 def test_wrong_types_in_nested_keys(tmp_path: Path, changes: dict, message: str) -> None:
@@ -288,3 +292,22 @@ def test_a_cost_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.json", record(timing={"wall_s": 1.0, "flops": {"train": "many"}}))
     with pytest.raises(PromptworthError, match="key 'timing.flops.train' must be a number"):
         read_record(bad)
+
+
+def test_the_table_names_each_runs_parts_parameters_step_time_and_memory(tmp_path: Path) -> None:
+    parts = {"objective": "prompt", "tuning": "lora", "options": {"r": 8}}
+    timing = {"wall_s": 30.0, "train_s": 20.0, "steps": 50, "peak_rss_gb": 2.5}
+    write(tmp_path / "r" / "new.json", record(method="prompt-lora", method_parts=parts, timing=timing,
+                                              parameters={"trainable": 460800, "total": 134975808}))
+    # a record from before methods had parts: a built-in's parts come from the registry
+    write(tmp_path / "r" / "old.json", record(method="head", template_name=None))
+    table = collect([tmp_path / "r"]).set_index("method")
+    assert table.loc["prompt-lora", ["objective", "tuning"]].tolist() == ["prompt", "lora"]
+    assert table.loc["prompt-lora", "trainable_params"] == 460800 and table.loc["prompt-lora", "total_params"] == 134975808
+    assert table.loc["prompt-lora", "step_s"] == 0.4 and table.loc["prompt-lora", "peak_rss_gb"] == 2.5
+    assert table.loc["head", ["objective", "tuning"]].tolist() == ["head", "full"]
+    assert pd.isna(table.loc["head", "trainable_params"]) and math.isnan(table.loc["head", "step_s"])
+    out = tmp_path / "runs.csv"
+    collect([tmp_path / "r"]).to_csv(out, index=False)
+    assert "460800," in out.read_text() and "460800.0" not in out.read_text()  # counts stay integers
+    assert read_table(out).set_index("method").loc["prompt-lora", "tuning"] == "lora"

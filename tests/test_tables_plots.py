@@ -15,7 +15,7 @@ from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.tables import (
     MISSING, Comparison, advantage_frame, advantage_latex, advantage_markdown, advantage_results, lmbff_frame,
-    lmbff_markdown, parse_markdown, table_texts,
+    lmbff_markdown, methods_frame, methods_markdown, parse_markdown, table_texts,
 )
 
 SIZES = (10, 20, 40, 80, 160)
@@ -108,7 +108,8 @@ def test_lmbff_table_parses_back(tmp_path: Path) -> None:
 
 def test_table_texts_has_all_six() -> None:
     texts = table_texts(study(), [Comparison("prompt", "head")], AdvantageOptions(levels=50))
-    assert sorted(texts) == ["advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex"]
+    assert sorted(texts) == ["advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex",
+                             "methods.csv", "methods.md", "methods.tex"]
 
 
 @pytest.mark.parametrize("text", ["prompt", "prompt:", "a:b:c", "head:head"])
@@ -160,7 +161,8 @@ def test_tables_and_figures_verbs(results_csv: Path, tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     assert cli("tables", results_csv, "--out-dir", tables, "--levels", "100") == 0
     assert sorted(p.name for p in tables.iterdir()) == [
-        "advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex"]
+        "advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex",
+        "methods.csv", "methods.md", "methods.tex"]
     header, rows = parse_markdown((tables / "advantage.md").read_text())
     assert [r[0] for r in rows] == ["prompt vs head", "null vs head", "prompt vs null"]
     assert len(pd.read_csv(tables / "advantage.csv")) == 6
@@ -168,7 +170,7 @@ def test_tables_and_figures_verbs(results_csv: Path, tmp_path: Path) -> None:
     figures = tmp_path / "figures"
     assert cli("figures", results_csv, "--out-dir", figures, "--levels", "100") == 0
     names = sorted(p.name for p in figures.iterdir())
-    assert names == ["CB.pdf", "CB.png", "RTE.pdf", "RTE.png", "overview.pdf", "overview.png"]
+    assert names == ["CB.pdf", "CB.png", "RTE.pdf", "RTE.png", "methods.pdf", "methods.png", "overview.pdf", "overview.png"]
     for path in figures.iterdir():
         head = path.read_bytes()[:8]
         assert path.stat().st_size > 5000
@@ -245,3 +247,46 @@ def test_lmbff_rejects_duplicate_runs() -> None:
     data = study(tasks=("CB",))
     with pytest.raises(PromptworthError, match="share train_size"):
         lmbff_frame(pd.concat([data, data.head(1)]))
+
+
+def _with_costs(data: pd.DataFrame) -> pd.DataFrame:
+    """``study()`` with what records of methods with parts add: the parts, parameters, step time, memory."""
+    parts = {"prompt": ("prompt", "full", 1000), "head": ("head", "full", 1010), "null": ("null", "full", 1000),
+             "prompt-lora": ("prompt", "lora", 10)}
+    out = data.assign(
+        objective=[parts[m][0] for m in data["method"]], tuning=[parts[m][1] for m in data["method"]],
+        trainable_params=[parts[m][2] for m in data["method"]], total_params=1000,
+        step_s=[0.5 if m == "prompt-lora" else 1.0 + 0.1 * i % 3 for i, m in enumerate(data["method"])],
+        peak_rss_gb=2.0,
+    )
+    out.loc[out["method"] == "head", "total_params"] = 1010
+    return out
+
+
+def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
+    lora = study(methods=("prompt",)).assign(method="prompt-lora")
+    data = _with_costs(pd.concat([study(), lora], ignore_index=True))
+    frame = methods_frame(data)
+    # one row per method, task and size; the facts of the method on each
+    assert len(frame) == 4 * 2 * len(SIZES)
+    lora_rows = frame[frame["method"] == "prompt-lora"]
+    assert set(lora_rows["strategy"]) == {"fixed-prompt LM tuning"} and set(lora_rows["trainable_params"]) == {10}
+    assert set(lora_rows["step_s"]) == {0.5}
+    cb10 = data[(data["task"] == "CB") & (data["method"] == "head") & (data["train_size"] == 40)]["score"]
+    row = frame[(frame["method"] == "head") & (frame["task"] == "CB") & (frame["train_size"] == 40)].iloc[0]
+    assert row["mean"] == pytest.approx(cb10.mean()) and row["std"] == pytest.approx(cb10.std(ddof=0))
+    assert row["strategy"] == "promptless fine-tuning" and row["n_runs"] == 3
+    header, rows = parse_markdown(methods_markdown(frame))
+    assert header[:6] == ["method", "strategy", "trains", "share", "step s", "peak GB"]
+    assert [r[0] for r in rows] == ["head", "prompt", "null", "prompt-lora"]  # the baseline first, then the registry
+    by_method = {r[0]: r for r in rows}
+    assert by_method["prompt-lora"][2:6] == ["10", "1%", "0.50", "2.0"]
+    assert by_method["head"][header.index("CB (40)")] == f"{100 * cb10.mean():.1f} ({100 * cb10.std(ddof=0):.1f})"
+
+
+def test_the_methods_table_of_records_without_costs_marks_them_missing() -> None:
+    prompt = study(methods=("prompt",))  # no parts, parameters or step times: records from before #14
+    frame = methods_frame(pd.concat([prompt, prompt.assign(method="head")], ignore_index=True))
+    header, rows = parse_markdown(methods_markdown(frame))
+    assert all(r[1:6] == [MISSING] * 5 for r in rows)
+    assert all(MISSING not in r[6:] for r in rows)

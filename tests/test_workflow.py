@@ -49,6 +49,8 @@ SHIPPED_DAGS = {
     "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3, "costs": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
     "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
+    # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
+    "method-defaults.yaml": {"kshot": 2, "train": 34, "advantage": 1, "costs": 1},
 }
 
 
@@ -166,3 +168,25 @@ def test_kshot_study_needs_lmbff_tasks():
     config["tasks"] = ["SST-2", "RTE"]
     study = load_study(config, SCHEMA)
     assert {run.size for run in plan(study)} == {16}
+
+
+def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(tmp_path):
+    """LM-BFF's K-shot split files keep the whole test set: the runs draw the subset themselves."""
+    kshot = copy.deepcopy(DEFAULT)
+    kshot["tasks"] = ["SST-2"]
+    kshot["splits"] = {"kind": "kshot", "k": 16, "data_seeds": [42], "test_limit": 300}
+    ladder = copy.deepcopy(DEFAULT)
+    ladder["splits"]["test_limit"] = 300
+    for name, config in (("kshot", kshot), ("ladder", ladder)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/{name}")
+        assert result.returncode == 0, result.stderr
+        trains = [line for line in result.stdout.splitlines() if "promptworth train " in line]
+        splits = [line for line in result.stdout.splitlines() if "promptworth split " in line]
+        assert trains
+        if name == "kshot":
+            assert all("--test-limit 300 " in line for line in trains)
+        else:
+            assert not any("--test-limit" in line for line in trains)
+            assert splits and all("--test-limit 300 " in line for line in splits)

@@ -1,4 +1,5 @@
-"""Figures: test score against training-set size per task, and an overview grid of all tasks.
+"""Figures: test score against training-set size per task, an overview grid of all tasks, and the
+methods side by side (score per method, ordered by how much of the model each trains).
 
 Per task: one colour per method; every run as a faint point, the mean over runs as a line, and
 for the two compared methods the monotone curve the advantage uses (best run, running maximum)
@@ -49,9 +50,9 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 
 
 def file_stem(task: str) -> str:
-    """A safe file name for a task's figure (never ``overview``, the grid's name)."""
+    """A safe file name for a task's figure (never ``overview`` or ``methods``, the other figures' names)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task).lstrip(".") or "task"  # no hidden files, no ".."
-    return f"task_{stem}" if stem == "overview" else stem
+    return f"task_{stem}" if stem in ("overview", "methods") else stem
 
 
 def task_panels(
@@ -167,11 +168,54 @@ def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: Advanta
     return fig
 
 
+def _trained_share(runs: pd.DataFrame) -> float:
+    if "trainable_params" not in runs or "total_params" not in runs:
+        return math.nan
+    share = pd.to_numeric(runs["trainable_params"], errors="coerce") / pd.to_numeric(runs["total_params"], errors="coerce")
+    share = share.dropna()
+    return float(share.median()) if len(share) else math.nan
+
+
+def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
+    """One panel per task at its largest training size: every run of every method as a point, the
+    mean and standard deviation as a bar; methods from left to right by the share of the model
+    they train (unknown shares last, in the registry's order)."""
+    tidy = check_tidy(results)
+    tasks = list(dict.fromkeys(tidy["task"]))
+    shares = {m: _trained_share(tidy[tidy["method"] == m]) for m in display_order(list(dict.fromkeys(tidy["method"])))}
+    order = sorted(shares, key=lambda m: (math.isnan(shares[m]), shares[m] if not math.isnan(shares[m]) else 0.0))
+    ncols = min(2, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig = Figure(figsize=(max(4.5, 0.55 * len(order) + 1.5) * ncols, 3.4 * nrows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, task in zip(axes, tasks):
+        runs = tidy[tidy["task"] == task]
+        size = runs["train_size"].max()
+        runs = runs[runs["train_size"] == size]
+        present = [m for m in order if (runs["method"] == m).any()]
+        for x, method in enumerate(present):
+            scores = 100 * runs.loc[runs["method"] == method, "score"].to_numpy(dtype=float)
+            ax.scatter(np.full(len(scores), x), scores, s=10, alpha=0.45, color=colours[method], lw=0)
+            ax.errorbar(x, scores.mean(), yerr=scores.std() if len(scores) > 1 else None, fmt="o", ms=5,
+                        color=colours[method], capsize=3, lw=1.2)
+        labels = [m if math.isnan(shares[m]) else f"{m}\n{100 * shares[m]:.2g}%" for m in present]
+        ax.set_xticks(range(len(present)), labels, rotation=60, ha="right", fontsize=7)
+        metric = "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))) if "metric" in runs else ""
+        ax.set_ylabel(f"test {metric} (x100)" if metric else "test score (x100)", fontsize=8)
+        ax.set_title(f"{task}, {int(size)} training examples", fontsize=9)
+        ax.grid(True, axis="y", lw=0.4, alpha=0.5)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    fig.suptitle("Methods by the share of the model they train (mean ± std over runs)", fontsize=9)
+    return fig
+
+
 def figures(
     results: pd.DataFrame, out_dir: Path, treatment: str = DEFAULT_TREATMENT, baseline: str = DEFAULT_BASELINE,
     options: AdvantageOptions = AdvantageOptions(),
 ) -> list[Path]:
-    """Write ``<task>.png/.pdf`` per task and ``overview.png/.pdf`` into ``out_dir`` (all or nothing)."""
+    """Write ``<task>.png/.pdf`` per task, ``overview.png/.pdf`` and ``methods.png/.pdf`` into
+    ``out_dir`` (all or nothing)."""
     panels = task_panels(results, treatment, baseline, options)
     seen = list(dict.fromkeys(m for p in panels for m in p.methods))
     colours = palette(display_order(seen))  # the same colour for a method whatever is compared
@@ -180,5 +224,6 @@ def figures(
         for panel in panels:
             _save(task_figure(panel, colours, options), tmp / file_stem(panel.task))
         _save(overview_figure(panels, colours, options), tmp / "overview")
+        _save(methods_figure(results, colours), tmp / "methods")
 
     return write_files(out_dir, write)

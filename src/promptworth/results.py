@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth.errors import PromptworthError
+from promptworth.method_specs import builtin_methods
 from promptworth.outputs import non_finite_key
 from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 
@@ -20,18 +21,19 @@ SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
     "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "flops", "finished_at",
+    "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
 )
 # Keys every record must have; ``NULLABLE`` ones may be null (head runs have no template, a
 # run may lack a test score or a known data seed).
 REQUIRED = ("task", "method", "model", "template_name", "train_size", "data_seed", "train_seed",
             "metric", "score", "dev_score", "best_step", "test", "timing")
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
-TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "finished_at"}
+TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "finished_at", "objective", "tuning"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
-                  "flops"}
+                  "flops", "trainable_params", "total_params", "step_s", "peak_rss_gb"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +99,16 @@ def read_record(path: Path) -> dict[str, Any]:
     if counted is not None and not isinstance(counted, dict):
         raise PromptworthError(f"{path}: key 'timing.flops' must be an object, got {counted!r}")
     numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
+    for key in ("steps", "train_s", "peak_rss_gb"):
+        numbers[f"timing.{key}"] = record["timing"].get(key)
+    # what trains (records from before methods had parts have neither)
+    parameters = record.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise PromptworthError(f"{path}: key 'parameters' must be an object, got {parameters!r}")
+    numbers.update({f"parameters.{name}": value for name, value in (parameters or {}).items()})
+    parts = record.get("method_parts")
+    if parts is not None and not (isinstance(parts, dict) and all(isinstance(parts.get(k), str) for k in ("objective", "tuning"))):
+        raise PromptworthError(f"{path}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
     for key, value in numbers.items():
         if value is not None and not _is_number(value):
             raise PromptworthError(f"{path}: key {key!r} must be a number, got {value!r}")
@@ -153,10 +165,32 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "process_s": _number(record["timing"].get("process_s")),
         "flops": _number(sum(record["timing"]["flops"].values())) if "flops" in record["timing"] else math.nan,
         "finished_at": record["timing"].get("finished_at") or "",
+        **_method_columns(record),
     }
     for name, value in record["test"].items():
         row[f"test_{name}"] = _number(value)
     return row
+
+
+def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What trains and what a step costs. Records from before methods had parts are of the
+    built-in prompt, head and null, which trained every weight: their parts are the registry's,
+    their parameter counts unknown."""
+    timing = record["timing"]
+    parts = record.get("method_parts")
+    if parts is None and record["method"] in builtin_methods():
+        spec = builtin_methods()[record["method"]]
+        parts = {"objective": spec.objective, "tuning": spec.tuning}
+    parameters = record.get("parameters") or {}
+    steps = timing.get("steps")
+    return {
+        "objective": (parts or {}).get("objective", ""),
+        "tuning": (parts or {}).get("tuning", ""),
+        "trainable_params": _number(parameters.get("trainable")),
+        "total_params": _number(parameters.get("total")),
+        "step_s": _number(timing["train_s"] / steps) if steps and timing.get("train_s") is not None else math.nan,
+        "peak_rss_gb": _number(timing.get("peak_rss_gb")),
+    }
 
 
 def split_changed(record: Mapping[str, Any]) -> bool:
@@ -220,7 +254,7 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     if dup.any():
         clash = [str(origin[i]) for i in table.index[dup]][:2]
         raise PromptworthError(f"the same run appears twice: {' and '.join(clash)}")
-    for column in ("data_seed", "best_step"):  # integers that may be missing
+    for column in ("data_seed", "best_step", "trainable_params", "total_params"):  # integers that may be missing
         table[column] = pd.array([None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64")
     test_columns = sorted(c for c in table.columns if c.startswith("test_"))
     table = table[[*BASE_COLUMNS, *test_columns]]

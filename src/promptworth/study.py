@@ -40,6 +40,13 @@ class SplitsConfig:
             return (self.k,)
         return self.sizes_by_task.get(task, self.sizes)
 
+    @property
+    def train_test_limit(self) -> int | None:
+        """The test subset that training runs draw themselves (the same seeded subset a ladder's
+        split files hold): LM-BFF's K-shot split files stay byte for byte theirs, whole test set
+        included, so a kshot study's runs take ``test_limit`` when they load the split."""
+        return self.test_limit if self.kind == "kshot" else None
+
 
 @dataclass(frozen=True)
 class StudyConfig:

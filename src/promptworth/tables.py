@@ -1,4 +1,5 @@
-"""Tables of the analysis: data advantage per task with error bars, and LM-BFF-style scores.
+"""Tables of the analysis: data advantage per task with error bars, LM-BFF-style scores, and the
+methods side by side (what trains, what a step costs, the scores).
 
 Each comes as a long CSV (numbers at full precision, for machines), a markdown table and a LaTeX
 ``tabular`` (rounded, for people). The markdown parses back with :func:`parse_markdown`.
@@ -15,7 +16,7 @@ import pandas as pd
 
 from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, table_order
+from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (
@@ -23,6 +24,8 @@ ADVANTAGE_COLUMNS = (
     "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
 )
 LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
+METHODS_COLUMNS = ("method", "objective", "tuning", "strategy", "trainable_params", "total_params", "step_s",
+                   "peak_rss_gb", "task", "train_size", "n_runs", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,13 @@ def latex(header: Sequence[str], rows: Sequence[Sequence[str]], label_columns: i
     return "\n".join(lines) + "\n"
 
 
+def grid_latex(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1, label_columns: int = 1) -> str:
+    """A table grid as LaTeX: the first ``text_columns`` cells of each row are text (escaped), the
+    others formatted numbers (:func:`_latex_cell`)."""
+    cells = [[latex_escape(c) for c in row[:text_columns]] + [_latex_cell(c) for c in row[text_columns:]] for row in rows]
+    return latex(header, cells, label_columns)
+
+
 def _latex_cell(text: str) -> str:
     """A formatted number cell in LaTeX: ± in math mode, the missing mark as --."""
     if text == MISSING:
@@ -161,13 +171,11 @@ def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def advantage_markdown(frame: pd.DataFrame) -> str:
-    header, rows = _advantage_grid(frame)
-    return markdown(header, rows)
+    return markdown(*_advantage_grid(frame))
 
 
 def advantage_latex(frame: pd.DataFrame) -> str:
-    header, rows = _advantage_grid(frame)
-    return latex(header, [[latex_escape(r[0]), *(_latex_cell(c) for c in r[1:])] for r in rows])
+    return grid_latex(*_advantage_grid(frame))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,13 +217,90 @@ def _lmbff_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def lmbff_markdown(frame: pd.DataFrame) -> str:
-    header, rows = _lmbff_grid(frame)
-    return markdown(header, rows)
+    return markdown(*_lmbff_grid(frame))
 
 
 def lmbff_latex(frame: pd.DataFrame) -> str:
-    header, rows = _lmbff_grid(frame)
-    return latex(header, [[latex_escape(r[0]), r[1], *(_latex_cell(c) for c in r[2:])] for r in rows], 2)
+    return grid_latex(*_lmbff_grid(frame), text_columns=2, label_columns=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The methods side by side: what trains, what a step costs, the scores
+
+
+def _median(values: pd.Series | None) -> float:
+    if values is None:
+        return math.nan
+    known = pd.to_numeric(values, errors="coerce").dropna()
+    return float(known.median()) if len(known) else math.nan
+
+
+def _one_text(values: pd.Series | None) -> str:
+    known = [v for v in dict.fromkeys(values.fillna("")) if v] if values is not None else []
+    return "/".join(map(str, known))
+
+
+def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
+    """Long table: per method, its parts and strategy, the median trainable and total parameters,
+    seconds per training step and peak memory over all its runs, then the mean and std of the score
+    per task and training size."""
+    tidy = check_tidy(results)
+    check_unique_runs(tidy)
+    rows = []
+    for method in table_order(list(dict.fromkeys(tidy["method"]))):
+        runs = tidy[tidy["method"] == method]
+        objective, tuning = _one_text(runs.get("objective")), _one_text(runs.get("tuning"))
+        known_parts = objective and tuning and "/" not in objective + tuning
+        facts = {
+            "method": method, "objective": objective, "tuning": tuning,
+            "strategy": MethodSpec(method, objective, tuning).strategy if known_parts else "",
+            "trainable_params": _median(runs.get("trainable_params")), "total_params": _median(runs.get("total_params")),
+            "step_s": _median(runs.get("step_s")), "peak_rss_gb": _median(runs.get("peak_rss_gb")),
+        }
+        for (task, size), group in runs.groupby(["task", "train_size"], sort=False):
+            scores = group["score"].to_numpy(dtype=float)
+            rows.append({**facts, "task": task, "train_size": int(size), "n_runs": len(scores),
+                         "mean": float(np.mean(scores)),
+                         "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan})
+    return pd.DataFrame(rows, columns=list(METHODS_COLUMNS))
+
+
+def format_count(value: float) -> str:
+    """A parameter count for people: ``134.5M``, ``184k``, ``1,152``; the mark where unknown."""
+    if _is_nan(value):
+        return MISSING
+    if value >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:,.0f}"
+
+
+def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Rows: methods; columns: the facts, then one score column per (task, size)."""
+    groups = list(dict.fromkeys(zip(frame["task"], frame["train_size"])))
+    header = ["method", "strategy", "trains", "share", "step s", "peak GB", *(f"{t} ({n})" for t, n in groups)]
+    rows = []
+    for method, runs in frame.groupby("method", sort=False):
+        first = runs.iloc[0]
+        share = first.trainable_params / first.total_params if first.total_params else math.nan
+        scores = {(r.task, r.train_size): format_score(r.mean, r.std) for r in runs.itertuples()}
+        rows.append([
+            str(method), first.strategy or MISSING, format_count(first.trainable_params),
+            MISSING if _is_nan(share) else f"{100 * share:.3g}%",
+            MISSING if _is_nan(first.step_s) else f"{first.step_s:.2f}",
+            MISSING if _is_nan(first.peak_rss_gb) else f"{first.peak_rss_gb:.1f}",
+            *(scores.get(g, MISSING) for g in groups),
+        ])
+    return header, rows
+
+
+def methods_markdown(frame: pd.DataFrame) -> str:
+    return markdown(*_methods_grid(frame))
+
+
+def methods_latex(frame: pd.DataFrame) -> str:
+    return grid_latex(*_methods_grid(frame), text_columns=4, label_columns=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,10 +312,14 @@ def table_texts(
     comparisons: Sequence[Comparison],
     options: AdvantageOptions = AdvantageOptions(),
 ) -> dict[str, str]:
-    """Texts of advantage.{md,tex,csv} and lmbff.{md,tex,csv}, by file name (nothing written here)."""
+    """Texts of advantage, lmbff and methods .{md,tex,csv}, by file name (nothing written here)."""
     adv = advantage_frame(advantage_results(results, comparisons, options))
     lmbff = lmbff_frame(results)
+    per_method = methods_frame(results)
     return {
+        "methods.csv": per_method.to_csv(index=False),
+        "methods.md": methods_markdown(per_method),
+        "methods.tex": methods_latex(per_method),
         "advantage.csv": adv.to_csv(index=False),
         "advantage.md": advantage_markdown(adv),
         "advantage.tex": advantage_latex(adv),

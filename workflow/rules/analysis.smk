@@ -45,6 +45,11 @@ rule tables:
             caption="../report/lmbff.rst",
             category="Tables",
         ),
+        methods=report(
+            f"{RESULTS}/tables/methods.md",
+            caption="../report/methods_table.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
@@ -66,6 +71,11 @@ rule figures:
         overview=report(
             f"{RESULTS}/figures/overview.png",
             caption="../report/overview.rst",
+            category="Figures",
+        ),
+        methods=report(
+            f"{RESULTS}/figures/methods.png",
+            caption="../report/methods.rst",
             category="Figures",
         ),
         per_task=report(

@@ -35,12 +35,18 @@ if not STUDY.runs_dir:
             # method's settings in TrainConfig's field order: reordering keys changes nothing
             training=lambda wc: STUDY.method_args(wc.method)
             + training_args(STUDY.training_for(wc.method)),
+            test_limit=(
+                ["--test-limit", STUDY.splits.train_test_limit]
+                if STUDY.splits.train_test_limit
+                else []
+            ),
             runs=lambda wc, output: runs_folder(output[0]),
             total=len(RUNS),
         shell:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
-            "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} --threads {threads} "
+            "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
+            "--threads {threads} "
             "--no-progress --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total}"
 
