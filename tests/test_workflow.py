@@ -51,6 +51,8 @@ SHIPPED_DAGS = {
     "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
     # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
     "method-defaults.yaml": {"kshot": 2, "train": 34, "advantage": 1, "costs": 1},
+    # 2 tasks x 5 published seeds (K = 16 splits), x 12 methods
+    "strategies.yaml": {"kshot": 10, "train": 120, "advantage": 1, "costs": 1},
 }
 
 
