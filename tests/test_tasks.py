@@ -189,8 +189,11 @@ def test_corrupt_download_leaves_nothing(data_dir, tmp_path):
     root = tmp_path / "cache"
     with pytest.raises(PromptworthError, match="corrupt"):
         sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": archive.as_uri()})
-    assert not (root / "original").exists()
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the download folder this call created is removed again
+    root.mkdir()
+    with pytest.raises(PromptworthError, match="corrupt"):
+        sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": archive.as_uri()})
+    assert list(root.iterdir()) == []  # one that existed stays, empty
 
 
 def test_unreachable_source_is_a_clear_error(tmp_path):
@@ -240,7 +243,7 @@ def test_a_download_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch, caps
     cache.write_text("not a folder")
     assert main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8",
                  "--out", str(tmp_path / "out")]) == 2
-    assert "promptworth: error: cannot create the download folder" in capsys.readouterr().err
+    assert "promptworth: error: cannot write downloaded data into" in capsys.readouterr().err
 
 
 def test_download_fallback_failure_is_one_line(tmp_path, monkeypatch, capsys):

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from promptworth.errors import PromptworthError
+from promptworth.outputs import publish_folder, staging_folder
 
 Kind = Literal["mlm", "causal"]
 
@@ -251,19 +250,15 @@ def convert_smollm2_with_probe(out: Path, gguf: Path | None = None) -> tuple[Pat
     model.config.name_or_path = SMOLLM2
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=torch.float32).eval()
-        _, got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(staging))
+    with staging_folder(out.parent, "the converted model") as staging:
+        built = staging / out.name
+        model.save_pretrained(built, safe_serialization=True)
+        tokenizer.save_pretrained(built)
+        reloaded = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32).eval()
+        _, got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(built))
         if got.shape != expected.shape or not torch.equal(got, expected):
             raise PromptworthError(
                 f"converted SmolLM2 gives different logits (max diff {(got - expected).abs().max():.3g})"
             )
-        staging.chmod(0o755)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        publish_folder(built, out)
     return out, probe_ids, expected

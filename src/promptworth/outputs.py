@@ -122,6 +122,38 @@ def write_json(path: str | Path, value: Any) -> None:
         tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+@contextlib.contextmanager
+def staging_folder(parent: str | Path, what: str) -> Iterator[Path]:
+    """A temporary folder inside ``parent`` to build outputs in, removed when the block ends
+    whatever happens; finished results leave it through :func:`publish_folder` (or a move of
+    their own). ``parent`` is probed for writing first; if this call created it and nothing
+    was published into it, it is removed again."""
+    parent = Path(parent)
+    created = not parent.exists()
+    with writable_folder(parent, what):
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+
+
+def publish_folder(staged: str | Path, final: str | Path) -> Path:
+    """Move a finished folder (built in a :func:`staging_folder` of the same file system) into
+    place, replacing an older copy; the folder gets a plain folder's mode (mkdtemp makes 0700)."""
+    staged, final = Path(staged), Path(final)
+    if final.exists() and not final.is_dir():
+        raise PromptworthError(f"{final} is a file, not a folder")
+    staged.chmod(0o777 & ~_umask())
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staged, final)
+    return final
+
+
 def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path]:
     """Call ``write(tmp_dir)`` and move what it wrote into ``out_dir`` only if it succeeds.
 
@@ -130,17 +162,12 @@ def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PromptworthError(f"{out_dir} is a file, not a folder")
-    parent = out_dir.resolve().parent
-    with writable_folder(parent, f"the folder {out_dir.name}"):
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-        try:
-            write(tmp_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            written = []
-            for item in sorted(tmp_dir.iterdir()):
-                target = out_dir / item.name
-                os.replace(item, target)
-                written.append(target)
-            return written
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+    with staging_folder(out_dir.resolve().parent, f"the folder {out_dir.name}") as tmp_dir:
+        write(tmp_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for item in sorted(tmp_dir.iterdir()):
+            target = out_dir / item.name
+            os.replace(item, target)
+            written.append(target)
+        return written

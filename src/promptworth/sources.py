@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptworth.errors import PromptworthError
+from promptworth.outputs import staging_folder
 
 if TYPE_CHECKING:
     from promptworth.tasks import TaskSpec
@@ -223,12 +223,7 @@ def download_task(task: TaskSpec, root: Path, urls: dict[str, str] | None = None
     Files are unpacked into a temporary folder and moved into place only once all are verified.
     """
     urls = urls or {}
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PromptworthError(f"cannot create the download folder {root}: {exc.strerror or exc}") from None
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        staging = Path(tmp)
+    with staging_folder(root, "downloaded data") as staging:
         if task.family == "lmbff":
             url = urls.get("lmbff", LMBFF_ARCHIVE_URL)
             archive = _fetch(url, staging / "datasets.tar")

@@ -12,14 +12,11 @@ Both get a ``manifest.json``: what the split is, the sha256 of every file and of
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import datasets
 import numpy as np
@@ -27,7 +24,7 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.outputs import writable_folder
+from promptworth.outputs import publish_folder, staging_folder
 from promptworth.sources import (
     MANIFEST,
     SplitChecksums,
@@ -61,32 +58,6 @@ def check_seed(seed: int, what: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
         raise PromptworthError(f"{what} must be an integer from {low} to {high}, got {seed!r}")
     return seed
-
-
-@contextlib.contextmanager
-def staged_dir(parent: Path) -> Iterator[Path]:
-    """A temporary folder under ``parent``, removed when the block ends (whatever happens).
-
-    ``parent`` itself is removed again if this call created it and nothing was published into it
-    (and so are the folders above it created with it, if the block fails).
-    """
-    created = not parent.exists()
-    with writable_folder(parent, "splits"):
-        tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-        try:
-            yield tmp
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if created and not any(parent.iterdir()):
-                parent.rmdir()
-
-
-def publish(staged: Path, final: Path) -> None:
-    """Move a finished folder into place, replacing an older copy."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    staged.rename(final)
 
 
 def write_manifest(folder: Path, info: dict[str, Any], sources: dict[str, Path]) -> None:
@@ -235,14 +206,14 @@ def kshot(
         specs = [spec for spec in specs if (root / spec.dir / spec.file_name("pool")).is_file()]
     out = Path(out)
     results: dict[str, dict[int, Path]] = {}
-    with staged_dir(out) as staging:
+    with staging_folder(out, "splits") as staging:
         for spec in specs:
             sampler = _kshot_csv if spec.format == "csv" else _kshot_tsv
             results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds)
         for name, folders in results.items():
             for seed, folder in folders.items():
                 final = out / name / folder.name
-                publish(folder, final)
+                publish_folder(folder, final)
                 folders[seed] = final
     return results
 
@@ -343,7 +314,7 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
     sources = {f"{task.dir}/{task.file_name(s)}": task_file(task, task.file_name(s), root) for s in ("pool", "eval")}
     out = Path(out)
     written = {}
-    with staged_dir(out) as staging:
+    with staging_folder(out, "splits") as staging:
         for size in spec.sizes:
             train_idx, dev_idx = ladder_indices(len(pool), spec, size)
             folder = staging / size_dir_name(size, spec.data_seed)
@@ -368,7 +339,7 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
             written[size] = folder
         for size, folder in written.items():
             final = out / folder.name
-            publish(folder, final)
+            publish_folder(folder, final)
             written[size] = final
     return written
 

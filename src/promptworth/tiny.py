@@ -12,14 +12,13 @@ Their scores mean nothing.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from promptworth.errors import PromptworthError
+from promptworth.outputs import publish_folder, staging_folder
 
 POSITIVE = ["good", "great", "fun", "lovely", "superb", "wonderful", "charming", "bright"]
 NEGATIVE = ["bad", "terrible", "dull", "awful", "boring", "poor", "ugly", "grim"]
@@ -111,14 +110,8 @@ def build_tiny_model(kind: str, out: Path) -> Path:
     tokenizer = _wordlevel(kind) if kind in ("bert", "roberta") else _bytelevel()
     model = _model(kind, len(tokenizer), tokenizer)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    with staging_folder(out.parent, "the tiny model") as staging:
+        built = staging / out.name
+        model.save_pretrained(built)
+        tokenizer.save_pretrained(built)
+        return publish_folder(built, out)
