@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from promptworth import sources, splits
+from promptworth import records, sources, splits
 from promptworth.errors import PromptworthError
 from promptworth.outputs import write_csv
 from promptworth.results import BASE_COLUMNS, collect, read_record, read_table
@@ -311,3 +312,24 @@ def test_the_table_names_each_runs_parts_parameters_step_time_and_memory(tmp_pat
     collect([tmp_path / "r"]).to_csv(out, index=False)
     assert "460800," in out.read_text() and "460800.0" not in out.read_text()  # counts stay integers
     assert read_table(out).set_index("method").loc["prompt-lora", "tuning"] == "lora"
+
+
+def test_docs_describe_every_key_of_the_record_definition() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text(encoding="utf-8")
+    section = text.split("## Run record")[1].split("\n## ")[0]
+    assert not [key.name for key in records.KEYS if not re.search(rf"\b{key.name}\b", section)]
+
+
+def test_training_writes_only_what_the_analysis_reads() -> None:
+    written = {key.name: record()[key.name] if key.name in record() else None for key in records.KEYS}
+    written.update(schema_version=records.SCHEMA_VERSION, model_sha256="ab", model_kind="mlm", dev_size=32,
+                   test_size=300, train_loss={"first": 0.7, "last": 0.2, "mean_last_10": 0.3},
+                   method_parts={"objective": "prompt", "tuning": "full", "options": {}},
+                   parameters={"trainable": 5, "total": 5})
+    assert list(records.finish(dict(reversed(written.items())))) == [key.name for key in records.KEYS]
+    with pytest.raises(PromptworthError, match="key 'train_size' must be an integer"):
+        records.finish({**written, "train_size": "32"})
+    with pytest.raises(PromptworthError, match="non-finite number .* at train_loss.last; no record is written"):
+        records.finish({**written, "train_loss": {"last": float("nan")}})
+    with pytest.raises(AssertionError, match="missing \\['device'\\], unknown \\['extra'\\]"):
+        records.finish({**{k: v for k, v in written.items() if k != "device"}, "extra": 1})

@@ -1,6 +1,7 @@
 """Run records (one JSON per training run) -> the tidy results table, one row per run.
 
-The record schema and the table's columns are in ``docs/contracts.md``.
+The record is defined in :mod:`promptworth.records`; the table's columns here; both are
+described in ``docs/contracts.md``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,18 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth.errors import PromptworthError
+from promptworth import records
 from promptworth.method_specs import builtin_methods
-from promptworth.outputs import non_finite_key
 from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 
-SCHEMA_VERSIONS = (1, 2)  # 2: the model named by model_sha256, no machine paths
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
     "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "flops", "finished_at",
     "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
 )
-# Keys every record must have; ``NULLABLE`` ones may be null (head runs have no template, a
-# run may lack a test score or a known data seed).
-REQUIRED = ("task", "method", "model", "template_name", "train_size", "data_seed", "train_seed",
-            "metric", "score", "dev_score", "best_step", "test", "timing")
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
 TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "finished_at", "objective", "tuning"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
-NULLABLE = {"template_name", "data_seed", "score", "dev_score", "best_step"}
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
                   "flops", "trainable_params", "total_params", "step_s", "peak_rss_gb"}
@@ -58,7 +53,7 @@ def find_run_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """One run record, checked: an object with a known schema_version and every required key."""
+    """One run record, read and checked (:func:`promptworth.records.check`)."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -67,73 +62,13 @@ def read_record(path: Path) -> dict[str, Any]:
         raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except RecursionError:
         raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
-    if not isinstance(record, dict):
-        raise PromptworthError(f"{path}: a run record must be a JSON object")
-    if "schema_version" not in record:
-        raise PromptworthError(f"{path}: missing key 'schema_version' (not a run record?)")
-    if record["schema_version"] not in SCHEMA_VERSIONS:
-        raise PromptworthError(
-            f"{path}: unknown schema_version {record['schema_version']!r} "
-            f"(this promptworth reads {', '.join(map(str, SCHEMA_VERSIONS))})"
-        )
-    for key in REQUIRED:
-        if key not in record:
-            raise PromptworthError(f"{path}: missing key {key!r}")
-        if record[key] is None and key not in NULLABLE:
-            raise PromptworthError(f"{path}: key {key!r} is null")
-    if not isinstance(record["test"], dict):
-        raise PromptworthError(f"{path}: key 'test' must be an object of metric values")
-    if not isinstance(record["timing"], dict) or "wall_s" not in record["timing"]:
-        raise PromptworthError(f"{path}: missing key 'timing.wall_s'")
-    for key in ("train_size", "train_seed", "data_seed", "best_step"):
-        if not _is_int(record[key]) and not (key in NULLABLE and record[key] is None):
-            raise PromptworthError(f"{path}: key {key!r} must be an integer, got {record[key]!r}")
-    for key in ("score", "dev_score"):
-        if record[key] is not None and not _is_number(record[key]):
-            raise PromptworthError(f"{path}: key {key!r} must be a number, got {record[key]!r}")
-    numbers = {f"test.{name}": value for name, value in record["test"].items()}
-    numbers["timing.wall_s"] = record["timing"]["wall_s"]
-    # the run's cost (records from before they were counted have neither)
-    numbers["timing.process_s"] = record["timing"].get("process_s")
-    counted = record["timing"].get("flops")
-    if counted is not None and not isinstance(counted, dict):
-        raise PromptworthError(f"{path}: key 'timing.flops' must be an object, got {counted!r}")
-    numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
-    for key in ("steps", "train_s", "peak_rss_gb"):
-        numbers[f"timing.{key}"] = record["timing"].get(key)
-    # what trains (records from before methods had parts have neither)
-    parameters = record.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise PromptworthError(f"{path}: key 'parameters' must be an object, got {parameters!r}")
-    numbers.update({f"parameters.{name}": value for name, value in (parameters or {}).items()})
-    parts = record.get("method_parts")
-    if parts is not None and not (isinstance(parts, dict) and all(isinstance(parts.get(k), str) for k in ("objective", "tuning"))):
-        raise PromptworthError(f"{path}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
-    for key, value in numbers.items():
-        if value is not None and not _is_number(value):
-            raise PromptworthError(f"{path}: key {key!r} must be a number, got {value!r}")
-    for key in ("split_dir", "split_manifest_sha256"):
-        if record.get(key) is not None and not isinstance(record[key], str):
-            raise PromptworthError(f"{path}: key {key!r} must be a string, got {record[key]!r}")
-    # json.loads reads NaN, Infinity and 1e999 as floats: a diverged or hand-edited record
-    bad = non_finite_key(record)
-    if bad is not None:
-        raise PromptworthError(f"{path}: key {bad!r} is not a finite number (NaN or infinite)")
-    return record
+    return records.check(record, str(path))
 
 
 def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (pandas' parser errors span several)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _number(value: Any) -> float:

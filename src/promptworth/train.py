@@ -30,9 +30,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from promptworth import __version__, flops, metrics, models
+from promptworth import __version__, flops, metrics, models, records
 from promptworth.errors import PromptworthError
-from promptworth.outputs import non_finite_key
 from promptworth.method_specs import MethodSpec
 from promptworth.methods import Batch, Feature, Method, build_method, to_device
 from promptworth.sources import manifest_sha256
@@ -40,7 +39,6 @@ from promptworth.tasks import TaskSpec, get_task
 from promptworth.workers import process_age_s
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 
-SCHEMA_VERSION = 2  # 2: the model is named by the sha256 of its weights; no machine paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,7 +454,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     wall_s = time.perf_counter() - wall_start
     data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
     record = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": records.SCHEMA_VERSION,
         "task": task.name,
         "method": method.name,
         "model": backbone.ref.name,
@@ -503,10 +501,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "versions": versions(),
         "git_commit": git_commit(),
     }
-    bad = non_finite_key(record)
-    if bad is not None:  # e.g. a loss that overflowed; JSON would carry a number that means nothing
-        raise PromptworthError(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
-    return record
+    return records.finish(record)
 
 
 def study_relative(path: Path) -> str:

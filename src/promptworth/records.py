@@ -1,0 +1,152 @@
+"""The run record: one JSON file per training run, the contract between training and analysis.
+
+This module is its one definition: the keys a record holds, in order, with their types
+(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.train` builds a record and
+passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.results` checks a
+record it reads back (:func:`check`), so that nothing is written that the analysis would refuse.
+docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from promptworth.errors import PromptworthError
+from promptworth.outputs import non_finite_key
+
+SCHEMA_VERSION = 2  # what training writes; 2: the model named by model_sha256, no machine paths
+READABLE_VERSIONS = (1, 2)  # what the analysis reads (1: the model's folder in model_path)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A top-level key: its JSON type, whether it may be null, and whether a record read back must
+    have it (older records lack the keys added since; training always writes every key)."""
+
+    name: str
+    kind: str  # int, number, string, object, list
+    nullable: bool = False
+    needed: bool = False
+
+
+KEYS: tuple[Key, ...] = (
+    Key("schema_version", "int", needed=True),
+    Key("task", "string", needed=True),
+    Key("method", "string", needed=True),
+    Key("model", "string", needed=True),
+    Key("model_sha256", "string", nullable=True),
+    Key("model_kind", "string"),
+    Key("method_parts", "object"),
+    Key("parameters", "object"),
+    Key("template", "string", nullable=True),
+    Key("template_name", "string", nullable=True, needed=True),
+    Key("verbalizer", "object", nullable=True),
+    Key("train_size", "int", needed=True),
+    Key("dev_size", "int"),
+    Key("test_size", "int"),
+    Key("data_seed", "int", nullable=True, needed=True),
+    Key("train_seed", "int", needed=True),
+    Key("split_dir", "string", nullable=True),
+    Key("split_manifest_sha256", "string", nullable=True),
+    Key("hyperparameters", "object"),
+    Key("dev_curve", "list"),
+    Key("best_step", "int", nullable=True, needed=True),
+    Key("dev_score", "number", nullable=True, needed=True),
+    Key("metric", "string", needed=True),
+    Key("test", "object", needed=True),
+    Key("score", "number", nullable=True, needed=True),
+    Key("train_loss", "object"),
+    Key("timing", "object", needed=True),
+    Key("device", "string"),
+    Key("precision", "string"),
+    Key("versions", "object"),
+    Key("git_commit", "string", nullable=True),
+)
+# The numbers of ``timing`` the analysis reads (records from before one was counted lack it).
+TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KIND_CHECKS = {
+    "int": (_is_int, "an integer"),
+    "number": (_is_number, "a number"),
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+
+
+def check(record: Any, where: str) -> dict[str, Any]:
+    """``record`` if it is a run record the analysis can read, else one error naming ``where``
+    (the file) and the key."""
+    if not isinstance(record, dict):
+        raise PromptworthError(f"{where}: a run record must be a JSON object")
+    if "schema_version" not in record:
+        raise PromptworthError(f"{where}: missing key 'schema_version' (not a run record?)")
+    if record["schema_version"] not in READABLE_VERSIONS:
+        raise PromptworthError(
+            f"{where}: unknown schema_version {record['schema_version']!r} "
+            f"(this promptworth reads {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    for key in KEYS:
+        if key.name not in record:
+            if key.needed:
+                raise PromptworthError(f"{where}: missing key {key.name!r}")
+            continue
+        value = record[key.name]
+        if value is None:
+            if not key.nullable:
+                raise PromptworthError(f"{where}: key {key.name!r} is null")
+            continue
+        is_kind, kind = _KIND_CHECKS[key.kind]
+        if not is_kind(value):
+            raise PromptworthError(f"{where}: key {key.name!r} must be {kind}, got {value!r}")
+    _check_nested(record, where)
+    # json.loads reads NaN, Infinity and 1e999 as floats: a diverged or hand-edited record
+    bad = non_finite_key(record)
+    if bad is not None:
+        raise PromptworthError(f"{where}: key {bad!r} is not a finite number (NaN or infinite)")
+    return record
+
+
+def _check_nested(record: Mapping[str, Any], where: str) -> None:
+    """The nested numbers the analysis reads: test metrics, costs, parameter counts; the parts."""
+    timing = record["timing"]
+    if "wall_s" not in timing:
+        raise PromptworthError(f"{where}: missing key 'timing.wall_s'")
+    counted = timing.get("flops")
+    if counted is not None and not isinstance(counted, dict):
+        raise PromptworthError(f"{where}: key 'timing.flops' must be an object, got {counted!r}")
+    numbers = {f"test.{name}": value for name, value in record["test"].items()}
+    numbers.update({f"timing.{name}": timing.get(name) for name in TIMING_NUMBERS})
+    numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
+    numbers.update({f"parameters.{name}": value for name, value in (record.get("parameters") or {}).items()})
+    for key, value in numbers.items():
+        if value is not None and not _is_number(value):
+            raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
+    parts = record.get("method_parts")
+    if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
+        raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+
+
+def finish(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record training is about to write: every key of :data:`KEYS` and no other, in their
+    order, passing the analysis's own check; a NaN or infinite number anywhere is an error."""
+    bad = non_finite_key(dict(record))
+    if bad is not None:  # e.g. a loss that overflowed; JSON would carry a number that means nothing
+        raise PromptworthError(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
+    names = [key.name for key in KEYS]
+    missing, unknown = [n for n in names if n not in record], sorted(set(record) - set(names))
+    if missing or unknown:  # a programming error: the writer and this definition disagree
+        raise AssertionError(f"run record keys differ from records.KEYS: missing {missing}, unknown {unknown}")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise AssertionError(f"training writes schema_version {SCHEMA_VERSION}, not {record['schema_version']!r}")
+    return check({name: record[name] for name in names}, "the run record")
