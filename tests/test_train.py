@@ -11,7 +11,7 @@ import pytest
 import torch
 from tiny_models import sentiment_split, tiny_model
 
-from promptworth import methods, train
+from promptworth import method_specs, methods, train
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 
@@ -296,19 +296,26 @@ def test_metrics():
 
 @pytest.mark.smollm2
 @pytest.mark.slow
-def test_smollm2_trains_on_sst2_kshot(smollm2_dir, data_dir, tmp_path):
+def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, data_dir, tmp_path):
+    """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
+    parameter counts are those ``promptworth methods --model`` lists."""
+    from promptworth.cli.models import method_rows
+
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
         pytest.skip("SST-2 K-shot split not in the data mirror")
-    for method in ("prompt", "head"):
-        out = tmp_path / f"{method}.json"
-        argv = ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(smollm2_dir),
-                "--seed", "1", "--out", str(out), "--max-steps", "2", "--eval-every", "2", "--test-limit", "16",
-                "--no-progress", "--threads", "2"]
-        assert main(argv) == 0
+    listed = {row["method"]: row["parameters"] for row in method_rows(str(smollm2_dir), "SST-2")}
+    for spec in method_specs.BUILTINS:
+        out = tmp_path / f"{spec.name}.json"
+        argv = ["train", "--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model",
+                str(smollm2_dir), "--seed", "1", "--out", str(out), "--max-steps", "1", "--eval-every", "1",
+                "--test-limit", "8", "--no-progress", "--threads", "2"]
+        assert main(argv) == 0, spec.name
         record = json.loads(out.read_text())
-        assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 16
-        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == 2
+        assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
+        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == 1
+        assert record["parameters"] == listed[spec.name], spec.name
+        assert record["method_parts"]["tuning"] == spec.tuning
 
 
 def test_best_state_snapshot_restores_tied_weights():
