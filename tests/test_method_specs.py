@@ -62,7 +62,7 @@ def test_a_study_defines_a_method_inline_and_overrides_training_per_method():
     assert plan.method_args("prompt-lora-r4") == ["--objective", "prompt", "--tuning", "lora", "--option", "r=4"]
     assert plan.method_args("prompt") == []
     assert plan.training_for("prompt") == plan.training  # a built-in without defaults: the study's settings
-    assert plan.training_for("prompt-lora-r4")["learning_rate"] == 5e-4  # the tuning's default beats `training`
+    assert plan.training_for("prompt-lora-r4")["learning_rate"] == 2e-3  # the tuning's default beats `training`
     assert plan.training_for("head-probe")["learning_rate"] == 0.05  # training_by_method beats both
     assert {r.method for r in study.plan(plan)} == set(plan.methods)
 
@@ -121,4 +121,4 @@ def test_methods_verb_lists_every_builtin(capsys):
     assert [r["method"] for r in rows] == [spec.name for spec in method_specs.BUILTINS]
     lora = next(r for r in rows if r["method"] == "prompt-lora")
     assert lora["objective"] == "prompt" and lora["tuning"] == "lora" and lora["options"]["r"] == 8
-    assert lora["training"] == {"learning_rate": 5e-4} and lora["strategy"] == "fixed-prompt LM tuning"
+    assert lora["training"] == {"learning_rate": 2e-3} and lora["strategy"] == "fixed-prompt LM tuning"
