@@ -113,8 +113,10 @@ def study_outputs():
     return [
         f"{RESULTS}/runs.csv",
         f"{RESULTS}/tables/advantage.md",
+        f"{RESULTS}/tables/methods.md",
         *(f"{RESULTS}/advantage/{t}-vs-{b}.json" for t, b in STUDY.comparisons),
         f"{RESULTS}/figures/overview.png",
+        f"{RESULTS}/figures/methods.png",
         # the training jobs' costs (a study that reads runs_dir trains nothing: no costs)
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
     ]
