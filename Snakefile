@@ -24,6 +24,14 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 
 
+# Before the first job (not in a dry run): what the study will do and, from its finished runs, how long.
+onstart:
+    print(
+        plan_summary(STUDY, [Path(f) for f in run_files()], runs_at_once()),
+        file=sys.stderr,
+    )
+
+
 localrules:
     all,
     runs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -192,3 +193,28 @@ def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(
         else:
             assert not any("--test-limit" in line for line in trains)
             assert splits and all("--test-limit 300 " in line for line in splits)
+
+
+def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
+    from promptworth.study import plan_summary
+
+    study = load_study(copy.deepcopy(DEFAULT), SCHEMA)
+    files = [tmp_path / f"run{i}.json" for i in range(6)]
+    assert "estimate: none yet" in plan_summary(study, files, 2)
+    for path, seconds in zip(files, (30.0, 50.0, 40.0)):
+        path.write_text(json.dumps({"timing": {"wall_s": seconds - 5, "process_s": seconds}}))
+    text = plan_summary(study, files, 2)
+    assert "6 runs: 3 finished, 3 to train" in text
+    assert "~1 min (3 runs x 40 s, the median of the finished ones, 2 at a time)" in text  # 3 x 40 / 2 = 60 s
+    files[3].write_text("{not json")  # an unreadable record still counts as finished, without a time
+    assert "4 finished, 2 to train" in plan_summary(study, files, 1)
+
+
+def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
+    args = ("--configfile", str(REPO / "config" / "tiny.yaml"), "--config", f"results_dir={tmp_path}/tiny")
+    dry = snakemake("-n", *args, "--", "prepare")
+    assert dry.returncode == 0 and "[promptworth] plan:" not in dry.stdout + dry.stderr
+    real = snakemake(*args, "--", "prepare")
+    assert real.returncode == 0, real.stderr
+    assert "[promptworth] plan: 2 task(s) (SST-2, CB), 2 method(s)" in real.stderr
+    assert "[promptworth] 16 runs: 0 finished, 16 to train" in real.stderr

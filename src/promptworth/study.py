@@ -7,9 +7,10 @@ compared methods are run). Either failure is one line naming the offending key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jsonschema
 import yaml
@@ -252,6 +253,38 @@ def plan(study: StudyConfig) -> list[Run]:
         for method in study.methods_for(task)
         for train_seed in study.train_seeds
     ]
+
+
+def _run_seconds(record_file: Path) -> float | None:
+    """What a finished run took (its process time, else its wall time), if its record says."""
+    try:
+        timing = json.loads(record_file.read_text(encoding="utf-8")).get("timing", {})
+        seconds = timing.get("process_s") or timing.get("wall_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+
+
+def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int) -> str:
+    """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
+    and how many are still to train, and an estimate from the runs already finished (their median
+    time, ``at_once`` side by side), where there are some."""
+    done = [path for path in record_files if path.is_file()]
+    left = len(record_files) - len(done)
+    lines = [
+        f"[promptworth] plan: {len(study.tasks)} task(s) ({', '.join(study.tasks)}), "
+        f"{len(study.methods)} method(s), {study.model}",
+        f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
+    ]
+    seconds = sorted(s for s in map(_run_seconds, done) if s is not None)
+    if left and seconds:
+        median = seconds[len(seconds) // 2]
+        minutes = left * median / max(1, at_once) / 60
+        lines.append(f"[promptworth] estimate: ~{minutes:.0f} min ({left} runs x {median:.0f} s, the median of the "
+                     f"finished ones, {max(1, at_once)} at a time)")
+    elif left:
+        lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
+    return "\n".join(lines)
 
 
 def model_label(model: str) -> str:

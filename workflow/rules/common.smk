@@ -5,7 +5,7 @@ from pathlib import Path
 from promptworth.errors import PromptworthError
 from promptworth.method_specs import NAME_PATTERN
 from promptworth.models import MODELS_DIR, SHORT_NAMES, SMOLLM2
-from promptworth.study import load_study, model_label, plan
+from promptworth.study import load_study, model_label, plan, plan_summary
 from promptworth.train_config import training_args
 
 try:
@@ -120,3 +120,12 @@ def study_outputs():
         # the training jobs' costs (a study that reads runs_dir trains nothing: no costs)
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
     ]
+
+
+def runs_at_once():
+    """How many training jobs run side by side: the cores over a training job's threads."""
+    threads = workflow.resource_settings.overwrite_threads.get(
+        "train", STUDY.resources.get("threads", 2)
+    )
+    threads = int(getattr(threads, "value", threads))
+    return max(1, (workflow.resource_settings.cores or 1) // max(1, threads))
