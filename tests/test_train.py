@@ -62,7 +62,9 @@ def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, cap
     del argv[argv.index("--learning-rate"):argv.index("--learning-rate") + 2]
     assert main(argv) == 0
     probe = json.loads((tmp_path / "probe.json").read_text())
-    assert probe["method"] == "head-probe" and probe["hyperparameters"]["learning_rate"] == 1e-3  # its default
+    default = method_specs.builtin_methods()["head-probe"].training_defaults()["learning_rate"]
+    assert default != train.TrainConfig().learning_rate  # the probe has a rate of its own
+    assert probe["method"] == "head-probe" and probe["hyperparameters"]["learning_rate"] == default
     assert probe["method_parts"] == {"objective": "head", "tuning": "frozen", "options": {}}
     capsys.readouterr()
     assert main(["methods", "--model", model, "--json"]) == 0
