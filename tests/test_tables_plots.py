@@ -272,6 +272,7 @@ def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
     lora_rows = frame[frame["method"] == "prompt-lora"]
     assert set(lora_rows["strategy"]) == {"fixed-prompt LM tuning"} and set(lora_rows["trainable_params"]) == {10}
     assert set(lora_rows["step_s"]) == {0.5}
+    assert set(lora_rows["share"]) == {0.01}
     cb10 = data[(data["task"] == "CB") & (data["method"] == "head") & (data["train_size"] == 40)]["score"]
     row = frame[(frame["method"] == "head") & (frame["task"] == "CB") & (frame["train_size"] == 40)].iloc[0]
     assert row["mean"] == pytest.approx(cb10.mean()) and row["std"] == pytest.approx(cb10.std(ddof=0))

@@ -27,6 +27,7 @@ from promptworth.advantage import (
 from promptworth.errors import PromptworthError
 from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 from promptworth.outputs import write_files
+from promptworth.tables import methods_frame
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -168,21 +169,15 @@ def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: Advanta
     return fig
 
 
-def _trained_share(runs: pd.DataFrame) -> float:
-    if "trainable_params" not in runs or "total_params" not in runs:
-        return math.nan
-    share = pd.to_numeric(runs["trainable_params"], errors="coerce") / pd.to_numeric(runs["total_params"], errors="coerce")
-    share = share.dropna()
-    return float(share.median()) if len(share) else math.nan
-
-
 def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
     """One panel per task at its largest training size: every run of every method as a point, the
     mean and standard deviation as a bar; methods from left to right by the share of the model
     they train (unknown shares last, in the registry's order)."""
     tidy = check_tidy(results)
     tasks = list(dict.fromkeys(tidy["task"]))
-    shares = {m: _trained_share(tidy[tidy["method"] == m]) for m in display_order(list(dict.fromkeys(tidy["method"])))}
+    # the share each method trains, as the methods table states it
+    per_method = methods_frame(results).drop_duplicates("method").set_index("method")["share"]
+    shares = {m: float(per_method[m]) for m in display_order(list(dict.fromkeys(tidy["method"])))}
     order = sorted(shares, key=lambda m: (math.isnan(shares[m]), shares[m] if not math.isnan(shares[m]) else 0.0))
     ncols = min(2, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from promptworth.errors import PromptworthError
 from promptworth import records
+from promptworth.errors import PromptworthError
 from promptworth.method_specs import builtin_methods
 from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 
@@ -113,9 +113,9 @@ def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
     their parameter counts unknown."""
     timing = record["timing"]
     parts = record.get("method_parts")
-    if parts is None and record["method"] in builtin_methods():
-        spec = builtin_methods()[record["method"]]
-        parts = {"objective": spec.objective, "tuning": spec.tuning}
+    builtin = builtin_methods().get(record["method"])
+    if parts is None and builtin is not None:
+        parts = {"objective": builtin.objective, "tuning": builtin.tuning}
     parameters = record.get("parameters") or {}
     steps = timing.get("steps")
     return {

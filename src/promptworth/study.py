@@ -278,10 +278,9 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
     ]
     seconds = sorted(s for s in map(_run_seconds, done) if s is not None)
     if left and seconds:
-        median = seconds[len(seconds) // 2]
-        minutes = left * median / max(1, at_once) / 60
-        lines.append(f"[promptworth] estimate: ~{minutes:.0f} min ({left} runs x {median:.0f} s, the median of the "
-                     f"finished ones, {max(1, at_once)} at a time)")
+        median, at_once = seconds[len(seconds) // 2], max(1, at_once)
+        lines.append(f"[promptworth] estimate: ~{left * median / at_once / 60:.0f} min ({left} runs x {median:.0f} s, "
+                     f"the median of the finished ones, {at_once} at a time)")
     elif left:
         lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
     return "\n".join(lines)

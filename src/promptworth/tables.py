@@ -24,8 +24,8 @@ ADVANTAGE_COLUMNS = (
     "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
 )
 LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
-METHODS_COLUMNS = ("method", "objective", "tuning", "strategy", "trainable_params", "total_params", "step_s",
-                   "peak_rss_gb", "task", "train_size", "n_runs", "mean", "std")
+METHODS_COLUMNS = ("method", "objective", "tuning", "strategy", "trainable_params", "total_params", "share",
+                   "step_s", "peak_rss_gb", "task", "train_size", "n_runs", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -241,9 +241,9 @@ def _one_text(values: pd.Series | None) -> str:
 
 
 def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
-    """Long table: per method, its parts and strategy, the median trainable and total parameters,
-    seconds per training step and peak memory over all its runs, then the mean and std of the score
-    per task and training size."""
+    """Long table: per method, its parts and strategy, the median trainable and total parameters
+    and the share of the model that trains, seconds per training step and peak memory over all its
+    runs, then the mean and std of the score per task and training size."""
     tidy = check_tidy(results)
     check_unique_runs(tidy)
     rows = []
@@ -251,10 +251,11 @@ def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
         runs = tidy[tidy["method"] == method]
         objective, tuning = _one_text(runs.get("objective")), _one_text(runs.get("tuning"))
         known_parts = objective and tuning and "/" not in objective + tuning
+        trainable, total = _median(runs.get("trainable_params")), _median(runs.get("total_params"))
         facts = {
             "method": method, "objective": objective, "tuning": tuning,
             "strategy": MethodSpec(method, objective, tuning).strategy if known_parts else "",
-            "trainable_params": _median(runs.get("trainable_params")), "total_params": _median(runs.get("total_params")),
+            "trainable_params": trainable, "total_params": total, "share": trainable / total if total else math.nan,
             "step_s": _median(runs.get("step_s")), "peak_rss_gb": _median(runs.get("peak_rss_gb")),
         }
         for (task, size), group in runs.groupby(["task", "train_size"], sort=False):
@@ -283,11 +284,10 @@ def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for method, runs in frame.groupby("method", sort=False):
         first = runs.iloc[0]
-        share = first.trainable_params / first.total_params if first.total_params else math.nan
         scores = {(r.task, r.train_size): format_score(r.mean, r.std) for r in runs.itertuples()}
         rows.append([
             str(method), first.strategy or MISSING, format_count(first.trainable_params),
-            MISSING if _is_nan(share) else f"{100 * share:.3g}%",
+            MISSING if _is_nan(first.share) else f"{100 * first.share:.3g}%",
             MISSING if _is_nan(first.step_s) else f"{first.step_s:.2f}",
             MISSING if _is_nan(first.peak_rss_gb) else f"{first.peak_rss_gb:.1f}",
             *(scores.get(g, MISSING) for g in groups),

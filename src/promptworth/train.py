@@ -40,7 +40,6 @@ from promptworth.workers import process_age_s
 from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Hardware
 

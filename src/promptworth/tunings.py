@@ -197,8 +197,9 @@ def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
 
 
 def backbone_states(model: torch.nn.Module, base: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The backbone's last hidden states of ``inputs``; with a soft prompt, the prompt's vectors
-    go before each sequence and their states are dropped again, so positions stay the input's."""
+    """The backbone's last hidden states of ``inputs``; with a prefix, every token also attends to
+    its keys and values; with a soft prompt, the prompt's vectors go before each sequence and their
+    states are dropped again, so positions stay the input's."""
     prefix = getattr(model, "prefix", None)
     if prefix is not None:  # every token also attends to the prefix's keys and values
         mask = inputs["attention_mask"]
