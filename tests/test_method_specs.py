@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth import method_specs, study
+from promptworth import study
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -41,7 +42,7 @@ def test_every_builtin_is_a_valid_combination_of_parts():
 
 
 def test_lightweight_tunings_default_to_larger_learning_rates():
-    from promptworth.train_config import TrainConfig
+    from promptworth.training.train_config import TrainConfig
 
     for name in ("prompt-lora", "head-lora", "prompt-bitfit", "head-probe", "softprompt"):
         defaults = method_specs.builtin_methods()[name].training_defaults()

@@ -11,8 +11,9 @@ import pytest
 import torch
 from tiny_models import sentiment_rows, tiny_model
 
-from promptworth import method_specs, methods, models, tasks, train, tunings
+from promptworth.data import tasks
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs, methods, models, train, tunings
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")  # a masked and a causal backbone

@@ -1,8 +1,8 @@
 """The run record: one JSON file per training run, the contract between training and analysis.
 
 This module is its one definition: the keys a record holds, in order, with their types
-(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.train` builds a record and
-passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.results` checks a
+(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.training.train` builds a record and
+passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.analysis.results` checks a
 record it reads back (:func:`check`), so that nothing is written that the analysis would refuse.
 docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 """

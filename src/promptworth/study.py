@@ -15,12 +15,12 @@ from typing import Any, Sequence
 import jsonschema
 import yaml
 
-from promptworth import method_specs
+from promptworth.data.splits import ALL, DEV_POLICIES, check_seed
+from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec
-from promptworth.splits import ALL, DEV_POLICIES, check_seed
-from promptworth.tasks import get_task
-from promptworth.train_config import config_from_mapping
+from promptworth.training import method_specs
+from promptworth.training.method_specs import MethodSpec
+from promptworth.training.train_config import config_from_mapping
 
 @dataclass(frozen=True)
 class SplitsConfig:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from promptworth import splits, tasks
-from promptworth.sources import resolve_data_dir
+from promptworth.data import splits, tasks
+from promptworth.data.sources import resolve_data_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from promptworth import method_specs, models, train_config
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs, models, train_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The arguments of ``train`` that the training code takes as given, checked up front."""
-    from promptworth.splits import check_seed
+    from promptworth.data.splits import check_seed
 
     check_seed(args.seed, "--seed")
     if args.data_seed is not None:
@@ -103,7 +103,7 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from promptworth import workers
+    from promptworth.training import workers
 
     check_run_arguments(args)
     config = train_config.config_from_args(args, method_from_args(args).training_defaults())
@@ -117,8 +117,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
-    from promptworth import train
     from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth.training import train
 
     out = check_output_file(args.out)
     request = train.RunRequest(
@@ -142,7 +142,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from promptworth import workers
+    from promptworth.training import workers
 
     workers.serve(args.socket)
     return 0

@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
+from promptworth.analysis.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (

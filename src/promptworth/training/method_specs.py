@@ -14,7 +14,7 @@ they will be one more field of :class:`MethodSpec`.
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
 :func:`define`). The training code that gives the parts their behaviour is
-:mod:`promptworth.methods` (objectives) and :mod:`promptworth.tunings` (tunings).
+:mod:`promptworth.training.methods` (objectives) and :mod:`promptworth.training.tunings` (tunings).
 """
 
 from __future__ import annotations

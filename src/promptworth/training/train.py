@@ -30,14 +30,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from promptworth import __version__, flops, metrics, models, records
+from promptworth import __version__, records
+from promptworth.data.sources import manifest_sha256
+from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec
-from promptworth.methods import Batch, Feature, Method, build_method, to_device
-from promptworth.sources import manifest_sha256
-from promptworth.tasks import TaskSpec, get_task
-from promptworth.workers import process_age_s
-from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
+from promptworth.training import flops, metrics, models
+from promptworth.training.method_specs import MethodSpec
+from promptworth.training.methods import Batch, Feature, Method, build_method, to_device
+from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
+from promptworth.training.workers import process_age_s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ class Evaluation:
 
 def batch_flops(method: Method, shape: flops.ModelShape, batch: Batch) -> int:
     """Forward model FLOPs of one batch (its real tokens and what the method's tuning adds to
-    them; see promptworth.flops)."""
+    them; see promptworth.training.flops)."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"],
                                method.input_vectors, method.prefix_positions)
@@ -375,7 +376,7 @@ class RunRequest:
     threads: int = 0
     progress: bool = True
     # when the process of this run started (POSIX time); None: this process's own start. A
-    # pool's worker sets it to its client's start (see promptworth.workers)
+    # pool's worker sets it to its client's start (see promptworth.training.workers)
     started_at: float | None = None
 
 
@@ -414,7 +415,7 @@ def infer_data_seed(split_dir: Path) -> int | None:
 
 
 def load_rows(task: str, split_dir: Path, test_limit: int | None) -> dict[str, list[dict[str, Any]]]:
-    from promptworth.splits import load_split, test_indices
+    from promptworth.data.splits import load_split, test_indices
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
@@ -485,7 +486,7 @@ def run(request: RunRequest) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
             "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
             "peak_rss_gb": round(peak_rss_gb(), 3),
-            # model FLOPs done (promptworth.flops: non-embedding matmuls, attention, the output
+            # model FLOPs done (promptworth.training.flops: non-embedding matmuls, attention, the output
             # rows the method computes; training counts forward and backward)
             "flops": {"train": result.train_flops, "eval": result.eval_flops},
             "non_embedding_params": result.non_embedding_params,

@@ -1,5 +1,5 @@
 """Tunings: which parameters of a loaded model train, and what is added to it (the behaviour of
-:data:`promptworth.method_specs.TUNINGS`).
+:data:`promptworth.training.method_specs.TUNINGS`).
 
 :func:`prepare` runs once, right after the method has loaded its model (and a new head has been
 initialised from the train seed): it adds a tuning's parameters (LoRA's updates, BitFit's missing

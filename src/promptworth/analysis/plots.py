@@ -21,13 +21,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptworth.advantage import (
+from promptworth.analysis.advantage import (
     AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix, score_levels,
 )
+from promptworth.analysis.tables import methods_frame
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 from promptworth.outputs import write_files
-from promptworth.tables import methods_frame
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 
 FORMATS = ("png", "pdf")
 DPI = 150

@@ -1,11 +1,11 @@
 """Training methods: each turns a batch into label scores and a loss; the training loop never
 branches on the method.
 
-A method is an objective with a tuning (:mod:`promptworth.method_specs` names them and every
+A method is an objective with a tuning (:mod:`promptworth.training.method_specs` names them and every
 built-in method). The objective's class here knows which model it needs (``model_class``), how to
 encode a row (``encode``), how to pad a list of encoded rows into tensors (``collate``), how to
 score a batch (``scores``: one row per example, one column per label), and its loss and
-predictions; the tuning (:mod:`promptworth.tunings`) decides which of the loaded model's
+predictions; the tuning (:mod:`promptworth.training.tunings`) decides which of the loaded model's
 parameters train. The objectives:
 
 - ``prompt``: the task's template and label words; label scores are the (log-)probabilities of the
@@ -32,10 +32,10 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from promptworth import models, prompts, tunings
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec, resolve
-from promptworth.tasks import TaskSpec
+from promptworth.training import models, prompts, tunings
+from promptworth.training.method_specs import MethodSpec, resolve
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
@@ -422,7 +422,7 @@ class HeadMethod(Method):
         return scores[:, 0] if self.task.is_regression else super().predict(scores)
 
 
-# The objectives' classes (the parts' names: promptworth.method_specs.OBJECTIVES).
+# The objectives' classes (the parts' names: promptworth.training.method_specs.OBJECTIVES).
 OBJECTIVE_CLASSES: dict[str, type[Method]] = {"prompt": PromptMethod, "head": HeadMethod, "null": NullMethod}
 
 
