@@ -40,6 +40,8 @@ MANIFEST_VERSION = 1
 # LM-BFF generated its published splits with this seed order; it matters for CoLA (see below).
 LMBFF_SEEDS = (100, 13, 21, 42, 87)
 DEV_POLICIES = ("same_as_train", "fixed")
+DEFAULT_DEV_POLICY = "fixed"  # Le Scao & Rush
+DEFAULT_K = 16  # LM-BFF's K: examples per class
 ALL = "all"
 # The test subset (``test_limit``) is drawn with this seed, the same for every run of a study.
 TEST_SUBSET_SEED = 0
@@ -180,7 +182,7 @@ def _kshot_info(task: TaskSpec, k: int, seed: int) -> dict[str, Any]:
 def kshot(
     out: Path,
     task_names: Sequence[str] | None = None,
-    k: int = 16,
+    k: int = DEFAULT_K,
     seeds: Sequence[int] = LMBFF_SEEDS,
     data_dir: Path | None = None,
 ) -> dict[str, dict[int, Path]]:
@@ -235,7 +237,7 @@ class LadderSpec:
 
     sizes: tuple[int | str, ...]
     data_seed: int
-    dev_policy: str = "fixed"
+    dev_policy: str = DEFAULT_DEV_POLICY
     dev_size: int | None = None
     test_limit: int | None = None
 
