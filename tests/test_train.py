@@ -315,7 +315,7 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
         assert main(argv) == 0, spec.name
         record = json.loads(out.read_text())
         assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
-        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == 1
+        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)
         assert record["parameters"] == listed[spec.name], spec.name
         assert record["method_parts"]["tuning"] == spec.tuning
 

@@ -56,7 +56,7 @@ KEYS: tuple[Key, ...] = (
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
-    Key("train_loss", "object"),
+    Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
     Key("precision", "string"),

@@ -83,7 +83,8 @@ class StudyConfig:
         if spec is None:
             return []
         options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
-        return ["--objective", spec.objective, "--tuning", spec.tuning, *options]
+        extras = [item for extra in spec.extras for item in ("--extra", extra)]
+        return ["--objective", spec.objective, "--tuning", spec.tuning, *options, *extras]
 
 
 @dataclass(frozen=True)
