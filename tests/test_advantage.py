@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth.advantage import (
+from promptworth.analysis.advantage import (
     AdvantageOptions, Curve, advantage_table, build_curve, compare, import_lescao, monotone_curve,
     points_needed, reduce_runs, run_matrix, score_levels, score_window,
 )
@@ -353,8 +353,8 @@ def _two_methods(treatment_scores: list[float], baseline_scores: list[float], ta
 
 
 def test_curves_without_overlap_give_a_bound_not_a_number():
-    from promptworth.advantage import advantage_table
-    from promptworth.tables import advantage_frame, advantage_markdown
+    from promptworth.analysis.advantage import advantage_table
+    from promptworth.analysis.tables import advantage_frame, advantage_markdown
 
     above = advantage_table(_two_methods([0.8, 0.85, 0.9], [0.5, 0.55, 0.6]), "prompt", "head")[0]
     assert math.isnan(above.advantage) and "do not overlap" in above.reason

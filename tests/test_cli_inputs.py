@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
-from promptworth import train
 from promptworth.cli import main
+from promptworth.training import train
 
 
 @pytest.fixture(scope="module")

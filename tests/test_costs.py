@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from promptworth.analysis.costs import COLUMNS, RUN_COLUMNS
 from promptworth.cli import main
-from promptworth.costs import COLUMNS, RUN_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 # A published run record (reports/runs): the real thing the costs table names its rows by.

@@ -7,8 +7,9 @@ import json
 import pytest
 from tiny_models import sentiment_rows, sentiment_split, tiny_model
 
-from promptworth import flops, methods, models, tasks, train
 from promptworth.cli import main
+from promptworth.data import tasks
+from promptworth.training import flops, methods, models, train
 
 
 def _load(kind: str, method_name: str = "prompt"):

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth import method_specs, study
+from promptworth import study
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -32,7 +33,7 @@ def test_every_builtin_is_a_valid_combination_of_parts():
     for spec in method_specs.BUILTINS:
         assert re.fullmatch(method_specs.NAME_PATTERN, spec.name)
         # the registry adds the paper; the parts alone make the same method
-        made = method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options)
+        made = method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options, extras=spec.extras)
         assert dataclasses.replace(made, paper=spec.paper) == spec
     # prompt, head and null are unchanged: every weight trains, TrainConfig's own defaults
     for name in ("prompt", "head", "null"):
@@ -41,7 +42,7 @@ def test_every_builtin_is_a_valid_combination_of_parts():
 
 
 def test_lightweight_tunings_default_to_larger_learning_rates():
-    from promptworth.train_config import TrainConfig
+    from promptworth.training.train_config import TrainConfig
 
     for name in ("prompt-lora", "head-lora", "prompt-bitfit", "head-probe", "softprompt"):
         defaults = method_specs.builtin_methods()[name].training_defaults()

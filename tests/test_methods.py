@@ -6,8 +6,9 @@ import pytest
 import torch
 from tiny_models import KINDS, sentiment_rows, tiny_model
 
-from promptworth import methods, models, tasks, train
+from promptworth.data import tasks
 from promptworth.errors import PromptworthError
+from promptworth.training import methods, models, train
 
 SST2 = tasks.get_task("SST-2")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from tiny_models import KINDS, tiny_model
 
-from promptworth import methods, models
 from promptworth.errors import PromptworthError
+from promptworth.training import methods, models
 
 
 @pytest.mark.parametrize("kind, expected", [("bert", "mlm"), ("roberta", "mlm"), ("gpt2", "causal"), ("llama", "causal")])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from tiny_models import tiny_model
 
-from promptworth import models, prompts, tasks
+from promptworth.data import tasks
 from promptworth.errors import PromptworthError
+from promptworth.training import models, prompts
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from promptworth import records, sources, splits
+from promptworth import records
+from promptworth.analysis.results import BASE_COLUMNS, collect, read_record, read_table
+from promptworth.data import sources, splits
 from promptworth.errors import PromptworthError
 from promptworth.outputs import write_csv
-from promptworth.results import BASE_COLUMNS, collect, read_record, read_table
 
 
 def record(**changes: Any) -> dict[str, Any]:

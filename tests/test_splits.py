@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth import sources, splits, tasks
 from promptworth.cli import main
+from promptworth.data import sources, splits, tasks
 from promptworth.errors import PromptworthError
 
 NOT_IN_CHECKSUM_FILE = ("CoLA", "mpqa", "subj")

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth.advantage import AdvantageOptions
+from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
-from promptworth.tables import (
+from promptworth.analysis.tables import (
     MISSING, Comparison, advantage_frame, advantage_latex, advantage_markdown, advantage_results, lmbff_frame,
     lmbff_markdown, methods_frame, methods_markdown, parse_markdown, table_texts,
 )
@@ -226,7 +226,7 @@ def test_aggregate_bad_input_leaves_no_csv(tmp_path: Path, capsys: pytest.Captur
 def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
     from matplotlib.figure import Figure
 
-    from promptworth.plots import draw_panel, file_stem, palette, task_panels
+    from promptworth.analysis.plots import draw_panel, file_stem, palette, task_panels
 
     flat = pd.DataFrame([{"task": "F", "method": m, "train_size": s, "seed": "0", "score": 0.5}
                          for m in ("prompt", "head") for s in (10, 20)])

@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from promptworth import sources, splits, tasks
 from promptworth.cli import main
+from promptworth.data import sources, splits, tasks
 from promptworth.errors import PromptworthError
 
 # Row counts of ../shared/data/README.md (train pool, labelled evaluation set).

@@ -11,12 +11,14 @@ import pytest
 import torch
 from tiny_models import sentiment_rows, tiny_model
 
-from promptworth import method_specs, methods, models, tasks, train, tunings
+from promptworth.data import tasks
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs, methods, models, train, tunings
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")  # a masked and a causal backbone
-BUILTINS = [spec.name for spec in method_specs.BUILTINS]
+# the methods that train (the tuning-free ones: tests/test_tuning_free.py)
+BUILTINS = [spec.name for spec in method_specs.BUILTINS if spec.tuning_spec.steps]
 
 
 @pytest.fixture(scope="module")

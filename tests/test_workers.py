@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from tiny_models import sentiment_split, tiny_model
 
-from promptworth import workers
 from promptworth.cli import VERB_MODULE, VERB_MODULES, build_parser, main
+from promptworth.training import workers
 
 # what may differ between a run alone and the same run in a pool: its timing
 TIMING_ONLY = {"timing"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K
 from promptworth.errors import PromptworthError
-from promptworth.study import load_study, plan
+from promptworth.study import SplitsConfig, StudyConfig, load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -218,3 +220,36 @@ def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
     assert real.returncode == 0, real.stderr
     assert "[promptworth] plan: 2 task(s) (SST-2, CB), 2 method(s)" in real.stderr
     assert "[promptworth] 16 runs: 0 finished, 16 to train" in real.stderr
+
+
+def _schema_defaults(node, where="schema"):
+    """Every `default` the schema states, as the paths where it states one."""
+    found = []
+    if isinstance(node, dict):
+        found += [where] if "default" in node else []
+        for key, value in node.items():
+            found += _schema_defaults(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _schema_defaults(value, f"{where}[{i}]")
+    return found
+
+
+def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
+    assert _schema_defaults(yaml.safe_load(SCHEMA.read_text())) == []
+    config = copy.deepcopy(DEFAULT)
+    for key in ("results_dir", "comparisons", "templates", "data_dir"):
+        config.pop(key, None)
+    for key in ("dev_policy", "k", "test_limit"):
+        config["splits"].pop(key, None)
+    study = load_study(config, SCHEMA)
+    study_defaults = {f.name: f.default for f in dataclasses.fields(StudyConfig)}
+    assert study.results_dir == study_defaults["results_dir"] == "results"
+    assert study.comparisons == study_defaults["comparisons"] == (("prompt", "head"),)
+    assert study.data_dir is None and study.templates == {}
+    assert (study.splits.dev_policy, study.splits.k, study.splits.test_limit) == (DEFAULT_DEV_POLICY, DEFAULT_K, None)
+    assert {f.name: f.default for f in dataclasses.fields(SplitsConfig)}["k"] == DEFAULT_K
+    # and a key a config does give wins
+    config["results_dir"], config["splits"]["test_limit"] = "elsewhere", 7
+    study = load_study(config, SCHEMA)
+    assert (study.results_dir, study.splits.test_limit) == ("elsewhere", 7)

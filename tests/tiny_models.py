@@ -1,4 +1,4 @@
-"""Tiny backbones for the tests (built once per session by ``promptworth.tiny``) and toy splits."""
+"""Tiny backbones for the tests (built once per session by ``promptworth.training.tiny``) and toy splits."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
-from promptworth import splits
-from promptworth.tiny import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
+from promptworth.data import splits
+from promptworth.training.tiny import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """The run record: one JSON file per training run, the contract between training and analysis.
 
 This module is its one definition: the keys a record holds, in order, with their types
-(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.train` builds a record and
-passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.results` checks a
+(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.training.train` builds a record and
+passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.analysis.results` checks a
 record it reads back (:func:`check`), so that nothing is written that the analysis would refuse.
 docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 """
@@ -56,7 +56,7 @@ KEYS: tuple[Key, ...] = (
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
-    Key("train_loss", "object"),
+    Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
     Key("precision", "string"),

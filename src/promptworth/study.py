@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jsonschema
 import yaml
 
-from promptworth import method_specs
+from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, check_seed
+from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec
-from promptworth.splits import ALL, DEV_POLICIES, check_seed
-from promptworth.tasks import get_task
-from promptworth.train_config import config_from_mapping
+from promptworth.training import method_specs
+from promptworth.training.method_specs import MethodSpec
+from promptworth.training.train_config import config_from_mapping
 
 @dataclass(frozen=True)
 class SplitsConfig:
@@ -28,10 +28,10 @@ class SplitsConfig:
     data_seeds: tuple[int, ...]
     sizes: tuple[int | str, ...] = ()
     sizes_by_task: dict[str, tuple[int | str, ...]] = field(default_factory=dict)
-    dev_policy: str = "fixed"
+    dev_policy: str = DEFAULT_DEV_POLICY
     dev_size: int | None = None
     test_limit: int | None = None
-    k: int = 16
+    k: int = DEFAULT_K
 
     def sizes_for(self, task: str) -> tuple[int | str, ...]:
         if self.kind == "kshot":
@@ -83,7 +83,8 @@ class StudyConfig:
         if spec is None:
             return []
         options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
-        return ["--objective", spec.objective, "--tuning", spec.tuning, *options]
+        extras = [item for extra in spec.extras for item in ("--extra", extra)]
+        return ["--objective", spec.objective, "--tuning", spec.tuning, *options, *extras]
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,16 @@ def validate_config(config: dict[str, Any], schema_path: Path) -> None:
         raise PromptworthError(f"config{where or ' (top level)'}: {error.message}")
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def _given(config: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """The keys ``config`` sets, each read by its reader. Keys it leaves out are not passed, so a
+    default lives in one place: the dataclass (the schema checks shapes only)."""
+    return {key: read(config[key]) for key, read in readers.items() if key in config}
+
+
 def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:
     """A ``StudyConfig`` from a config dict (checked against the schema when one is given)."""
     if schema_path is not None:
@@ -136,12 +147,11 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
     splits = SplitsConfig(
         kind=raw_splits["kind"],
         data_seeds=tuple(raw_splits["data_seeds"]),
-        sizes=tuple(raw_splits.get("sizes", ())),
-        sizes_by_task={task: tuple(sizes) for task, sizes in raw_splits.get("sizes_by_task", {}).items()},
-        dev_policy=raw_splits.get("dev_policy", "fixed"),
-        dev_size=raw_splits.get("dev_size"),
-        test_limit=raw_splits.get("test_limit"),
-        k=raw_splits.get("k", 16),
+        **_given(raw_splits, {
+            "sizes": tuple,
+            "sizes_by_task": lambda by_task: {task: tuple(sizes) for task, sizes in by_task.items()},
+            "dev_policy": str, "dev_size": int, "test_limit": _same, "k": int,
+        }),
     )
     names, defined = [], {}
     for i, item in enumerate(config["methods"]):
@@ -151,26 +161,21 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             names.append(spec.name)
         else:
             names.append(item)
-    comparisons = []
-    for text in config.get("comparisons", [f"{method_specs.DEFAULT_TREATMENT}:{method_specs.DEFAULT_BASELINE}"]):
-        treatment, baseline = text.split(":")
-        comparisons.append((treatment, baseline))
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
         methods=tuple(names),
         model=config["model"],
         train_seeds=tuple(config["train_seeds"]),
         splits=splits,
-        training=dict(config.get("training", {})),
-        templates=dict(config.get("templates", {})),
-        methods_by_task={task: tuple(methods) for task, methods in config.get("methods_by_task", {}).items()},
-        comparisons=tuple(comparisons),
-        data_dir=config.get("data_dir"),
-        results_dir=config.get("results_dir", "results"),
-        runs_dir=config.get("runs_dir"),
-        resources=dict(config.get("resources", {})),
+        training=dict(config["training"]),
         defined_methods=defined,
-        training_by_method={name: dict(settings) for name, settings in config.get("training_by_method", {}).items()},
+        **_given(config, {
+            "templates": dict,
+            "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},
+            "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
+            "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
+            "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
+        }),
     )
     check_study(study)
     return study

@@ -3,10 +3,10 @@ import sys
 from pathlib import Path
 
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import NAME_PATTERN
-from promptworth.models import MODELS_DIR, SHORT_NAMES, SMOLLM2
+from promptworth.training.method_specs import NAME_PATTERN
+from promptworth.training.models import MODELS_DIR, SHORT_NAMES, SMOLLM2
 from promptworth.study import load_study, model_label, plan, plan_summary
-from promptworth.train_config import training_args
+from promptworth.training.train_config import training_args
 
 try:
     STUDY = load_study(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from promptworth.advantage import REDUCTIONS, WINDOWS, X_SCALES, AdvantageOptions, AdvantageResult
+from promptworth.analysis.advantage import REDUCTIONS, WINDOWS, X_SCALES, AdvantageOptions, AdvantageResult
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,7 +86,7 @@ def _options(args: argparse.Namespace) -> AdvantageOptions:
 
 
 def _results(args: argparse.Namespace) -> pd.DataFrame:
-    from promptworth.results import read_table
+    from promptworth.analysis.results import read_table
 
     table = read_table(args.results)
     if getattr(args, "model", None):
@@ -103,8 +103,8 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
+    from promptworth.analysis.results import collect, cost_summary
     from promptworth.outputs import write_csv
-    from promptworth.results import collect, cost_summary
 
     peak = args.peak_gflops
     if peak is not None and not (math.isfinite(peak) and peak > 0):
@@ -130,7 +130,7 @@ def format_results(results: list[AdvantageResult]) -> str:
 
 
 def run_advantage(args: argparse.Namespace) -> int:
-    from promptworth.advantage import advantage_table
+    from promptworth.analysis.advantage import advantage_table
 
     results = advantage_table(_results(args), args.treatment, args.baseline, _options(args), tasks=args.tasks)
     if args.json:
@@ -141,7 +141,7 @@ def run_advantage(args: argparse.Namespace) -> int:
 
 
 def run_import_lescao(args: argparse.Namespace) -> int:
-    from promptworth.advantage import first_duplicate_run, import_lescao
+    from promptworth.analysis.advantage import first_duplicate_run, import_lescao
     from promptworth.outputs import write_csv
 
     frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
@@ -159,7 +159,7 @@ def run_import_lescao(args: argparse.Namespace) -> int:
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
-    from promptworth.tables import Comparison
+    from promptworth.analysis.tables import Comparison
 
     if args.comparisons:
         return [Comparison.parse(text) for text in args.comparisons]
@@ -174,8 +174,8 @@ def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
 
 
 def run_tables(args: argparse.Namespace) -> int:
+    from promptworth.analysis.tables import table_texts
     from promptworth.outputs import write_files
-    from promptworth.tables import table_texts
 
     table = _results(args)
     texts = table_texts(table, _comparisons(args, table), _options(args))
@@ -190,7 +190,7 @@ def run_tables(args: argparse.Namespace) -> int:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from promptworth.plots import figures
+    from promptworth.analysis.plots import figures
 
     written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
     print(f"[promptworth] {len(written)} figures -> {args.out_dir}")

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_costs(args: argparse.Namespace) -> int:
-    from promptworth.costs import cost_table
+    from promptworth.analysis.costs import cost_table
     from promptworth.outputs import write_csv
 
     table = cost_table(args.runs, args.benchmarks)

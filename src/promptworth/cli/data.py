@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from promptworth import splits, tasks
-from promptworth.sources import resolve_data_dir
+from promptworth.data import splits, tasks
+from promptworth.data.sources import resolve_data_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     kshot.add_argument("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)")
     kshot.add_argument("--out", type=Path, required=True, help="output folder (LM-BFF's data/k-shot)")
-    kshot.add_argument("--k", type=int, default=16, help="examples per class (default 16)")
+    kshot.add_argument("--k", type=int, default=splits.DEFAULT_K, help="examples per class (default %(default)s)")
     kshot.add_argument("--seeds", type=int, nargs="+", default=list(splits.LMBFF_SEEDS), help="data seeds")
     kshot.add_argument("--tasks", nargs="+", help="tasks (default: every LM-BFF task whose pool is available)")
     kshot.set_defaults(handler=run_kshot)
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--task", required=True)
     split.add_argument("--sizes", nargs="+", required=True, type=splits.parse_size, help="sizes (integers or 'all')")
     split.add_argument("--data-seed", type=int, required=True)
-    split.add_argument("--dev-policy", choices=splits.DEV_POLICIES, default="fixed")
+    split.add_argument("--dev-policy", choices=splits.DEV_POLICIES, default=splits.DEFAULT_DEV_POLICY)
     split.add_argument("--dev-size", type=int, help="dev rows for --dev-policy fixed")
     split.add_argument("--test-limit", type=int, help="use a fixed seeded subset of this many evaluation rows")
     split.add_argument("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)")

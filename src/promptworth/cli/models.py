@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from promptworth import method_specs
 from promptworth.errors import PromptworthError
-from promptworth.tiny import KINDS, build_tiny_model
+from promptworth.training import method_specs
+from promptworth.training.tiny import KINDS, build_tiny_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +53,8 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
                "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
         rows.append(row)
     if model is not None:
-        from promptworth import methods, models, tasks, train
+        from promptworth.data import tasks
+        from promptworth.training import methods, models, train
 
         backbone = models.open_backbone(model)
         task = tasks.get_task(task_name)

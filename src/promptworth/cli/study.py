@@ -125,7 +125,7 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
 
 
 def run_pool(args: argparse.Namespace) -> int:
-    from promptworth.workers import run_pool as pool
+    from promptworth.training.workers import run_pool as pool
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     return pool(args.size, command)

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from promptworth import method_specs, models, train_config
 from promptworth.errors import PromptworthError
+from promptworth.training import method_specs, models, train_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="define the method --method from parts: its tuning (default full)")
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="an option of the tuning of a method defined from parts (repeatable)")
+    run.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
+                     help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
     run.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
     run.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
     run.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
@@ -65,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The arguments of ``train`` that the training code takes as given, checked up front."""
-    from promptworth.splits import check_seed
+    from promptworth.data.splits import check_seed
 
     check_seed(args.seed, "--seed")
     if args.data_seed is not None:
@@ -86,24 +88,25 @@ def option_value(text: str) -> int | float | str:
 
 
 def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
-    """The method of ``--method``: a built-in, or one defined by ``--objective``, ``--tuning`` and
-    ``--option`` (as a study's inline definition)."""
-    if args.objective is None and args.tuning is None and not args.option:
+    """The method of ``--method``: a built-in, or one defined by ``--objective``, ``--tuning``,
+    ``--option`` and ``--extra`` (as a study's inline definition)."""
+    if args.objective is None and args.tuning is None and not args.option and not args.extra:
         return method_specs.resolve(args.method)
     if args.objective is None:
-        raise PromptworthError("--tuning and --option define a new method: give its --objective too")
+        raise PromptworthError("--tuning, --option and --extra define a new method: give its --objective too")
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise PromptworthError(f"--option {item!r}: write KEY=VALUE, e.g. r=4")
         options[key] = option_value(value)
-    definition = {"name": args.method, "objective": args.objective, "tuning": args.tuning or "full", "options": options}
+    definition = {"name": args.method, "objective": args.objective, "tuning": args.tuning or "full", "options": options,
+                  "extras": args.extra}
     return method_specs.define(definition, "--method")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from promptworth import workers
+    from promptworth.training import workers
 
     check_run_arguments(args)
     config = train_config.config_from_args(args, method_from_args(args).training_defaults())
@@ -117,8 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
-    from promptworth import train
     from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth.training import train
 
     out = check_output_file(args.out)
     request = train.RunRequest(
@@ -142,7 +145,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from promptworth import workers
+    from promptworth.training import workers
 
     workers.serve(args.socket)
     return 0

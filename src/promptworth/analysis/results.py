@@ -14,9 +14,9 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth import records
+from promptworth.data.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import builtin_methods
-from promptworth.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
+from promptworth.training.method_specs import builtin_methods
 
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
@@ -137,7 +137,7 @@ def split_changed(record: Mapping[str, Any]) -> bool:
 
 
 def _kshot_dir(task_name: str) -> str | None:
-    from promptworth.tasks import registry  # pulls in `datasets`: only for folders without a manifest
+    from promptworth.data.tasks import registry  # pulls in `datasets`: only for folders without a manifest
 
     spec = registry().get(task_name)
     return spec.kshot_dir if spec is not None else None

@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import datasets
 import yaml
 
+from promptworth.data.sources import task_file
 from promptworth.errors import PromptworthError
-from promptworth.sources import task_file
 
 SPLIT_FILES = ("pool", "eval")
 METRICS = ("acc", "f1", "macro_f1", "mcc", "pearson")
@@ -101,7 +101,7 @@ def _label_key(raw: Any) -> str:
 @functools.cache
 def registry() -> dict[str, TaskSpec]:
     """All tasks, by name, in registry order (the registry is immutable package data)."""
-    text = resources.files("promptworth").joinpath("registry.yaml").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("registry.yaml").read_text(encoding="utf-8")
     entries = yaml.safe_load(text)
     specs = {}
     for name, entry in entries.items():

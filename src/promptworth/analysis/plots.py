@@ -21,13 +21,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptworth.advantage import (
+from promptworth.analysis.advantage import (
     AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix, score_levels,
 )
+from promptworth.analysis.tables import format_share, methods_frame
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 from promptworth.outputs import write_files
-from promptworth.tables import methods_frame
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -193,7 +193,7 @@ def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
             ax.scatter(np.full(len(scores), x), scores, s=10, alpha=0.45, color=colours[method], lw=0)
             ax.errorbar(x, scores.mean(), yerr=scores.std() if len(scores) > 1 else None, fmt="o", ms=5,
                         color=colours[method], capsize=3, lw=1.2)
-        labels = [m if math.isnan(shares[m]) else f"{m}\n{100 * shares[m]:.2g}%" for m in present]
+        labels = [m if math.isnan(shares[m]) else f"{m}\n{format_share(shares[m])}" for m in present]
         ax.set_xticks(range(len(present)), labels, rotation=60, ha="right", fontsize=7)
         metric = "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))) if "metric" in runs else ""
         ax.set_ylabel(f"test {metric} (x100)" if metric else "test score (x100)", fontsize=8)

@@ -184,7 +184,7 @@ def serve(path: Path) -> None:
     is gone (or the pool stops it)."""
     import torch
 
-    import promptworth.train  # noqa: F401 - the imports every run needs, paid once here
+    import promptworth.training.train  # noqa: F401 - the imports every run needs, paid once here
 
     startup_s = process_age_s()
     default_threads = torch.get_num_threads()

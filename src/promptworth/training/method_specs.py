@@ -5,16 +5,16 @@ A method is an *objective* (how labels are scored) with a *tuning* (which parame
 how they are added) and the tuning's options:
 
 - objectives: ``prompt`` (the task's template; label words read at the answer slot), ``head`` (a
-  new classifier on the backbone), ``null`` (the template with the null verbalizer);
-- tunings: see :data:`TUNINGS`.
-
-Input-side parts (demonstrations, searched label words and templates) are the next parts to come;
-they will be one more field of :class:`MethodSpec`.
+  new classifier on the backbone), ``null`` (the template with the null verbalizer), ``majority``
+  (no model: the evaluation set's most frequent class, LM-BFF's reference row);
+- tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
+- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``).
+  Demonstrations and searched label words and templates come next, as more extras.
 
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
 :func:`define`). The training code that gives the parts their behaviour is
-:mod:`promptworth.methods` (objectives) and :mod:`promptworth.tunings` (tunings).
+:mod:`promptworth.training.methods` (objectives) and :mod:`promptworth.training.tunings` (tunings).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ OBJECTIVES: dict[str, str] = {
     "prompt": "the task's template; label scores are the label words' log-probabilities at the answer slot",
     "head": "a new classifier on the backbone ([CLS] for masked LMs, the last token for causal LMs)",
     "null": "the task's template with the null verbalizer (null_words)",
+    "majority": "no model: every example gets the evaluation set's most frequent class (LM-BFF's reference row)",
 }
 # Objectives that read labels through a template and label words.
 PROMPT_OBJECTIVES = ("prompt", "null")
@@ -80,12 +81,14 @@ class Tuning:
     options: tuple[Option, ...] = ()
     training: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    steps: bool = True  # False: no training step at all (the model is used as it is)
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
 
 
-ALL_OBJECTIVES = tuple(OBJECTIVES)
+# Objectives with parameters to train (majority has none).
+TRAINED_OBJECTIVES = ("prompt", "head", "null")
 # Where the tunings' default learning rates were chosen (their ``source``).
 _CHOSEN_ON = "on SST-2's visible K=16 splits 16-42 and 16-13, 50 steps (config/method-defaults.yaml, reports/method-defaults)"
 # Where a soft prompt's vectors or a prefix's keys and values start: the frozen model's own for real
@@ -94,10 +97,10 @@ _INIT = Option("init", str, "template", "start from the template's words (cycled
                choices=("template", "vocab"))
 
 TUNINGS: dict[str, Tuning] = {t.name: t for t in (
-    Tuning("full", "every weight", ALL_OBJECTIVES),
+    Tuning("full", "every weight", TRAINED_OBJECTIVES),
     Tuning(
         "lora", "low-rank updates of the attention projections (PEFT's LoRA; its default modules per "
-        "architecture); a new head too", ALL_OBJECTIVES,
+        "architecture); a new head too", TRAINED_OBJECTIVES,
         options=(
             Option("r", int, 8, "rank of the update", minimum=1),
             Option("alpha", float, 16.0, "scale: the update is multiplied by alpha / r", minimum=0),
@@ -108,14 +111,14 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         "largest of the grid, as short training favours; Hu et al. 2021 used 4e-4 to 5e-4 for longer runs",
     ),
     Tuning(
-        "bitfit", "bias terms only (linear layers of the backbone without a bias get one, at zero); a new head too", ALL_OBJECTIVES,
+        "bitfit", "bias terms only (linear layers of the backbone without a bias get one, at zero); a new head too", TRAINED_OBJECTIVES,
         training={"learning_rate": 1e-3},
         source=f"chosen from 3e-4, 1e-3, 3e-3 {_CHOSEN_ON}: mean dev 0.80 (3e-4: 0.77, 3e-3: 0.75); "
         "Ben Zaken et al. 2022 used 1e-4 to 1e-3",
     ),
     Tuning(
         "fixlayers", "every weight but the embeddings and the lowest `layers` layers (LM-BFF's "
-        "--fix_layers)", ALL_OBJECTIVES,
+        "--fix_layers)", TRAINED_OBJECTIVES,
         options=(Option("layers", int, None, "lower layers frozen (default: half of them)", minimum=0),),
     ),
     Tuning(
@@ -142,11 +145,34 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
             Option("encoder", str, "mlp", "the prompt encoder", choices=("mlp", "lstm")),
         ),
     ),
+    Tuning("none", "nothing: the model is used as it is, no training step (tuning-free prompting)",
+           ("prompt", "null", "majority"), steps=False),
     Tuning(
         "frozen", "only the new head (a probe of the frozen model)", ("head",),
         training={"learning_rate": 1e-2},
         source=f"chosen from 1e-3, 1e-2, 1e-1 {_CHOSEN_ON}: mean dev 0.73 (1e-1: 0.72, 1e-3: 0.64)",
     ),
+)}
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A part that changes a prompt objective's input or scores, on top of any tuning."""
+
+    name: str
+    does: str
+    objectives: tuple[str, ...]
+    paper: str = ""
+
+
+# Content-free inputs of contextual calibration (Zhao et al. 2021, their defaults): every text
+# field of a row set to each of them.
+CONTENT_FREE = ("N/A", "", "[MASK]")
+
+EXTRAS: dict[str, Extra] = {e.name: e for e in (
+    Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
+          f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
+          "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021"),
 )}
 
 
@@ -159,6 +185,7 @@ class MethodSpec:
     tuning: str = "full"
     options: Mapping[str, Any] = field(default_factory=dict)
     paper: str = ""
+    extras: tuple[str, ...] = ()
 
     @property
     def tuning_spec(self) -> Tuning:
@@ -175,6 +202,10 @@ class MethodSpec:
     @property
     def strategy(self) -> str:
         """The prompt-learning strategy the method belongs to."""
+        if self.objective == "majority":
+            return "reference (no model)"
+        if not self.tuning_spec.steps:
+            return "tuning-free prompting"
         if self.objective == "head":
             return "promptless fine-tuning" if self.tuning != "frozen" else "promptless probe (frozen LM)"
         if self.tuning in ("softprompt", "prefix"):
@@ -185,7 +216,8 @@ class MethodSpec:
 
     def describe(self) -> dict[str, Any]:
         """What the run record says about the method's parts."""
-        return {"objective": self.objective, "tuning": self.tuning, "options": self.resolved_options()}
+        return {"objective": self.objective, "tuning": self.tuning, "options": self.resolved_options(),
+                "extras": list(self.extras)}
 
 
 BUILTINS: tuple[MethodSpec, ...] = (
@@ -201,6 +233,10 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("softprompt", "prompt", "softprompt", paper="Lester et al. 2021"),
     MethodSpec("prefix", "prompt", "prefix", paper="Li & Liang 2021; P-tuning v2 (Liu et al. 2022)"),
     MethodSpec("ptuning", "prompt", "ptuning", paper="Liu et al. 2021 (P-tuning)"),
+    # tuning-free: LM-BFF's reference rows
+    MethodSpec("majority", "majority", "none", paper="LM-BFF (Gao et al. 2021), its reference row"),
+    MethodSpec("zeroshot", "prompt", "none", paper="LM-BFF (Gao et al. 2021); GPT-3 (Brown et al. 2020)"),
+    MethodSpec("zeroshot-calibrated", "prompt", "none", extras=("calibrate",), paper="Zhao et al. 2021"),
 )
 
 
@@ -221,7 +257,8 @@ def check_name(name: Any, where: str) -> str:
 
 
 def make_spec(
-    name: str, objective: Any, tuning: Any, options: Mapping[str, Any] | None = None, where: str = ""
+    name: str, objective: Any, tuning: Any, options: Mapping[str, Any] | None = None, where: str = "",
+    extras: Any = (),
 ) -> MethodSpec:
     """A method from its parts, checked: the parts exist and combine, the options are the tuning's."""
     where = f"{where}: method {name}" if where else f"method {name}"
@@ -242,19 +279,30 @@ def make_spec(
             known = ", ".join(o.name for o in spec.options) or "none"
             raise PromptworthError(f"{where}: {key!r} is not an option of tuning {tuning} (its options: {known})")
         checked[key] = option.check(value, where)
-    return MethodSpec(name, objective, tuning, checked)
+    if isinstance(extras, str) or not isinstance(extras, (list, tuple)):
+        raise PromptworthError(f"{where}: extras must be a list of extra parts, got {extras!r}")
+    for extra in extras:
+        if extra not in EXTRAS:
+            raise PromptworthError(f"{where}: unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
+        if objective not in EXTRAS[extra].objectives:
+            raise PromptworthError(f"{where}: extra {extra} does not combine with objective {objective} "
+                                   f"(only with {', '.join(EXTRAS[extra].objectives)})")
+    if len(set(extras)) != len(extras):
+        raise PromptworthError(f"{where}: an extra is named twice in {list(extras)}")
+    return MethodSpec(name, objective, tuning, checked, extras=tuple(extras))
 
 
 def define(definition: Mapping[str, Any], where: str = "method") -> MethodSpec:
     """A method defined inline (a study's ``methods`` item): ``{name, objective, tuning, options}``;
     its name must not be a built-in's."""
-    unknown = sorted(set(definition) - {"name", "objective", "tuning", "options"})
+    unknown = sorted(set(definition) - {"name", "objective", "tuning", "options", "extras"})
     if unknown:
-        raise PromptworthError(f"{where}: unknown key {unknown[0]!r} (a method has name, objective, tuning, options)")
+        raise PromptworthError(f"{where}: unknown key {unknown[0]!r} (a method has name, objective, tuning, options, extras)")
     name = check_name(definition.get("name"), where)
     if name in builtin_methods():
         raise PromptworthError(f"{where}: {name} is a built-in method; give the new method another name")
-    return make_spec(name, definition.get("objective"), definition.get("tuning", "full"), definition.get("options"), where)
+    return make_spec(name, definition.get("objective"), definition.get("tuning", "full"), definition.get("options"), where,
+                     definition.get("extras", ()))
 
 
 def resolve(name: str, defined: Mapping[str, MethodSpec] | None = None) -> MethodSpec:

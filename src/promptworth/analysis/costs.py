@@ -16,8 +16,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from promptworth.analysis.results import read_record
 from promptworth.errors import PromptworthError
-from promptworth.results import read_record
 
 RUN_COLUMNS = ("model", "task", "method", "train_size", "data_seed", "train_seed")
 # Snakemake's benchmark columns -> ours, with their units in the name ("h:m:s" repeats "s").

@@ -30,14 +30,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from promptworth import __version__, flops, metrics, models, records
+from promptworth import __version__, records
+from promptworth.data.sources import manifest_sha256
+from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec
-from promptworth.methods import Batch, Feature, Method, build_method, to_device
-from promptworth.sources import manifest_sha256
-from promptworth.tasks import TaskSpec, get_task
-from promptworth.workers import process_age_s
-from promptworth.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
+from promptworth.training import flops, metrics, models
+from promptworth.training.method_specs import MethodSpec
+from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
+from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
+from promptworth.training.workers import process_age_s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,14 +189,18 @@ class Evaluation:
 
 def batch_flops(method: Method, shape: flops.ModelShape, batch: Batch) -> int:
     """Forward model FLOPs of one batch (its real tokens and what the method's tuning adds to
-    them; see promptworth.flops)."""
+    them; see promptworth.training.flops)."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"],
                                method.input_vectors, method.prefix_positions)
 
 
-def _predict_batch(method: Method, model: torch.nn.Module, batch: Batch, where: str) -> np.ndarray:
+def _predict_batch(
+    method: Method, model: torch.nn.Module, batch: Batch, where: str, content_free_scores: torch.Tensor | None,
+) -> np.ndarray:
     scores = method.scores(model, batch).float()
+    if content_free_scores is not None:
+        scores = calibrate(scores, content_free_scores)
     # argmax over NaN scores picks class 0 and would look like a plausible accuracy
     if not bool(torch.isfinite(scores).all()):
         raise PromptworthError(
@@ -209,9 +214,11 @@ def _predict_batch(method: Method, model: torch.nn.Module, batch: Batch, where: 
 def evaluate(
     method: Method, model: torch.nn.Module, features: Sequence[Feature], task: TaskSpec,
     config: TrainConfig, device: torch.device, precision: str, where: str, shape: flops.ModelShape,
+    content_free: Sequence[Feature] = (),
 ) -> Evaluation:
     """Predictions and metrics on ``features``; ``where`` names the evaluation in errors
-    ("dev at step 50", "test"); ``shape`` is the model's, for the FLOP count."""
+    ("dev at step 50", "test"); ``shape`` is the model's, for the FLOP count. With
+    ``content_free`` features the scores are calibrated by the model's scores on them (now)."""
     start = time.perf_counter()
     model.eval()
     done = 0
@@ -219,10 +226,15 @@ def evaluate(
     # one autocast region for every batch: the weights are cast to bf16 once per evaluation, not
     # once per batch (autocast caches the casts within a region; the numbers are the same)
     with autocast(device, precision):
+        reference = None
+        if content_free:
+            batch = method.collate(list(content_free))
+            done += batch_flops(method, shape, batch)
+            reference = method.scores(model, to_device(batch, device)).float()
         for indices in eval_batches(features, config.eval_batch_size):
             batch = method.collate([features[i] for i in indices])
             done += batch_flops(method, shape, batch)
-            predictions[indices] = _predict_batch(method, model, to_device(batch, device), where)
+            predictions[indices] = _predict_batch(method, model, to_device(batch, device), where, reference)
     gold = [f.label for f in features]
     result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
     return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start, flops=done)
@@ -282,15 +294,18 @@ def fit(
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
     device: torch.device, precision: str, progress: bool = True,
 ) -> TrainResult:
-    """Train, select on dev, evaluate test with the best state."""
+    """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
+    step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0."""
     from tqdm.auto import tqdm
 
     if not train:
         raise PromptworthError("the training split is empty")
     primary = task.metric
-    total = config.total_steps(len(train))
-    optimizer = optimizer_for(model, config)
-    scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total), total)
+    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
+    content_free = method.content_free()
+    if total:
+        optimizer = optimizer_for(model, config)
+        scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total), total)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     snapshot = _Snapshot()
@@ -298,7 +313,7 @@ def fit(
     best_step, best_score = total, None
     train_s = eval_s = 0.0
     tokens = train_flops = eval_flops = 0
-    shape = flops.model_shape(model)
+    shape = method.model_shape(model)
     losses: list[float] = []
     step_seconds: list[float] = []
     interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
@@ -331,7 +346,7 @@ def fit(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape)
+            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape, content_free)
             eval_s += result.seconds
             eval_flops += result.flops
             score = result.metrics[primary]
@@ -342,9 +357,15 @@ def fit(
                     snapshot.save(model)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
     bar.close()
+    if total == 0 and dev:
+        result = evaluate(method, model, dev, task, config, device, precision, "dev", shape, content_free)
+        eval_s += result.seconds
+        eval_flops += result.flops
+        best_score = result.metrics[primary]
+        curve.append({"step": 0, "dev_score": best_score})
     if best_step != total:
         snapshot.restore(model)
-    result = evaluate(method, model, test, task, config, device, precision, "test", shape) if test else None
+    result = evaluate(method, model, test, task, config, device, precision, "test", shape, content_free) if test else None
     if result is not None:
         eval_s += result.seconds
         eval_flops += result.flops
@@ -375,7 +396,7 @@ class RunRequest:
     threads: int = 0
     progress: bool = True
     # when the process of this run started (POSIX time); None: this process's own start. A
-    # pool's worker sets it to its client's start (see promptworth.workers)
+    # pool's worker sets it to its client's start (see promptworth.training.workers)
     started_at: float | None = None
 
 
@@ -414,7 +435,7 @@ def infer_data_seed(split_dir: Path) -> int | None:
 
 
 def load_rows(task: str, split_dir: Path, test_limit: int | None) -> dict[str, list[dict[str, Any]]]:
-    from promptworth.splits import load_split, test_indices
+    from promptworth.data.splits import load_split, test_indices
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
@@ -441,6 +462,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     backbone = models.open_backbone(request.model)
     method = build_method(request.method, task, backbone, config.max_length, request.template)
     rows = load_rows(request.task, request.split_dir, request.test_limit)
+    method.see_split(rows)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
     precision = resolve_precision(config.precision, device)
@@ -476,7 +498,8 @@ def run(request: RunRequest) -> dict[str, Any]:
         "metric": task.metric,
         "test": result.test,
         "score": result.test.get(task.metric),
-        "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))},
+        "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
+        if result.losses else None,
         "timing": {
             "wall_s": round(wall_s, 3),
             "train_s": round(result.train_s, 3),
@@ -485,7 +508,7 @@ def run(request: RunRequest) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
             "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
             "peak_rss_gb": round(peak_rss_gb(), 3),
-            # model FLOPs done (promptworth.flops: non-embedding matmuls, attention, the output
+            # model FLOPs done (promptworth.training.flops: non-embedding matmuls, attention, the output
             # rows the method computes; training counts forward and backward)
             "flops": {"train": result.train_flops, "eval": result.eval_flops},
             "non_embedding_params": result.non_embedding_params,

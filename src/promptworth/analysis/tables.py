@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from promptworth.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
+from promptworth.analysis.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (
@@ -277,6 +277,11 @@ def format_count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def format_share(share: float) -> str:
+    """The share of a model a method trains, as a percentage with 3 significant digits (100%, 0.341%)."""
+    return f"{100 * share:.3g}%"
+
+
 def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Rows: methods; columns: the facts, then one score column per (task, size)."""
     groups = list(dict.fromkeys(zip(frame["task"], frame["train_size"])))
@@ -287,7 +292,7 @@ def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         scores = {(r.task, r.train_size): format_score(r.mean, r.std) for r in runs.itertuples()}
         rows.append([
             str(method), first.strategy or MISSING, format_count(first.trainable_params),
-            MISSING if _is_nan(first.share) else f"{100 * first.share:.3g}%",
+            MISSING if _is_nan(first.share) else format_share(first.share),
             MISSING if _is_nan(first.step_s) else f"{first.step_s:.2f}",
             MISSING if _is_nan(first.peak_rss_gb) else f"{first.peak_rss_gb:.1f}",
             *(scores.get(g, MISSING) for g in groups),

@@ -29,7 +29,7 @@ from promptworth.errors import PromptworthError
 from promptworth.outputs import staging_folder
 
 if TYPE_CHECKING:
-    from promptworth.tasks import TaskSpec
+    from promptworth.data.tasks import TaskSpec
 
 DATA_ENV = "PROMPTWORTH_DATA"
 LMBFF_ARCHIVE_URL = "https://nlp.cs.princeton.edu/projects/lm-bff/datasets.tar"
@@ -66,7 +66,7 @@ def resolve_data_dir(configured: str | Path | None = None) -> Path:
 @functools.cache
 def known_checksums() -> dict[str, str]:
     """sha256 of the published files, by path relative to the mirror root."""
-    text = resources.files("promptworth").joinpath("checksums.sha256").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("checksums.sha256").read_text(encoding="utf-8")
     table = {}
     for line in text.splitlines():
         digest, relpath = line.split(maxsplit=1)

@@ -1,5 +1,5 @@
 """Tunings: which parameters of a loaded model train, and what is added to it (the behaviour of
-:data:`promptworth.method_specs.TUNINGS`).
+:data:`promptworth.training.method_specs.TUNINGS`).
 
 :func:`prepare` runs once, right after the method has loaded its model (and a new head has been
 initialised from the train seed): it adds a tuning's parameters (LoRA's updates, BitFit's missing
@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from promptworth.errors import PromptworthError
+from promptworth.training.method_specs import TUNINGS
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ def _full(model: torch.nn.Module, options: Mapping[str, Any], objective: str, pr
 def _frozen(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
     head = head_names(model)
     _set_trainable(model, lambda name: name in head)
+
+
+def _none(model: torch.nn.Module, options: Mapping[str, Any], objective: str, prompt_ids: Sequence[int]) -> None:
+    _set_trainable(model, lambda name: False)
 
 
 def _new_head(model: torch.nn.Module, objective: str) -> set[str]:
@@ -247,7 +252,7 @@ def _fixlayers(model: torch.nn.Module, options: Mapping[str, Any], objective: st
 TuningFunction = Callable[[torch.nn.Module, Mapping[str, Any], str, Sequence[int]], None]
 TUNING_FUNCTIONS: dict[str, TuningFunction] = {
     "full": _full, "lora": _lora, "bitfit": _bitfit, "fixlayers": _fixlayers, "frozen": _frozen,
-    "softprompt": _softprompt, "prefix": _prefix, "ptuning": _ptuning,
+    "softprompt": _softprompt, "prefix": _prefix, "ptuning": _ptuning, "none": _none,
 }
 
 
@@ -270,6 +275,6 @@ def prepare(
     ``prompt_ids``: the template's own tokens (a soft prompt may start from them)."""
     TUNING_FUNCTIONS[tuning](model, options, objective, prompt_ids)
     count = count_parameters(model)
-    if count.trainable == 0:
+    if count.trainable == 0 and TUNINGS[tuning].steps:
         raise PromptworthError(f"tuning {tuning} leaves nothing to train in {type(model).__name__}")
     return count

@@ -87,7 +87,7 @@ def weights_sha256(ref: ModelRef) -> str | None:
     weight files. None for a hub id (the hub's revision names it there)."""
     if not ref.local:
         return None
-    from promptworth.sources import sha256_file
+    from promptworth.data.sources import sha256_file
 
     files = sorted(p for p in Path(ref.path).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not files:

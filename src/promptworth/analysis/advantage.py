@@ -29,8 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from promptworth.analysis.results import check_number_column, first_line
 from promptworth.errors import PromptworthError
-from promptworth.results import check_number_column, first_line
 
 TIDY_COLUMNS = ("task", "method", "train_size", "seed", "score")
 REDUCTIONS = ("max", "mean", "median")
@@ -435,7 +435,7 @@ def _lescao_method(model: str, pattern: int, column: str, source: str) -> tuple[
 
 def _task_from_stem(stem: str) -> str:
     """A registry task name matching the file stem case-insensitively, else the stem itself."""
-    from promptworth.tasks import registry  # the registry pulls in `datasets`: import late
+    from promptworth.data.tasks import registry  # the registry pulls in `datasets`: import late
 
     names = {name.lower(): name for name in registry()}
     return names.get(stem.lower(), stem)

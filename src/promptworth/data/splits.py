@@ -5,7 +5,7 @@ Two layouts of a split folder, both read by ``load_split``:
 * LM-BFF's own (``<task>/<K>-<seed>/train.tsv|csv, dev.*, test.*``), written byte for byte as
   LM-BFF's ``tools/generate_k_shot_data.py`` writes them, so its published md5 sums check out;
 * ours, for the data-size ladders (``<task>/<size>-<data_seed>/train.jsonl, dev.jsonl,
-  test.jsonl``): one normalised row per line (see ``promptworth.tasks``).
+  test.jsonl``): one normalised row per line (see ``promptworth.data.tasks``).
 
 Both get a ``manifest.json``: what the split is, the sha256 of every file and of its sources.
 """
@@ -25,7 +25,7 @@ import pandas as pd
 from promptworth import __version__
 from promptworth.errors import PromptworthError
 from promptworth.outputs import publish_folder, staging_folder
-from promptworth.sources import (
+from promptworth.data.sources import (
     MANIFEST,
     SplitChecksums,
     resolve_data_dir,
@@ -34,12 +34,14 @@ from promptworth.sources import (
     task_file,
     verify_split_file,
 )
-from promptworth.tasks import TaskSpec, get_task, load_rows, read_records, registry, rows_from_records, to_dataset
+from promptworth.data.tasks import TaskSpec, get_task, load_rows, read_records, registry, rows_from_records, to_dataset
 
 MANIFEST_VERSION = 1
 # LM-BFF generated its published splits with this seed order; it matters for CoLA (see below).
 LMBFF_SEEDS = (100, 13, 21, 42, 87)
 DEV_POLICIES = ("same_as_train", "fixed")
+DEFAULT_DEV_POLICY = "fixed"  # Le Scao & Rush
+DEFAULT_K = 16  # LM-BFF's K: examples per class
 ALL = "all"
 # The test subset (``test_limit``) is drawn with this seed, the same for every run of a study.
 TEST_SUBSET_SEED = 0
@@ -180,7 +182,7 @@ def _kshot_info(task: TaskSpec, k: int, seed: int) -> dict[str, Any]:
 def kshot(
     out: Path,
     task_names: Sequence[str] | None = None,
-    k: int = 16,
+    k: int = DEFAULT_K,
     seeds: Sequence[int] = LMBFF_SEEDS,
     data_dir: Path | None = None,
 ) -> dict[str, dict[int, Path]]:
@@ -235,7 +237,7 @@ class LadderSpec:
 
     sizes: tuple[int | str, ...]
     data_seed: int
-    dev_policy: str = "fixed"
+    dev_policy: str = DEFAULT_DEV_POLICY
     dev_size: int | None = None
     test_limit: int | None = None
 
@@ -369,7 +371,7 @@ def _read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def check_rows(task: TaskSpec, rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Rows of a split file have the task's shape (``promptworth.tasks``): an integer ``idx``,
+    """Rows of a split file have the task's shape (``promptworth.data.tasks``): an integer ``idx``,
     every field of the task and a valid label; the first bad row is named."""
     for number, row in enumerate(rows, start=1):
         where = f"{path}: row {number} (idx {row.get('idx')!r})"
@@ -423,7 +425,7 @@ def verified_checksums(task: TaskSpec, split_dir: Path) -> SplitChecksums:
 
 def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:
     """One part ('train', 'dev' or 'test') of a split folder, in either layout, verified (see
-    :func:`promptworth.sources.split_checksums`)."""
+    :func:`promptworth.data.sources.split_checksums`)."""
     task = get_task(task_name)
     return _read_part(task, verified_checksums(task, split_dir), part)
 

@@ -1,11 +1,11 @@
 """Training methods: each turns a batch into label scores and a loss; the training loop never
 branches on the method.
 
-A method is an objective with a tuning (:mod:`promptworth.method_specs` names them and every
+A method is an objective with a tuning (:mod:`promptworth.training.method_specs` names them and every
 built-in method). The objective's class here knows which model it needs (``model_class``), how to
 encode a row (``encode``), how to pad a list of encoded rows into tensors (``collate``), how to
 score a batch (``scores``: one row per example, one column per label), and its loss and
-predictions; the tuning (:mod:`promptworth.tunings`) decides which of the loaded model's
+predictions; the tuning (:mod:`promptworth.training.tunings`) decides which of the loaded model's
 parameters train. The objectives:
 
 - ``prompt``: the task's template and label words; label scores are the (log-)probabilities of the
@@ -18,6 +18,14 @@ parameters train. The objectives:
   read a padding position (causal) or a bare [CLS], never the row.
   Choice tasks (COPA) are multiple choice: each (premise, "<question>: <choice>") pair gets one
   score from a one-output head, and the choices' scores are the label scores.
+
+- ``majority``: no model; every example gets the evaluation (test) set's most frequent class,
+  LM-BFF's reference row. The training split's majority class is recorded too; ties go to the
+  class listed first in the task's labels (on balanced K-shot splits every class ties).
+
+Extras: ``calibrate`` (prompt objectives) is Zhao et al.'s contextual calibration: the label
+probabilities are divided by their mean over content-free inputs (``method_specs.CONTENT_FREE``
+in every field the template reads), then normalised (:func:`calibrate`).
 
 Regression (STS-B) as LM-BFF: ``prompt`` scores the two label words ("No" = low, "Yes" = high),
 the prediction is ``low + (high - low) * P("Yes")`` and the loss is the KL divergence to the soft
@@ -32,10 +40,10 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from promptworth import models, prompts, tunings
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.method_specs import MethodSpec, resolve
-from promptworth.tasks import TaskSpec
+from promptworth.training import flops, models, prompts, tunings
+from promptworth.training.method_specs import CONTENT_FREE, MethodSpec, resolve
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
@@ -156,8 +164,9 @@ class Method:
         return {"template": None, "template_name": None, "verbalizer": None}
 
     def parts(self) -> dict[str, Any]:
-        """The record's ``method_parts``: objective, tuning and its options."""
-        return {"objective": self.spec.objective, "tuning": self.spec.tuning, "options": self.options}
+        """The record's ``method_parts``: objective, tuning and its options, extras."""
+        return {"objective": self.spec.objective, "tuning": self.spec.tuning, "options": self.options,
+                "extras": list(self.spec.extras)}
 
     def load_model(self) -> torch.nn.Module:
         """The objective's model, with the tuning applied (its trainable parameters set)."""
@@ -189,6 +198,82 @@ class Method:
     def predict(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.argmax(-1)
 
+    def model_shape(self, model: torch.nn.Module) -> flops.ModelShape:
+        """What the FLOP count needs of the model the method runs."""
+        return flops.model_shape(model)
+
+    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Called once with the split's rows (train, dev, test) before training; a method that
+        reads something of the split itself (the majority class) takes it here."""
+
+    def content_free(self) -> list[Feature]:
+        """Features of the content-free inputs a calibrated method divides by (none: no calibration)."""
+        return []
+
+
+def calibrate(scores: torch.Tensor, content_free_scores: torch.Tensor) -> torch.Tensor:
+    """Contextual calibration (Zhao et al. 2021): label log-probabilities (a softmax over
+    ``scores``' labels) minus the log of the content-free inputs' mean probabilities, normalised
+    again; i.e. ``q = normalise(p / mean_cf(p_cf))``, in log space. Both are (examples, labels)."""
+    reference = torch.softmax(content_free_scores.float(), dim=-1).mean(dim=0)
+    return torch.log_softmax(torch.log_softmax(scores.float(), dim=-1) - torch.log(reference), dim=-1)
+
+
+def majority_class(labels: Sequence[float], num_labels: int) -> int:
+    """The most frequent label; a tie goes to the label listed first (lowest index)."""
+    counts = [0] * num_labels
+    for label in labels:
+        counts[int(label)] += 1
+    return max(range(num_labels), key=lambda label: (counts[label], -label))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference: the majority class
+
+
+class MajorityMethod(Method):
+    """No model: every example gets the evaluation set's most frequent class (see the module)."""
+
+    def __init__(
+        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+    ) -> None:
+        super().__init__(task, backbone, max_length, spec)
+        if task.is_regression:
+            raise PromptworthError(f"method {self.name}: task {task.name} is a regression task; it has no majority class")
+        self.classes: dict[str, Any] | None = None
+
+    def parts(self) -> dict[str, Any]:
+        return {**super().parts(), "majority": self.classes}
+
+    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        def label_name(index: int) -> str:
+            return self.task.labels[index]
+
+        evaluation = majority_class([row["label"] for row in rows["test"]], self.task.num_labels)
+        train = majority_class([row["label"] for row in rows["train"]], self.task.num_labels)
+        self.classes = {"evaluation": label_name(evaluation), "train": label_name(train),
+                        "rule": "most frequent label; a tie goes to the label listed first"}
+        self.predicted = evaluation
+
+    def load_objective_model(self) -> torch.nn.Module:
+        return torch.nn.Module()  # nothing to load: the prediction needs no model
+
+    def model_shape(self, model: torch.nn.Module) -> flops.ModelShape:
+        return flops.ModelShape(non_embedding_params=0, layers=0, hidden=0)
+
+    def encode(self, row: Mapping[str, Any]) -> Feature:
+        return Feature(sequences=[[]], label=float(row["label"]))
+
+    def collate(self, features: Sequence[Feature]) -> Batch:
+        batch = base_batch(features, 0)
+        batch.update(output_rows=0, reads=0)
+        return batch
+
+    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        scores = torch.zeros(batch["n_examples"], self.task.num_labels)
+        scores[:, self.predicted] = 1.0
+        return scores
+
 
 # ---------------------------------------------------------------------------------------------
 # Prompt-based fine-tuning
@@ -214,6 +299,9 @@ class PromptMethod(Method):
             )
         except PromptworthError as exc:
             raise PromptworthError(f"task {task.name}, template {self.template_name!r}: {exc}") from None
+        if "calibrate" in spec.extras and (task.is_regression or choice_fields(task)):
+            raise PromptworthError(f"method {self.name}: calibration needs a classification task with fixed label "
+                                   f"words; {task.name} has {'scores' if task.is_regression else 'row-dependent words'}")
         if task.is_regression:
             if task.name not in REGRESSION_RANGES:
                 raise PromptworthError(f"regression task {task.name} has no score range in methods.REGRESSION_RANGES")
@@ -222,6 +310,12 @@ class PromptMethod(Method):
     def describe(self) -> dict[str, Any]:
         return {"template": self.encoder.template.source, "template_name": self.template_name,
                 "verbalizer": self.verbalizer.source}
+
+    def content_free(self) -> list[Feature]:
+        if "calibrate" not in self.spec.extras:
+            return []
+        fields = {part.name for part in self.encoder.template.parts if isinstance(part, prompts.FieldRef)}
+        return [self.encode({**{name: text for name in fields}, "label": 0}) for text in CONTENT_FREE]
 
     def template_ids(self) -> list[int]:
         text = " ".join(part.text.strip() for part in self.encoder.template.parts if isinstance(part, prompts.Text))
@@ -422,8 +516,10 @@ class HeadMethod(Method):
         return scores[:, 0] if self.task.is_regression else super().predict(scores)
 
 
-# The objectives' classes (the parts' names: promptworth.method_specs.OBJECTIVES).
-OBJECTIVE_CLASSES: dict[str, type[Method]] = {"prompt": PromptMethod, "head": HeadMethod, "null": NullMethod}
+# The objectives' classes (the parts' names: promptworth.training.method_specs.OBJECTIVES).
+OBJECTIVE_CLASSES: dict[str, type[Method]] = {
+    "prompt": PromptMethod, "head": HeadMethod, "null": NullMethod, "majority": MajorityMethod,
+}
 
 
 def build_method(

@@ -1,0 +1,1 @@
+"""Stage 1, data: the task registry and its readers, the data mirror and downloads, split folders."""
