@@ -169,3 +169,10 @@ def test_a_method_defined_with_an_extra_reaches_train_from_a_study(tmp_path):
     record = json.loads(out.read_text())
     assert record["method_parts"] == {"objective": "null", "tuning": "none", "options": {}, "extras": ["calibrate"]}
     assert record["verbalizer"] and record["timing"]["steps"] == 0
+
+
+def test_the_methods_verb_lists_the_tuning_free_methods_with_their_parts(capsys):
+    assert main(["methods", "--model", str(tiny_model("llama"))]) == 0
+    out = capsys.readouterr().out
+    assert "prompt + none + calibrate" in out and "trainable 0 of 0\n" in out  # majority: no model, no share
+    assert "extras: calibrate" in out

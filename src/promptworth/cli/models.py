@@ -48,7 +48,8 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
     """One row per built-in method; with ``model``, its parameters once the tuning is applied."""
     rows = []
     for spec in method_specs.BUILTINS:
-        row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "strategy": spec.strategy,
+        row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "extras": list(spec.extras),
+               "strategy": spec.strategy,
                "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
                "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
         rows.append(row)
@@ -74,17 +75,19 @@ def run_methods(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    width = max(len(row["method"]) for row in rows) + 1
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
         training = ", ".join(f"{k}={v}" for k, v in row["training"].items()) or "-"
         counts = ""
         if "parameters" in row:
             p = row["parameters"]
-            counts = f"  trainable {p['trainable']:,} of {p['total']:,} ({100 * p['trainable'] / p['total']:.3g}%)"
-        parts = f"{row['objective']} + {row['tuning']}"
-        print(f"{row['method']:<18} {parts:<18} {row['strategy']}")
-        print(f"{'':<18} trains: {row['trains']}")
-        print(f"{'':<18} options: {options}; training defaults: {training}{counts}")
-    print(f"objectives: {', '.join(method_specs.OBJECTIVES)}; tunings: {', '.join(method_specs.TUNINGS)} "
-          "(a study may define more methods from these parts)")
+            share = f" ({100 * p['trainable'] / p['total']:.3g}%)" if p["total"] else ""
+            counts = f"  trainable {p['trainable']:,} of {p['total']:,}{share}"
+        parts = " + ".join([row["objective"], row["tuning"], *row["extras"]])
+        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}")
+        print(f"{'':<{width}} trains: {row['trains']}")
+        print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
+    print(f"objectives: {', '.join(method_specs.OBJECTIVES)}; tunings: {', '.join(method_specs.TUNINGS)}; "
+          f"extras: {', '.join(method_specs.EXTRAS)} (a study may define more methods from these parts)")
     return 0
