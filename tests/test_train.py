@@ -65,7 +65,7 @@ def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, cap
     default = method_specs.builtin_methods()["head-probe"].training_defaults()["learning_rate"]
     assert default != train.TrainConfig().learning_rate  # the probe has a rate of its own
     assert probe["method"] == "head-probe" and probe["hyperparameters"]["learning_rate"] == default
-    assert probe["method_parts"] == {"objective": "head", "tuning": "frozen", "options": {}}
+    assert probe["method_parts"] == {"objective": "head", "tuning": "frozen", "options": {}, "extras": []}
     capsys.readouterr()
     assert main(["methods", "--model", model, "--json"]) == 0
     listed = {row["method"]: row for row in json.loads(capsys.readouterr().out)}

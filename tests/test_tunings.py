@@ -222,7 +222,7 @@ def test_fixlayers_freezes_half_the_layers_by_default_and_takes_a_number(backbon
     spec = method_specs.define({"name": "fix-all", "objective": "prompt", "tuning": "fixlayers", "options": {"layers": total}})
     method, model = _loaded(spec, backbone)
     assert not any(p.requires_grad for n, p in model.named_parameters() if _layer_index(n) is not None)
-    assert method.parts() == {"objective": "prompt", "tuning": "fixlayers", "options": {"layers": total}}
+    assert method.parts() == {"objective": "prompt", "tuning": "fixlayers", "options": {"layers": total}, "extras": []}
 
 
 def test_a_soft_prompt_starts_from_the_template_s_words_and_goes_before_the_input(backbones):
