@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from promptworth import fast
+
 HERE = Path(__file__).resolve().parent
 THREADS = 2
 BATCH = 8
@@ -265,8 +267,10 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--profile", action="store_true", help="add an operator profile of our step")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side (best counts)")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "train_step.json")
+    # PROMPTWORTH_FAST=1 (promptworth.fast): a step or two, written under results/fast/
+    parser.add_argument("--out", type=Path, default=fast.output(HERE / "results" / "train_step.json", HERE.parent))
     args = parser.parse_args()
+    args.steps, args.warmup, args.rounds = fast.small(args.steps, fast.STEPS), fast.small(args.warmup, 1), fast.small(args.rounds, 1)
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return 0
