@@ -1,4 +1,6 @@
 # promptworth: `make study` runs the default study, `make test` the tests; both build .venv first.
+# PROMPTWORTH_FAST=1 before any target runs its tiny variant (a tiny model, a few steps: it checks
+# that the commands work; promptworth.fast says what shrinks).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm benchmark clean
+.PHONY: venv study publish figures report test test-slurm test-newcomer benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -73,6 +75,12 @@ test: venv
 
 test-slurm: venv
 	bash tests/slurm/run.sh
+
+# A fresh clone beside the data mirror runs every command of the README's command table and every
+# bash and python block of the README and docs/, each in its tiny variant (PROMPTWORTH_FAST=1,
+# promptworth.fast), then checks every path and figure the documents name (tests/newcomer/run.py).
+test-newcomer: venv
+	$(BIN)/python tests/newcomer/run.py
 
 # The benchmarks measure SmolLM2: convert it first (nothing to do when it is there). One training
 # step against transformers.Trainer (~10 min), then a mini-study of 32 runs the old way and the
