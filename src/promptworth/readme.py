@@ -46,9 +46,10 @@ UNCHECKED = re.compile(r"<!--\s*quotes:\s*unchecked\s*\((.+?)\)\s*-->(.*?)<!--\s
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-# result-like numbers: 1.66, 84.5%, 141 ± 38, 3.26x, 32 min, 3.4 GB (a version such as 3.11.7 is not one)
+# result-like numbers: 1.66, 84.5%, 141 ± 38, 3.26x, 32 min, 3.4 GB (not a version such as 3.11.7, nor
+# a product such as 8 × 64 or 4 x layers)
 NUMBER = r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w.]*\.\d)"
-UNIT = r"(?:%|\s?[x×](?![\w])|\s?±|\s?(?:ms|s|min|minutes?|h|hours?|GB|GiB|MB|GFLOP/s|TFLOP)(?![\w/]))"
+UNIT = r"(?:%|[x×](?![\w])|\s?±|\s?(?:ms|s|min|minutes?|h|hours?|GB|GiB|MB|GFLOP/s|TFLOP)(?![\w/]))"
 FIGURE = re.compile(rf"{NUMBER}{UNIT}|(?<![\w.])\d+\.\d+(?![\w.]*\.\d)|±\s?\d")
 PLACEHOLDER = re.compile(r"[<>{}*$\[\]…]|\.\.\.")
 
@@ -274,7 +275,7 @@ def _csv_value(rows: list[dict[str, str]], expr: str) -> float:
 
 
 def value(root: Path, source: str, spec: str) -> str:
-    """One figure: ``EXPR [* N | / N] [| FORMAT]`` of ``source`` (JSON: a key path such as
+    """One figure: ``EXPR [* N | / N] [| FORMAT]`` of ``source`` (JSON or YAML: a key path such as
     ``ours.step_s`` or ``[task=CB].advantage``; CSV: ``median(wall_s) where task=trec``),
     formatted with the Python format spec FORMAT (``.2f``, ``,.0f``, ``d``)."""
     expr, _, spec_format = spec.partition("|")
@@ -287,6 +288,8 @@ def value(root: Path, source: str, spec: str) -> str:
         if path.suffix == ".csv":
             with open(path, newline="", encoding="utf-8") as handle:
                 number = _csv_value(list(csv.DictReader(handle)), expr)
+        elif path.suffix in (".yaml", ".yml"):
+            number = _json_value(yaml.safe_load(path.read_text(encoding="utf-8")), expr)
         else:
             number = _json_value(json.loads(path.read_text(encoding="utf-8")), expr)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
