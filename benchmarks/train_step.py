@@ -323,6 +323,7 @@ def main() -> int:
         "peak_rss_gb": results["peak_rss_gb"] <= TARGETS["peak_rss_gb"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     summary = {k: round(v, 3) for k, v in results.items() if isinstance(v, float)}
     print(json.dumps({**summary, "met": results["met"], "load_average": results["load_average"]}, indent=2))

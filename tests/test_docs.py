@@ -113,26 +113,32 @@ def test_paths_the_documents_name_must_exist(tmp_path):
     assert readme.missing_paths(root, outputs=True) == ["README.md:2: reports/b.csv", "README.md:2: results/runs.csv"]
     (root / "src").mkdir()
     assert "README.md:1: src/mod.py" in readme.missing_paths(root)
+    # a backticked path in a nested document may be relative to its folder
+    (root / "reports/runs").mkdir(parents=True)
+    (root / "reports/README.md").write_text("`runs/<task>/` and `runs/missing.json`\n", encoding="utf-8")
+    (root / "runs").mkdir()
+    assert "reports/README.md:1: runs/missing.json" in readme.missing_paths(root)
+    assert not any(p.endswith("runs/<task>/") for p in readme.missing_paths(root))
 
 
 def test_commands_come_from_the_table_and_the_blocks_with_their_skips(tmp_path):
     text = (
         "| command | what it does |\n|---|---|\n| `make study` | the study |\n"
         "| `make test` | tests <!-- newcomer: skip (CI runs it) --> |\n\n"
-        "```bash\npromptworth tasks\n```\n\n<!-- newcomer: skip (needs a cluster) -->\n```bash\nsbatch x\n```\n"
+        "<!-- newcomer: setup -->\n```bash\npromptworth tasks\n```\n\n<!-- newcomer: skip (needs a cluster) -->\n```bash\nsbatch x\n```\n"
         "```python\nprint(1)\n```\n```yaml\na: 1\n```\n```\nuntagged\n```\n"
     )
     root = _docs(tmp_path, text, [], {"docs/a.md": "```sh\necho docs\n```\n"})
-    found = [(c.where, c.kind, c.text, c.skip) for c in readme.commands(root)]
+    found = [(c.where, c.kind, c.text, c.skip, c.setup) for c in readme.commands(root)]
     assert found == [
-        ("README.md:3", "shell", "make study", None),
-        ("README.md:4", "shell", "make test", "CI runs it"),
-        ("README.md:6", "shell", "promptworth tasks", None),
-        ("README.md:11", "shell", "sbatch x", "needs a cluster"),
-        ("README.md:14", "python", "print(1)", None),
-        ("docs/a.md:1", "shell", "echo docs", None),
+        ("README.md:3", "shell", "make study", None, False),
+        ("README.md:4", "shell", "make test", "CI runs it", False),
+        ("README.md:7", "shell", "promptworth tasks", None, True),
+        ("README.md:12", "shell", "sbatch x", "needs a cluster", False),
+        ("README.md:15", "python", "print(1)", None, False),
+        ("docs/a.md:1", "shell", "echo docs", None, False),
     ]
-    assert any("README.md:20: a code block without a language" in p for p in readme.check(root))
+    assert any("README.md:21: a code block without a language" in p for p in readme.check(root))
 
 
 def test_docs_check_cli_lists_problems_and_exits_1(tmp_path):

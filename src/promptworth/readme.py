@@ -4,7 +4,8 @@ the figures they quote (``promptworth docs``; docs/contributing.md explains the 
 - **Commands**: every row of the README's command table (``| command | what it does |``) and
   every fenced ``bash`` or ``python`` block of the documentation is a command the newcomer test
   runs (``tests/newcomer/run.py``). A block or row that cannot run as written carries
-  ``<!-- newcomer: skip (why) -->`` (on the line before the block, or in the row).
+  ``<!-- newcomer: skip (why) -->`` (on the line before the block, or in the row); a block after
+  ``<!-- newcomer: setup -->`` is what a reader does once, before every later command.
 - **Paths**: every relative path a document names in a link or in backticks must exist.
 - **Figures**: a table pasted from a file sits between ``<!-- generated: SPEC -->`` and
   ``<!-- /generated -->`` and is rewritten by ``promptworth docs write``; a figure in prose is
@@ -41,6 +42,7 @@ COMMAND_TABLE = ("command", "what it does")
 
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([^\s`]*)")
 SKIP = re.compile(r"<!--\s*newcomer:\s*skip\s*\((.+?)\)\s*-->")
+SETUP = "<!-- newcomer: setup -->"
 GENERATED = re.compile(r"<!--\s*generated:\s*(.+?)\s*-->\n(.*?)<!--\s*/generated\s*-->", re.DOTALL)
 UNCHECKED = re.compile(r"<!--\s*quotes:\s*unchecked\s*\((.+?)\)\s*-->(.*?)<!--\s*/quotes\s*-->", re.DOTALL)
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -63,6 +65,7 @@ class Command:
     kind: str  # shell | python
     text: str
     skip: str | None = None
+    setup: bool = False  # a block marked setup: what a reader does once, before every later command
 
     @property
     def where(self) -> str:
@@ -82,17 +85,13 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _skip_before(lines: list[str], index: int) -> str | None:
-    """The skip reason of a marker alone on the nearest non-blank line before ``lines[index]``."""
-    for line in reversed(lines[:index]):
-        if line.strip():
-            found = SKIP.fullmatch(line.strip())
-            return found.group(1) if found else None
-    return None
+def _marker_before(lines: list[str], index: int) -> str:
+    """The nearest non-blank line before ``lines[index]``, stripped."""
+    return next((line.strip() for line in reversed(lines[:index]) if line.strip()), "")
 
 
-def fences(text: str) -> Iterator[tuple[int, str, str, str | None]]:
-    """``(line, language, body, skip reason)`` of each fenced code block."""
+def fences(text: str) -> Iterator[tuple[int, str, str, str]]:
+    """``(line, language, body, the line before it)`` of each fenced code block."""
     lines = text.split("\n")
     i = 0
     while i < len(lines):
@@ -102,7 +101,7 @@ def fences(text: str) -> Iterator[tuple[int, str, str, str | None]]:
             continue
         marker, lang = opening.group(1), opening.group(2).lower()
         end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(marker)), len(lines))
-        yield i + 1, lang, "\n".join(lines[i + 1 : end]), _skip_before(lines, i)
+        yield i + 1, lang, "\n".join(lines[i + 1 : end]), _marker_before(lines, i)
         i = end + 1
 
 
@@ -137,9 +136,11 @@ def commands(root: Path) -> list[Command]:
     for line, text, skip in table_commands(readme.read_text(encoding="utf-8")):
         out.append(Command(DOCS[0], line, "shell", text, skip))
     for path in doc_files(root):
-        for line, lang, body, skip in fences(path.read_text(encoding="utf-8")):
+        for line, lang, body, before in fences(path.read_text(encoding="utf-8")):
             if lang in LANGS:
-                out.append(Command(path.relative_to(root).as_posix(), line, LANGS[lang], body.strip("\n"), skip))
+                skip = SKIP.fullmatch(before)
+                out.append(Command(path.relative_to(root).as_posix(), line, LANGS[lang], body.strip("\n"),
+                                   skip.group(1) if skip else None, before == SETUP))
     return out
 
 
@@ -186,22 +187,27 @@ def named_paths(text: str) -> Iterator[tuple[int, str, bool]]:
                 yield _line_of(prose, match.start()), path, False
 
 
-def _resolve(root: Path, doc: Path, path: str, is_link: bool) -> Path | None:
-    """The file ``path`` names, or None when it is not a path of the checkout: a backticked
-    word counts when its first part is a top-level entry of the checkout (or ``..``); a part with
-    a placeholder (``<task>``, ``{a}``, ``...``) ends it, and the folder before must exist."""
-    base = doc.parent if is_link else root
+def _resolve(root: Path, doc: Path, path: str, is_link: bool) -> list[Path]:
+    """The files ``path`` may name (it names one of them), or none when it is not a path of the
+    checkout. A link is relative to its document; a backticked word to the checkout or to its
+    document's folder, and counts only where its first part exists (or is ``..``). A part with a
+    placeholder (``<task>``, ``{a}``, ``...``) ends it: the folder before must exist."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts:
-        return None
-    if not is_link and parts[0] != ".." and not (root / parts[0]).exists():
-        return None
     kept = []
     for part in parts:
         if PLACEHOLDER.search(part) and "*" not in part:
             break
         kept.append(part)
-    return base.joinpath(*kept) if kept else None
+    if not kept:
+        return []
+    if is_link:
+        return [doc.parent.joinpath(*kept)]
+    return [base.joinpath(*kept) for base in dict.fromkeys((root, doc.parent))
+            if kept[0] == ".." or (base / kept[0]).exists()]
+
+
+def _exists(target: Path) -> bool:
+    return any(target.parent.glob(target.name)) if "*" in target.name else target.exists()
 
 
 def missing_paths(root: Path, outputs: bool = False) -> list[str]:
@@ -212,11 +218,8 @@ def missing_paths(root: Path, outputs: bool = False) -> list[str]:
     for doc in doc_files(root):
         rel = doc.relative_to(root).as_posix()
         for line, path, is_link in named_paths(doc.read_text(encoding="utf-8")):
-            target = _resolve(root, doc, path, is_link)
-            if target is None:
-                continue
-            exists = any(target.parent.glob(target.name)) if "*" in target.name else target.exists()
-            if not exists and (outputs or not _ignored(root, target)):
+            targets = _resolve(root, doc, path, is_link)
+            if targets and not any(_exists(t) for t in targets) and (outputs or not _ignored(root, targets[0])):
                 missing.append(f"{rel}:{line}: {path}")
     return list(dict.fromkeys(missing))
 

@@ -6,9 +6,10 @@
 2. Run, in the clone and in reading order, every command of the README's command table and every
    ``bash`` and ``python`` block of the README, ``docs/`` and the other READMEs
    (``promptworth docs commands``: read from the clone's files now, never copied here), with
-   ``PROMPTWORTH_FAST=1``: the tiny variant of every long command (promptworth.fast). A block runs
-   with ``.venv`` activated once the first command has built it; ``set -eo pipefail``: a failing
-   line fails it. Rows and blocks marked ``<!-- newcomer: skip (why) -->`` are listed, not run.
+   ``PROMPTWORTH_FAST=1``: the tiny variant of every long command (promptworth.fast). Each runs
+   in a new bash with ``set -eo pipefail`` (a failing line fails it), after the blocks marked
+   ``<!-- newcomer: setup -->`` before it (the README's: activate .venv, point at the data
+   mirror). Rows and blocks marked ``<!-- newcomer: skip (why) -->`` are listed, not run.
 3. Check the clone: ``promptworth docs check --outputs`` (every path the documents name exists,
    outputs of the commands included; every quoted figure agrees with its source) and no committed
    file was changed by a command.
@@ -75,21 +76,23 @@ def clone(repo: Path, work: Path) -> Path:
     return main
 
 
-def script(command: readme.Command, clone_dir: Path) -> list[str]:
-    """The command line that runs one command of the documents in the clone."""
-    if command.kind == "python":
-        return [str(clone_dir / ".venv" / "bin" / "python"), "-c", command.text]
-    activate = "source .venv/bin/activate\n" if (clone_dir / ".venv" / "bin" / "activate").exists() else ""
-    return ["bash", "-c", f"set -eo pipefail\n{activate}{command.text}"]
+def script(command: readme.Command, setups: list[str]) -> list[str]:
+    """The command line that runs one command of the documents, after the setup blocks before it
+    (a reader's shell: `source .venv/bin/activate`, ...)."""
+    prelude = "\n".join(["set -eo pipefail", *setups])
+    if command.kind == "python":  # the code is bash's $0: no quoting of it
+        return ["bash", "-c", f'{prelude}\nexec python -c "$0"', command.text]
+    return ["bash", "-c", f"{prelude}\n{command.text}"]
 
 
-def run_command(command: readme.Command, clone_dir: Path, env: dict[str, str], log: Path) -> tuple[bool, float]:
+def run_command(command: readme.Command, setups: list[str], clone_dir: Path, env: dict[str, str],
+                log: Path) -> tuple[bool, float]:
     begin = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
         out.write(f"# {command.where}\n{command.text}\n# ---\n")
         out.flush()
         try:
-            done = subprocess.run(script(command, clone_dir), cwd=clone_dir, env=env, stdout=out,
+            done = subprocess.run(script(command, setups), cwd=clone_dir, env=env, stdout=out,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
             ok = done.returncode == 0
             out.write(f"\n# exit status {done.returncode}\n")
@@ -129,6 +132,7 @@ def main() -> int:
         env = newcomer_env()
         commands = readme.commands(clone_dir)
         ran = skipped = 0
+        setups: list[str] = []
         for number, command in enumerate(commands, 1):
             first = command.text.splitlines()[0][:90]
             if args.only and not re.search(args.only, command.text):
@@ -138,7 +142,9 @@ def main() -> int:
                 say(start, f"skip {command.where}: {first}  ({command.skip})")
                 continue
             log = logs / f"{number:02d}-{command.doc.replace('/', '_')}-{command.line}.log"
-            ok, seconds = run_command(command, clone_dir, env, log)
+            ok, seconds = run_command(command, setups, clone_dir, env, log)
+            if command.setup:
+                setups.append(command.text)
             ran += 1
             say(start, f"{'ok  ' if ok else 'FAIL'} {command.where} ({seconds:.0f} s): {first}")
             if not ok:
