@@ -215,3 +215,35 @@ def test_the_workflow_runs_the_tiny_variant_of_the_published_study(tmp_path):
     assert "resources/models/tiny-llama" in done.stdout
     outputs = [line.split()[-1] for line in done.stdout.splitlines() if line.strip().startswith("output:")]
     assert outputs and all(o.startswith(("results/fast/reports/", "resources/")) for o in outputs), outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# The newcomer test's runner (tests/newcomer/run.py)
+
+
+def _runner():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("newcomer_run", REPO / "tests" / "newcomer" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_command_runs_after_the_setup_blocks_in_a_newcomers_environment(tmp_path, monkeypatch):
+    run = _runner()
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PROMPTWORTH_DATA", "/somewhere")
+    env = run.newcomer_env()
+    assert str(venv_bin) not in env["PATH"].split(os.pathsep)  # no virtual environment of this checkout
+    assert "PROMPTWORTH_DATA" not in env and env[fast.ENV] == "1"
+    setups = ["export GREETING=hello"]
+    python = readme.Command("README.md", 1, "python", 'import os\nprint(os.environ["GREETING"], "from \\"python\\"")')
+    shell = readme.Command("README.md", 2, "shell", "echo $GREETING\nfalse\necho not reached")
+    out = subprocess.run(run.script(python, setups), env=env, capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (0, 'hello from "python"\n')
+    out = subprocess.run(run.script(shell, setups), env=env, capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (1, "hello\n")  # set -e: a failing line fails the block
