@@ -19,8 +19,9 @@ Logs: results/newcomer/ (one per command). The clone is removed unless --keep.
 
   python tests/newcomer/run.py [--only REGEX] [--repo PATH] [--keep]
 
---only runs the commands matching REGEX and skips the checks of step 3 (for development, and to
-show one command failing); --repo clones another repository (default: this one).
+--only runs the commands matching REGEX (and the setup blocks) and skips the checks of step 3
+(for development, and to show one command failing); --repo clones another repository (default:
+this one).
 pip installs from its cache or index as for any user (a newcomer's second clone is not cold);
 the README's "Cold start" says what a first build downloads.
 """
@@ -135,7 +136,7 @@ def main() -> int:
         setups: list[str] = []
         for number, command in enumerate(commands, 1):
             first = command.text.splitlines()[0][:90]
-            if args.only and not re.search(args.only, command.text):
+            if args.only and not command.setup and not re.search(args.only, command.text):
                 continue
             if command.skip:
                 skipped += 1
