@@ -148,11 +148,9 @@ def commands(root: Path) -> list[Command]:
 # Paths
 
 
-def _mask(text: str, pattern: re.Pattern, keep_newlines: bool = True) -> str:
+def _mask(text: str, pattern: re.Pattern) -> str:
     """``text`` with every match of ``pattern`` blanked out (same length and line numbers)."""
-    def blank(match: re.Match) -> str:
-        return re.sub(r"[^\n]", " ", match.group(0)) if keep_newlines else " " * len(match.group(0))
-    return pattern.sub(blank, text)
+    return pattern.sub(lambda match: re.sub(r"[^\n]", " ", match.group(0)), text)
 
 
 def _without_fences(text: str) -> str:
@@ -295,16 +293,14 @@ def value(root: Path, source: str, spec: str) -> str:
             number = _json_value(yaml.safe_load(path.read_text(encoding="utf-8")), expr)
         else:
             number = _json_value(json.loads(path.read_text(encoding="utf-8")), expr)
+        if scale is not None:
+            number = number * scale[1] if scale[0] == "*" else number / scale[1]
+        spec_format = spec_format.strip()
+        return format(round(number) if spec_format == "d" else number, spec_format)
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise PromptworthError(f"{source}: cannot read {expr!r} ({type(exc).__name__}: {exc})") from None
+        raise PromptworthError(f"{source}: cannot read {spec!r} ({type(exc).__name__}: {exc})") from None
     except PromptworthError as exc:
         raise PromptworthError(f"{source}: {exc}") from None
-    if scale is not None:
-        number = number * scale[1] if scale[0] == "*" else number / scale[1]
-    spec_format = spec_format.strip()
-    if spec_format == "d":
-        number = round(number)
-    return format(number, spec_format)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,11 +319,11 @@ def _lescao(root: Path, folder: str, *comparisons: str) -> str:
     """Our advantage on Le Scao & Rush's exports against their Table 1: per comparison and task,
     ours with the defaults, ours with the prompt-vs-head window, and theirs."""
     base = root / folder
-    published = {(r["treatment"], r["baseline"], r["task"]): r
-                 for r in csv.DictReader(open(base / "published.csv", newline="", encoding="utf-8"))}
+    rows = csv.DictReader((base / "published.csv").read_text(encoding="utf-8").splitlines())
+    published = {(r["treatment"], r["baseline"], r["task"]): r for r in rows}
     window = len(comparisons) != 1
     header = ["comparison", "task", "ours, defaults", "ours, `--window-from prompt:head`", "published"] if window \
-        else ["prompt vs head", "ours", "published"]
+        else [comparisons[0].replace(":", " vs "), "ours", "published"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for comparison in comparisons or ("prompt:head", "prompt:null", "null:head"):
         treatment, baseline = comparison.split(":")
@@ -341,7 +337,7 @@ def _lescao(root: Path, folder: str, *comparisons: str) -> str:
                 other = next(r for r in shared if r["task"] == row["task"])
                 same = f"{other['advantage']:.1f} ± {other['std']:.1f}"
                 cells = [f"{treatment} vs {baseline}", row["task"], cells[0],
-                         "(same)" if comparison == "prompt:head" else f"**{same}**"]
+                         "(same)" if same == cells[0] else f"**{same}**"]
             else:
                 cells = [row["task"], *cells]
             lines.append("| " + " | ".join([*cells, f"{paper['advantage']} ± {paper['std']}"]) + " |")
