@@ -103,7 +103,7 @@ def test_generated_regions_are_rewritten_from_their_source(tmp_path):
 
 def test_paths_the_documents_name_must_exist(tmp_path):
     text = ("See [the guide](docs/guide.md#setup), `src/mod.py`, `config/<study>.yaml`, `config/*.yaml`,\n"
-            "`reports/{a,b}.csv`, `results/runs.csv` and `TevenLeScao/pet`.\n")
+            "`reports/{a,b}.csv`, `results/runs.csv` and `TevenLeScao/pet`; `../20-1/x` is no path here.\n")
     root = _docs(tmp_path, text, [], {"docs/guide.md": "# Guide\n", "config/x.yaml": "", "reports/a.csv": "",
                                       ".gitignore": "/results/\n"})
     subprocess.run(["git", "init", "-q", str(root)], check=True)

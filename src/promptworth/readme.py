@@ -188,7 +188,7 @@ def named_paths(text: str) -> Iterator[tuple[int, str, bool]]:
 def _resolve(root: Path, doc: Path, path: str, is_link: bool) -> list[Path]:
     """The files ``path`` may name (it names one of them), or none when it is not a path of the
     checkout. A link is relative to its document; a backticked word to the checkout or to its
-    document's folder, and counts only where its first part exists (or is ``..``). A part with a
+    document's folder, and counts only where its first part (after any ``..``) exists. A part with a
     placeholder (``<task>``, ``{a}``, ``...``) ends it: the folder before must exist."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     kept = []
@@ -200,8 +200,10 @@ def _resolve(root: Path, doc: Path, path: str, is_link: bool) -> list[Path]:
         return []
     if is_link:
         return [doc.parent.joinpath(*kept)]
+    # where it counts: its first part after any `..` exists there (`../shared/...` beside the checkout)
+    ups = next((i for i, part in enumerate(kept) if part != ".."), len(kept))
     return [base.joinpath(*kept) for base in dict.fromkeys((root, doc.parent))
-            if kept[0] == ".." or (base / kept[0]).exists()]
+            if ups < len(kept) and base.joinpath(*kept[: ups + 1]).exists()]
 
 
 def _exists(target: Path) -> bool:
