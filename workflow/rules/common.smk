@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN
 from promptworth.training.models import MODELS_DIR, SHORT_NAMES, SMOLLM2
@@ -9,11 +10,15 @@ from promptworth.study import load_study, model_label, plan, plan_summary
 from promptworth.training.train_config import training_args
 
 try:
+    # the tiny variant (PROMPTWORTH_FAST=1: promptworth.fast) shrinks the study here, and only here
     STUDY = load_study(
-        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+        fast.study_config(config),
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     )
 except PromptworthError as exc:
     sys.exit(f"promptworth: error: {exc}")
+if fast.notice():
+    print(fast.notice(), file=sys.stderr)
 RESULTS = STUDY.results_dir
 MODEL = model_label(STUDY.model)
 RUNS = plan(STUDY)

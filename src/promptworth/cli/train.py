@@ -106,10 +106,12 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from promptworth import fast
     from promptworth.training import workers
 
     check_run_arguments(args)
     config = train_config.config_from_args(args, method_from_args(args).training_defaults())
+    config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
     pool = os.environ.get(workers.POOL_ENV)
     if pool:
         status = workers.delegate(Path(pool), args.argv)

@@ -1,0 +1,173 @@
+"""`make test-newcomer`: a fresh clone, set up as the README says, runs every command it shows.
+
+1. Clone the repository (its committed HEAD) into a new folder, with ``shared/`` (the data
+   mirror and the reference files) beside the clone, as a user has it; nothing of this checkout's
+   environment leaks in (no .venv on PATH, no PROMPTWORTH_DATA: the Makefile finds ../shared/data).
+2. Run, in the clone and in reading order, every command of the README's command table and every
+   ``bash`` and ``python`` block of the README, ``docs/`` and the other READMEs
+   (``promptworth docs commands``: read from the clone's files now, never copied here), with
+   ``PROMPTWORTH_FAST=1``: the tiny variant of every long command (promptworth.fast). Each runs
+   in a new bash with ``set -eo pipefail`` (a failing line fails it), after the blocks marked
+   ``<!-- newcomer: setup -->`` before it (the README's: activate .venv, point at the data
+   mirror). Rows and blocks marked ``<!-- newcomer: skip (why) -->`` are listed, not run.
+3. Check the clone: ``promptworth docs check --outputs`` (every path the documents name exists,
+   outputs of the commands included; every quoted figure agrees with its source) and no committed
+   file was changed by a command.
+
+Last line: ``test-newcomer: PASS (...)`` or ``test-newcomer: FAIL (...)``; exit status 1 on failure.
+Logs: results/newcomer/ (one per command). The clone is removed unless --keep.
+
+  python tests/newcomer/run.py [--only REGEX] [--repo PATH] [--keep]
+
+--only runs the commands matching REGEX (and the setup blocks) and skips the checks of step 3
+(for development, and to show one command failing); --repo clones another repository (default:
+this one).
+pip installs from its cache or index as for any user (a newcomer's second clone is not cold);
+the README's "Cold start" says what a first build downloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from promptworth import fast, readme  # noqa: E402
+
+TIMEOUT_S = 30 * 60
+# variables of this checkout's environment that a newcomer does not have
+LEAKS = ("PROMPTWORTH_DATA", "PROMPTWORTH_REFERENCE", "PROMPTWORTH_POOL", "VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS",
+         "MAKELEVEL", "MFLAGS")
+
+
+def say(start: float, text: str) -> None:
+    print(f"[test-newcomer {time.monotonic() - start:5.0f}s] {text}", flush=True)
+
+
+def newcomer_env() -> dict[str, str]:
+    """This environment without what this checkout set up: its variables, any virtual
+    environment's bin folder on PATH; plus the tiny variant."""
+    env = {k: v for k, v in os.environ.items() if k not in LEAKS}
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and not (Path(p).parent / "pyvenv.cfg").exists()]
+    return {**env, "PATH": os.pathsep.join(path), fast.ENV: "1"}
+
+
+def shared_folder() -> Path:
+    """The folder holding data/ and reference/ beside this checkout (as the README lays it out)."""
+    data = os.environ.get("PROMPTWORTH_DATA")
+    shared = Path(data).resolve().parent if data else (ROOT.parent / "shared").resolve()
+    if not (shared / "data").is_dir():
+        sys.exit(f"test-newcomer: no data mirror at {shared / 'data'}: lay shared/ beside the checkout")
+    return shared
+
+
+def clone(repo: Path, work: Path) -> Path:
+    main = work / "main"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(repo), str(main)], check=True)
+    (work / "shared").symlink_to(shared_folder(), target_is_directory=True)
+    return main
+
+
+def script(command: readme.Command, setups: list[str]) -> list[str]:
+    """The command line that runs one command of the documents, after the setup blocks before it
+    (a reader's shell: `source .venv/bin/activate`, ...)."""
+    prelude = "\n".join(["set -eo pipefail", *setups])
+    if command.kind == "python":  # the code is bash's $0: no quoting of it
+        return ["bash", "-c", f'{prelude}\nexec python -c "$0"', command.text]
+    return ["bash", "-c", f"{prelude}\n{command.text}"]
+
+
+def run_command(command: readme.Command, setups: list[str], clone_dir: Path, env: dict[str, str],
+                log: Path) -> tuple[bool, float]:
+    begin = time.monotonic()
+    with open(log, "w", encoding="utf-8") as out:
+        out.write(f"# {command.where}\n{command.text}\n# ---\n")
+        out.flush()
+        try:
+            done = subprocess.run(script(command, setups), cwd=clone_dir, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
+            ok = done.returncode == 0
+            out.write(f"\n# exit status {done.returncode}\n")
+        except subprocess.TimeoutExpired:
+            ok = False
+            out.write(f"\n# timed out after {TIMEOUT_S} s\n")
+    return ok, time.monotonic() - begin
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    return "\n".join("      " + ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def changed_files(clone_dir: Path) -> list[str]:
+    """Committed files a command changed or removed."""
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone_dir,
+                          capture_output=True, text=True, check=True)
+    return [line[3:] for line in done.stdout.splitlines()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run only the commands matching this regular expression; no checks after")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="the repository to clone (default: this one)")
+    parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
+    args = parser.parse_args()
+    start = time.monotonic()
+    logs = ROOT / "results" / "newcomer"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="newcomer-"))
+    failures: list[str] = []
+    try:
+        clone_dir = clone(args.repo, work)
+        head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=clone_dir, capture_output=True, text=True)
+        say(start, f"fresh clone of {args.repo} ({head.stdout.strip()[:72]}) in {clone_dir}")
+        env = newcomer_env()
+        commands = readme.commands(clone_dir)
+        ran = skipped = 0
+        setups: list[str] = []
+        for number, command in enumerate(commands, 1):
+            first = command.text.splitlines()[0][:90]
+            if args.only and not command.setup and not re.search(args.only, command.text):
+                continue
+            if command.skip:
+                skipped += 1
+                say(start, f"skip {command.where}: {first}  ({command.skip})")
+                continue
+            log = logs / f"{number:02d}-{command.doc.replace('/', '_')}-{command.line}.log"
+            ok, seconds = run_command(command, setups, clone_dir, env, log)
+            if command.setup:
+                setups.append(command.text)
+            ran += 1
+            say(start, f"{'ok  ' if ok else 'FAIL'} {command.where} ({seconds:.0f} s): {first}")
+            if not ok:
+                failures.append(f"{command.where}: {first} (log: {log.relative_to(ROOT)})")
+                print(tail(log), flush=True)
+        if not args.only:
+            problems = readme.check(clone_dir, outputs=True)
+            problems += [f"{name}: changed by a command the documents show" for name in changed_files(clone_dir)]
+            for problem in problems:
+                say(start, f"FAIL {problem}")
+            failures += problems
+        verdict = "PASS" if not failures and ran else "FAIL"
+        checks = "" if args.only else "; paths, figures and committed files checked"
+        print(f"test-newcomer: {verdict} ({ran} commands run, {skipped} skipped, {len(failures)} failures"
+              f"{checks}; {time.monotonic() - start:.0f} s; logs in results/newcomer)")
+        return 0 if verdict == "PASS" else 1
+    finally:
+        if args.keep:
+            print(f"test-newcomer: the clone is kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
