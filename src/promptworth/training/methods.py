@@ -18,7 +18,6 @@ parameters train. The objectives:
   read a padding position (causal) or a bare [CLS], never the row.
   Choice tasks (COPA) are multiple choice: each (premise, "<question>: <choice>") pair gets one
   score from a one-output head, and the choices' scores are the label scores.
-
 - ``majority``: no model; every example gets the evaluation (test) set's most frequent class,
   LM-BFF's reference row. The training split's majority class is recorded too; ties go to the
   class listed first in the task's labels (on balanced K-shot splits every class ties).
@@ -240,18 +239,16 @@ class MajorityMethod(Method):
         super().__init__(task, backbone, max_length, spec)
         if task.is_regression:
             raise PromptworthError(f"method {self.name}: task {task.name} is a regression task; it has no majority class")
-        self.classes: dict[str, Any] | None = None
+        self.classes: dict[str, Any] | None = None  # the classes found, for the record
+        self.predicted: int | None = None  # the label index every example gets
 
     def parts(self) -> dict[str, Any]:
         return {**super().parts(), "majority": self.classes}
 
     def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        def label_name(index: int) -> str:
-            return self.task.labels[index]
-
         evaluation = majority_class([row["label"] for row in rows["test"]], self.task.num_labels)
         train = majority_class([row["label"] for row in rows["train"]], self.task.num_labels)
-        self.classes = {"evaluation": label_name(evaluation), "train": label_name(train),
+        self.classes = {"evaluation": self.task.labels[evaluation], "train": self.task.labels[train],
                         "rule": "most frequent label; a tie goes to the label listed first"}
         self.predicted = evaluation
 

@@ -319,6 +319,16 @@ def fit(
     interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
     bar = tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress,
                leave=interactive, mininterval=0.1 if interactive else 30, ascii=not interactive)
+
+    def dev_score(step: int) -> float:
+        """Evaluate dev now, count its cost and add it to the curve."""
+        nonlocal eval_s, eval_flops
+        result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape, content_free)
+        eval_s += result.seconds
+        eval_flops += result.flops
+        curve.append({"step": step, "dev_score": result.metrics[primary]})
+        return result.metrics[primary]
+
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
@@ -346,23 +356,15 @@ def fit(
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape, content_free)
-            eval_s += result.seconds
-            eval_flops += result.flops
-            score = result.metrics[primary]
-            curve.append({"step": step, "dev_score": score})
+            score = dev_score(step)
             if best_score is None or score > best_score:
                 best_score, best_step = score, step
                 if step != total:
                     snapshot.save(model)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
     bar.close()
-    if total == 0 and dev:
-        result = evaluate(method, model, dev, task, config, device, precision, "dev", shape, content_free)
-        eval_s += result.seconds
-        eval_flops += result.flops
-        best_score = result.metrics[primary]
-        curve.append({"step": 0, "dev_score": best_score})
+    if total == 0 and dev:  # nothing trains: the model as it is, evaluated once
+        best_score = dev_score(0)
     if best_step != total:
         snapshot.restore(model)
     result = evaluate(method, model, test, task, config, device, precision, "test", shape, content_free) if test else None
