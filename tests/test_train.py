@@ -74,14 +74,14 @@ def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, cap
     assert main(_argv(split, tmp_path / "full.json", model, "prompt")) == 0
     full = json.loads((tmp_path / "full.json").read_text())
     assert full["parameters"]["trainable"] == full["parameters"]["total"] == listed["prompt"]["parameters"]["total"]
-    assert full["method_parts"] == {"objective": "prompt", "tuning": "full", "options": {}}
+    assert full["method_parts"] == {"objective": "prompt", "tuning": "full", "options": {}, "extras": []}
     # a method defined from parts on the command line, as a study's inline definition
     out = tmp_path / "lora.json"
     assert main(_argv(split, out, model, "prompt-lora-r2", 1, "--objective", "prompt", "--tuning", "lora",
                       "--option", "r=2", "--option", "dropout=0.1")) == 0
     lora = json.loads(out.read_text())
     assert lora["method"] == "prompt-lora-r2" and lora["hyperparameters"]["learning_rate"] == 1e-3  # the flag wins
-    assert lora["method_parts"] == {"objective": "prompt", "tuning": "lora", "options": {"r": 2, "alpha": 16.0, "dropout": 0.1}}
+    assert lora["method_parts"] == {"objective": "prompt", "tuning": "lora", "options": {"r": 2, "alpha": 16.0, "dropout": 0.1}, "extras": []}
     assert lora["parameters"]["trainable"] < listed["prompt-lora"]["parameters"]["trainable"]  # rank 2 < 8
 
 
