@@ -101,6 +101,16 @@ def test_generated_regions_are_rewritten_from_their_source(tmp_path):
     assert readme.check(root) == []
 
 
+def test_the_methods_region_lists_the_registry(tmp_path):
+    from promptworth.training.method_specs import BUILTINS
+
+    lines = readme.generate(tmp_path, "methods").splitlines()
+    rows = {line.split(" | ")[0].strip("| `"): line for line in lines[2:]}
+    assert list(rows) == [spec.name for spec in BUILTINS]
+    assert "| prompt + lora | - | fixed-prompt LM tuning | the study's | 0.002 |" in rows["prompt-lora"]
+    assert "| prompt + none | calibrate | tuning-free prompting | 0 | - |" in rows["zeroshot-calibrated"]
+
+
 def test_paths_the_documents_name_must_exist(tmp_path):
     text = ("See [the guide](docs/guide.md#setup), `src/mod.py`, `config/<study>.yaml`, `config/*.yaml`,\n"
             "`reports/{a,b}.csv`, `results/runs.csv` and `TevenLeScao/pet`; `../20-1/x` is no path here.\n")

@@ -285,6 +285,16 @@ def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
     assert by_method["head"][header.index("CB (40)")] == f"{100 * cb10.mean():.1f} ({100 * cb10.std(ddof=0):.1f})"
 
 
+def test_a_head_whose_size_differs_per_task_shows_the_span_not_a_median() -> None:
+    # a new head grows with the task's labels: CB's 3 labels against BoolQ's 2 (say)
+    data = _with_costs(study(methods=("head",)))
+    data.loc[data["task"] == data["task"].iloc[0], "trainable_params"] = 3000
+    frame = methods_frame(data)
+    assert sorted(set(frame["trainable_params"])) == [1010, 3000]
+    header, rows = parse_markdown(methods_markdown(frame))
+    assert rows[0][2] == "1,010–3,000"  # never a count that no run had (their median)
+
+
 def test_the_methods_table_of_records_without_costs_marks_them_missing() -> None:
     prompt = study(methods=("prompt",))  # no parts, parameters or step times: records from before #14
     frame = methods_frame(pd.concat([prompt, prompt.assign(method="head")], ignore_index=True))

@@ -346,12 +346,28 @@ def _lescao(root: Path, folder: str, *comparisons: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "lescao": _lescao}
+def _methods(root: Path) -> str:
+    """The built-in methods of the registry: parts, strategy, training defaults, paper."""
+    from promptworth.training.method_specs import BUILTINS
+
+    lines = ["| method | objective + tuning | extras | strategy | steps | default learning rate | paper |",
+             "|---|---|---|---|---|---|---|"]
+    for spec in BUILTINS:
+        trains = spec.tuning_spec.steps
+        rate = spec.training_defaults().get("learning_rate")
+        cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}", ", ".join(spec.extras) or "-",
+                 spec.strategy, "the study's" if trains else "0",
+                 (f"{rate:g}" if rate is not None else "the study's") if trains else "-", spec.paper]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "lescao": _lescao, "methods": _methods}
 
 
 def generate(root: Path, spec: str) -> str:
     """The text of one generated region: ``NAME ARGS...`` (``include FILE [ROW ...]``,
-    ``lescao FOLDER [TREATMENT:BASELINE]``)."""
+    ``lescao FOLDER [TREATMENT:BASELINE]``, ``methods``)."""
     name, *args = shlex.split(spec)
     if name not in GENERATORS:
         raise PromptworthError(f"unknown generated region {name!r}; known: {', '.join(GENERATORS)}")

@@ -175,9 +175,12 @@ def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
     they train (unknown shares last, in the registry's order)."""
     tidy = check_tidy(results)
     tasks = list(dict.fromkeys(tidy["task"]))
-    # the share each method trains, as the methods table states it
-    per_method = methods_frame(results).drop_duplicates("method").set_index("method")["share"]
+    # the share each method trains, as the methods table states it: per task (a head's size
+    # follows the task's labels); the order follows the first task's
+    frame = methods_frame(results)
+    per_method = frame.drop_duplicates("method").set_index("method")["share"]
     shares = {m: float(per_method[m]) for m in display_order(list(dict.fromkeys(tidy["method"])))}
+    share_on = {(r.method, r.task, r.train_size): float(r.share) for r in frame.itertuples()}
     order = sorted(shares, key=lambda m: (math.isnan(shares[m]), shares[m] if not math.isnan(shares[m]) else 0.0))
     ncols = min(2, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
@@ -193,7 +196,8 @@ def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
             ax.scatter(np.full(len(scores), x), scores, s=10, alpha=0.45, color=colours[method], lw=0)
             ax.errorbar(x, scores.mean(), yerr=scores.std() if len(scores) > 1 else None, fmt="o", ms=5,
                         color=colours[method], capsize=3, lw=1.2)
-        labels = [m if math.isnan(shares[m]) else f"{m}\n{format_share(shares[m])}" for m in present]
+        labels = [m if math.isnan(share_on[m, task, size]) else f"{m}\n{format_share(share_on[m, task, size])}"
+                  for m in present]
         ax.set_xticks(range(len(present)), labels, rotation=60, ha="right", fontsize=7)
         metric = "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))) if "metric" in runs else ""
         ax.set_ylabel(f"test {metric} (x100)" if metric else "test score (x100)", fontsize=8)

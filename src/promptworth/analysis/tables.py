@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -241,9 +241,9 @@ def _one_text(values: pd.Series | None) -> str:
 
 
 def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
-    """Long table: per method, its parts and strategy, the median trainable and total parameters
-    and the share of the model that trains, seconds per training step and peak memory over all its
-    runs, then the mean and std of the score per task and training size."""
+    """Long table: per method, its parts and strategy, seconds per training step and peak memory
+    (medians over all its runs); per task and training size, the median trainable and total
+    parameters, the share of the model that trains, and the mean and std of the score."""
     tidy = check_tidy(results)
     check_unique_runs(tidy)
     rows = []
@@ -251,16 +251,18 @@ def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
         runs = tidy[tidy["method"] == method]
         objective, tuning = _one_text(runs.get("objective")), _one_text(runs.get("tuning"))
         known_parts = objective and tuning and "/" not in objective + tuning
-        trainable, total = _median(runs.get("trainable_params")), _median(runs.get("total_params"))
         facts = {
             "method": method, "objective": objective, "tuning": tuning,
             "strategy": MethodSpec(method, objective, tuning).strategy if known_parts else "",
-            "trainable_params": trainable, "total_params": total, "share": trainable / total if total else math.nan,
             "step_s": _median(runs.get("step_s")), "peak_rss_gb": _median(runs.get("peak_rss_gb")),
         }
         for (task, size), group in runs.groupby(["task", "train_size"], sort=False):
+            # per task: a new head's size follows the task's number of labels
+            trainable, total = _median(group.get("trainable_params")), _median(group.get("total_params"))
             scores = group["score"].to_numpy(dtype=float)
-            rows.append({**facts, "task": task, "train_size": int(size), "n_runs": len(scores),
+            rows.append({**facts, "trainable_params": trainable, "total_params": total,
+                         "share": trainable / total if total else math.nan,
+                         "task": task, "train_size": int(size), "n_runs": len(scores),
                          "mean": float(np.mean(scores)),
                          "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan})
     return pd.DataFrame(rows, columns=list(METHODS_COLUMNS))
@@ -282,6 +284,15 @@ def format_share(share: float) -> str:
     return f"{100 * share:.3g}%"
 
 
+def _span(values: pd.Series, show: Callable[[float], str]) -> str:
+    """One value, or the smallest and largest where the tasks differ (``1,152–3,456``)."""
+    known = values.dropna()
+    if not len(known):
+        return MISSING
+    low, high = show(known.min()), show(known.max())
+    return low if low == high else f"{low}–{high}"
+
+
 def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Rows: methods; columns: the facts, then one score column per (task, size)."""
     groups = list(dict.fromkeys(zip(frame["task"], frame["train_size"])))
@@ -291,8 +302,8 @@ def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         first = runs.iloc[0]
         scores = {(r.task, r.train_size): format_score(r.mean, r.std) for r in runs.itertuples()}
         rows.append([
-            str(method), first.strategy or MISSING, format_count(first.trainable_params),
-            MISSING if _is_nan(first.share) else format_share(first.share),
+            str(method), first.strategy or MISSING, _span(runs["trainable_params"], format_count),
+            _span(runs["share"], format_share),
             MISSING if _is_nan(first.step_s) else f"{first.step_s:.2f}",
             MISSING if _is_nan(first.peak_rss_gb) else f"{first.peak_rss_gb:.1f}",
             *(scores.get(g, MISSING) for g in groups),
