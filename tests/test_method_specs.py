@@ -41,6 +41,13 @@ def test_every_builtin_is_a_valid_combination_of_parts():
         assert spec.tuning == "full" and spec.training_defaults() == {} and spec.objective == name
 
 
+def test_option_names_of_tunings_and_extras_never_collide():
+    # one mapping holds a method's options, its tuning's and its extras' alike
+    tuning_names = {o.name for t in method_specs.TUNINGS.values() for o in t.options}
+    extra_names = [o.name for e in method_specs.EXTRAS.values() for o in e.options]
+    assert not tuning_names & set(extra_names) and len(extra_names) == len(set(extra_names))
+
+
 def test_lightweight_tunings_default_to_larger_learning_rates():
     from promptworth.training.train_config import TrainConfig
 

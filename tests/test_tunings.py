@@ -194,7 +194,7 @@ def test_the_best_state_keeps_only_what_trains_and_restores_it(name, backbones):
     "definition, message",
     [
         ({"objective": "prompt", "tuning": "lora", "options": {"r": 0}}, "option r must be an integer >= 1, got 0"),
-        ({"objective": "prompt", "tuning": "lora", "options": {"rank": 4}}, "'rank' is not an option of tuning lora"),
+        ({"objective": "prompt", "tuning": "lora", "options": {"rank": 4}}, "'rank' is not an option of its parts (tuning lora: r, alpha, dropout)"),
         ({"objective": "prompt", "tuning": "lora", "options": {"dropout": 1.5}}, "option dropout must be a number >= 0 and < 1"),
         ({"objective": "prompt", "tuning": "frozen"}, "tuning frozen does not combine with objective prompt"),
         ({"objective": "prompt", "tuning": "fixlayers", "options": {"layers": 2.5}}, "option layers must be an integer"),

@@ -163,6 +163,12 @@ class Extra:
     does: str
     objectives: tuple[str, ...]
     paper: str = ""
+    # options of the extra, set like a tuning's (``--option``, a definition's ``options``); their
+    # names never repeat a tuning's, so one mapping holds both (tests/test_method_specs.py)
+    options: tuple[Option, ...] = ()
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
 
 
 # Content-free inputs of contextual calibration (Zhao et al. 2021, their defaults): every text
@@ -191,9 +197,13 @@ class MethodSpec:
     def tuning_spec(self) -> Tuning:
         return TUNINGS[self.tuning]
 
+    def part_options(self) -> tuple[Option, ...]:
+        """The options of the method's parts: its tuning's, then its extras'."""
+        return self.tuning_spec.options + tuple(o for extra in self.extras for o in EXTRAS[extra].options)
+
     def resolved_options(self) -> dict[str, Any]:
-        """Every option of the tuning: the set ones, else their defaults (None: from the model)."""
-        return {o.name: self.options.get(o.name, o.default) for o in self.tuning_spec.options}
+        """Every option of the parts: the set ones, else their defaults (None: from the model)."""
+        return {o.name: self.options.get(o.name, o.default) for o in self.part_options()}
 
     def training_defaults(self) -> dict[str, Any]:
         """The method's default hyperparameters (over ``TrainConfig``'s own)."""
@@ -272,13 +282,6 @@ def make_spec(
                                f"(only with {', '.join(spec.objectives)})")
     if options is not None and not isinstance(options, Mapping):
         raise PromptworthError(f"{where}: options must be a mapping of option names to values, got {options!r}")
-    checked = {}
-    for key, value in (options or {}).items():
-        option = spec.option(key)
-        if option is None:
-            known = ", ".join(o.name for o in spec.options) or "none"
-            raise PromptworthError(f"{where}: {key!r} is not an option of tuning {tuning} (its options: {known})")
-        checked[key] = option.check(value, where)
     if isinstance(extras, str) or not isinstance(extras, (list, tuple)):
         raise PromptworthError(f"{where}: extras must be a list of extra parts, got {extras!r}")
     for extra in extras:
@@ -289,6 +292,14 @@ def make_spec(
                                    f"(only with {', '.join(EXTRAS[extra].objectives)})")
     if len(set(extras)) != len(extras):
         raise PromptworthError(f"{where}: an extra is named twice in {list(extras)}")
+    owners = [(f"tuning {tuning}", spec)] + [(f"extra {e}", EXTRAS[e]) for e in extras]
+    checked = {}
+    for key, value in (options or {}).items():
+        option = next((o for _, part in owners if (o := part.option(key)) is not None), None)
+        if option is None:
+            known = "; ".join(f"{who}: {', '.join(o.name for o in part.options) or 'none'}" for who, part in owners)
+            raise PromptworthError(f"{where}: {key!r} is not an option of its parts ({known})")
+        checked[key] = option.check(value, where)
     return MethodSpec(name, objective, tuning, checked, extras=tuple(extras))
 
 
