@@ -8,8 +8,9 @@ how they are added) and the tuning's options:
   new classifier on the backbone), ``null`` (the template with the null verbalizer), ``majority``
   (no model: the evaluation set's most frequent class, LM-BFF's reference row);
 - tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
-- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``).
-  Demonstrations and searched label words and templates come next, as more extras.
+- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``,
+  ``context``: in-context demonstrations, ``demos``: LM-BFF's sampled demonstrations). Searched
+  label words and templates come next, as more extras.
 
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
@@ -166,6 +167,9 @@ class Extra:
     # options of the extra, set like a tuning's (``--option``, a definition's ``options``); their
     # names never repeat a tuning's, so one mapping holds both (tests/test_method_specs.py)
     options: tuple[Option, ...] = ()
+    # default hyperparameters (``TrainConfig`` fields) of a method with this extra, over its tuning's
+    training: Mapping[str, Any] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()  # extras it does not combine with
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -179,6 +183,23 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
           f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
           "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021"),
+    Extra("context", "in-context learning: up to `demos` training examples (chosen and ordered by the train seed), "
+          "each the template with its label word filled in, before the query (a masked LM: after it); whole "
+          "demonstrations are dropped from the front until the input fits max_length", PROMPT_OBJECTIVES,
+          paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)",
+          options=(Option("demos", int, 32, "the most demonstrations in context", minimum=1),),
+          training={"max_length": 256}, excludes=("demos",)),
+    Extra("demos", "LM-BFF's demonstrations: one training example per class (the template with its label word "
+          "filled in) beside the input, sampled afresh for each input at each step; dev and test average the "
+          "label log-scores over `sets` sampled sets", PROMPT_OBJECTIVES, paper="LM-BFF (Gao et al. 2021)",
+          options=(
+              Option("filter", str, "sbert", "which training examples may be sampled: all (random) or each class's "
+                     "`keep` % most similar to the input by all-MiniLM-L6-v2 embeddings (sbert)",
+                     choices=("sbert", "random")),
+              Option("keep", int, 50, "sbert filter: the share (%) of each class kept", minimum=1, maximum=101),
+              Option("sets", int, 4, "demonstration sets averaged at dev and test (LM-BFF: 16)", minimum=1),
+          ),
+          training={"max_length": 256}, excludes=("context", "calibrate")),
 )}
 
 
@@ -207,7 +228,7 @@ class MethodSpec:
 
     def training_defaults(self) -> dict[str, Any]:
         """The method's default hyperparameters (over ``TrainConfig``'s own)."""
-        return dict(self.tuning_spec.training)
+        return {**self.tuning_spec.training, **{k: v for e in self.extras for k, v in EXTRAS[e].training.items()}}
 
     @property
     def strategy(self) -> str:
@@ -243,10 +264,12 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("softprompt", "prompt", "softprompt", paper="Lester et al. 2021"),
     MethodSpec("prefix", "prompt", "prefix", paper="Li & Liang 2021; P-tuning v2 (Liu et al. 2022)"),
     MethodSpec("ptuning", "prompt", "ptuning", paper="Liu et al. 2021 (P-tuning)"),
+    MethodSpec("prompt-demo", "prompt", extras=("demos",), paper="LM-BFF (Gao et al. 2021), demonstrations"),
     # tuning-free: LM-BFF's reference rows
     MethodSpec("majority", "majority", "none", paper="LM-BFF (Gao et al. 2021), its reference row"),
     MethodSpec("zeroshot", "prompt", "none", paper="LM-BFF (Gao et al. 2021); GPT-3 (Brown et al. 2020)"),
     MethodSpec("zeroshot-calibrated", "prompt", "none", extras=("calibrate",), paper="Zhao et al. 2021"),
+    MethodSpec("icl", "prompt", "none", extras=("context",), paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)"),
 )
 
 
@@ -292,6 +315,10 @@ def make_spec(
                                    f"(only with {', '.join(EXTRAS[extra].objectives)})")
     if len(set(extras)) != len(extras):
         raise PromptworthError(f"{where}: an extra is named twice in {list(extras)}")
+    for extra in extras:
+        clash = [other for other in EXTRAS[extra].excludes if other in extras]
+        if clash:
+            raise PromptworthError(f"{where}: extra {extra} does not combine with extra {clash[0]}")
     owners = [(f"tuning {tuning}", spec)] + [(f"extra {e}", EXTRAS[e]) for e in extras]
     checked = {}
     for key, value in (options or {}).items():

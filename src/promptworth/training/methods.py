@@ -24,7 +24,10 @@ parameters train. The objectives:
 
 Extras: ``calibrate`` (prompt objectives) is Zhao et al.'s contextual calibration: the label
 probabilities are divided by their mean over content-free inputs (``method_specs.CONTENT_FREE``
-in every field the template reads), then normalised (:func:`calibrate`).
+in every field the template reads), then normalised (:func:`calibrate`). ``context`` (in-context
+learning) and ``demos`` (LM-BFF's sampled demonstrations) put training examples with their label
+words beside the input (:mod:`promptworth.training.demos`); with ``demos`` an example at dev and
+test is ``sets`` sequences, one per sampled set, whose label scores the candidate mean averages.
 
 Regression (STS-B) as LM-BFF: ``prompt`` scores the two label words ("No" = low, "Yes" = high),
 the prediction is ``low + (high - low) * P("Yes")`` and the loss is the KL divergence to the soft
@@ -41,7 +44,7 @@ import torch.nn.functional as F
 
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, models, prompts, tunings
+from promptworth.training import demos, flops, models, prompts, tunings
 from promptworth.training.method_specs import CONTENT_FREE, MethodSpec, resolve
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
@@ -201,9 +204,15 @@ class Method:
         """What the FLOP count needs of the model the method runs."""
         return flops.model_shape(model)
 
-    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Called once with the split's rows (train, dev, test) before training; a method that
-        reads something of the split itself (the majority class) takes it here."""
+    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
+        """Called once with the split's rows (train, dev, test) and the train seed before any row
+        is encoded; a method that reads something of the split itself (the majority class, the
+        demonstrations) takes it here."""
+
+    def train_feature(self, features: Sequence[Feature], index: int, step: int) -> Feature:
+        """The training example ``index`` as the training step ``step`` reads it: the feature
+        encoded once, unless the method encodes it afresh at each step (sampled demonstrations)."""
+        return features[index]
 
     def content_free(self) -> list[Feature]:
         """Features of the content-free inputs a calibrated method divides by (none: no calibration)."""
@@ -245,7 +254,7 @@ class MajorityMethod(Method):
     def parts(self) -> dict[str, Any]:
         return {**super().parts(), "majority": self.classes}
 
-    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
         evaluation = majority_class([row["label"] for row in rows["test"]], self.task.num_labels)
         train = majority_class([row["label"] for row in rows["train"]], self.task.num_labels)
         self.classes = {"evaluation": self.task.labels[evaluation], "train": self.task.labels[train],
@@ -303,6 +312,54 @@ class PromptMethod(Method):
             if task.name not in REGRESSION_RANGES:
                 raise PromptworthError(f"regression task {task.name} has no score range in methods.REGRESSION_RANGES")
             self.low, self.high = REGRESSION_RANGES[task.name]
+        # demonstrations (extras context and demos): set up by see_split
+        self.demo_extra = next((extra for extra in spec.extras if extra in ("context", "demos")), None)
+        if self.demo_extra:
+            if task.is_regression or self.verbalizer.row_dependent:
+                raise PromptworthError(
+                    f"method {self.name}: demonstrations need a classification task with fixed label words; "
+                    f"{task.name} has {'scores' if task.is_regression else 'row-dependent words'} (not supported)")
+            if self.demo_extra == "demos" and self.options["filter"] == "sbert":
+                demos.sbert_folder()  # missing packages fail here, before any data is read
+        self.demo_words = [] if self.verbalizer.row_dependent else [w[0] for w in self.verbalizer.for_row({})]
+        self.embed = demos.sentence_embeddings  # the sbert filter's embedding function
+        self.seed = 0
+        self.rows: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+        self.train_labels: list[int] = []
+        self.train_position: dict[int, int] = {}  # id(row) -> its index in the training split
+        self.similarities: demos.Similarities | None = None
+        self.context: list[int] = []  # the in-context demonstrations, in order
+        self.context_used: list[int] = []  # how many each dev and test input took
+
+    def parts(self) -> dict[str, Any]:
+        parts = super().parts()
+        causal = self.backbone.kind == "causal"
+        where = "before the input (causal LM)" if causal else "after the input, one answer slot (masked LM)"
+        if self.demo_extra == "context":
+            used = self.context_used
+            parts["demonstrations"] = {
+                "listed": len(self.context), "where": where,
+                "used": {"min": min(used), "max": max(used), "mean": round(sum(used) / len(used), 2)} if used else None,
+                "rule": "as many as fit max_length untruncated; those farthest from the input are dropped first",
+            }
+        elif self.demo_extra == "demos":
+            parts["demonstrations"] = {
+                "per_class": 1, "where": where, "eval_sets": self.options["sets"],
+                "rule": "sampled from the training split (never the input itself): afresh for each input at each "
+                        "step; dev and test average the label log-scores over eval_sets sets",
+            }
+        return parts
+
+    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
+        if not self.demo_extra:
+            return
+        self.seed, self.rows = seed, rows
+        self.train_labels = [int(row["label"]) for row in rows["train"]]
+        self.train_position = {id(row): i for i, row in enumerate(rows["train"])}
+        if self.demo_extra == "context":
+            self.context = demos.context_order(len(rows["train"]), self.options["demos"], seed)
+        elif self.options["filter"] == "sbert":
+            self.similarities = demos.Similarities.of(rows, self.encoder.template.fields, self.embed)
 
     def describe(self) -> dict[str, Any]:
         return {"template": self.encoder.template.source, "template_name": self.template_name,
@@ -319,30 +376,95 @@ class PromptMethod(Method):
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode(self, row: Mapping[str, Any]) -> Feature:
-        encoded = self.encoder.encode(row)
-        feature = Feature(sequences=[], label=float(row["label"]))
+        return self.feature(self.encodings(row), row["label"])
+
+    def encodings(self, row: Mapping[str, Any]) -> list[prompts.EncodedPrompt]:
+        """The row encoded: once, or (extra demos) once per demonstration set."""
+        if self.demo_extra == "context":
+            return [self.context_prompt(row)]
+        if self.demo_extra == "demos":
+            pools = self.demo_pools(row)
+            return [self.with_demos(row, demos.sample_set(pools, demos.rng(self.seed, "eval", row.get("idx"), k),
+                                                          self.task.labels)) for k in range(self.options["sets"])]
+        return [self.encoder.encode(row)]
+
+    def feature(self, encoded_prompts: Sequence[prompts.EncodedPrompt], label: float) -> Feature:
+        """One feature of one or more encodings of a row; every encoding's candidates count, so a
+        label's score is the mean over the encodings (and the label's words)."""
+        feature = Feature(sequences=[], label=float(label))
         causal = self.backbone.kind == "causal"
-        multi = any(len(ids) > 1 for words in encoded.words for ids in words)
-        if causal and not multi:
-            feature.sequences.append(encoded.input_ids)
-        elif not causal:
-            feature.sequences.append(encoded.input_ids)
         candidate = 0
-        for label, words in enumerate(encoded.words):
-            for ids in words:
-                if causal and multi:
-                    # teacher forcing: the word's tokens but the last follow the prompt
-                    seq = len(feature.sequences)
-                    feature.sequences.append(encoded.input_ids + ids[:-1])
-                    start = encoded.slot - 1
-                elif causal:
-                    seq, start = 0, encoded.slot - 1
-                else:
-                    seq, start = 0, encoded.slot
-                feature.terms.extend((seq, start + j, token, candidate) for j, token in enumerate(ids))
-                feature.candidate_label.append(label)
-                candidate += 1
+        for encoded in encoded_prompts:
+            multi = any(len(ids) > 1 for words in encoded.words for ids in words)
+            base = len(feature.sequences)
+            if not (causal and multi):
+                feature.sequences.append(encoded.input_ids)
+            for label_index, words in enumerate(encoded.words):
+                for ids in words:
+                    if causal and multi:
+                        # teacher forcing: the word's tokens but the last follow the prompt
+                        seq = len(feature.sequences)
+                        feature.sequences.append(encoded.input_ids + ids[:-1])
+                        start = encoded.slot - 1
+                    elif causal:
+                        seq, start = base, encoded.slot - 1
+                    else:
+                        seq, start = base, encoded.slot
+                    feature.terms.extend((seq, start + j, token, candidate) for j, token in enumerate(ids))
+                    feature.candidate_label.append(label_index)
+                    candidate += 1
         return feature
+
+    def train_feature(self, features: Sequence[Feature], index: int, step: int) -> Feature:
+        if self.demo_extra != "demos":
+            return features[index]
+        row = self._rows()["train"][index]
+        chosen = demos.sample_set(self.demo_pools(row), demos.rng(self.seed, "train", step, index), self.task.labels)
+        return self.feature([self.with_demos(row, chosen)], row["label"])
+
+    def _rows(self) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+        if self.rows is None:
+            raise PromptworthError(f"method {self.name}: see_split must give it the split before rows are encoded")
+        return self.rows
+
+    def demo_pools(self, row: Mapping[str, Any]) -> list[list[int]]:
+        """The training indices each class's demonstration is drawn from for ``row``."""
+        self._rows()
+        pools = demos.class_pools(self.train_labels, self.verbalizer.num_labels, self.train_position.get(id(row)))
+        if self.similarities is not None:
+            pools = demos.keep_most_similar(pools, self.similarities.to_train(row), self.options["keep"])
+        return pools
+
+    def demo_input(self, row: Mapping[str, Any], chosen: Sequence[int]) -> tuple[dict[str, Any], prompts.Template]:
+        """The row with the training examples ``chosen`` as demonstrations, and its template."""
+        train = self._rows()["train"]
+        words = [self.demo_words[self.train_labels[i]] for i in chosen]
+        template = demos.composite(self.encoder.template, words, self.backbone.kind == "causal")
+        return demos.composite_row(row, [train[i] for i in chosen]), template
+
+    def with_demos(self, row: Mapping[str, Any], chosen: Sequence[int]) -> prompts.EncodedPrompt:
+        return self.encoder.encode(*self.demo_input(row, chosen))
+
+    def context_prompt(self, row: Mapping[str, Any]) -> prompts.EncodedPrompt:
+        """The row after (a masked LM: before) as many of the in-context demonstrations as fit
+        ``max_length`` untruncated; those farthest from the row are dropped first."""
+        self._rows()
+        own = self.train_position.get(id(row))
+        order = [i for i in self.context if i != own]
+        causal = self.backbone.kind == "causal"
+
+        def chosen(k: int) -> list[int]:
+            return order[len(order) - k:] if causal else order[:k]
+
+        k = demos.largest_fitting(
+            len(order), lambda k: self.encoder.length(*self.demo_input(row, chosen(k))) <= self.max_length)
+        if k == 0:
+            raise PromptworthError(
+                f"method {self.name}: not one demonstration fits beside row idx {row.get('idx')} in max_length "
+                f"{self.max_length} (the row alone takes {self.encoder.length(row)} tokens); raise --max-length")
+        if own is None:
+            self.context_used.append(k)
+        return self.with_demos(row, chosen(k))
 
     def collate(self, features: Sequence[Feature]) -> Batch:
         batch = base_batch(features, self.tokenizer.pad_token_id)

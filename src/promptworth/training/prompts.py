@@ -64,6 +64,7 @@ class Text:
 class FieldRef:
     name: str
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    demo: bool = False  # a demonstration's field: truncation cuts these before the query's
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Template:
             elif isinstance(part, Slot):
                 pieces.append(("slot", ""))
             else:
-                pieces.append(("field", fill_field(part, row, self.source)))
+                pieces.append(("demo" if part.demo else "field", fill_field(part, row, self.source)))
         return pieces
 
     def render_text(self, row: Mapping[str, Any], slot_text: str = "[MASK]") -> str:
@@ -345,20 +346,31 @@ class EncodedPrompt:
     truncated: int = 0
 
 
+# What truncation cuts, in turn: the demonstrations' fields, then the input's own.
+CUT_ORDER = ("demo", "field")
+
+
 def _truncate(tokens: list[list[int]], kinds: Sequence[str], budget: int, where: str) -> int:
-    """Cut the longest field from its end until everything fits in ``budget``; tokens removed."""
-    fields = [i for i, kind in enumerate(kinds) if kind == "field"]
+    """Cut the longest field from its end until everything fits in ``budget``; tokens removed.
+    The demonstrations' fields are cut first (the longest of them), the input's only once those
+    are empty."""
     excess = sum(len(t) for t in tokens) - budget
     removed = 0
-    while excess > 0:
-        longest = max(fields, key=lambda i: len(tokens[i]), default=None)
-        if longest is None or not tokens[longest]:
-            raise PromptworthError(
-                f"{where}: the template's literal text and answer do not fit in max_length; raise --max-length"
-            )
-        del tokens[longest][-1]
-        excess -= 1
-        removed += 1
+    for kind in CUT_ORDER:
+        fields = [i for i, k in enumerate(kinds) if k == kind]
+        while excess > 0:
+            longest = max(fields, key=lambda i: len(tokens[i]), default=None)
+            if longest is None or not tokens[longest]:
+                break
+            del tokens[longest][-1]
+            excess -= 1
+            removed += 1
+    if excess > 0:
+        demos = " and the demonstrations' text with their label words" if "demo" in kinds else ""
+        raise PromptworthError(
+            f"{where}: the template's literal text and answer{demos} do not fit in max_length "
+            f"(even with every field cut to nothing); raise --max-length"
+        )
     return removed
 
 
@@ -373,6 +385,8 @@ class PromptEncoder:
     max_length: int
     specials: SpecialTokens = field(init=False)
     _fixed_words: list[list[list[int]]] | None = field(init=False, default=None)
+    # token ids of each piece text seen (demonstrations repeat the same pieces across rows)
+    _tokens: dict[str, list[int]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.specials = special_tokens(self.tokenizer, self.kind)
@@ -410,10 +424,18 @@ class PromptEncoder:
             out.append(ids)
         return out
 
-    def encode(self, row: Mapping[str, Any]) -> EncodedPrompt:
+    def _piece_ids(self, text: str) -> list[int]:
+        ids = self._tokens.get(text)
+        if ids is None:
+            ids = self._tokens[text] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(ids)
+
+    def _pieces(self, row: Mapping[str, Any], template: Template) -> tuple[list[str], list[list[int]], int, int]:
+        """The row's pieces under ``template`` before truncation: their kinds and token ids, the
+        longest label word's length and the tokens the answer needs besides the pieces."""
         words = self.words_for(row)
         longest_word = max(len(ids) for label in words for ids in label)
-        pieces = spaced_pieces(self.template.render(row))
+        pieces = spaced_pieces(template.render(row))
         slot = next(i for i, (kind, _) in enumerate(pieces) if kind == "slot")
         if self.kind == "causal":
             pieces = pieces[:slot]  # text after the answer slot is never seen by a causal model
@@ -421,10 +443,20 @@ class PromptEncoder:
         else:
             answer_len = longest_word
         kinds = [kind for kind, _ in pieces]
-        tokens = [
-            [] if kind == "slot" else list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            for kind, text in pieces
-        ]
+        tokens = [[] if kind == "slot" else self._piece_ids(text) for kind, text in pieces]
+        return kinds, tokens, longest_word, answer_len
+
+    def length(self, row: Mapping[str, Any], template: Template | None = None) -> int:
+        """Tokens the row takes under ``template`` (default the encoder's) before any truncation."""
+        _, tokens, _, answer_len = self._pieces(row, template or self.template)
+        return sum(len(t) for t in tokens) + len(self.specials.prefix) + len(self.specials.suffix) + answer_len
+
+    def encode(self, row: Mapping[str, Any], template: Template | None = None) -> EncodedPrompt:
+        """The row under the encoder's template, or under ``template`` (the same template with
+        demonstrations around it: :mod:`promptworth.training.demos`)."""
+        template = template or self.template
+        words = self.words_for(row)
+        kinds, tokens, longest_word, answer_len = self._pieces(row, template)
         budget = self.max_length - len(self.specials.prefix) - len(self.specials.suffix) - answer_len
         removed = _truncate(tokens, kinds, budget, f"template {self.template.source!r}, row {row.get('idx')}")
         ids = list(self.specials.prefix)

@@ -332,7 +332,7 @@ def fit(
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
-        batch = method.collate([train[i] for i in next(batches)])
+        batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         train_flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
         batch = to_device(batch, device)
         with autocast(device, precision):
@@ -464,7 +464,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     backbone = models.open_backbone(request.model)
     method = build_method(request.method, task, backbone, config.max_length, request.template)
     rows = load_rows(request.task, request.split_dir, request.test_limit)
-    method.see_split(rows)
+    method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
     precision = resolve_precision(config.precision, device)
