@@ -27,7 +27,7 @@ def backbones():
 
 
 def test_the_tuning_free_builtins_are_lmbffs_reference_rows():
-    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated"]
+    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated", "icl"]
     specs = method_specs.builtin_methods()
     assert specs["zeroshot-calibrated"].extras == ("calibrate",)
     assert specs["zeroshot"].strategy == "tuning-free prompting"
@@ -132,7 +132,7 @@ def test_majority_predicts_the_evaluation_set_s_most_frequent_class(tmp_path):
     ({"objective": "majority", "tuning": "lora"}, "does not combine with objective majority"),
     ({"objective": "head", "tuning": "none"}, "does not combine with objective head"),
     ({"objective": "head", "extras": ["calibrate"]}, "extra calibrate does not combine with objective head"),
-    ({"objective": "prompt", "extras": ["demos"]}, "unknown extra 'demos'"),
+    ({"objective": "prompt", "extras": ["fewshot"]}, "unknown extra 'fewshot'"),
     ({"objective": "prompt", "extras": "calibrate"}, "extras must be a list"),
     ({"objective": "prompt", "extras": ["calibrate", "calibrate"]}, "named twice"),
 ])
