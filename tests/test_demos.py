@@ -234,6 +234,17 @@ def test_demonstration_text_is_cut_before_the_input(backbones):
     assert text.endswith(row["text_a"] + " It was")  # the input whole, the demonstrations cut
 
 
+def test_calibrated_icl_scores_content_free_inputs_beside_the_same_demonstrations(backbones):
+    rows = _rows()
+    spec = method_specs.make_spec("icl-calibrated", "prompt", "none", extras=["context", "calibrate"])
+    method = _method(spec, backbones["llama"], rows)
+    free = method.content_free()
+    test = method.encode(rows["test"][0])
+    assert len(free) == 3 and method.context_used == [16]  # content-free inputs are not counted
+    prefix = method.tokenizer.decode(test.sequences[0]).rsplit(rows["test"][0]["text_a"], 1)[0]
+    assert all(method.tokenizer.decode(f.sequences[0]).startswith(prefix) for f in free)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 

@@ -462,7 +462,7 @@ class PromptMethod(Method):
             raise PromptworthError(
                 f"method {self.name}: not one demonstration fits beside row idx {row.get('idx')} in max_length "
                 f"{self.max_length} (the row alone takes {self.encoder.length(row)} tokens); raise --max-length")
-        if own is None:
+        if own is None and row.get("idx") is not None:  # a dev or test input (not a content-free one)
             self.context_used.append(k)
         return self.with_demos(row, chosen(k))
 
