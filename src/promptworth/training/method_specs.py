@@ -185,7 +185,7 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
           "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021"),
     Extra("context", "in-context learning: up to `demos` training examples (chosen and ordered by the train seed), "
           "each the template with its label word filled in, before the query (a masked LM: after it); whole "
-          "demonstrations are dropped from the front until the input fits max_length", PROMPT_OBJECTIVES,
+          "demonstrations, the farthest from the query first, are dropped until the input fits max_length", PROMPT_OBJECTIVES,
           paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)",
           options=(Option("demos", int, 32, "the most demonstrations in context", minimum=1),),
           training={"max_length": 256}, excludes=("demos",)),

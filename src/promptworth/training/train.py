@@ -6,8 +6,10 @@ Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to 
 clipping. The dev set is evaluated every ``eval_every`` steps and at the end; the best state (by the
 task's primary metric, first best wins) is kept in memory and used for the test set.
 
-Determinism: the train seed seeds torch (head initialisation, dropout) and the batch order; the
-same seed on the same machine and thread count gives the same metrics.
+Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
+demonstrations (``Method.see_split``; a method that encodes a training example afresh at each step
+does it in ``Method.train_feature``); the same seed on the same machine and thread count gives the
+same metrics.
 """
 
 from __future__ import annotations
