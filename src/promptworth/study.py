@@ -34,8 +34,8 @@ class SplitsConfig:
     k: int = DEFAULT_K
 
     def sizes_for(self, task: str) -> tuple[int | str, ...]:
-        if self.kind == "kshot":
-            return (self.k,)
+        if self.kind == "kshot":  # K, and "all" where the study adds the full-data setting
+            return self.sizes or (self.k,)
         return self.sizes_by_task.get(task, self.sizes)
 
     @property
@@ -56,6 +56,8 @@ class StudyConfig:
     training: dict[str, Any]
     templates: dict[str, str] = field(default_factory=dict)
     methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # keyed by str(size): the methods run at that training-set size, replacing the others
+    methods_by_size: dict[str, tuple[str, ...]] = field(default_factory=dict)
     comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
     # methods the config defines inline from parts, by name
     defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
@@ -65,7 +67,10 @@ class StudyConfig:
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
 
-    def methods_for(self, task: str) -> tuple[str, ...]:
+    def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
+        """The methods run on ``task`` (at ``size``, where ``methods_by_size`` names it)."""
+        if size is not None and str(size) in self.methods_by_size:
+            return self.methods_by_size[str(size)]
         return self.methods_by_task.get(task, self.methods)
 
     def method(self, name: str) -> MethodSpec:
@@ -172,6 +177,7 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         **_given(config, {
             "templates": dict,
             "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},
+            "methods_by_size": lambda by_size: {str(size): tuple(methods) for size, methods in by_size.items()},
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
@@ -185,7 +191,8 @@ def check_study(study: StudyConfig) -> None:
     """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
     if len(set(study.methods)) != len(study.methods):
         raise PromptworthError("config: methods names a method twice")
-    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items())):
+    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items()),
+                         *((f"methods_by_size.{s}", m) for s, m in study.methods_by_size.items())):
         for method in names:
             try:
                 study.method(method)
@@ -195,7 +202,7 @@ def check_study(study: StudyConfig) -> None:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
-        for method in study.methods_for(name):
+        for method in {m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}:
             if study.method(method).objective == "null" and not task.null_words:
                 raise PromptworthError(f"config: method {method} needs null_words, which task {name} has none of")
         template = study.templates.get(name)
@@ -212,6 +219,16 @@ def check_study(study: StudyConfig) -> None:
     if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
         raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
     splits = study.splits
+    if splits.kind == "kshot":
+        for size in splits.sizes:
+            if size not in (splits.k, ALL):
+                raise PromptworthError(f"config: splits.sizes of a kshot study are K ({splits.k}) and 'all' "
+                                       f"(the full-data setting), got {size!r}")
+        if splits.sizes_by_task:
+            raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
+    for size in study.methods_by_size:
+        if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
+            raise PromptworthError(f"config: methods_by_size names size {size!r}, which the study does not train at")
     if splits.kind == "ladder":
         for name in study.tasks:
             if not splits.sizes_for(name):
@@ -232,7 +249,7 @@ def check_study(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = set(study.methods).union(*study.methods_by_task.values())
+    runs = set(study.methods).union(*study.methods_by_task.values(), *study.methods_by_size.values())
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -255,7 +272,7 @@ def plan(study: StudyConfig) -> list[Run]:
         for task in study.tasks
         for size in study.splits.sizes_for(task)
         for data_seed in study.splits.data_seeds
-        for method in study.methods_for(task)
+        for method in study.methods_for(task, size)
         for train_seed in study.train_seeds
     ]
 
