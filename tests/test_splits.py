@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,25 @@ def test_kshot_bad_input_leaves_nothing(tmp_path, data_dir, capsys):
     assert "CB is not one of LM-BFF's tasks" in capsys.readouterr().err
     assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--k", "0"]) == 2
     assert not out.exists()
+
+
+def test_the_full_data_setting_trains_on_the_pool_less_the_kshot_dev(kshot_out, tmp_path, data_dir):
+    out = tmp_path / "k-shot"
+    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "trec",
+                 "--seeds", "42", "--full"]) == 0
+    for task, name, pool in (("SST-2", "dev.tsv", 6920), ("trec", "dev.csv", 5452)):
+        full, kshot = out / task / "all-42", kshot_out / task / "16-42"
+        # the K-shot split's dev and test, byte for byte
+        assert (full / name).read_bytes() == (kshot / name).read_bytes()
+        assert (full / name.replace("dev", "test")).read_bytes() == (kshot / name.replace("dev", "test")).read_bytes()
+        parts, small = splits.load_split(task, full), splits.load_split(task, kshot)
+        rows = lambda dataset: Counter((r["text_a"], r["label"]) for r in dataset)  # noqa: E731
+        # every pool row but the dev rows (as multisets: TREC's pool repeats some questions)
+        assert len(parts["train"]) == pool - len(small["dev"])
+        assert rows(parts["train"]) == rows(tasks.load(task, "pool")) - rows(small["dev"])
+        assert not rows(small["train"]) - rows(parts["train"])
+        manifest = json.loads((full / splits.MANIFEST).read_text())
+        assert manifest["size"] == "all" and manifest["k"] == 16 and manifest["data_seed"] == 42
 
 
 def test_load_split_reads_lmbff_layout(kshot_out):

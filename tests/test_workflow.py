@@ -175,6 +175,37 @@ def test_kshot_study_needs_lmbff_tasks():
     assert {run.size for run in plan(study)} == {16}
 
 
+def test_a_kshot_study_adds_the_full_data_setting_for_the_methods_named_at_that_size(tmp_path):
+    config = with_change("splits", {"kind": "kshot", "k": 16, "data_seeds": [13, 42], "sizes": [16, "all"]})
+    config.update(tasks=["SST-2"], methods=["prompt", "head"], comparisons=["prompt:head"],
+                  by_size={"all": {"methods": ["head"], "data_seeds": [42], "training": {"max_steps": 7, "min_steps": 1}}})
+    study = load_study(config, SCHEMA)
+    runs = {(run.method, run.size, run.data_seed) for run in plan(study)}
+    assert runs == {("prompt", 16, 13), ("head", 16, 13), ("prompt", 16, 42), ("head", 16, 42), ("head", "all", 42)}
+    assert study.training_for("head", "all")["max_steps"] == 7
+    assert study.training_for("head", 16) == study.training_for("head")
+    path = tmp_path / "full.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/full")
+    assert result.returncode == 0, result.stderr
+    kshots = [line for line in result.stdout.splitlines() if "promptworth kshot " in line]
+    assert sum("--k 16 --full " in line for line in kshots) == 1  # by_size's one data seed
+    trains = [line for line in result.stdout.splitlines() if "promptworth train " in line]
+    assert [("--max-steps 7 " in line) for line in trains if "kshot/SST-2/all-42" in line] == [True]
+    assert not any("--max-steps 7 " in line for line in trains if "/16-" in line)
+    for change, message in (({"sizes": [8, "all"]}, "splits.sizes of a kshot study are K"),):
+        bad = with_change("splits", {"kind": "kshot", "k": 16, "data_seeds": [13], **change})
+        bad.update(tasks=["SST-2"])
+        with pytest.raises(PromptworthError, match=message):
+            load_study(bad, SCHEMA)
+    for by_size, message in (({"32": {"methods": ["head"]}}, "by_size names size '32'"),
+                             ({"all": {"steps": 3}}, r"config.by_size.all: Additional properties"),
+                             ({"all": {"methods": ["nope"]}}, "by_size.all.methods: unknown method 'nope'"),
+                             ({"all": {"training": {"max_steps": 0}}}, "by_size.all"),):
+        with pytest.raises(PromptworthError, match=message):
+            load_study({**config, "by_size": by_size}, SCHEMA)
+
+
 def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(tmp_path):
     """LM-BFF's K-shot split files keep the whole test set: the runs draw the subset themselves."""
     kshot = copy.deepcopy(DEFAULT)

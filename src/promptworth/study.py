@@ -34,8 +34,8 @@ class SplitsConfig:
     k: int = DEFAULT_K
 
     def sizes_for(self, task: str) -> tuple[int | str, ...]:
-        if self.kind == "kshot":
-            return (self.k,)
+        if self.kind == "kshot":  # K, and "all" where the study adds the full-data setting
+            return self.sizes or (self.k,)
         return self.sizes_by_task.get(task, self.sizes)
 
     @property
@@ -44,6 +44,16 @@ class SplitsConfig:
         split files hold): LM-BFF's K-shot split files stay byte for byte theirs, whole test set
         included, so a kshot study's runs take ``test_limit`` when they load the split."""
         return self.test_limit if self.kind == "kshot" else None
+
+
+@dataclass(frozen=True)
+class SizeSettings:
+    """What changes at one training-set size (a study's ``by_size``), e.g. LM-BFF's full-data row:
+    only fine-tuning with a head, one data seed, more steps. Empty: as at every other size."""
+
+    methods: tuple[str, ...] = ()
+    data_seeds: tuple[int, ...] = ()
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class StudyConfig:
     training: dict[str, Any]
     templates: dict[str, str] = field(default_factory=dict)
     methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # keyed by str(size): what changes at that training-set size (see SizeSettings)
+    by_size: dict[str, "SizeSettings"] = field(default_factory=dict)
     comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
     # methods the config defines inline from parts, by name
     defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
@@ -65,17 +77,28 @@ class StudyConfig:
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
 
-    def methods_for(self, task: str) -> tuple[str, ...]:
+    def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
+        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it)."""
+        settings = self.by_size.get(str(size))
+        if settings is not None and settings.methods:
+            return settings.methods
         return self.methods_by_task.get(task, self.methods)
+
+    def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
+        settings = self.by_size.get(str(size))
+        return settings.data_seeds if settings is not None and settings.data_seeds else self.splits.data_seeds
 
     def method(self, name: str) -> MethodSpec:
         """A method of the study: a built-in or one it defines."""
         return method_specs.resolve(name, self.defined_methods)
 
-    def training_for(self, method: str) -> dict[str, Any]:
-        """A method's training settings: the study's ``training``, then the method's own defaults
-        (e.g. LoRA's learning rate), then ``training_by_method``; later ones win."""
-        return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {})}
+    def training_for(self, method: str, size: int | str | None = None) -> dict[str, Any]:
+        """A run's training settings: the study's ``training``, then the method's own defaults
+        (e.g. LoRA's learning rate), then ``training_by_method``, then ``by_size``'s ``training``
+        for the run's size; later ones win."""
+        settings = self.by_size.get(str(size))
+        return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {}),
+                **(settings.training if settings is not None else {})}
 
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
@@ -172,6 +195,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         **_given(config, {
             "templates": dict,
             "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},
+            "by_size": lambda by_size: {str(size): SizeSettings(**_given(settings, {
+                "methods": tuple, "data_seeds": tuple, "training": dict})) for size, settings in by_size.items()},
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
@@ -185,7 +210,8 @@ def check_study(study: StudyConfig) -> None:
     """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
     if len(set(study.methods)) != len(study.methods):
         raise PromptworthError("config: methods names a method twice")
-    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items())):
+    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items()),
+                         *((f"by_size.{s}.methods", b.methods) for s, b in study.by_size.items())):
         for method in names:
             try:
                 study.method(method)
@@ -195,7 +221,7 @@ def check_study(study: StudyConfig) -> None:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
-        for method in study.methods_for(name):
+        for method in {m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}:
             if study.method(method).objective == "null" and not task.null_words:
                 raise PromptworthError(f"config: method {method} needs null_words, which task {name} has none of")
         template = study.templates.get(name)
@@ -212,6 +238,23 @@ def check_study(study: StudyConfig) -> None:
     if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
         raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
     splits = study.splits
+    if splits.kind == "kshot":
+        for size in splits.sizes:
+            if size not in (splits.k, ALL):
+                raise PromptworthError(f"config: splits.sizes of a kshot study are K ({splits.k}) and 'all' "
+                                       f"(the full-data setting), got {size!r}")
+        if splits.sizes_by_task:
+            raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
+    for size, settings in study.by_size.items():
+        if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
+            raise PromptworthError(f"config: by_size names size {size!r}, which the study does not train at")
+        for seed in settings.data_seeds:
+            check_seed(seed, f"config: by_size.{size}.data_seeds item {seed!r}: a seed")
+        for method in settings.methods or study.methods:
+            try:
+                config_from_mapping(study.training_for(method, size))
+            except PromptworthError as exc:
+                raise PromptworthError(f"config: by_size.{size}.training: {exc}") from None
     if splits.kind == "ladder":
         for name in study.tasks:
             if not splits.sizes_for(name):
@@ -232,7 +275,7 @@ def check_study(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = set(study.methods).union(*study.methods_by_task.values())
+    runs = set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -254,8 +297,8 @@ def plan(study: StudyConfig) -> list[Run]:
         Run(task, method, size, data_seed, train_seed)
         for task in study.tasks
         for size in study.splits.sizes_for(task)
-        for data_seed in study.splits.data_seeds
-        for method in study.methods_for(task)
+        for data_seed in study.data_seeds_for(size)
+        for method in study.methods_for(task, size)
         for train_seed in study.train_seeds
     ]
 

@@ -96,6 +96,34 @@ rule figures:
         "--treatment {params.treatment:q} --baseline {params.baseline:q} > {log:q} 2>&1"
 
 
+# LM-BFF's Table 3 layout with their published numbers: for studies on LM-BFF's K-shot splits.
+if STUDY.splits.kind == "kshot":
+
+    rule lmbff_table:
+        input:
+            f"{RESULTS}/runs.csv",
+        output:
+            table=report(
+                f"{RESULTS}/paper/lmbff.md",
+                caption="../report/lmbff_paper.rst",
+                category="Tables",
+            ),
+            figure=report(
+                f"{RESULTS}/paper/lmbff.png",
+                caption="../report/lmbff_paper.rst",
+                category="Figures",
+            ),
+        log:
+            f"{RESULTS}/logs/lmbff_table.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            out_dir=lambda wildcards, output: str(Path(output.table).parent),
+        shell:
+            "promptworth lmbff-table {input:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
 # What each training run cost, from Snakemake's benchmarks of the train jobs. Only a study that
 # trains has them: with runs_dir there is no train rule, and no costs table.
 if not STUDY.runs_dir:

@@ -34,8 +34,14 @@ rule kshot:
         "../envs/promptworth.yaml"
     params:
         data_dir=data_dir_args(),
+        # size "all": the full-data setting, with the study's K-shot dev and test
+        k=lambda wildcards: (
+            ["--k", STUDY.splits.k, "--full"]
+            if wildcards.size == "all"
+            else ["--k", wildcards.size]
+        ),
         # the folder of every task's splits: <out>/<task>/<size>-<data_seed>/manifest.json
         out=lambda wildcards, output: str(Path(output[0]).parents[2]),
     shell:
-        "promptworth kshot --tasks {wildcards.task:q} --k {wildcards.size:q} --seeds {wildcards.data_seed:q} "
+        "promptworth kshot --tasks {wildcards.task:q} {params.k:q} --seeds {wildcards.data_seed:q} "
         "{params.data_dir:q} --out {params.out:q} > {log:q} 2>&1"

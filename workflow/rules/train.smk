@@ -34,7 +34,7 @@ if not STUDY.runs_dir:
             # the flags that define a method of the config (none for a built-in), then the
             # method's settings in TrainConfig's field order: reordering keys changes nothing
             training=lambda wc: STUDY.method_args(wc.method)
-            + training_args(STUDY.training_for(wc.method)),
+            + training_args(STUDY.training_for(wc.method, wc.size)),
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit

@@ -134,7 +134,7 @@ def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOpti
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _save(fig: Figure, stem: Path) -> None:
+def save_figure(fig: Figure, stem: Path) -> None:
     FigureCanvasAgg(fig)
     for fmt in FORMATS:
         # no creation date in the PDF: the same records give the same bytes
@@ -221,8 +221,37 @@ def figures(
 
     def write(tmp: Path) -> None:
         for panel in panels:
-            _save(task_figure(panel, colours, options), tmp / file_stem(panel.task))
-        _save(overview_figure(panels, colours, options), tmp / "overview")
-        _save(methods_figure(results, colours), tmp / "methods")
+            save_figure(task_figure(panel, colours, options), tmp / file_stem(panel.task))
+        save_figure(overview_figure(panels, colours, options), tmp / "overview")
+        save_figure(methods_figure(results, colours), tmp / "methods")
 
     return write_files(out_dir, write)
+
+
+def published_figure(frame: pd.DataFrame) -> Figure:
+    """LM-BFF's table as a figure (``promptworth.analysis.published``): one panel per task, a row
+    per way of using the model; our mean ± std over runs as a bar, LM-BFF's number as a diamond."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    named = frame["row"].astype(bool) & frame["method"].astype(bool)  # LM-BFF's rows name our method
+    labels = list(dict.fromkeys(frame["label"] + np.where(named, " (" + frame["method"] + ")", "")))
+    fig = Figure(figsize=(3.2 * len(tasks) + 3.0, 0.32 * len(labels) + 1.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(tasks), sharey=True, squeeze=False)).ravel()
+    y = np.arange(len(labels))[::-1]
+    for ax, task in zip(axes, tasks):
+        rows = frame[frame["task"] == task]
+        ours = 100 * rows["mean"].to_numpy(dtype=float)
+        spread = np.nan_to_num(100 * rows["std"].to_numpy(dtype=float))
+        ax.barh(y, np.nan_to_num(ours), xerr=spread, color="#4c72b0", alpha=0.8, height=0.6, capsize=2,
+                error_kw={"lw": 0.8}, label="ours")
+        ax.scatter(rows["published_mean"].to_numpy(dtype=float), y, marker="D", s=18, color="black", zorder=3,
+                   label="LM-BFF (roberta-large)")
+        metric = "/".join(m for m in dict.fromkeys(rows["metric"]) if m)
+        ax.set_title(f"{task}" + (f" ({metric})" if metric else ""), fontsize=9)
+        ax.set_xlim(min(0.0, np.nanmin([*ours, *rows["published_mean"], 0.0]) - 5), 100)
+        ax.grid(True, axis="x", lw=0.4, alpha=0.5)
+    axes[0].set_yticks(y, labels, fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, frameon=False, fontsize=8)
+    fig.suptitle("LM-BFF's table on this model: ours (bars, mean ± std over splits) and published", fontsize=9)
+    return fig
+

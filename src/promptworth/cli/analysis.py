@@ -1,4 +1,5 @@
-"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``.
+"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``,
+``lmbff-table``.
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
 rename), so a bad input leaves nothing behind. See ``docs/analysis.md``.
@@ -59,6 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig.add_argument("--baseline", default=DEFAULT_BASELINE, help="(default: %(default)s)")
     _add_options(fig)
     fig.set_defaults(handler=run_figures)
+
+    paper = subparsers.add_parser(
+        "lmbff-table", help="LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
+                            "(lmbff.md/.csv/.tex and a figure, lmbff.png/.pdf)")
+    paper.add_argument("results", type=Path, metavar="RESULTS_CSV")
+    paper.add_argument("--out-dir", type=Path, required=True)
+    paper.add_argument("--model", help="only runs of this model (the 'model' column)")
+    paper.set_defaults(handler=run_lmbff_table)
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
@@ -194,4 +203,24 @@ def run_figures(args: argparse.Namespace) -> int:
 
     written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
     print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
+    return 0
+
+
+def run_lmbff_table(args: argparse.Namespace) -> int:
+    from promptworth.analysis.plots import published_figure, save_figure
+    from promptworth.analysis.published import published_frame, published_latex, published_markdown
+    from promptworth.outputs import write_files
+
+    frame = published_frame(_results(args))
+    texts = {"lmbff.csv": frame.to_csv(index=False), "lmbff.md": published_markdown(frame),
+             "lmbff.tex": published_latex(frame)}
+    figure = published_figure(frame)
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        save_figure(figure, tmp / "lmbff")
+
+    written = write_files(args.out_dir, write)
+    print(f"[promptworth] {len(written)} files -> {args.out_dir}")
     return 0

@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kshot.add_argument("--k", type=int, default=splits.DEFAULT_K, help="examples per class (default %(default)s)")
     kshot.add_argument("--seeds", type=int, nargs="+", default=list(splits.LMBFF_SEEDS), help="data seeds")
     kshot.add_argument("--tasks", nargs="+", help="tasks (default: every LM-BFF task whose pool is available)")
+    kshot.add_argument("--full", action="store_true",
+                       help="the full-data setting: the K-shot dev and test, the whole pool less dev as training "
+                            "set, in <task>/all-<seed>/")
     kshot.set_defaults(handler=run_kshot)
 
     split = subparsers.add_parser(
@@ -45,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_kshot(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
-    written = splits.kshot(args.out, args.tasks, k=args.k, seeds=args.seeds, data_dir=root)
+    written = splits.kshot(args.out, args.tasks, k=args.k, seeds=args.seeds, data_dir=root, full=args.full)
     skipped = [name for name in splits.lmbff_tasks() if name not in written and not args.tasks]
     for name, folders in written.items():
         print(f"{name}: {len(folders)} splits in {args.out / name}")

@@ -115,7 +115,17 @@ def _check_k(task: TaskSpec, groups: dict[str, list], k: int, seed: int) -> None
             )
 
 
-def _kshot_tsv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int]) -> dict[int, Path]:
+def _kshot_train(groups: dict[str, list], k: int, full: bool) -> list:
+    """The training part of a K-shot split: the first K of each class, or (``full``) every
+    member of the pool but the K-shot dev rows (each class's K after its first K)."""
+    return [member for g in groups.values() for member in (g[:k] + g[2 * k:] if full else g[:k])]
+
+
+def _kshot_folder(k: int, seed: int, full: bool) -> str:
+    return f"{ALL if full else k}-{seed}"
+
+
+def _kshot_tsv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int], full: bool = False) -> dict[int, Path]:
     """GLUE-style tasks: lines of the tsv files are shuffled and written back unchanged."""
     pool_path = task_file(task, task.file_name("pool"), root)
     eval_names = [task.file_name("eval"), *task.extra_eval]
@@ -135,20 +145,20 @@ def _kshot_tsv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[in
         for line in shuffled:
             groups.setdefault(_kshot_label(task, line.strip().split("\t")), []).append(line)
         _check_k(task, groups, k, seed)
-        folder = out / f"{k}-{seed}"
+        folder = out / _kshot_folder(k, seed, full)
         folder.mkdir(parents=True)
         for name, path in zip(eval_names, eval_paths):
             _write_lines(folder / name.replace("dev", "test"), _read_lines(path))
         dev_name = "dev_matched.tsv" if task.extra_eval else "dev.tsv"
-        _write_lines(folder / "train.tsv", header + [line for g in groups.values() for line in g[:k]])
+        _write_lines(folder / "train.tsv", header + _kshot_train(groups, k, full))
         _write_lines(folder / dev_name, header + [line for g in groups.values() for line in g[k : 2 * k]])
         sources = {f"{task.dir}/{p.name}": p for p in [pool_path, *eval_paths]}
-        write_manifest(folder, _kshot_info(task, k, seed), sources)
+        write_manifest(folder, _kshot_info(task, k, seed, full), sources)
         written[seed] = folder
     return written
 
 
-def _kshot_csv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int]) -> dict[int, Path]:
+def _kshot_csv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[int], full: bool = False) -> dict[int, Path]:
     """Headerless csv tasks: LM-BFF goes through pandas, whose quoting we must reproduce."""
     pool_path = task_file(task, task.file_name("pool"), root)
     eval_path = task_file(task, task.file_name("eval"), root)
@@ -162,21 +172,23 @@ def _kshot_csv(task: TaskSpec, root: Path, out: Path, k: int, seeds: Sequence[in
         for record in records:
             groups.setdefault(_kshot_label(task, record), []).append(record)
         _check_k(task, groups, k, seed)
-        folder = out / f"{k}-{seed}"
+        folder = out / _kshot_folder(k, seed, full)
         folder.mkdir(parents=True)
         evaluation.to_csv(folder / "test.csv", header=False, index=False)
-        train = [record for g in groups.values() for record in g[:k]]
         dev = [record for g in groups.values() for record in g[k : 2 * k]]
-        pd.DataFrame(train).to_csv(folder / "train.csv", header=False, index=False)
+        pd.DataFrame(_kshot_train(groups, k, full)).to_csv(folder / "train.csv", header=False, index=False)
         pd.DataFrame(dev).to_csv(folder / "dev.csv", header=False, index=False)
         sources = {f"{task.dir}/{p.name}": p for p in [pool_path, eval_path]}
-        write_manifest(folder, _kshot_info(task, k, seed), sources)
+        write_manifest(folder, _kshot_info(task, k, seed, full), sources)
         written[seed] = folder
     return written
 
 
-def _kshot_info(task: TaskSpec, k: int, seed: int) -> dict[str, Any]:
-    return {"layout": "lmbff", "task": task.name, "k": k, "data_seed": seed, "sampler": "lmbff"}
+def _kshot_info(task: TaskSpec, k: int, seed: int, full: bool) -> dict[str, Any]:
+    info = {"layout": "lmbff", "task": task.name, "k": k, "data_seed": seed, "sampler": "lmbff"}
+    if full:
+        info.update(size=ALL, train="the whole pool less the K-shot dev rows (LM-BFF's full-data setting)")
+    return info
 
 
 def kshot(
@@ -185,8 +197,12 @@ def kshot(
     k: int = DEFAULT_K,
     seeds: Sequence[int] = LMBFF_SEEDS,
     data_dir: Path | None = None,
+    full: bool = False,
 ) -> dict[str, dict[int, Path]]:
     """Write LM-BFF's K-shot splits for ``task_names`` under ``out/<task>/<k>-<seed>/``.
+
+    ``full``: LM-BFF's full-data setting under ``out/<task>/all-<seed>/``: the same K-shot dev and
+    test, and as training set the whole pool less those dev rows.
 
     Without ``task_names``: every LM-BFF task whose training pool is in the mirror (the others are
     reported as skipped). Everything is staged and moved into place only when all tasks succeeded.
@@ -211,7 +227,7 @@ def kshot(
     with staging_folder(out, "splits") as staging:
         for spec in specs:
             sampler = _kshot_csv if spec.format == "csv" else _kshot_tsv
-            results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds)
+            results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds, full)
         for name, folders in results.items():
             for seed, folder in folders.items():
                 final = out / name / folder.name
