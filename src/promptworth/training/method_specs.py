@@ -8,8 +8,9 @@ how they are added) and the tuning's options:
   new classifier on the backbone), ``null`` (the template with the null verbalizer), ``majority``
   (no model: the evaluation set's most frequent class, LM-BFF's reference row);
 - tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
-- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``).
-  Demonstrations and searched label words and templates come next, as more extras.
+- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``;
+  ``autowords`` and ``autotemplate``: label words or a template found by a search, LM-BFF's, whose
+  result file ``promptworth train --search`` applies: :mod:`promptworth.training.search`).
 
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
@@ -179,7 +180,37 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
           f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
           "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021"),
+    # LM-BFF's searches (Gao et al. 2021, section 5); their reference values are k = n = 100 and the
+    # top 10 fine-tuned; the defaults here are sized for a CPU (docs/methods.md)
+    Extra("autowords", "label words found by LM-BFF's search (promptworth search): the top words_k words per "
+          "class by summed log-probability at the answer slot over the class's training rows, their "
+          "assignments pruned to the words_n best by zero-shot dev accuracy, the words_finetune best of them "
+          "fine-tuned and the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
+          options=(
+              Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
+              Option("words_n", int, 16, "assignments kept by zero-shot dev accuracy (LM-BFF: 100)", minimum=1),
+              Option("words_finetune", int, 2, "best assignments fine-tuned to choose by dev score "
+                     "(LM-BFF: 10; 0: the zero-shot best)", minimum=0),
+          )),
+    Extra("autotemplate", "a template found by a search (promptworth search): candidates from a T5 generator "
+          "(LM-BFF's, --generator) or, offline, the task's templates with other phrases before the answer "
+          "slot; ranked by zero-shot dev accuracy, the templates_finetune best fine-tuned and the best kept by "
+          "dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
+          options=(
+              Option("templates_n", int, 8, "templates kept by zero-shot dev accuracy", minimum=1),
+              Option("templates_finetune", int, 2, "best templates fine-tuned to choose by dev score "
+                     "(0: the zero-shot best)", minimum=0),
+              Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1),
+          )),
 )}
+# The extras whose method reads a search's result file, and what the search finds.
+SEARCH_EXTRAS: dict[str, str] = {"autowords": "words", "autotemplate": "template"}
+
+
+def search_kind(spec: "MethodSpec") -> str | None:
+    """``words`` or ``template`` for a method that applies a search's result, else None."""
+    kinds = [SEARCH_EXTRAS[extra] for extra in spec.extras if extra in SEARCH_EXTRAS]
+    return kinds[0] if kinds else None
 
 
 @dataclass(frozen=True)
@@ -247,6 +278,9 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("majority", "majority", "none", paper="LM-BFF (Gao et al. 2021), its reference row"),
     MethodSpec("zeroshot", "prompt", "none", paper="LM-BFF (Gao et al. 2021); GPT-3 (Brown et al. 2020)"),
     MethodSpec("zeroshot-calibrated", "prompt", "none", extras=("calibrate",), paper="Zhao et al. 2021"),
+    # searched label words and templates (their result files: promptworth search)
+    MethodSpec("prompt-autowords", "prompt", extras=("autowords",), paper="LM-BFF (Gao et al. 2021), automatic label words"),
+    MethodSpec("prompt-autotemplate", "prompt", extras=("autotemplate",), paper="LM-BFF (Gao et al. 2021), automatic templates"),
 )
 
 
@@ -292,6 +326,9 @@ def make_spec(
                                    f"(only with {', '.join(EXTRAS[extra].objectives)})")
     if len(set(extras)) != len(extras):
         raise PromptworthError(f"{where}: an extra is named twice in {list(extras)}")
+    if sum(extra in SEARCH_EXTRAS for extra in extras) > 1:
+        raise PromptworthError(f"{where}: a method searches its label words or its template, not both "
+                               f"({', '.join(SEARCH_EXTRAS)})")
     owners = [(f"tuning {tuning}", spec)] + [(f"extra {e}", EXTRAS[e]) for e in extras]
     checked = {}
     for key, value in (options or {}).items():
