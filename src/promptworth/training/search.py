@@ -156,6 +156,25 @@ def rank_assignments(candidates: Sequence[Sequence[int]], logprobs: torch.Tensor
     return beam
 
 
+@dataclass(frozen=True)
+class WordRanking:
+    sums: torch.Tensor  # (classes, vocabulary): log-probabilities summed over each class's training rows
+    per_class: list[list[int]]  # each class's candidate words (ids), most likely first
+    assignments: list[tuple[tuple[int, ...], float]]  # the best assignments and their zero-shot dev accuracy
+
+
+def rank_words(model: torch.nn.Module, encoder: prompts.PromptEncoder, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+               num_labels: int, vocabulary: Mapping[int, str], k: int, n: int, batch_size: int) -> WordRanking:
+    """Steps 1 and 2 of the word search (see the module) with ``encoder``'s template."""
+    train_lp = slot_logprobs(model, encoder, rows["train"], batch_size)
+    dev_lp = slot_logprobs(model, encoder, rows["dev"], batch_size)
+    train_labels = torch.tensor([int(row["label"]) for row in rows["train"]])
+    sums = torch.stack([train_lp[train_labels == c].sum(dim=0) for c in range(num_labels)])
+    per_class = top_words(sums, list(vocabulary), k)
+    assignments = rank_assignments(per_class, dev_lp, [int(row["label"]) for row in rows["dev"]], n)
+    return WordRanking(sums, per_class, assignments)
+
+
 # ---------------------------------------------------------------------------------------------
 # Templates
 
@@ -356,14 +375,10 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
     encoder = prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                     tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=config.max_length)
     model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
-    train_lp = slot_logprobs(model, encoder, context.rows["train"], config.eval_batch_size)
-    dev_lp = slot_logprobs(model, encoder, context.rows["dev"], config.eval_batch_size)
-    train_labels = torch.tensor([int(row["label"]) for row in context.rows["train"]])
-    sums = torch.stack([train_lp[train_labels == c].sum(dim=0) for c in range(task.num_labels)])
-    per_class = top_words(sums, list(vocabulary), options["words_k"])
-    assignments = rank_assignments(per_class, dev_lp, [int(row["label"]) for row in context.rows["dev"]],
-                                   options["words_n"])
+    ranking = rank_words(model, encoder, context.rows, task.num_labels, vocabulary, options["words_k"],
+                         options["words_n"], config.eval_batch_size)
     del model
+    sums, per_class, assignments = ranking.sums, ranking.per_class, ranking.assignments
     ranked = [Candidate(Chosen(label_words={label: vocabulary[w] for label, w in zip(task.labels, words)}), score)
               for words, score in assignments]
     best, ranked = _choose(context, ranked, options["words_finetune"])
