@@ -176,6 +176,15 @@ class Extra:
 # field of a row set to each of them.
 CONTENT_FREE = ("N/A", "", "[MASK]")
 
+def _ranking_options(prefix: str, what: str, kept: int, lmbff: tuple[int, int] | None) -> tuple[Option, Option]:
+    """The last two steps of a search as options: ``<prefix>_n`` candidates (``what``) kept by
+    their zero-shot dev score, the ``<prefix>_finetune`` best of them fine-tuned to choose by dev score."""
+    n_ref, tuned_ref = (f" (LM-BFF: {lmbff[0]})", f"LM-BFF: {lmbff[1]}; ") if lmbff else ("", "")
+    return (Option(f"{prefix}_n", int, kept, f"{what} kept by zero-shot dev score{n_ref}", minimum=1),
+            Option(f"{prefix}_finetune", int, 2, f"best {what} fine-tuned to choose by dev score "
+                   f"({tuned_ref}0: the zero-shot best)", minimum=0))
+
+
 EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
           f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
@@ -186,22 +195,14 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
           "class by summed log-probability at the answer slot over the class's training rows, their "
           "assignments pruned to the words_n best by zero-shot dev accuracy, the words_finetune best of them "
           "fine-tuned and the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
-          options=(
-              Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
-              Option("words_n", int, 16, "assignments kept by zero-shot dev accuracy (LM-BFF: 100)", minimum=1),
-              Option("words_finetune", int, 2, "best assignments fine-tuned to choose by dev score "
-                     "(LM-BFF: 10; 0: the zero-shot best)", minimum=0),
-          )),
+          options=(Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
+                   *_ranking_options("words", "assignments", 16, (100, 10)))),
     Extra("autotemplate", "a template found by a search (promptworth search): candidates from a T5 generator "
           "(LM-BFF's, --generator) or, offline, the task's templates with other phrases before the answer "
-          "slot; ranked by zero-shot dev accuracy, the templates_finetune best fine-tuned and the best kept by "
-          "dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
-          options=(
-              Option("templates_n", int, 8, "templates kept by zero-shot dev accuracy", minimum=1),
-              Option("templates_finetune", int, 2, "best templates fine-tuned to choose by dev score "
-                     "(0: the zero-shot best)", minimum=0),
-              Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1),
-          )),
+          "slot; the templates_n best by zero-shot dev score kept, the templates_finetune best fine-tuned and "
+          "the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
+          options=(*_ranking_options("templates", "templates", 8, None),
+                   Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1))),
 )}
 # The extras whose method reads a search's result file, and what the search finds.
 SEARCH_EXTRAS: dict[str, str] = {"autowords": "words", "autotemplate": "template"}
