@@ -300,7 +300,10 @@ def t5_templates(generator: str, rows: Sequence[Mapping[str, Any]], words: Seque
     done.sort(key=lambda item: -item[1])
     out = [(filled_template(*t5_fill(tokens[1:], sentinels, stop, tokenizer), pair), score)
            for tokens, score in done[:beam]]
-    return list({source: (source, score) for source, score in reversed(out)}.values())[::-1]
+    best: dict[str, float] = {}
+    for source, score in out:  # best first: a template decoded twice keeps its better score
+        best.setdefault(source, score)
+    return list(best.items())
 
 
 # ---------------------------------------------------------------------------------------------
