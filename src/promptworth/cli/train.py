@@ -180,7 +180,7 @@ def run_search(args: argparse.Namespace) -> int:
     out = check_output_file(args.out)
     request = search.SearchRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=args.model, seed=args.seed, config=config,
-        template=args.template, generator=args.generator, threads=args.threads,
+        template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

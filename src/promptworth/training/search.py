@@ -66,6 +66,7 @@ class SearchRequest:
     template: str | None = None  # the task template (registry name) the word search starts from
     generator: str | None = None  # a T5 folder: LM-BFF's template generator (None: the offline pool)
     threads: int = 0
+    progress: bool = True  # a progress bar for each fine-tune
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ class _Context:
         seed_everything(self.request.seed)
         model = method.load_model().to(self.device)
         result = fit(method, model, features["train"], features["dev"], [], self.task, self.request.config,
-                     self.request.seed, self.device, self.precision, progress=False)
+                     self.request.seed, self.device, self.precision, progress=self.request.progress)
         self.finetunes += 1
         return float(result.dev_score)
 
