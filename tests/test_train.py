@@ -309,10 +309,13 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
     listed = {row["method"]: row["parameters"] for row in method_rows(str(smollm2_dir), "SST-2")}
     for spec in method_specs.BUILTINS:
         out = tmp_path / f"{spec.name}.json"
-        argv = ["train", "--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model",
-                str(smollm2_dir), "--seed", "1", "--out", str(out), "--max-steps", "1", "--eval-every", "1",
-                "--test-limit", "8", "--no-progress", "--threads", "2"]
-        assert main(argv) == 0, spec.name
+        common = ["--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model", str(smollm2_dir),
+                  "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
+        found = []
+        if method_specs.search_kind(spec):  # its search first (fine-tunes of one step)
+            found = ["--search", str(tmp_path / f"{spec.name}.search.json")]
+            assert main(["search", *common, "--out", found[1]]) == 0, spec.name
+        assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0, spec.name
         record = json.loads(out.read_text())
         assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
         assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)

@@ -42,6 +42,7 @@ KEYS: tuple[Key, ...] = (
     Key("template", "string", nullable=True),
     Key("template_name", "string", nullable=True, needed=True),
     Key("verbalizer", "object", nullable=True),
+    Key("search", "object", nullable=True),  # the search result a search method applied (null: none)
     Key("train_size", "int", needed=True),
     Key("dev_size", "int"),
     Key("test_size", "int"),

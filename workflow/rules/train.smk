@@ -25,16 +25,13 @@ if not STUDY.runs_dir:
             gpus=STUDY.resources.get("gpus", 0),
         params:
             model=model_dir() or STUDY.model,
-            split_dir=lambda wc, input: str(Path(input.split).parent),
-            template=lambda wc: (
-                ["--template", STUDY.templates[wc.task]]
-                if wc.task in STUDY.templates
-                else []
+            split_dir=split_dir_of,
+            template=template_args,
+            training=method_training_args,
+            # a search method applies its search's result file (rule search)
+            search=lambda wc, input: (
+                ["--search", input.search] if searches(wc.method) else []
             ),
-            # the flags that define a method of the config (none for a built-in), then the
-            # method's settings in TrainConfig's field order: reordering keys changes nothing
-            training=lambda wc: STUDY.method_args(wc.method)
-            + training_args(STUDY.training_for(wc.method, wc.size)),
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit
@@ -46,6 +43,7 @@ if not STUDY.runs_dir:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
+            "{params.search:q} "
             "--threads {threads} "
             "--no-progress --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total}"

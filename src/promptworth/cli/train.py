@@ -1,4 +1,5 @@
-"""Training verbs: ``train`` (one run -> one run record), ``worker`` (a long-lived process of a
+"""Training verbs: ``train`` (one run -> one run record), ``search`` (a search method's label words or
+template -> its result file), ``worker`` (a long-lived process of a
 ``promptworth pool`` that trains the runs handed to it) and ``convert-model`` (SmolLM2 GGUF ->
 safetensors)."""
 
@@ -20,32 +21,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a pretrained model on a split folder with a method and write one JSON "
         "run record. Nothing is written when anything fails.",
     )
-    run.add_argument("--task", required=True, help="registry task name (promptworth tasks)")
-    run.add_argument("--method", required=True,
-                     help=f"a built-in method ({', '.join(method_specs.builtin_methods())}; promptworth methods), "
-                     "or the name of a method defined by --objective, --tuning and --option")
-    run.add_argument("--objective", choices=tuple(method_specs.OBJECTIVES),
-                     help="define the method --method from parts: its objective")
-    run.add_argument("--tuning", choices=tuple(method_specs.TUNINGS),
-                     help="define the method --method from parts: its tuning (default full)")
-    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                     help="an option of the tuning of a method defined from parts (repeatable)")
-    run.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
-                     help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
-    run.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
-    run.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
-    run.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
+    add_run_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="run record (JSON) to write")
-    run.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
+    run.add_argument("--search", type=Path,
+                     help="the result file of a search (promptworth search) that a method with the extra autowords "
+                     "or autotemplate applies; the record cites it")
     run.add_argument("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)")
     run.add_argument("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")
-    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     # set by a pool's worker: when the run's client process started, minus the worker's start-up
     # for its first run (timing.process_s is the run's share of the shared process)
     run.add_argument("--started-at", type=float, help=argparse.SUPPRESS)
     train_config.add_arguments(run)
     run.set_defaults(handler=run_train)
+
+    search = subparsers.add_parser(
+        "search",
+        help="search the label words or template of a method (prompt-autowords, prompt-autotemplate) on a split",
+        description="LM-BFF's searches of label words (a method with the extra autowords) or templates (the "
+        "extra autotemplate), on one split with one seed; the method's options set the search, the training "
+        "settings its fine-tunes. Writes a JSON result file that `promptworth train --search FILE` applies.",
+    )
+    add_run_arguments(search)
+    search.add_argument("--out", type=Path, required=True, help="the search's result file (JSON) to write")
+    search.add_argument("--generator", help="a T5 model folder that generates the template candidates (LM-BFF's "
+                        "generator; default: the offline pool of the task's templates with other phrases)")
+    train_config.add_arguments(search)
+    search.set_defaults(handler=run_search)
 
     worker = subparsers.add_parser(
         "worker",
@@ -65,16 +66,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.set_defaults(handler=run_convert)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``train`` and ``search`` share: the task, the method, the split, the model."""
+    parser.add_argument("--task", required=True, help="registry task name (promptworth tasks)")
+    parser.add_argument("--method", required=True,
+                        help=f"a built-in method ({', '.join(method_specs.builtin_methods())}; promptworth methods), "
+                        "or the name of a method defined by --objective, --tuning and --option")
+    parser.add_argument("--objective", choices=tuple(method_specs.OBJECTIVES),
+                        help="define the method --method from parts: its objective")
+    parser.add_argument("--tuning", choices=tuple(method_specs.TUNINGS),
+                        help="define the method --method from parts: its tuning (default full)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the tuning or an extra of a method defined from parts (repeatable)")
+    parser.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
+                        help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
+    parser.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
+    parser.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
+    parser.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
+    parser.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The arguments of ``train`` that the training code takes as given, checked up front."""
     from promptworth.data.splits import check_seed
 
     check_seed(args.seed, "--seed")
-    if args.data_seed is not None:
+    if getattr(args, "data_seed", None) is not None:
         check_seed(args.data_seed, "--data-seed")
     if args.threads < 0:
         raise PromptworthError(f"--threads must be 0 (torch's default) or a positive number, got {args.threads}")
-    if args.test_limit is not None and args.test_limit < 1:
+    if getattr(args, "test_limit", None) is not None and args.test_limit < 1:
         raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
 
 
@@ -130,7 +153,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
         task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        started_at=args.started_at,
+        started_at=args.started_at, search=args.search,
     )
     # the record's folder is checked before training, not found unwritable after it
     with writable_folder(out.parent, f"the run record {out.name}"):
@@ -143,6 +166,29 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
         f"{record['timing']['wall_s']:.0f} s -> {args.out}",
         file=sys.stderr,
     )
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from promptworth import fast
+    from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth.training import search
+
+    check_run_arguments(args)
+    method = method_from_args(args)
+    config, _ = fast.train_settings(train_config.config_from_args(args, method.training_defaults()), None)
+    out = check_output_file(args.out)
+    request = search.SearchRequest(
+        task=args.task, method=method, split_dir=args.split_dir, model=args.model, seed=args.seed, config=config,
+        template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
+    )
+    with writable_folder(out.parent, f"the search result {out.name}"):
+        result = search.run_search(request)
+        write_json(out, result)
+    chosen = result["label_words"] if result["kind"] == "words" else result["template"]
+    print(f"{result['task']} {result['method']} {result['model']}: {result['kind']} {chosen} "
+          f"({len(result['candidates'])} candidates, {result['finetunes']} fine-tuned); "
+          f"{result['wall_s']:.0f} s -> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -8,9 +8,10 @@ how they are added) and the tuning's options:
   new classifier on the backbone), ``null`` (the template with the null verbalizer), ``majority``
   (no model: the evaluation set's most frequent class, LM-BFF's reference row);
 - tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
-- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``,
-  ``context``: in-context demonstrations, ``demos``: LM-BFF's sampled demonstrations). Searched
-  label words and templates come next, as more extras.
+- extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``;
+  ``context``: in-context demonstrations; ``demos``: LM-BFF's sampled demonstrations;
+  ``autowords`` and ``autotemplate``: label words or a template found by a search, LM-BFF's, whose
+  result file ``promptworth train --search`` applies: :mod:`promptworth.training.search`).
 
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
@@ -179,6 +180,15 @@ class Extra:
 # field of a row set to each of them.
 CONTENT_FREE = ("N/A", "", "[MASK]")
 
+def _ranking_options(prefix: str, what: str, kept: int, lmbff: tuple[int, int] | None) -> tuple[Option, Option]:
+    """The last two steps of a search as options: ``<prefix>_n`` candidates (``what``) kept by
+    their zero-shot dev score, the ``<prefix>_finetune`` best of them fine-tuned to choose by dev score."""
+    n_ref, tuned_ref = (f" (LM-BFF: {lmbff[0]})", f"LM-BFF: {lmbff[1]}; ") if lmbff else ("", "")
+    return (Option(f"{prefix}_n", int, kept, f"{what} kept by zero-shot dev score{n_ref}", minimum=1),
+            Option(f"{prefix}_finetune", int, 2, f"best {what} fine-tuned to choose by dev score "
+                   f"({tuned_ref}0: the zero-shot best)", minimum=0))
+
+
 EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
           f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
@@ -200,7 +210,31 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
               Option("sets", int, 4, "demonstration sets averaged at dev and test (LM-BFF: 16)", minimum=1),
           ),
           training={"max_length": 256}, excludes=("context", "calibrate")),
+    # LM-BFF's searches (Gao et al. 2021, section 5); their reference values are k = n = 100 and the
+    # top 10 fine-tuned; the defaults here are sized for a CPU (docs/methods.md)
+    Extra("autowords", "label words found by LM-BFF's search (promptworth search): the top words_k words per "
+          "class by summed log-probability at the answer slot over the class's training rows, their "
+          "assignments pruned to the words_n best by zero-shot dev accuracy, the words_finetune best of them "
+          "fine-tuned and the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
+          options=(Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
+                   *_ranking_options("words", "assignments", 16, (100, 10))),
+          excludes=("autotemplate", "context", "demos")),
+    Extra("autotemplate", "a template found by a search (promptworth search): candidates from a T5 generator "
+          "(LM-BFF's, --generator) or, offline, the task's templates with other phrases before the answer "
+          "slot; the templates_n best by zero-shot dev score kept, the templates_finetune best fine-tuned and "
+          "the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
+          options=(*_ranking_options("templates", "templates", 8, None),
+                   Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1)),
+          excludes=("autowords", "context", "demos")),
 )}
+# The extras whose method reads a search's result file, and what the search finds.
+SEARCH_EXTRAS: dict[str, str] = {"autowords": "words", "autotemplate": "template"}
+
+
+def search_kind(spec: "MethodSpec") -> str | None:
+    """``words`` or ``template`` for a method that applies a search's result, else None."""
+    kinds = [SEARCH_EXTRAS[extra] for extra in spec.extras if extra in SEARCH_EXTRAS]
+    return kinds[0] if kinds else None
 
 
 @dataclass(frozen=True)
@@ -270,6 +304,9 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("zeroshot", "prompt", "none", paper="LM-BFF (Gao et al. 2021); GPT-3 (Brown et al. 2020)"),
     MethodSpec("zeroshot-calibrated", "prompt", "none", extras=("calibrate",), paper="Zhao et al. 2021"),
     MethodSpec("icl", "prompt", "none", extras=("context",), paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)"),
+    # searched label words and templates (their result files: promptworth search)
+    MethodSpec("prompt-autowords", "prompt", extras=("autowords",), paper="LM-BFF (Gao et al. 2021), automatic label words"),
+    MethodSpec("prompt-autotemplate", "prompt", extras=("autotemplate",), paper="LM-BFF (Gao et al. 2021), automatic templates"),
 )
 
 

@@ -285,16 +285,34 @@ class MajorityMethod(Method):
 # Prompt-based fine-tuning
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """What a search chose for a prompt method (:mod:`promptworth.training.search`): label words
+    (raw label -> word) or a template; None keeps the task's own."""
+
+    label_words: Mapping[str, Any] | None = None
+    template: str | None = None
+
+
+# The template name a run record gives a template that a search chose.
+SEARCHED_TEMPLATE = "search"
+
+
 class PromptMethod(Method):
     words_key = "label_words"
 
     def __init__(
-        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec,
+        template_name: str | None = None, chosen: Chosen | None = None,
     ) -> None:
         super().__init__(task, backbone, max_length, spec)
         self.model_class = "masked_lm" if backbone.kind == "mlm" else "causal_lm"
-        self.template_name, source = prompts.task_template(task, template_name, backbone.kind)
-        words = getattr(task, self.words_key)
+        chosen = chosen or Chosen()
+        if chosen.template is not None:
+            self.template_name, source = SEARCHED_TEMPLATE, chosen.template
+        else:
+            self.template_name, source = prompts.task_template(task, template_name, backbone.kind)
+        words = chosen.label_words if chosen.label_words is not None else getattr(task, self.words_key)
         if not words:
             raise PromptworthError(f"task {task.name} has no {self.words_key}: method {self.name!r} cannot run on it")
         try:
@@ -643,13 +661,19 @@ OBJECTIVE_CLASSES: dict[str, type[Method]] = {
 
 def build_method(
     method: str | MethodSpec, task: TaskSpec, backbone: models.Backbone, max_length: int,
-    template_name: str | None = None,
+    template_name: str | None = None, chosen: Chosen | None = None,
 ) -> Method:
     """The method (a built-in's name, or a spec) set up for a task and backbone; a clear error for
-    unknown names.
+    unknown names. ``chosen``: the label words or template a search chose (prompt objectives); a
+    method of a search extra built without it uses the task's own (the search's starting point).
 
     ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
     can pass a task's template to every method.
     """
     spec = resolve(method) if isinstance(method, str) else method
-    return OBJECTIVE_CLASSES[spec.objective](task, backbone, max_length, spec, template_name)
+    cls = OBJECTIVE_CLASSES[spec.objective]
+    if chosen is None:
+        return cls(task, backbone, max_length, spec, template_name)
+    if not issubclass(cls, PromptMethod):
+        raise PromptworthError(f"method {spec.name}: objective {spec.objective} has no template or label words to search")
+    return cls(task, backbone, max_length, spec, template_name, chosen)

@@ -36,8 +36,8 @@ from promptworth import __version__, records
 from promptworth.data.sources import manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, metrics, models
-from promptworth.training.method_specs import MethodSpec
+from promptworth.training import flops, metrics, models, search
+from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
 from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
 from promptworth.training.workers import process_age_s
@@ -402,6 +402,8 @@ class RunRequest:
     # when the process of this run started (POSIX time); None: this process's own start. A
     # pool's worker sets it to its client's start (see promptworth.training.workers)
     started_at: float | None = None
+    # the result file of a search (promptworth search) that a search method applies
+    search: Path | None = None
 
 
 def git_commit() -> str | None:
@@ -464,7 +466,15 @@ def run(request: RunRequest) -> dict[str, Any]:
     task = get_task(request.task)
     config = request.config
     backbone = models.open_backbone(request.model)
-    method = build_method(request.method, task, backbone, config.max_length, request.template)
+    spec = resolve(request.method) if isinstance(request.method, str) else request.method
+    model_sha256 = models.weights_sha256(backbone.ref)
+    chosen, searched = None, None
+    if request.search is not None:
+        chosen, searched = search.apply_result(request.search, study_relative(request.search), task, spec,
+                                               model_sha256, request.split_dir)
+    elif search_kind(spec) is not None:
+        raise search.missing_result_error(spec)
+    method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
     rows = load_rows(request.task, request.split_dir, request.test_limit)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
@@ -483,9 +493,10 @@ def run(request: RunRequest) -> dict[str, Any]:
         "task": task.name,
         "method": method.name,
         "model": backbone.ref.name,
-        "model_sha256": models.weights_sha256(backbone.ref),
+        "model_sha256": model_sha256,
         "model_kind": backbone.kind,
         "method_parts": method.parts(),
+        "search": searched,
         "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),

@@ -1,0 +1,33 @@
+# LM-BFF's searches: the label words or template of a search method (prompt-autowords,
+# prompt-autotemplate), one result file per run of such a method, which its training run applies
+# (promptworth train --search) and its record cites. A result file that exists is reused.
+
+
+if not STUDY.runs_dir:
+
+    rule search:
+        input:
+            unpack(run_inputs),
+        output:
+            search_file(*RUN_WILDCARDS),
+        log:
+            run_path("logs/search", ".log", *RUN_WILDCARDS),
+        conda:
+            "../envs/promptworth.yaml"
+        threads: STUDY.resources.get("threads", 2)
+        resources:
+            mem_mb=STUDY.resources.get("mem_mb", 5000),
+            # minutes: a search fine-tunes a few candidates, each a whole run
+            runtime=lambda wc, attempt: STUDY.resources.get("runtime", 60) * attempt,
+            gpu=STUDY.resources.get("gpus", 0),
+            gpus=STUDY.resources.get("gpus", 0),
+        params:
+            model=model_dir() or STUDY.model,
+            split_dir=split_dir_of,
+            template=template_args,
+            training=method_training_args,
+        shell:
+            "promptworth search --task {wildcards.task:q} --method {wildcards.method:q} "
+            "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
+            "{params.template:q} {params.training:q} --threads {threads} --no-progress "
+            "--out {output:q} > {log:q} 2>&1"
