@@ -253,6 +253,27 @@ def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
     assert "[promptworth] 16 runs: 0 finished, 16 to train" in real.stderr
 
 
+@pytest.mark.slow
+def test_adding_runs_to_a_study_leaves_its_finished_records_alone(tmp_path):
+    """`make publish` resumes with Snakemake's params trigger, which compares each job's params with
+    those recorded when it ran: no param of a training run may depend on the rest of the study
+    (e.g. the number of runs), or adding a method or seed would retrain every finished run."""
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config.update(tasks=["SST-2"])
+    config["splits"].update(sizes=[8], data_seeds=[1])
+    args = ("--config", "results_dir=results", "--rerun-triggers", "params")
+    (tmp_path / "first.yaml").write_text(yaml.safe_dump(config))
+    first = snakemake("--configfile", str(tmp_path / "first.yaml"), *args, "--", "runs", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == 2
+    config["splits"]["data_seeds"] = [1, 2]
+    (tmp_path / "second.yaml").write_text(yaml.safe_dump(config))
+    second = snakemake("-n", "--configfile", str(tmp_path / "second.yaml"), *args, "--", "runs", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert job_counts(second.stdout)["train"] == 2, second.stdout[-3000:]  # data seed 2's runs only
+    assert "Params have changed" not in second.stdout
+
+
 def _schema_defaults(node, where="schema"):
     """Every `default` the schema states, as the paths where it states one."""
     found = []

@@ -38,7 +38,9 @@ if not STUDY.runs_dir:
                 else []
             ),
             runs=lambda wc, output: runs_folder(output[0]),
-            total=len(RUNS),
+            # derived (a function of the output): Snakemake's params trigger skips it, so adding
+            # runs to a study does not make its finished records look changed
+            total=lambda wc, output: len(RUNS),
         shell:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
