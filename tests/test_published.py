@@ -77,6 +77,11 @@ def test_our_runs_fill_lmbffs_rows_and_rows_of_our_own():
     assert by_label["prompt-based fine-tuning, manual template (`prompt`)"][:2] == ["85.0 (5.0)", "92.7 (0.9)"]
     assert by_label["in-context learning (GPT-3 style), no training (`icl`)"] == [MISSING, "84.8 (1.3)", MISSING]
     assert by_label["ours: zeroshot-calibrated"] == ["70.0", MISSING, f"{20 / 3600:.2f} (1)"]
+    # a search method's searches count in its row's time
+    searched = runs([("SST-2", "prompt-autotemplate", 32, 0.9, 100.0)]).assign(search_s=[500.0])
+    frame = published.published_frame(pd.concat([table.assign(search_s=0.0), searched], ignore_index=True))
+    assert frame[frame["row"] == "autotemplate"].iloc[0]["process_s"] == 600.0
+    assert frame[frame["row"] == "prompt"].iloc[0]["process_s"] == 220.0
     assert [r[0] for r in rows][-1] == "ours: zeroshot-calibrated"  # after all of LM-BFF's rows
 
 

@@ -14,6 +14,7 @@ import torch
 import yaml
 from tiny_models import sentiment_split, tiny_model
 
+from promptworth.analysis.results import record_row
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.data.sources import sha256_file
@@ -235,8 +236,11 @@ def test_a_search_result_is_applied_and_cited_by_the_run(split, tmp_path, capsys
     record = json.loads(record_file.read_text())
     cited = record["search"]
     assert cited == {"file": cited["file"], "sha256": sha256_file(found), "kind": "words",
-                     "label_words": result["label_words"]}
+                     "wall_s": result["wall_s"], "label_words": result["label_words"]}
     assert not Path(cited["file"]).is_absolute() and Path(cited["file"]).resolve() == found.resolve()
+    # the search's time is part of the run's cost: aggregate's search_s (0 for a method without one)
+    assert record_row(record)["search_s"] == result["wall_s"] > 0
+    assert record_row({**record, "search": None})["search_s"] == 0.0
     assert record["verbalizer"] == result["label_words"] and record["template"] == result["template"]
 
     assert _train(split, record_file, "prompt", "--search", str(found)) == 2  # a method that searches nothing

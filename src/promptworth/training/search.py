@@ -491,7 +491,8 @@ def apply_result(path: Path, file_name: str, task: TaskSpec, spec: MethodSpec, m
             raise PromptworthError(f"--search {path}: its {key} is {result.get(key)!r}, this run's {value!r}: "
                                    "search again for this run (promptworth search)")
     chosen = Chosen(label_words=result["label_words"]) if kind == "words" else Chosen(template=result["template"])
-    cited = {"file": file_name, "sha256": sha256_file(Path(path)), "kind": kind,
+    # the search's own time is part of the run's cost (lmbff-table adds it to the row's CPU time)
+    cited = {"file": file_name, "sha256": sha256_file(Path(path)), "kind": kind, "wall_s": result["wall_s"],
              **({"label_words": result["label_words"]} if kind == "words" else {"template": result["template"]})}
     return chosen, cited
 
