@@ -206,6 +206,8 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
         ({"parameters": {"trainable": "all", "total": 5}}, "key 'parameters.trainable' must be a number"),
         ({"timing": {"wall_s": 1.0, "steps": "50"}}, "key 'timing.steps' must be a number"),
         ({"method_parts": {"objective": "prompt"}}, "key 'method_parts' must be an object with an objective and a tuning"),
+        ({"stopped": "early"}, "key 'stopped' must be one of patience, cap or null, got 'early'"),
+        ({"stopped": 1}, "key 'stopped' must be a string"),
     ],
 )
 def test_wrong_types_in_nested_keys(tmp_path: Path, changes: dict, message: str) -> None:
