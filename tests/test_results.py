@@ -317,6 +317,20 @@ def test_the_table_names_each_runs_parts_parameters_step_time_and_memory(tmp_pat
     assert read_table(out).set_index("method").loc["prompt-lora", "tuning"] == "lora"
 
 
+def test_the_table_says_how_each_run_stopped(tmp_path: Path) -> None:
+    """Records made before the key trained their whole budget: "cap" when they took a step."""
+    steps = {"wall_s": 1.0, "train_s": 1.0, "steps": 10}
+    write(tmp_path / "r" / "early.json", record(method="prompt", stopped="patience", timing=steps))
+    write(tmp_path / "r" / "free.json", record(method="zeroshot", stopped=None, timing={**steps, "steps": 0}))
+    write(tmp_path / "r" / "old.json", record(method="head", template_name=None, timing=steps))
+    write(tmp_path / "r" / "old-free.json", record(method="majority", timing={**steps, "steps": 0}))
+    write(tmp_path / "r" / "oldest.json", record(method="null"))  # no step count either
+    out = tmp_path / "runs.csv"
+    write_csv(collect([tmp_path / "r"]), out)
+    stopped = read_table(out).set_index("method")["stopped"].to_dict()
+    assert stopped == {"head": "cap", "majority": "", "null": "", "prompt": "patience", "zeroshot": ""}
+
+
 def test_docs_describe_every_key_of_the_record_definition() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text(encoding="utf-8")
     section = text.split("## Run record")[1].split("\n## ")[0]
