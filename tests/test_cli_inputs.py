@@ -57,6 +57,8 @@ def error_of(argv: list[str], capsys: pytest.CaptureFixture) -> str:
         (("--seed", "-1"), "--seed must be an integer from 0 to 4294967295, got -1"),
         (("--seed", str(2**64)), "--seed must be an integer from 0 to 4294967295"),
         (("--data-seed", "-7"), "--data-seed must be an integer from 0 to 4294967295, got -7"),
+        (("--patience", "-1", "--eval-every", "1"), "training setting patience has an invalid value: -1"),
+        (("--patience", "3"), "training setting patience 3 needs dev evaluations during training: eval_every is 0"),
     ],
 )
 def test_bad_train_numbers_fail_before_training(split, tmp_path, capsys, no_training, extra, message):
@@ -267,6 +269,7 @@ def test_a_lescao_export_that_is_not_a_csv_is_one_line(tmp_path, capsys):
     "argv, message",
     [
         (["train", "--seed", "abc"], "promptworth: error: train: argument --seed: invalid int value: 'abc'"),
+        (["train", "--patience", "1.5"], "promptworth: error: train: argument --patience: invalid int value: '1.5'"),
         (["split", "--task", "CB"], "promptworth: error: split: the following arguments are required: --sizes"),
         (["bogus"], "promptworth: error: argument VERB: invalid choice: 'bogus'"),
     ],

@@ -206,6 +206,8 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
         ({"parameters": {"trainable": "all", "total": 5}}, "key 'parameters.trainable' must be a number"),
         ({"timing": {"wall_s": 1.0, "steps": "50"}}, "key 'timing.steps' must be a number"),
         ({"method_parts": {"objective": "prompt"}}, "key 'method_parts' must be an object with an objective and a tuning"),
+        ({"stopped": "early"}, "key 'stopped' must be one of patience, cap or null, got 'early'"),
+        ({"stopped": 1}, "key 'stopped' must be a string"),
     ],
 )
 def test_wrong_types_in_nested_keys(tmp_path: Path, changes: dict, message: str) -> None:
@@ -313,6 +315,20 @@ def test_the_table_names_each_runs_parts_parameters_step_time_and_memory(tmp_pat
     collect([tmp_path / "r"]).to_csv(out, index=False)
     assert "460800," in out.read_text() and "460800.0" not in out.read_text()  # counts stay integers
     assert read_table(out).set_index("method").loc["prompt-lora", "tuning"] == "lora"
+
+
+def test_the_table_says_how_each_run_stopped(tmp_path: Path) -> None:
+    """Records made before the key trained their whole budget: "cap" when they took a step."""
+    steps = {"wall_s": 1.0, "train_s": 1.0, "steps": 10}
+    write(tmp_path / "r" / "early.json", record(method="prompt", stopped="patience", timing=steps))
+    write(tmp_path / "r" / "free.json", record(method="zeroshot", stopped=None, timing={**steps, "steps": 0}))
+    write(tmp_path / "r" / "old.json", record(method="head", template_name=None, timing=steps))
+    write(tmp_path / "r" / "old-free.json", record(method="majority", timing={**steps, "steps": 0}))
+    write(tmp_path / "r" / "oldest.json", record(method="null"))  # no step count either
+    out = tmp_path / "runs.csv"
+    write_csv(collect([tmp_path / "r"]), out)
+    stopped = read_table(out).set_index("method")["stopped"].to_dict()
+    assert stopped == {"head": "cap", "majority": "", "null": "", "prompt": "patience", "zeroshot": ""}
 
 
 def test_docs_describe_every_key_of_the_record_definition() -> None:

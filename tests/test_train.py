@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import sentiment_split, tiny_model
+from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
@@ -19,7 +19,7 @@ CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
-    "versions", "git_commit", "method_parts", "parameters",
+    "versions", "git_commit", "method_parts", "parameters", "stopped",
 }
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at"}
 
@@ -119,6 +119,100 @@ def test_same_seed_same_record(split, tmp_path):
     a, b = records
     assert a["test"] == b["test"] and a["dev_curve"] == b["dev_curve"] and a["train_loss"] == b["train_loss"]
     assert a["test_size"] == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Early stopping: patience
+
+
+@pytest.fixture(scope="module")
+def flat_dev_split(tmp_path_factory) -> Path:
+    """A dev set that no training can improve: one sentence twice, once per label, so that every
+    state of the model scores exactly 0.5 accuracy on it."""
+    rows = sentiment_rows(32, 1)
+    dev = [{**rows[0], "idx": 0, "label": 0}, {**rows[0], "idx": 1, "label": 1}]
+    return write_split(tmp_path_factory.mktemp("flat") / "32-1", rows, dev, sentiment_rows(8, 3))
+
+
+def _trained_states(monkeypatch) -> dict[str, torch.Tensor]:
+    """The model's trainable weights (flattened) at each evaluation of the runs that follow, by
+    where it evaluated ("dev at step 2", "test")."""
+    seen: dict[str, torch.Tensor] = {}
+    evaluate = train.evaluate
+
+    def watched(method, model, features, task, config, device, precision, where, *rest, **kwargs):
+        seen[where] = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]).clone()
+        return evaluate(method, model, features, task, config, device, precision, where, *rest, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", watched)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "max_steps, patience, stopped, steps",
+    [
+        (12, 2, "patience", 6),  # best at step 2; steps 4 and 6 do not beat it: stop at 6 of 12
+        (12, 0, "cap", 12),  # no patience: the whole budget
+        (6, 2, "cap", 6),  # patience runs out at the last step: the budget ended the run anyway
+    ],
+)
+def test_patience_stops_a_run_whose_dev_score_does_not_improve(flat_dev_split, tmp_path, monkeypatch,
+                                                              max_steps, patience, stopped, steps):
+    states = _trained_states(monkeypatch)
+    out = tmp_path / "run.json"
+    argv = _argv(flat_dev_split, out, str(tiny_model("llama")), "prompt", 1, "--eval-every", "2")
+    argv[argv.index("--max-steps") + 1] = str(max_steps)
+    assert main([*argv, "--patience", str(patience)]) == 0
+    record = json.loads(out.read_text())
+    assert record["stopped"] == stopped and record["timing"]["steps"] == steps
+    assert [point["step"] for point in record["dev_curve"]] == list(range(2, steps + 1, 2))
+    assert {point["dev_score"] for point in record["dev_curve"]} == {0.5}
+    assert record["best_step"] == 2 and record["dev_score"] == 0.5  # the first best wins ties
+    assert record["hyperparameters"]["patience"] == patience
+    assert record["hyperparameters"]["total_steps"] == max_steps  # the schedule's length: the budget
+    # the test set is evaluated with the best state (step 2), not the last one trained
+    assert torch.equal(states["test"], states["dev at step 2"])
+    assert not torch.equal(states["test"], states[f"dev at step {steps}"])
+
+
+def test_patience_is_a_prefix_of_the_run_without_it(flat_dev_split, tmp_path):
+    """Stopping early changes nothing of the steps taken: the same batches and learning rates."""
+    runs = {}
+    for patience in (0, 1):
+        out = tmp_path / f"p{patience}.json"
+        assert main([*_argv(flat_dev_split, out, str(tiny_model("gpt2")), "head", 3, "--eval-every", "2"),
+                     "--patience", str(patience)]) == 0
+        runs[patience] = json.loads(out.read_text())
+    capped, early = runs[0], runs[1]
+    assert (capped["stopped"], early["stopped"]) == ("cap", "patience")
+    assert early["timing"]["steps"] == 4 and capped["timing"]["steps"] == 6
+    assert early["dev_curve"] == capped["dev_curve"][:2]
+    assert early["train_loss"]["first"] == capped["train_loss"]["first"]
+
+
+def test_patience_needs_a_dev_set(tmp_path, capsys):
+    rows = sentiment_rows(16, 1)
+    split = write_split(tmp_path / "nodev-1", rows, [], sentiment_rows(4, 3))
+    out = tmp_path / "run.json"
+    assert main([*_argv(split, out, str(tiny_model("bert"))), "--patience", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "patience 2 needs a dev split to watch" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"patience": -1}, "training setting patience has an invalid value: -1"),
+        ({"patience": 1.5}, "training setting patience must be an integer, got 1.5"),
+        ({"patience": True}, "training setting patience must be a finite number, got True"),
+        ({"patience": 2, "eval_every": 0}, "patience 2 needs dev evaluations during training: eval_every is 0"),
+        ({"max_steps": 10.0}, "training setting max_steps must be an integer, got 10.0"),
+    ],
+)
+def test_bad_patience_settings_are_one_clear_error(settings, message):
+    with pytest.raises(PromptworthError, match=message):
+        train.TrainConfig(**settings)
 
 
 @pytest.mark.parametrize(
@@ -249,9 +343,10 @@ def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tm
 def test_flags_match_the_config_fields():
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
-    args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30"])
+    args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30", "--patience", "4"])
     config = train.config_from_args(args)
     assert config.learning_rate == 2e-5 and config.protocol == "epochs" and config.batch_size == 8
+    assert config.patience == 4 and train.TrainConfig().patience == 0  # off unless set
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp8"])
 

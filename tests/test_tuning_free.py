@@ -74,7 +74,7 @@ def test_zero_shot_takes_no_step_and_changes_no_weight(name, kind, backbones):
     assert method.parameter_count.trainable == 0 and method.parameter_count.total > 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = _fit(method, model, _rows())
-    assert result.steps == 0 and result.losses == [] and result.train_flops == 0
+    assert result.steps == 0 and result.losses == [] and result.train_flops == 0 and result.stopped is None
     assert result.best_step == 0 and [point["step"] for point in result.dev_curve] == [0]
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert set(result.test) == {"acc", "f1", "macro_f1", "mcc"}
@@ -116,7 +116,8 @@ def test_majority_predicts_the_evaluation_set_s_most_frequent_class(tmp_path):
     split = write_split(tmp_path / "10-1", rows["train"], rows["dev"], rows["test"])
     out = tmp_path / "majority.json"
     argv = ["train", "--task", "SST-2", "--method", "majority", "--split-dir", str(split), "--model",
-            str(tiny_model("llama")), "--seed", "1", "--out", str(out), "--no-progress"]
+            str(tiny_model("llama")), "--seed", "1", "--out", str(out), "--no-progress",
+            "--patience", "2"]  # a study's patience reaches a method that takes no step: nothing to stop
     assert main(argv) == 0
     record = json.loads(out.read_text())
     share = Counter(row["label"] for row in rows["test"]).most_common(1)[0][1] / len(rows["test"])
@@ -124,7 +125,7 @@ def test_majority_predicts_the_evaluation_set_s_most_frequent_class(tmp_path):
     assert record["method_parts"]["majority"]["evaluation"] == SST2.labels[1]
     # the training split is balanced: the tie goes to the label listed first
     assert record["method_parts"]["majority"]["train"] == SST2.labels[0]
-    assert record["timing"]["steps"] == 0 and record["train_loss"] is None
+    assert record["timing"]["steps"] == 0 and record["train_loss"] is None and record["stopped"] is None
     assert record["parameters"] == {"trainable": 0, "total": 0} and record["timing"]["flops"]["eval"] == 0
 
 

@@ -149,6 +149,10 @@ def with_change(path: str, value) -> dict:
         ("training.warmup_ratio", 1, r"config.training.warmup_ratio: 1 is greater than or equal to the maximum of 1"),
         ("training.max_length", 4, r"config.training.max_length: 4 is less than the minimum of 8"),
         ("training.min_steps", 100, r"config: training: training setting min_steps has an invalid value: 100"),
+        ("training.patience", -1, r"config.training.patience: -1 is less than the minimum of 0"),
+        ("training.patience", 1.5, r"config.training.patience: 1.5 is not of type 'integer'"),
+        ("training_by_method", {"head": {"patience": "3"}},
+         r"config.training_by_method.head.patience: '3' is not of type 'integer'"),
         ("training.learning_rate", float("inf"), r"training setting learning_rate must be a finite number, got inf"),
         ("training.epochs", float("nan"), r"training setting epochs must be a finite number, got nan"),
         ("comparisons", ["prompt:prompt"], r"config: comparison prompt:prompt compares a method with itself"),
@@ -164,6 +168,26 @@ def with_change(path: str, value) -> dict:
 def test_bad_config_is_one_clear_error(path, value, message):
     with pytest.raises(PromptworthError, match=message):
         load_study(with_change(path, value), SCHEMA)
+
+
+def test_patience_is_a_training_setting_like_the_others():
+    """Early stopping reaches each run's flags through training, training_by_method and by_size;
+    unset, no run's flags change (so no finished run is retrained)."""
+    from promptworth.training.train_config import training_args
+
+    unset = load_study(DEFAULT, SCHEMA)
+    assert not any("--patience" in training_args(unset.training_for(m)) for m in unset.methods)
+    config = copy.deepcopy(DEFAULT)
+    config["training"]["patience"] = 3
+    config["training_by_method"] = {"head": {"patience": 0}}
+    config["by_size"] = {"100": {"training": {"patience": 5}}}
+    study = load_study(config, SCHEMA)
+    flags = {(m, size): training_args(study.training_for(m, size)) for m in ("prompt", "head") for size in (10, 100)}
+    patience = {key: args[args.index("--patience") + 1] for key, args in flags.items()}
+    assert patience == {("prompt", 10): "3", ("head", 10): "0", ("prompt", 100): "5", ("head", 100): "5"}
+    args = flags[("prompt", 10)]
+    at = args.index("--patience")
+    assert args[:at] + args[at + 2:] == training_args(unset.training_for("prompt"))  # nothing else changes
 
 
 def test_kshot_study_needs_lmbff_tasks():

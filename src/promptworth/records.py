@@ -54,6 +54,7 @@ KEYS: tuple[Key, ...] = (
     Key("dev_curve", "list"),
     Key("best_step", "int", nullable=True, needed=True),
     Key("dev_score", "number", nullable=True, needed=True),
+    Key("stopped", "string", nullable=True),  # one of STOPPED (null: the method takes no step)
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
@@ -64,6 +65,10 @@ KEYS: tuple[Key, ...] = (
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
 )
+# How a run's training ended (``stopped``; null: the method takes no training step)
+STOPPED_BY_PATIENCE = "patience"  # TrainConfig.patience dev evaluations in a row without a better best
+STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protocol's clamped count
+STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 # The numbers of ``timing`` the analysis reads (records from before one was counted lack it).
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
 
@@ -133,9 +138,19 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     for key, value in numbers.items():
         if value is not None and not _is_number(value):
             raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
+    if record.get("stopped") is not None and record["stopped"] not in STOPPED:
+        raise PromptworthError(f"{where}: key 'stopped' must be one of {', '.join(STOPPED)} or null, got {record['stopped']!r}")
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+
+
+def stopped(record: Mapping[str, Any]) -> str | None:
+    """How a checked record's training ended. Records made before the key ran every training step
+    of their budget (there was no early stopping): "cap" when they took a step, else null."""
+    if "stopped" in record:
+        return record["stopped"]
+    return STOPPED_AT_CAP if record["timing"].get("steps") else None
 
 
 def finish(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from promptworth.training.method_specs import builtin_methods
 
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
-    "metric", "score", "dev_score", "best_step", "wall_s", "process_s", "search_s", "flops",
+    "metric", "score", "dev_score", "best_step", "stopped", "wall_s", "process_s", "search_s", "flops",
     "finished_at", "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
 )
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
-TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "finished_at", "objective", "tuning"}
+TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "stopped", "finished_at", "objective",
+                "tuning"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
@@ -96,6 +97,7 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "score": _number(record["score"]),
         "dev_score": _number(record["dev_score"]),
         "best_step": record["best_step"],
+        "stopped": records.stopped(record) or "",  # empty: the method takes no training step
         "wall_s": _number(record["timing"]["wall_s"]),
         "process_s": _number(record["timing"].get("process_s")),
         # the wall time of the search whose result the run applied (0: no search)

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from promptworth import records
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs, models, train_config
 
@@ -164,9 +165,10 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
         record = train.run(request)
         write_json(out, record)
     test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
+    early = f", patience stopped it at step {record['timing']['steps']}" if record["stopped"] == records.STOPPED_BY_PATIENCE else ""
     print(
         f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
-        f"dev {record['dev_score']} (step {record['best_step']}), test {test}; "
+        f"dev {record['dev_score']} (step {record['best_step']}{early}), test {test}; "
         f"{record['timing']['wall_s']:.0f} s -> {args.out}",
         file=sys.stderr,
     )

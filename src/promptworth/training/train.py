@@ -4,7 +4,9 @@ Protocols: ``steps`` trains for exactly ``max_steps`` optimizer steps (LM-BFF); 
 ``epochs`` passes over the training set, clamped to ``[min_steps, max_steps]`` steps (Le Scao &
 Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to zero, gradient
 clipping. The dev set is evaluated every ``eval_every`` steps and at the end; the best state (by the
-task's primary metric, first best wins) is kept in memory and used for the test set.
+task's primary metric, first best wins) is kept in memory and used for the test set. With
+``patience`` N, training stops early once N dev evaluations in a row have not beaten the best; the
+record's ``stopped`` says which ended the run ("patience", or "cap": the step budget).
 
 Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
 demonstrations (``Method.see_split``; a method that encodes a training example afresh at each step
@@ -248,7 +250,9 @@ class TrainResult:
     best_step: int
     dev_score: float | None
     test: dict[str, float]
-    steps: int
+    steps: int  # taken (fewer than the budget when patience stopped the run)
+    budget: int  # the steps the schedule was planned for (TrainConfig.total_steps)
+    stopped: str | None  # how training ended (records.STOPPED_*), None when no step is taken
     train_s: float
     eval_s: float
     train_tokens: int
@@ -297,13 +301,17 @@ def fit(
     device: torch.device, precision: str, progress: bool = True,
 ) -> TrainResult:
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
-    step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0."""
+    step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
+    ``config.patience``, training stops after that many dev evaluations in a row without a better
+    best dev score; the learning-rate schedule stays the one planned for the whole budget."""
     from tqdm.auto import tqdm
 
     if not train:
         raise PromptworthError("the training split is empty")
     primary = task.metric
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
+    if total and config.patience and not dev:
+        raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
     content_free = method.content_free()
     if total:
         optimizer = optimizer_for(model, config)
@@ -313,6 +321,8 @@ def fit(
     snapshot = _Snapshot()
     curve: list[dict[str, float]] = []
     best_step, best_score = total, None
+    steps, stopped = 0, records.STOPPED_AT_CAP if total else None
+    stale = 0  # dev evaluations in a row that have not beaten the best
     train_s = eval_s = 0.0
     tokens = train_flops = eval_flops = 0
     shape = method.model_shape(model)
@@ -355,19 +365,25 @@ def fit(
         losses.append(float(loss.detach()))
         step_seconds.append(time.perf_counter() - start)
         train_s += step_seconds[-1]
+        steps = step
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
             score = dev_score(step)
             if best_score is None or score > best_score:
-                best_score, best_step = score, step
+                best_score, best_step, stale = score, step, 0
                 if step != total:
                     snapshot.save(model)
+            else:
+                stale += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
+            if config.patience and stale >= config.patience and step != total:
+                stopped = records.STOPPED_BY_PATIENCE
+                break
     bar.close()
     if total == 0 and dev:  # nothing trains: the model as it is, evaluated once
         best_score = dev_score(0)
-    if best_step != total:
+    if best_step != steps:
         snapshot.restore(model)
     result = evaluate(method, model, test, task, config, device, precision, "test", shape, content_free) if test else None
     if result is not None:
@@ -375,7 +391,7 @@ def fit(
         eval_flops += result.flops
     return TrainResult(
         dev_curve=curve, best_step=best_step, dev_score=best_score, test=result.metrics if result else {},
-        steps=total, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
+        steps=steps, budget=total, stopped=stopped, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
         non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=eval_flops, losses=losses,
         step_seconds=step_seconds,
@@ -506,10 +522,11 @@ def run(request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "total_steps": result.steps, "test_limit": request.test_limit},
+        "hyperparameters": {**dataclasses.asdict(config), "total_steps": result.budget, "test_limit": request.test_limit},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
         "dev_score": result.dev_score,
+        "stopped": result.stopped,
         "metric": task.metric,
         "test": result.test,
         "score": result.test.get(task.metric),

@@ -28,15 +28,20 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases and norms)"})
     max_length: int = field(default=128, metadata={"help": "tokens per sequence; the longest text field is cut"})
     eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
+    patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
 
     def __post_init__(self) -> None:
-        numbers = [f.name for f in fields(self) if f.type in ("int", "float")]
-        for name in numbers:  # inf or nan would train and then fail writing the record
-            value = getattr(self, name)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type not in ("int", "float"):
+                continue
+            # inf or nan would train and then fail writing the record
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PromptworthError(f"training setting {name} must be a finite number, got {value!r}")
+                raise PromptworthError(f"training setting {f.name} must be a finite number, got {value!r}")
+            if f.type == "int" and not isinstance(value, int):  # 2.5 steps would compare, count and loop oddly
+                raise PromptworthError(f"training setting {f.name} must be an integer, got {value!r}")
         checks = {
             "protocol": self.protocol in PROTOCOLS,
             "precision": self.precision in PRECISIONS,
@@ -50,12 +55,17 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0,
             "max_length": self.max_length >= 8,
             "eval_every": self.eval_every >= 0,
+            "patience": self.patience >= 0,
             "max_grad_norm": self.max_grad_norm >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
             raise PromptworthError(f"training setting {name} has an invalid value: {getattr(self, name)!r}")
+        if self.patience and not self.eval_every:  # dev is then read once, at the end: nothing to stop on
+            raise PromptworthError(
+                f"training setting patience {self.patience} needs dev evaluations during training: eval_every is 0"
+            )
 
     def total_steps(self, train_size: int) -> int:
         if self.protocol == "steps":
