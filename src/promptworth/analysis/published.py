@@ -8,7 +8,8 @@ of our own. The published numbers (roberta-large, K = 16, mean (std) over the 5 
 ``lmbff_table3.csv``, transcribed from ``../shared/reference/README.md`` (a test keeps them equal).
 
 Per row the table also states what it cost here: the summed process time of its runs (a run's
-whole life: start-up, model load, training, evaluation).
+whole life: start-up, model load, training, evaluation), plus a search method's search
+(``search_s``).
 """
 
 from __future__ import annotations
