@@ -58,6 +58,7 @@ KEYS: tuple[Key, ...] = (
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
+    Key("budgets", "list", nullable=True),  # the result at each step budget (null: none asked for)
     Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
@@ -71,6 +72,8 @@ STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protoc
 STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 # The numbers of ``timing`` the analysis reads (records from before one was counted lack it).
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
+# The keys of each item of ``budgets`` (promptworth.training.train.BudgetResult)
+BUDGET_KEYS = ("steps", "reached", "best_step", "dev_score", "score", "test")
 
 
 def _is_int(value: Any) -> bool:
@@ -135,6 +138,7 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     numbers.update({f"timing.{name}": timing.get(name) for name in TIMING_NUMBERS})
     numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
     numbers.update({f"parameters.{name}": value for name, value in (record.get("parameters") or {}).items()})
+    numbers.update(_budget_numbers(record.get("budgets") or [], where))
     for key, value in numbers.items():
         if value is not None and not _is_number(value):
             raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
@@ -143,6 +147,24 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+
+
+def _budget_numbers(budgets: list[Any], where: str) -> dict[str, Any]:
+    """The numbers of ``budgets`` the analysis reads, by dotted key; an entry of another shape is
+    an error."""
+    numbers: dict[str, Any] = {}
+    for i, entry in enumerate(budgets):
+        if (not isinstance(entry, dict) or sorted(entry) != sorted(BUDGET_KEYS)
+                or not _is_int(entry["steps"]) or entry["steps"] < 1
+                or not isinstance(entry["reached"], bool) or not isinstance(entry["test"], dict)
+                or not (entry["best_step"] is None or _is_int(entry["best_step"]))):
+            raise PromptworthError(f"{where}: key 'budgets[{i}]' must be an object with {', '.join(BUDGET_KEYS)} "
+                                   f"(steps a positive integer, reached true or false, test an object), got {entry!r}")
+        if entry["steps"] in [other["steps"] for other in budgets[:i]]:
+            raise PromptworthError(f"{where}: key 'budgets[{i}]': budget {entry['steps']} appears twice")
+        numbers.update({f"budgets[{i}].score": entry["score"], f"budgets[{i}].dev_score": entry["dev_score"]})
+        numbers.update({f"budgets[{i}].test.{name}": value for name, value in entry["test"].items()})
+    return numbers
 
 
 def stopped(record: Mapping[str, Any]) -> str | None:

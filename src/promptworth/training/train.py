@@ -2,11 +2,13 @@
 
 Protocols: ``steps`` trains for exactly ``max_steps`` optimizer steps (LM-BFF); ``epochs`` trains
 ``epochs`` passes over the training set, clamped to ``[min_steps, max_steps]`` steps (Le Scao &
-Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to zero, gradient
-clipping. The dev set is evaluated every ``eval_every`` steps and at the end; the best state (by the
-task's primary metric, first best wins) is kept in memory and used for the test set. With
-``patience`` N, training stops early once N dev evaluations in a row have not beaten the best; the
-record's ``stopped`` says which ended the run ("patience", or "cap": the step budget).
+Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to zero (``schedule``
+constant: no decay), gradient clipping. The dev set is evaluated every ``eval_every`` steps and at
+the end; the best state (by the task's primary metric, first best wins) is kept in memory and used
+for the test set. With ``patience`` N, training stops early once N dev evaluations in a row have not
+beaten the best; the record's ``stopped`` says which ended the run ("patience", or "cap": the step
+budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
+the dev evaluations up to step B: the result of a B-step run (the record's ``budgets``).
 
 Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
 demonstrations (``Method.see_split``; a method that encodes a training example afresh at each step
@@ -179,6 +181,21 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def constant_schedule(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The warmup, then the peak rate to the end: no step's rate depends on how long the run is."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (step + 1) / (warmup + 1) if step < warmup else 1.0)
+
+
+def learning_rate_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of ``config.schedule`` over a run planned for ``total`` steps."""
+    warmup = int(config.warmup_ratio * total)
+    if config.schedule == "constant":
+        return constant_schedule(optimizer, warmup)
+    return linear_schedule(optimizer, warmup, total)
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -245,6 +262,23 @@ def evaluate(
 
 
 @dataclass
+class BudgetResult:
+    """What a run of ``steps`` steps would have ended with: the best dev evaluation at a step up to
+    it and the test metrics of that state. ``reached``: the run trained that far (else it ended
+    before, by patience or at its cap, and this is its final result)."""
+
+    steps: int
+    best_step: int
+    dev_score: float | None
+    test: dict[str, float]
+    reached: bool
+
+    def as_record(self, metric: str) -> dict[str, Any]:
+        return {"steps": self.steps, "reached": self.reached, "best_step": self.best_step,
+                "dev_score": self.dev_score, "score": self.test.get(metric), "test": self.test}
+
+
+@dataclass
 class TrainResult:
     dev_curve: list[dict[str, float]]
     best_step: int
@@ -261,6 +295,7 @@ class TrainResult:
     eval_flops: int = 0
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
+    budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
 
 
 class _Snapshot:
@@ -294,6 +329,15 @@ class _Snapshot:
             for k, v in self._tensors(model).items():
                 v.copy_(self.state[k])
 
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        """Exchange the kept state and the model's, tensor by tensor: a second swap puts both back,
+        bit for bit, and only one tensor is ever copied aside (never a second copy of the model)."""
+        for k, v in self._tensors(model).items():
+            aside = v.detach().to("cpu", copy=True)
+            v.copy_(self.state[k])
+            self.state[k].copy_(aside)
+
 
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
@@ -303,7 +347,10 @@ def fit(
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
     step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
     ``config.patience``, training stops after that many dev evaluations in a row without a better
-    best dev score; the learning-rate schedule stays the one planned for the whole budget."""
+    best dev score; the learning-rate schedule stays the one planned for the whole budget. With
+    ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
+    among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
+    budget the run does not reach gets the run's final result."""
     from tqdm.auto import tqdm
 
     if not train:
@@ -312,10 +359,13 @@ def fit(
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
     if total and config.patience and not dev:
         raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
+    if total and config.budgets and test and not dev:
+        raise PromptworthError(f"budgets {', '.join(map(str, config.budgets))} need a dev split to select on; "
+                               "this split's dev set is empty")
     content_free = method.content_free()
     if total:
         optimizer = optimizer_for(model, config)
-        scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total), total)
+        scheduler = learning_rate_schedule(optimizer, config, total)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     snapshot = _Snapshot()
@@ -340,6 +390,27 @@ def fit(
         eval_flops += result.flops
         curve.append({"step": step, "dev_score": result.metrics[primary]})
         return result.metrics[primary]
+
+    def test_metrics(where: str) -> dict[str, float]:
+        """Evaluate test with the model as it is now, and count its cost."""
+        nonlocal eval_s, eval_flops
+        result = evaluate(method, model, test, task, config, device, precision, where, shape, content_free)
+        eval_s += result.seconds
+        eval_flops += result.flops
+        return result.metrics
+
+    def budget_result(step: int) -> BudgetResult:
+        """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
+        if best_step == step:
+            return BudgetResult(step, best_step, best_score, test_metrics(f"test at budget {step}"), True)
+        snapshot.swap(model)
+        try:
+            metrics_at_best = test_metrics(f"test at budget {step}")
+        finally:
+            snapshot.swap(model)
+        return BudgetResult(step, best_step, best_score, metrics_at_best, True)
+
+    budgets: list[BudgetResult] | None = [] if config.budgets and test else None
 
     for step in range(1, total + 1):
         start = time.perf_counter()
@@ -377,7 +448,11 @@ def fit(
             else:
                 stale += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
-            if config.patience and stale >= config.patience and step != total:
+            stop = bool(config.patience) and stale >= config.patience and step != total
+            # a budget at the run's last step is the final result, evaluated once below
+            if budgets is not None and step in config.budgets and step != total and not stop:
+                budgets.append(budget_result(step))
+            if stop:
                 stopped = records.STOPPED_BY_PATIENCE
                 break
     bar.close()
@@ -385,16 +460,17 @@ def fit(
         best_score = dev_score(0)
     if best_step != steps:
         snapshot.restore(model)
-    result = evaluate(method, model, test, task, config, device, precision, "test", shape, content_free) if test else None
-    if result is not None:
-        eval_s += result.seconds
-        eval_flops += result.flops
+    final = test_metrics("test") if test else {}
+    if budgets is not None:  # the budgets not evaluated on the way: the run's last step, or beyond it
+        done = {b.steps for b in budgets}
+        budgets += [BudgetResult(b, best_step, best_score, final, reached=b <= steps)
+                    for b in config.budgets if b not in done]
     return TrainResult(
-        dev_curve=curve, best_step=best_step, dev_score=best_score, test=result.metrics if result else {},
+        dev_curve=curve, best_step=best_step, dev_score=best_score, test=final,
         steps=steps, budget=total, stopped=stopped, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
         non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=eval_flops, losses=losses,
-        step_seconds=step_seconds,
+        step_seconds=step_seconds, budgets=budgets,
     )
 
 
@@ -522,7 +598,8 @@ def run(request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "total_steps": result.budget, "test_limit": request.test_limit},
+        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets), "total_steps": result.budget,
+                            "test_limit": request.test_limit},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
         "dev_score": result.dev_score,
@@ -530,6 +607,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "metric": task.metric,
         "test": result.test,
         "score": result.test.get(task.metric),
+        "budgets": [b.as_record(task.metric) for b in result.budgets] if result.budgets is not None else None,
         "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
         if result.losses else None,
         "timing": {
