@@ -30,6 +30,18 @@ NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
                   "search_s", "flops", "trainable_params", "total_params", "step_s", "peak_rss_gb"}
+# ``score_at_<B>``: the test score a run records at its step budget B (the record's ``budgets``)
+BUDGET_PREFIX = "score_at_"
+
+
+def budget_column(steps: int) -> str:
+    return f"{BUDGET_PREFIX}{steps}"
+
+
+def budget_columns(columns: Iterable[str]) -> list[str]:
+    """The ``score_at_<B>`` columns among ``columns``, by increasing budget."""
+    found = [c for c in columns if c.startswith(BUDGET_PREFIX) and c[len(BUDGET_PREFIX):].isdigit()]
+    return sorted(found, key=lambda c: int(c[len(BUDGET_PREFIX):]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +120,8 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name, value in record["test"].items():
         row[f"test_{name}"] = _number(value)
+    for budget in record.get("budgets") or []:
+        row[budget_column(budget["steps"])] = _number(budget["score"])
     return row
 
 
@@ -196,7 +210,7 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     for column in ("data_seed", "best_step", "trainable_params", "total_params"):  # integers that may be missing
         table[column] = pd.array([None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64")
     test_columns = sorted(c for c in table.columns if c.startswith("test_"))
-    table = table[[*BASE_COLUMNS, *test_columns]]
+    table = table[[*BASE_COLUMNS, *budget_columns(table.columns), *test_columns]]
     table = table.sort_values(["task", "method", "model", "template_name", "train_size", "seed"], kind="stable")
     return table.reset_index(drop=True)
 
@@ -232,7 +246,7 @@ def read_table(path: str | Path, required: Iterable[str] = ("task", "method", "t
 
 
 def _is_number_column(name: str) -> bool:
-    return name in NUMBER_COLUMNS or name.startswith("test_")
+    return name in NUMBER_COLUMNS or name.startswith(("test_", BUDGET_PREFIX))
 
 
 def check_numbers(table: pd.DataFrame, source: str) -> None:
