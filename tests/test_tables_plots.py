@@ -301,3 +301,91 @@ def test_the_methods_table_of_records_without_costs_marks_them_missing() -> None
     header, rows = parse_markdown(methods_markdown(frame))
     assert all(r[1:6] == [MISSING] * 5 for r in rows)
     assert all(MISSING not in r[6:] for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The advantage at each step budget (promptworth budgets)
+
+# how many more examples the head needs than the prompt for the same score, per budget ("converged":
+# the run's own score); on RTE the head at 50 steps never reaches the prompt's lowest score
+HEAD_FACTOR = {"CB": {"50": 4.0, "200": 2.0, "converged": 1.25}, "RTE": {"50": 20.0, "200": 2.0, "converged": 1.25}}
+
+
+def budget_study() -> pd.DataFrame:
+    """runs.csv of a study with budgets 50 and 200: scores linear in size (0.3 + 0.004 x size /
+    factor), the prompt's factor 1 at every budget, the head's from HEAD_FACTOR."""
+    rows = []
+    for task, factors in HEAD_FACTOR.items():
+        for method in ("prompt", "head"):
+            for size in SIZES:
+                for seed in range(3):
+                    at = {b: 0.3 + 0.004 * size / (f if method == "head" else 1.0) for b, f in factors.items()}
+                    rows.append({"task": task, "method": method, "model": "tiny", "train_size": size, "seed": f"13-{seed}",
+                                 "metric": "acc", "score": at["converged"], "score_at_50": at["50"],
+                                 "score_at_200": at["200"]})
+    return pd.DataFrame(rows)
+
+
+def test_scores_by_budget_is_one_row_per_run_and_budget() -> None:
+    from promptworth.analysis.budgets import scores_by_budget
+
+    runs = budget_study()
+    runs.loc[0, "score_at_200"] = math.nan  # a run that did not record that budget has no row there
+    long = scores_by_budget(runs)
+    assert list(long.columns) == ["task", "method", "model", "train_size", "seed", "metric", "budget", "score"]
+    assert list(dict.fromkeys(long.budget)) == ["50", "200", "converged"]
+    assert long.budget.value_counts().to_dict() == {"50": len(runs), "200": len(runs) - 1, "converged": len(runs)}
+    converged = long[long.budget == "converged"].reset_index(drop=True)
+    assert converged.score.tolist() == runs.score.tolist()
+
+
+def test_the_advantage_at_each_budget_is_the_advantage_of_that_budget_s_scores() -> None:
+    from promptworth.analysis.budgets import ADVANTAGE_BY_BUDGET_COLUMNS, advantage_by_budget
+
+    frame = advantage_by_budget(budget_study(), [Comparison("prompt", "head")])
+    assert tuple(frame.columns) == ADVANTAGE_BY_BUDGET_COLUMNS
+    cb = frame[frame.task == "CB"].set_index("budget")
+    # linear curves: the mean gap over the window is (factor - 1) x the window's middle size
+    assert cb.advantage.to_dict() == pytest.approx({"50": 75.0, "200": 45.0, "converged": 17.25})
+    assert (cb["std"] == 0).all() and (cb.n_runs_baseline == 3).all()  # three identical runs
+    rte = frame[frame.task == "RTE"].set_index("budget")
+    assert math.isnan(rte.advantage["50"]) and rte.bound["50"] == 150  # the head at 160 is below the prompt at 10
+    assert "do not overlap" in rte.reason["50"] and rte.advantage["200"] == pytest.approx(45.0)
+    # the same as the advantage of a table whose scores are that budget's
+    at_200 = budget_study().assign(score=lambda t: t.score_at_200)
+    plain = advantage_frame(advantage_results(at_200, [Comparison("prompt", "head")]))
+    assert frame[frame.budget == "200"].advantage.tolist() == plain.advantage.tolist()
+
+
+def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    budget_study().to_csv(path, index=False)
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    assert cli("budgets", path, "--tables-dir", tables, "--figures-dir", figures, "--levels", "100") == 0
+    assert sorted(p.name for p in tables.iterdir()) == ["advantage_by_budget.csv", "advantage_by_budget.md",
+                                                        "scores_by_budget.csv"]
+    header, rows = parse_markdown((tables / "advantage_by_budget.md").read_text())
+    assert header == ["comparison", "budget", "CB", "RTE"]
+    assert [row[:2] for row in rows] == [["prompt vs head", "50 steps"], ["prompt vs head", "200 steps"],
+                                         ["prompt vs head", "converged"]]
+    assert rows[0][2:] == ["75 ± 0", "> 150"]
+    back = pd.read_csv(tables / "advantage_by_budget.csv", keep_default_na=False)
+    assert back.budget.tolist() == ["50", "50", "200", "200", "converged", "converged"]
+    assert sorted(p.name for p in figures.iterdir()) == ["budgets.pdf", "budgets.png"]
+    assert (figures / "budgets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (figures / "budgets.pdf").read_bytes().startswith(b"%PDF") and (figures / "budgets.png").stat().st_size > 5000
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_budgets_of_runs_without_them_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plain, partial = tmp_path / "plain.csv", tmp_path / "partial.csv"
+    study(tasks=("CB",)).to_csv(plain, index=False)
+    runs = budget_study()
+    runs.loc[runs.method == "head", "score_at_200"] = math.nan
+    runs.to_csv(partial, index=False)
+    for path, message in ((plain, "the results hold no scores at step budgets"),
+                          (partial, "no run of 'head' records a score at 200 steps")):
+        assert cli("budgets", path, "--tables-dir", tmp_path / "t", "--figures-dir", tmp_path / "f") == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()

@@ -25,7 +25,7 @@ VERB_MODULE = {
     "tiny-model": "models", "methods": "models",
     "train": "train", "search": "train", "convert-model": "train", "worker": "train",
     "aggregate": "analysis", "advantage": "analysis", "import-lescao": "analysis", "tables": "analysis",
-    "figures": "analysis", "lmbff-table": "analysis",
+    "figures": "analysis", "budgets": "analysis", "lmbff-table": "analysis",
     "costs": "costs",
     "docs": "docs",
 }
