@@ -190,6 +190,35 @@ def test_patience_is_a_training_setting_like_the_others():
     assert args[:at] + args[at + 2:] == training_args(unset.training_for("prompt"))  # nothing else changes
 
 
+def test_a_study_with_budgets_records_them_in_every_run_and_draws_them(tmp_path):
+    """Budgets reach each run's flags (one comma-separated flag), and only a study with budgets has
+    the budgets rule and its outputs among its targets."""
+    from promptworth.training.train_config import training_args
+
+    assert load_study(DEFAULT, SCHEMA).budgets() == ()
+    config = copy.deepcopy(DEFAULT)
+    config["training"].update(schedule="constant", budgets=[20, 10])
+    config["by_size"] = {"100": {"training": {"budgets": [10, 30]}}}
+    study = load_study(config, SCHEMA)
+    assert study.budgets() == (10, 20, 30)
+    flags = training_args(study.training_for("head", 10))
+    assert flags[flags.index("--budgets") + 1] == "10,20" and flags[flags.index("--schedule") + 1] == "constant"
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/results")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout)["budgets"] == 1
+    assert f"{tmp_path}/results/figures/budgets.png" in result.stdout.split("rule all:")[1]
+    assert result.stdout.count("--budgets 10,20 ") == 24 and result.stdout.count("--budgets 10,30 ") == 8
+    assert f"promptworth budgets {tmp_path}/results/runs.csv" in result.stdout
+    plain = snakemake("-n", "--config", f"results_dir={tmp_path}/plain")
+    assert plain.returncode == 0 and "budgets" not in job_counts(plain.stdout)
+    bad = copy.deepcopy(config)
+    bad["training"]["budgets"] = [15]
+    with pytest.raises(PromptworthError, match="config: training: training setting budgets: 15 is not a multiple of eval_every 10"):
+        load_study(bad, SCHEMA)
+
+
 def test_kshot_study_needs_lmbff_tasks():
     config = with_change("splits", {"kind": "kshot", "k": 16, "data_seeds": [13, 21]})
     with pytest.raises(PromptworthError, match="CB is not an LM-BFF task"):

@@ -100,6 +100,13 @@ class StudyConfig:
         return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {}),
                 **(settings.training if settings is not None else {})}
 
+    def budgets(self) -> tuple[int, ...]:
+        """Every step budget a run of the study records (``training.budgets`` wherever it is set),
+        in increasing order; empty when none does."""
+        found = {steps for task in self.tasks for size in self.splits.sizes_for(task)
+                 for method in self.methods_for(task, size) for steps in self.training_for(method, size).get("budgets", ())}
+        return tuple(sorted(found))
+
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
         spec = self.defined_methods.get(method)

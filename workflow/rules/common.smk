@@ -164,6 +164,8 @@ def study_outputs():
         f"{RESULTS}/figures/methods.png",
         # the training jobs' costs (a study that reads runs_dir trains nothing: no costs)
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
+        # the advantage at each step budget, for a study whose runs record budgets
+        *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]
