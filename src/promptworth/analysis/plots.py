@@ -107,12 +107,14 @@ def _title(panel: TaskPanel) -> str:
     r, name = panel.result, panel.name or panel.task
     if r is None:
         return f"{name}"
+    # a name with its model is long: the comparison goes on a line of its own
+    name = f"{name}:" if name == panel.task else f"{name}\n"
     if math.isnan(r.advantage):
         if not math.isnan(r.bound):
-            return f"{name}: {r.treatment} vs {r.baseline}: {'>' if r.bound >= 0 else '<'} {r.bound:.0f} points (no overlap)"
-        return f"{name}: {r.treatment} vs {r.baseline}: undefined"
+            return f"{name} {r.treatment} vs {r.baseline}: {'>' if r.bound >= 0 else '<'} {r.bound:.0f} points (no overlap)"
+        return f"{name} {r.treatment} vs {r.baseline}: undefined"
     err = "" if math.isnan(r.std) else f" ± {r.std:.0f}"
-    return f"{name}: {r.treatment} vs {r.baseline}: {r.advantage:.0f}{err} points"
+    return f"{name} {r.treatment} vs {r.baseline}: {r.advantage:.0f}{err} points"
 
 
 def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOptions, legend: bool = True) -> None:
@@ -173,14 +175,16 @@ def by_model(panels: Sequence[TaskPanel]) -> list[list[TaskPanel]]:
 
 
 def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: AdvantageOptions) -> Figure:
-    """Every panel in a grid of at most 4 columns; each model's panels start a row of their own."""
+    """Every panel in a grid of at most 4 columns; each model's panels start a row of their own,
+    and with at most 4 tasks a task keeps its column (one model's panels above the other's)."""
     groups = by_model(panels)
-    ncols = min(4, max(len(group) for group in groups))
-    rows = [math.ceil(len(group) / ncols) for group in groups]
+    tasks = list(dict.fromkeys(panel.task for panel in panels))
+    ncols = min(4, len(tasks))
+    slots = [[tasks.index(p.task) if len(tasks) <= ncols else i for i, p in enumerate(group)] for group in groups]
+    rows = [max(slot) // ncols + 1 for slot in slots]
     fig = Figure(figsize=(3.6 * ncols, 2.9 * sum(rows) + 0.5), layout="constrained")
     grid = fig.subplots(sum(rows), ncols, squeeze=False)
-    axes = [grid[first + i // ncols, i % ncols]
-            for group, first in zip(groups, np.cumsum([0, *rows])) for i in range(len(group))]
+    axes = [grid[first + i // ncols, i % ncols] for slot, first in zip(slots, np.cumsum([0, *rows])) for i in slot]
     for ax, panel in zip(axes, (panel for group in groups for panel in group)):
         draw_panel(ax, panel, colours, options, legend=False)
     for ax in grid.ravel():
