@@ -7,7 +7,7 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.study import load_study, model_label, plan, plan_summary
+from promptworth.study import load_study, plan, plan_summary
 from promptworth.training.train_config import training_args
 
 try:
