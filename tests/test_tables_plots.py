@@ -60,16 +60,16 @@ def test_advantage_tables_parse_back(tmp_path: Path) -> None:
     assert np.allclose(back.advantage, frame.advantage) and np.allclose(back["std"], frame["std"])
 
     header, rows = parse_markdown(advantage_markdown(frame))
-    assert header == ["comparison", "CB", "RTE"]
-    assert [r[0] for r in rows] == ["prompt vs head", "null vs head", "prompt vs null"]
+    assert header == ["comparison", "model", "CB", "RTE"]
+    assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["null vs head", "tiny"], ["prompt vs null", "tiny"]]
     for row in rows:
         treatment, baseline = row[0].split(" vs ")
-        for task, cell in zip(header[1:], row[1:]):
+        for task, cell in zip(header[2:], row[2:]):
             value, err = (float(x) for x in cell.split("±"))
             want = frame[(frame.task == task) & (frame.treatment == treatment) & (frame.baseline == baseline)].iloc[0]
             assert value == round(want.advantage) and err == round(want["std"])
     latex = advantage_latex(frame)
-    assert latex.startswith(r"\begin{tabular}{lrr}") and r"\pm" in latex and latex.rstrip().endswith(r"\end{tabular}")
+    assert latex.startswith(r"\begin{tabular}{llrr}") and r"\pm" in latex and latex.rstrip().endswith(r"\end{tabular}")
 
 
 def test_shifted_study_gives_the_shift() -> None:
@@ -83,7 +83,7 @@ def test_undefined_cells_and_latex_escaping() -> None:
         pd.concat([study(tasks=("CB",)), study(tasks=("my_task",), methods=("prompt",))]), [Comparison("prompt", "head")]
     ))
     header, rows = parse_markdown(advantage_markdown(frame))
-    assert header == ["comparison", "CB", "my_task"] and rows[0][2] == MISSING
+    assert header == ["comparison", "model", "CB", "my_task"] and rows[0][3] == MISSING
     latex = advantage_latex(frame)
     assert r"my\_task" in latex and "--" in latex
 
@@ -91,7 +91,7 @@ def test_undefined_cells_and_latex_escaping() -> None:
 def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     data = study(seeds=5)
     frame = lmbff_frame(data)
-    assert list(frame.columns) == ["task", "train_size", "method", "metric", "n_runs", "mean", "std"]
+    assert list(frame.columns) == ["task", "train_size", "model", "method", "metric", "n_runs", "mean", "std"]
     one = data[(data.task == "CB") & (data.method == "prompt") & (data.train_size == 20)].score
     row = frame[(frame.task == "CB") & (frame.method == "prompt") & (frame.train_size == 20)].iloc[0]
     assert row.n_runs == 5 and row["mean"] == pytest.approx(one.mean()) and row["std"] == pytest.approx(one.std(ddof=0))
@@ -99,8 +99,8 @@ def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     back = pd.read_csv(tmp_path / "l.csv", keep_default_na=False)
     assert np.allclose(back["mean"], frame["mean"]) and back.method.tolist() == frame.method.tolist()
     header, rows = parse_markdown(lmbff_markdown(frame))
-    assert header == ["task", "train_size", "head", "prompt", "null"]
-    cells = {(r[0], int(r[1])): dict(zip(header[2:], r[2:])) for r in rows}
+    assert header == ["task", "train_size", "model", "head", "prompt", "null"]
+    cells = {(r[0], int(r[1])): dict(zip(header[3:], r[3:])) for r in rows}
     mean, std = cells[("CB", 20)]["prompt"].rstrip(")").split(" (")
     assert float(mean) == pytest.approx(100 * one.mean(), abs=0.05) and float(std) == pytest.approx(100 * one.std(ddof=0), abs=0.05)
     assert cells[("CB", 10)]["head"] == MISSING  # head was run at 40, not 10
@@ -141,7 +141,7 @@ def test_aggregate_then_advantage(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert result["task"] == "CB" and result["advantage"] == pytest.approx(50) and 0 < result["std"] < 5
     assert cli("advantage", out, "--x-scale", "log", "--reduction", "mean", "--levels", "10") == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].split()[:5] == ["task", "treatment", "baseline", "advantage", "std"]
+    assert text.splitlines()[0].split()[:6] == ["model", "task", "treatment", "baseline", "advantage", "std"]
 
 
 def test_import_lescao_verb(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -228,7 +228,7 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
 
     from promptworth.analysis.plots import draw_panel, file_stem, palette, task_panels
 
-    flat = pd.DataFrame([{"task": "F", "method": m, "train_size": s, "seed": "0", "score": 0.5}
+    flat = pd.DataFrame([{"task": "F", "method": m, "model": "tiny", "train_size": s, "seed": "0", "score": 0.5}
                          for m in ("prompt", "head") for s in (10, 20)])
     frame = pd.concat([study(tasks=("CB",)), study(tasks=("X",), methods=("prompt",)), flat])
     panels = task_panels(frame, "prompt", "head", AdvantageOptions(levels=20))
@@ -278,10 +278,10 @@ def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
     assert row["mean"] == pytest.approx(cb10.mean()) and row["std"] == pytest.approx(cb10.std(ddof=0))
     assert row["strategy"] == "promptless fine-tuning" and row["n_runs"] == 3
     header, rows = parse_markdown(methods_markdown(frame))
-    assert header[:6] == ["method", "strategy", "trains", "share", "step s", "peak GB"]
+    assert header[:7] == ["method", "model", "strategy", "trains", "share", "step s", "peak GB"]
     assert [r[0] for r in rows] == ["head", "prompt", "null", "prompt-lora"]  # the baseline first, then the registry
     by_method = {r[0]: r for r in rows}
-    assert by_method["prompt-lora"][2:6] == ["10", "1%", "0.50", "2.0"]
+    assert by_method["prompt-lora"][1:7] == ["tiny", "fixed-prompt LM tuning", "10", "1%", "0.50", "2.0"]
     assert by_method["head"][header.index("CB (40)")] == f"{100 * cb10.mean():.1f} ({100 * cb10.std(ddof=0):.1f})"
 
 
@@ -292,15 +292,15 @@ def test_a_head_whose_size_differs_per_task_shows_the_span_not_a_median() -> Non
     frame = methods_frame(data)
     assert sorted(set(frame["trainable_params"])) == [1010, 3000]
     header, rows = parse_markdown(methods_markdown(frame))
-    assert rows[0][2] == "1,010–3,000"  # never a count that no run had (their median)
+    assert rows[0][3] == "1,010–3,000"  # never a count that no run had (their median)
 
 
 def test_the_methods_table_of_records_without_costs_marks_them_missing() -> None:
     prompt = study(methods=("prompt",))  # no parts, parameters or step times: records from before #14
     frame = methods_frame(pd.concat([prompt, prompt.assign(method="head")], ignore_index=True))
     header, rows = parse_markdown(methods_markdown(frame))
-    assert all(r[1:6] == [MISSING] * 5 for r in rows)
-    assert all(MISSING not in r[6:] for r in rows)
+    assert all(r[2:7] == [MISSING] * 5 for r in rows)
+    assert all(MISSING not in r[7:] for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,3 +389,53 @@ def test_budgets_of_runs_without_them_is_one_clear_error(tmp_path: Path, capsys:
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Several models: each table and figure per model
+
+
+def two_models() -> pd.DataFrame:
+    """``study()`` on a second model too, ``large``, on CB only, whose head needs 60 more points
+    than its prompt (the first model's: 30)."""
+    large = study(tasks=("CB",)).assign(model="large")
+    large.loc[large["method"] == "head", "train_size"] += 30
+    return pd.concat([study(), large], ignore_index=True)
+
+
+def test_each_model_has_its_own_advantage_and_table_rows() -> None:
+    data = two_models()
+    results = advantage_results(data, [Comparison("prompt", "head")], AdvantageOptions(levels=200))
+    assert [(r.model, r.task) for r in results] == [("tiny", "CB"), ("tiny", "RTE"), ("large", "CB")]
+    assert np.allclose([r.advantage for r in results], [30, 30, 60], atol=3)
+    frame = advantage_frame(results)
+    assert list(frame.columns[:3]) == ["model", "task", "treatment"]
+    header, rows = parse_markdown(advantage_markdown(frame))
+    assert header == ["comparison", "model", "CB", "RTE"]
+    assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["prompt vs head", "large"]]
+    assert rows[1][3] == MISSING  # the large model ran no RTE
+    header, rows = parse_markdown(lmbff_markdown(lmbff_frame(data)))
+    assert [r[:3] for r in rows[:3]] == [["CB", "10", "tiny"], ["CB", "10", "large"], ["CB", "20", "tiny"]]
+    header, rows = parse_markdown(methods_markdown(methods_frame(data)))
+    assert [r[:2] for r in rows] == [[m, model] for m in ("head", "prompt", "null") for model in ("tiny", "large")]
+    large_head = rows[1]
+    assert large_head[header.index("RTE (40)")] == MISSING and large_head[header.index("CB (70)")] != MISSING
+
+
+def test_the_verbs_on_two_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from promptworth.analysis.plots import task_panels
+
+    path = tmp_path / "runs.csv"
+    two_models().to_csv(path, index=False)
+    assert cli("advantage", path, "--json", "--levels", "100") == 0
+    found = {(r["model"], r["task"]): r["advantage"] for r in json.loads(capsys.readouterr().out)}
+    assert sorted(found) == [("large", "CB"), ("tiny", "CB"), ("tiny", "RTE")]
+    assert found["large", "CB"] == pytest.approx(60, abs=3)
+    assert cli("advantage", path, "--model", "large", "--json", "--levels", "100") == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["large"]
+    panels = task_panels(two_models(), "prompt", "head", AdvantageOptions(levels=20))
+    assert [p.name for p in panels] == ["CB (tiny)", "RTE (tiny)", "CB (large)"]
+    assert [p.result.model for p in panels] == ["tiny", "tiny", "large"]
+    figures = tmp_path / "figures"
+    assert cli("figures", path, "--out-dir", figures, "--levels", "100") == 0
+    assert sorted(p.name for p in figures.glob("*.png")) == ["CB.png", "RTE.png", "methods.png", "overview.png"]

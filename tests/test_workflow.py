@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -23,9 +24,9 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def snakemake(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -86,13 +87,13 @@ def test_finished_runs_stay_finished_when_their_inputs_are_rebuilt(tmp_path):
     """A fresh clone of a published study: its records are older than the model converted again
     and the splits regenerated after the checkout. Resuming must train none of them again."""
     study = load_study(DEFAULT, SCHEMA)
-    records = [tmp_path / f"results/runs/{study.model}/{r.task}/{r.method}/{r.size}-{r.data_seed}-{r.train_seed}.json"
+    records = [tmp_path / f"results/runs/{r.model}/{r.task}/{r.method}/{r.size}-{r.data_seed}-{r.train_seed}.json"
                for r in plan(study)]
     for path in records:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}", encoding="utf-8")
         os.utime(path, (1e9, 1e9))  # 2001: older than anything below
-    (tmp_path / f"resources/models/{study.model}").mkdir(parents=True)
+    (tmp_path / f"resources/models/{study.models[0]}").mkdir(parents=True)
     for run in plan(study):
         manifest = tmp_path / f"results/splits/{run.task}/{run.size}-{run.data_seed}/manifest.json"
         manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -358,3 +359,99 @@ def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
     config["results_dir"], config["splits"]["test_limit"] = "elsewhere", 7
     study = load_study(config, SCHEMA)
     assert (study.results_dir, study.splits.test_limit) == ("elsewhere", 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several models in one study
+
+TINY = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+LLAMA, GPT2 = "resources/models/tiny-llama", "resources/models/tiny-gpt2"
+
+
+def two_models(**changes) -> dict:
+    """The tiny study on two tiny models, one data seed: tiny-gpt2 on SST-2 only, with more memory."""
+    config = copy.deepcopy(TINY)
+    config["splits"]["data_seeds"] = [1]
+    config.update(model=[LLAMA, GPT2], by_model={GPT2: {"tasks": ["SST-2"], "resources": {"mem_mb": 1500}}},
+                  results_dir="results")
+    return {**config, **changes}
+
+
+def test_a_study_of_two_models_plans_each_models_runs_in_a_folder_of_its_own(tmp_path):
+    config = two_models()
+    runs = plan(load_study(config, SCHEMA))
+    assert [r.model for r in runs] == ["tiny-llama"] * 8 + ["tiny-gpt2"] * 4  # model by model, in the config's order
+    assert {(r.task, r.method, r.size) for r in runs if r.model == "tiny-gpt2"} == {
+        ("SST-2", method, size) for method in ("prompt", "head") for size in (8, 16)}
+    # the first model alone: the same runs, in the same order
+    assert plan(load_study({**config, "model": LLAMA, "by_model": {}}, SCHEMA)) == runs[:8]
+    restricted = plan(load_study(two_models(by_model={GPT2: {"methods": ["head"]}}), SCHEMA))
+    assert {(r.task, r.method) for r in restricted if r.model == "tiny-gpt2"} == {("SST-2", "head"), ("CB", "head")}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # the models share the splits: 2 tasks x 2 sizes x 1 data seed
+    assert (counts["train"], counts["tiny_model"], counts["split"]) == (12, 2, 4)
+    trains = [job for job in result.stdout.split("\nrule ") if job.startswith("train:")]
+    assert len(trains) == 12
+    for job in trains:
+        gpt2 = "--model resources/models/tiny-gpt2 " in job
+        assert gpt2 == ("--out results/runs/tiny-gpt2/SST-2/" in job) == ("wildcards: model=tiny-gpt2," in job)
+        assert ("mem_mb=1500" if gpt2 else "mem_mb=1000") in job and "--threads 1 " in job
+        assert re.search(r"--split-dir results/splits/(SST-2|CB)/\d+-1 ", job)
+
+
+M2 = re.escape(GPT2)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"by_model": {"nope": {"tasks": ["SST-2"]}}}, r"config: by_model names model 'nope', which is not in model"),
+        ({"by_model": {GPT2: {"tasks": ["RTE"]}}}, rf"config: by_model.{M2}.tasks names task 'RTE', which is not in tasks"),
+        ({"by_model": {GPT2: {"methods": ["null"]}}},
+         rf"config: by_model.{M2}.methods names method 'null', which the study does not run"),
+        ({"by_model": {GPT2: {"threads": 2}}}, rf"config.by_model.{M2}: Additional properties are not allowed"),
+        ({"by_model": {GPT2: {"resources": {"mem_mb": 0}}}},
+         rf"config.by_model.{M2}.resources.mem_mb: 0 is less than or equal to the minimum of 0"),
+        ({"by_model": {GPT2: {"tasks": []}}}, rf"config.by_model.{M2}.tasks: \[\] should be non-empty"),
+        ({"model": [LLAMA, LLAMA]}, r"config.model: .*has non-unique elements"),
+        ({"model": []}, r"config.model: .*should be non-empty"),
+        ({"model": [LLAMA, "./elsewhere/tiny-llama"], "by_model": {}},
+         r"config: model names 'resources/models/tiny-llama' and './elsewhere/tiny-llama', whose runs would share "
+         r"the folder 'tiny-llama'"),
+        ({"by_model": {LLAMA: {"tasks": ["SST-2"]}, GPT2: {"tasks": ["SST-2"]}}},
+         r"config: by_model leaves task 'CB' to no model"),
+        ({"by_model": {LLAMA: {"methods": ["prompt"]}, GPT2: {"methods": ["prompt"]}}},
+         r"config: comparison prompt:head: method 'head' is run on no task"),
+        ({"by_model": {GPT2: {"tasks": ["CB"], "methods": ["prompt"]}}, "methods_by_task": {"CB": ["head"]}},
+         rf"config: by_model.{M2} leaves model '{M2}' no runs"),
+    ],
+)
+def test_a_bad_model_or_by_model_is_one_clear_error(change, message):
+    with pytest.raises(PromptworthError, match=message):
+        load_study(two_models(**change), SCHEMA)
+
+
+@pytest.mark.slow
+def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
+    config = two_models()
+    config["splits"]["sizes"] = [8]  # 6 runs: 2 tasks x 2 methods, and tiny-gpt2's 2 on SST-2
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = snakemake("--configfile", str(path), cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results"
+    table = pd.read_csv(results / "runs.csv", keep_default_na=False)
+    assert table.groupby("model").size().to_dict() == {"tiny-gpt2": 2, "tiny-llama": 4}
+    assert len(list((results / "runs" / "tiny-gpt2").rglob("*.json"))) == 2
+    advantage = json.loads((results / "advantage" / "prompt-vs-head.json").read_text())
+    assert [(r["model"], r["task"]) for r in advantage] == [("tiny-llama", "CB"), ("tiny-llama", "SST-2"),
+                                                           ("tiny-gpt2", "SST-2")]
+    rows = [line.split(" | ")[1] for line in (results / "tables" / "advantage.md").read_text().splitlines()[2:]]
+    assert rows == ["tiny-llama", "tiny-gpt2"]
+    costs = pd.read_csv(results / "tables" / "costs.csv")
+    assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
+    assert {p.name for p in (results / "figures").glob("*.png")} == {"SST-2.png", "CB.png", "overview.png", "methods.png"}

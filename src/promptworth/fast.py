@@ -4,7 +4,8 @@ The one switch of the newcomer test (``make test-newcomer``), for anyone who wan
 run through in seconds rather than run it for real. It is read here and nowhere else:
 
 - a study (``make study``, ``publish``, ``report``, a bare ``snakemake``) trains the tiny random
-  model the workflow builds (``resources/models/tiny-llama``) on its first ``TASKS`` tasks, first
+  model the workflow builds (``resources/models/tiny-llama``, in place of every model of the study)
+  on its first ``TASKS`` tasks, first
   ``SIZES`` sizes, first data seed and first training seed; its results stay under ``results/``
   (a study whose ``results_dir`` is another folder of the checkout, e.g. the published
   ``reports/``, writes to ``results/fast/<results_dir>``), so a tiny run never overwrites
@@ -82,6 +83,7 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
         return out
     tasks = list(out["tasks"])[:TASKS]
     out.update(model=TINY_MODEL, tasks=tasks, train_seeds=list(out["train_seeds"])[:1])
+    out.pop("by_model", None)  # its keys name the study's models, which the tiny one replaces
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}

@@ -56,11 +56,28 @@ class SizeSettings:
     training: dict[str, Any] = field(default_factory=dict)
 
 
+# A training job's resources where neither ``resources`` nor ``by_model`` sets them (threads, MB,
+# minutes, GPUs).
+RESOURCE_DEFAULTS: dict[str, int] = {"threads": 2, "mem_mb": 5000, "runtime": 60, "gpus": 0}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
+    tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
+    them), and its training jobs' resources, over the study's ``resources``."""
+
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
-    model: str
+    # the backbones, as the config names them (a short name, a folder or a hub id), in its order
+    models: tuple[str, ...]
     train_seeds: tuple[int, ...]
     splits: SplitsConfig
     training: dict[str, Any]
@@ -76,13 +93,34 @@ class StudyConfig:
     results_dir: str = "results"
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
+    # keyed by the model as ``models`` names it: what changes for it (see ModelSettings)
+    by_model: dict[str, ModelSettings] = field(default_factory=dict)
 
-    def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
-        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it)."""
+    def tasks_for(self, model: str | None = None) -> tuple[str, ...]:
+        """The tasks ``model`` runs (where ``by_model`` names tasks for it), in the study's order."""
+        chosen = self.by_model[model].tasks if model in self.by_model else ()
+        return tuple(task for task in self.tasks if not chosen or task in chosen)
+
+    def methods_for(self, task: str, size: int | str | None = None, model: str | None = None) -> tuple[str, ...]:
+        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it; by
+        ``model``, those of them that ``by_model`` names for it)."""
         settings = self.by_size.get(str(size))
         if settings is not None and settings.methods:
-            return settings.methods
-        return self.methods_by_task.get(task, self.methods)
+            methods = settings.methods
+        else:
+            methods = self.methods_by_task.get(task, self.methods)
+        chosen = self.by_model[model].methods if model in self.by_model else ()
+        return tuple(method for method in methods if not chosen or method in chosen)
+
+    def resources_for(self, model: str) -> dict[str, int]:
+        """The resources of ``model``'s training jobs: the defaults, then ``resources``, then its
+        ``by_model`` resources."""
+        settings = self.by_model.get(model)
+        return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
+
+    def models_by_label(self) -> dict[str, str]:
+        """The study's models by their label (:func:`model_label`, the folder of their runs' files)."""
+        return {model_label(model): model for model in self.models}
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))
@@ -121,6 +159,7 @@ class StudyConfig:
 class Run:
     """One training run of the study."""
 
+    model: str  # its label (model_label): the folder of the run's files
     task: str
     method: str
     size: int | str
@@ -191,10 +230,11 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             names.append(spec.name)
         else:
             names.append(item)
+    model = config["model"]
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
         methods=tuple(names),
-        model=config["model"],
+        models=(model,) if isinstance(model, str) else tuple(model),
         train_seeds=tuple(config["train_seeds"]),
         splits=splits,
         training=dict(config["training"]),
@@ -207,6 +247,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
+            "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
+                "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
         }),
     )
     check_study(study)
@@ -282,7 +324,7 @@ def check_study(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
+    runs = methods_run(study)
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -296,16 +338,59 @@ def check_study(study: StudyConfig) -> None:
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+    check_models(study)
+
+
+def methods_run(study: StudyConfig) -> set[str]:
+    """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
+    return set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
+
+
+def check_models(study: StudyConfig) -> None:
+    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
+    names models, tasks and methods of the study, and what it leaves out leaves every model, task
+    and compared method some runs."""
+    labels: dict[str, str] = {}
+    for model in study.models:
+        other = labels.setdefault(model_label(model), model)
+        if other != model:
+            raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
+                                   f"folder {model_label(model)!r}")
+    run_somewhere = methods_run(study)
+    for model, settings in study.by_model.items():
+        if model not in study.models:
+            raise PromptworthError(f"config: by_model names model {model!r}, which is not in model")
+        for task in settings.tasks:
+            if task not in study.tasks:
+                raise PromptworthError(f"config: by_model.{model}.tasks names task {task!r}, which is not in tasks")
+        for method in settings.methods:
+            if method not in run_somewhere:
+                raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
+                                       "does not run")
+    runs = plan(study)
+    for model in study.models:
+        if not any(run.model == model_label(model) for run in runs):
+            raise PromptworthError(f"config: by_model.{model} leaves model {model!r} no runs (none of its methods "
+                                   "is run on its tasks)")
+    for task in study.tasks:
+        if not any(run.task == task for run in runs):
+            raise PromptworthError(f"config: by_model leaves task {task!r} to no model")
+    for treatment, baseline in study.comparisons:
+        for method in (treatment, baseline):
+            if not any(run.method == method for run in runs):
+                raise PromptworthError(f"config: comparison {treatment}:{baseline}: method {method!r} is run on no "
+                                       "task (by_model, methods_by_task or by_size leave it out)")
 
 
 def plan(study: StudyConfig) -> list[Run]:
-    """Every training run of the study, in a stable order."""
+    """Every training run of the study, in a stable order: model by model, in the config's order."""
     return [
-        Run(task, method, size, data_seed, train_seed)
-        for task in study.tasks
+        Run(model_label(model), task, method, size, data_seed, train_seed)
+        for model in study.models
+        for task in study.tasks_for(model)
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
-        for method in study.methods_for(task, size)
+        for method in study.methods_for(task, size, model)
         for train_seed in study.train_seeds
     ]
 
@@ -328,7 +413,7 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
     left = len(record_files) - len(done)
     lines = [
         f"[promptworth] plan: {len(study.tasks)} task(s) ({', '.join(study.tasks)}), "
-        f"{len(study.methods)} method(s), {study.model}",
+        f"{len(study.methods)} method(s), {', '.join(study.models)}",
         f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
     ]
     seconds = sorted(s for s in map(_run_seconds, done) if s is not None)

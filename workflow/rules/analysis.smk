@@ -15,7 +15,7 @@ rule aggregate:
 
 
 rule advantage:
-    """The data advantage of one method over another, per task, as JSON."""
+    """The data advantage of one method over another, per model and task, as JSON."""
     input:
         f"{RESULTS}/runs.csv",
     output:

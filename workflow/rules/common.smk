@@ -1,4 +1,5 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
+import re
 import sys
 from pathlib import Path
 
@@ -6,7 +7,7 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.study import load_study, model_label, plan, plan_summary
+from promptworth.study import load_study, plan, plan_summary
 from promptworth.training.train_config import training_args
 
 try:
@@ -20,11 +21,13 @@ except PromptworthError as exc:
 if fast.notice():
     print(fast.notice(), file=sys.stderr)
 RESULTS = STUDY.results_dir
-MODEL = model_label(STUDY.model)
+# the study's models by label (the folder of their runs' files), each as the config names it
+MODELS = STUDY.models_by_label()
 RUNS = plan(STUDY)
 
 
 wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
     size=r"\d+|all",
     data_seed=r"\d+",
     train_seed=r"\d+",
@@ -40,14 +43,26 @@ def split_manifest(task, size, data_seed):
 
 
 # A run's wildcards in the order of the file-name helpers below: run_file(*RUN_WILDCARDS) is
-# the train rule's output pattern.
-RUN_WILDCARDS = ("{task}", "{method}", "{size}", "{data_seed}", "{train_seed}")
+# the train rule's output pattern, run_file(*run_key(run)) a planned run's record.
+RUN_WILDCARDS = (
+    "{model}",
+    "{task}",
+    "{method}",
+    "{size}",
+    "{data_seed}",
+    "{train_seed}",
+)
 
 
-def run_path(folder, suffix, task, method, size, data_seed, train_seed):
+def run_key(run):
+    """A planned run's values of RUN_WILDCARDS, in their order (its model as its label)."""
+    return (run.model, run.task, run.method, run.size, run.data_seed, run.train_seed)
+
+
+def run_path(folder, suffix, model, task, method, size, data_seed, train_seed):
     """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<run><suffix>."""
     name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/{folder}/{MODEL}/{task}/{method}/{name}{suffix}"
+    return f"{RESULTS}/{folder}/{model}/{task}/{method}/{name}{suffix}"
 
 
 def run_file(*run):
@@ -66,15 +81,15 @@ def train_log(*run):
 
 
 def runs_folder(record):
-    """The folder of every run record, from one record's path (<folder>/<task>/<method>/<run>.json)."""
-    return str(Path(record).parents[2])
+    """The folder of every run record, from one record's path (<folder>/<model>/<task>/<method>/<run>.json)."""
+    return str(Path(record).parents[3])
 
 
 def run_files():
     """The run records the analysis reads: the study's own, or those already in runs_dir."""
     if STUDY.runs_dir:
         return sorted(str(path) for path in Path(STUDY.runs_dir).rglob("*.json"))
-    return [run_file(r.task, r.method, r.size, r.data_seed, r.train_seed) for r in RUNS]
+    return [run_file(*run_key(r)) for r in RUNS]
 
 
 def search_file(*run):
@@ -93,8 +108,9 @@ def run_inputs(wildcards):
     # model converted again (a fresh clone) must not make finished runs look out of date.
     split = split_manifest(wildcards.task, wildcards.size, wildcards.data_seed)
     inputs = {"split": ancient(split)}
-    if model_dir():
-        inputs["model"] = ancient(model_dir())
+    folder = model_dir(MODELS[wildcards.model])
+    if folder:
+        inputs["model"] = ancient(folder)
     return inputs
 
 
@@ -134,19 +150,36 @@ def benchmarked_runs():
     asking for its benchmark would make Snakemake train it again."""
     keep = []
     for r in RUNS:
-        run = (r.task, r.method, r.size, r.data_seed, r.train_seed)
+        run = run_key(r)
         if Path(benchmark_file(*run)).exists() or not Path(run_file(*run)).exists():
             keep.append(run)
     return keep
 
 
-def model_dir():
-    """Folder of a model this workflow builds itself (a converted offline backbone, tiny test models)."""
-    if STUDY.model in SHORT_NAMES:
-        return SHORT_NAMES[STUDY.model]
-    if STUDY.model.startswith(f"{MODELS_DIR}/tiny-"):
-        return STUDY.model
+def model_dir(model):
+    """Folder of a model (as the config names it) that this workflow builds itself (a converted
+    offline backbone, tiny test models); None for any other."""
+    if model in SHORT_NAMES:
+        return SHORT_NAMES[model]
+    if model.startswith(f"{MODELS_DIR}/tiny-"):
+        return model
     return None
+
+
+def model_dirs():
+    """The folders of the study's models that this workflow builds, in the config's order."""
+    return [folder for folder in map(model_dir, STUDY.models) if folder]
+
+
+def model_arg(wildcards):
+    """A run's `--model`: the folder this workflow builds, else the model as the config names it."""
+    model = MODELS[wildcards.model]
+    return model_dir(model) or model
+
+
+def run_resources(wildcards):
+    """The resources of a run's job: its model's (resources, then by_model's)."""
+    return STUDY.resources_for(MODELS[wildcards.model])
 
 
 def data_dir_args():
@@ -172,9 +205,10 @@ def study_outputs():
 
 
 def runs_at_once():
-    """How many training jobs run side by side: the cores over a training job's threads."""
+    """How many training jobs run side by side: the cores over a training job's threads (the
+    fewest of any model's jobs)."""
     threads = workflow.resource_settings.overwrite_threads.get(
-        "train", STUDY.resources.get("threads", 2)
+        "train", min(STUDY.resources_for(model)["threads"] for model in STUDY.models)
     )
     threads = int(getattr(threads, "value", threads))
     return max(1, (workflow.resource_settings.cores or 1) // max(1, threads))

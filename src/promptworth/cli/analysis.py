@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "adds the study-level MFU to the compute line")
     agg.set_defaults(handler=run_aggregate)
 
-    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per task")
+    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per model and task")
     adv.add_argument("results", type=Path, metavar="RESULTS_CSV")
     adv.add_argument("--treatment", default=DEFAULT_TREATMENT, help="method whose worth is measured (default: %(default)s)")
     adv.add_argument("--baseline", default=DEFAULT_BASELINE, help="method it is compared with (default: %(default)s)")
@@ -142,8 +142,8 @@ def _fmt(value: float, digits: int = 0) -> str:
 
 
 def format_results(results: list[AdvantageResult]) -> str:
-    header = ["task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
-    rows = [[r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
+    header = ["model", "task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
+    rows = [[r.model, r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
              f"[{_fmt(r.window_lo, 4)}, {_fmt(r.window_hi, 4)}]", r.n_runs, r.reason] for r in results]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *rows]]
