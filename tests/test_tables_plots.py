@@ -357,6 +357,21 @@ def test_the_advantage_at_each_budget_is_the_advantage_of_that_budget_s_scores()
     assert frame[frame.budget == "200"].advantage.tolist() == plain.advantage.tolist()
 
 
+def test_each_model_has_its_own_advantage_at_each_budget(tmp_path: Path) -> None:
+    from promptworth.analysis.budgets import advantage_by_budget, advantage_by_budget_markdown
+
+    # a second model whose head needs twice the examples at every budget
+    large = budget_study().assign(model="large")
+    head = large["method"] == "head"
+    for column in ("score", "score_at_50", "score_at_200"):
+        large.loc[head, column] = 0.3 + (large.loc[head, column] - 0.3) / 2
+    frame = advantage_by_budget(pd.concat([budget_study(), large], ignore_index=True), [Comparison("prompt", "head")])
+    cb = frame[(frame.task == "CB") & (frame.budget == "converged")].set_index("model")
+    assert cb.advantage["large"] > cb.advantage["tiny"] == pytest.approx(17.25)
+    header, rows = parse_markdown(advantage_by_budget_markdown(frame))
+    assert [row[1:3] for row in rows] == [[m, b] for m in ("tiny", "large") for b in ("50 steps", "200 steps", "converged")]
+
+
 def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
     budget_study().to_csv(path, index=False)
@@ -365,10 +380,10 @@ def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:
     assert sorted(p.name for p in tables.iterdir()) == ["advantage_by_budget.csv", "advantage_by_budget.md",
                                                         "scores_by_budget.csv"]
     header, rows = parse_markdown((tables / "advantage_by_budget.md").read_text())
-    assert header == ["comparison", "budget", "CB", "RTE"]
-    assert [row[:2] for row in rows] == [["prompt vs head", "50 steps"], ["prompt vs head", "200 steps"],
-                                         ["prompt vs head", "converged"]]
-    assert rows[0][2:] == ["75 ± 0", "> 150"]
+    assert header == ["comparison", "model", "budget", "CB", "RTE"]
+    assert [row[:3] for row in rows] == [["prompt vs head", "tiny", "50 steps"], ["prompt vs head", "tiny", "200 steps"],
+                                         ["prompt vs head", "tiny", "converged"]]
+    assert rows[0][3:] == ["75 ± 0", "> 150"]
     back = pd.read_csv(tables / "advantage_by_budget.csv", keep_default_na=False)
     assert back.budget.tolist() == ["50", "50", "200", "200", "converged", "converged"]
     assert sorted(p.name for p in figures.iterdir()) == ["budgets.pdf", "budgets.png"]

@@ -29,7 +29,7 @@ CONVERGED = "converged"  # the budget of a run's own score
 # identify a run (the columns of runs.csv a long row keeps; an imported table may lack some)
 RUN_COLUMNS = ("task", "method", "model", "template_name", "train_size", "seed", "metric")
 SCORES_COLUMNS = (*RUN_COLUMNS, "budget", "score")
-ADVANTAGE_BY_BUDGET_COLUMNS = ("task", "treatment", "baseline", "budget", "advantage", "std", "bound",
+ADVANTAGE_BY_BUDGET_COLUMNS = ("model", "task", "treatment", "baseline", "budget", "advantage", "std", "bound",
                                "n_runs_treatment", "n_runs_baseline", "reason")
 
 
@@ -84,17 +84,21 @@ def advantage_by_budget(
 
 
 def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
-    """Rows: comparison and budget; columns: tasks; cells as in the advantage table (``752 ± 46``)."""
+    """Rows: comparison, model and budget; columns: tasks; cells as in the advantage table (``752 ± 46``)."""
     tasks = list(dict.fromkeys(frame["task"]))
     rows = []
-    for (treatment, baseline, budget), group in frame.groupby(["treatment", "baseline", "budget"], sort=False):
+    keys = ["treatment", "baseline", "model", "budget"]
+    # each comparison, then each model, then its budgets in the frame's order
+    order = {key: {value: i for i, value in enumerate(dict.fromkeys(frame[key]))} for key in keys}
+    groups = sorted(frame.groupby(keys, sort=False), key=lambda item: tuple(order[k][v] for k, v in zip(keys, item[0])))
+    for (treatment, baseline, model, budget), group in groups:
         by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", budget_label(str(budget)), *(by_task.get(t, "–") for t in tasks)])
-    return markdown(["comparison", "budget", *tasks], rows)
+        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *(by_task.get(t, "–") for t in tasks)])
+    return markdown(["comparison", "model", "budget", *tasks], rows)
 
 
 def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
-    """The advantage of ``comparison`` against the budget, one line per task, ± its std as an error
+    """The advantage of ``comparison`` against the budget, one line per task (and model), ± its std as an error
     bar; where the curves do not overlap, the bound as an open triangle (up: more than, down: less
     than)."""
     from promptworth.analysis.plots import palette
@@ -103,6 +107,9 @@ def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
     if rows.empty:
         raise PromptworthError(f"no advantage of {comparison.label} to draw")
     budgets = list(dict.fromkeys(rows["budget"].astype(str)))
+    # a line per task, per (task, model) where the results hold several models
+    several = rows["model"].nunique() > 1
+    rows = rows.assign(task=[f"{t} ({m})" if several else t for t, m in zip(rows["task"], rows["model"])])
     tasks = list(dict.fromkeys(rows["task"]))
     colours = palette(tasks)
     fig = Figure(figsize=(max(5.0, 1.3 * len(budgets) + 3.0), 3.8), layout="constrained")
