@@ -135,8 +135,7 @@ def with_change(path: str, value) -> dict:
         ("bogus", 1, r"config \(top level\): Additional properties are not allowed \('bogus' was unexpected\)"),
         ("training.learning_rte", 1e-5, r"config.training: Additional properties are not allowed \('learning_rte'"),
         ("training.batch_size", "eight", r"config.training.batch_size: 'eight' is not of type 'integer'"),
-        ("splits.sizes", [10, 0], r"config.splits.sizes\[1\]: .*0 is less than or equal to the minimum of 0"),
-        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than or equal to the minimum of 0"),
+        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than the minimum of 0"),
         ("splits.sizes", [20, 20], r"config.splits.sizes: \[20, 20\] has non-unique elements"),
         ("methods", ["prompt", "magic"], r"config: methods: unknown method 'magic'; known methods: prompt, head, null"),
         ("methods", ["prompt", "Magic"], r"config.methods\[1\]: 'Magic' does not match"),
@@ -188,6 +187,42 @@ def test_patience_is_a_training_setting_like_the_others():
     args = flags[("prompt", 10)]
     at = args.index("--patience")
     assert args[:at] + args[at + 2:] == training_args(unset.training_for("prompt"))  # nothing else changes
+
+
+def test_size_zero_is_planned_only_for_the_methods_that_run_untrained(tmp_path):
+    """The zero-shot point joins every prompt curve; a head has none (its head is untrained)."""
+    config = with_change("splits.sizes", [0, 10, 100])
+    study = load_study(config, SCHEMA)
+    runs = {(run.task, run.method, run.size) for run in plan(study)}
+    assert {(m, size) for task, m, size in runs if task == "CB"} == {
+        ("prompt", 0), ("prompt", 10), ("head", 10), ("prompt", 100), ("head", 100)}
+    assert study.methods_for("CB", 0) == ("prompt",) and study.methods_for("CB", 10) == ("prompt", "head")
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/zero")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["split"] == 2 * 3 * 2 and counts["train"] == 2 * 5 * 2  # tasks x sizes x seeds; x runs
+    assert any("--sizes 0 " in line for line in result.stdout.splitlines() if "promptworth split " in line)
+    zero = [line for line in result.stdout.splitlines() if "promptworth train " in line and "/0-1 " in line]
+    assert len(zero) == 2 and all("--method prompt " in line for line in zero)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ["head", "null"], "comparisons": ["null:head"]},
+     r"config: task SST-2 has size 0 \(the zero-shot point\), but none of its methods runs untrained "
+     r"\(head: its new head is untrained; null: its null verbalizer"),
+    ({"by_size": {"0": {"methods": ["prompt", "head"]}}},
+     "config: by_size.0.methods: method head cannot run at size 0: its new head is untrained"),
+    ({"splits": {**DEFAULT["splits"], "sizes": [0, 10], "dev_policy": "same_as_train"}},
+     "config: splits.dev_policy: dev policy 'same_as_train' draws as many dev rows as training rows: size 0 "
+     "would have no dev set"),
+])
+def test_a_size_zero_nobody_can_run_is_one_clear_error(change, message):
+    config = with_change("splits.sizes", [0, 10])
+    config.update(change)
+    with pytest.raises(PromptworthError, match=message):
+        load_study(config, SCHEMA)
 
 
 def test_kshot_study_needs_lmbff_tasks():

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import jsonschema
 import yaml
 
-from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, check_seed
+from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, NO_DEV_AT_ZERO, ZERO_SHOT, check_seed
 from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs
@@ -78,11 +78,13 @@ class StudyConfig:
     resources: dict[str, int] = field(default_factory=dict)
 
     def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
-        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it)."""
+        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it); at
+        size 0, the zero-shot point, only those that run untrained (``runs_at_size_zero``)."""
         settings = self.by_size.get(str(size))
-        if settings is not None and settings.methods:
-            return settings.methods
-        return self.methods_by_task.get(task, self.methods)
+        names = settings.methods if settings is not None and settings.methods else self.methods_by_task.get(task, self.methods)
+        if size == ZERO_SHOT:
+            return tuple(name for name in names if self.method(name).runs_at_size_zero)
+        return names
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))
@@ -245,6 +247,7 @@ def check_study(study: StudyConfig) -> None:
                                        f"(the full-data setting), got {size!r}")
         if splits.sizes_by_task:
             raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
+    _check_size_zero(study)
     for size, settings in study.by_size.items():
         if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
             raise PromptworthError(f"config: by_size names size {size!r}, which the study does not train at")
@@ -268,6 +271,8 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
         if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
+        if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
     for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
@@ -289,6 +294,24 @@ def check_study(study: StudyConfig) -> None:
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+
+
+def _check_size_zero(study: StudyConfig) -> None:
+    """Size 0, the zero-shot point, runs only methods that predict untrained: ``by_size.0`` may
+    name no other, and every task with size 0 must run at least one."""
+    settings = study.by_size.get(str(ZERO_SHOT))
+    for method in settings.methods if settings is not None else ():
+        problem = study.method(method).size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"config: by_size.0.methods: method {method} cannot run at size 0: {problem}")
+    for task in study.tasks:
+        if ZERO_SHOT in study.splits.sizes_for(task) and not study.methods_for(task, ZERO_SHOT):
+            names = study.methods_for(task)
+            reasons = "; ".join(f"{name}: {study.method(name).size_zero_problem()}" for name in names)
+            raise PromptworthError(
+                f"config: task {task} has size 0 (the zero-shot point), but none of its methods runs untrained "
+                f"({reasons}); size 0 needs a prompt method whose tuning starts as the pretrained model "
+                "(e.g. prompt, prompt-lora, prompt-bitfit)")
 
 
 def plan(study: StudyConfig) -> list[Run]:

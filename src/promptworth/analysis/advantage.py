@@ -355,7 +355,8 @@ def compare(
     )
 
 
-def _check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+def check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+    """The log x scale interpolates in log size: a zero-shot run (size 0) has none."""
     if options.x_scale == "log" and (runs["train_size"] <= 0).any():
         raise PromptworthError("the log x scale needs positive training-set sizes (drop the zero-shot runs)")
 
@@ -389,7 +390,7 @@ def advantage_table(
     out = []
     for task in chosen:
         rows = tidy[(tidy["task"] == task) & tidy["method"].isin(needed)]
-        _check_log_sizes(rows, options)
+        check_log_sizes(rows, options)
         matrices = {m: run_matrix(rows[rows["method"] == m]) for m in needed if (rows["method"] == m).any()}
         missing = [m for m in needed if m not in matrices]
         if missing:

@@ -437,7 +437,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
         torch.set_num_threads(request.threads)
     task = get_task(request.task)
     backbone = models.open_backbone(request.model)
-    rows = load_rows(request.task, request.split_dir, None)
+    rows = load_rows(request.task, request.split_dir, None, spec)
     device = pick_device()
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if e in SEARCH_EXTRAS)

@@ -306,10 +306,9 @@ def fit(
     best dev score; the learning-rate schedule stays the one planned for the whole budget."""
     from tqdm.auto import tqdm
 
-    if not train:
-        raise PromptworthError("the training split is empty")
     primary = task.metric
-    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
+    # an empty training set is the zero-shot point (load_rows lets only such a split through)
+    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     if total and config.patience and not dev:
         raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
     content_free = method.content_free()
@@ -456,11 +455,24 @@ def infer_data_seed(split_dir: Path) -> int | None:
     return int(tail) if "-" in name and tail.isdigit() else None
 
 
-def load_rows(task: str, split_dir: Path, test_limit: int | None) -> dict[str, list[dict[str, Any]]]:
-    from promptworth.data.splits import load_split, test_indices
+def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
+    point: only a split whose manifest says size 0 may have one, and only a method that runs
+    untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
+    from promptworth.data.splits import ZERO_SHOT, load_split, manifest_size, test_indices
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
+    if not parts["train"]:
+        size = manifest_size(Path(split_dir))
+        if size != ZERO_SHOT:
+            stated = f"its manifest says size {size!r}" if size is not None else "it has no manifest that says size 0"
+            raise PromptworthError(f"the training split of {split_dir} is empty, but {stated}: only a size-0 split "
+                                   "(the zero-shot point) may have no training rows")
+        problem = spec.size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"{split_dir} is a size-0 split (no training rows): method {spec.name} cannot run "
+                                   f"untrained: {problem}")
     if test_limit is not None:
         if test_limit < 1:
             raise PromptworthError(f"--test-limit must be positive, got {test_limit}")
@@ -491,7 +503,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     elif search_kind(spec) is not None:
         raise search.missing_result_error(spec)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit)
+    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
