@@ -57,6 +57,19 @@ class SizeSettings:
 
 
 @dataclass(frozen=True)
+class LrGrid:
+    """A study's ``lr_grid``: the learning rates to try per method (the others train at their set
+    rate), and the pilot runs that try them: at training-set size ``size`` on ``data_seeds`` with
+    ``train_seeds`` (empty: the study's first of each). The rule that picks one is
+    ``promptworth.training.lr_grid.RULE``."""
+
+    rates: dict[str, tuple[float, ...]]
+    size: int | str
+    data_seeds: tuple[int, ...] = ()
+    train_seeds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
@@ -76,6 +89,7 @@ class StudyConfig:
     results_dir: str = "results"
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
+    lr_grid: LrGrid | None = None
 
     def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
         """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it); at
@@ -102,6 +116,35 @@ class StudyConfig:
         return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {}),
                 **(settings.training if settings is not None else {})}
 
+    def uses_lr_selection(self, method: str, size: int | str) -> bool:
+        """Whether a run trains at the rate the ``lr_grid`` chose for its method (a run at size 0
+        takes no step: no rate to choose; it keeps its set one)."""
+        return self.lr_grid is not None and method in self.lr_grid.rates and str(size) != str(ZERO_SHOT)
+
+    def takes_chosen_rate(self, task: str, method: str) -> bool:
+        """Whether some run of ``method`` on ``task`` trains at the rate the ``lr_grid`` chose
+        (then the grid's pilots run for this task and method)."""
+        return any(self.uses_lr_selection(method, size) and method in self.methods_for(task, size)
+                   for size in self.splits.sizes_for(task))
+
+    def run_training(self, method: str, size: int | str) -> dict[str, Any]:
+        """The settings a run passes as flags: :meth:`training_for`, less the learning rate where
+        the run takes the rate the ``lr_grid`` chose (``--learning-rate-from``)."""
+        settings = self.training_for(method, size)
+        if self.uses_lr_selection(method, size):
+            settings.pop("learning_rate", None)
+        return settings
+
+    def pilot_training(self, method: str, rate: float) -> dict[str, Any]:
+        """The settings of a pilot run of the ``lr_grid``: the method's at the pilot size, at ``rate``."""
+        assert self.lr_grid is not None
+        return {**self.training_for(method, self.lr_grid.size), "learning_rate": rate}
+
+    def pilot_seeds(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The data seeds and train seeds of the ``lr_grid``'s pilot runs."""
+        assert self.lr_grid is not None
+        return (self.lr_grid.data_seeds or self.splits.data_seeds[:1], self.lr_grid.train_seeds or self.train_seeds[:1])
+
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
         spec = self.defined_methods.get(method)
@@ -121,6 +164,18 @@ class Run:
     size: int | str
     data_seed: int
     train_seed: int
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot run of the ``lr_grid``: a run at one of the rates the grid tries."""
+
+    task: str
+    method: str
+    size: int | str
+    data_seed: int
+    train_seed: int
+    rate: float
 
 
 def _is_strict_integer(checker: Any, value: Any) -> bool:
@@ -202,6 +257,9 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
+            "lr_grid": lambda grid: LrGrid(
+                rates={name: tuple(rates) for name, rates in grid["rates"].items()}, size=grid["size"],
+                **_given(grid, {"data_seeds": tuple, "train_seeds": tuple})),
         }),
     )
     check_study(study)
@@ -288,12 +346,51 @@ def check_study(study: StudyConfig) -> None:
             config_from_mapping(study.training_for(method))
         except PromptworthError as exc:
             raise PromptworthError(f"config: training_by_method.{method}: {exc}") from None
+    if study.lr_grid is not None:
+        _check_lr_grid(study, study.lr_grid)
     for treatment, baseline in study.comparisons:
         if treatment == baseline:
             raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+
+
+def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
+    """The grid's methods train, and only the grid sets their rate; its pilots can be drawn."""
+    for method, rates in grid.rates.items():
+        where = f"config: lr_grid.rates.{method}"
+        try:
+            spec = study.method(method)
+        except PromptworthError as exc:
+            raise PromptworthError(f"{where}: {exc}") from None
+        if not spec.tuning_spec.steps:
+            raise PromptworthError(f"{where}: method {method} takes no training step: it has no learning rate to choose")
+        if method_specs.search_kind(spec) is not None:
+            raise PromptworthError(f"{where}: method {method} applies a search's result; its pilot runs would need "
+                                   "searches of their own, which the grid does not make")
+        if not any(study.takes_chosen_rate(task, method) for task in study.tasks):
+            raise PromptworthError(f"{where}: the study does not train method {method} (at a size above 0)")
+        if "learning_rate" in study.training_by_method.get(method, {}):
+            raise PromptworthError(f"config: training_by_method.{method}.learning_rate: the lr_grid chooses {method}'s "
+                                   "learning rate; set one or the other")
+        for size, settings in study.by_size.items():
+            if "learning_rate" in settings.training and method in (settings.methods or study.methods):
+                raise PromptworthError(f"config: by_size.{size}.training.learning_rate: the lr_grid chooses {method}'s "
+                                       "learning rate; set one or the other")
+        for rate in rates:
+            try:
+                config_from_mapping(study.pilot_training(method, rate))
+            except PromptworthError as exc:
+                raise PromptworthError(f"{where}: {exc}") from None
+    splits = study.splits
+    if splits.kind == "kshot" and grid.size not in (splits.k, ALL):
+        raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {grid.size!r}")
+    if grid.size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
+        raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
+    for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
+        for seed in seeds:
+            check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
 
 
 def _check_size_zero(study: StudyConfig) -> None:
@@ -326,6 +423,23 @@ def plan(study: StudyConfig) -> list[Run]:
     ]
 
 
+def pilots(study: StudyConfig) -> list[Pilot]:
+    """Every pilot run of the study's ``lr_grid`` (none without one), in a stable order: per task,
+    each method of the grid that trains on it at a size above 0, at each rate."""
+    if study.lr_grid is None:
+        return []
+    data_seeds, train_seeds = study.pilot_seeds()
+    return [
+        Pilot(task, method, study.lr_grid.size, data_seed, train_seed, rate)
+        for task in study.tasks
+        for method, rates in study.lr_grid.rates.items()
+        if study.takes_chosen_rate(task, method)
+        for rate in rates
+        for data_seed in data_seeds
+        for train_seed in train_seeds
+    ]
+
+
 def _run_seconds(record_file: Path) -> float | None:
     """What a finished run took (its process time, else its wall time), if its record says."""
     try:
@@ -347,6 +461,9 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
         f"{len(study.methods)} method(s), {study.model}",
         f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
     ]
+    if study.lr_grid is not None:
+        lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
+                     f"{', '.join(study.lr_grid.rates)} on dev first")
     seconds = sorted(s for s in map(_run_seconds, done) if s is not None)
     if left and seconds:
         median, at_once = seconds[len(seconds) // 2], max(1, at_once)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import random
 import resource
@@ -35,10 +34,11 @@ import numpy as np
 import torch
 
 from promptworth import __version__, records
+from promptworth.records import study_relative
 from promptworth.data.sources import manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, metrics, models, search
+from promptworth.training import flops, lr_grid, metrics, models, search
 from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
 from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
@@ -419,6 +419,8 @@ class RunRequest:
     started_at: float | None = None
     # the result file of a search (promptworth search) that a search method applies
     search: Path | None = None
+    # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
+    lr_selection: Path | None = None
 
 
 def git_commit() -> str | None:
@@ -502,6 +504,11 @@ def run(request: RunRequest) -> dict[str, Any]:
                                                model_sha256, request.split_dir)
     elif search_kind(spec) is not None:
         raise search.missing_result_error(spec)
+    lr_cited = None
+    if request.lr_selection is not None:
+        rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,
+                                                 spec.name, backbone.ref.name, model_sha256)
+        config = dataclasses.replace(config, learning_rate=rate)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
     rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
@@ -525,6 +532,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "model_kind": backbone.kind,
         "method_parts": method.parts(),
         "search": searched,
+        "lr_selection": lr_cited,
         "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),
@@ -569,8 +577,3 @@ def run(request: RunRequest) -> dict[str, Any]:
     }
     return records.finish(record)
 
-
-def study_relative(path: Path) -> str:
-    """``path`` relative to the working directory (the study's folder), so that a record names
-    no folder of the machine that trained it."""
-    return os.path.relpath(Path(path).absolute(), Path.cwd())
