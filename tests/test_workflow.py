@@ -255,6 +255,10 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     selects = [line for line in lines if "promptworth select-lr " in line]
     assert len(selects) == 4 and all("--size 20 " in line for line in selects)
     assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
+    from promptworth.study import plan_summary
+
+    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
 
 
 @pytest.mark.parametrize("grid, message", [
