@@ -243,6 +243,37 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
     assert file_stem("../x") == "_x" and file_stem("..") == "task" and file_stem(".hidden") == "hidden"
 
 
+def test_the_zero_shot_point_is_drawn_at_zero_on_every_prompt_curve(tmp_path: Path) -> None:
+    """Size 0 (the prompt's zero-shot runs) is drawn on a symmetric-log axis, linear up to the
+    smallest positive size; the advantage uses it as it is; the log x scale refuses it."""
+    from promptworth.analysis.advantage import advantage_table
+    from promptworth.analysis.plots import draw_panel, figures, palette, task_panels
+
+    data = study(tasks=("CB",), methods=("prompt", "head"))
+    zero = pd.DataFrame([{"task": "CB", "method": "prompt", "model": "tiny", "train_size": 0, "seed": f"13-{seed}",
+                          "metric": "acc", "score": 0.3 + 0.01 * seed} for seed in range(3)])
+    frame = pd.concat([data, zero])
+    options = AdvantageOptions(levels=50)
+    [panel] = task_panels(frame, "prompt", "head", options)
+    assert panel.result == advantage_table(frame, "prompt", "head", options)[0]
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    draw_panel(ax, panel, palette(["prompt", "head"]), options)
+    assert ax.get_xscale() == "symlog" and ax.xaxis.get_transform().linthresh == 10
+    assert "zero-shot" in ax.get_xlabel()
+    prompt_mean = next(line for line in ax.get_lines() if line.get_label().startswith("prompt (mean"))
+    assert prompt_mean.get_xdata()[0] == 0 and prompt_mean.get_ydata()[0] == pytest.approx(0.31)
+    from matplotlib.collections import PathCollection
+
+    points = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)])
+    assert (points == 0).sum() == 3  # every zero-shot run is a point at 0
+    assert ax.get_xlim()[0] < 0 < 10  # ... inside the axis
+    assert sorted(p.name for p in figures(frame, tmp_path / "f", options=options))[:2] == ["CB.pdf", "CB.png"]
+    with pytest.raises(PromptworthError, match="the log x scale needs positive training-set sizes"):
+        task_panels(frame, "prompt", "head", AdvantageOptions(levels=50, x_scale="log"))
+
+
 def test_lmbff_rejects_duplicate_runs() -> None:
     data = study(tasks=("CB",))
     with pytest.raises(PromptworthError, match="share train_size"):

@@ -136,8 +136,7 @@ def with_change(path: str, value) -> dict:
         ("bogus", 1, r"config \(top level\): Additional properties are not allowed \('bogus' was unexpected\)"),
         ("training.learning_rte", 1e-5, r"config.training: Additional properties are not allowed \('learning_rte'"),
         ("training.batch_size", "eight", r"config.training.batch_size: 'eight' is not of type 'integer'"),
-        ("splits.sizes", [10, 0], r"config.splits.sizes\[1\]: .*0 is less than or equal to the minimum of 0"),
-        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than or equal to the minimum of 0"),
+        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than the minimum of 0"),
         ("splits.sizes", [20, 20], r"config.splits.sizes: \[20, 20\] has non-unique elements"),
         ("methods", ["prompt", "magic"], r"config: methods: unknown method 'magic'; known methods: prompt, head, null"),
         ("methods", ["prompt", "Magic"], r"config.methods\[1\]: 'Magic' does not match"),
@@ -218,6 +217,142 @@ def test_a_study_with_budgets_records_them_in_every_run_and_draws_them(tmp_path)
     bad["training"]["budgets"] = [15]
     with pytest.raises(PromptworthError, match="config: training: training setting budgets: 15 is not a multiple of eval_every 10"):
         load_study(bad, SCHEMA)
+
+
+def test_size_zero_is_planned_only_for_the_methods_that_run_untrained(tmp_path):
+    """The zero-shot point joins every prompt curve; a head has none (its head is untrained)."""
+    config = with_change("splits.sizes", [0, 10, 100])
+    study = load_study(config, SCHEMA)
+    runs = {(run.task, run.method, run.size) for run in plan(study)}
+    assert {(m, size) for task, m, size in runs if task == "CB"} == {
+        ("prompt", 0), ("prompt", 10), ("head", 10), ("prompt", 100), ("head", 100)}
+    assert study.methods_for("CB", 0) == ("prompt",) and study.methods_for("CB", 10) == ("prompt", "head")
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/zero")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["split"] == 2 * 3 * 2 and counts["train"] == 2 * 5 * 2  # tasks x sizes x seeds; x runs
+    assert any("--sizes 0 " in line for line in result.stdout.splitlines() if "promptworth split " in line)
+    zero = [line for line in result.stdout.splitlines() if "promptworth train " in line and "/0-1 " in line]
+    assert len(zero) == 2 and all("--method prompt " in line for line in zero)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ["head", "null"], "comparisons": ["null:head"]},
+     r"config: task SST-2 has size 0 \(the zero-shot point\), but none of its methods runs untrained "
+     r"\(head: its new head is untrained; null: its null verbalizer"),
+    ({"by_size": {"0": {"methods": ["prompt", "head"]}}},
+     "config: by_size.0.methods: method head cannot run at size 0: its new head is untrained"),
+    ({"splits": {**DEFAULT["splits"], "sizes": [0, 10], "dev_policy": "same_as_train"}},
+     "config: splits.dev_policy: dev policy 'same_as_train' draws as many dev rows as training rows: size 0 "
+     "would have no dev set"),
+])
+def test_a_size_zero_nobody_can_run_is_one_clear_error(change, message):
+    config = with_change("splits.sizes", [0, 10])
+    config.update(change)
+    with pytest.raises(PromptworthError, match=message):
+        load_study(config, SCHEMA)
+
+
+LR_GRID = {"rates": {"prompt": [1e-5, 3e-5], "head": [1e-5, 1e-4, 1e-3]}, "size": 20}
+
+
+def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_path):
+    """Per task and method of the grid: a pilot run per rate (the pilot splits: the study's first
+    data seed), one selection, and every run of the method above size 0 at the chosen rate."""
+    config = with_change("lr_grid", {**LR_GRID, "data_seeds": [1, 3]})
+    config["splits"]["sizes"] = [0, 10, 100]
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/grid")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 2 tasks x (2 + 3 rates) x 2 pilot seeds; 2 tasks x 2 methods; sizes 10 and 100 of seed 1 and 2, 20 of seed 3
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (20, 4, 2 * 2 * (1 + 2 + 2))
+    assert counts["split"] == 2 * (3 * 2 + 2)  # the pilot size 20 of data seeds 1 and 3
+    lines = result.stdout.splitlines()
+    pilots = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert len(pilots) == 20 and all("--split-dir " in line and "/20-" in line for line in pilots)
+    head = [line for line in pilots if "/CB/head/lr-0.0001/20-3-1.json" in line]
+    assert len(head) == 1 and "--learning-rate 0.0001 " in head[0] and "--learning-rate-from" not in head[0]
+    runs = [line for line in lines if "promptworth train " in line and "/runs/" in line]
+    chosen = [line for line in runs if "/0-" not in line]
+    assert all("--learning-rate-from " in line and "--learning-rate " not in line for line in chosen)
+    assert any(f"--learning-rate-from {tmp_path}/grid/lr/smollm2-135m-instruct/CB/head.json " in line for line in chosen)
+    zero = [line for line in runs if "/0-" in line]  # no step: the study's rate, no selection
+    assert zero and all("--learning-rate 1e-05 " in line and "--learning-rate-from" not in line for line in zero)
+    selects = [line for line in lines if "promptworth select-lr " in line]
+    assert len(selects) == 4 and all("--size 20 " in line for line in selects)
+    assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
+    from promptworth.study import plan_summary
+
+    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"rates": {"prompt": [1e-5]}, "size": 10}, r"config.lr_grid.rates.prompt: \[1e-05\] is too short"),
+    ({"rates": {"prompt": [1e-5, 0]}, "size": 10}, r"config.lr_grid.rates.prompt\[1\]: 0 is less than or equal"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 0}, r"config.lr_grid.size: .*0 is less than or equal to the minimum of 0"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property"),
+    ({"rates": {"magic": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.magic: unknown method 'magic'"),
+    ({"rates": {"null": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.null: the study does not train method null"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "data_seeds": [-1]},
+     r"config: lr_grid.data_seeds item -1: a seed must be an integer"),
+])
+def test_a_bad_lr_grid_is_one_clear_error(grid, message):
+    with pytest.raises(PromptworthError, match=message):
+        load_study(with_change("lr_grid", grid), SCHEMA)
+
+
+def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
+    base = with_change("lr_grid", {"rates": {"prompt": [1e-5, 2e-5]}, "size": 10})
+    for change, message in (
+        ({"training_by_method": {"prompt": {"learning_rate": 1e-4}}},
+         "config: training_by_method.prompt.learning_rate: the lr_grid chooses prompt's learning rate"),
+        ({"by_size": {"10": {"training": {"learning_rate": 1e-4}}}},
+         "config: by_size.10.training.learning_rate: the lr_grid chooses prompt's learning rate"),
+        ({"methods": ["prompt", "head", "zeroshot"], "lr_grid": {"rates": {"zeroshot": [1e-5, 2e-5]}, "size": 10}},
+         "config: lr_grid.rates.zeroshot: method zeroshot takes no training step"),
+        ({"methods": ["prompt", "head", "prompt-autowords"], "lr_grid": {"rates": {"prompt-autowords": [1e-5, 2e-5]}, "size": 10}},
+         "config: lr_grid.rates.prompt-autowords: method prompt-autowords applies a search's result"),
+        ({"tasks": ["SST-2"], "splits": {"kind": "kshot", "k": 16, "data_seeds": [13]}},
+         r"config: lr_grid.size of a kshot study is K \(16\) or 'all', got 10"),
+    ):
+        with pytest.raises(PromptworthError, match=message):
+            load_study({**base, **change}, SCHEMA)
+    study = load_study(base, SCHEMA)
+    assert study.pilot_seeds() == ((1,), (1,))  # the study's first of each
+    assert "learning_rate" not in study.run_training("prompt", 10) and study.run_training("head", 10)["learning_rate"] == 1e-5
+    assert study.run_training("prompt", 0) == study.training_for("prompt", 0)  # no step at size 0: its set rate
+    assert study.pilot_training("prompt", 2e-5) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
+
+
+@pytest.mark.slow
+def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tmp_path):
+    """For real, on the tiny model: pilots, the selection, the runs that cite it; a rerun reuses it."""
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config.update(tasks=["SST-2"], lr_grid={"rates": {"prompt": [1e-4, 3e-2]}, "size": 8})
+    config["splits"].update(sizes=[0, 8], data_seeds=[1])
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", str(tmp_path / "grid.yaml"), "--config", "results_dir=results")
+    result = snakemake(*args, "--", "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stderr)
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (2, 1, 3)
+    results = tmp_path / "results"
+    selection = json.loads((results / "lr/tiny-llama/SST-2/prompt.json").read_text())
+    pilots = {run["learning_rate"]: run["dev_score"] for run in selection["runs"]}
+    assert set(pilots) == {1e-4, 3e-2} and selection["learning_rate"] in pilots
+    run = json.loads((results / "runs/tiny-llama/SST-2/prompt/8-1-1.json").read_text())
+    assert run["hyperparameters"]["learning_rate"] == selection["learning_rate"]
+    assert run["lr_selection"]["file"] == "results/lr/tiny-llama/SST-2/prompt.json"
+    head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
+    zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
+    assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
+    again = snakemake("-n", *args, "--", "runs", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():

@@ -87,10 +87,18 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
+    names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
+    runs = set(names).union(*out.get("methods_by_task", {}).values())
     if "training_by_method" in out:  # only methods the tiny study still runs
-        names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
-        runs = set(names).union(*out.get("methods_by_task", {}).values())
         out["training_by_method"] = {m: v for m, v in out["training_by_method"].items() if m in runs}
+    if "lr_grid" in out:  # the grid of the methods the tiny study still runs, on one pilot split
+        grid = {**out["lr_grid"], "rates": {m: r for m, r in out["lr_grid"]["rates"].items() if m in runs}}
+        for key in ("data_seeds", "train_seeds"):
+            if key in grid:
+                grid[key] = list(grid[key])[:1]
+        out["lr_grid"] = grid
+        if not grid["rates"]:
+            del out["lr_grid"]
     splits = out["splits"]
     splits["data_seeds"] = list(splits["data_seeds"])[:1]
     if "sizes" in splits:

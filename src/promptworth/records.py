@@ -9,7 +9,9 @@ docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
@@ -43,6 +45,7 @@ KEYS: tuple[Key, ...] = (
     Key("template_name", "string", nullable=True, needed=True),
     Key("verbalizer", "object", nullable=True),
     Key("search", "object", nullable=True),  # the search result a search method applied (null: none)
+    Key("lr_selection", "object", nullable=True),  # the lr_grid's choice the run trained at (null: none)
     Key("train_size", "int", needed=True),
     Key("dev_size", "int"),
     Key("test_size", "int"),
@@ -188,3 +191,9 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
     if record["schema_version"] != SCHEMA_VERSION:
         raise AssertionError(f"training writes schema_version {SCHEMA_VERSION}, not {record['schema_version']!r}")
     return check({name: record[name] for name in names}, "the run record")
+
+
+def study_relative(path: str | Path) -> str:
+    """``path`` relative to the working directory (the study's folder), so that a record names
+    no folder of the machine that trained it."""
+    return os.path.relpath(Path(path).absolute(), Path.cwd())

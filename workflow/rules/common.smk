@@ -7,7 +7,8 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.study import load_study, plan, plan_summary
+from promptworth.study import load_study, pilots, plan, plan_summary
+from promptworth.training.lr_grid import rate_label
 from promptworth.training.train_config import training_args
 
 try:
@@ -24,6 +25,8 @@ RESULTS = STUDY.results_dir
 # the study's models by label (the folder of their runs' files), each as the config names it
 MODELS = STUDY.models_by_label()
 RUNS = plan(STUDY)
+# the lr_grid's pilot runs (none without one)
+PILOTS = pilots(STUDY)
 
 
 wildcard_constraints:
@@ -34,6 +37,8 @@ wildcard_constraints:
     method=NAME_PATTERN,
     treatment=NAME_PATTERN,
     baseline=NAME_PATTERN,
+    # a learning rate as rate_label spells it (repr of a float: 1e-05, 0.0002)
+    rate=r"[0-9][0-9.e+-]*",
 
 
 def split_manifest(task, size, data_seed):
@@ -59,10 +64,10 @@ def run_key(run):
     return (run.model, run.task, run.method, run.size, run.data_seed, run.train_seed)
 
 
-def run_path(folder, suffix, model, task, method, size, data_seed, train_seed):
-    """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<run><suffix>."""
+def run_path(folder, suffix, model, task, method, size, data_seed, train_seed, sub=""):
+    """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>."""
     name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/{folder}/{model}/{task}/{method}/{name}{suffix}"
+    return f"{RESULTS}/{folder}/{model}/{task}/{method}/{sub}{name}{suffix}"
 
 
 def run_file(*run):
@@ -90,6 +95,42 @@ def run_files():
     if STUDY.runs_dir:
         return sorted(str(path) for path in Path(STUDY.runs_dir).rglob("*.json"))
     return [run_file(*run_key(r)) for r in RUNS]
+
+
+# A pilot run's wildcards: its learning rate, then a run's.
+PILOT_WILDCARDS = ("{rate}", *RUN_WILDCARDS)
+
+
+def pilot_path(folder, suffix, rate, *run):
+    """Where a thing of one pilot run of the lr_grid lives: <run_path>/lr-<rate>/<run><suffix>."""
+    return run_path(folder, suffix, *run, sub=f"lr-{rate}/")
+
+
+def pilot_file(*pilot):
+    """One pilot run's record."""
+    return pilot_path("lr-grid", ".json", *pilot)
+
+
+def lr_file(model, task, method):
+    """The learning rate the lr_grid chose for a model, task and method (promptworth select-lr)."""
+    return f"{RESULTS}/lr/{model}/{task}/{method}.json"
+
+
+def pilot_files(model, task, method):
+    """The records of a model, task and method's pilot runs, at every rate of the grid."""
+    return [
+        pilot_file(
+            rate_label(p.rate),
+            p.model,
+            p.task,
+            p.method,
+            p.size,
+            p.data_seed,
+            p.train_seed,
+        )
+        for p in PILOTS
+        if (p.model, p.task, p.method) == (model, task, method)
+    ]
 
 
 def search_file(*run):
@@ -121,7 +162,20 @@ def train_inputs(wildcards):
         inputs["search"] = search_file(
             *(wildcards[w.strip("{}")] for w in RUN_WILDCARDS)
         )
+    if STUDY.uses_lr_selection(wildcards.method, wildcards.size):
+        # ancient: a finished run keeps its record when the selection is rewritten (its record
+        # cites the file's sha256)
+        inputs["lr"] = ancient(
+            lr_file(wildcards.model, wildcards.task, wildcards.method)
+        )
     return inputs
+
+
+def lr_args(wildcards, input):
+    """`--learning-rate-from <file>` for a run that trains at the rate the lr_grid chose."""
+    if STUDY.uses_lr_selection(wildcards.method, wildcards.size):
+        return ["--learning-rate-from", input.lr]
+    return []
 
 
 def split_dir_of(wildcards, input):
@@ -138,9 +192,22 @@ def template_args(wildcards):
 
 def method_training_args(wildcards):
     """The flags that define a method of the config (none for a built-in), then the method's
-    settings in TrainConfig's field order: reordering keys changes nothing."""
+    settings in TrainConfig's field order: reordering keys changes nothing. A run at the rate
+    the lr_grid chose gets no --learning-rate (lr_args)."""
     return STUDY.method_args(wildcards.method) + training_args(
-        STUDY.training_for(wildcards.method, wildcards.size)
+        STUDY.run_training(wildcards.method, wildcards.size)
+    )
+
+
+def pilot_training_args(wildcards):
+    """A pilot run's flags: its method's, at the pilot size and the wildcard's rate of the grid."""
+    rates = {rate_label(r): r for r in STUDY.lr_grid.rates.get(wildcards.method, ())}
+    if wildcards.rate not in rates:
+        raise PromptworthError(
+            f"learning rate {wildcards.rate} of {wildcards.method} is not in the lr_grid"
+        )
+    return STUDY.method_args(wildcards.method) + training_args(
+        STUDY.pilot_training(wildcards.method, rates[wildcards.rate])
     )
 
 

@@ -32,6 +32,8 @@ if not STUDY.runs_dir:
             search=lambda wc, input: (
                 ["--search", input.search] if searches(wc.method) else []
             ),
+            # a method of the lr_grid trains at the rate it chose (rule select_lr)
+            lr=lr_args,
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit
@@ -45,7 +47,7 @@ if not STUDY.runs_dir:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
-            "{params.search:q} "
+            "{params.search:q} {params.lr:q} "
             "--threads {threads} "
             "--no-progress --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total}"
@@ -63,4 +65,4 @@ rule prepare:
     of them rerun, ancient or not."""
     input:
         model_dirs(),
-        *sorted({split_manifest(r.task, r.size, r.data_seed) for r in RUNS}),
+        *sorted({split_manifest(r.task, r.size, r.data_seed) for r in [*RUNS, *PILOTS]}),

@@ -365,7 +365,8 @@ def compare(
     )
 
 
-def _check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+def check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+    """The log x scale interpolates in log size: a zero-shot run (size 0) has none."""
     if options.x_scale == "log" and (runs["train_size"] <= 0).any():
         raise PromptworthError("the log x scale needs positive training-set sizes (drop the zero-shot runs)")
 
@@ -401,7 +402,7 @@ def advantage_table(
     for model, of_model in tidy.groupby(MODEL, sort=False):
         for task in (t for t in chosen if (of_model["task"] == t).any()):
             rows = of_model[(of_model["task"] == task) & of_model["method"].isin(needed)]
-            _check_log_sizes(rows, options)
+            check_log_sizes(rows, options)
             matrices = {m: run_matrix(rows[rows["method"] == m]) for m in needed if (rows["method"] == m).any()}
             missing = [m for m in needed if m not in matrices]
             if missing:

@@ -5,7 +5,8 @@ Per task and model, a panel: one colour per method; every run as a faint point, 
 as a line, and for the two compared methods the monotone curve the advantage uses (best run,
 running maximum) dashed, with the area between them over the score window shaded: its mean width in
 data points is the advantage. A task's figure has a panel per model, side by side; the overview a
-row of panels per model. Figures are built on ``matplotlib.figure.Figure`` (Agg canvas; no pyplot
+row of panels per model. The x axis is logarithmic; where a panel has zero-shot runs (size 0) it is
+symmetric-log, linear from 0 to the smallest positive size, so the zero-shot point shows at 0. Figures are built on ``matplotlib.figure.Figure`` (Agg canvas; no pyplot
 state).
 """
 
@@ -24,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from promptworth.analysis.advantage import (
-    MODEL, AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, compare, points_needed, run_matrix,
+    MODEL, AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, check_log_sizes, compare, points_needed, run_matrix,
     score_levels,
 )
 from promptworth.analysis.tables import format_share, methods_frame
@@ -71,9 +72,6 @@ def task_panels(
     results: pd.DataFrame, treatment: str, baseline: str, options: AdvantageOptions = AdvantageOptions()
 ) -> list[TaskPanel]:
     tidy = check_tidy(results)
-    tidy = tidy[tidy["train_size"] > 0]  # a log axis cannot show zero-shot runs
-    if tidy.empty:
-        raise PromptworthError("no runs with a positive training-set size to plot")
     present = list(dict.fromkeys(tidy["method"]))
     for method in (treatment, baseline):
         if method not in present:
@@ -86,10 +84,25 @@ def task_panels(
         result = None
         needed = {treatment, baseline, *(options.window_from or ())}
         if needed <= set(methods):
+            check_log_sizes(runs[runs["method"].isin(needed)], options)
             matrices = {m: run_matrix(runs[runs["method"] == m]) for m in needed}
             result = compare(matrices, treatment, baseline, options, task=str(task), model=str(model))
         panels.append(TaskPanel(str(task), runs, methods, result, str(model), panel_name(str(task), str(model), several)))
     return panels
+
+
+def size_axis(ax: Axes, sizes: pd.Series) -> None:
+    """The training-set size axis: logarithmic, or with zero-shot runs (size 0) symmetric-log,
+    linear from 0 to the smallest positive size (half a decade wide) and logarithmic above, so
+    that size 0 is drawn at the left of every curve that has it and straight segments from it stay
+    straight (the advantage interpolates in raw size there)."""
+    if (sizes == 0).any():
+        positive = sizes[sizes > 0]
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0, linscale=0.5)
+        ax.set_xlabel("training examples (0: zero-shot)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("training examples")
 
 
 def _dense(curve: Curve, x_scale: str, per_segment: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +151,9 @@ def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOpti
         ax.plot([], [], ls="--", lw=0.9, color="0.3", label=f"{options.reduction} over runs, running max")
         ax.fill_betweenx(levels, x_t, x_b, color="0.5", alpha=0.22, lw=0, label="advantage area")
         ax.axhspan(r.window_lo, r.window_hi, color="0.85", alpha=0.25, lw=0, zorder=0, label="score window")
-    ax.set_xscale("log")
+    size_axis(ax, panel.runs["train_size"])
     ax.set_title(_title(panel), fontsize=9)
     metric = "/".join(dict.fromkeys(panel.runs["metric"].dropna().astype(str))) if "metric" in panel.runs else ""
-    ax.set_xlabel("training examples")
     ax.set_ylabel(f"test {metric}".strip())
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     if legend:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import random
 import resource
@@ -37,10 +36,11 @@ import numpy as np
 import torch
 
 from promptworth import __version__, records
+from promptworth.records import study_relative
 from promptworth.data.sources import manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, metrics, models, search
+from promptworth.training import flops, lr_grid, metrics, models, search
 from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
 from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
@@ -353,10 +353,9 @@ def fit(
     budget the run does not reach gets the run's final result."""
     from tqdm.auto import tqdm
 
-    if not train:
-        raise PromptworthError("the training split is empty")
     primary = task.metric
-    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
+    # an empty training set is the zero-shot point (load_rows lets only such a split through)
+    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     if total and config.patience and not dev:
         raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
     if total and config.budgets and test and not dev:
@@ -496,6 +495,8 @@ class RunRequest:
     started_at: float | None = None
     # the result file of a search (promptworth search) that a search method applies
     search: Path | None = None
+    # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
+    lr_selection: Path | None = None
 
 
 def git_commit() -> str | None:
@@ -532,11 +533,24 @@ def infer_data_seed(split_dir: Path) -> int | None:
     return int(tail) if "-" in name and tail.isdigit() else None
 
 
-def load_rows(task: str, split_dir: Path, test_limit: int | None) -> dict[str, list[dict[str, Any]]]:
-    from promptworth.data.splits import load_split, test_indices
+def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
+    point: only a split whose manifest says size 0 may have one, and only a method that runs
+    untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
+    from promptworth.data.splits import ZERO_SHOT, load_split, manifest_size, test_indices
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
+    if not parts["train"]:
+        size = manifest_size(Path(split_dir))
+        if size != ZERO_SHOT:
+            stated = f"its manifest says size {size!r}" if size is not None else "it has no manifest that says size 0"
+            raise PromptworthError(f"the training split of {split_dir} is empty, but {stated}: only a size-0 split "
+                                   "(the zero-shot point) may have no training rows")
+        problem = spec.size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"{split_dir} is a size-0 split (no training rows): method {spec.name} cannot run "
+                                   f"untrained: {problem}")
     if test_limit is not None:
         if test_limit < 1:
             raise PromptworthError(f"--test-limit must be positive, got {test_limit}")
@@ -566,8 +580,13 @@ def run(request: RunRequest) -> dict[str, Any]:
                                                model_sha256, request.split_dir)
     elif search_kind(spec) is not None:
         raise search.missing_result_error(spec)
+    lr_cited = None
+    if request.lr_selection is not None:
+        rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,
+                                                 spec.name, backbone.ref.name, model_sha256)
+        config = dataclasses.replace(config, learning_rate=rate)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit)
+    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
@@ -589,6 +608,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "model_kind": backbone.kind,
         "method_parts": method.parts(),
         "search": searched,
+        "lr_selection": lr_cited,
         "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),
@@ -635,8 +655,3 @@ def run(request: RunRequest) -> dict[str, Any]:
     }
     return records.finish(record)
 
-
-def study_relative(path: Path) -> str:
-    """``path`` relative to the working directory (the study's folder), so that a record names
-    no folder of the machine that trained it."""
-    return os.path.relpath(Path(path).absolute(), Path.cwd())
