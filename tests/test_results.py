@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from promptworth import records
-from promptworth.analysis.results import BASE_COLUMNS, collect, read_record, read_table
+from promptworth.analysis.results import BASE_COLUMNS, collect, read_table
+from promptworth.records import read_record
 from promptworth.data import sources, splits
 from promptworth.errors import PromptworthError
 from promptworth.outputs import write_csv

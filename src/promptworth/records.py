@@ -9,6 +9,7 @@ docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +198,16 @@ def study_relative(path: str | Path) -> str:
     """``path`` relative to the working directory (the study's folder), so that a record names
     no folder of the machine that trained it."""
     return os.path.relpath(Path(path).absolute(), Path.cwd())
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One run record, read and checked (:func:`promptworth.records.check`)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
+    return check(record, str(path))

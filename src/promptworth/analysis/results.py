@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth import records
+from promptworth.records import read_record
 from promptworth.data.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import builtin_methods
@@ -63,19 +64,6 @@ def find_run_files(paths: Iterable[str | Path]) -> list[Path]:
     if not unique:
         raise PromptworthError(f"no run JSON files found in {', '.join(map(str, paths))}")
     return unique
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """One run record, read and checked (:func:`promptworth.records.check`)."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptworthError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except RecursionError:
-        raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
-    return records.check(record, str(path))
 
 
 def first_line(exc: BaseException) -> str:

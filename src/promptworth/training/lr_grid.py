@@ -130,9 +130,8 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
     """The selection file's content: the pilot records at ``paths`` read and checked (runs of
     ``task`` and ``method`` on splits of ``size``, with dev scores, differing only in their rate;
     with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses."""
-    from promptworth.analysis.results import read_record
     from promptworth.data.sources import sha256_file
-    from promptworth.records import study_relative
+    from promptworth.records import read_record, study_relative
 
     if not paths:
         raise PromptworthError("no pilot run records given")
