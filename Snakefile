@@ -22,6 +22,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/lr.smk"
 include: "workflow/rules/analysis.smk"
 
 
@@ -41,6 +42,7 @@ localrules:
     kshot,
     tiny_model,
     convert_model,
+    select_lr,
     aggregate,
     advantage,
     tables,

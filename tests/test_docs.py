@@ -190,10 +190,34 @@ def test_every_shipped_study_has_a_valid_tiny_variant(monkeypatch, name):
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
     study = load_study(fast.study_config(config), SCHEMA)
     full = load_study(config, SCHEMA)
-    assert study.model == fast.TINY_MODEL and study.tasks == full.tasks[: fast.TASKS]
+    assert study.models == (fast.TINY_MODEL,) and study.tasks == full.tasks[: fast.TASKS]
     assert Path(study.results_dir).parts[0] == "results"
     assert len(plan(study)) <= fast.TASKS * fast.SIZES * len(full.methods)
     assert study.splits.test_limit == fast.TEST_ROWS
+
+
+def test_the_tiny_variant_of_a_study_of_several_models_trains_the_tiny_one(monkeypatch):
+    monkeypatch.setenv(fast.ENV, "1")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config.update(model=["smollm2-135m-instruct", "gemma3-270m"],
+                  by_model={"gemma3-270m": {"tasks": ["CB"], "resources": {"mem_mb": 8000}}})
+    study = load_study(fast.study_config(config), SCHEMA)
+    assert study.models == (fast.TINY_MODEL,) and study.by_model == {}
+    assert {run.model for run in plan(study)} == {"tiny-llama"}
+
+
+def test_the_tiny_variant_of_an_lr_grid_keeps_its_rates_on_one_pilot_split(monkeypatch):
+    from promptworth.study import pilots
+
+    monkeypatch.setenv(fast.ENV, "1")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config.update(tasks=["SST-2", "CB", "RTE"], methods_by_task={"RTE": ["prompt", "head", "null"]},
+                  lr_grid={"rates": {"prompt": [1e-5, 2e-5], "null": [1e-5, 2e-5]}, "size": 10,
+                           "data_seeds": [1, 2], "train_seeds": [3, 4]})
+    study = load_study(fast.study_config(config), SCHEMA)
+    assert study.lr_grid.rates == {"prompt": (1e-5, 2e-5)}  # null ran on RTE only, which the tiny study drops
+    assert study.pilot_seeds() == ((1,), (3,))
+    assert len(pilots(study)) == fast.TASKS * 2
 
 
 def test_a_study_of_existing_records_only_moves_its_outputs(monkeypatch):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from promptworth.analysis import published
+from promptworth.analysis.plots import published_figure
 from promptworth.analysis.tables import MISSING, parse_markdown
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
@@ -71,8 +72,9 @@ def test_our_runs_fill_lmbffs_rows_and_rows_of_our_own():
     assert full["mean"] == pytest.approx(0.85) and full["published_mean"] == 95.0
     assert frame[frame["row"] == "finetune"].iloc[0]["mean"] == pytest.approx(0.60)
     header, rows = parse_markdown(published.published_markdown(frame))
-    assert header == ["row", "SST-2 ours", "SST-2 LM-BFF", "CPU h (runs)"]
-    by_label = {r[0]: r[1:] for r in rows}
+    assert header == ["row", "model", "SST-2 ours", "SST-2 LM-BFF", "CPU h (runs)"]
+    assert {r[1] for r in rows} == {"tiny"}
+    by_label = {r[0]: r[2:] for r in rows}
     assert by_label["majority class (`majority`)"] == ["50.9", "50.9", f"{6 / 3600:.2f} (1)"]
     assert by_label["prompt-based fine-tuning, manual template (`prompt`)"][:2] == ["85.0 (5.0)", "92.7 (0.9)"]
     assert by_label["in-context learning (GPT-3 style), no training (`icl`)"] == [MISSING, "84.8 (1.3)", MISSING]
@@ -102,3 +104,17 @@ def test_the_verb_writes_the_table_and_figure_at_once(tmp_path):
     runs([("trec", "prompt", 96, np.nan, 10.0)]).to_csv(bad, index=False)
     assert main(["lmbff-table", str(bad), "--out-dir", str(tmp_path / "nothing")]) == 2
     assert not (tmp_path / "nothing").exists()
+
+
+def test_each_model_fills_the_rows_of_its_own():
+    table = runs([("SST-2", "prompt", 32, 0.80, 100.0), ("SST-2", "head", 32, 0.60, 50.0)])
+    large = runs([("SST-2", "prompt", 32, 0.90, 300.0)]).assign(model="large")
+    frame = published.published_frame(pd.concat([table, large], ignore_index=True))
+    prompt = frame[frame["row"] == "prompt"]
+    assert prompt[["model", "mean", "process_s"]].values.tolist() == [["tiny", 0.80, 100.0], ["large", 0.90, 300.0]]
+    header, rows = parse_markdown(published.published_markdown(frame))
+    by_row = {(r[0], r[1]): r[2:] for r in rows}
+    assert by_row["fine-tuning with a head (`head`)", "large"][0] == MISSING  # no head on the large model
+    assert by_row["prompt-based fine-tuning, manual template (`prompt`)", "large"][:2] == ["90.0", "92.7 (0.9)"]
+    figure = published_figure(frame)  # a bar per row and model
+    assert len(figure.axes[0].get_yticklabels()) == 2 * len(published.LMBFF_ROWS)

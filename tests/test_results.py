@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from promptworth import records
-from promptworth.analysis.results import BASE_COLUMNS, collect, read_record, read_table
+from promptworth.analysis.results import BASE_COLUMNS, collect, read_table
+from promptworth.records import read_record
 from promptworth.data import sources, splits
 from promptworth.errors import PromptworthError
 from promptworth.outputs import write_csv
@@ -33,6 +34,10 @@ def record(**changes: Any) -> dict[str, Any]:
     }
     base.update(changes)
     return base
+
+
+# one budget's entry of a record (promptworth.training.train.BudgetResult.as_record)
+BUDGET = {"steps": 50, "reached": True, "best_step": 50, "dev_score": 0.6, "score": 0.55, "test": {"macro_f1": 0.55}}
 
 
 def write(path: Path, content: dict[str, Any] | str) -> Path:
@@ -186,6 +191,8 @@ def test_a_published_kshot_split_is_checked_too(tmp_path: Path, data_dir: Path) 
         ('"timing": {"wall_s": 1e999}', "timing.wall_s"),
         ('"dev_curve": [{"step": 50, "dev_score": NaN}]', r"dev_curve\[0\]\.dev_score"),
         ('"hyperparameters": {"learning_rate": NaN}', "hyperparameters.learning_rate"),
+        ('"budgets": [{"steps": 50, "reached": true, "best_step": 50, "dev_score": 0.5, "score": NaN, "test": {}}]',
+         r"budgets\[0\]\.score"),
     ],
 )
 def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -208,6 +215,13 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
         ({"method_parts": {"objective": "prompt"}}, "key 'method_parts' must be an object with an objective and a tuning"),
         ({"stopped": "early"}, "key 'stopped' must be one of patience, cap or null, got 'early'"),
         ({"stopped": 1}, "key 'stopped' must be a string"),
+        ({"budgets": {"50": 0.5}}, "key 'budgets' must be a list"),
+        ({"budgets": [{"steps": 50, "score": 0.5}]}, r"key 'budgets\[0\]' must be an object with steps, reached"),
+        ({"budgets": [{**BUDGET, "steps": "50"}]}, r"key 'budgets\[0\]' must be an object"),
+        ({"budgets": [{**BUDGET, "reached": 1}]}, r"key 'budgets\[0\]' must be an object"),
+        ({"budgets": [BUDGET, BUDGET]}, r"key 'budgets\[1\]': budget 50 appears twice"),
+        ({"budgets": [{**BUDGET, "score": "high"}]}, r"key 'budgets\[0\].score' must be a number"),
+        ({"budgets": [{**BUDGET, "test": {"acc": "high"}}]}, r"key 'budgets\[0\].test.acc' must be a number"),
     ],
 )
 def test_wrong_types_in_nested_keys(tmp_path: Path, changes: dict, message: str) -> None:
@@ -331,6 +345,25 @@ def test_the_table_says_how_each_run_stopped(tmp_path: Path) -> None:
     assert stopped == {"head": "cap", "majority": "", "null": "", "prompt": "patience", "zeroshot": ""}
 
 
+def test_the_table_carries_each_runs_score_at_each_budget(tmp_path: Path) -> None:
+    """One score_at_<B> column per budget any record has (in increasing order), empty for a run
+    without it; they read back as numbers."""
+    at_200 = {**BUDGET, "steps": 200, "reached": False, "best_step": 120, "score": 0.7}
+    write(tmp_path / "r" / "a.json", record(budgets=[BUDGET, at_200]))
+    write(tmp_path / "r" / "b.json", record(method="head", template_name=None, budgets=None))
+    write(tmp_path / "r" / "c.json", record(method="null"))  # before budgets: no key
+    table = collect([tmp_path / "r"])
+    assert list(table.columns) == [*BASE_COLUMNS, "score_at_50", "score_at_200", "test_acc", "test_macro_f1"]
+    out = tmp_path / "runs.csv"
+    write_csv(table, out)
+    back = read_table(out).set_index("method")
+    assert back.loc["prompt", ["score_at_50", "score_at_200"]].tolist() == [0.55, 0.7]
+    assert back.loc[["head", "null"], "score_at_50"].isna().all()
+    out.write_text(out.read_text().replace("0.55,", "high,", 1))
+    with pytest.raises(PromptworthError, match="column 'score_at_50': 'high' is not a number"):
+        read_table(out)
+
+
 def test_docs_describe_every_key_of_the_record_definition() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "contracts.md").read_text(encoding="utf-8")
     section = text.split("## Run record")[1].split("\n## ")[0]
@@ -344,6 +377,7 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
                    method_parts={"objective": "prompt", "tuning": "full", "options": {}},
                    parameters={"trainable": 5, "total": 5})
     assert list(records.finish(dict(reversed(written.items())))) == [key.name for key in records.KEYS]
+    assert records.finish({**written, "budgets": [BUDGET]})["budgets"] == [BUDGET]
     with pytest.raises(PromptworthError, match="key 'train_size' must be an integer"):
         records.finish({**written, "train_size": "32"})
     with pytest.raises(PromptworthError, match="non-finite number .* at train_loss.last; no record is written"):

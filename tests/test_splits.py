@@ -249,6 +249,18 @@ def test_ladder_rows_load_back(cb_ladder):
     assert original[first["idx"]]["text_a"] == first["text_a"]
 
 
+def test_size_zero_is_an_empty_training_set_with_the_dev_and_test_of_every_size(tmp_path, data_dir):
+    spec = splits.LadderSpec(sizes=(0, 10), data_seed=1, dev_policy="fixed", dev_size=32)
+    folders = splits.ladder("CB", spec, tmp_path / "CB", data_dir)
+    assert folders[0].name == "0-1" and (folders[0] / "train.jsonl").read_bytes() == b""
+    assert idx(folders[0], "dev") == idx(folders[10], "dev") and idx(folders[0], "test") == idx(folders[10], "test")
+    manifest = json.loads((folders[0] / splits.MANIFEST).read_text())
+    assert (manifest["size"], manifest["train_rows"], manifest["dev_rows"]) == (0, 0, 32)
+    assert splits.manifest_size(folders[0]) == 0 and splits.manifest_size(folders[10]) == 10
+    assert [splits.load_split("CB", folders[0])[p].num_rows for p in ("train", "dev", "test")] == [0, 32, 56]
+    assert splits.parse_size("0") == 0
+
+
 def test_ladder_same_as_train_dev_policy(tmp_path, data_dir):
     spec = splits.LadderSpec(sizes=(16, 32), data_seed=3, dev_policy="same_as_train")
     folders = splits.ladder("RTE", spec, tmp_path, data_dir)
@@ -269,8 +281,8 @@ def test_ladder_test_limit_is_a_fixed_subset(tmp_path, data_dir):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"sizes": (10, 0)}, "training size 0 must be a positive integer"),
-        ({"sizes": (10, -3)}, "training size -3 must be a positive integer"),
+        ({"sizes": (10, -3)}, "training size -3 must be a non-negative integer"),
+        ({"sizes": (10, 0), "dev_policy": "same_as_train"}, "size 0 would have no dev set; use dev policy 'fixed'"),
         ({"sizes": (10, 10)}, r"duplicate training sizes in \[10, 10\]"),
         ({"sizes": ()}, "no training sizes given"),
         ({"sizes": (10,), "dev_policy": "fixed", "dev_size": None}, "needs a positive dev_size"),
@@ -295,7 +307,7 @@ def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, cap
 def test_split_cli_bad_sizes(tmp_path, data_dir, capsys):
     out = tmp_path / "CB"
     assert main(["split", "--task", "CB", "--sizes", "ten", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
-    assert "training size 'ten' must be a positive integer or 'all'" in capsys.readouterr().err
+    assert "training size 'ten' must be a non-negative integer (0: the zero-shot point, no training rows) or 'all'" in capsys.readouterr().err
     assert main(["split", "--task", "BoolQ", "--sizes", "10", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
     assert "BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror" in capsys.readouterr().err
     assert not out.exists()

@@ -60,16 +60,16 @@ def test_advantage_tables_parse_back(tmp_path: Path) -> None:
     assert np.allclose(back.advantage, frame.advantage) and np.allclose(back["std"], frame["std"])
 
     header, rows = parse_markdown(advantage_markdown(frame))
-    assert header == ["comparison", "CB", "RTE"]
-    assert [r[0] for r in rows] == ["prompt vs head", "null vs head", "prompt vs null"]
+    assert header == ["comparison", "model", "CB", "RTE"]
+    assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["null vs head", "tiny"], ["prompt vs null", "tiny"]]
     for row in rows:
         treatment, baseline = row[0].split(" vs ")
-        for task, cell in zip(header[1:], row[1:]):
+        for task, cell in zip(header[2:], row[2:]):
             value, err = (float(x) for x in cell.split("±"))
             want = frame[(frame.task == task) & (frame.treatment == treatment) & (frame.baseline == baseline)].iloc[0]
             assert value == round(want.advantage) and err == round(want["std"])
     latex = advantage_latex(frame)
-    assert latex.startswith(r"\begin{tabular}{lrr}") and r"\pm" in latex and latex.rstrip().endswith(r"\end{tabular}")
+    assert latex.startswith(r"\begin{tabular}{llrr}") and r"\pm" in latex and latex.rstrip().endswith(r"\end{tabular}")
 
 
 def test_shifted_study_gives_the_shift() -> None:
@@ -83,7 +83,7 @@ def test_undefined_cells_and_latex_escaping() -> None:
         pd.concat([study(tasks=("CB",)), study(tasks=("my_task",), methods=("prompt",))]), [Comparison("prompt", "head")]
     ))
     header, rows = parse_markdown(advantage_markdown(frame))
-    assert header == ["comparison", "CB", "my_task"] and rows[0][2] == MISSING
+    assert header == ["comparison", "model", "CB", "my_task"] and rows[0][3] == MISSING
     latex = advantage_latex(frame)
     assert r"my\_task" in latex and "--" in latex
 
@@ -91,7 +91,7 @@ def test_undefined_cells_and_latex_escaping() -> None:
 def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     data = study(seeds=5)
     frame = lmbff_frame(data)
-    assert list(frame.columns) == ["task", "train_size", "method", "metric", "n_runs", "mean", "std"]
+    assert list(frame.columns) == ["task", "train_size", "model", "method", "metric", "n_runs", "mean", "std"]
     one = data[(data.task == "CB") & (data.method == "prompt") & (data.train_size == 20)].score
     row = frame[(frame.task == "CB") & (frame.method == "prompt") & (frame.train_size == 20)].iloc[0]
     assert row.n_runs == 5 and row["mean"] == pytest.approx(one.mean()) and row["std"] == pytest.approx(one.std(ddof=0))
@@ -99,8 +99,8 @@ def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     back = pd.read_csv(tmp_path / "l.csv", keep_default_na=False)
     assert np.allclose(back["mean"], frame["mean"]) and back.method.tolist() == frame.method.tolist()
     header, rows = parse_markdown(lmbff_markdown(frame))
-    assert header == ["task", "train_size", "head", "prompt", "null"]
-    cells = {(r[0], int(r[1])): dict(zip(header[2:], r[2:])) for r in rows}
+    assert header == ["task", "train_size", "model", "head", "prompt", "null"]
+    cells = {(r[0], int(r[1])): dict(zip(header[3:], r[3:])) for r in rows}
     mean, std = cells[("CB", 20)]["prompt"].rstrip(")").split(" (")
     assert float(mean) == pytest.approx(100 * one.mean(), abs=0.05) and float(std) == pytest.approx(100 * one.std(ddof=0), abs=0.05)
     assert cells[("CB", 10)]["head"] == MISSING  # head was run at 40, not 10
@@ -141,7 +141,7 @@ def test_aggregate_then_advantage(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert result["task"] == "CB" and result["advantage"] == pytest.approx(50) and 0 < result["std"] < 5
     assert cli("advantage", out, "--x-scale", "log", "--reduction", "mean", "--levels", "10") == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].split()[:5] == ["task", "treatment", "baseline", "advantage", "std"]
+    assert text.splitlines()[0].split()[:6] == ["model", "task", "treatment", "baseline", "advantage", "std"]
 
 
 def test_import_lescao_verb(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -228,7 +228,7 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
 
     from promptworth.analysis.plots import draw_panel, file_stem, palette, task_panels
 
-    flat = pd.DataFrame([{"task": "F", "method": m, "train_size": s, "seed": "0", "score": 0.5}
+    flat = pd.DataFrame([{"task": "F", "method": m, "model": "tiny", "train_size": s, "seed": "0", "score": 0.5}
                          for m in ("prompt", "head") for s in (10, 20)])
     frame = pd.concat([study(tasks=("CB",)), study(tasks=("X",), methods=("prompt",)), flat])
     panels = task_panels(frame, "prompt", "head", AdvantageOptions(levels=20))
@@ -241,6 +241,37 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
         assert ax.get_xscale() == "log" and ax.get_title().startswith(panel.task)
     assert file_stem("overview") == "task_overview" and file_stem("a/b c") == "a_b_c"
     assert file_stem("../x") == "_x" and file_stem("..") == "task" and file_stem(".hidden") == "hidden"
+
+
+def test_the_zero_shot_point_is_drawn_at_zero_on_every_prompt_curve(tmp_path: Path) -> None:
+    """Size 0 (the prompt's zero-shot runs) is drawn on a symmetric-log axis, linear up to the
+    smallest positive size; the advantage uses it as it is; the log x scale refuses it."""
+    from promptworth.analysis.advantage import advantage_table
+    from promptworth.analysis.plots import draw_panel, figures, palette, task_panels
+
+    data = study(tasks=("CB",), methods=("prompt", "head"))
+    zero = pd.DataFrame([{"task": "CB", "method": "prompt", "model": "tiny", "train_size": 0, "seed": f"13-{seed}",
+                          "metric": "acc", "score": 0.3 + 0.01 * seed} for seed in range(3)])
+    frame = pd.concat([data, zero])
+    options = AdvantageOptions(levels=50)
+    [panel] = task_panels(frame, "prompt", "head", options)
+    assert panel.result == advantage_table(frame, "prompt", "head", options)[0]
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    draw_panel(ax, panel, palette(["prompt", "head"]), options)
+    assert ax.get_xscale() == "symlog" and ax.xaxis.get_transform().linthresh == 10
+    assert "zero-shot" in ax.get_xlabel()
+    prompt_mean = next(line for line in ax.get_lines() if line.get_label().startswith("prompt (mean"))
+    assert prompt_mean.get_xdata()[0] == 0 and prompt_mean.get_ydata()[0] == pytest.approx(0.31)
+    from matplotlib.collections import PathCollection
+
+    points = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)])
+    assert (points == 0).sum() == 3  # every zero-shot run is a point at 0
+    assert ax.get_xlim()[0] < 0 < 10  # ... inside the axis
+    assert sorted(p.name for p in figures(frame, tmp_path / "f", options=options))[:2] == ["CB.pdf", "CB.png"]
+    with pytest.raises(PromptworthError, match="the log x scale needs positive training-set sizes"):
+        task_panels(frame, "prompt", "head", AdvantageOptions(levels=50, x_scale="log"))
 
 
 def test_lmbff_rejects_duplicate_runs() -> None:
@@ -278,10 +309,10 @@ def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
     assert row["mean"] == pytest.approx(cb10.mean()) and row["std"] == pytest.approx(cb10.std(ddof=0))
     assert row["strategy"] == "promptless fine-tuning" and row["n_runs"] == 3
     header, rows = parse_markdown(methods_markdown(frame))
-    assert header[:6] == ["method", "strategy", "trains", "share", "step s", "peak GB"]
+    assert header[:7] == ["method", "model", "strategy", "trains", "share", "step s", "peak GB"]
     assert [r[0] for r in rows] == ["head", "prompt", "null", "prompt-lora"]  # the baseline first, then the registry
     by_method = {r[0]: r for r in rows}
-    assert by_method["prompt-lora"][2:6] == ["10", "1%", "0.50", "2.0"]
+    assert by_method["prompt-lora"][1:7] == ["tiny", "fixed-prompt LM tuning", "10", "1%", "0.50", "2.0"]
     assert by_method["head"][header.index("CB (40)")] == f"{100 * cb10.mean():.1f} ({100 * cb10.std(ddof=0):.1f})"
 
 
@@ -292,12 +323,165 @@ def test_a_head_whose_size_differs_per_task_shows_the_span_not_a_median() -> Non
     frame = methods_frame(data)
     assert sorted(set(frame["trainable_params"])) == [1010, 3000]
     header, rows = parse_markdown(methods_markdown(frame))
-    assert rows[0][2] == "1,010–3,000"  # never a count that no run had (their median)
+    assert rows[0][3] == "1,010–3,000"  # never a count that no run had (their median)
 
 
 def test_the_methods_table_of_records_without_costs_marks_them_missing() -> None:
     prompt = study(methods=("prompt",))  # no parts, parameters or step times: records from before #14
     frame = methods_frame(pd.concat([prompt, prompt.assign(method="head")], ignore_index=True))
     header, rows = parse_markdown(methods_markdown(frame))
-    assert all(r[1:6] == [MISSING] * 5 for r in rows)
-    assert all(MISSING not in r[6:] for r in rows)
+    assert all(r[2:7] == [MISSING] * 5 for r in rows)
+    assert all(MISSING not in r[7:] for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The advantage at each step budget (promptworth budgets)
+
+# how many more examples the head needs than the prompt for the same score, per budget ("converged":
+# the run's own score); on RTE the head at 50 steps never reaches the prompt's lowest score
+HEAD_FACTOR = {"CB": {"50": 4.0, "200": 2.0, "converged": 1.25}, "RTE": {"50": 20.0, "200": 2.0, "converged": 1.25}}
+
+
+def budget_study() -> pd.DataFrame:
+    """runs.csv of a study with budgets 50 and 200: scores linear in size (0.3 + 0.004 x size /
+    factor), the prompt's factor 1 at every budget, the head's from HEAD_FACTOR."""
+    rows = []
+    for task, factors in HEAD_FACTOR.items():
+        for method in ("prompt", "head"):
+            for size in SIZES:
+                for seed in range(3):
+                    at = {b: 0.3 + 0.004 * size / (f if method == "head" else 1.0) for b, f in factors.items()}
+                    rows.append({"task": task, "method": method, "model": "tiny", "train_size": size, "seed": f"13-{seed}",
+                                 "metric": "acc", "score": at["converged"], "score_at_50": at["50"],
+                                 "score_at_200": at["200"]})
+    return pd.DataFrame(rows)
+
+
+def test_scores_by_budget_is_one_row_per_run_and_budget() -> None:
+    from promptworth.analysis.budgets import scores_by_budget
+
+    runs = budget_study()
+    runs.loc[0, "score_at_200"] = math.nan  # a run that did not record that budget has no row there
+    long = scores_by_budget(runs)
+    assert list(long.columns) == ["task", "method", "model", "train_size", "seed", "metric", "budget", "score"]
+    assert list(dict.fromkeys(long.budget)) == ["50", "200", "converged"]
+    assert long.budget.value_counts().to_dict() == {"50": len(runs), "200": len(runs) - 1, "converged": len(runs)}
+    converged = long[long.budget == "converged"].reset_index(drop=True)
+    assert converged.score.tolist() == runs.score.tolist()
+
+
+def test_the_advantage_at_each_budget_is_the_advantage_of_that_budget_s_scores() -> None:
+    from promptworth.analysis.budgets import ADVANTAGE_BY_BUDGET_COLUMNS, advantage_by_budget
+
+    frame = advantage_by_budget(budget_study(), [Comparison("prompt", "head")])
+    assert tuple(frame.columns) == ADVANTAGE_BY_BUDGET_COLUMNS
+    cb = frame[frame.task == "CB"].set_index("budget")
+    # linear curves: the mean gap over the window is (factor - 1) x the window's middle size
+    assert cb.advantage.to_dict() == pytest.approx({"50": 75.0, "200": 45.0, "converged": 17.25})
+    assert (cb["std"] == 0).all() and (cb.n_runs_baseline == 3).all()  # three identical runs
+    rte = frame[frame.task == "RTE"].set_index("budget")
+    assert math.isnan(rte.advantage["50"]) and rte.bound["50"] == 150  # the head at 160 is below the prompt at 10
+    assert "do not overlap" in rte.reason["50"] and rte.advantage["200"] == pytest.approx(45.0)
+    # the same as the advantage of a table whose scores are that budget's
+    at_200 = budget_study().assign(score=lambda t: t.score_at_200)
+    plain = advantage_frame(advantage_results(at_200, [Comparison("prompt", "head")]))
+    assert frame[frame.budget == "200"].advantage.tolist() == plain.advantage.tolist()
+
+
+def test_each_model_has_its_own_advantage_at_each_budget(tmp_path: Path) -> None:
+    from promptworth.analysis.budgets import advantage_by_budget, advantage_by_budget_markdown
+
+    # a second model whose head needs twice the examples at every budget
+    large = budget_study().assign(model="large")
+    head = large["method"] == "head"
+    for column in ("score", "score_at_50", "score_at_200"):
+        large.loc[head, column] = 0.3 + (large.loc[head, column] - 0.3) / 2
+    frame = advantage_by_budget(pd.concat([budget_study(), large], ignore_index=True), [Comparison("prompt", "head")])
+    cb = frame[(frame.task == "CB") & (frame.budget == "converged")].set_index("model")
+    assert cb.advantage["large"] > cb.advantage["tiny"] == pytest.approx(17.25)
+    header, rows = parse_markdown(advantage_by_budget_markdown(frame))
+    assert [row[1:3] for row in rows] == [[m, b] for m in ("tiny", "large") for b in ("50 steps", "200 steps", "converged")]
+
+
+def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    budget_study().to_csv(path, index=False)
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    assert cli("budgets", path, "--tables-dir", tables, "--figures-dir", figures, "--levels", "100") == 0
+    assert sorted(p.name for p in tables.iterdir()) == ["advantage_by_budget.csv", "advantage_by_budget.md",
+                                                        "scores_by_budget.csv"]
+    header, rows = parse_markdown((tables / "advantage_by_budget.md").read_text())
+    assert header == ["comparison", "model", "budget", "CB", "RTE"]
+    assert [row[:3] for row in rows] == [["prompt vs head", "tiny", "50 steps"], ["prompt vs head", "tiny", "200 steps"],
+                                         ["prompt vs head", "tiny", "converged"]]
+    assert rows[0][3:] == ["75 ± 0", "> 150"]
+    back = pd.read_csv(tables / "advantage_by_budget.csv", keep_default_na=False)
+    assert back.budget.tolist() == ["50", "50", "200", "200", "converged", "converged"]
+    assert sorted(p.name for p in figures.iterdir()) == ["budgets.pdf", "budgets.png"]
+    assert (figures / "budgets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (figures / "budgets.pdf").read_bytes().startswith(b"%PDF") and (figures / "budgets.png").stat().st_size > 5000
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_budgets_of_runs_without_them_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plain, partial = tmp_path / "plain.csv", tmp_path / "partial.csv"
+    study(tasks=("CB",)).to_csv(plain, index=False)
+    runs = budget_study()
+    runs.loc[runs.method == "head", "score_at_200"] = math.nan
+    runs.to_csv(partial, index=False)
+    for path, message in ((plain, "the results hold no scores at step budgets"),
+                          (partial, "no run of 'head' records a score at 200 steps")):
+        assert cli("budgets", path, "--tables-dir", tmp_path / "t", "--figures-dir", tmp_path / "f") == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "t").exists() and not (tmp_path / "f").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Several models: each table and figure per model
+
+
+def two_models() -> pd.DataFrame:
+    """``study()`` on a second model too, ``large``, on CB only, whose head needs 60 more points
+    than its prompt (the first model's: 30)."""
+    large = study(tasks=("CB",)).assign(model="large")
+    large.loc[large["method"] == "head", "train_size"] += 30
+    return pd.concat([study(), large], ignore_index=True)
+
+
+def test_each_model_has_its_own_advantage_and_table_rows() -> None:
+    data = two_models()
+    results = advantage_results(data, [Comparison("prompt", "head")], AdvantageOptions(levels=200))
+    assert [(r.model, r.task) for r in results] == [("tiny", "CB"), ("tiny", "RTE"), ("large", "CB")]
+    assert np.allclose([r.advantage for r in results], [30, 30, 60], atol=3)
+    frame = advantage_frame(results)
+    assert list(frame.columns[:3]) == ["model", "task", "treatment"]
+    header, rows = parse_markdown(advantage_markdown(frame))
+    assert header == ["comparison", "model", "CB", "RTE"]
+    assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["prompt vs head", "large"]]
+    assert rows[1][3] == MISSING  # the large model ran no RTE
+    header, rows = parse_markdown(lmbff_markdown(lmbff_frame(data)))
+    assert [r[:3] for r in rows[:3]] == [["CB", "10", "tiny"], ["CB", "10", "large"], ["CB", "20", "tiny"]]
+    header, rows = parse_markdown(methods_markdown(methods_frame(data)))
+    assert [r[:2] for r in rows] == [[m, model] for m in ("head", "prompt", "null") for model in ("tiny", "large")]
+    large_head = rows[1]
+    assert large_head[header.index("RTE (40)")] == MISSING and large_head[header.index("CB (70)")] != MISSING
+
+
+def test_the_verbs_on_two_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from promptworth.analysis.plots import task_panels
+
+    path = tmp_path / "runs.csv"
+    two_models().to_csv(path, index=False)
+    assert cli("advantage", path, "--json", "--levels", "100") == 0
+    found = {(r["model"], r["task"]): r["advantage"] for r in json.loads(capsys.readouterr().out)}
+    assert sorted(found) == [("large", "CB"), ("tiny", "CB"), ("tiny", "RTE")]
+    assert found["large", "CB"] == pytest.approx(60, abs=3)
+    assert cli("advantage", path, "--model", "large", "--json", "--levels", "100") == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["large"]
+    panels = task_panels(two_models(), "prompt", "head", AdvantageOptions(levels=20))
+    assert [p.name for p in panels] == ["CB (tiny)", "RTE (tiny)", "CB (large)"]
+    assert [p.result.model for p in panels] == ["tiny", "tiny", "large"]
+    figures = tmp_path / "figures"
+    assert cli("figures", path, "--out-dir", figures, "--levels", "100") == 0
+    assert sorted(p.name for p in figures.glob("*.png")) == ["CB.png", "RTE.png", "methods.png", "overview.png"]

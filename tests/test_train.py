@@ -19,7 +19,7 @@ CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
-    "versions", "git_commit", "method_parts", "parameters", "stopped",
+    "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets",
 }
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at"}
 
@@ -215,6 +215,111 @@ def test_bad_patience_settings_are_one_clear_error(settings, message):
         train.TrainConfig(**settings)
 
 
+# ---------------------------------------------------------------------------------------------
+# Step budgets: a long run's result at step B is the result of a B-step run
+
+
+def _budget_run(split: Path, tmp_path: Path, name: str, max_steps: int, *extra: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    argv = _argv(split, out, str(tiny_model("llama")), "prompt", 4, "--eval-every", "2", "--schedule", "constant", *extra)
+    argv[argv.index("--max-steps") + 1] = str(max_steps)
+    assert main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def _result(record: dict) -> dict:
+    """What a run ends with, in the shape of a budget's entry."""
+    return {key: record[key] for key in ("best_step", "dev_score", "score", "test")}
+
+
+@pytest.mark.parametrize("dev", ["learnable", "flat"])  # flat: the best state is step 2's, swapped in at 8
+def test_a_budget_s_result_is_that_of_a_run_of_that_many_steps(split, flat_dev_split, tmp_path, dev):
+    folder = split if dev == "learnable" else flat_dev_split
+    long = _budget_run(folder, tmp_path, "long", 10, "--budgets", "8,4")
+    plain = _budget_run(folder, tmp_path, "plain", 10)
+    short = {steps: _budget_run(folder, tmp_path, f"steps{steps}", steps) for steps in (4, 8)}
+    assert [entry["steps"] for entry in long["budgets"]] == [4, 8] and plain["budgets"] is None
+    for entry in long["budgets"]:
+        assert entry == {"steps": entry["steps"], "reached": True, **_result(short[entry["steps"]])}
+    if dev == "flat":
+        assert long["budgets"][1]["best_step"] == 2
+    # the budgets' evaluations change nothing of the run itself
+    for key in ("dev_curve", "best_step", "dev_score", "test", "train_loss", "stopped"):
+        assert long[key] == plain[key], key
+    assert long["hyperparameters"]["budgets"] == [4, 8] and long["hyperparameters"]["schedule"] == "constant"
+    # and their cost counts: one test pass each (a run of B steps: B / 2 dev passes and one test pass)
+    cost = {name: record["timing"]["flops"]["eval"] for name, record in (("long", long), ("plain", plain))}
+    dev_pass = (short[8]["timing"]["flops"]["eval"] - short[4]["timing"]["flops"]["eval"]) // 2
+    test_pass = short[4]["timing"]["flops"]["eval"] - 2 * dev_pass
+    assert test_pass > 0 and cost["long"] - cost["plain"] == 2 * test_pass
+
+
+def test_budgets_a_run_does_not_reach_take_its_final_result(flat_dev_split, tmp_path):
+    capped = _budget_run(flat_dev_split, tmp_path, "capped", 6, "--budgets", "2,6,10")
+    assert [(b["steps"], b["reached"]) for b in capped["budgets"]] == [(2, True), (6, True), (10, False)]
+    for entry in capped["budgets"][1:]:  # the last step and beyond: the run's own result
+        assert {key: entry[key] for key in _result(capped)} == _result(capped)
+    # patience stops the run at step 6 (best at 2, then two evaluations without a better one)
+    early = _budget_run(flat_dev_split, tmp_path, "early", 12, "--budgets", "4,10", "--patience", "2")
+    assert early["stopped"] == "patience" and early["timing"]["steps"] == 6
+    assert [(b["steps"], b["reached"]) for b in early["budgets"]] == [(4, True), (10, False)]
+    assert {key: early["budgets"][1][key] for key in _result(early)} == _result(early)
+
+
+def test_a_method_that_takes_no_step_has_its_one_result_at_every_budget(split, tmp_path):
+    out = tmp_path / "free.json"
+    argv = _argv(split, out, str(tiny_model("llama")), "zeroshot", 4, "--eval-every", "2", "--schedule", "constant",
+                 "--budgets", "2,4")
+    assert main(argv) == 0
+    free = json.loads(out.read_text())
+    assert free["timing"]["steps"] == 0 and free["stopped"] is None
+    assert [(b["steps"], b["reached"]) for b in free["budgets"]] == [(2, False), (4, False)]
+    assert all({key: b[key] for key in _result(free)} == _result(free) for b in free["budgets"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--budgets", "5"), "budgets: 5 is not a multiple of eval_every 3"),
+        (("--budgets", "3,x"), "budgets must be step counts separated by commas (e.g. 50,200), got '3,x'"),
+        (("--budgets", "3", "--schedule", "linear"), "budgets 3 needs schedule constant and warmup_ratio 0"),
+        (("--budgets", "3", "--warmup-ratio", "0.1"), "budgets 3 needs schedule constant and warmup_ratio 0"),
+        (("--budgets", "3,3"), "budgets names a budget twice"),
+        (("--budgets", "0"), "budgets must hold positive whole numbers of steps, got 0"),
+    ],
+)
+def test_bad_budgets_are_one_clear_error(split, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad.json"
+    assert main([*_argv(split, out, str(tiny_model("bert"))), "--schedule", "constant", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_budgets_need_a_dev_set(tmp_path, capsys):
+    split = write_split(tmp_path / "nodev-1", sentiment_rows(16, 1), [], sentiment_rows(4, 3))
+    out = tmp_path / "run.json"
+    assert main([*_argv(split, out, str(tiny_model("bert"))), "--schedule", "constant", "--budgets", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "budgets 3 need a dev split to select on" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_budgets_are_one_flag_and_one_config_key():
+    from promptworth.training.train_config import config_from_mapping, training_args
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--budgets", "200, 50", "--eval-every", "50", "--schedule", "constant"])
+    assert train.config_from_args(args).budgets == (50, 200) and train.TrainConfig().budgets == ()
+    settings = {"budgets": [200, 50], "eval_every": 50, "schedule": "constant"}
+    flags = training_args(settings)
+    assert flags == ["--schedule", "constant", "--eval-every", "50", "--budgets", "50,200"]
+    assert train.config_from_args(parser.parse_args(flags)) == config_from_mapping(settings)
+    with pytest.raises(PromptworthError, match="budgets must be a list of step counts"):
+        config_from_mapping({"budgets": "50"})
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -375,6 +480,25 @@ def test_schedule_warms_up_then_decays_to_zero():
         schedule.step()
     assert rates[0] < rates[1] < rates[2] and rates[2] == max(rates)
     assert rates[-1] < rates[-2] and optimizer.param_groups[0]["lr"] == 0.0
+
+
+def test_constant_schedule_keeps_the_rate_after_its_warmup():
+    def rates(warmup_ratio: float, total: int = 10) -> list[float]:
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([param], lr=2.0)
+        config = train.TrainConfig(schedule="constant", warmup_ratio=warmup_ratio, max_steps=total)
+        schedule = train.learning_rate_schedule(optimizer, config, total)
+        seen = []
+        for _ in range(total):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    assert rates(0.0) == [2.0] * 10
+    assert rates(0.0, 40)[:10] == rates(0.0)  # no step's rate depends on the run's length
+    warm = rates(0.2)  # two warmup steps
+    assert warm[0] < warm[1] < warm[2] and warm[2:] == [2.0] * 8
 
 
 def test_metrics():

@@ -4,6 +4,7 @@ calibration (Zhao et al. 2021), on a tiny masked and a tiny causal backbone."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -177,3 +178,71 @@ def test_the_methods_verb_lists_the_tuning_free_methods_with_their_parts(capsys)
     out = capsys.readouterr().out
     assert "prompt + none + calibrate" in out and "trainable 0 of 0\n" in out  # majority: no model, no share
     assert "extras: calibrate" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Size 0: the zero-shot point of a curve
+
+
+def test_size_zero_is_the_methods_that_predict_untrained():
+    specs = method_specs.builtin_methods()
+    at_zero = [name for name, spec in specs.items() if spec.runs_at_size_zero]
+    assert at_zero == ["prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers", "zeroshot", "zeroshot-calibrated"]
+    assert "new head is untrained" in specs["head-lora"].size_zero_problem()
+    assert "softprompt starts with new, untrained vectors" in specs["softprompt"].size_zero_problem()
+    assert "extra demos reads training rows" in specs["prompt-demo"].size_zero_problem()
+    assert "null verbalizer" in specs["null"].size_zero_problem()
+
+
+def _size_zero_argv(split: Path, out: Path, method: str, kind: str = "llama") -> list[str]:
+    return ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(tiny_model(kind)),
+            "--seed", "1", "--out", str(out), "--no-progress", "--max-steps", "5", "--eval-every", "2",
+            "--learning-rate", "1e-2", "--precision", "fp32", "--patience", "2"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_size_zero_run_takes_no_step_and_predicts_as_the_untrained_model(tmp_path, kind):
+    """At size 0 a prompt method whose tuning starts as the pretrained model is that model: every
+    one predicts exactly what tuning-free zero-shot prompting predicts, evaluated once on dev
+    (step 0) and test, with nothing trained."""
+    rows = _rows()
+    split = write_split(tmp_path / "0-1", [], rows["dev"], rows["test"], size=0)
+    records = {}
+    for name in ("zeroshot", "prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers"):
+        out = tmp_path / f"{name}.json"
+        assert main(_size_zero_argv(split, out, name, kind)) == 0
+        records[name] = json.loads(out.read_text())
+    for name, record in records.items():
+        assert record["train_size"] == 0 and record["timing"]["steps"] == 0 and record["timing"]["train_s"] == 0
+        assert record["stopped"] is None and record["train_loss"] is None and record["best_step"] == 0
+        assert [point["step"] for point in record["dev_curve"]] == [0]
+        assert record["hyperparameters"]["total_steps"] == 0 and record["timing"]["flops"]["train"] == 0
+        assert record["test"] == records["zeroshot"]["test"], name
+        assert record["dev_score"] == records["zeroshot"]["dev_score"], name
+    assert records["prompt-lora"]["parameters"]["trainable"] > 0  # trainable, but not trained
+
+
+@pytest.mark.parametrize("size, message", [
+    (8, "the training split of .* is empty, but its manifest says size 8: only a size-0 split"),
+    (None, "is empty, but it has no manifest that says size 0"),
+])
+def test_an_empty_training_split_of_another_size_is_an_error(tmp_path, capsys, size, message):
+    rows = _rows()
+    split = write_split(tmp_path / "8-1", [], rows["dev"], rows["test"], size=size)
+    out = tmp_path / "run.json"
+    assert main(_size_zero_argv(split, out, "prompt")) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method, why", [("head", "its new head is untrained"), ("icl", "its extra context reads"),
+                                         ("softprompt", "its tuning softprompt starts with new, untrained vectors")])
+def test_a_method_that_needs_training_cannot_run_at_size_zero(tmp_path, capsys, method, why):
+    rows = _rows()
+    split = write_split(tmp_path / "0-1", [], rows["dev"], rows["test"], size=0)
+    out = tmp_path / "run.json"
+    assert main(_size_zero_argv(split, out, method)) == 2
+    err = capsys.readouterr().err
+    assert f"is a size-0 split (no training rows): method {method} cannot run untrained: {why}" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -23,9 +24,9 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def snakemake(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -86,13 +87,13 @@ def test_finished_runs_stay_finished_when_their_inputs_are_rebuilt(tmp_path):
     """A fresh clone of a published study: its records are older than the model converted again
     and the splits regenerated after the checkout. Resuming must train none of them again."""
     study = load_study(DEFAULT, SCHEMA)
-    records = [tmp_path / f"results/runs/{study.model}/{r.task}/{r.method}/{r.size}-{r.data_seed}-{r.train_seed}.json"
+    records = [tmp_path / f"results/runs/{r.model}/{r.task}/{r.method}/{r.size}-{r.data_seed}-{r.train_seed}.json"
                for r in plan(study)]
     for path in records:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}", encoding="utf-8")
         os.utime(path, (1e9, 1e9))  # 2001: older than anything below
-    (tmp_path / f"resources/models/{study.model}").mkdir(parents=True)
+    (tmp_path / f"resources/models/{study.models[0]}").mkdir(parents=True)
     for run in plan(study):
         manifest = tmp_path / f"results/splits/{run.task}/{run.size}-{run.data_seed}/manifest.json"
         manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +136,7 @@ def with_change(path: str, value) -> dict:
         ("bogus", 1, r"config \(top level\): Additional properties are not allowed \('bogus' was unexpected\)"),
         ("training.learning_rte", 1e-5, r"config.training: Additional properties are not allowed \('learning_rte'"),
         ("training.batch_size", "eight", r"config.training.batch_size: 'eight' is not of type 'integer'"),
-        ("splits.sizes", [10, 0], r"config.splits.sizes\[1\]: .*0 is less than or equal to the minimum of 0"),
-        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than or equal to the minimum of 0"),
+        ("splits.sizes", [10, -5], r"config.splits.sizes\[1\]: .*-5 is less than the minimum of 0"),
         ("splits.sizes", [20, 20], r"config.splits.sizes: \[20, 20\] has non-unique elements"),
         ("methods", ["prompt", "magic"], r"config: methods: unknown method 'magic'; known methods: prompt, head, null"),
         ("methods", ["prompt", "Magic"], r"config.methods\[1\]: 'Magic' does not match"),
@@ -188,6 +188,171 @@ def test_patience_is_a_training_setting_like_the_others():
     args = flags[("prompt", 10)]
     at = args.index("--patience")
     assert args[:at] + args[at + 2:] == training_args(unset.training_for("prompt"))  # nothing else changes
+
+
+def test_a_study_with_budgets_records_them_in_every_run_and_draws_them(tmp_path):
+    """Budgets reach each run's flags (one comma-separated flag), and only a study with budgets has
+    the budgets rule and its outputs among its targets."""
+    from promptworth.training.train_config import training_args
+
+    assert load_study(DEFAULT, SCHEMA).budgets() == ()
+    config = copy.deepcopy(DEFAULT)
+    config["training"].update(schedule="constant", budgets=[20, 10])
+    config["by_size"] = {"100": {"training": {"budgets": [10, 30]}}}
+    study = load_study(config, SCHEMA)
+    assert study.budgets() == (10, 20, 30)
+    flags = training_args(study.training_for("head", 10))
+    assert flags[flags.index("--budgets") + 1] == "10,20" and flags[flags.index("--schedule") + 1] == "constant"
+    path = tmp_path / "budgets.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/results")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout)["budgets"] == 1
+    assert f"{tmp_path}/results/figures/budgets.png" in result.stdout.split("rule all:")[1]
+    assert result.stdout.count("--budgets 10,20 ") == 24 and result.stdout.count("--budgets 10,30 ") == 8
+    assert f"promptworth budgets {tmp_path}/results/runs.csv" in result.stdout
+    plain = snakemake("-n", "--config", f"results_dir={tmp_path}/plain")
+    assert plain.returncode == 0 and "budgets" not in job_counts(plain.stdout)
+    bad = copy.deepcopy(config)
+    bad["training"]["budgets"] = [15]
+    with pytest.raises(PromptworthError, match="config: training: training setting budgets: 15 is not a multiple of eval_every 10"):
+        load_study(bad, SCHEMA)
+
+
+def test_size_zero_is_planned_only_for_the_methods_that_run_untrained(tmp_path):
+    """The zero-shot point joins every prompt curve; a head has none (its head is untrained)."""
+    config = with_change("splits.sizes", [0, 10, 100])
+    study = load_study(config, SCHEMA)
+    runs = {(run.task, run.method, run.size) for run in plan(study)}
+    assert {(m, size) for task, m, size in runs if task == "CB"} == {
+        ("prompt", 0), ("prompt", 10), ("head", 10), ("prompt", 100), ("head", 100)}
+    assert study.methods_for("CB", 0) == ("prompt",) and study.methods_for("CB", 10) == ("prompt", "head")
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/zero")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["split"] == 2 * 3 * 2 and counts["train"] == 2 * 5 * 2  # tasks x sizes x seeds; x runs
+    assert any("--sizes 0 " in line for line in result.stdout.splitlines() if "promptworth split " in line)
+    zero = [line for line in result.stdout.splitlines() if "promptworth train " in line and "/0-1 " in line]
+    assert len(zero) == 2 and all("--method prompt " in line for line in zero)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ["head", "null"], "comparisons": ["null:head"]},
+     r"config: task SST-2 has size 0 \(the zero-shot point\), but none of its methods runs untrained "
+     r"\(head: its new head is untrained; null: its null verbalizer"),
+    ({"by_size": {"0": {"methods": ["prompt", "head"]}}},
+     "config: by_size.0.methods: method head cannot run at size 0: its new head is untrained"),
+    ({"splits": {**DEFAULT["splits"], "sizes": [0, 10], "dev_policy": "same_as_train"}},
+     "config: splits.dev_policy: dev policy 'same_as_train' draws as many dev rows as training rows: size 0 "
+     "would have no dev set"),
+])
+def test_a_size_zero_nobody_can_run_is_one_clear_error(change, message):
+    config = with_change("splits.sizes", [0, 10])
+    config.update(change)
+    with pytest.raises(PromptworthError, match=message):
+        load_study(config, SCHEMA)
+
+
+LR_GRID = {"rates": {"prompt": [1e-5, 3e-5], "head": [1e-5, 1e-4, 1e-3]}, "size": 20}
+
+
+def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_path):
+    """Per task and method of the grid: a pilot run per rate (the pilot splits: the study's first
+    data seed), one selection, and every run of the method above size 0 at the chosen rate."""
+    config = with_change("lr_grid", {**LR_GRID, "data_seeds": [1, 3]})
+    config["splits"]["sizes"] = [0, 10, 100]
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/grid")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 2 tasks x (2 + 3 rates) x 2 pilot seeds; 2 tasks x 2 methods; sizes 10 and 100 of seed 1 and 2, 20 of seed 3
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (20, 4, 2 * 2 * (1 + 2 + 2))
+    assert counts["split"] == 2 * (3 * 2 + 2)  # the pilot size 20 of data seeds 1 and 3
+    lines = result.stdout.splitlines()
+    pilots = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert len(pilots) == 20 and all("--split-dir " in line and "/20-" in line for line in pilots)
+    head = [line for line in pilots if "/CB/head/lr-0.0001/20-3-1.json" in line]
+    assert len(head) == 1 and "--learning-rate 0.0001 " in head[0] and "--learning-rate-from" not in head[0]
+    runs = [line for line in lines if "promptworth train " in line and "/runs/" in line]
+    chosen = [line for line in runs if "/0-" not in line]
+    assert all("--learning-rate-from " in line and "--learning-rate " not in line for line in chosen)
+    assert any(f"--learning-rate-from {tmp_path}/grid/lr/smollm2-135m-instruct/CB/head.json " in line for line in chosen)
+    zero = [line for line in runs if "/0-" in line]  # no step: the study's rate, no selection
+    assert zero and all("--learning-rate 1e-05 " in line and "--learning-rate-from" not in line for line in zero)
+    selects = [line for line in lines if "promptworth select-lr " in line]
+    assert len(selects) == 4 and all("--size 20 " in line for line in selects)
+    assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
+    from promptworth.study import plan_summary
+
+    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"rates": {"prompt": [1e-5]}, "size": 10}, r"config.lr_grid.rates.prompt: \[1e-05\] is too short"),
+    ({"rates": {"prompt": [1e-5, 0]}, "size": 10}, r"config.lr_grid.rates.prompt\[1\]: 0 is less than or equal"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 0}, r"config.lr_grid.size: .*0 is less than or equal to the minimum of 0"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property"),
+    ({"rates": {"magic": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.magic: unknown method 'magic'"),
+    ({"rates": {"null": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.null: the study does not train method null"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "data_seeds": [-1]},
+     r"config: lr_grid.data_seeds item -1: a seed must be an integer"),
+])
+def test_a_bad_lr_grid_is_one_clear_error(grid, message):
+    with pytest.raises(PromptworthError, match=message):
+        load_study(with_change("lr_grid", grid), SCHEMA)
+
+
+def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
+    base = with_change("lr_grid", {"rates": {"prompt": [1e-5, 2e-5]}, "size": 10})
+    for change, message in (
+        ({"training_by_method": {"prompt": {"learning_rate": 1e-4}}},
+         "config: training_by_method.prompt.learning_rate: the lr_grid chooses prompt's learning rate"),
+        ({"by_size": {"10": {"training": {"learning_rate": 1e-4}}}},
+         "config: by_size.10.training.learning_rate: the lr_grid chooses prompt's learning rate"),
+        ({"methods": ["prompt", "head", "zeroshot"], "lr_grid": {"rates": {"zeroshot": [1e-5, 2e-5]}, "size": 10}},
+         "config: lr_grid.rates.zeroshot: method zeroshot takes no training step"),
+        ({"methods": ["prompt", "head", "prompt-autowords"], "lr_grid": {"rates": {"prompt-autowords": [1e-5, 2e-5]}, "size": 10}},
+         "config: lr_grid.rates.prompt-autowords: method prompt-autowords applies a search's result"),
+        ({"tasks": ["SST-2"], "splits": {"kind": "kshot", "k": 16, "data_seeds": [13]}},
+         r"config: lr_grid.size of a kshot study is K \(16\) or 'all', got 10"),
+    ):
+        with pytest.raises(PromptworthError, match=message):
+            load_study({**base, **change}, SCHEMA)
+    study = load_study(base, SCHEMA)
+    assert study.pilot_seeds() == ((1,), (1,))  # the study's first of each
+    assert "learning_rate" not in study.run_training("prompt", 10) and study.run_training("head", 10)["learning_rate"] == 1e-5
+    assert study.run_training("prompt", 0) == study.training_for("prompt", 0)  # no step at size 0: its set rate
+    assert study.pilot_training("prompt", 2e-5) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
+
+
+@pytest.mark.slow
+def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tmp_path):
+    """For real, on the tiny model: pilots, the selection, the runs that cite it; a rerun reuses it."""
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config.update(tasks=["SST-2"], lr_grid={"rates": {"prompt": [1e-4, 3e-2]}, "size": 8})
+    config["splits"].update(sizes=[0, 8], data_seeds=[1])
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", str(tmp_path / "grid.yaml"), "--config", "results_dir=results")
+    result = snakemake(*args, "--", "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stderr)
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (2, 1, 3)
+    results = tmp_path / "results"
+    selection = json.loads((results / "lr/tiny-llama/SST-2/prompt.json").read_text())
+    pilots = {run["learning_rate"]: run["dev_score"] for run in selection["runs"]}
+    assert set(pilots) == {1e-4, 3e-2} and selection["learning_rate"] in pilots
+    run = json.loads((results / "runs/tiny-llama/SST-2/prompt/8-1-1.json").read_text())
+    assert run["hyperparameters"]["learning_rate"] == selection["learning_rate"]
+    assert run["lr_selection"]["file"] == "results/lr/tiny-llama/SST-2/prompt.json"
+    head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
+    zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
+    assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
+    again = snakemake("-n", *args, "--", "runs", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():
@@ -329,3 +494,99 @@ def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
     config["results_dir"], config["splits"]["test_limit"] = "elsewhere", 7
     study = load_study(config, SCHEMA)
     assert (study.results_dir, study.splits.test_limit) == ("elsewhere", 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several models in one study
+
+TINY = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+LLAMA, GPT2 = "resources/models/tiny-llama", "resources/models/tiny-gpt2"
+
+
+def two_models(**changes) -> dict:
+    """The tiny study on two tiny models, one data seed: tiny-gpt2 on SST-2 only, with more memory."""
+    config = copy.deepcopy(TINY)
+    config["splits"]["data_seeds"] = [1]
+    config.update(model=[LLAMA, GPT2], by_model={GPT2: {"tasks": ["SST-2"], "resources": {"mem_mb": 1500}}},
+                  results_dir="results")
+    return {**config, **changes}
+
+
+def test_a_study_of_two_models_plans_each_models_runs_in_a_folder_of_its_own(tmp_path):
+    config = two_models()
+    runs = plan(load_study(config, SCHEMA))
+    assert [r.model for r in runs] == ["tiny-llama"] * 8 + ["tiny-gpt2"] * 4  # model by model, in the config's order
+    assert {(r.task, r.method, r.size) for r in runs if r.model == "tiny-gpt2"} == {
+        ("SST-2", method, size) for method in ("prompt", "head") for size in (8, 16)}
+    # the first model alone: the same runs, in the same order
+    assert plan(load_study({**config, "model": LLAMA, "by_model": {}}, SCHEMA)) == runs[:8]
+    restricted = plan(load_study(two_models(by_model={GPT2: {"methods": ["head"]}}), SCHEMA))
+    assert {(r.task, r.method) for r in restricted if r.model == "tiny-gpt2"} == {("SST-2", "head"), ("CB", "head")}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # the models share the splits: 2 tasks x 2 sizes x 1 data seed
+    assert (counts["train"], counts["tiny_model"], counts["split"]) == (12, 2, 4)
+    trains = [job for job in result.stdout.split("\nrule ") if job.startswith("train:")]
+    assert len(trains) == 12
+    for job in trains:
+        gpt2 = "--model resources/models/tiny-gpt2 " in job
+        assert gpt2 == ("--out results/runs/tiny-gpt2/SST-2/" in job) == ("wildcards: model=tiny-gpt2," in job)
+        assert ("mem_mb=1500" if gpt2 else "mem_mb=1000") in job and "--threads 1 " in job
+        assert re.search(r"--split-dir results/splits/(SST-2|CB)/\d+-1 ", job)
+
+
+M2 = re.escape(GPT2)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"by_model": {"nope": {"tasks": ["SST-2"]}}}, r"config: by_model names model 'nope', which is not in model"),
+        ({"by_model": {GPT2: {"tasks": ["RTE"]}}}, rf"config: by_model.{M2}.tasks names task 'RTE', which is not in tasks"),
+        ({"by_model": {GPT2: {"methods": ["null"]}}},
+         rf"config: by_model.{M2}.methods names method 'null', which the study does not run"),
+        ({"by_model": {GPT2: {"threads": 2}}}, rf"config.by_model.{M2}: Additional properties are not allowed"),
+        ({"by_model": {GPT2: {"resources": {"mem_mb": 0}}}},
+         rf"config.by_model.{M2}.resources.mem_mb: 0 is less than or equal to the minimum of 0"),
+        ({"by_model": {GPT2: {"tasks": []}}}, rf"config.by_model.{M2}.tasks: \[\] should be non-empty"),
+        ({"model": [LLAMA, LLAMA]}, r"config.model: .*has non-unique elements"),
+        ({"model": []}, r"config.model: .*should be non-empty"),
+        ({"model": [LLAMA, "./elsewhere/tiny-llama"], "by_model": {}},
+         r"config: model names 'resources/models/tiny-llama' and './elsewhere/tiny-llama', whose runs would share "
+         r"the folder 'tiny-llama'"),
+        ({"by_model": {LLAMA: {"tasks": ["SST-2"]}, GPT2: {"tasks": ["SST-2"]}}},
+         r"config: by_model leaves task 'CB' to no model"),
+        ({"by_model": {LLAMA: {"methods": ["prompt"]}, GPT2: {"methods": ["prompt"]}}},
+         r"config: comparison prompt:head: method 'head' is run on no task"),
+        ({"by_model": {GPT2: {"tasks": ["CB"], "methods": ["prompt"]}}, "methods_by_task": {"CB": ["head"]}},
+         rf"config: by_model.{M2} leaves model '{M2}' no runs"),
+    ],
+)
+def test_a_bad_model_or_by_model_is_one_clear_error(change, message):
+    with pytest.raises(PromptworthError, match=message):
+        load_study(two_models(**change), SCHEMA)
+
+
+@pytest.mark.slow
+def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
+    config = two_models()
+    config["splits"]["sizes"] = [8]  # 6 runs: 2 tasks x 2 methods, and tiny-gpt2's 2 on SST-2
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = snakemake("--configfile", str(path), cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / "results"
+    table = pd.read_csv(results / "runs.csv", keep_default_na=False)
+    assert table.groupby("model").size().to_dict() == {"tiny-gpt2": 2, "tiny-llama": 4}
+    assert len(list((results / "runs" / "tiny-gpt2").rglob("*.json"))) == 2
+    advantage = json.loads((results / "advantage" / "prompt-vs-head.json").read_text())
+    assert [(r["model"], r["task"]) for r in advantage] == [("tiny-llama", "CB"), ("tiny-llama", "SST-2"),
+                                                           ("tiny-gpt2", "SST-2")]
+    rows = [line.split(" | ")[1] for line in (results / "tables" / "advantage.md").read_text().splitlines()[2:]]
+    assert rows == ["tiny-llama", "tiny-gpt2"]
+    costs = pd.read_csv(results / "tables" / "costs.csv")
+    assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
+    assert {p.name for p in (results / "figures").glob("*.png")} == {"SST-2.png", "CB.png", "overview.png", "methods.png"}

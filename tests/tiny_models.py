@@ -47,10 +47,12 @@ def sentiment_rows(n: int, seed: int, words: int = 6) -> list[dict[str, Any]]:
 
 
 def write_split(
-    folder: Path, train: Sequence[dict], dev: Sequence[dict], test: Sequence[dict], task: str = "SST-2"
+    folder: Path, train: Sequence[dict], dev: Sequence[dict], test: Sequence[dict], task: str = "SST-2",
+    size: int | None = None,
 ) -> Path:
     """A split folder of ``task`` in our layout (jsonl files) with its manifest, so it verifies as
-    one written by ``promptworth split``; the data seed comes from a ``<size>-<seed>`` name."""
+    one written by ``promptworth split``; the data seed comes from a ``<size>-<seed>`` name. With
+    ``size`` the manifest states the training-set size (as a ladder's does; 0: the zero-shot point)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("dev", dev), ("test", test)):
         with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as out:
@@ -58,6 +60,8 @@ def write_split(
                 out.write(json.dumps(row) + "\n")
     seed = folder.name.rpartition("-")[2]
     info = {"layout": "rows", "task": task, "data_seed": int(seed) if seed.isdigit() else None}
+    if size is not None:
+        info["size"] = size
     splits.write_manifest(folder, info, {})
     return folder
 

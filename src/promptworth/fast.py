@@ -4,7 +4,8 @@ The one switch of the newcomer test (``make test-newcomer``), for anyone who wan
 run through in seconds rather than run it for real. It is read here and nowhere else:
 
 - a study (``make study``, ``publish``, ``report``, a bare ``snakemake``) trains the tiny random
-  model the workflow builds (``resources/models/tiny-llama``) on its first ``TASKS`` tasks, first
+  model the workflow builds (``resources/models/tiny-llama``, in place of every model of the study)
+  on its first ``TASKS`` tasks, first
   ``SIZES`` sizes, first data seed and first training seed; its results stay under ``results/``
   (a study whose ``results_dir`` is another folder of the checkout, e.g. the published
   ``reports/``, writes to ``results/fast/<results_dir>``), so a tiny run never overwrites
@@ -82,13 +83,22 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
         return out
     tasks = list(out["tasks"])[:TASKS]
     out.update(model=TINY_MODEL, tasks=tasks, train_seeds=list(out["train_seeds"])[:1])
+    out.pop("by_model", None)  # its keys name the study's models, which the tiny one replaces
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
+    names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
+    runs = set(names).union(*out.get("methods_by_task", {}).values())
     if "training_by_method" in out:  # only methods the tiny study still runs
-        names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
-        runs = set(names).union(*out.get("methods_by_task", {}).values())
         out["training_by_method"] = {m: v for m, v in out["training_by_method"].items() if m in runs}
+    if "lr_grid" in out:  # the grid of the methods the tiny study still runs, on one pilot split
+        grid = {**out["lr_grid"], "rates": {m: r for m, r in out["lr_grid"]["rates"].items() if m in runs}}
+        for key in ("data_seeds", "train_seeds"):
+            if key in grid:
+                grid[key] = list(grid[key])[:1]
+        out["lr_grid"] = grid
+        if not grid["rates"]:
+            del out["lr_grid"]
     splits = out["splits"]
     splits["data_seeds"] = list(splits["data_seeds"])[:1]
     if "sizes" in splits:

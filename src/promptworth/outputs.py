@@ -122,6 +122,19 @@ def write_json(path: str | Path, value: Any) -> None:
         tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def read_output(path: str | Path, where: str, what: str, format_tag: str, maker: str) -> dict[str, Any]:
+    """A JSON file one of promptworth's verbs wrote (a search result, a learning-rate selection),
+    read back: an object whose ``format`` is ``format_tag``; else one error that starts with
+    ``where`` and names ``what`` it should be and the verb that makes one (``maker``)."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PromptworthError(f"{where}: cannot read it as {what}: {exc}") from None
+    if not isinstance(value, dict) or value.get("format") != format_tag:
+        raise PromptworthError(f"{where}: not {what} ({format_tag}); make it with {maker}")
+    return value
+
+
 @contextlib.contextmanager
 def staging_folder(parent: str | Path, what: str) -> Iterator[Path]:
     """A temporary folder inside ``parent`` to build outputs in, removed when the block ends

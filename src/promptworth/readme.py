@@ -350,14 +350,15 @@ def _methods(root: Path) -> str:
     """The built-in methods of the registry: parts, strategy, training defaults, paper."""
     from promptworth.training.method_specs import BUILTINS
 
-    lines = ["| method | objective + tuning | extras | strategy | steps | default learning rate | paper |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | objective + tuning | extras | strategy | steps | default learning rate | size 0 | paper |",
+             "|---|---|---|---|---|---|---|---|"]
     for spec in BUILTINS:
         trains = spec.tuning_spec.steps
         rate = spec.training_defaults().get("learning_rate")
         cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}", ", ".join(spec.extras) or "-",
                  spec.strategy, "the study's" if trains else "0",
-                 (f"{rate:g}" if rate is not None else "the study's") if trains else "-", spec.paper]
+                 (f"{rate:g}" if rate is not None else "the study's") if trains else "-",
+                 "yes" if spec.runs_at_size_zero else "-", spec.paper]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,10 @@ docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
@@ -43,6 +46,7 @@ KEYS: tuple[Key, ...] = (
     Key("template_name", "string", nullable=True, needed=True),
     Key("verbalizer", "object", nullable=True),
     Key("search", "object", nullable=True),  # the search result a search method applied (null: none)
+    Key("lr_selection", "object", nullable=True),  # the lr_grid's choice the run trained at (null: none)
     Key("train_size", "int", needed=True),
     Key("dev_size", "int"),
     Key("test_size", "int"),
@@ -58,6 +62,7 @@ KEYS: tuple[Key, ...] = (
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
+    Key("budgets", "list", nullable=True),  # the result at each step budget (null: none asked for)
     Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
@@ -71,6 +76,8 @@ STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protoc
 STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 # The numbers of ``timing`` the analysis reads (records from before one was counted lack it).
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
+# The keys of each item of ``budgets`` (promptworth.training.train.BudgetResult)
+BUDGET_KEYS = ("steps", "reached", "best_step", "dev_score", "score", "test")
 
 
 def _is_int(value: Any) -> bool:
@@ -135,6 +142,7 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     numbers.update({f"timing.{name}": timing.get(name) for name in TIMING_NUMBERS})
     numbers.update({f"timing.flops.{part}": value for part, value in (counted or {}).items()})
     numbers.update({f"parameters.{name}": value for name, value in (record.get("parameters") or {}).items()})
+    numbers.update(_budget_numbers(record.get("budgets") or [], where))
     for key, value in numbers.items():
         if value is not None and not _is_number(value):
             raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
@@ -143,6 +151,24 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+
+
+def _budget_numbers(budgets: list[Any], where: str) -> dict[str, Any]:
+    """The numbers of ``budgets`` the analysis reads, by dotted key; an entry of another shape is
+    an error."""
+    numbers: dict[str, Any] = {}
+    for i, entry in enumerate(budgets):
+        if (not isinstance(entry, dict) or sorted(entry) != sorted(BUDGET_KEYS)
+                or not _is_int(entry["steps"]) or entry["steps"] < 1
+                or not isinstance(entry["reached"], bool) or not isinstance(entry["test"], dict)
+                or not (entry["best_step"] is None or _is_int(entry["best_step"]))):
+            raise PromptworthError(f"{where}: key 'budgets[{i}]' must be an object with {', '.join(BUDGET_KEYS)} "
+                                   f"(steps a positive integer, reached true or false, test an object), got {entry!r}")
+        if entry["steps"] in [other["steps"] for other in budgets[:i]]:
+            raise PromptworthError(f"{where}: key 'budgets[{i}]': budget {entry['steps']} appears twice")
+        numbers.update({f"budgets[{i}].score": entry["score"], f"budgets[{i}].dev_score": entry["dev_score"]})
+        numbers.update({f"budgets[{i}].test.{name}": value for name, value in entry["test"].items()})
+    return numbers
 
 
 def stopped(record: Mapping[str, Any]) -> str | None:
@@ -166,3 +192,22 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
     if record["schema_version"] != SCHEMA_VERSION:
         raise AssertionError(f"training writes schema_version {SCHEMA_VERSION}, not {record['schema_version']!r}")
     return check({name: record[name] for name in names}, "the run record")
+
+
+def study_relative(path: str | Path) -> str:
+    """``path`` relative to the working directory (the study's folder), so that a record names
+    no folder of the machine that trained it."""
+    return os.path.relpath(Path(path).absolute(), Path.cwd())
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One run record, read and checked (:func:`promptworth.records.check`)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
+    return check(record, str(path))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import jsonschema
 import yaml
 
-from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, check_seed
+from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, NO_DEV_AT_ZERO, ZERO_SHOT, check_seed
 from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs
@@ -56,11 +56,41 @@ class SizeSettings:
     training: dict[str, Any] = field(default_factory=dict)
 
 
+# A training job's resources where neither ``resources`` nor ``by_model`` sets them (threads, MB,
+# minutes, GPUs).
+RESOURCE_DEFAULTS: dict[str, int] = {"threads": 2, "mem_mb": 5000, "runtime": 60, "gpus": 0}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
+    tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
+    them), and its training jobs' resources, over the study's ``resources``."""
+
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LrGrid:
+    """A study's ``lr_grid``: the learning rates to try per method (the others train at their set
+    rate), and the pilot runs that try them: at training-set size ``size`` on ``data_seeds`` with
+    ``train_seeds`` (empty: the study's first of each). The rule that picks one is
+    ``promptworth.training.lr_grid.RULE``."""
+
+    rates: dict[str, tuple[float, ...]]
+    size: int | str
+    data_seeds: tuple[int, ...] = ()
+    train_seeds: tuple[int, ...] = ()
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
-    model: str
+    # the backbones, as the config names them (a short name, a folder or a hub id), in its order
+    models: tuple[str, ...]
     train_seeds: tuple[int, ...]
     splits: SplitsConfig
     training: dict[str, Any]
@@ -76,13 +106,38 @@ class StudyConfig:
     results_dir: str = "results"
     runs_dir: str | None = None
     resources: dict[str, int] = field(default_factory=dict)
+    lr_grid: LrGrid | None = None
+    # keyed by the model as ``models`` names it: what changes for it (see ModelSettings)
+    by_model: dict[str, ModelSettings] = field(default_factory=dict)
 
-    def methods_for(self, task: str, size: int | str | None = None) -> tuple[str, ...]:
-        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it)."""
+    def tasks_for(self, model: str | None = None) -> tuple[str, ...]:
+        """The tasks ``model`` runs (where ``by_model`` names tasks for it), in the study's order."""
+        chosen = self.by_model[model].tasks if model in self.by_model else ()
+        return tuple(task for task in self.tasks if not chosen or task in chosen)
+
+    def methods_for(self, task: str, size: int | str | None = None, model: str | None = None) -> tuple[str, ...]:
+        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it; at size 0,
+        the zero-shot point, only those that run untrained (``runs_at_size_zero``); by ``model``, those
+        of them that ``by_model`` names for it)."""
         settings = self.by_size.get(str(size))
         if settings is not None and settings.methods:
-            return settings.methods
-        return self.methods_by_task.get(task, self.methods)
+            methods = settings.methods
+        else:
+            methods = self.methods_by_task.get(task, self.methods)
+        if size == ZERO_SHOT:  # the zero-shot point: only the methods that run untrained
+            methods = tuple(name for name in methods if self.method(name).runs_at_size_zero)
+        chosen = self.by_model[model].methods if model in self.by_model else ()
+        return tuple(method for method in methods if not chosen or method in chosen)
+
+    def resources_for(self, model: str) -> dict[str, int]:
+        """The resources of ``model``'s training jobs: the defaults, then ``resources``, then its
+        ``by_model`` resources."""
+        settings = self.by_model.get(model)
+        return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
+
+    def models_by_label(self) -> dict[str, str]:
+        """The study's models by their label (:func:`model_label`, the folder of their runs' files)."""
+        return {model_label(model): model for model in self.models}
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))
@@ -100,6 +155,42 @@ class StudyConfig:
         return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {}),
                 **(settings.training if settings is not None else {})}
 
+    def budgets(self) -> tuple[int, ...]:
+        """Every step budget a run of the study records (``training.budgets`` wherever it is set),
+        in increasing order; empty when none does."""
+        found = {steps for task in self.tasks for size in self.splits.sizes_for(task)
+                 for method in self.methods_for(task, size) for steps in self.training_for(method, size).get("budgets", ())}
+        return tuple(sorted(found))
+
+    def uses_lr_selection(self, method: str, size: int | str) -> bool:
+        """Whether a run trains at the rate the ``lr_grid`` chose for its method (a run at size 0
+        takes no step: no rate to choose; it keeps its set one)."""
+        return self.lr_grid is not None and method in self.lr_grid.rates and str(size) != str(ZERO_SHOT)
+
+    def takes_chosen_rate(self, task: str, method: str, model: str | None = None) -> bool:
+        """Whether some run of ``method`` on ``task`` (by ``model``) trains at the rate the
+        ``lr_grid`` chose (then the grid's pilots run for this model, task and method)."""
+        return any(self.uses_lr_selection(method, size) and method in self.methods_for(task, size, model)
+                   for size in self.splits.sizes_for(task))
+
+    def run_training(self, method: str, size: int | str) -> dict[str, Any]:
+        """The settings a run passes as flags: :meth:`training_for`, less the learning rate where
+        the run takes the rate the ``lr_grid`` chose (``--learning-rate-from``)."""
+        settings = self.training_for(method, size)
+        if self.uses_lr_selection(method, size):
+            settings.pop("learning_rate", None)
+        return settings
+
+    def pilot_training(self, method: str, rate: float) -> dict[str, Any]:
+        """The settings of a pilot run of the ``lr_grid``: the method's at the pilot size, at ``rate``."""
+        assert self.lr_grid is not None
+        return {**self.training_for(method, self.lr_grid.size), "learning_rate": rate}
+
+    def pilot_seeds(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The data seeds and train seeds of the ``lr_grid``'s pilot runs."""
+        assert self.lr_grid is not None
+        return (self.lr_grid.data_seeds or self.splits.data_seeds[:1], self.lr_grid.train_seeds or self.train_seeds[:1])
+
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
         spec = self.defined_methods.get(method)
@@ -114,11 +205,25 @@ class StudyConfig:
 class Run:
     """One training run of the study."""
 
+    model: str  # its label (model_label): the folder of the run's files
     task: str
     method: str
     size: int | str
     data_seed: int
     train_seed: int
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot run of the ``lr_grid``: a run at one of the rates the grid tries."""
+
+    model: str  # its label (model_label), as a Run's
+    task: str
+    method: str
+    size: int | str
+    data_seed: int
+    train_seed: int
+    rate: float
 
 
 def _is_strict_integer(checker: Any, value: Any) -> bool:
@@ -184,10 +289,11 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             names.append(spec.name)
         else:
             names.append(item)
+    model = config["model"]
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
         methods=tuple(names),
-        model=config["model"],
+        models=(model,) if isinstance(model, str) else tuple(model),
         train_seeds=tuple(config["train_seeds"]),
         splits=splits,
         training=dict(config["training"]),
@@ -200,6 +306,11 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
+            "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
+                "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
+            "lr_grid": lambda grid: LrGrid(
+                rates={name: tuple(rates) for name, rates in grid["rates"].items()}, size=grid["size"],
+                **_given(grid, {"data_seeds": tuple, "train_seeds": tuple})),
         }),
     )
     check_study(study)
@@ -245,6 +356,7 @@ def check_study(study: StudyConfig) -> None:
                                        f"(the full-data setting), got {size!r}")
         if splits.sizes_by_task:
             raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
+    _check_size_zero(study)
     for size, settings in study.by_size.items():
         if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
             raise PromptworthError(f"config: by_size names size {size!r}, which the study does not train at")
@@ -268,6 +380,8 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
         if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
+        if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
     for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
@@ -275,7 +389,7 @@ def check_study(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
+    runs = methods_run(study)
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -283,23 +397,141 @@ def check_study(study: StudyConfig) -> None:
             config_from_mapping(study.training_for(method))
         except PromptworthError as exc:
             raise PromptworthError(f"config: training_by_method.{method}: {exc}") from None
+    if study.lr_grid is not None:
+        _check_lr_grid(study, study.lr_grid)
     for treatment, baseline in study.comparisons:
         if treatment == baseline:
             raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+    check_models(study)
+
+
+def methods_run(study: StudyConfig) -> set[str]:
+    """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
+    return set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
+
+
+def check_models(study: StudyConfig) -> None:
+    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
+    names models, tasks and methods of the study, and what it leaves out leaves every model, task
+    and compared method some runs."""
+    labels: dict[str, str] = {}
+    for model in study.models:
+        other = labels.setdefault(model_label(model), model)
+        if other != model:
+            raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
+                                   f"folder {model_label(model)!r}")
+    run_somewhere = methods_run(study)
+    for model, settings in study.by_model.items():
+        if model not in study.models:
+            raise PromptworthError(f"config: by_model names model {model!r}, which is not in model")
+        for task in settings.tasks:
+            if task not in study.tasks:
+                raise PromptworthError(f"config: by_model.{model}.tasks names task {task!r}, which is not in tasks")
+        for method in settings.methods:
+            if method not in run_somewhere:
+                raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
+                                       "does not run")
+    runs = plan(study)
+    for model in study.models:
+        if not any(run.model == model_label(model) for run in runs):
+            raise PromptworthError(f"config: by_model.{model} leaves model {model!r} no runs (none of its methods "
+                                   "is run on its tasks)")
+    for task in study.tasks:
+        if not any(run.task == task for run in runs):
+            raise PromptworthError(f"config: by_model leaves task {task!r} to no model")
+    for treatment, baseline in study.comparisons:
+        for method in (treatment, baseline):
+            if not any(run.method == method for run in runs):
+                raise PromptworthError(f"config: comparison {treatment}:{baseline}: method {method!r} is run on no "
+                                       "task (by_model, methods_by_task or by_size leave it out)")
+
+
+def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
+    """The grid's methods train, and only the grid sets their rate; its pilots can be drawn."""
+    for method, rates in grid.rates.items():
+        where = f"config: lr_grid.rates.{method}"
+        try:
+            spec = study.method(method)
+        except PromptworthError as exc:
+            raise PromptworthError(f"{where}: {exc}") from None
+        if not spec.tuning_spec.steps:
+            raise PromptworthError(f"{where}: method {method} takes no training step: it has no learning rate to choose")
+        if method_specs.search_kind(spec) is not None:
+            raise PromptworthError(f"{where}: method {method} applies a search's result; its pilot runs would need "
+                                   "searches of their own, which the grid does not make")
+        if not any(study.takes_chosen_rate(task, method) for task in study.tasks):
+            raise PromptworthError(f"{where}: the study does not train method {method} (at a size above 0)")
+        if "learning_rate" in study.training_by_method.get(method, {}):
+            raise PromptworthError(f"config: training_by_method.{method}.learning_rate: the lr_grid chooses {method}'s "
+                                   "learning rate; set one or the other")
+        for size, settings in study.by_size.items():
+            if "learning_rate" in settings.training and method in (settings.methods or study.methods):
+                raise PromptworthError(f"config: by_size.{size}.training.learning_rate: the lr_grid chooses {method}'s "
+                                       "learning rate; set one or the other")
+        for rate in rates:
+            try:
+                config_from_mapping(study.pilot_training(method, rate))
+            except PromptworthError as exc:
+                raise PromptworthError(f"{where}: {exc}") from None
+    splits = study.splits
+    if splits.kind == "kshot" and grid.size not in (splits.k, ALL):
+        raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {grid.size!r}")
+    if grid.size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
+        raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
+    for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
+        for seed in seeds:
+            check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
+
+
+def _check_size_zero(study: StudyConfig) -> None:
+    """Size 0, the zero-shot point, runs only methods that predict untrained: ``by_size.0`` may
+    name no other, and every task with size 0 must run at least one."""
+    settings = study.by_size.get(str(ZERO_SHOT))
+    for method in settings.methods if settings is not None else ():
+        problem = study.method(method).size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"config: by_size.0.methods: method {method} cannot run at size 0: {problem}")
+    for task in study.tasks:
+        if ZERO_SHOT in study.splits.sizes_for(task) and not study.methods_for(task, ZERO_SHOT):
+            names = study.methods_for(task)
+            reasons = "; ".join(f"{name}: {study.method(name).size_zero_problem()}" for name in names)
+            raise PromptworthError(
+                f"config: task {task} has size 0 (the zero-shot point), but none of its methods runs untrained "
+                f"({reasons}); size 0 needs a prompt method whose tuning starts as the pretrained model "
+                "(e.g. prompt, prompt-lora, prompt-bitfit)")
 
 
 def plan(study: StudyConfig) -> list[Run]:
-    """Every training run of the study, in a stable order."""
+    """Every training run of the study, in a stable order: model by model, in the config's order."""
     return [
-        Run(task, method, size, data_seed, train_seed)
-        for task in study.tasks
+        Run(model_label(model), task, method, size, data_seed, train_seed)
+        for model in study.models
+        for task in study.tasks_for(model)
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
-        for method in study.methods_for(task, size)
+        for method in study.methods_for(task, size, model)
         for train_seed in study.train_seeds
+    ]
+
+
+def pilots(study: StudyConfig) -> list[Pilot]:
+    """Every pilot run of the study's ``lr_grid`` (none without one), in a stable order: per model
+    and task, each method of the grid that trains on it at a size above 0, at each rate."""
+    if study.lr_grid is None:
+        return []
+    data_seeds, train_seeds = study.pilot_seeds()
+    return [
+        Pilot(model_label(model), task, method, study.lr_grid.size, data_seed, train_seed, rate)
+        for model in study.models
+        for task in study.tasks_for(model)
+        for method, rates in study.lr_grid.rates.items()
+        if study.takes_chosen_rate(task, method, model)
+        for rate in rates
+        for data_seed in data_seeds
+        for train_seed in train_seeds
     ]
 
 
@@ -321,9 +553,12 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
     left = len(record_files) - len(done)
     lines = [
         f"[promptworth] plan: {len(study.tasks)} task(s) ({', '.join(study.tasks)}), "
-        f"{len(study.methods)} method(s), {study.model}",
+        f"{len(study.methods)} method(s), {', '.join(study.models)}",
         f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
     ]
+    if study.lr_grid is not None:
+        lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
+                     f"{', '.join(study.lr_grid.rates)} on dev first")
     seconds = sorted(s for s in map(_run_seconds, done) if s is not None)
     if left and seconds:
         median, at_once = seconds[len(seconds) // 2], max(1, at_once)

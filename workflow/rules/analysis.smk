@@ -15,7 +15,7 @@ rule aggregate:
 
 
 rule advantage:
-    """The data advantage of one method over another, per task, as JSON."""
+    """The data advantage of one method over another, per model and task, as JSON."""
     input:
         f"{RESULTS}/runs.csv",
     output:
@@ -94,6 +94,41 @@ rule figures:
     shell:
         "promptworth figures {input:q} --out-dir {params.out_dir:q} "
         "--treatment {params.treatment:q} --baseline {params.baseline:q} > {log:q} 2>&1"
+
+
+# The data advantage at each step budget the runs record (training.budgets), and at convergence.
+if STUDY.budgets():
+
+    rule budgets:
+        input:
+            f"{RESULTS}/runs.csv",
+        output:
+            table=report(
+                f"{RESULTS}/tables/advantage_by_budget.md",
+                caption="../report/budgets_table.rst",
+                category="Tables",
+            ),
+            csv=f"{RESULTS}/tables/advantage_by_budget.csv",
+            scores=f"{RESULTS}/tables/scores_by_budget.csv",
+            figure=report(
+                f"{RESULTS}/figures/budgets.png",
+                caption="../report/budgets.rst",
+                category="Figures",
+            ),
+        log:
+            f"{RESULTS}/logs/budgets.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
+            window_from="{}:{}".format(*STUDY.comparisons[0]),
+            tables_dir=lambda wildcards, output: str(Path(output.table).parent),
+            figures_dir=lambda wildcards, output: str(Path(output.figure).parent),
+        shell:
+            "promptworth budgets {input:q} --tables-dir {params.tables_dir:q} "
+            "--figures-dir {params.figures_dir:q} --comparisons {params.comparisons:q} "
+            "--window-from {params.window_from:q} > {log:q} 2>&1"
 
 
 # LM-BFF's Table 3 layout with their published numbers: for studies on LM-BFF's K-shot splits.

@@ -1,4 +1,5 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
+import re
 import sys
 from pathlib import Path
 
@@ -6,7 +7,8 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.study import load_study, model_label, plan, plan_summary
+from promptworth.study import load_study, pilots, plan, plan_summary
+from promptworth.training.lr_grid import rate_label
 from promptworth.training.train_config import training_args
 
 try:
@@ -20,17 +22,23 @@ except PromptworthError as exc:
 if fast.notice():
     print(fast.notice(), file=sys.stderr)
 RESULTS = STUDY.results_dir
-MODEL = model_label(STUDY.model)
+# the study's models by label (the folder of their runs' files), each as the config names it
+MODELS = STUDY.models_by_label()
 RUNS = plan(STUDY)
+# the lr_grid's pilot runs (none without one)
+PILOTS = pilots(STUDY)
 
 
 wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
     size=r"\d+|all",
     data_seed=r"\d+",
     train_seed=r"\d+",
     method=NAME_PATTERN,
     treatment=NAME_PATTERN,
     baseline=NAME_PATTERN,
+    # a learning rate as rate_label spells it (repr of a float: 1e-05, 0.0002)
+    rate=r"[0-9][0-9.e+-]*",
 
 
 def split_manifest(task, size, data_seed):
@@ -40,14 +48,26 @@ def split_manifest(task, size, data_seed):
 
 
 # A run's wildcards in the order of the file-name helpers below: run_file(*RUN_WILDCARDS) is
-# the train rule's output pattern.
-RUN_WILDCARDS = ("{task}", "{method}", "{size}", "{data_seed}", "{train_seed}")
+# the train rule's output pattern, run_file(*run_key(run)) a planned run's record.
+RUN_WILDCARDS = (
+    "{model}",
+    "{task}",
+    "{method}",
+    "{size}",
+    "{data_seed}",
+    "{train_seed}",
+)
 
 
-def run_path(folder, suffix, task, method, size, data_seed, train_seed):
-    """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<run><suffix>."""
+def run_key(run):
+    """A planned run's values of RUN_WILDCARDS, in their order (its model as its label)."""
+    return (run.model, run.task, run.method, run.size, run.data_seed, run.train_seed)
+
+
+def run_path(folder, suffix, model, task, method, size, data_seed, train_seed, sub=""):
+    """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>."""
     name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/{folder}/{MODEL}/{task}/{method}/{name}{suffix}"
+    return f"{RESULTS}/{folder}/{model}/{task}/{method}/{sub}{name}{suffix}"
 
 
 def run_file(*run):
@@ -66,15 +86,51 @@ def train_log(*run):
 
 
 def runs_folder(record):
-    """The folder of every run record, from one record's path (<folder>/<task>/<method>/<run>.json)."""
-    return str(Path(record).parents[2])
+    """The folder of every run record, from one record's path (<folder>/<model>/<task>/<method>/<run>.json)."""
+    return str(Path(record).parents[3])
 
 
 def run_files():
     """The run records the analysis reads: the study's own, or those already in runs_dir."""
     if STUDY.runs_dir:
         return sorted(str(path) for path in Path(STUDY.runs_dir).rglob("*.json"))
-    return [run_file(r.task, r.method, r.size, r.data_seed, r.train_seed) for r in RUNS]
+    return [run_file(*run_key(r)) for r in RUNS]
+
+
+# A pilot run's wildcards: its learning rate, then a run's.
+PILOT_WILDCARDS = ("{rate}", *RUN_WILDCARDS)
+
+
+def pilot_path(folder, suffix, rate, *run):
+    """Where a thing of one pilot run of the lr_grid lives: <run_path>/lr-<rate>/<run><suffix>."""
+    return run_path(folder, suffix, *run, sub=f"lr-{rate}/")
+
+
+def pilot_file(*pilot):
+    """One pilot run's record."""
+    return pilot_path("lr-grid", ".json", *pilot)
+
+
+def lr_file(model, task, method):
+    """The learning rate the lr_grid chose for a model, task and method (promptworth select-lr)."""
+    return f"{RESULTS}/lr/{model}/{task}/{method}.json"
+
+
+def pilot_files(model, task, method):
+    """The records of a model, task and method's pilot runs, at every rate of the grid."""
+    return [
+        pilot_file(
+            rate_label(p.rate),
+            p.model,
+            p.task,
+            p.method,
+            p.size,
+            p.data_seed,
+            p.train_seed,
+        )
+        for p in PILOTS
+        if (p.model, p.task, p.method) == (model, task, method)
+    ]
 
 
 def search_file(*run):
@@ -93,8 +149,9 @@ def run_inputs(wildcards):
     # model converted again (a fresh clone) must not make finished runs look out of date.
     split = split_manifest(wildcards.task, wildcards.size, wildcards.data_seed)
     inputs = {"split": ancient(split)}
-    if model_dir():
-        inputs["model"] = ancient(model_dir())
+    folder = model_dir(MODELS[wildcards.model])
+    if folder:
+        inputs["model"] = ancient(folder)
     return inputs
 
 
@@ -105,7 +162,20 @@ def train_inputs(wildcards):
         inputs["search"] = search_file(
             *(wildcards[w.strip("{}")] for w in RUN_WILDCARDS)
         )
+    if STUDY.uses_lr_selection(wildcards.method, wildcards.size):
+        # ancient: a finished run keeps its record when the selection is rewritten (its record
+        # cites the file's sha256)
+        inputs["lr"] = ancient(
+            lr_file(wildcards.model, wildcards.task, wildcards.method)
+        )
     return inputs
+
+
+def lr_args(wildcards, input):
+    """`--learning-rate-from <file>` for a run that trains at the rate the lr_grid chose."""
+    if STUDY.uses_lr_selection(wildcards.method, wildcards.size):
+        return ["--learning-rate-from", input.lr]
+    return []
 
 
 def split_dir_of(wildcards, input):
@@ -122,9 +192,22 @@ def template_args(wildcards):
 
 def method_training_args(wildcards):
     """The flags that define a method of the config (none for a built-in), then the method's
-    settings in TrainConfig's field order: reordering keys changes nothing."""
+    settings in TrainConfig's field order: reordering keys changes nothing. A run at the rate
+    the lr_grid chose gets no --learning-rate (lr_args)."""
     return STUDY.method_args(wildcards.method) + training_args(
-        STUDY.training_for(wildcards.method, wildcards.size)
+        STUDY.run_training(wildcards.method, wildcards.size)
+    )
+
+
+def pilot_training_args(wildcards):
+    """A pilot run's flags: its method's, at the pilot size and the wildcard's rate of the grid."""
+    rates = {rate_label(r): r for r in STUDY.lr_grid.rates.get(wildcards.method, ())}
+    if wildcards.rate not in rates:
+        raise PromptworthError(
+            f"learning rate {wildcards.rate} of {wildcards.method} is not in the lr_grid"
+        )
+    return STUDY.method_args(wildcards.method) + training_args(
+        STUDY.pilot_training(wildcards.method, rates[wildcards.rate])
     )
 
 
@@ -134,19 +217,36 @@ def benchmarked_runs():
     asking for its benchmark would make Snakemake train it again."""
     keep = []
     for r in RUNS:
-        run = (r.task, r.method, r.size, r.data_seed, r.train_seed)
+        run = run_key(r)
         if Path(benchmark_file(*run)).exists() or not Path(run_file(*run)).exists():
             keep.append(run)
     return keep
 
 
-def model_dir():
-    """Folder of a model this workflow builds itself (a converted offline backbone, tiny test models)."""
-    if STUDY.model in SHORT_NAMES:
-        return SHORT_NAMES[STUDY.model]
-    if STUDY.model.startswith(f"{MODELS_DIR}/tiny-"):
-        return STUDY.model
+def model_dir(model):
+    """Folder of a model (as the config names it) that this workflow builds itself (a converted
+    offline backbone, tiny test models); None for any other."""
+    if model in SHORT_NAMES:
+        return SHORT_NAMES[model]
+    if model.startswith(f"{MODELS_DIR}/tiny-"):
+        return model
     return None
+
+
+def model_dirs():
+    """The folders of the study's models that this workflow builds, in the config's order."""
+    return [folder for folder in map(model_dir, STUDY.models) if folder]
+
+
+def model_arg(wildcards):
+    """A run's `--model`: the folder this workflow builds, else the model as the config names it."""
+    model = MODELS[wildcards.model]
+    return model_dir(model) or model
+
+
+def run_resources(wildcards):
+    """The resources of a run's job: its model's (resources, then by_model's)."""
+    return STUDY.resources_for(MODELS[wildcards.model])
 
 
 def data_dir_args():
@@ -164,15 +264,18 @@ def study_outputs():
         f"{RESULTS}/figures/methods.png",
         # the training jobs' costs (a study that reads runs_dir trains nothing: no costs)
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
+        # the advantage at each step budget, for a study whose runs record budgets
+        *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]
 
 
 def runs_at_once():
-    """How many training jobs run side by side: the cores over a training job's threads."""
+    """How many training jobs run side by side: the cores over a training job's threads (the
+    fewest of any model's jobs)."""
     threads = workflow.resource_settings.overwrite_threads.get(
-        "train", STUDY.resources.get("threads", 2)
+        "train", min(STUDY.resources_for(model)["threads"] for model in STUDY.models)
     )
     threads = int(getattr(threads, "value", threads))
     return max(1, (workflow.resource_settings.cores or 1) // max(1, threads))

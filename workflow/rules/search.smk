@@ -14,15 +14,15 @@ if not STUDY.runs_dir:
             run_path("logs/search", ".log", *RUN_WILDCARDS),
         conda:
             "../envs/promptworth.yaml"
-        threads: STUDY.resources.get("threads", 2)
+        threads: lambda wildcards: run_resources(wildcards)["threads"]
         resources:
-            mem_mb=STUDY.resources.get("mem_mb", 5000),
+            mem_mb=lambda wildcards: run_resources(wildcards)["mem_mb"],
             # minutes: a search fine-tunes a few candidates, each a whole run
-            runtime=lambda wc, attempt: STUDY.resources.get("runtime", 60) * attempt,
-            gpu=STUDY.resources.get("gpus", 0),
-            gpus=STUDY.resources.get("gpus", 0),
+            runtime=lambda wc, attempt: run_resources(wc)["runtime"] * attempt,
+            gpu=lambda wildcards: run_resources(wildcards)["gpus"],
+            gpus=lambda wildcards: run_resources(wildcards)["gpus"],
         params:
-            model=model_dir() or STUDY.model,
+            model=model_arg,
             split_dir=split_dir_of,
             template=template_args,
             training=method_training_args,

@@ -1,4 +1,4 @@
-# One training run per (task, method, size, data seed, train seed).
+# One training run per (model, task, method, size, data seed, train seed).
 
 
 # With runs_dir the analysis reads existing records: nothing may train, not even when forced.
@@ -15,16 +15,16 @@ if not STUDY.runs_dir:
             benchmark_file(*RUN_WILDCARDS)
         conda:
             "../envs/promptworth.yaml"
-        threads: STUDY.resources.get("threads", 2)
+        threads: lambda wildcards: run_resources(wildcards)["threads"]
         resources:
-            mem_mb=STUDY.resources.get("mem_mb", 5000),
+            mem_mb=lambda wildcards: run_resources(wildcards)["mem_mb"],
             # minutes; a run retried after hitting its time limit gets more time on each attempt
-            runtime=lambda wc, attempt: STUDY.resources.get("runtime", 60) * attempt,
+            runtime=lambda wc, attempt: run_resources(wc)["runtime"] * attempt,
             # the SLURM plugin's sbatch reads `gpu`, the srun inside the job `gpus`
-            gpu=STUDY.resources.get("gpus", 0),
-            gpus=STUDY.resources.get("gpus", 0),
+            gpu=lambda wildcards: run_resources(wildcards)["gpus"],
+            gpus=lambda wildcards: run_resources(wildcards)["gpus"],
         params:
-            model=model_dir() or STUDY.model,
+            model=model_arg,
             split_dir=split_dir_of,
             template=template_args,
             training=method_training_args,
@@ -32,6 +32,8 @@ if not STUDY.runs_dir:
             search=lambda wc, input: (
                 ["--search", input.search] if searches(wc.method) else []
             ),
+            # a method of the lr_grid trains at the rate it chose (rule select_lr)
+            lr=lr_args,
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit
@@ -45,7 +47,7 @@ if not STUDY.runs_dir:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
-            "{params.search:q} "
+            "{params.search:q} {params.lr:q} "
             "--threads {threads} "
             "--no-progress --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total}"
@@ -58,9 +60,9 @@ rule runs:
 
 
 rule prepare:
-    """The model and every split the runs read (a target: `snakemake prepare`). Built in a run of
+    """The models and every split the runs read (a target: `snakemake prepare`). Built in a run of
     its own before resuming a study, since inputs a run creates would make every record downstream
     of them rerun, ancient or not."""
     input:
-        *([model_dir()] if model_dir() else []),
-        *sorted({split_manifest(r.task, r.size, r.data_seed) for r in RUNS}),
+        model_dirs(),
+        *sorted({split_manifest(r.task, r.size, r.data_seed) for r in [*RUNS, *PILOTS]}),

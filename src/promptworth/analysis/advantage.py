@@ -14,7 +14,8 @@ treatment needs to reach the same test score. With the defaults this is their pu
 6. error bar: the standard deviation (``ddof=0``) of the advantage recomputed leaving out one
    run of each method involved, over all combinations.
 
-Everything here is pure: tidy tables in, numbers and small dataclasses out.
+Each model's runs make curves of their own: a table of several models gives an advantage per
+(model, task). Everything here is pure: tidy tables in, numbers and small dataclasses out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from promptworth.analysis.results import check_number_column, first_line
 from promptworth.errors import PromptworthError
 
 TIDY_COLUMNS = ("task", "method", "train_size", "seed", "score")
+# optional: a table without it holds one model's runs (read as the model "")
+MODEL = "model"
 REDUCTIONS = ("max", "mean", "median")
 X_SCALES = ("linear", "log")
 WINDOWS = ("overlap", "full")
@@ -89,8 +92,10 @@ class Curve:
 
 @dataclass(frozen=True)
 class AdvantageResult:
-    """One comparison on one task. ``reason`` says why ``advantage`` or ``std`` is NaN ("" if not)."""
+    """One comparison on one task of one model. ``reason`` says why ``advantage`` or ``std`` is
+    NaN ("" if not)."""
 
+    model: str
     task: str
     treatment: str
     baseline: str
@@ -129,8 +134,9 @@ class AdvantageResult:
 
 
 def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
-    """The tidy columns with the right types; NaN scores dropped (a missing value is no run),
-    a missing, negative or fractional train_size or an infinite number is an error."""
+    """The tidy columns with the right types, and a ``model`` column ("" where the table has
+    none); NaN scores dropped (a missing value is no run), a missing, negative or fractional
+    train_size or an infinite number is an error."""
     missing = [c for c in TIDY_COLUMNS if c not in frame.columns]
     if missing:
         raise PromptworthError(f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(TIDY_COLUMNS)}")
@@ -142,6 +148,7 @@ def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     out["task"] = out["task"].astype(str)
     out["method"] = out["method"].astype(str)
     out["seed"] = out["seed"].astype(str)
+    out[MODEL] = out[MODEL].fillna("").astype(str) if MODEL in out.columns else ""
     try:
         out["train_size"] = pd.to_numeric(out["train_size"], errors="raise")
         out["score"] = pd.to_numeric(out["score"], errors="raise")
@@ -164,27 +171,29 @@ def check_tidy(frame: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     return out
 
 
-RUN_KEY = ["task", "method", "train_size", "seed"]
+RUN_KEY = [MODEL, "task", "method", "train_size", "seed"]
 
 
 def first_duplicate_run(frame: pd.DataFrame) -> pd.Series | None:
-    """The first row whose (task, method, train_size, seed) another row has too, or None."""
-    duplicated = frame.duplicated(RUN_KEY, keep=False)
+    """The first row whose (model, task, method, train_size, seed) another row has too, or None
+    (a table without a model column holds one model)."""
+    duplicated = frame.duplicated([c for c in RUN_KEY if c in frame.columns], keep=False)
     return frame[duplicated].iloc[0] if duplicated.any() else None
 
 
 def check_unique_runs(frame: pd.DataFrame) -> None:
-    """One run per (task, method, train_size, seed): curves need it."""
+    """One run per (model, task, method, train_size, seed): curves need it."""
     first = first_duplicate_run(frame)
     if first is not None:
+        model = f" of model {first[MODEL]!r}" if first.get(MODEL) else ""
         raise PromptworthError(
-            f"several runs of {first['method']!r} on {first['task']!r} share train_size "
-            f"{first['train_size']} and seed {first['seed']!r} (several models or templates? filter first)"
+            f"several runs of {first['method']!r}{model} on {first['task']!r} share train_size "
+            f"{first['train_size']} and seed {first['seed']!r} (several templates? filter first)"
         )
 
 
 def run_matrix(runs: pd.DataFrame) -> pd.DataFrame:
-    """Scores of one method on one task: one row per size (increasing), one column per seed."""
+    """Scores of one method on one task of one model: one row per size (increasing), one column per seed."""
     check_unique_runs(runs)
     matrix = runs.pivot(index="train_size", columns="seed", values="score").sort_index()
     return matrix.astype(float)
@@ -316,6 +325,7 @@ def compare(
     baseline: str,
     options: AdvantageOptions = AdvantageOptions(),
     task: str = "",
+    model: str = "",
 ) -> AdvantageResult:
     """Advantage of ``treatment`` over ``baseline`` from run matrices (see :func:`run_matrix`).
 
@@ -347,7 +357,7 @@ def compare(
         note = f"{len(loo) - len(finite)} of {len(loo)} leave-one-out estimates undefined, std over the rest"
         reason = f"{reason}; {note}" if reason else note
     return AdvantageResult(
-        task=task, treatment=treatment, baseline=baseline, advantage=advantage, std=std,
+        model=model, task=task, treatment=treatment, baseline=baseline, advantage=advantage, std=std,
         window_lo=float(window[0]), window_hi=float(window[1]),
         n_runs_treatment=len(seeds[treatment]), n_runs_baseline=len(seeds[baseline]), n_loo=len(finite),
         reduction=options.reduction, x_scale=options.x_scale, window=options.window,
@@ -355,7 +365,8 @@ def compare(
     )
 
 
-def _check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+def check_log_sizes(runs: pd.DataFrame, options: AdvantageOptions) -> None:
+    """The log x scale interpolates in log size: a zero-shot run (size 0) has none."""
     if options.x_scale == "log" and (runs["train_size"] <= 0).any():
         raise PromptworthError("the log x scale needs positive training-set sizes (drop the zero-shot runs)")
 
@@ -367,7 +378,8 @@ def advantage_table(
     options: AdvantageOptions = AdvantageOptions(),
     tasks: Iterable[str] | None = None,
 ) -> list[AdvantageResult]:
-    """One :class:`AdvantageResult` per task (in first-seen order) of a tidy results table.
+    """One :class:`AdvantageResult` per model and task (each in first-seen order; per model, the
+    tasks it has runs of) of a tidy results table.
 
     A task lacking one of the methods gets NaN with the reason; a method absent from the whole
     table, or a requested task absent from it, is an error.
@@ -387,25 +399,28 @@ def advantage_table(
     if absent:
         raise PromptworthError(f"task(s) {', '.join(absent)} not in the results; tasks present: {', '.join(all_tasks)}")
     out = []
-    for task in chosen:
-        rows = tidy[(tidy["task"] == task) & tidy["method"].isin(needed)]
-        _check_log_sizes(rows, options)
-        matrices = {m: run_matrix(rows[rows["method"] == m]) for m in needed if (rows["method"] == m).any()}
-        missing = [m for m in needed if m not in matrices]
-        if missing:
-            out.append(_undefined(task, treatment, baseline, matrices, options, f"no runs of {', '.join(missing)}"))
-            continue
-        out.append(compare(matrices, treatment, baseline, options, task=task))
+    for model, of_model in tidy.groupby(MODEL, sort=False):
+        for task in (t for t in chosen if (of_model["task"] == t).any()):
+            rows = of_model[(of_model["task"] == task) & of_model["method"].isin(needed)]
+            check_log_sizes(rows, options)
+            matrices = {m: run_matrix(rows[rows["method"] == m]) for m in needed if (rows["method"] == m).any()}
+            missing = [m for m in needed if m not in matrices]
+            if missing:
+                reason = f"no runs of {', '.join(missing)}"
+                out.append(_undefined(str(model), task, treatment, baseline, matrices, options, reason))
+                continue
+            out.append(compare(matrices, treatment, baseline, options, task=task, model=str(model)))
     return out
 
 
 def _undefined(
-    task: str, treatment: str, baseline: str, matrices: dict[str, pd.DataFrame], options: AdvantageOptions, reason: str
+    model: str, task: str, treatment: str, baseline: str, matrices: dict[str, pd.DataFrame], options: AdvantageOptions,
+    reason: str,
 ) -> AdvantageResult:
     n_t = matrices[treatment].shape[1] if treatment in matrices else 0
     n_b = matrices[baseline].shape[1] if baseline in matrices else 0
     return AdvantageResult(
-        task=task, treatment=treatment, baseline=baseline, advantage=math.nan, std=math.nan,
+        model=model, task=task, treatment=treatment, baseline=baseline, advantage=math.nan, std=math.nan,
         window_lo=math.nan, window_hi=math.nan, n_runs_treatment=n_t, n_runs_baseline=n_b, n_loo=0,
         reduction=options.reduction, x_scale=options.x_scale, window=options.window,
         levels=options.levels, reason=reason,

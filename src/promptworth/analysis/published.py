@@ -4,7 +4,7 @@ LM-BFF's rows are ways of using a model (majority class, zero-shot prompt, in-co
 fine-tuning with a head, prompt-based fine-tuning, with demonstrations, with an automatic template,
 fine-tuning on the full training set); each is one of our methods at the K-shot size, or at the
 full-data size (``sizes: [16, all]`` of a kshot study). Methods with no row of theirs follow as rows
-of our own. The published numbers (roberta-large, K = 16, mean (std) over the 5 splits) are
+of our own. Each row is filled per model (a ``model`` column) where the runs are of several. The published numbers (roberta-large, K = 16, mean (std) over the 5 splits) are
 ``lmbff_table3.csv``, transcribed from ``../shared/reference/README.md`` (a test keeps them equal).
 
 Per row the table also states what it cost here: the summed process time of its runs (a run's
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promptworth.analysis.advantage import check_tidy, check_unique_runs
+from promptworth.analysis.advantage import MODEL, check_tidy, check_unique_runs
 from promptworth.analysis.tables import MISSING, format_score, grid_latex, markdown
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import display_order
 
 PUBLISHED_FILE = Path(__file__).with_name("lmbff_table3.csv")
-COLUMNS = ("row", "label", "method", "setting", "task", "metric", "n_runs", "mean", "std", "published_mean",
+COLUMNS = ("row", "label", "method", "model", "setting", "task", "metric", "n_runs", "mean", "std", "published_mean",
            "published_std", "process_s")
 
 
@@ -87,7 +87,7 @@ def lmbff_rows(methods_run: list[tuple[str, str]]) -> list[Row]:
 
 
 def published_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
-    """Long table: per row and task, our mean and std over runs, LM-BFF's, and our runs' time."""
+    """Long table: per row, model and task, our mean and std over runs, LM-BFF's, and our runs' time."""
     tidy = check_tidy(results)
     check_unique_runs(tidy)
     tidy = tidy.assign(setting=_settings(tidy))
@@ -102,28 +102,31 @@ def published_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
         seconds = seconds + tidy["search_s"].fillna(0.0)
     tidy = tidy.assign(cost_s=seconds)
     rows = []
-    for row in lmbff_rows(runs_seen):
-        for task in dict.fromkeys(tidy["task"]):
-            runs = tidy[(tidy["task"] == task) & (tidy["method"] == row.method) & (tidy["setting"] == row.setting)]
-            scores = runs["score"].to_numpy(dtype=float)
-            mean, std = theirs.get((row.key, task), (math.nan, math.nan))
-            rows.append({
-                "row": row.key, "label": row.label, "method": row.method, "setting": row.setting, "task": task,
-                "metric": "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))),
-                "n_runs": len(scores), "mean": float(np.mean(scores)) if len(scores) else math.nan,
-                "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan,
-                "published_mean": mean, "published_std": std,
-                "process_s": float(runs["cost_s"].sum()) if len(runs) else math.nan,
-            })
+    models, tasks = list(dict.fromkeys(tidy[MODEL])), list(dict.fromkeys(tidy["task"]))
+    for row, model, task in ((r, m, t) for r in lmbff_rows(runs_seen) for m in models for t in tasks):
+        runs = tidy[(tidy["task"] == task) & (tidy[MODEL] == model) & (tidy["method"] == row.method)
+                    & (tidy["setting"] == row.setting)]
+        scores = runs["score"].to_numpy(dtype=float)
+        mean, std = theirs.get((row.key, task), (math.nan, math.nan))
+        rows.append({
+            "row": row.key, "label": row.label, "method": row.method, "model": model, "setting": row.setting,
+            "task": task,
+            "metric": "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))),
+            "n_runs": len(scores), "mean": float(np.mean(scores)) if len(scores) else math.nan,
+            "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan,
+            "published_mean": mean, "published_std": std,
+            "process_s": float(runs["cost_s"].sum()) if len(runs) else math.nan,
+        })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: LM-BFF's, then ours; per task two columns, ours and LM-BFF's; then our CPU time."""
+    """Rows: LM-BFF's, then ours, each per model; per task two columns, ours and LM-BFF's; then our
+    CPU time."""
     tasks = list(dict.fromkeys(frame["task"]))
-    header = ["row", *(f"{task} {who}" for task in tasks for who in ("ours", "LM-BFF")), "CPU h (runs)"]
+    header = ["row", "model", *(f"{task} {who}" for task in tasks for who in ("ours", "LM-BFF")), "CPU h (runs)"]
     lines = []
-    for (key, label, method), group in frame.groupby(["row", "label", "method"], sort=False):
+    for (key, label, method, model), group in frame.groupby(["row", "label", "method", "model"], sort=False):
         by_task = {r.task: r for r in group.itertuples()}
         cells = []
         for task in tasks:
@@ -133,7 +136,7 @@ def _grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         hours = group["process_s"].sum(min_count=1) / 3600
         cost = MISSING if not runs or math.isnan(hours) else f"{hours:.2f} ({runs})"
         name = label if not key else f"{label} (`{method}`)" if method else f"{label} (no method here)"
-        lines.append([name, *cells, cost])
+        lines.append([name, str(model), *cells, cost])
     return header, lines
 
 
@@ -142,4 +145,4 @@ def published_markdown(frame: pd.DataFrame) -> str:
 
 
 def published_latex(frame: pd.DataFrame) -> str:
-    return grid_latex(*_grid(frame), text_columns=1, label_columns=1)
+    return grid_latex(*_grid(frame), text_columns=2, label_columns=2)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth import records
+from promptworth.records import read_record
 from promptworth.data.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import builtin_methods
@@ -30,6 +31,18 @@ NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
                   "search_s", "flops", "trainable_params", "total_params", "step_s", "peak_rss_gb"}
+# ``score_at_<B>``: the test score a run records at its step budget B (the record's ``budgets``)
+BUDGET_PREFIX = "score_at_"
+
+
+def budget_column(steps: int) -> str:
+    return f"{BUDGET_PREFIX}{steps}"
+
+
+def budget_columns(columns: Iterable[str]) -> list[str]:
+    """The ``score_at_<B>`` columns among ``columns``, by increasing budget."""
+    found = [c for c in columns if c.startswith(BUDGET_PREFIX) and c[len(BUDGET_PREFIX):].isdigit()]
+    return sorted(found, key=lambda c: int(c[len(BUDGET_PREFIX):]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,19 +64,6 @@ def find_run_files(paths: Iterable[str | Path]) -> list[Path]:
     if not unique:
         raise PromptworthError(f"no run JSON files found in {', '.join(map(str, paths))}")
     return unique
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """One run record, read and checked (:func:`promptworth.records.check`)."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptworthError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise PromptworthError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except RecursionError:
-        raise PromptworthError(f"{path}: nested too deeply to be a run record") from None
-    return records.check(record, str(path))
 
 
 def first_line(exc: BaseException) -> str:
@@ -108,6 +108,8 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name, value in record["test"].items():
         row[f"test_{name}"] = _number(value)
+    for budget in record.get("budgets") or []:
+        row[budget_column(budget["steps"])] = _number(budget["score"])
     return row
 
 
@@ -196,7 +198,7 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     for column in ("data_seed", "best_step", "trainable_params", "total_params"):  # integers that may be missing
         table[column] = pd.array([None if pd.isna(v) else int(v) for v in table[column]], dtype="Int64")
     test_columns = sorted(c for c in table.columns if c.startswith("test_"))
-    table = table[[*BASE_COLUMNS, *test_columns]]
+    table = table[[*BASE_COLUMNS, *budget_columns(table.columns), *test_columns]]
     table = table.sort_values(["task", "method", "model", "template_name", "train_size", "seed"], kind="stable")
     return table.reset_index(drop=True)
 
@@ -232,7 +234,7 @@ def read_table(path: str | Path, required: Iterable[str] = ("task", "method", "t
 
 
 def _is_number_column(name: str) -> bool:
-    return name in NUMBER_COLUMNS or name.startswith("test_")
+    return name in NUMBER_COLUMNS or name.startswith(("test_", BUDGET_PREFIX))
 
 
 def check_numbers(table: pd.DataFrame, source: str) -> None:

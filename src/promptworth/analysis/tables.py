@@ -1,5 +1,6 @@
 """Tables of the analysis: data advantage per task with error bars, LM-BFF-style scores, and the
-methods side by side (what trains, what a step costs, the scores).
+methods side by side (what trains, what a step costs, the scores), each per model (a ``model``
+column; the rows of several models interleave, the model innermost).
 
 Each comes as a long CSV (numbers at full precision, for machines), a markdown table and a LaTeX
 ``tabular`` (rounded, for people). The markdown parses back with :func:`parse_markdown`.
@@ -14,17 +15,19 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from promptworth.analysis.advantage import AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs
+from promptworth.analysis.advantage import (
+    MODEL, AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs,
+)
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 ADVANTAGE_COLUMNS = (
-    "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
+    "model", "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
     "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
 )
-LMBFF_COLUMNS = ("task", "train_size", "method", "metric", "n_runs", "mean", "std")
-METHODS_COLUMNS = ("method", "objective", "tuning", "strategy", "trainable_params", "total_params", "share",
+LMBFF_COLUMNS = ("task", "train_size", "model", "method", "metric", "n_runs", "mean", "std")
+METHODS_COLUMNS = ("method", "model", "objective", "tuning", "strategy", "trainable_params", "total_params", "share",
                    "step_s", "peak_rss_gb", "task", "train_size", "n_runs", "mean", "std")
 
 
@@ -160,13 +163,13 @@ def advantage_frame(results: Sequence[AdvantageResult]) -> pd.DataFrame:
 
 
 def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: comparisons; columns: tasks (first-seen order), as in the paper's table."""
+    """Rows: comparisons, each per model; columns: tasks (first-seen order), as in the paper's table."""
     tasks = list(dict.fromkeys(frame["task"]))
-    header = ["comparison", *tasks]
+    header = ["comparison", "model", *tasks]
     rows = []
-    for (treatment, baseline), group in frame.groupby(["treatment", "baseline"], sort=False):
+    for (treatment, baseline, model), group in frame.groupby(["treatment", "baseline", "model"], sort=False):
         by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", *(by_task.get(t, MISSING) for t in tasks)])
+        rows.append([f"{treatment} vs {baseline}", str(model), *(by_task.get(t, MISSING) for t in tasks)])
     return header, rows
 
 
@@ -175,7 +178,7 @@ def advantage_markdown(frame: pd.DataFrame) -> str:
 
 
 def advantage_latex(frame: pd.DataFrame) -> str:
-    return grid_latex(*_advantage_grid(frame))
+    return grid_latex(*_advantage_grid(frame), text_columns=2, label_columns=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,36 +186,42 @@ def advantage_latex(frame: pd.DataFrame) -> str:
 
 
 def lmbff_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
-    """Long table of mean and std (``ddof=0``, numpy's default) of the score over runs."""
+    """Long table of mean and std (``ddof=0``, numpy's default) of the score over runs, per task,
+    size, model and method."""
     tidy = check_tidy(results)
     check_unique_runs(tidy)
     if "metric" not in tidy.columns:
         tidy = tidy.assign(metric="")
-    grouped = tidy.groupby(["task", "train_size", "method"], sort=False)
+    grouped = tidy.groupby(["task", "train_size", MODEL, "method"], sort=False)
     rows = []
-    for (task, size, method), group in grouped:
+    for (task, size, model, method), group in grouped:
         scores = group["score"].to_numpy(dtype=float)
         rows.append({
-            "task": task, "train_size": int(size), "method": method,
+            "task": task, "train_size": int(size), "model": model, "method": method,
             "metric": "/".join(dict.fromkeys(map(str, group["metric"].fillna("")))),
             "n_runs": len(scores), "mean": float(np.mean(scores)),
             "std": float(np.std(scores, ddof=ddof)) if len(scores) > 1 else math.nan,
         })
     frame = pd.DataFrame(rows, columns=list(LMBFF_COLUMNS))
-    task_order = {t: i for i, t in enumerate(dict.fromkeys(tidy["task"]))}
-    return frame.sort_values(["task", "train_size"], key=lambda s: s.map(task_order) if s.name == "task" else s,
+    order = {"task": _first_seen(tidy["task"]), "model": _first_seen(tidy[MODEL])}
+    return frame.sort_values(["task", "train_size", "model"], key=lambda s: s.map(order[s.name]) if s.name in order else s,
                              kind="stable").reset_index(drop=True)
 
 
+def _first_seen(values: pd.Series) -> dict[str, int]:
+    """Each value's rank in the order the values first appear."""
+    return {value: i for i, value in enumerate(dict.fromkeys(values))}
+
+
 def _lmbff_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: (task, size); columns: methods (first-seen order); cells ``mean (std)`` x 100."""
+    """Rows: (task, size, model); columns: methods (first-seen order); cells ``mean (std)`` x 100."""
     seen = list(dict.fromkeys(frame["method"]))
     methods = table_order(seen)
-    header = ["task", "train_size", *methods]
+    header = ["task", "train_size", "model", *methods]
     rows = []
-    for (task, size), group in frame.groupby(["task", "train_size"], sort=False):
+    for (task, size, model), group in frame.groupby(["task", "train_size", "model"], sort=False):
         by_method = {r.method: format_score(r.mean, r.std) for r in group.itertuples()}
-        rows.append([str(task), str(size), *(by_method.get(m, MISSING) for m in methods)])
+        rows.append([str(task), str(size), str(model), *(by_method.get(m, MISSING) for m in methods)])
     return header, rows
 
 
@@ -221,7 +230,7 @@ def lmbff_markdown(frame: pd.DataFrame) -> str:
 
 
 def lmbff_latex(frame: pd.DataFrame) -> str:
-    return grid_latex(*_lmbff_grid(frame), text_columns=2, label_columns=2)
+    return grid_latex(*_lmbff_grid(frame), text_columns=3, label_columns=3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,18 +250,22 @@ def _one_text(values: pd.Series | None) -> str:
 
 
 def methods_frame(results: pd.DataFrame, ddof: int = 0) -> pd.DataFrame:
-    """Long table: per method, its parts and strategy, seconds per training step and peak memory
-    (medians over all its runs); per task and training size, the median trainable and total
-    parameters, the share of the model that trains, and the mean and std of the score."""
+    """Long table: per method and model, the method's parts and strategy, seconds per training
+    step and peak memory (medians over all its runs on that model); per task and training size,
+    the median trainable and total parameters, the share of the model that trains, and the mean
+    and std of the score."""
     tidy = check_tidy(results)
     check_unique_runs(tidy)
     rows = []
-    for method in table_order(list(dict.fromkeys(tidy["method"]))):
-        runs = tidy[tidy["method"] == method]
+    models = list(dict.fromkeys(tidy[MODEL]))
+    for method, model in ((m, n) for m in table_order(list(dict.fromkeys(tidy["method"]))) for n in models):
+        runs = tidy[(tidy["method"] == method) & (tidy[MODEL] == model)]
+        if runs.empty:
+            continue
         objective, tuning = _one_text(runs.get("objective")), _one_text(runs.get("tuning"))
         known_parts = objective and tuning and "/" not in objective + tuning
         facts = {
-            "method": method, "objective": objective, "tuning": tuning,
+            "method": method, "model": model, "objective": objective, "tuning": tuning,
             "strategy": MethodSpec(method, objective, tuning).strategy if known_parts else "",
             "step_s": _median(runs.get("step_s")), "peak_rss_gb": _median(runs.get("peak_rss_gb")),
         }
@@ -294,15 +307,16 @@ def _span(values: pd.Series, show: Callable[[float], str]) -> str:
 
 
 def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: methods; columns: the facts, then one score column per (task, size)."""
+    """Rows: methods, each per model; columns: the facts, then one score column per (task, size)."""
     groups = list(dict.fromkeys(zip(frame["task"], frame["train_size"])))
-    header = ["method", "strategy", "trains", "share", "step s", "peak GB", *(f"{t} ({n})" for t, n in groups)]
+    header = ["method", "model", "strategy", "trains", "share", "step s", "peak GB",
+              *(f"{t} ({n})" for t, n in groups)]
     rows = []
-    for method, runs in frame.groupby("method", sort=False):
+    for (method, model), runs in frame.groupby(["method", "model"], sort=False):
         first = runs.iloc[0]
         scores = {(r.task, r.train_size): format_score(r.mean, r.std) for r in runs.itertuples()}
         rows.append([
-            str(method), first.strategy or MISSING, _span(runs["trainable_params"], format_count),
+            str(method), str(model), first.strategy or MISSING, _span(runs["trainable_params"], format_count),
             _span(runs["share"], format_share),
             MISSING if _is_nan(first.step_s) else f"{first.step_s:.2f}",
             MISSING if _is_nan(first.peak_rss_gb) else f"{first.peak_rss_gb:.1f}",
@@ -316,7 +330,7 @@ def methods_markdown(frame: pd.DataFrame) -> str:
 
 
 def methods_latex(frame: pd.DataFrame) -> str:
-    return grid_latex(*_methods_grid(frame), text_columns=4, label_columns=2)
+    return grid_latex(*_methods_grid(frame), text_columns=5, label_columns=3)
 
 
 # ---------------------------------------------------------------------------------------------

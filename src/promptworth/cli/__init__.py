@@ -23,9 +23,9 @@ VERB_MODULE = {
     "kshot": "data", "split": "data", "tasks": "data",
     "progress": "study", "unlock-stale": "study", "pool": "study",
     "tiny-model": "models", "methods": "models",
-    "train": "train", "search": "train", "convert-model": "train", "worker": "train",
+    "train": "train", "search": "train", "select-lr": "train", "convert-model": "train", "worker": "train",
     "aggregate": "analysis", "advantage": "analysis", "import-lescao": "analysis", "tables": "analysis",
-    "figures": "analysis", "lmbff-table": "analysis",
+    "figures": "analysis", "budgets": "analysis", "lmbff-table": "analysis",
     "costs": "costs",
     "docs": "docs",
 }

@@ -1,5 +1,5 @@
 """Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``,
-``lmbff-table``.
+``budgets``, ``lmbff-table``.
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
 rename), so a bad input leaves nothing behind. See ``docs/analysis.md``.
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "adds the study-level MFU to the compute line")
     agg.set_defaults(handler=run_aggregate)
 
-    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per task")
+    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per model and task")
     adv.add_argument("results", type=Path, metavar="RESULTS_CSV")
     adv.add_argument("--treatment", default=DEFAULT_TREATMENT, help="method whose worth is measured (default: %(default)s)")
     adv.add_argument("--baseline", default=DEFAULT_BASELINE, help="method it is compared with (default: %(default)s)")
@@ -60,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig.add_argument("--baseline", default=DEFAULT_BASELINE, help="(default: %(default)s)")
     _add_options(fig)
     fig.set_defaults(handler=run_figures)
+
+    bud = subparsers.add_parser(
+        "budgets", help="the data advantage at each step budget the runs record (training.budgets) and at "
+                        "convergence: advantage_by_budget.{csv,md} and scores_by_budget.csv, and budgets.png/.pdf")
+    bud.add_argument("results", type=Path, metavar="RESULTS_CSV")
+    bud.add_argument("--tables-dir", type=Path, required=True, help="folder of the tables")
+    bud.add_argument("--figures-dir", type=Path, required=True, help="folder of the figure")
+    bud.add_argument("--comparisons", nargs="+", metavar="TREATMENT:BASELINE",
+                     help=f"default: {' '.join(DEFAULT_COMPARISONS)} (those whose methods are in the results); "
+                     "the figure shows the first")
+    _add_options(bud)
+    bud.set_defaults(handler=run_budgets)
 
     paper = subparsers.add_parser(
         "lmbff-table", help="LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
@@ -130,8 +142,8 @@ def _fmt(value: float, digits: int = 0) -> str:
 
 
 def format_results(results: list[AdvantageResult]) -> str:
-    header = ["task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
-    rows = [[r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
+    header = ["model", "task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
+    rows = [[r.model, r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
              f"[{_fmt(r.window_lo, 4)}, {_fmt(r.window_hi, 4)}]", r.n_runs, r.reason] for r in results]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *rows]]
@@ -203,6 +215,33 @@ def run_figures(args: argparse.Namespace) -> int:
 
     written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
     print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
+    return 0
+
+
+def run_budgets(args: argparse.Namespace) -> int:
+    from promptworth.analysis.budgets import (
+        advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget,
+    )
+    from promptworth.analysis.plots import save_figure
+    from promptworth.outputs import write_files
+
+    table = _results(args)
+    comparisons = _comparisons(args, table)
+    frame = advantage_by_budget(table, comparisons, _options(args))
+    texts = {"advantage_by_budget.csv": frame.to_csv(index=False),
+             "advantage_by_budget.md": advantage_by_budget_markdown(frame),
+             "scores_by_budget.csv": scores_by_budget(table).to_csv(index=False)}
+    figure = budgets_figure(frame, comparisons[0])
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    # everything is computed first; the figure (its drawing can fail) is written before the tables
+    written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
+    written += write_files(args.tables_dir, write)
+    budgets = ", ".join(dict.fromkeys(frame["budget"].astype(str)))
+    print(f"[promptworth] advantage at budgets {budgets}: {len(written)} files -> {args.tables_dir}, {args.figures_dir}")
     return 0
 
 

@@ -49,7 +49,7 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
     rows = []
     for spec in method_specs.BUILTINS:
         row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "extras": list(spec.extras),
-               "strategy": spec.strategy,
+               "strategy": spec.strategy, "size_zero": spec.runs_at_size_zero,
                "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
                "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
         rows.append(row)

@@ -1,5 +1,6 @@
 """Training verbs: ``train`` (one run -> one run record), ``search`` (a search method's label words or
-template -> its result file), ``worker`` (a long-lived process of a
+template -> its result file), ``select-lr`` (a study's pilot runs -> the learning rate chosen on
+dev), ``worker`` (a long-lived process of a
 ``promptworth pool`` that trains the runs handed to it) and ``convert-model`` (an offline
 backbone's GGUF -> safetensors)."""
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from promptworth import records
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, models, train_config
+from promptworth.training import lr_grid, method_specs, models, train_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--search", type=Path,
                      help="the result file of a search (promptworth search) that a method with the extra autowords "
                      "or autotemplate applies; the record cites it")
+    run.add_argument("--learning-rate-from", type=Path, metavar="FILE",
+                     help="train at the learning rate a selection file (promptworth select-lr) chose for this task, "
+                     "method and model; the record cites it (not with --learning-rate)")
     run.add_argument("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)")
     run.add_argument("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")
     # set by a pool's worker: when the run's client process started, minus the worker's start-up
@@ -48,6 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "generator; default: the offline pool of the task's templates with other phrases)")
     train_config.add_arguments(search)
     search.set_defaults(handler=run_search)
+
+    select = subparsers.add_parser(
+        "select-lr",
+        help="choose a method's learning rate from the dev scores of its pilot runs (a study's lr_grid)",
+        description="Read the run records of a method's pilot runs (one per learning rate, pilot split and train "
+        f"seed) and choose its learning rate: {lr_grid.RULE}. Writes a JSON selection file (every rate's dev "
+        "scores and mean, the choice, the rule, the records' paths and sha256) that `promptworth train "
+        "--learning-rate-from FILE` applies.",
+    )
+    select.add_argument("records", nargs="+", type=Path, metavar="RECORD", help="the pilot runs' records")
+    select.add_argument("--task", required=True, help="the task every pilot run trained on")
+    select.add_argument("--method", required=True, help="the method every pilot run trained")
+    select.add_argument("--size", required=True, type=training_size,
+                        help="the pilot splits' training-set size (their folders are <size>-<data seed>)")
+    select.add_argument("--rates", nargs="+", type=float, metavar="RATE",
+                        help="the grid: every record's rate must be one of these, and each must have its pilot runs")
+    select.add_argument("--out", type=Path, required=True, help="the selection file (JSON) to write")
+    select.set_defaults(handler=run_select_lr)
 
     worker = subparsers.add_parser(
         "worker",
@@ -104,6 +126,15 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise PromptworthError(f"--threads must be 0 (torch's default) or a positive number, got {args.threads}")
     if getattr(args, "test_limit", None) is not None and args.test_limit < 1:
         raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
+    if getattr(args, "learning_rate_from", None) is not None and args.learning_rate is not None:
+        raise PromptworthError("give --learning-rate or --learning-rate-from (the rate a selection file chose), not both")
+
+
+def training_size(text: str) -> int | str:
+    """A training-set size argument (imports the splits module only when it is given)."""
+    from promptworth.data.splits import parse_size
+
+    return parse_size(text)
 
 
 def option_value(text: str) -> int | float | str:
@@ -158,7 +189,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
         task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        started_at=args.started_at, search=args.search,
+        started_at=args.started_at, search=args.search, lr_selection=args.learning_rate_from,
     )
     # the record's folder is checked before training, not found unwritable after it
     with writable_folder(out.parent, f"the run record {out.name}"):
@@ -195,6 +226,18 @@ def run_search(args: argparse.Namespace) -> int:
     print(f"{result['task']} {result['method']} {result['model']}: {result['kind']} {chosen} "
           f"({len(result['candidates'])} candidates, {result['finetunes']} fine-tuned); "
           f"{result['wall_s']:.0f} s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_select_lr(args: argparse.Namespace) -> int:
+    from promptworth.outputs import check_output_file, write_json
+
+    out = check_output_file(args.out)
+    selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates)
+    write_json(out, selection)
+    means = ", ".join(f"{lr_grid.rate_label(r['learning_rate'])}: {r['mean_dev_score']:.4f}" for r in selection["rates"])
+    print(f"{args.task} {args.method}: learning rate {lr_grid.rate_label(selection['learning_rate'])} (mean dev {means}; "
+          f"{len(selection['runs'])} pilot runs) -> {out}", file=sys.stderr)
     return 0
 
 

@@ -28,6 +28,7 @@ from promptworth.outputs import publish_folder, staging_folder
 from promptworth.data.sources import (
     MANIFEST,
     SplitChecksums,
+    read_manifest,
     resolve_data_dir,
     sha256_file,
     split_checksums,
@@ -48,6 +49,11 @@ TEST_SUBSET_SEED = 0
 # Every seed (data or training) is in this range: numpy's RandomState, which LM-BFF's sampler
 # uses, takes no other, and torch and numpy's Generator take all of these.
 SEED_RANGE = (0, 2**32 - 1)
+# The zero-shot size: an empty training set (the dev and test sets as at every other size).
+ZERO_SHOT = 0
+SIZE_KINDS = "a non-negative integer (0: the zero-shot point, no training rows) or 'all'"
+NO_DEV_AT_ZERO = ("dev policy 'same_as_train' draws as many dev rows as training rows: size 0 would have no "
+                  "dev set; use dev policy 'fixed' with size 0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,11 +250,12 @@ def kshot(
 class LadderSpec:
     """How the splits of one task and data seed are drawn.
 
-    ``sizes`` are training-set sizes (ints, or "all": the whole pool less the dev set). They are
-    nested: each size's training set is a prefix of one seeded permutation of the pool. The dev
-    set follows ``dev_policy``: "same_as_train" (LM-BFF: as many dev rows as training rows, the
-    rows right after the training prefix) or "fixed" (Le Scao & Rush: ``dev_size`` rows drawn
-    first, shared by every size of this seed).
+    ``sizes`` are training-set sizes (ints, or "all": the whole pool less the dev set; 0: no
+    training rows, the zero-shot point of a curve). They are nested: each size's training set is
+    a prefix of one seeded permutation of the pool. The dev set follows ``dev_policy``:
+    "same_as_train" (LM-BFF: as many dev rows as training rows, the rows right after the training
+    prefix; none at size 0, so not with size 0) or "fixed" (Le Scao & Rush: ``dev_size`` rows
+    drawn first, shared by every size of this seed, size 0 included).
     """
 
     sizes: tuple[int | str, ...]
@@ -262,8 +269,8 @@ class LadderSpec:
         if not self.sizes:
             raise PromptworthError("no training sizes given")
         for size in self.sizes:
-            if size != ALL and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
-                raise PromptworthError(f"training size {size!r} must be a positive integer or 'all'")
+            if size != ALL and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+                raise PromptworthError(f"training size {size!r} must be {SIZE_KINDS}")
         if len(set(self.sizes)) != len(self.sizes):
             raise PromptworthError(f"duplicate training sizes in {list(self.sizes)}")
         if self.dev_policy not in DEV_POLICIES:
@@ -272,6 +279,8 @@ class LadderSpec:
             raise PromptworthError("dev policy 'fixed' needs a positive dev_size")
         if self.dev_policy == "same_as_train" and ALL in self.sizes:
             raise PromptworthError("dev policy 'same_as_train' cannot be used with size 'all'")
+        if self.dev_policy == "same_as_train" and ZERO_SHOT in self.sizes:
+            raise PromptworthError(NO_DEV_AT_ZERO)
         if self.test_limit is not None and self.test_limit <= 0:
             raise PromptworthError(f"test_limit must be positive, got {self.test_limit}")
 
@@ -283,7 +292,7 @@ def parse_size(text: str) -> int | str:
     try:
         return int(text)
     except ValueError:
-        raise PromptworthError(f"training size {text!r} must be a positive integer or 'all'") from None
+        raise PromptworthError(f"training size {text!r} must be {SIZE_KINDS}") from None
 
 
 def ladder_indices(pool_size: int, spec: LadderSpec, size: int | str) -> tuple[np.ndarray, np.ndarray]:
@@ -437,6 +446,13 @@ def _read_part(task: TaskSpec, checksums: SplitChecksums, part: str) -> datasets
 def verified_checksums(task: TaskSpec, split_dir: Path) -> SplitChecksums:
     """What the split folder's files must hash to; an error if it is not a verifiable split of ``task``."""
     return split_checksums(Path(split_dir), task.name, task.kshot_dir)
+
+
+def manifest_size(split_dir: Path) -> int | str | None:
+    """The training-set size a split folder's manifest states (None: no manifest, or none stated,
+    e.g. LM-BFF's K-shot folders, whose ``k`` counts examples per class)."""
+    manifest = read_manifest(Path(split_dir))
+    return manifest.get("size") if isinstance(manifest, dict) else None
 
 
 def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:

@@ -84,6 +84,10 @@ class Tuning:
     training: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     steps: bool = True  # False: no training step at all (the model is used as it is)
+    # True: before its first step the model computes what the pretrained model computes (nothing
+    # new, or new parameters that start at a value that changes no output), so a prompt objective
+    # can predict with it untrained: at training-set size 0 (MethodSpec.size_zero_problem)
+    unchanged_at_start: bool = False
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -99,7 +103,7 @@ _INIT = Option("init", str, "template", "start from the template's words (cycled
                choices=("template", "vocab"))
 
 TUNINGS: dict[str, Tuning] = {t.name: t for t in (
-    Tuning("full", "every weight", TRAINED_OBJECTIVES),
+    Tuning("full", "every weight", TRAINED_OBJECTIVES, unchanged_at_start=True),
     Tuning(
         "lora", "low-rank updates of the attention projections (PEFT's LoRA; its default modules per "
         "architecture); a new head too", TRAINED_OBJECTIVES,
@@ -108,12 +112,14 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
             Option("alpha", float, 16.0, "scale: the update is multiplied by alpha / r", minimum=0),
             Option("dropout", float, 0.0, "dropout on the update's input", minimum=0, maximum=1),
         ),
+        unchanged_at_start=True,  # PEFT starts the update's second factor at zero
         training={"learning_rate": 2e-3},
         source=f"chosen from 1e-4, 5e-4, 2e-3 {_CHOSEN_ON}: mean dev 0.78 (5e-4: 0.75, 1e-4: 0.63); the "
         "largest of the grid, as short training favours; Hu et al. 2021 used 4e-4 to 5e-4 for longer runs",
     ),
     Tuning(
         "bitfit", "bias terms only (linear layers of the backbone without a bias get one, at zero); a new head too", TRAINED_OBJECTIVES,
+        unchanged_at_start=True,
         training={"learning_rate": 1e-3},
         source=f"chosen from 3e-4, 1e-3, 3e-3 {_CHOSEN_ON}: mean dev 0.80 (3e-4: 0.77, 3e-3: 0.75); "
         "Ben Zaken et al. 2022 used 1e-4 to 1e-3",
@@ -122,6 +128,7 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         "fixlayers", "every weight but the embeddings and the lowest `layers` layers (LM-BFF's "
         "--fix_layers)", TRAINED_OBJECTIVES,
         options=(Option("layers", int, None, "lower layers frozen (default: half of them)", minimum=0),),
+        unchanged_at_start=True,
     ),
     Tuning(
         "softprompt", "only `tokens` vectors placed before the input (the model frozen; Lester et al. 2021)",
@@ -148,7 +155,7 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         ),
     ),
     Tuning("none", "nothing: the model is used as it is, no training step (tuning-free prompting)",
-           ("prompt", "null", "majority"), steps=False),
+           ("prompt", "null", "majority"), steps=False, unchanged_at_start=True),
     Tuning(
         "frozen", "only the new head (a probe of the frozen model)", ("head",),
         training={"learning_rate": 1e-2},
@@ -171,6 +178,7 @@ class Extra:
     # default hyperparameters (``TrainConfig`` fields) of a method with this extra, over its tuning's
     training: Mapping[str, Any] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()  # extras it does not combine with
+    needs_training_rows: bool = False  # it reads the training set (demonstrations, a search over it)
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -198,7 +206,7 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
           "demonstrations, the farthest from the query first, are dropped until the input fits max_length", PROMPT_OBJECTIVES,
           paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)",
           options=(Option("demos", int, 32, "the most demonstrations in context", minimum=1),),
-          training={"max_length": 256}, excludes=("demos",)),
+          training={"max_length": 256}, excludes=("demos",), needs_training_rows=True),
     Extra("demos", "LM-BFF's demonstrations: one training example per class (the template with its label word "
           "filled in) beside the input, sampled afresh for each input at each step; dev and test average the "
           "label log-scores over `sets` sampled sets", PROMPT_OBJECTIVES, paper="LM-BFF (Gao et al. 2021)",
@@ -209,7 +217,7 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
               Option("keep", int, 50, "sbert filter: the share (%) of each class kept", minimum=1, maximum=101),
               Option("sets", int, 4, "demonstration sets averaged at dev and test (LM-BFF: 16)", minimum=1),
           ),
-          training={"max_length": 256}, excludes=("context", "calibrate")),
+          training={"max_length": 256}, excludes=("context", "calibrate"), needs_training_rows=True),
     # LM-BFF's searches (Gao et al. 2021, section 5); their reference values are k = n = 100 and the
     # top 10 fine-tuned; the defaults here are sized for a CPU (docs/methods.md)
     Extra("autowords", "label words found by LM-BFF's search (promptworth search): the top words_k words per "
@@ -218,14 +226,14 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
           "fine-tuned and the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
           options=(Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
                    *_ranking_options("words", "assignments", 16, (100, 10))),
-          excludes=("autotemplate", "context", "demos")),
+          excludes=("autotemplate", "context", "demos"), needs_training_rows=True),
     Extra("autotemplate", "a template found by a search (promptworth search): candidates from a T5 generator "
           "(LM-BFF's, --generator) or, offline, the task's templates with other phrases before the answer "
           "slot; the templates_n best by zero-shot dev score kept, the templates_finetune best fine-tuned and "
           "the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
           options=(*_ranking_options("templates", "templates", 8, None),
                    Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1)),
-          excludes=("autowords", "context", "demos")),
+          excludes=("autowords", "context", "demos"), needs_training_rows=True),
 )}
 # The extras whose method reads a search's result file, and what the search finds.
 SEARCH_EXTRAS: dict[str, str] = {"autowords": "words", "autotemplate": "template"}
@@ -278,6 +286,25 @@ class MethodSpec:
         if self.tuning == "ptuning":
             return "prompt+LM tuning"
         return "fixed-prompt LM tuning"
+
+    def size_zero_problem(self) -> str | None:
+        """Why the method cannot run at training-set size 0 (the zero-shot point of a curve), or
+        None when it can: a prompt objective (the label words read from the LM head), a tuning
+        whose untrained model is the pretrained one, and no extra that reads training rows."""
+        if self.objective != "prompt":
+            return {"head": "its new head is untrained", "null": "its null verbalizer's words say nothing of the labels",
+                    }.get(self.objective, "only the prompt objective reads its labels from the pretrained LM head")
+        if not self.tuning_spec.unchanged_at_start:
+            return f"its tuning {self.tuning} starts with new, untrained vectors that the model reads"
+        needy = [extra for extra in self.extras if EXTRAS[extra].needs_training_rows]
+        if needy:
+            return f"its extra {needy[0]} reads training rows"
+        return None
+
+    @property
+    def runs_at_size_zero(self) -> bool:
+        """Whether the method predicts at training-set size 0, untrained (see :meth:`size_zero_problem`)."""
+        return self.size_zero_problem() is None
 
     def describe(self) -> dict[str, Any]:
         """What the run record says about the method's parts."""

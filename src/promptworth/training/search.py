@@ -30,7 +30,6 @@ fine-tuned and the best dev score wins.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from promptworth.data.sources import manifest_sha256, sha256_file
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
+from promptworth.outputs import read_output
 from promptworth.training import flops, models, prompts
 from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, MethodSpec, search_kind
 from promptworth.training.methods import SEARCHED_TEMPLATE, Chosen, Method, build_method, choice_fields, lm_parts, pad
@@ -437,7 +437,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
         torch.set_num_threads(request.threads)
     task = get_task(request.task)
     backbone = models.open_backbone(request.model)
-    rows = load_rows(request.task, request.split_dir, None)
+    rows = load_rows(request.task, request.split_dir, None, spec)
     device = pick_device()
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if e in SEARCH_EXTRAS)
@@ -478,12 +478,7 @@ def apply_result(path: Path, file_name: str, task: TaskSpec, spec: MethodSpec, m
     if kind is None:
         raise PromptworthError(f"--search {path}: method {spec.name} applies no search (it has no extra autowords "
                                "or autotemplate)")
-    try:
-        result = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PromptworthError(f"--search {path}: cannot read it as a search result: {exc}") from None
-    if not isinstance(result, dict) or result.get("format") != FORMAT:
-        raise PromptworthError(f"--search {path}: not a search result ({FORMAT}); make it with promptworth search")
+    result = read_output(path, f"--search {path}", "a search result", FORMAT, "promptworth search")
     expected = {"kind": kind, "task": task.name, "method": spec.name, "model_sha256": model_sha256,
                 "split_manifest_sha256": manifest_sha256(Path(split_dir))}
     for key, value in expected.items():

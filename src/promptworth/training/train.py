@@ -2,11 +2,13 @@
 
 Protocols: ``steps`` trains for exactly ``max_steps`` optimizer steps (LM-BFF); ``epochs`` trains
 ``epochs`` passes over the training set, clamped to ``[min_steps, max_steps]`` steps (Le Scao &
-Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to zero, gradient
-clipping. The dev set is evaluated every ``eval_every`` steps and at the end; the best state (by the
-task's primary metric, first best wins) is kept in memory and used for the test set. With
-``patience`` N, training stops early once N dev evaluations in a row have not beaten the best; the
-record's ``stopped`` says which ended the run ("patience", or "cap": the step budget).
+Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to zero (``schedule``
+constant: no decay), gradient clipping. The dev set is evaluated every ``eval_every`` steps and at
+the end; the best state (by the task's primary metric, first best wins) is kept in memory and used
+for the test set. With ``patience`` N, training stops early once N dev evaluations in a row have not
+beaten the best; the record's ``stopped`` says which ended the run ("patience", or "cap": the step
+budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
+the dev evaluations up to step B: the result of a B-step run (the record's ``budgets``).
 
 Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
 demonstrations (``Method.see_split``; a method that encodes a training example afresh at each step
@@ -19,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import random
 import resource
@@ -35,10 +36,11 @@ import numpy as np
 import torch
 
 from promptworth import __version__, records
+from promptworth.records import study_relative
 from promptworth.data.sources import manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, metrics, models, search
+from promptworth.training import flops, lr_grid, metrics, models, search
 from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
 from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
@@ -179,6 +181,21 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def constant_schedule(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The warmup, then the peak rate to the end: no step's rate depends on how long the run is."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (step + 1) / (warmup + 1) if step < warmup else 1.0)
+
+
+def learning_rate_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of ``config.schedule`` over a run planned for ``total`` steps."""
+    warmup = int(config.warmup_ratio * total)
+    if config.schedule == "constant":
+        return constant_schedule(optimizer, warmup)
+    return linear_schedule(optimizer, warmup, total)
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -245,6 +262,23 @@ def evaluate(
 
 
 @dataclass
+class BudgetResult:
+    """What a run of ``steps`` steps would have ended with: the best dev evaluation at a step up to
+    it and the test metrics of that state. ``reached``: the run trained that far (else it ended
+    before, by patience or at its cap, and this is its final result)."""
+
+    steps: int
+    best_step: int
+    dev_score: float | None
+    test: dict[str, float]
+    reached: bool
+
+    def as_record(self, metric: str) -> dict[str, Any]:
+        return {"steps": self.steps, "reached": self.reached, "best_step": self.best_step,
+                "dev_score": self.dev_score, "score": self.test.get(metric), "test": self.test}
+
+
+@dataclass
 class TrainResult:
     dev_curve: list[dict[str, float]]
     best_step: int
@@ -261,6 +295,7 @@ class TrainResult:
     eval_flops: int = 0
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
+    budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
 
 
 class _Snapshot:
@@ -294,6 +329,15 @@ class _Snapshot:
             for k, v in self._tensors(model).items():
                 v.copy_(self.state[k])
 
+    @torch.no_grad()
+    def swap(self, model: torch.nn.Module) -> None:
+        """Exchange the kept state and the model's, tensor by tensor: a second swap puts both back,
+        bit for bit, and only one tensor is ever copied aside (never a second copy of the model)."""
+        for k, v in self._tensors(model).items():
+            aside = v.detach().to("cpu", copy=True)
+            v.copy_(self.state[k])
+            self.state[k].copy_(aside)
+
 
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
@@ -303,19 +347,24 @@ def fit(
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
     step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
     ``config.patience``, training stops after that many dev evaluations in a row without a better
-    best dev score; the learning-rate schedule stays the one planned for the whole budget."""
+    best dev score; the learning-rate schedule stays the one planned for the whole budget. With
+    ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
+    among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
+    budget the run does not reach gets the run's final result."""
     from tqdm.auto import tqdm
 
-    if not train:
-        raise PromptworthError("the training split is empty")
     primary = task.metric
-    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps else 0
+    # an empty training set is the zero-shot point (load_rows lets only such a split through)
+    total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     if total and config.patience and not dev:
         raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
+    if total and config.budgets and test and not dev:
+        raise PromptworthError(f"budgets {', '.join(map(str, config.budgets))} need a dev split to select on; "
+                               "this split's dev set is empty")
     content_free = method.content_free()
     if total:
         optimizer = optimizer_for(model, config)
-        scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total), total)
+        scheduler = learning_rate_schedule(optimizer, config, total)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     snapshot = _Snapshot()
@@ -340,6 +389,27 @@ def fit(
         eval_flops += result.flops
         curve.append({"step": step, "dev_score": result.metrics[primary]})
         return result.metrics[primary]
+
+    def test_metrics(where: str) -> dict[str, float]:
+        """Evaluate test with the model as it is now, and count its cost."""
+        nonlocal eval_s, eval_flops
+        result = evaluate(method, model, test, task, config, device, precision, where, shape, content_free)
+        eval_s += result.seconds
+        eval_flops += result.flops
+        return result.metrics
+
+    def budget_result(step: int) -> BudgetResult:
+        """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
+        if best_step == step:
+            return BudgetResult(step, best_step, best_score, test_metrics(f"test at budget {step}"), True)
+        snapshot.swap(model)
+        try:
+            metrics_at_best = test_metrics(f"test at budget {step}")
+        finally:
+            snapshot.swap(model)
+        return BudgetResult(step, best_step, best_score, metrics_at_best, True)
+
+    budgets: list[BudgetResult] | None = [] if config.budgets and test else None
 
     for step in range(1, total + 1):
         start = time.perf_counter()
@@ -377,7 +447,11 @@ def fit(
             else:
                 stale += 1
             bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
-            if config.patience and stale >= config.patience and step != total:
+            stop = bool(config.patience) and stale >= config.patience and step != total
+            # a budget at the run's last step is the final result, evaluated once below
+            if budgets is not None and step in config.budgets and step != total and not stop:
+                budgets.append(budget_result(step))
+            if stop:
                 stopped = records.STOPPED_BY_PATIENCE
                 break
     bar.close()
@@ -385,16 +459,17 @@ def fit(
         best_score = dev_score(0)
     if best_step != steps:
         snapshot.restore(model)
-    result = evaluate(method, model, test, task, config, device, precision, "test", shape, content_free) if test else None
-    if result is not None:
-        eval_s += result.seconds
-        eval_flops += result.flops
+    final = test_metrics("test") if test else {}
+    if budgets is not None:  # the budgets not evaluated on the way: the run's last step, or beyond it
+        done = {b.steps for b in budgets}
+        budgets += [BudgetResult(b, best_step, best_score, final, reached=b <= steps)
+                    for b in config.budgets if b not in done]
     return TrainResult(
-        dev_curve=curve, best_step=best_step, dev_score=best_score, test=result.metrics if result else {},
+        dev_curve=curve, best_step=best_step, dev_score=best_score, test=final,
         steps=steps, budget=total, stopped=stopped, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
         non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=eval_flops, losses=losses,
-        step_seconds=step_seconds,
+        step_seconds=step_seconds, budgets=budgets,
     )
 
 
@@ -420,6 +495,8 @@ class RunRequest:
     started_at: float | None = None
     # the result file of a search (promptworth search) that a search method applies
     search: Path | None = None
+    # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
+    lr_selection: Path | None = None
 
 
 def git_commit() -> str | None:
@@ -456,11 +533,24 @@ def infer_data_seed(split_dir: Path) -> int | None:
     return int(tail) if "-" in name and tail.isdigit() else None
 
 
-def load_rows(task: str, split_dir: Path, test_limit: int | None) -> dict[str, list[dict[str, Any]]]:
-    from promptworth.data.splits import load_split, test_indices
+def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
+    point: only a split whose manifest says size 0 may have one, and only a method that runs
+    untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
+    from promptworth.data.splits import ZERO_SHOT, load_split, manifest_size, test_indices
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
+    if not parts["train"]:
+        size = manifest_size(Path(split_dir))
+        if size != ZERO_SHOT:
+            stated = f"its manifest says size {size!r}" if size is not None else "it has no manifest that says size 0"
+            raise PromptworthError(f"the training split of {split_dir} is empty, but {stated}: only a size-0 split "
+                                   "(the zero-shot point) may have no training rows")
+        problem = spec.size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"{split_dir} is a size-0 split (no training rows): method {spec.name} cannot run "
+                                   f"untrained: {problem}")
     if test_limit is not None:
         if test_limit < 1:
             raise PromptworthError(f"--test-limit must be positive, got {test_limit}")
@@ -490,8 +580,13 @@ def run(request: RunRequest) -> dict[str, Any]:
                                                model_sha256, request.split_dir)
     elif search_kind(spec) is not None:
         raise search.missing_result_error(spec)
+    lr_cited = None
+    if request.lr_selection is not None:
+        rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,
+                                                 spec.name, backbone.ref.name, model_sha256)
+        config = dataclasses.replace(config, learning_rate=rate)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit)
+    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
@@ -513,6 +608,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "model_kind": backbone.kind,
         "method_parts": method.parts(),
         "search": searched,
+        "lr_selection": lr_cited,
         "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),
@@ -522,7 +618,8 @@ def run(request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "total_steps": result.budget, "test_limit": request.test_limit},
+        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets), "total_steps": result.budget,
+                            "test_limit": request.test_limit},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
         "dev_score": result.dev_score,
@@ -530,6 +627,7 @@ def run(request: RunRequest) -> dict[str, Any]:
         "metric": task.metric,
         "test": result.test,
         "score": result.test.get(task.metric),
+        "budgets": [b.as_record(task.metric) for b in result.budgets] if result.budgets is not None else None,
         "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
         if result.losses else None,
         "timing": {
@@ -557,8 +655,3 @@ def run(request: RunRequest) -> dict[str, Any]:
     }
     return records.finish(record)
 
-
-def study_relative(path: Path) -> str:
-    """``path`` relative to the working directory (the study's folder), so that a record names
-    no folder of the machine that trained it."""
-    return os.path.relpath(Path(path).absolute(), Path.cwd())

@@ -5,12 +5,31 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from promptworth.errors import PromptworthError
 
 PROTOCOLS = ("steps", "epochs")
 PRECISIONS = ("auto", "bf16", "fp32")
+SCHEDULES = ("linear", "constant")
+
+
+def parse_budgets(text: str) -> tuple[int, ...]:
+    """``--budgets 50,200`` -> ``(50, 200)``: the one reading of the flag's text (a config gives a
+    list; :class:`TrainConfig` checks the numbers either way)."""
+    items = [item.strip() for item in str(text).split(",")]
+    if items == [""]:
+        return ()
+    try:
+        return tuple(int(item) for item in items)
+    except ValueError:
+        raise PromptworthError(f"training setting budgets must be step counts separated by commas (e.g. 50,200), "
+                               f"got {text!r}") from None
+
+
+def format_budgets(budgets: Sequence[int]) -> str:
+    """The flag's text of a list of budgets: ``[50, 200]`` -> ``50,200`` (read by :func:`parse_budgets`)."""
+    return ",".join(str(steps) for steps in budgets)
 
 
 @dataclass(frozen=True)
@@ -25,12 +44,17 @@ class TrainConfig:
     batch_size: int = field(default=8, metadata={"help": "training batch size"})
     eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
     warmup_ratio: float = field(default=0.0, metadata={"help": "share of the steps with a linear warmup"})
+    schedule: str = field(default="linear", metadata={"choices": SCHEDULES, "help": "learning rate after the warmup: linear: decays to 0 at the end of the step budget; constant: stays at the peak (a run's first B steps are then a B-step run)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases and norms)"})
     max_length: int = field(default=128, metadata={"help": "tokens per sequence; the longest text field is cut"})
     eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
     patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
+    budgets: tuple[int, ...] = field(default=(), metadata={
+        "parse": parse_budgets, "format": format_budgets, "shown": "none",
+        "help": "step budgets, e.g. 50,200: at each, also evaluate test with the best dev state so far, as a run "
+                "of that many steps would (multiples of eval_every; needs schedule constant and no warmup)"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -57,6 +81,7 @@ class TrainConfig:
             "eval_every": self.eval_every >= 0,
             "patience": self.patience >= 0,
             "max_grad_norm": self.max_grad_norm >= 0,
+            "schedule": self.schedule in SCHEDULES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -66,6 +91,37 @@ class TrainConfig:
             raise PromptworthError(
                 f"training setting patience {self.patience} needs dev evaluations during training: eval_every is 0"
             )
+        object.__setattr__(self, "budgets", self._checked_budgets())
+
+    def _checked_budgets(self) -> tuple[int, ...]:
+        """The budgets, sorted; each a positive whole number of steps at a dev evaluation, in a run
+        whose first B steps are exactly a B-step run (constant rate, no warmup)."""
+        budgets = self.budgets
+        if isinstance(budgets, str) or not isinstance(budgets, Sequence):
+            raise PromptworthError(f"training setting budgets must be a list of step counts, got {budgets!r}")
+        for steps in budgets:
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise PromptworthError(f"training setting budgets must hold positive whole numbers of steps, got {steps!r}")
+        if len(set(budgets)) != len(budgets):
+            raise PromptworthError(f"training setting budgets names a budget twice: {list(budgets)}")
+        if budgets and (self.schedule != "constant" or self.warmup_ratio):
+            # a linear decay or a warmup follows the whole budget: step B of a longer run would not be
+            # step B of a B-step run
+            raise PromptworthError(
+                f"training setting budgets {format_budgets(budgets)} needs schedule constant and warmup_ratio 0 "
+                f"(got schedule {self.schedule}, warmup_ratio {self.warmup_ratio:g}): only then is a run's state at "
+                "step B the state a B-step run ends with"
+            )
+        if budgets and not self.eval_every:
+            raise PromptworthError(f"training setting budgets {format_budgets(budgets)} needs dev evaluations during "
+                                   "training: eval_every is 0")
+        for steps in budgets:
+            if steps % self.eval_every:
+                raise PromptworthError(
+                    f"training setting budgets: {steps} is not a multiple of eval_every {self.eval_every}: a budget's "
+                    "best state is chosen among the dev evaluations up to it, so it must fall on one"
+                )
+        return tuple(sorted(budgets))
 
     def total_steps(self, train_size: int) -> int:
         if self.protocol == "steps":
@@ -83,8 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     the method's default, else the class's (:func:`config_from_args`)."""
     group = parser.add_argument_group("training (a method may set its own defaults: promptworth methods)")
     for f in fields(TrainConfig):
-        kwargs: dict[str, Any] = {"type": {"int": int, "float": float, "str": str}[f.type], "default": None,
-                                  "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {f.default})"}
+        kind = f.metadata.get("parse") or {"int": int, "float": float, "str": str}[f.type]
+        shown = f.metadata.get("shown", f.default)
+        kwargs: dict[str, Any] = {"type": kind, "default": None,
+                                  "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {shown})"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         group.add_argument(_flag(f.name), **kwargs)
@@ -108,5 +166,7 @@ def config_from_mapping(settings: Mapping[str, Any]) -> TrainConfig:
 def training_args(settings: Mapping[str, Any]) -> list[str]:
     """``promptworth train`` flags for the keys of a study's ``training`` section, checked, in the
     order of :class:`TrainConfig`'s fields: the same settings in another order give the same flags."""
-    config_from_mapping(settings)
-    return [item for f in fields(TrainConfig) if f.name in settings for item in (_flag(f.name), str(settings[f.name]))]
+    config = config_from_mapping(settings)
+    # a field with a format of its own gives its checked value (budgets sorted: [200, 50] is 50,200)
+    return [item for f in fields(TrainConfig) if f.name in settings for item in (
+        _flag(f.name), f.metadata["format"](getattr(config, f.name)) if "format" in f.metadata else str(settings[f.name]))]

@@ -1,0 +1,138 @@
+"""The data advantage at several training budgets: how a prompt's worth depends on how long the
+baseline (and the prompt) may train.
+
+A run trained with ``budgets`` (``TrainConfig.budgets``, constant learning rate) records, at each
+step budget B, the test score of its best dev state among the evaluations at steps up to B: what
+a B-step run with the same seed scores. ``runs.csv`` carries them as ``score_at_<B>`` columns
+(:mod:`promptworth.analysis.results`); here they become a long table, one row per run and budget
+(budget ``converged``: the run's own score, trained until patience or its cap stopped it), and the
+advantage of each comparison at each budget, computed by :mod:`promptworth.analysis.advantage`
+unchanged on each budget's scores. A starved baseline shows as an advantage that shrinks with
+the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from promptworth.analysis.advantage import AdvantageOptions
+from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
+from promptworth.analysis.tables import Comparison, advantage_results, format_advantage, markdown
+from promptworth.errors import PromptworthError
+
+CONVERGED = "converged"  # the budget of a run's own score
+# identify a run (the columns of runs.csv a long row keeps; an imported table may lack some)
+RUN_COLUMNS = ("task", "method", "model", "template_name", "train_size", "seed", "metric")
+SCORES_COLUMNS = (*RUN_COLUMNS, "budget", "score")
+ADVANTAGE_BY_BUDGET_COLUMNS = ("model", "task", "treatment", "baseline", "budget", "advantage", "std", "bound",
+                               "n_runs_treatment", "n_runs_baseline", "reason")
+
+
+def budget_label(budget: str) -> str:
+    """``50`` -> ``50 steps``; ``converged`` stays."""
+    return budget if budget == CONVERGED else f"{budget} steps"
+
+
+def scores_by_budget(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and budget: the runs' ``score_at_<B>`` (a run without one at B has no row
+    there), then every run's own score as budget ``converged``. Budgets in increasing order."""
+    columns = budget_columns(results.columns)
+    if not columns:
+        raise PromptworthError(
+            "the results hold no scores at step budgets (no score_at_<B> column): the runs were trained "
+            "without budgets (training.budgets, promptworth train --budgets)"
+        )
+    kept = [c for c in RUN_COLUMNS if c in results.columns]
+    frames = [results[kept].assign(budget=column[len(BUDGET_PREFIX):], score=results[column]) for column in columns]
+    frames.append(results[kept].assign(budget=CONVERGED, score=results["score"]))
+    long = pd.concat(frames, ignore_index=True)
+    long = long[long["score"].notna()]
+    return long[[c for c in SCORES_COLUMNS if c in long.columns]].reset_index(drop=True)
+
+
+def _check_budget_runs(scores: pd.DataFrame, comparisons: Sequence[Comparison], options: AdvantageOptions) -> None:
+    """Every compared method has scores at every budget (else one clear error, not a missing method)."""
+    methods = {m for c in comparisons for m in (c.treatment, c.baseline, *(options.window_from or ()))}
+    present = set(scores.loc[scores["budget"] == CONVERGED, "method"].astype(str))
+    for budget, runs in scores.groupby("budget", sort=False):
+        missing = sorted((methods & present) - set(runs["method"].astype(str)))
+        if missing:
+            raise PromptworthError(
+                f"no run of {', '.join(map(repr, missing))} records a score at {budget_label(str(budget))} "
+                "(trained without that budget?); every compared method needs each budget"
+            )
+
+
+def advantage_by_budget(
+    results: pd.DataFrame, comparisons: Sequence[Comparison], options: AdvantageOptions = AdvantageOptions()
+) -> pd.DataFrame:
+    """Each comparison on each task at each budget (budgets in increasing order, then converged),
+    by :func:`promptworth.analysis.tables.advantage_results` on that budget's scores."""
+    scores = scores_by_budget(results)
+    _check_budget_runs(scores, comparisons, options)
+    rows = []
+    for budget, runs in scores.groupby("budget", sort=False):
+        for result in advantage_results(runs, comparisons, options):
+            rows.append({**{key: getattr(result, key) for key in ADVANTAGE_BY_BUDGET_COLUMNS if key != "budget"},
+                         "budget": budget})
+    return pd.DataFrame(rows, columns=list(ADVANTAGE_BY_BUDGET_COLUMNS))
+
+
+def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
+    """Rows: comparison, model and budget; columns: tasks; cells as in the advantage table (``752 ± 46``)."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    rows = []
+    keys = ["treatment", "baseline", "model", "budget"]
+    # each comparison, then each model, then its budgets in the frame's order
+    order = {key: {value: i for i, value in enumerate(dict.fromkeys(frame[key]))} for key in keys}
+    groups = sorted(frame.groupby(keys, sort=False), key=lambda item: tuple(order[k][v] for k, v in zip(keys, item[0])))
+    for (treatment, baseline, model, budget), group in groups:
+        by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
+        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *(by_task.get(t, "–") for t in tasks)])
+    return markdown(["comparison", "model", "budget", *tasks], rows)
+
+
+def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
+    """The advantage of ``comparison`` against the budget, one line per task (and model), ± its std as an error
+    bar; where the curves do not overlap, the bound as an open triangle (up: more than, down: less
+    than)."""
+    from promptworth.analysis.plots import palette
+
+    rows = frame[(frame["treatment"] == comparison.treatment) & (frame["baseline"] == comparison.baseline)]
+    if rows.empty:
+        raise PromptworthError(f"no advantage of {comparison.label} to draw")
+    budgets = list(dict.fromkeys(rows["budget"].astype(str)))
+    # a line per task, per (task, model) where the results hold several models
+    several = rows["model"].nunique() > 1
+    rows = rows.assign(task=[f"{t} ({m})" if several else t for t, m in zip(rows["task"], rows["model"])])
+    tasks = list(dict.fromkeys(rows["task"]))
+    colours = palette(tasks)
+    fig = Figure(figsize=(max(5.0, 1.3 * len(budgets) + 3.0), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    spread = 0.08 * (np.arange(len(tasks)) - (len(tasks) - 1) / 2)  # tasks side by side, bars apart
+    bound_shown = False
+    for offset, task in zip(spread, tasks):
+        by_budget = rows[rows["task"] == task].set_index(rows.loc[rows["task"] == task, "budget"].astype(str))
+        x = np.arange(len(budgets)) + offset
+        values = [by_budget.loc[b] if b in by_budget.index else None for b in budgets]
+        y = np.array([math.nan if v is None else v["advantage"] for v in values], dtype=float)
+        err = np.array([0.0 if v is None or math.isnan(v["std"]) else v["std"] for v in values], dtype=float)
+        ax.errorbar(x, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=3, color=colours[task], label=task)
+        for xi, v in zip(x, values):
+            if v is not None and math.isnan(v["advantage"]) and not math.isnan(v["bound"]):
+                ax.scatter([xi], [v["bound"]], marker="^" if v["bound"] >= 0 else "v", s=40, facecolors="none",
+                           edgecolors=colours[task], label=None if bound_shown else "bound (curves do not overlap)")
+                bound_shown = True
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(budgets)), [budget_label(b) for b in budgets])
+    ax.set_xlabel("training budget of every run")
+    ax.set_ylabel("data advantage (training examples)")
+    ax.set_title(f"{comparison.label}: data advantage at each training budget", fontsize=9)
+    ax.grid(True, axis="y", lw=0.4, alpha=0.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig

@@ -1,0 +1,180 @@
+"""A method's learning rate, chosen from a small grid on dev (LM-BFF's practice); no torch import.
+
+A study's ``lr_grid`` (config/README.md) names methods and the rates to try. Per task and method,
+pilot runs (ordinary ``promptworth train`` runs, one per rate, pilot split and train seed) train
+at every rate; ``promptworth select-lr`` reads their records, applies :data:`RULE`, the same for
+every method, and writes a selection file (:func:`select`, format :data:`FORMAT`, described in
+docs/contracts.md). The study's runs of the method train at the chosen rate: ``promptworth train
+--learning-rate-from FILE`` reads the file (:func:`apply_selection`) and the run record cites it
+(``lr_selection``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from promptworth import __version__
+from promptworth.errors import PromptworthError
+
+FORMAT = "promptworth-lr/1"
+# Means that agree to this many decimals tie: dev scores are ratios such as 3/5 that floats hold
+# only approximately, so (0.5 + 0.7) / 2 and (0.8 + 0.4) / 2 differ in their last bit.
+TIE_DECIMALS = 12
+RULE = ("the rate with the highest mean dev score over its pilot runs (the same pilot splits and train seeds at "
+        f"every rate); means equal to {TIE_DECIMALS} decimals tie, and a tie goes to the smaller rate")
+
+
+def rate_label(rate: float) -> str:
+    """A rate as a file name and a flag spell it: the shortest text that reads back as the same float."""
+    return repr(float(rate))
+
+
+def mean_score(scores: Sequence[float]) -> float:
+    """The mean of dev scores as the rule compares it: summed exactly (the order of the runs
+    changes nothing) and rounded to :data:`TIE_DECIMALS` decimals."""
+    return round(math.fsum(scores) / len(scores), TIE_DECIMALS)
+
+
+def choose(means: Mapping[float, float]) -> float:
+    """:data:`RULE`: the rate with the highest mean dev score; a tie (to :data:`TIE_DECIMALS`) goes to the smaller rate."""
+    if not means:
+        raise PromptworthError("no learning rate to choose from")
+    for rate, value in means.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PromptworthError(f"learning rate {rate_label(rate)}: its mean dev score {value!r} is not a finite number")
+    return min(means, key=lambda rate: (-round(means[rate], TIE_DECIMALS), rate))
+
+
+@dataclass(frozen=True)
+class PilotRecord:
+    """What the rule reads of one pilot run's record."""
+
+    path: Path
+    rate: float
+    data_seed: int | None
+    train_seed: int
+    dev_score: float
+
+    @property
+    def key(self) -> tuple[int | None, int]:
+        return (self.data_seed, self.train_seed)
+
+
+def _pilot(path: Path, record: Mapping[str, Any], task: str, method: str, size: int | str) -> PilotRecord:
+    """One checked record's pilot: of ``task``, ``method`` and a split of ``size``, with a dev score."""
+    for key, expected in (("task", task), ("method", method)):
+        if record[key] != expected:
+            raise PromptworthError(f"{path}: a run of {key} {record[key]!r}, not a pilot run of {expected!r}")
+    folder = record.get("split_dir")
+    expected_folder = f"{size}-{record['data_seed']}"
+    if not isinstance(folder, str) or Path(folder).name != expected_folder:
+        raise PromptworthError(f"{path}: its split {folder!r} is not one of size {size} (a folder named {expected_folder})")
+    if record["dev_score"] is None:
+        raise PromptworthError(f"{path}: the run has no dev score (its split has no dev set): it cannot choose a rate")
+    rate = (record.get("hyperparameters") or {}).get("learning_rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise PromptworthError(f"{path}: hyperparameters.learning_rate {rate!r} is not a positive learning rate")
+    return PilotRecord(Path(path), float(rate), record["data_seed"], record["train_seed"], float(record["dev_score"]))
+
+
+def _same_settings(records: Mapping[Path, Mapping[str, Any]]) -> None:
+    """The pilot runs differ in their learning rate only: the same model and other hyperparameters."""
+    first_path, first = next(iter(records.items()))
+    for path, record in records.items():
+        for key in ("model", "model_sha256", "metric"):
+            if record.get(key) != first.get(key):
+                raise PromptworthError(f"pilot runs differ in {key}: {record.get(key)!r} in {path}, "
+                                       f"{first.get(key)!r} in {first_path}")
+        settings, reference = record.get("hyperparameters") or {}, first.get("hyperparameters") or {}
+        for key in sorted(set(settings) | set(reference)):
+            if key != "learning_rate" and settings.get(key) != reference.get(key):
+                raise PromptworthError(f"pilot runs differ in more than the learning rate: hyperparameters.{key} is "
+                                       f"{settings.get(key)!r} in {path}, {reference.get(key)!r} in {first_path}")
+
+
+def _by_rate(pilots: Sequence[PilotRecord], rates: Sequence[float] | None) -> dict[float, list[PilotRecord]]:
+    """The pilots per rate, checked: each (rate, data seed, train seed) once, every rate of ``rates``
+    and no other, and the same data and train seeds at every rate."""
+    grouped: dict[float, list[PilotRecord]] = {}
+    seen: dict[tuple[float, int | None, int], Path] = {}
+    for pilot in pilots:
+        twice = seen.setdefault((pilot.rate, *pilot.key), pilot.path)
+        if twice != pilot.path:
+            raise PromptworthError(f"the same pilot run twice (learning rate {rate_label(pilot.rate)}, data seed "
+                                   f"{pilot.data_seed}, train seed {pilot.train_seed}): {twice} and {pilot.path}")
+        grouped.setdefault(pilot.rate, []).append(pilot)
+    if rates is not None:
+        wanted = {float(rate) for rate in rates}
+        stray = sorted(set(grouped) - wanted)
+        if stray:
+            path = grouped[stray[0]][0].path
+            raise PromptworthError(f"{path}: learning rate {rate_label(stray[0])} is not one of the grid's "
+                                   f"({', '.join(map(rate_label, sorted(wanted)))})")
+        missing = sorted(wanted - set(grouped))
+        if missing:
+            raise PromptworthError(f"no pilot run at learning rate {rate_label(missing[0])} of the grid")
+    keys = {rate: sorted(p.key for p in group) for rate, group in grouped.items()}
+    first = min(keys)
+    for rate, runs in keys.items():
+        if runs != keys[first]:
+            raise PromptworthError(f"the pilot runs differ between rates: learning rate {rate_label(rate)} has (data "
+                                   f"seed, train seed) {runs}, {rate_label(first)} has {keys[first]}")
+    return {rate: sorted(grouped[rate], key=lambda p: p.key) for rate in sorted(grouped)}
+
+
+def select(paths: Sequence[Path], task: str, method: str, size: int | str,
+           rates: Sequence[float] | None = None) -> dict[str, Any]:
+    """The selection file's content: the pilot records at ``paths`` read and checked (runs of
+    ``task`` and ``method`` on splits of ``size``, with dev scores, differing only in their rate;
+    with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses."""
+    from promptworth.data.sources import sha256_file
+    from promptworth.records import read_record, study_relative
+
+    if not paths:
+        raise PromptworthError("no pilot run records given")
+    records = {Path(path): read_record(Path(path)) for path in paths}
+    _same_settings(records)
+    grouped = _by_rate([_pilot(path, record, task, method, size) for path, record in records.items()], rates)
+    means = {rate: mean_score([p.dev_score for p in group]) for rate, group in grouped.items()}
+    chosen = choose(means)
+    first = next(iter(records.values()))
+    return {
+        "format": FORMAT,
+        "task": task,
+        "method": method,
+        "model": first["model"],
+        "model_sha256": first.get("model_sha256"),
+        "size": size,
+        "metric": first["metric"],
+        "rule": RULE,
+        "learning_rate": chosen,
+        "rates": [{"learning_rate": rate, "dev_scores": [p.dev_score for p in group], "mean_dev_score": means[rate]}
+                  for rate, group in grouped.items()],
+        "runs": [{"file": study_relative(p.path), "sha256": sha256_file(p.path), "learning_rate": p.rate,
+                  "data_seed": p.data_seed, "train_seed": p.train_seed, "dev_score": p.dev_score}
+                 for group in grouped.values() for p in group],
+        "promptworth_version": __version__,
+    }
+
+
+def apply_selection(path: Path, file_name: str, task: str, method: str, model: str,
+                    model_sha256: str | None) -> tuple[float, dict[str, Any]]:
+    """The rate a selection file chose, checked against the run (the same task, method and model),
+    and what the run record says of it (``lr_selection``; the file as ``file_name``)."""
+    from promptworth.data.sources import sha256_file
+    from promptworth.outputs import read_output
+
+    where = f"--learning-rate-from {path}"
+    selection = read_output(path, where, "a learning-rate selection", FORMAT, "promptworth select-lr")
+    expected = {"task": task, "method": method, "model": model, "model_sha256": model_sha256}
+    for key, value in expected.items():
+        if selection.get(key) != value:
+            raise PromptworthError(f"{where}: its {key} is {selection.get(key)!r}, this run's {value!r}: choose "
+                                   "the rate for this run's task, method and model (promptworth select-lr)")
+    rate = selection.get("learning_rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise PromptworthError(f"{where}: its learning_rate {rate!r} is not a positive number")
+    return float(rate), {"file": file_name, "sha256": sha256_file(Path(path)), "learning_rate": float(rate)}

@@ -1,0 +1,178 @@
+"""The learning rate chosen per method from a small grid on dev: the rule, `promptworth select-lr`
+(pilot records -> a selection file) and `promptworth train --learning-rate-from` (the run trains at
+the chosen rate and its record cites the file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+from test_results import record
+from tiny_models import sentiment_split, tiny_model
+
+from promptworth.cli import main
+from promptworth.errors import PromptworthError
+from promptworth.training import lr_grid
+
+
+def test_the_rule_takes_the_best_mean_dev_score_and_the_smaller_rate_on_a_tie():
+    assert lr_grid.choose({1e-3: 0.70, 1e-2: 0.75, 1e-1: 0.60}) == 1e-2
+    assert lr_grid.choose({1e-2: 0.75, 1e-3: 0.75, 1e-1: 0.60}) == 1e-3  # a tie: the smaller rate
+    # means of dev accuracies that are equal as fractions tie, though floats differ in the last bit
+    assert (0.8 + 0.4) / 2 != (0.5 + 0.7) / 2 and lr_grid.choose({1e-2: (0.8 + 0.4) / 2, 1e-3: (0.5 + 0.7) / 2}) == 1e-3
+    assert lr_grid.mean_score([0.8, 0.4]) == lr_grid.mean_score([0.5, 0.7]) == 0.6
+    assert lr_grid.choose({1e-2: 0.6 + 1e-9, 1e-3: 0.6}) == 1e-2  # a real difference is none
+    scores = [0.1, 0.7, 0.2, 0.3]  # summed exactly: the order of the runs changes nothing
+    assert lr_grid.mean_score(scores) == lr_grid.mean_score(list(reversed(scores))) == 0.325
+    with pytest.raises(PromptworthError, match="learning rate 0.01: its mean dev score nan is not a finite number"):
+        lr_grid.choose({1e-3: 0.7, 1e-2: math.nan})
+    assert lr_grid.rate_label(2e-5) == "2e-05" and float(lr_grid.rate_label(1 / 3)) == 1 / 3
+
+
+def pilot(folder: Path, rate: float, dev: float | None, data_seed: int = 13, train_seed: int = 1, **changes) -> Path:
+    """A pilot run's record (a complete run record of CB prompt on a split of size 32) at ``rate``."""
+    content = record(
+        schema_version=2, model="tiny", model_sha256="ab", method="prompt", data_seed=data_seed,
+        train_seed=train_seed, dev_score=dev, split_dir=f"results/splits/CB/32-{data_seed}",
+        hyperparameters={"protocol": "steps", "max_steps": 4, "learning_rate": rate},
+    )
+    content.update(changes)
+    path = folder / f"lr-{rate!r}" / f"32-{data_seed}-{train_seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content), encoding="utf-8")
+    return path
+
+
+def select_argv(paths, out: Path, *extra: str) -> list[str]:
+    return ["select-lr", *map(str, paths), "--task", "CB", "--method", "prompt", "--size", "32", "--out", str(out), *extra]
+
+
+def test_select_lr_writes_every_rate_s_scores_the_rule_and_the_choice(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    grid = Path("lr-grid")
+    paths = [pilot(grid, 1e-3, 0.5, 13), pilot(grid, 1e-3, 0.7, 21), pilot(grid, 1e-2, 0.8, 13),
+             pilot(grid, 1e-2, 0.4, 21), pilot(grid, 1e-1, 0.2, 13), pilot(grid, 1e-1, 0.3, 21)]
+    out = tmp_path / "lr" / "CB" / "prompt.json"
+    assert main(select_argv(reversed(paths), out, "--rates", "1e-3", "1e-2", "0.1")) == 0
+    assert "CB prompt: learning rate 0.001 (mean dev 0.001: 0.6000, 0.01: 0.6000, 0.1: 0.2500" in capsys.readouterr().err
+    selection = json.loads(out.read_text())
+    assert selection["learning_rate"] == 1e-3  # 1e-3 and 1e-2 tie at 0.6: the smaller rate
+    assert selection["rule"] == lr_grid.RULE and selection["format"] == lr_grid.FORMAT
+    assert (selection["task"], selection["method"], selection["model"], selection["size"]) == ("CB", "prompt", "tiny", 32)
+    assert [(r["learning_rate"], r["dev_scores"], r["mean_dev_score"]) for r in selection["rates"]] == [
+        (1e-3, [0.5, 0.7], 0.6), (1e-2, [0.8, 0.4], 0.6), (1e-1, [0.2, 0.3], 0.25)]
+    runs = {run["file"]: run for run in selection["runs"]}
+    assert set(runs) == {str(path) for path in paths}  # relative to the study's folder, as given
+    first = runs[str(paths[0])]
+    assert first["sha256"] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    assert (first["learning_rate"], first["data_seed"], first["train_seed"], first["dev_score"]) == (1e-3, 13, 1, 0.5)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan", "key 'dev_score' is not a finite number (NaN or infinite)"),
+    ("no dev", "the run has no dev score (its split has no dev set)"),
+    ("missing", "nowhere.json: cannot read"),
+    ("task", "a run of task 'RTE', not a pilot run of 'CB'"),
+    ("method", "a run of method 'head', not a pilot run of 'prompt'"),
+    ("size", "its split 'results/splits/CB/64-21' is not one of size 32 (a folder named 32-21)"),
+    ("settings", "pilot runs differ in more than the learning rate: hyperparameters.max_steps is 8"),
+    ("model", "pilot runs differ in model_sha256: 'cd'"),
+    ("rate missing", "no pilot run at learning rate 0.1 of the grid"),
+    ("stray rate", "learning rate 0.5 is not one of the grid's (0.001, 0.01, 0.1)"),
+    ("seeds", "the pilot runs differ between rates: learning rate 0.01 has (data seed, train seed) [(13, 1)]"),
+    ("twice", "the same pilot run twice (learning rate 0.01, data seed 21, train seed 1)"),
+])
+def test_a_bad_or_missing_pilot_record_is_one_clear_error(tmp_path, capsys, case, message):
+    grid = tmp_path / "lr-grid"
+    paths = [pilot(grid, rate, 0.5, seed) for rate in (1e-3, 1e-2) for seed in (13, 21)]
+    rates = ["--rates", "1e-3", "1e-2"]
+    if case == "nan":
+        paths[1].write_text(paths[1].read_text().replace('"dev_score": 0.5', '"dev_score": NaN'))
+    elif case == "no dev":
+        pilot(grid, 1e-2, None, 21)
+    elif case == "missing":
+        paths.append(tmp_path / "nowhere.json")
+    elif case in ("task", "method"):
+        pilot(grid, 1e-2, 0.5, 21, **{case: {"task": "RTE", "method": "head"}[case]})
+    elif case == "size":
+        pilot(grid, 1e-2, 0.5, 21, split_dir="results/splits/CB/64-21")
+    elif case == "settings":
+        pilot(grid, 1e-2, 0.5, 21, hyperparameters={"protocol": "steps", "max_steps": 8, "learning_rate": 1e-2})
+    elif case == "model":
+        pilot(grid, 1e-2, 0.5, 21, model_sha256="cd")
+    elif case == "rate missing":
+        rates.append("0.1")
+    elif case == "stray rate":
+        paths.append(pilot(grid, 0.5, 0.9, 13))
+        rates.append("0.1")
+    elif case == "seeds":
+        paths[3].unlink()
+        del paths[3]
+    elif case == "twice":
+        copy = tmp_path / "copy.json"
+        copy.write_bytes(paths[3].read_bytes())
+        paths.append(copy)
+    out = tmp_path / "lr.json"
+    assert main(select_argv(paths, out, *rates)) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pilot runs, the choice and a run at it, for real on a tiny model
+
+
+def _train(split: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return ["train", "--task", "SST-2", "--method", "prompt", "--split-dir", str(split), "--model", str(model),
+            "--seed", "1", "--out", str(out), "--max-steps", "4", "--eval-every", "2", "--no-progress",
+            "--precision", "fp32", *extra]
+
+
+def test_a_run_trains_at_the_chosen_rate_and_its_record_cites_the_selection(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    split = sentiment_split(Path("splits") / "32-1")
+    model = tiny_model("llama")
+    pilots = []
+    for rate in ("1e-4", "3e-2"):
+        pilots.append(Path("lr-grid") / f"lr-{rate}" / "32-1-1.json")
+        assert main(_train(split, pilots[-1], model, "--learning-rate", rate)) == 0
+    scores = {json.loads(p.read_text())["hyperparameters"]["learning_rate"]: json.loads(p.read_text())["dev_score"]
+              for p in pilots}
+    selection_file = Path("lr") / "prompt.json"
+    argv = ["select-lr", *map(str, pilots), "--task", "SST-2", "--method", "prompt", "--size", "32",
+            "--rates", "1e-4", "3e-2", "--out", str(selection_file)]
+    assert main(argv) == 0
+    chosen = json.loads(selection_file.read_text())["learning_rate"]
+    assert chosen == lr_grid.choose(scores)
+
+    out = Path("runs") / "32-1-1.json"
+    assert main(_train(split, out, model, "--learning-rate-from", str(selection_file))) == 0
+    run = json.loads(out.read_text())
+    assert run["hyperparameters"]["learning_rate"] == chosen
+    assert run["lr_selection"] == {"file": str(selection_file), "learning_rate": chosen,
+                                   "sha256": hashlib.sha256(selection_file.read_bytes()).hexdigest()}
+    # the run is the pilot at the chosen rate again (the same split, seed and settings)
+    same = json.loads(pilots[[1e-4, 3e-2].index(chosen)].read_text())
+    assert run["dev_curve"] == same["dev_curve"] and run["test"] == same["test"] and same["lr_selection"] is None
+
+    capsys.readouterr()
+    for extra, message in (
+        (("--learning-rate-from", str(selection_file), "--learning-rate", "1e-3"),
+         "give --learning-rate or --learning-rate-from (the rate a selection file chose), not both"),
+        (("--learning-rate-from", "nowhere.json"), "--learning-rate-from nowhere.json: cannot read it"),
+        (("--learning-rate-from", str(pilots[0])), "not a learning-rate selection (promptworth-lr/1)"),
+    ):
+        assert main(_train(split, Path("bad.json"), model, *extra)) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not Path("bad.json").exists()
+    other = _train(split, Path("bad.json"), tiny_model("gpt2"), "--learning-rate-from", str(selection_file))
+    assert main(other) == 2
+    assert "its model is 'llama', this run's 'gpt2'" in capsys.readouterr().err
+    head = _train(split, Path("bad.json"), model, "--learning-rate-from", str(selection_file))
+    head[head.index("--method") + 1] = "head"
+    assert main(head) == 2
+    assert "its method is 'prompt', this run's 'head'" in capsys.readouterr().err
