@@ -196,13 +196,15 @@ timeout_checks
 
 say "tiny study through SLURM (workflow/profiles/slurm) into $SLURM; one training job gets cancelled"
 # The train log of a run exists once its `promptworth train` has started: cancel then (mid-run).
-train_started() {  # comment rule_train_wildcards_<task>_<method>_<size>_<data_seed>_<train_seed>
-    local log
-    for log in "$SLURM"/logs/train/*/*/*/*.log; do
+train_started() {  # comment rule_train_wildcards_<model>_<task>_<method>_<size>_<data_seed>_<train_seed>
+    local log rel model task method run
+    for log in "$SLURM"/logs/train/*/*/*/*.log; do  # logs/train/<model>/<task>/<method>/<run>.log
         [[ -f $log ]] || continue
-        local rel="${log#"$SLURM"/logs/train/*/}" task method rest
-        task="${rel%%/*}"; rest="${rel#*/}"; method="${rest%%/*}"; rest="${rest#*/}"; rest="${rest%.log}"
-        [[ $1 == "rule_train_wildcards_${task}_${method}_${rest//-/_}" ]] && return 0
+        rel="${log#"$SLURM"/logs/train/}"
+        model="${rel%%/*}"; rel="${rel#*/}"
+        task="${rel%%/*}"; rel="${rel#*/}"
+        method="${rel%%/*}"; run="${rel#*/}"; run="${run%.log}"
+        [[ $1 == "rule_train_wildcards_${model}_${task}_${method}_${run//-/_}" ]] && return 0
     done
     return 1
 }
