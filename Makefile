@@ -59,6 +59,8 @@ publish: venv
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
 # training rule. By default the published study in reports/ (its run records in reports/runs).
+# The first edition of it, moved to reports/v1/:
+#   make figures FIGURES_CONFIG=config/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
 FIGURES_CONFIG ?= config/study.yaml

@@ -14,8 +14,9 @@ from promptworth.analysis.costs import COLUMNS, RUN_COLUMNS
 from promptworth.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-# A published run record (reports/runs): the real thing the costs table names its rows by.
-RECORD = sorted((REPO / "reports" / "runs").rglob("*.json"))[0]
+# A published run record (the first edition's, reports/v1/runs): the real thing the costs table
+# names its rows by.
+RECORD = sorted((REPO / "reports" / "v1" / "runs").rglob("*.json"))[0]
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
 ROW = "38.17\t0:00:38\t381.38\t1934.75\t257.50\t275.95\t0.00\t0.02\t11.48\t4.53"
 

@@ -47,7 +47,7 @@ SHIPPED_DAGS = {
     # the default (no --configfile): 2 tasks x 4 sizes x 2 data seeds; x 2 methods
     "config.yaml": {"split": 16, "train": 32, "advantage": 1, "costs": 1},
     # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
-    "study.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
+    "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
     # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
     "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3, "costs": 1},
