@@ -45,7 +45,7 @@ def test_every_shipped_config_is_valid(name):
 # costs table of the training jobs per study that trains.
 SHIPPED_DAGS = {
     # the default (no --configfile): SST-2, 4 sizes x 2 data seeds; the prompt at 0, both methods at
-    # 16, 64 and 256 (2 + 12 runs); the lr_grid: 2 rates x 2 methods at 64 on data seed 1, a selection each
+    # 16, 64 and 256 (2 + 12 runs); the lr_grid: 2 rates x 2 methods at 16 on data seed 1, a selection each
     "config.yaml": {"split": 8, "train": 14, "lr_grid_train": 4, "select_lr": 2, "advantage": 1, "costs": 1},
     # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
