@@ -44,8 +44,9 @@ def test_every_shipped_config_is_valid(name):
 # Job counts worked out by hand from each config (sizes x data seeds x methods per task); one
 # costs table of the training jobs per study that trains.
 SHIPPED_DAGS = {
-    # the default (no --configfile): 2 tasks x 4 sizes x 2 data seeds; x 2 methods
-    "config.yaml": {"split": 16, "train": 32, "advantage": 1, "costs": 1},
+    # the default (no --configfile): SST-2, 4 sizes x 2 data seeds; the prompt at 0, both methods at
+    # 16, 64 and 256 (2 + 12 runs); the lr_grid: 2 rates x 2 methods at 16 on data seed 1, a selection each
+    "config.yaml": {"split": 8, "train": 14, "lr_grid_train": 4, "select_lr": 2, "advantage": 1, "costs": 1},
     # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
