@@ -184,7 +184,7 @@ def test_tiny_outputs_never_leave_results():
     assert fast.redirect(REPO / "benchmarks/results/x.json", REPO) == REPO / "results/fast/benchmarks/results/x.json"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "study-v1.yaml", "strategies.yaml", "method-defaults.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "study.yaml", "study-v1.yaml", "strategies.yaml", "method-defaults.yaml"])
 def test_every_shipped_study_has_a_valid_tiny_variant(monkeypatch, name):
     monkeypatch.setenv(fast.ENV, "1")
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
@@ -242,7 +242,7 @@ def test_the_workflow_runs_the_tiny_variant_of_the_published_study(tmp_path):
     """Through the Snakefile: the tiny model is built, nothing is written into reports/."""
     env = {**os.environ, fast.ENV: "1"}
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-                           "--configfile", str(REPO / "config" / "study-v1.yaml")],
+                           "--configfile", str(REPO / "config" / "study.yaml")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "PROMPTWORTH_FAST=1: the tiny variant" in done.stderr

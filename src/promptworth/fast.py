@@ -106,6 +106,12 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if "sizes_by_task" in splits:
         splits["sizes_by_task"] = {t: list(s)[:SIZES] for t, s in splits["sizes_by_task"].items() if t in tasks}
     splits["test_limit"] = min(splits.get("test_limit") or TEST_ROWS, TEST_ROWS)
+    if "by_size" in out:  # only the sizes the tiny study still trains at
+        kept = {str(size) for size in splits.get("sizes", [])}.union(
+            *({str(size) for size in sizes} for sizes in splits.get("sizes_by_task", {}).values()))
+        out["by_size"] = {size: value for size, value in out["by_size"].items() if str(size) in kept}
+        if not out["by_size"]:
+            del out["by_size"]
     # the tiny model has 256 positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
     return out
