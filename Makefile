@@ -38,7 +38,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # on 2 cores two 1-thread runs side by side beat one 2-thread run after another (docs/performance.md).
 WORKERS ?= $(CORES)
 TRAIN_THREADS ?= 1
-POOLED := $(BIN)/promptworth pool --size $(WORKERS) -- $(SNAKEMAKE) --set-threads train=$(TRAIN_THREADS)
+# The lr_grid's pilots (rule lr_grid_train) are training jobs too: the same threads.
+POOLED := $(BIN)/promptworth pool --size $(WORKERS) -- $(SNAKEMAKE) --set-threads train=$(TRAIN_THREADS) lr_grid_train=$(TRAIN_THREADS)
 
 # A run killed hard leaves Snakemake's lock behind; unlock-stale releases it when no other
 # Snakemake works in this folder, and stops with a message naming it when one does.
@@ -48,7 +49,7 @@ study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(POOLED) --configfile $(CONFIG)
 
-# The full CPU study of reports/ (config/study.yaml, ~5 h here). Run records land in reports/runs/
+# The full CPU study of reports/ (config/study.yaml, the second edition: about 11 h here). Run records land in reports/runs/
 # and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs
 # are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
