@@ -22,6 +22,21 @@ from promptworth.study import SplitsConfig, StudyConfig, load_study, plan
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+# A plain ladder study that the tests below change one key at a time: two tasks, four sizes, two
+# data seeds, prompt vs head, a fixed number of steps (the default study's shape before it took
+# the lr_grid and patience; written here so that redesigning the default study changes no test).
+BASE = yaml.safe_load("""
+results_dir: results
+model: smollm2-135m-instruct
+tasks: [SST-2, CB]
+methods: [prompt, head]
+train_seeds: [1]
+splits: {kind: ladder, sizes: [10, 20, 50, 100], data_seeds: [1, 2], dev_policy: fixed, dev_size: 32,
+         test_limit: 200}
+training: {protocol: epochs, epochs: 10, min_steps: 10, max_steps: 25, eval_every: 10, learning_rate: 1.0e-5,
+           batch_size: 8, eval_batch_size: 32, max_length: 128, precision: auto}
+comparisons: ["prompt:head"]
+""")
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -47,7 +62,15 @@ SHIPPED_DAGS = {
     # the default (no --configfile): SST-2, 4 sizes x 2 data seeds; the prompt at 0, both methods at
     # 16, 64 and 256 (2 + 12 runs); the lr_grid: 2 rates x 2 methods at 16 on data seed 1, a selection each
     "config.yaml": {"split": 8, "train": 14, "lr_grid_train": 4, "select_lr": 2, "advantage": 1, "costs": 1},
-    # 4 tasks x 5 sizes x 4 data seeds; x 3 methods
+    # the second edition. SmolLM2: SST-2 at 0 (prompt, prompt-lora), at 10/100/1000 its 7 methods, at
+    # 32/320 prompt and head: (2 + 21 + 4) x 2 data seeds = 54; mr, subj, trec: (1 + 2 x 5) x 2 = 22
+    # each; RTE at 0 and 100 (1 + 2) x 2, at all (one data seed) 2: 8. Gemma: SST-2 and trec as mr:
+    # 2 x 22. 54 + 66 + 8 + 44 = 172. Splits (shared by the models): 4 tasks x 6 sizes x 2 + RTE 2 x 2
+    # + 1 = 53. The lr_grid at 100: SmolLM2 7 + 4 x 2 (task, method) pairs, Gemma 2 x 2 = 19
+    # selections of 2 rates
+    "study.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
+                   "budgets": 1, "costs": 1},
+    # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
     # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
@@ -112,7 +135,7 @@ def test_finished_runs_stay_finished_when_their_inputs_are_rebuilt(tmp_path):
 
 def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    config = copy.deepcopy(DEFAULT)
+    config = copy.deepcopy(BASE)
     config["splits"]["sizes"] = [10, 10]
     bad.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--configfile", str(bad))
@@ -122,7 +145,7 @@ def test_dry_run_rejects_a_bad_config_in_one_line(tmp_path):
 
 
 def with_change(path: str, value) -> dict:
-    config = copy.deepcopy(DEFAULT)
+    config = copy.deepcopy(BASE)
     *parents, last = path.split(".")
     node = config
     for key in parents:
@@ -149,7 +172,7 @@ def with_change(path: str, value) -> dict:
         # what used to pass validation and fail in a job, or after all training
         ("training.warmup_ratio", 1, r"config.training.warmup_ratio: 1 is greater than or equal to the maximum of 1"),
         ("training.max_length", 4, r"config.training.max_length: 4 is less than the minimum of 8"),
-        ("training.min_steps", 100, r"config: training: training setting min_steps has an invalid value: 100"),
+        ("training.min_steps", 1000, r"config: training: training setting min_steps has an invalid value: 1000"),
         ("training.patience", -1, r"config.training.patience: -1 is less than the minimum of 0"),
         ("training.patience", 1.5, r"config.training.patience: 1.5 is not of type 'integer'"),
         ("training_by_method", {"head": {"patience": "3"}},
@@ -176,9 +199,9 @@ def test_patience_is_a_training_setting_like_the_others():
     unset, no run's flags change (so no finished run is retrained)."""
     from promptworth.training.train_config import training_args
 
-    unset = load_study(DEFAULT, SCHEMA)
+    unset = load_study(BASE, SCHEMA)
     assert not any("--patience" in training_args(unset.training_for(m)) for m in unset.methods)
-    config = copy.deepcopy(DEFAULT)
+    config = copy.deepcopy(BASE)
     config["training"]["patience"] = 3
     config["training_by_method"] = {"head": {"patience": 0}}
     config["by_size"] = {"100": {"training": {"patience": 5}}}
@@ -196,8 +219,8 @@ def test_a_study_with_budgets_records_them_in_every_run_and_draws_them(tmp_path)
     the budgets rule and its outputs among its targets."""
     from promptworth.training.train_config import training_args
 
-    assert load_study(DEFAULT, SCHEMA).budgets() == ()
-    config = copy.deepcopy(DEFAULT)
+    assert load_study(BASE, SCHEMA).budgets() == ()
+    config = copy.deepcopy(BASE)
     config["training"].update(schedule="constant", budgets=[20, 10])
     config["by_size"] = {"100": {"training": {"budgets": [10, 30]}}}
     study = load_study(config, SCHEMA)
@@ -245,7 +268,7 @@ def test_size_zero_is_planned_only_for_the_methods_that_run_untrained(tmp_path):
      r"\(head: its new head is untrained; null: its null verbalizer"),
     ({"by_size": {"0": {"methods": ["prompt", "head"]}}},
      "config: by_size.0.methods: method head cannot run at size 0: its new head is untrained"),
-    ({"splits": {**DEFAULT["splits"], "sizes": [0, 10], "dev_policy": "same_as_train"}},
+    ({"splits": {**BASE["splits"], "sizes": [0, 10], "dev_policy": "same_as_train"}},
      "config: splits.dev_policy: dev policy 'same_as_train' draws as many dev rows as training rows: size 0 "
      "would have no dev set"),
 ])
@@ -398,10 +421,10 @@ def test_a_kshot_study_adds_the_full_data_setting_for_the_methods_named_at_that_
 
 def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(tmp_path):
     """LM-BFF's K-shot split files keep the whole test set: the runs draw the subset themselves."""
-    kshot = copy.deepcopy(DEFAULT)
+    kshot = copy.deepcopy(BASE)
     kshot["tasks"] = ["SST-2"]
     kshot["splits"] = {"kind": "kshot", "k": 16, "data_seeds": [42], "test_limit": 300}
-    ladder = copy.deepcopy(DEFAULT)
+    ladder = copy.deepcopy(BASE)
     ladder["splits"]["test_limit"] = 300
     for name, config in (("kshot", kshot), ("ladder", ladder)):
         path = tmp_path / f"{name}.yaml"
@@ -421,7 +444,7 @@ def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(
 def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
     from promptworth.study import plan_summary
 
-    study = load_study(copy.deepcopy(DEFAULT), SCHEMA)
+    study = load_study(copy.deepcopy(BASE), SCHEMA)
     files = [tmp_path / f"run{i}.json" for i in range(6)]
     assert "estimate: none yet" in plan_summary(study, files, 2)
     for path, seconds in zip(files, (30.0, 50.0, 40.0)):
@@ -479,7 +502,7 @@ def _schema_defaults(node, where="schema"):
 
 def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
     assert _schema_defaults(yaml.safe_load(SCHEMA.read_text())) == []
-    config = copy.deepcopy(DEFAULT)
+    config = copy.deepcopy(BASE)
     for key in ("results_dir", "comparisons", "templates", "data_dir"):
         config.pop(key, None)
     for key in ("dev_policy", "k", "test_limit"):
