@@ -3,7 +3,8 @@ the way ``make study`` runs it now.
 
 The mini-study: SST-2 and TREC, prompt and head, ladder sizes 10, 30, 100 and 300, data seeds 1
 and 2, train seed 1 (32 runs), with the published study's splits and training settings (the
-``splits`` and ``training`` sections of config/study.yaml, read from there). Each side runs the
+``splits`` and ``training`` sections of config/study-v1.yaml, the first edition's fixed-step
+protocol, read from there). Each side runs the
 real workflow, Snakemake included, into a results folder of its own:
 
 - ``baseline``: as the pipeline ran before the worker pool: ``snakemake --cores 2`` with 2 threads
@@ -117,7 +118,7 @@ def measure_peak() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "config" / "study.yaml",
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "study-v1.yaml",
                         help="the study whose splits and training settings the mini-study uses")
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "trec"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 30, 100, 300])
