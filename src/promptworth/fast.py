@@ -107,8 +107,9 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
         splits["sizes_by_task"] = {t: list(s)[:SIZES] for t, s in splits["sizes_by_task"].items() if t in tasks}
     splits["test_limit"] = min(splits.get("test_limit") or TEST_ROWS, TEST_ROWS)
     if "by_size" in out:  # only the sizes the tiny study still trains at
-        kept = {str(size) for size in splits.get("sizes", [])}.union(
-            *({str(size) for size in sizes} for sizes in splits.get("sizes_by_task", {}).values()))
+        # a task's sizes as the study reads them (StudySplits.sizes_for): its own, else the ladder's
+        by_task = splits.get("sizes_by_task", {})
+        kept = {str(size) for task in tasks for size in by_task.get(task, splits.get("sizes", []))}
         out["by_size"] = {size: value for size, value in out["by_size"].items() if str(size) in kept}
         if not out["by_size"]:
             del out["by_size"]
