@@ -99,7 +99,9 @@ def default_dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 
 def test_each_training_run_has_its_benchmark_and_log_under_the_results_folder(default_dry_run):
     results, output = default_dry_run
-    name = "smollm2-135m-instruct/SST-2/prompt/10-1-1"
+    study = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    size = max(study["splits"]["sizes"])  # a size the default study trains at
+    name = f"smollm2-135m-instruct/SST-2/prompt/{size}-{study['splits']['data_seeds'][0]}-1"
     job = output.split(f"output: {results}/runs/{name}.json")[1].split("\n\n")[0]
     assert f"log: {results}/logs/train/{name}.log" in job
     assert f"benchmark: {results}/benchmarks/train/{name}.tsv" in job
