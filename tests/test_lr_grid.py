@@ -149,15 +149,40 @@ def test_a_run_trains_at_the_chosen_rate_and_its_record_cites_the_selection(tmp_
     chosen = json.loads(selection_file.read_text())["learning_rate"]
     assert chosen == lr_grid.choose(scores)
 
+    cited = {"file": str(selection_file), "learning_rate": chosen,
+             "sha256": hashlib.sha256(selection_file.read_bytes()).hexdigest()}
+    # another train seed: no pilot is this run, so it trains at the chosen rate
+    out = Path("runs") / "32-1-2.json"
+    seed_2 = _train(split, out, model, "--learning-rate-from", str(selection_file))
+    seed_2[seed_2.index("--seed") + 1] = "2"
+    assert main(seed_2) == 0
+    run = json.loads(out.read_text())
+    assert run["hyperparameters"]["learning_rate"] == chosen and run["train_seed"] == 2
+    assert run["lr_selection"] == cited and run["timing"]["steps"] == 4
+
+    # the pilot's split, seed and settings at the chosen rate: the pilot's record, taken over
+    capsys.readouterr()
     out = Path("runs") / "32-1-1.json"
     assert main(_train(split, out, model, "--learning-rate-from", str(selection_file))) == 0
+    assert "is this run (the same split, seeds, rate and settings)" in capsys.readouterr().err
     run = json.loads(out.read_text())
-    assert run["hyperparameters"]["learning_rate"] == chosen
-    assert run["lr_selection"] == {"file": str(selection_file), "learning_rate": chosen,
-                                   "sha256": hashlib.sha256(selection_file.read_bytes()).hexdigest()}
-    # the run is the pilot at the chosen rate again (the same split, seed and settings)
-    same = json.loads(pilots[[1e-4, 3e-2].index(chosen)].read_text())
-    assert run["dev_curve"] == same["dev_curve"] and run["test"] == same["test"] and same["lr_selection"] is None
+    pilot_file = pilots[[1e-4, 3e-2].index(chosen)]
+    same = json.loads(pilot_file.read_text())
+    assert run["lr_selection"] == {**cited, "pilot": {"file": str(pilot_file),
+                                                      "sha256": hashlib.sha256(pilot_file.read_bytes()).hexdigest()}}
+    assert {**run, "lr_selection": None} == same
+    # ... which is what training it again gives (the same inputs train the same weights)
+    again = Path("again.json")
+    assert main(_train(split, again, model, "--learning-rate", lr_grid.rate_label(chosen))) == 0
+    trained = json.loads(again.read_text())
+    assert trained["dev_curve"] == same["dev_curve"] and trained["test"] == same["test"]
+    assert trained["budgets"] == same["budgets"] and trained["train_loss"] == same["train_loss"]
+
+    # other settings than the pilot's (more steps): it trains
+    longer = Path("runs") / "longer.json"
+    assert main(_train(split, longer, model, "--learning-rate-from", str(selection_file), "--max-steps", "6")) == 0
+    run = json.loads(longer.read_text())
+    assert run["lr_selection"] == cited and run["timing"]["steps"] == 6
 
     capsys.readouterr()
     for extra, message in (

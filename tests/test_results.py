@@ -293,16 +293,18 @@ def test_the_table_carries_each_runs_cost_and_aggregate_sums_it(tmp_path: Path, 
 def test_aggregate_states_the_study_level_mfu_over_the_studys_span(tmp_path: Path, capsys) -> None:
     from promptworth.cli import main
 
-    # two runs side by side (both 20 s, the second ends 5 s later), then one alone: 40 s in all
-    for name, end, process in (("a", "12:00:20", 20.0), ("b", "12:00:25", 20.0), ("c", "12:00:45", 20.0)):
+    # two runs side by side (both 20 s, the second ends 5 s later), then one alone, and after an hour's
+    # pause (a study resumed in another session) one more: 65 s in all
+    runs = (("a", "12:00:20", 20.0), ("b", "12:00:25", 20.0), ("c", "12:00:45", 20.0), ("d", "13:00:20", 20.0))
+    for name, end, process in runs:
         timing = {"wall_s": 18.0, "process_s": process, "flops": {"train": 3 * 10**12, "eval": 10**12},
                   "finished_at": f"2026-12-02T{end}+00:00"}
         write(tmp_path / "r" / f"{name}.json", record(schema_version=2, train_size=len(name) * ord(name), timing=timing))
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv"), "--peak-gflops", "500"]) == 0
     out = capsys.readouterr().out
-    # 12 TFLOP over 60 s of process time (200 GFLOP/s) but over the 45 s span: 267 GFLOP/s, 0.53 of 500
-    assert "12.0 TFLOP of model FLOPs in 0.02 h of process time, 200 GFLOP/s; 0.01 h from the first" in out
-    assert "267 GFLOP/s, study-level MFU 0.53 of a 500 GFLOP/s peak" in out
+    # 16 TFLOP over 80 s of process time (200 GFLOP/s) but over the 65 s span: 246 GFLOP/s, 0.49 of 500
+    assert "16.0 TFLOP of model FLOPs in 0.02 h of process time, 200 GFLOP/s; 0.02 h in which runs were" in out
+    assert "246 GFLOP/s, study-level MFU 0.49 of a 500 GFLOP/s peak" in out
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "x.csv"), "--peak-gflops", "nan"]) == 2
 
 

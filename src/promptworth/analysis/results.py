@@ -265,18 +265,25 @@ def check_number_column(values: pd.Series, column: str, source: str, required: b
 
 
 def study_span_s(table: pd.DataFrame) -> float | None:
-    """Seconds from the first run's start (its end minus its process time) to the last run's end;
-    None when a run has no finish time. Runs side by side overlap in it, so FLOPs over the span
-    are the study's throughput (a pause of a resumed study counts in it too)."""
+    """Seconds in which at least one run was in progress: the union of the runs' intervals (each
+    from its end minus its process time to its end); None when a run has no finish time. Runs side
+    by side overlap in it, so FLOPs over the span are the study's throughput; the pauses of a study
+    resumed over several sessions fall outside every interval and do not count."""
     if table.empty or (table["finished_at"] == "").any():
         return None
     ends = pd.to_datetime(table["finished_at"], utc=True).map(lambda t: t.timestamp())
-    return float(ends.max() - (ends - table["process_s"]).min())
+    intervals = sorted(zip(ends - table["process_s"], ends))
+    span, (first, last) = 0.0, intervals[0]
+    for start, end in intervals[1:]:
+        if start > last:  # a gap: nothing ran between last and start
+            span, first = span + last - first, start
+        last = max(last, end)
+    return float(span + last - first)
 
 
 def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
     """The study's compute in one line: model FLOPs over process time (runs that count both),
-    over the span from the first run's start to the last run's end, and with the machine's matmul
+    over the span in which runs were in progress, and with the machine's matmul
     peak (``make benchmark`` measures it) the study-level MFU."""
     counted = table.dropna(subset=["flops", "process_s"])
     if counted.empty:
@@ -287,7 +294,7 @@ def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
             f"time, {total / seconds / 1e9:.0f} GFLOP/s{left_out}")
     span = study_span_s(counted)
     if span:
-        line += f"; {span / 3600:.2f} h from the first run's start to the last one's end: {total / span / 1e9:.0f} GFLOP/s"
+        line += f"; {span / 3600:.2f} h in which runs were in progress: {total / span / 1e9:.0f} GFLOP/s"
         if peak_gflops:
             line += f", study-level MFU {total / span / 1e9 / peak_gflops:.2f} of a {peak_gflops:g} GFLOP/s peak"
     return line

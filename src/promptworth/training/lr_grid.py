@@ -178,3 +178,21 @@ def apply_selection(path: Path, file_name: str, task: str, method: str, model: s
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
         raise PromptworthError(f"{where}: its learning_rate {rate!r} is not a positive number")
     return float(rate), {"file": file_name, "sha256": sha256_file(Path(path)), "learning_rate": float(rate)}
+
+
+def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> Path | None:
+    """The pilot run a selection file cites at its chosen rate with these seeds, when its record is
+    still the one the selection read (the same sha256); else None. Its files are relative to the
+    study's folder, as the selection wrote them."""
+    from promptworth.data.sources import sha256_file
+    from promptworth.outputs import read_output
+
+    selection = read_output(path, f"--learning-rate-from {path}", "a learning-rate selection", FORMAT,
+                            "promptworth select-lr")
+    for run in selection.get("runs") or []:
+        if (run.get("learning_rate") == selection.get("learning_rate") and run.get("data_seed") == data_seed
+                and run.get("train_seed") == train_seed):
+            pilot = Path(run.get("file", ""))
+            if pilot.is_file() and sha256_file(pilot) == run.get("sha256"):
+                return pilot
+    return None

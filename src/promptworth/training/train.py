@@ -459,7 +459,9 @@ def fit(
         best_score = dev_score(0)
     if best_step != steps:
         snapshot.restore(model)
-    final = test_metrics("test") if test else {}
+    # a budget that tested the best state already has the final result: the same weights, evaluated once
+    tested = [b.test for b in budgets or [] if b.best_step == best_step]
+    final = tested[0] if tested else test_metrics("test") if test else {}
     if budgets is not None:  # the budgets not evaluated on the way: the run's last step, or beyond it
         done = {b.steps for b in budgets}
         budgets += [BudgetResult(b, best_step, best_score, final, reached=b <= steps)
@@ -563,7 +565,9 @@ def encode_rows(method: Method, rows: Sequence[Mapping[str, Any]]) -> list[Featu
 
 
 def run(request: RunRequest) -> dict[str, Any]:
-    """Train one run and return its record (see docs/contracts.md); nothing is written here."""
+    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
+    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
+    takes over that pilot's result instead of training the same run a second time."""
     wall_start = time.perf_counter()
     reset_peak_rss()
     if request.threads:
@@ -591,15 +595,9 @@ def run(request: RunRequest) -> dict[str, Any]:
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
     precision = resolve_precision(config.precision, device)
-    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
-    model = method.load_model().to(device)
-    result = fit(
-        method, model, features["train"], features["dev"], features["test"], task, config,
-        request.seed, device, precision, progress=request.progress,
-    )
-    wall_s = time.perf_counter() - wall_start
     data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
-    record = {
+    # what the record says of the run before it trains: a pilot that says the same is this run
+    planned = {
         "schema_version": records.SCHEMA_VERSION,
         "task": task.name,
         "method": method.name,
@@ -609,7 +607,6 @@ def run(request: RunRequest) -> dict[str, Any]:
         "method_parts": method.parts(),
         "search": searched,
         "lr_selection": lr_cited,
-        "parameters": method.parameter_count.as_dict(),
         **method.describe(),
         "train_size": len(rows["train"]),
         "dev_size": len(rows["dev"]),
@@ -618,8 +615,30 @@ def run(request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets), "total_steps": result.budget,
+        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
                             "test_limit": request.test_limit},
+        "device": describe_device(device),
+        "precision": precision,
+        "versions": versions(),
+    }
+    if request.lr_selection is not None:
+        repeated = pilot_repeated(request.lr_selection, planned)
+        if repeated is not None:
+            return repeated
+    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
+    model = method.load_model().to(device)
+    result = fit(
+        method, model, features["train"], features["dev"], features["test"], task, config,
+        request.seed, device, precision, progress=request.progress,
+    )
+    wall_s = time.perf_counter() - wall_start
+    record = {
+        **planned,
+        # what a method reads of the split while it trains (e.g. the demonstrations it used)
+        "method_parts": method.parts(),
+        **method.describe(),
+        "parameters": method.parameter_count.as_dict(),
+        "hyperparameters": {**planned["hyperparameters"], "total_steps": result.budget},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
         "dev_score": result.dev_score,
@@ -648,10 +667,36 @@ def run(request: RunRequest) -> dict[str, Any]:
             # when it ended (UTC): file times do not survive a git checkout, this does
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
-        "device": describe_device(device),
-        "precision": precision,
-        "versions": versions(),
         "git_commit": git_commit(),
     }
     return records.finish(record)
+
+
+# The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the
+# result (what training produced, and when) is the pilot's; hyperparameters.total_steps follows from
+# the compared hyperparameters and train_size.
+_RESULT_KEYS = {"lr_selection", "git_commit", "parameters", "dev_curve", "best_step", "dev_score", "stopped",
+                "metric", "test", "score", "budgets", "train_loss", "timing"}
+
+
+def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record of a run whose plan (``planned``: the record's keys known before training)
+    equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
+    citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
+    as when the pilot trained with other settings, another split or other package versions."""
+    pilot_path = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
+    if pilot_path is None:
+        return None
+    pilot = records.read_record(pilot_path)
+    settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
+    if settings != planned["hyperparameters"]:
+        return None
+    if any(pilot.get(key) != value for key, value in planned.items() if key not in _RESULT_KEYS | {"hyperparameters"}):
+        return None
+    from promptworth.data.sources import sha256_file
+
+    cited = {**planned["lr_selection"], "pilot": {"file": study_relative(pilot_path), "sha256": sha256_file(pilot_path)}}
+    print(f"the pilot run {study_relative(pilot_path)} is this run (the same split, seeds, rate and settings): "
+          "its result is taken over, nothing trains", file=sys.stderr)
+    return records.finish({**pilot, "lr_selection": cited})
 
