@@ -447,13 +447,17 @@ def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
     study = load_study(copy.deepcopy(BASE), SCHEMA)
     files = [tmp_path / f"run{i}.json" for i in range(6)]
     assert "estimate: none yet" in plan_summary(study, files, 2)
-    for path, seconds in zip(files, (30.0, 50.0, 40.0)):
-        path.write_text(json.dumps({"timing": {"wall_s": seconds - 5, "process_s": seconds}}))
+    for path, seconds in zip(files, (30.0, 50.0, 40.0)):  # zero-shot runs: no training step
+        path.write_text(json.dumps({"timing": {"wall_s": seconds - 5, "process_s": seconds, "steps": 0}}))
     text = plan_summary(study, files, 2)
     assert "6 runs: 3 finished, 3 to train" in text
     assert "~1 min (3 runs x 40 s, the median of the finished ones, 2 at a time)" in text  # 3 x 40 / 2 = 60 s
     files[3].write_text("{not json")  # an unreadable record still counts as finished, without a time
     assert "4 finished, 2 to train" in plan_summary(study, files, 1)
+    # once a run has trained, only runs that trained time the rest (a zero-shot run only evaluates)
+    files[4].write_text(json.dumps({"timing": {"wall_s": 590.0, "process_s": 600.0, "steps": 120}}))
+    text = plan_summary(study, files, 1)
+    assert "~10 min (1 runs x 600 s, the median of the finished ones that trained, 1 at a time)" in text
 
 
 def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):

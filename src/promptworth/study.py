@@ -535,20 +535,24 @@ def pilots(study: StudyConfig) -> list[Pilot]:
     ]
 
 
-def _run_seconds(record_file: Path) -> float | None:
-    """What a finished run took (its process time, else its wall time), if its record says."""
+def _run_timing(record_file: Path) -> tuple[float, bool] | None:
+    """What a finished run took (its process time, else its wall time) and whether it took a
+    training step, if its record says."""
     try:
         timing = json.loads(record_file.read_text(encoding="utf-8")).get("timing", {})
-        seconds = timing.get("process_s") or timing.get("wall_s")
+        seconds, steps = timing.get("process_s") or timing.get("wall_s"), timing.get("steps")
     except (OSError, ValueError, AttributeError):
         return None
-    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        return None
+    return float(seconds), isinstance(steps, int) and steps > 0
 
 
 def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int) -> str:
     """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
     and how many are still to train, and an estimate from the runs already finished (their median
-    time, ``at_once`` side by side), where there are some."""
+    time, ``at_once`` side by side), where there are some: from those that trained when there are
+    any, since a zero-shot run only evaluates and would make the estimate far too short."""
     done = [path for path in record_files if path.is_file()]
     left = len(record_files) - len(done)
     lines = [
@@ -559,11 +563,13 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
     if study.lr_grid is not None:
         lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
                      f"{', '.join(study.lr_grid.rates)} on dev first")
-    seconds = sorted(s for s in map(_run_seconds, done) if s is not None)
+    timings = [t for t in map(_run_timing, done) if t is not None]
+    trained = sorted(seconds for seconds, took_steps in timings if took_steps)
+    seconds, which = (trained, "finished ones that trained") if trained else (sorted(s for s, _ in timings), "finished ones")
     if left and seconds:
         median, at_once = seconds[len(seconds) // 2], max(1, at_once)
         lines.append(f"[promptworth] estimate: ~{left * median / at_once / 60:.0f} min ({left} runs x {median:.0f} s, "
-                     f"the median of the finished ones, {at_once} at a time)")
+                     f"the median of the {which}, {at_once} at a time)")
     elif left:
         lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
     return "\n".join(lines)
