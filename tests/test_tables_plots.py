@@ -316,6 +316,17 @@ def test_the_methods_table_names_parts_strategy_costs_and_scores() -> None:
     assert by_method["head"][header.index("CB (40)")] == f"{100 * cb10.mean():.1f} ({100 * cb10.std(ddof=0):.1f})"
 
 
+def test_the_methods_table_lists_each_tasks_sizes_from_the_smallest() -> None:
+    # the head comes first and has no size 0: the prompt's zero-shot column still leads its task's sizes
+    data = _with_costs(study(methods=("prompt", "head")))
+    zero_shot = data[(data["method"] == "prompt") & (data["train_size"] == SIZES[0])].assign(train_size=0)
+    header, _ = parse_markdown(methods_markdown(methods_frame(pd.concat([data, zero_shot], ignore_index=True))))
+    columns = [(c.rsplit(" (", 1)[0], int(c.rsplit(" (", 1)[1].rstrip(")"))) for c in header[7:]]
+    tasks = list(dict.fromkeys(t for t, _ in columns))
+    assert tasks == ["CB", "RTE"] and columns == sorted(columns, key=lambda c: (tasks.index(c[0]), c[1]))
+    assert [n for t, n in columns if t == "CB"][0] == 0 and len(columns) == len(set(columns)) > 2 * len(SIZES)
+
+
 def test_a_head_whose_size_differs_per_task_shows_the_span_not_a_median() -> None:
     # a new head grows with the task's labels: CB's 3 labels against BoolQ's 2 (say)
     data = _with_costs(study(methods=("head",)))

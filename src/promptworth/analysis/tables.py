@@ -307,8 +307,11 @@ def _span(values: pd.Series, show: Callable[[float], str]) -> str:
 
 
 def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: methods, each per model; columns: the facts, then one score column per (task, size)."""
-    groups = list(dict.fromkeys(zip(frame["task"], frame["train_size"])))
+    """Rows: methods, each per model; columns: the facts, then one score column per (task, size):
+    the tasks as they come, each one's sizes from the smallest (the zero-shot point first), whichever
+    method came first with which size."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    groups = sorted(set(zip(frame["task"], frame["train_size"])), key=lambda g: (tasks.index(g[0]), g[1]))
     header = ["method", "model", "strategy", "trains", "share", "step s", "peak GB",
               *(f"{t} ({n})" for t, n in groups)]
     rows = []
