@@ -308,6 +308,25 @@ def test_aggregate_states_the_study_level_mfu_over_the_studys_span(tmp_path: Pat
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "x.csv"), "--peak-gflops", "nan"]) == 2
 
 
+def test_aggregate_says_how_the_runs_stopped_and_which_ran_to_the_cap(tmp_path: Path, capsys) -> None:
+    from promptworth.cli import main
+
+    steps = {"wall_s": 1.0, "steps": 40}
+    ends = [("prompt", 10, "patience"), ("prompt", 20, "cap"), ("head", 10, "patience"), ("head", 20, "patience"),
+            ("head", 40, "cap"), ("prompt", 0, None)]  # the last: the zero-shot point, no step
+    for method, size, stopped in ends:
+        write(tmp_path / "r" / f"{method}-{size}.json",
+              record(method=method, train_size=size, stopped=stopped, timing=steps if stopped else {"wall_s": 1.0}))
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "stopped: 5 runs trained: 3 stopped by patience, 2 at the cap (40.0%): head 1, prompt 1" in out
+    for path in (tmp_path / "r").glob("*.json"):
+        path.unlink()
+    write(tmp_path / "r" / "free.json", record(stopped=None, timing={"wall_s": 1.0}))
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
+    assert "stopped: 1 runs; none took a training step" in capsys.readouterr().out
+
+
 def test_a_cost_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.json", record(timing={"wall_s": 1.0, "flops": {"train": "many"}}))
     with pytest.raises(PromptworthError, match="key 'timing.flops.train' must be a number"):

@@ -281,6 +281,22 @@ def study_span_s(table: pd.DataFrame) -> float | None:
     return float(span + last - first)
 
 
+def stop_summary(table: pd.DataFrame) -> str:
+    """How the study's training runs ended, in one line: how many stopped by patience and how many
+    ran to the cap (the protocol wants few there: a run at the cap may not have converged), per method
+    where some did."""
+    trained = table[table["stopped"].isin(records.STOPPED)]
+    if trained.empty:
+        return f"{len(table)} runs; none took a training step"
+    capped = trained[trained["stopped"] == records.STOPPED_AT_CAP]
+    line = (f"{len(trained)} runs trained: {len(trained) - len(capped)} stopped by patience, {len(capped)} at the "
+            f"cap ({100 * len(capped) / len(trained):.1f}%)")
+    if len(capped):
+        per_method = capped.groupby("method", sort=True).size()
+        line += ": " + ", ".join(f"{method} {count}" for method, count in per_method.items())
+    return line
+
+
 def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
     """The study's compute in one line: model FLOPs over process time (runs that count both),
     over the span in which runs were in progress, and with the machine's matmul

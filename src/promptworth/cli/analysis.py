@@ -124,7 +124,7 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
-    from promptworth.analysis.results import collect, cost_summary
+    from promptworth.analysis.results import collect, cost_summary, stop_summary
     from promptworth.outputs import write_csv
 
     peak = args.peak_gflops
@@ -134,6 +134,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
     write_csv(table, args.out)
     print(f"[promptworth] {len(table)} runs -> {args.out}")
     print(f"[promptworth] compute: {cost_summary(table, peak)}")
+    print(f"[promptworth] stopped: {stop_summary(table)}")
     return 0
 
 
