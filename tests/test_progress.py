@@ -69,6 +69,8 @@ def test_cli_reads_finish_times_from_the_records_not_file_times(tmp_path, capsys
     # 10 runs left at the latest run's pace (about 61 s, plus the time this test takes to get here);
     # file times would give ~0 min, the days-old run ~36 hours
     assert 10 * 61 / 60 <= minutes < 20
+    assert main(["progress", str(runs), "--total", "4", "--what", "pilot runs of the lr_grid"]) == 0
+    assert capsys.readouterr().out.startswith("[promptworth] 2/4 pilot runs of the lr_grid done (50%); about ")
 
 
 def test_cli_rejects_a_total_that_is_not_positive(tmp_path, capsys):

@@ -300,6 +300,9 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     assert len(pilots) == 20 and all("--split-dir " in line and "/20-" in line for line in pilots)
     head = [line for line in pilots if "/CB/head/lr-0.0001/20-3-1.json" in line]
     assert len(head) == 1 and "--learning-rate 0.0001 " in head[0] and "--learning-rate-from" not in head[0]
+    # progress counts every model's pilots against all of them, and names them as pilots
+    assert all(f"promptworth progress {tmp_path}/grid/lr-grid --total 20 --what 'pilot runs of the lr_grid'" in line
+               for line in pilots)
     runs = [line for line in lines if "promptworth train " in line and "/runs/" in line]
     chosen = [line for line in runs if "/0-" not in line]
     assert all("--learning-rate-from " in line and "--learning-rate " not in line for line in chosen)

@@ -19,9 +19,10 @@ if not STUDY.runs_dir:
         params:
             training=pilot_training_args,
             lr=[],
-            # <results>/lr-grid/<model>: every pilot record (progress counts them)
-            runs=lambda wc, output: str(Path(output[0]).parents[3]),
+            # <results>/lr-grid: every model's pilot records (progress counts them)
+            runs=lambda wc, output: str(Path(output[0]).parents[4]),
             total=lambda wc, output: len(PILOTS),
+            what=lambda wc, output: "pilot runs of the lr_grid",
 
     rule select_lr:
         input:

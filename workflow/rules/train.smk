@@ -43,6 +43,7 @@ if not STUDY.runs_dir:
             # derived (a function of the output): Snakemake's params trigger skips it, so adding
             # runs to a study does not make its finished records look changed
             total=lambda wc, output: len(RUNS),
+            what=lambda wc, output: "training runs",
         shell:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
@@ -50,7 +51,7 @@ if not STUDY.runs_dir:
             "{params.search:q} {params.lr:q} "
             "--threads {threads} "
             "--no-progress --out {output:q} > {log:q} 2>&1 && "
-            "promptworth progress {params.runs:q} --total {params.total}"
+            "promptworth progress {params.runs:q} --total {params.total} --what {params.what:q}"
 
 
 rule runs:

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     progress.add_argument("runs_dir", type=Path, help="folder of the study's run records")
     progress.add_argument("--total", type=int, required=True, help="number of runs in the study")
+    progress.add_argument("--what", default="training runs",
+                          help="what the records are, as the line names them (default: training runs)")
     progress.set_defaults(handler=run_progress)
 
     unlock = subparsers.add_parser(
@@ -96,7 +98,7 @@ def run_progress(args: argparse.Namespace) -> int:
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
-    print(f"[promptworth] {done}/{args.total} training runs done ({share:.0f}%){eta}", flush=True)
+    print(f"[promptworth] {done}/{args.total} {args.what} done ({share:.0f}%){eta}", flush=True)
     return 0
 
 
