@@ -62,7 +62,7 @@ def test_cli_reads_finish_times_from_the_records_not_file_times(tmp_path, capsys
     _record(runs / "SST-2" / "prompt" / "10-1-1.json", 60.0, now - 3 * 86_400)
     _record(runs / "SST-2" / "head" / "10-1-1.json", 60.0, now - 1)
     (runs / "SST-2" / "head" / "broken.json").write_text("{not json", encoding="utf-8")
-    assert main(["progress", str(runs), "--total", "12"]) == 0
+    assert main(["progress", str(runs), "--total", "12", "--what", "training runs"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("[promptworth] 2/12 training runs done (17%); about ")
     minutes = float(line.split("about ")[1].split(" min")[0])
@@ -74,5 +74,5 @@ def test_cli_reads_finish_times_from_the_records_not_file_times(tmp_path, capsys
 
 
 def test_cli_rejects_a_total_that_is_not_positive(tmp_path, capsys):
-    assert main(["progress", str(tmp_path), "--total", "0"]) == 2
+    assert main(["progress", str(tmp_path), "--total", "0", "--what", "training runs"]) == 2
     assert "--total must be positive" in capsys.readouterr().err

@@ -43,6 +43,7 @@ if not STUDY.runs_dir:
             # derived (a function of the output): Snakemake's params trigger skips it, so adding
             # runs to a study does not make its finished records look changed
             total=lambda wc, output: len(RUNS),
+            # how the progress line names them (the pilots' rule names its own)
             what=lambda wc, output: "training runs",
         shell:
             "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "

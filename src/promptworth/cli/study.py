@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     progress.add_argument("runs_dir", type=Path, help="folder of the study's run records")
     progress.add_argument("--total", type=int, required=True, help="number of runs in the study")
-    progress.add_argument("--what", default="training runs",
-                          help="what the records are, as the line names them (default: training runs)")
+    progress.add_argument("--what", required=True,
+                          help="what the records are, as the line names them (e.g. training runs)")
     progress.set_defaults(handler=run_progress)
 
     unlock = subparsers.add_parser(

@@ -180,10 +180,10 @@ def apply_selection(path: Path, file_name: str, task: str, method: str, model: s
     return float(rate), {"file": file_name, "sha256": sha256_file(Path(path)), "learning_rate": float(rate)}
 
 
-def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> Path | None:
-    """The pilot run a selection file cites at its chosen rate with these seeds, when its record is
-    still the one the selection read (the same sha256); else None. Its files are relative to the
-    study's folder, as the selection wrote them."""
+def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> dict[str, str] | None:
+    """The pilot run a selection file cites at its chosen rate with these seeds, as the selection
+    cites it ({file, sha256}), when its record is still the one the selection read (the same
+    sha256); else None. Its file is relative to the study's folder, as the selection wrote it."""
     from promptworth.data.sources import sha256_file
     from promptworth.outputs import read_output
 
@@ -194,5 +194,5 @@ def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> Path 
                 and run.get("train_seed") == train_seed):
             pilot = Path(run.get("file", ""))
             if pilot.is_file() and sha256_file(pilot) == run.get("sha256"):
-                return pilot
+                return {"file": run["file"], "sha256": run["sha256"]}
     return None

@@ -684,19 +684,16 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
     citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
     as when the pilot trained with other settings, another split or other package versions."""
-    pilot_path = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
-    if pilot_path is None:
+    cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
+    if cited_pilot is None:
         return None
-    pilot = records.read_record(pilot_path)
+    pilot = records.read_record(Path(cited_pilot["file"]))
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
     if settings != planned["hyperparameters"]:
         return None
     if any(pilot.get(key) != value for key, value in planned.items() if key not in _RESULT_KEYS | {"hyperparameters"}):
         return None
-    from promptworth.data.sources import sha256_file
-
-    cited = {**planned["lr_selection"], "pilot": {"file": study_relative(pilot_path), "sha256": sha256_file(pilot_path)}}
-    print(f"the pilot run {study_relative(pilot_path)} is this run (the same split, seeds, rate and settings): "
+    print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
           "its result is taken over, nothing trains", file=sys.stderr)
-    return records.finish({**pilot, "lr_selection": cited})
+    return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
 
