@@ -286,8 +286,26 @@ def test_the_table_carries_each_runs_cost_and_aggregate_sums_it(tmp_path: Path, 
     table = collect([tmp_path / "r"])
     assert table["flops"].tolist()[:2] == [4e12, 4e12] and math.isnan(table["flops"].tolist()[2])
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
-    assert ("compute: 2 runs: 8.0 TFLOP of model FLOPs in 0.01 h of process time, 400 GFLOP/s "
+    assert ("compute: 2 runs on cpu: 8.0 TFLOP of model FLOPs in 0.01 h of process time, 400 GFLOP/s "
             "(1 runs without a FLOP count left out)") in capsys.readouterr().out
+    assert read_table(tmp_path / "runs.csv")["device"].tolist() == ["cpu", "cpu", "cpu"]
+
+
+def test_aggregate_names_every_machine_a_resumed_study_ran_on(tmp_path: Path, capsys) -> None:
+    from promptworth.cli import main
+
+    counted = {"wall_s": 10.0, "process_s": 10.0, "flops": {"train": 10**12}}
+    amd, intel = "cpu (AMD EPYC, 1 threads)", "cpu (Intel Xeon, 1 threads)"
+    for name, size, device in (("a", 10, amd), ("b", 20, intel), ("c", 30, amd)):
+        write(tmp_path / "r" / f"{name}.json", record(schema_version=2, train_size=size, timing=counted, device=device))
+    no_device = record(schema_version=2, train_size=40, timing=counted)
+    del no_device["device"]  # a record read back need not have it
+    write(tmp_path / "r" / "d.json", no_device)
+    assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
+    assert (f"compute: 4 runs on {amd} (2), an unrecorded device (1), {intel} (1): 4.0 TFLOP"
+            in capsys.readouterr().out)
+    table = read_table(tmp_path / "runs.csv")
+    assert table.sort_values("train_size")["device"].tolist() == [amd, intel, amd, ""]
 
 
 def test_aggregate_states_the_study_level_mfu_over_the_studys_span(tmp_path: Path, capsys) -> None:

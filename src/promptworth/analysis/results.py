@@ -22,11 +22,11 @@ from promptworth.training.method_specs import builtin_methods
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
     "metric", "score", "dev_score", "best_step", "stopped", "wall_s", "process_s", "search_s", "flops",
-    "finished_at", "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
+    "finished_at", "device", "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
 )
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
-TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "stopped", "finished_at", "objective",
-                "tuning"}
+TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "stopped", "finished_at", "device",
+                "objective", "tuning"}
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
@@ -104,6 +104,7 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "search_s": _number(record["search"].get("wall_s")) if record.get("search") else 0.0,
         "flops": _number(sum(record["timing"]["flops"].values())) if "flops" in record["timing"] else math.nan,
         "finished_at": record["timing"].get("finished_at") or "",
+        "device": record.get("device") or "",  # what ran it (timings compare on one); empty: not recorded
         **_method_columns(record),
     }
     for name, value in record["test"].items():
@@ -297,6 +298,16 @@ def stop_summary(table: pd.DataFrame) -> str:
     return line
 
 
+def device_summary(table: pd.DataFrame) -> str:
+    """The machines that ran the table's runs, with how many each ran (most first): a timing or an
+    MFU means something only of the CPU named with it, and a study resumed over sessions may mix them."""
+    counts = table["device"].replace("", "an unrecorded device").value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    if len(ordered) == 1:
+        return ordered[0][0]
+    return ", ".join(f"{device} ({count})" for device, count in ordered)
+
+
 def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
     """The study's compute in one line: model FLOPs over process time (runs that count both),
     over the span in which runs were in progress, and with the machine's matmul
@@ -306,8 +317,8 @@ def cost_summary(table: pd.DataFrame, peak_gflops: float | None = None) -> str:
         return f"{len(table)} runs; none records its FLOPs (trained before they were counted)"
     total, seconds = float(counted["flops"].sum()), float(counted["process_s"].sum())
     left_out = f" ({len(table) - len(counted)} runs without a FLOP count left out)" if len(counted) < len(table) else ""
-    line = (f"{len(counted)} runs: {total / 1e12:.1f} TFLOP of model FLOPs in {seconds / 3600:.2f} h of process "
-            f"time, {total / seconds / 1e9:.0f} GFLOP/s{left_out}")
+    line = (f"{len(counted)} runs on {device_summary(counted)}: {total / 1e12:.1f} TFLOP of model FLOPs in "
+            f"{seconds / 3600:.2f} h of process time, {total / seconds / 1e9:.0f} GFLOP/s{left_out}")
     span = study_span_s(counted)
     if span:
         line += f"; {span / 3600:.2f} h in which runs were in progress: {total / span / 1e9:.0f} GFLOP/s"
