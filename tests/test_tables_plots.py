@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -495,4 +496,22 @@ def test_the_verbs_on_two_models(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert [p.result.model for p in panels] == ["tiny", "tiny", "large"]
     figures = tmp_path / "figures"
     assert cli("figures", path, "--out-dir", figures, "--levels", "100") == 0
-    assert sorted(p.name for p in figures.glob("*.png")) == ["CB.png", "RTE.png", "methods.png", "overview.png"]
+    assert sorted(p.name for p in figures.glob("*.png")) == ["CB.png", "RTE.png", "methods.png", "overview.png",
+                                                              "scale.png"]
+
+
+def test_the_scale_figure_draws_each_tasks_advantage_against_the_models_smallest_first() -> None:
+    from promptworth.analysis.plots import scale_figure, task_panels
+
+    # the larger model's runs come first in the table; its parameter count puts it second
+    data = two_models().assign(total_params=lambda t: np.where(t["model"] == "large", 270e6, 135e6))
+    data = pd.concat([data[data.model == "large"], data[data.model == "tiny"]], ignore_index=True)
+    fig = scale_figure(task_panels(data, "prompt", "head", AdvantageOptions(levels=200)), "prompt", "head")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tiny\n135 M parameters", "large\n270 M parameters"]
+    lines = {bars.get_label(): bars.lines[0].get_ydata() for bars in ax.containers}  # an errorbar's data line
+    assert sorted(lines) == ["CB", "RTE"]
+    assert np.allclose(lines["CB"], [30, 60], atol=3)  # the large model's head needs 60 more points, the tiny's 30
+    assert lines["RTE"][0] == pytest.approx(30, abs=3) and math.isnan(lines["RTE"][1])  # large ran no RTE
+    with pytest.raises(PromptworthError, match="no task has both prompt and head"):
+        scale_figure([replace(panel, result=None) for panel in task_panels(data, "prompt", "head")], "prompt", "head")

@@ -620,4 +620,5 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     assert rows == ["tiny-llama", "tiny-gpt2"]
     costs = pd.read_csv(results / "tables" / "costs.csv")
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
-    assert {p.name for p in (results / "figures").glob("*.png")} == {"SST-2.png", "CB.png", "overview.png", "methods.png"}
+    figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model
+    assert {p.name for p in (results / "figures").glob("*.png")} == figures

@@ -83,6 +83,12 @@ rule figures:
             caption="../report/task.rst",
             category="Figures",
         ),
+        # the advantage against the model: a study of several models only
+        scale=report(
+            [f"{RESULTS}/figures/scale.png"] if len(STUDY.models) > 1 else [],
+            caption="../report/scale.rst",
+            category="Figures",
+        ),
     log:
         f"{RESULTS}/logs/figures.log",
     conda:

@@ -13,10 +13,8 @@ the budget.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -98,10 +96,9 @@ def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
 
 
 def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
-    """The advantage of ``comparison`` against the budget, one line per task (and model), ± its std as an error
-    bar; where the curves do not overlap, the bound as an open triangle (up: more than, down: less
-    than)."""
-    from promptworth.analysis.plots import palette
+    """The advantage of ``comparison`` against the budget, one line per task (and model), as
+    :func:`promptworth.analysis.plots.advantage_lines` draws them."""
+    from promptworth.analysis.plots import advantage_lines
 
     rows = frame[(frame["treatment"] == comparison.treatment) & (frame["baseline"] == comparison.baseline)]
     if rows.empty:
@@ -109,30 +106,12 @@ def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
     budgets = list(dict.fromkeys(rows["budget"].astype(str)))
     # a line per task, per (task, model) where the results hold several models
     several = rows["model"].nunique() > 1
-    rows = rows.assign(task=[f"{t} ({m})" if several else t for t, m in zip(rows["task"], rows["model"])])
-    tasks = list(dict.fromkeys(rows["task"]))
-    colours = palette(tasks)
+    rows = rows.assign(task=[f"{t} ({m})" if several else t for t, m in zip(rows["task"], rows["model"])],
+                       budget=rows["budget"].astype(str))
     fig = Figure(figsize=(max(5.0, 1.3 * len(budgets) + 3.0), 3.8), layout="constrained")
     ax = fig.add_subplot()
-    spread = 0.08 * (np.arange(len(tasks)) - (len(tasks) - 1) / 2)  # tasks side by side, bars apart
-    bound_shown = False
-    for offset, task in zip(spread, tasks):
-        by_budget = rows[rows["task"] == task].set_index(rows.loc[rows["task"] == task, "budget"].astype(str))
-        x = np.arange(len(budgets)) + offset
-        values = [by_budget.loc[b] if b in by_budget.index else None for b in budgets]
-        y = np.array([math.nan if v is None else v["advantage"] for v in values], dtype=float)
-        err = np.array([0.0 if v is None or math.isnan(v["std"]) else v["std"] for v in values], dtype=float)
-        ax.errorbar(x, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=3, color=colours[task], label=task)
-        for xi, v in zip(x, values):
-            if v is not None and math.isnan(v["advantage"]) and not math.isnan(v["bound"]):
-                ax.scatter([xi], [v["bound"]], marker="^" if v["bound"] >= 0 else "v", s=40, facecolors="none",
-                           edgecolors=colours[task], label=None if bound_shown else "bound (curves do not overlap)")
-                bound_shown = True
-    ax.axhline(0.0, color="0.5", lw=0.8)
+    advantage_lines(ax, rows, "budget", budgets, "task")
     ax.set_xticks(range(len(budgets)), [budget_label(b) for b in budgets])
     ax.set_xlabel("training budget of every run")
-    ax.set_ylabel("data advantage (training examples)")
     ax.set_title(f"{comparison.label}: data advantage at each training budget", fontsize=9)
-    ax.grid(True, axis="y", lw=0.4, alpha=0.5)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig

@@ -63,9 +63,9 @@ def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 
 
 def file_stem(task: str) -> str:
-    """A safe file name for a task's figure (never ``overview`` or ``methods``, the other figures' names)."""
+    """A safe file name for a task's figure (never ``overview``, ``methods`` or ``scale``, the other figures' names)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", task).lstrip(".") or "task"  # no hidden files, no ".."
-    return f"task_{stem}" if stem in ("overview", "methods") else stem
+    return f"task_{stem}" if stem in ("overview", "methods", "scale") else stem
 
 
 def task_panels(
@@ -212,6 +212,64 @@ def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: Advanta
     return fig
 
 
+def advantage_lines(ax: Axes, rows: pd.DataFrame, x: str, x_order: Sequence[str], line: str) -> None:
+    """One line per value of column ``line`` across the categories ``x_order`` of column ``x``: the
+    advantage ± its std as an error bar, and where the curves do not overlap the bound as an open
+    triangle (up: more than, down: less than). Lines sit a little apart, their bars visible."""
+    lines = list(dict.fromkeys(rows[line].astype(str)))
+    colours = palette(lines)
+    spread = 0.08 * (np.arange(len(lines)) - (len(lines) - 1) / 2)
+    bound_shown = False
+    for offset, name in zip(spread, lines):
+        of_line = rows[rows[line].astype(str) == name]
+        at = {str(key): row for key, row in zip(of_line[x], of_line.itertuples())}
+        values = [at.get(category) for category in x_order]
+        positions = np.arange(len(x_order)) + offset
+        y = np.array([math.nan if v is None else v.advantage for v in values], dtype=float)
+        err = np.array([0.0 if v is None or math.isnan(v.std) else v.std for v in values], dtype=float)
+        ax.errorbar(positions, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=3, color=colours[name], label=name)
+        for position, v in zip(positions, values):
+            if v is not None and math.isnan(v.advantage) and not math.isnan(v.bound):
+                ax.scatter([position], [v.bound], marker="^" if v.bound >= 0 else "v", s=40, facecolors="none",
+                           edgecolors=colours[name], label=None if bound_shown else "bound (curves do not overlap)")
+                bound_shown = True
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_ylabel("data advantage (training examples)")
+    ax.grid(True, axis="y", lw=0.4, alpha=0.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def model_sizes(panels: Sequence[TaskPanel]) -> dict[str, float]:
+    """Each model's parameter count (the median of its runs' ``total_params``; NaN where no run
+    records one), the models smallest first (those without a count last, in first-seen order)."""
+    sizes: dict[str, float] = {}
+    for panel in panels:
+        if panel.model not in sizes and "total_params" in panel.runs.columns:
+            counts = pd.to_numeric(panel.runs["total_params"], errors="coerce").dropna()
+            sizes[panel.model] = float(counts.median()) if len(counts) else math.nan
+        sizes.setdefault(panel.model, math.nan)
+    return dict(sorted(sizes.items(), key=lambda item: (math.isnan(item[1]), 0.0 if math.isnan(item[1]) else item[1])))
+
+
+def scale_figure(panels: Sequence[TaskPanel], treatment: str, baseline: str) -> Figure:
+    """The compared methods' data advantage against the model: the models side by side, smallest
+    first (their parameter counts in the tick labels), one line per task."""
+    sizes = model_sizes(panels)
+    rows = pd.DataFrame([{"model": p.model, "task": p.task, "advantage": p.result.advantage, "std": p.result.std,
+                          "bound": p.result.bound} for p in panels if p.result is not None])
+    if rows.empty:
+        raise PromptworthError(f"no task has both {treatment} and {baseline}: no advantage to draw against the model")
+    fig = Figure(figsize=(max(5.0, 1.6 * len(sizes) + 3.0), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    advantage_lines(ax, rows, "model", list(sizes), "task")
+    ticks = [model if math.isnan(size) else f"{model}\n{size / 1e6:.0f} M parameters" for model, size in sizes.items()]
+    ax.set_xticks(range(len(sizes)), ticks, fontsize=8)
+    ax.set_xlim(-0.5, len(sizes) - 0.5)
+    ax.set_xlabel("model")
+    ax.set_title(f"{treatment} vs {baseline}: data advantage against the model", fontsize=9)
+    return fig
+
+
 def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
     """One panel per task and model at the task's largest training size: every run of every method
     as a point, the mean and standard deviation as a bar; methods from left to right by the share
@@ -259,7 +317,7 @@ def figures(
     options: AdvantageOptions = AdvantageOptions(),
 ) -> list[Path]:
     """Write ``<task>.png/.pdf`` per task, ``overview.png/.pdf`` and ``methods.png/.pdf`` into
-    ``out_dir`` (all or nothing)."""
+    ``out_dir``, and where the results hold several models ``scale.png/.pdf`` (all or nothing)."""
     panels = task_panels(results, treatment, baseline, options)
     seen = list(dict.fromkeys(m for p in panels for m in p.methods))
     colours = palette(display_order(seen))  # the same colour for a method whatever is compared
@@ -270,6 +328,8 @@ def figures(
             save_figure(task_figure(of_task, colours, options), tmp / file_stem(task))
         save_figure(overview_figure(panels, colours, options), tmp / "overview")
         save_figure(methods_figure(results, colours), tmp / "methods")
+        if len({panel.model for panel in panels}) > 1:
+            save_figure(scale_figure(panels, treatment, baseline), tmp / "scale")
 
     return write_files(out_dir, write)
 
