@@ -291,6 +291,20 @@ def test_the_table_carries_each_runs_cost_and_aggregate_sums_it(tmp_path: Path, 
     assert read_table(tmp_path / "runs.csv")["device"].tolist() == ["cpu", "cpu", "cpu"]
 
 
+def test_the_table_says_how_many_training_examples_a_run_read(tmp_path: Path) -> None:
+    # 1,000 examples in batches of 8: an epoch is 125 steps; a run stopped at 120 read 960 of them
+    settings = {"protocol": "steps", "batch_size": 8}
+    for seed, size, steps in ((1, 1000, 120), (2, 1000, 125), (3, 10, 80), (4, 10, 0)):
+        write(tmp_path / "r" / f"{seed}.json", record(schema_version=2, train_size=size, train_seed=seed,
+                                                      hyperparameters=settings,
+                                                      timing={"wall_s": 1.0, "train_s": 1.0, "steps": steps}))
+    write(tmp_path / "r" / "old.json", record(train_seed=5))  # no steps recorded: unknown
+    table = collect([tmp_path / "r"]).sort_values("train_seed")
+    read = table["examples_read"].tolist()
+    assert read[:4] == [960, 1000, 10, 0] and math.isnan(read[4])
+    assert table["steps"].tolist()[:4] == [120, 125, 80, 0]
+
+
 def test_aggregate_names_every_machine_a_resumed_study_ran_on(tmp_path: Path, capsys) -> None:
     from promptworth.cli import main
 

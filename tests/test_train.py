@@ -175,6 +175,17 @@ def test_patience_stops_a_run_whose_dev_score_does_not_improve(flat_dev_split, t
     assert not torch.equal(states["test"], states[f"dev at step {steps}"])
 
 
+@pytest.mark.parametrize("train_size, batch_size", [(10, 4), (12, 4), (7, 8), (1000, 8)])
+def test_examples_read_counts_what_the_training_batches_visit(train_size, batch_size):
+    from itertools import islice
+
+    from promptworth.training.train_config import examples_read
+
+    for steps in (0, 1, 2, 3, 4, 120, 125, 126, 300):
+        visited = {i for batch in islice(train.train_batches(train_size, batch_size, 5), steps) for i in batch}
+        assert examples_read(train_size, steps, batch_size) == len(visited), (steps, train_size, batch_size)
+
+
 def test_patience_is_a_prefix_of_the_run_without_it(flat_dev_split, tmp_path):
     """Stopping early changes nothing of the steps taken: the same batches and learning rates."""
     runs = {}

@@ -18,11 +18,13 @@ from promptworth.records import read_record
 from promptworth.data.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import builtin_methods
+from promptworth.training.train_config import examples_read
 
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
     "metric", "score", "dev_score", "best_step", "stopped", "wall_s", "process_s", "search_s", "flops",
-    "finished_at", "device", "objective", "tuning", "trainable_params", "total_params", "step_s", "peak_rss_gb",
+    "finished_at", "device", "objective", "tuning", "trainable_params", "total_params", "steps", "examples_read",
+    "step_s", "peak_rss_gb",
 )
 # Read back as text, verbatim (pandas would read the method "null" as a missing value).
 TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "stopped", "finished_at", "device",
@@ -30,7 +32,8 @@ TEXT_COLUMNS = {"task", "method", "model", "template_name", "seed", "metric", "s
 NA_MARKERS = ("", "nan", "NaN", "NA", "N/A", "<NA>", "None", "null")
 # Columns of numbers (and every ``test_<metric>``); empty cells are missing values.
 NUMBER_COLUMNS = {"train_size", "data_seed", "train_seed", "score", "dev_score", "best_step", "wall_s", "process_s",
-                  "search_s", "flops", "trainable_params", "total_params", "step_s", "peak_rss_gb"}
+                  "search_s", "flops", "trainable_params", "total_params", "steps", "examples_read", "step_s",
+                  "peak_rss_gb"}
 # ``score_at_<B>``: the test score a run records at its step budget B (the record's ``budgets``)
 BUDGET_PREFIX = "score_at_"
 
@@ -125,11 +128,16 @@ def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
         parts = {"objective": builtin.objective, "tuning": builtin.tuning}
     parameters = record.get("parameters") or {}
     steps = timing.get("steps")
+    batch_size = (record.get("hyperparameters") or {}).get("batch_size")
     return {
         "objective": (parts or {}).get("objective", ""),
         "tuning": (parts or {}).get("tuning", ""),
         "trainable_params": _number(parameters.get("trainable")),
         "total_params": _number(parameters.get("total")),
+        "steps": _number(steps),
+        # a run that stops early may never read part of its training set
+        "examples_read": (_number(examples_read(int(record["train_size"]), steps, batch_size))
+                          if steps is not None and batch_size else math.nan),
         "step_s": _number(timing["train_s"] / steps) if steps and timing.get("train_s") is not None else math.nan,
         "peak_rss_gb": _number(timing.get("peak_rss_gb")),
     }

@@ -146,7 +146,8 @@ def peak_rss_gb() -> float:
 
 
 def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Endless shuffled batches of row indices; each epoch a new permutation (last batch may be short)."""
+    """Endless shuffled batches of row indices; each epoch a new permutation (last batch may be short;
+    ``train_config.examples_read`` counts what a run of so many steps reads)."""
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(n, generator=generator).tolist()
