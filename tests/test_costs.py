@@ -74,6 +74,26 @@ def test_rows_follow_the_runs_and_unmeasured_values_stay_empty(tmp_path, capsys)
     assert table.loc[1, ["max_rss_mb", "cpu_s", "io_in_mb"]].isna().all()
 
 
+def test_a_pooled_run_keeps_its_jobs_wall_time_and_its_own_peak_not_its_clients_processes(tmp_path, capsys):
+    record = json.loads(RECORD.read_text(encoding="utf-8"))  # the first edition's: made before `pooled`
+    runs = []
+    for pooled in (True, False):
+        changed = {**record, "train_seed": int(pooled), "timing": {**record["timing"], "pooled": pooled,
+                                                                     "peak_rss_gb": 3.25}}
+        runs.append(tmp_path / f"pooled-{pooled}.json")
+        runs[-1].write_text(json.dumps(changed), encoding="utf-8")
+    measured = benchmark(tmp_path, f"{HEADER}\n{ROW}\n")
+    status, err, out = costs(tmp_path, [*runs, RECORD], [measured] * 3, capsys)
+    assert status == 0, err
+    table = pd.read_csv(out, dtype={"pooled": "string"})
+    assert table["pooled"].fillna("").tolist() == ["true", "false", ""]  # empty: the record does not say
+    assert table["wall_s"].tolist() == [38.17] * 3
+    # the pool's client held 381 MB and used 4.5 CPU seconds: not what training took
+    assert table.loc[0, ["cpu_s", "mean_load", "max_rss_mb", "max_pss_mb", "io_out_mb"]].isna().all()
+    assert table.loc[1, "max_rss_mb"] == 381.38 and table.loc[1, "cpu_s"] == 4.53
+    assert table["peak_rss_gb"].tolist()[:2] == [3.25, 3.25]
+
+
 def test_extended_benchmarks_are_read_too(tmp_path, capsys):
     # `snakemake --benchmark-extended` appends columns (job id, rule, wildcards, ...): ignored
     extended = benchmark(tmp_path, f"{HEADER}\tjobid\trule_name\n{ROW}\t7\ttrain\n")

@@ -21,7 +21,8 @@ CONTRACT_KEYS = {
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
     "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets",
 }
-TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at"}
+TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at",
+               "pooled"}
 
 
 @pytest.fixture(scope="module")

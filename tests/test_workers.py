@@ -58,9 +58,11 @@ def test_runs_in_a_pool_give_the_same_records_as_alone(split, tmp_path, monkeypa
     done = _pool(2, f"{runs[0]} & {runs[1]}; wait; {runs[2]}", tmp_path)
     assert done.returncode == 0, done.stderr
     expected = _without_timing(json.loads(alone.read_text()))
+    assert json.loads(alone.read_text())["timing"]["pooled"] is False
     for i in range(3):
         record = json.loads((tmp_path / f"pooled-{i}.json").read_text())
         assert _without_timing(record) == expected
+        assert record["timing"]["pooled"] is True  # the costs table leaves its client's measures out
         # the run's share of its worker: at least its own wall time, and never the pool's whole life
         assert record["timing"]["wall_s"] <= record["timing"]["process_s"] < 600
     # the worker's summary line reaches the client's output (Snakemake's log of the job)

@@ -32,11 +32,15 @@ BENCHMARK_COLUMNS = {
     "io_in": "io_in_mb",
     "io_out": "io_out_mb",
 }
-COLUMNS = (*RUN_COLUMNS, *BENCHMARK_COLUMNS.values())
+COLUMNS = (*RUN_COLUMNS, "pooled", *BENCHMARK_COLUMNS.values(), "peak_rss_gb")
 # How Snakemake writes a value it could not measure (a job that ended before its first sample,
 # I/O counters the system does not offer); the wall time is always measured.
 NOT_MEASURED = ("NA", "-")
 ALWAYS_MEASURED = "s"
+# The benchmark's measures of the job's own processes (all but its wall time): where a pool's worker
+# trained the run (the record's ``timing.pooled``) they are of the thin client that waited for it,
+# and are left empty.
+PROCESS_COLUMNS = tuple(name for name in BENCHMARK_COLUMNS if name != ALWAYS_MEASURED)
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,16 @@ def _measurement(path: Path, name: str, text: str) -> float:
 
 
 def cost_row(record: dict, benchmark: Benchmark) -> dict:
-    """The table row of one run: its identity from the record, its costs from the benchmark."""
-    row = {name: record[name] for name in RUN_COLUMNS}
-    row.update({ours: benchmark.values[theirs] for theirs, ours in BENCHMARK_COLUMNS.items()})
+    """The table row of one run: its identity from the record, its costs from the benchmark (of
+    the job's processes only where they trained it), and the run's own peak memory from the record."""
+    timing = record["timing"]
+    pooled = timing.get("pooled")  # None: a record made before runs said so
+    row: dict = {name: record[name] for name in RUN_COLUMNS}
+    row["pooled"] = "" if pooled is None else str(bool(pooled)).lower()
+    row.update({ours: math.nan if pooled and theirs in PROCESS_COLUMNS else benchmark.values[theirs]
+                for theirs, ours in BENCHMARK_COLUMNS.items()})
+    peak = timing.get("peak_rss_gb")
+    row["peak_rss_gb"] = math.nan if peak is None else float(peak)
     return row
 
 

@@ -11,9 +11,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "costs",
         help="wall time, CPU time and peak memory of each training run, from Snakemake's benchmark files",
         description="Pair each run record with the benchmark of the job that wrote it (same order) and write one "
-        "CSV row per run: the run's model, task, method, size and seeds, then wall_s, cpu_s, mean_load, "
-        "max_rss_mb, max_vms_mb, max_uss_mb, max_pss_mb, io_in_mb, io_out_mb (empty where Snakemake could "
-        "not measure).",
+        "CSV row per run: the run's model, task, method, size and seeds, whether a pool's worker trained it, "
+        "then wall_s, cpu_s, mean_load, max_rss_mb, max_vms_mb, max_uss_mb, max_pss_mb, io_in_mb, io_out_mb "
+        "(empty where Snakemake could not measure, and but for wall_s for a pooled run: its client's), then the "
+        "run's own peak_rss_gb from its record.",
     )
     costs.add_argument("--runs", nargs="*", type=Path, required=True, metavar="RUN_JSON",
                        help="run records (none: an empty table)")

@@ -665,6 +665,9 @@ def run(request: RunRequest) -> dict[str, Any]:
             # the process's whole life so far (interpreter start, imports and model load
             # included), or in a pool's worker the run's share of it
             "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
+            # trained in a pool's worker: the job's own process (what a Snakemake benchmark measures)
+            # was the thin client that waited for it
+            "pooled": request.started_at is not None,
             # when it ended (UTC): file times do not survive a git checkout, this does
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
