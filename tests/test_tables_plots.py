@@ -15,7 +15,7 @@ from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.analysis.tables import (
-    MISSING, Comparison, advantage_frame, advantage_latex, advantage_markdown, advantage_results, lmbff_frame,
+    MISSING, NOT_RUN, Comparison, advantage_frame, advantage_latex, advantage_markdown, advantage_results, lmbff_frame,
     lmbff_markdown, methods_frame, methods_markdown, parse_markdown, table_texts,
 )
 
@@ -79,14 +79,19 @@ def test_shifted_study_gives_the_shift() -> None:
     assert np.allclose(frame.advantage, [30, 30, 20, 20], atol=3)
 
 
-def test_undefined_cells_and_latex_escaping() -> None:
-    frame = advantage_frame(advantage_results(
-        pd.concat([study(tasks=("CB",)), study(tasks=("my_task",), methods=("prompt",))]), [Comparison("prompt", "head")]
-    ))
+def test_undefined_and_not_run_cells_and_latex_escaping() -> None:
+    # my_task: the head far above the prompt, so the window prompt vs head sets for prompt vs null is
+    # empty (undefined, no bound); other_task: no null runs (not run)
+    my_task = study(tasks=("my_task",))
+    my_task.loc[my_task["method"] == "head", "score"] += 0.6
+    data = pd.concat([study(tasks=("CB",)), my_task, study(tasks=("other_task",), methods=("prompt", "head"))])
+    options = AdvantageOptions(window_from=("prompt", "head"))
+    frame = advantage_frame(advantage_results(data, [Comparison("prompt", "null")], options))
+    assert math.isnan(frame.set_index("task").bound["my_task"]) and len(frame) == 3
     header, rows = parse_markdown(advantage_markdown(frame))
     assert header == ["comparison", "model", "CB", "my_task"] and rows[0][3] == MISSING
     latex = advantage_latex(frame)
-    assert r"my\_task" in latex and "--" in latex
+    assert r"my\_task" in latex and "--" in latex and "other" not in latex
 
 
 def test_lmbff_table_parses_back(tmp_path: Path) -> None:
@@ -471,13 +476,24 @@ def test_each_model_has_its_own_advantage_and_table_rows() -> None:
     header, rows = parse_markdown(advantage_markdown(frame))
     assert header == ["comparison", "model", "CB", "RTE"]
     assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["prompt vs head", "large"]]
-    assert rows[1][3] == MISSING  # the large model ran no RTE
+    assert rows[1][3] == NOT_RUN  # the large model ran no RTE: a blank cell, not "undefined"
     header, rows = parse_markdown(lmbff_markdown(lmbff_frame(data)))
     assert [r[:3] for r in rows[:3]] == [["CB", "10", "tiny"], ["CB", "10", "large"], ["CB", "20", "tiny"]]
     header, rows = parse_markdown(methods_markdown(methods_frame(data)))
     assert [r[:2] for r in rows] == [[m, model] for m in ("head", "prompt", "null") for model in ("tiny", "large")]
     large_head = rows[1]
     assert large_head[header.index("RTE (40)")] == MISSING and large_head[header.index("CB (70)")] != MISSING
+
+
+def test_a_comparison_a_model_never_ran_has_no_row() -> None:
+    # the large model ran the prompt and the head, not the null verbalizer (a strategy run on one model)
+    data = two_models()
+    data = data[(data["model"] == "tiny") | (data["method"] != "null")]
+    frame = advantage_frame(advantage_results(data, [Comparison("prompt", "head"), Comparison("null", "head")]))
+    assert len(frame) == 6 and "no runs of null" in frame.set_index(["model", "treatment"]).reason["large", "null"]
+    header, rows = parse_markdown(advantage_markdown(frame))
+    assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["prompt vs head", "large"], ["null vs head", "tiny"]]
+    assert "null vs head" in advantage_latex(frame) and advantage_latex(frame).count("large") == 1
 
 
 def test_the_verbs_on_two_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
-from promptworth.analysis.tables import Comparison, advantage_results, format_advantage, markdown
+from promptworth.analysis.tables import NOT_RUN, Comparison, advantage_results, compared, format_advantage, markdown
 from promptworth.errors import PromptworthError
 
 CONVERGED = "converged"  # the budget of a run's own score
@@ -82,7 +82,9 @@ def advantage_by_budget(
 
 
 def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
-    """Rows: comparison, model and budget; columns: tasks; cells as in the advantage table (``752 ± 46``)."""
+    """Rows: comparison, model and budget; columns: tasks; cells as in the advantage table (``752 ± 46``),
+    only the comparisons run (:func:`promptworth.analysis.tables.compared`)."""
+    frame = compared(frame)
     tasks = list(dict.fromkeys(frame["task"]))
     rows = []
     keys = ["treatment", "baseline", "model", "budget"]
@@ -91,7 +93,7 @@ def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
     groups = sorted(frame.groupby(keys, sort=False), key=lambda item: tuple(order[k][v] for k, v in zip(keys, item[0])))
     for (treatment, baseline, model, budget), group in groups:
         by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *(by_task.get(t, "–") for t in tasks)])
+        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *(by_task.get(t, NOT_RUN) for t in tasks)])
     return markdown(["comparison", "model", "budget", *tasks], rows)
 
 

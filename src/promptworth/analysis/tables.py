@@ -22,6 +22,7 @@ from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
+NOT_RUN = ""  # an advantage table's cell of a comparison the study did not run on that task
 ADVANTAGE_COLUMNS = (
     "model", "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
     "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
@@ -162,14 +163,24 @@ def advantage_frame(results: Sequence[AdvantageResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ADVANTAGE_COLUMNS))
 
 
+def compared(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an advantage frame whose treatment and baseline both have runs: a table leaves
+    out the comparisons a study did not run on a model or task (a strategy run on one task, a model
+    run on fewer tasks or methods). A comparison a model never ran has no row, a task it did not
+    run it on is a blank cell (:data:`NOT_RUN`), and ``–`` means undefined, not "not run"."""
+    return frame[(frame["n_runs_treatment"] > 0) & (frame["n_runs_baseline"] > 0)]
+
+
 def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Rows: comparisons, each per model; columns: tasks (first-seen order), as in the paper's table."""
+    """Rows: comparisons, each per model; columns: tasks (first-seen order), as in the paper's
+    table; only the comparisons run (:func:`compared`)."""
+    frame = compared(frame)
     tasks = list(dict.fromkeys(frame["task"]))
     header = ["comparison", "model", *tasks]
     rows = []
     for (treatment, baseline, model), group in frame.groupby(["treatment", "baseline", "model"], sort=False):
         by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", str(model), *(by_task.get(t, MISSING) for t in tasks)])
+        rows.append([f"{treatment} vs {baseline}", str(model), *(by_task.get(t, NOT_RUN) for t in tasks)])
     return header, rows
 
 
