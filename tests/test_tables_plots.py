@@ -418,6 +418,14 @@ def test_each_model_has_its_own_advantage_at_each_budget(tmp_path: Path) -> None
     assert cb.advantage["large"] > cb.advantage["tiny"] == pytest.approx(17.25)
     header, rows = parse_markdown(advantage_by_budget_markdown(frame))
     assert [row[1:3] for row in rows] == [[m, b] for m in ("tiny", "large") for b in ("50 steps", "200 steps", "converged")]
+    # a model that ran the comparison on one task only: a blank cell on the others; one that ran no
+    # head at all: no rows
+    one_task = large[large["task"] == "CB"]
+    no_head = budget_study().assign(model="prompt only").query("method == 'prompt'")
+    frame = advantage_by_budget(pd.concat([budget_study(), one_task, no_head], ignore_index=True), [Comparison("prompt", "head")])
+    header, rows = parse_markdown(advantage_by_budget_markdown(frame))
+    assert {row[1] for row in rows} == {"tiny", "large"}
+    assert all(row[header.index("RTE")] == "" for row in rows if row[1] == "large")
 
 
 def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:

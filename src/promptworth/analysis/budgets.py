@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
-from promptworth.analysis.tables import NOT_RUN, Comparison, advantage_results, compared, format_advantage, markdown
+from promptworth.analysis.tables import Comparison, advantage_cells, advantage_results, compared, markdown
 from promptworth.errors import PromptworthError
 
 CONVERGED = "converged"  # the budget of a run's own score
@@ -92,8 +92,7 @@ def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
     order = {key: {value: i for i, value in enumerate(dict.fromkeys(frame[key]))} for key in keys}
     groups = sorted(frame.groupby(keys, sort=False), key=lambda item: tuple(order[k][v] for k, v in zip(keys, item[0])))
     for (treatment, baseline, model, budget), group in groups:
-        by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *(by_task.get(t, NOT_RUN) for t in tasks)])
+        rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *advantage_cells(group, tasks)])
     return markdown(["comparison", "model", "budget", *tasks], rows)
 
 

@@ -171,6 +171,13 @@ def compared(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["n_runs_treatment"] > 0) & (frame["n_runs_baseline"] > 0)]
 
 
+def advantage_cells(group: pd.DataFrame, tasks: Sequence[str]) -> list[str]:
+    """One table row's cells, a task each: the formatted advantage of ``group``'s result for the
+    task, :data:`NOT_RUN` where it has none."""
+    by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
+    return [by_task.get(t, NOT_RUN) for t in tasks]
+
+
 def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Rows: comparisons, each per model; columns: tasks (first-seen order), as in the paper's
     table; only the comparisons run (:func:`compared`)."""
@@ -179,8 +186,7 @@ def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["comparison", "model", *tasks]
     rows = []
     for (treatment, baseline, model), group in frame.groupby(["treatment", "baseline", "model"], sort=False):
-        by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
-        rows.append([f"{treatment} vs {baseline}", str(model), *(by_task.get(t, NOT_RUN) for t in tasks)])
+        rows.append([f"{treatment} vs {baseline}", str(model), *advantage_cells(group, tasks)])
     return header, rows
 
 
