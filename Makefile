@@ -49,9 +49,8 @@ study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(POOLED) --configfile $(CONFIG)
 
-# The full CPU study of reports/ (config/study.yaml, the second edition: 10.4 h here, two runs at a time; reports/README.md).
-# Run records land in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs
-# are trained. The model and splits are built first, in a run of their own (see rule prepare);
+# The full CPU study of reports/ (config/study.yaml, the second edition; reports/README.md gives its time). Run records land
+# in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
 publish: venv
 	$(UNLOCK_STALE) --configfile config/study.yaml
