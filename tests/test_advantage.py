@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth.analysis.advantage import (
-    AdvantageOptions, Curve, advantage_table, build_curve, compare, import_lescao, monotone_curve,
-    points_needed, reduce_runs, run_matrix, score_levels, score_window,
+from promptworth.analysis.advantage import AdvantageOptions, advantage_table, compare
+from promptworth.analysis.curves import (
+    Curve, build_curve, monotone_curve, points_needed, reduce_runs, run_matrix, score_levels, score_window,
 )
+from promptworth.analysis.lescao import import_lescao
 from promptworth.errors import PromptworthError
 
 
@@ -28,7 +29,9 @@ def tidy(curves: dict[str, dict[int, list[float]]], task: str = "T") -> pd.DataF
 
 
 def one(frame: pd.DataFrame, treatment: str = "prompt", baseline: str = "head", **options) -> object:
-    (result,) = advantage_table(frame, treatment, baseline, AdvantageOptions(**options))
+    """The result with Le Scao & Rush's procedure, each curve on its own sizes unless ``matched``
+    (the mechanics tests below shift one curve's sizes against the other's)."""
+    (result,) = advantage_table(frame, treatment, baseline, AdvantageOptions.lescao(**{"matched": False, **options}))
     return result
 
 
@@ -108,10 +111,10 @@ def test_clamping_outside_a_curves_range() -> None:
 
 def test_reduction_then_running_max() -> None:
     matrix = run_matrix(tidy({"m": {10: [0.2, 0.4, 0.9], 20: [0.5, 0.5, 0.5], 40: [0.3, 0.7, np.nan]}}))
-    assert reduce_runs(matrix, "max").tolist() == [0.9, 0.5, 0.7]
-    assert reduce_runs(matrix, "mean").tolist() == pytest.approx([0.5, 0.5, 0.5])
-    assert reduce_runs(matrix, "median").tolist() == pytest.approx([0.4, 0.5, 0.5])
-    monotone = monotone_curve(reduce_runs(matrix, "max"))
+    assert reduce_runs(matrix, "max")[1].tolist() == [0.9, 0.5, 0.7]
+    assert reduce_runs(matrix, "mean")[1].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert reduce_runs(matrix, "median")[1].tolist() == pytest.approx([0.4, 0.5, 0.5])
+    monotone = monotone_curve(*reduce_runs(matrix, "max"))
     assert monotone.scores.tolist() == [0.9, 0.9, 0.9] and monotone.sizes.tolist() == [10, 20, 40]
 
 
@@ -129,15 +132,25 @@ def test_curves_that_do_not_overlap_are_nan_with_a_reason() -> None:
     frame = tidy({"prompt": {10: [0.8, 0.8], 20: [0.9, 0.9]}, "head": {10: [0.5, 0.5], 20: [0.6, 0.6]}})
     result = one(frame)
     assert math.isnan(result.advantage) and math.isnan(result.std)
-    assert "do not overlap" in result.reason
-    # the full window is defined (clamped): prompt reaches 0.5-0.8 at 10 points, head never
-    # passes 0.6, so it counts as needing its largest size; a lower bound on the true gap
+    assert "do not overlap" in result.reason and (result.bound, result.bound_kind) == (20 - 10, "more_than")
+    # the full window would clamp the head at its largest size on every level above 0.6: the
+    # curves not overlapping is the stronger statement, whatever the window
     full = one(frame, window="full")
-    assert full.advantage == pytest.approx(np.mean(
-        points_needed(build_curve(run_matrix(frame[frame.method == "head"])), score_levels(0.5, 0.9, 1000), "linear")
-        - points_needed(build_curve(run_matrix(frame[frame.method == "prompt"])), score_levels(0.5, 0.9, 1000), "linear")
-    ))
-    assert full.advantage > 0 and full.window_lo == 0.5 and full.window_hi == 0.9
+    assert math.isnan(full.advantage) and (full.bound, full.bound_kind) == (10, "more_than")
+
+
+def test_a_curve_that_stops_below_the_windows_top_gives_a_bound() -> None:
+    """Clamped levels: the full window (or another pair's) reaches above a curve's best score."""
+    frame = tidy({"prompt": {10: [0.5, 0.5], 20: [0.9, 0.9]}, "head": {10: [0.4, 0.4], 40: [0.7, 0.7]}})
+    full = one(frame, window="full")
+    levels = score_levels(0.4, 0.9, 1000)
+    expected = np.mean(points_needed(curve([10, 40], [0.4, 0.7]), levels) - points_needed(curve([10, 20], [0.5, 0.9]), levels))
+    assert full.advantage == pytest.approx(expected) and full.bound == full.advantage
+    assert full.bound_kind == "at_least"  # the head never reaches 0.7-0.9: it needs more than 40 there
+    assert full.clamped_share == pytest.approx(np.mean(levels > 0.7))
+    reverse = one(frame, treatment="head", baseline="prompt", window="full")
+    assert reverse.bound_kind == "at_most" and reverse.advantage == pytest.approx(-expected)
+    assert one(frame).bound_kind == ""  # the overlap window clamps nothing
 
 
 def test_flat_curve() -> None:
@@ -175,10 +188,16 @@ def test_missing_scores_and_unshared_sizes() -> None:
 
 def test_task_missing_a_method_is_nan_with_a_reason() -> None:
     frame = pd.concat([shifted(10), tidy({"prompt": {10: [0.5], 20: [0.6]}}, task="U")])
-    t, u = advantage_table(frame, "prompt", "head")
+    t, u = advantage_table(frame, "prompt", "head", AdvantageOptions.lescao(matched=False))
     assert t.advantage == pytest.approx(10)
     assert math.isnan(u.advantage) and "no runs of head" in u.reason
     assert [r.task for r in advantage_table(frame, "prompt", "head", tasks=["U"])] == ["U"]
+    # on a matched ladder (the default) the shifted curves share no size at all
+    matched = advantage_table(frame, "prompt", "head")[0]
+    assert math.isnan(matched.advantage) and not matched.bound_kind
+    assert "one trained size that every method compared ran (20): no curve" in matched.reason
+    apart = advantage_table(shifted(7), "prompt", "head")[0]
+    assert math.isnan(apart.advantage) and "no trained size that every method compared ran" in apart.reason
 
 
 def test_leave_one_out_combinations_and_ddof() -> None:
@@ -192,9 +211,11 @@ def test_leave_one_out_combinations_and_ddof() -> None:
     assert r1.std == pytest.approx(r0.std * math.sqrt(12 / 11))
     # recompute the 12 leave-one-out estimates by hand
     m = {k: run_matrix(frame[frame.method == k]) for k in ("prompt", "head")}
+    options = AdvantageOptions.lescao(matched=False)
     values = [
-        compare({"prompt": m["prompt"].drop(columns=[a]), "head": m["head"].drop(columns=[b])}, "prompt", "head").advantage
-        for a in m["prompt"].columns for b in m["head"].columns
+        compare({"prompt": m["prompt"].without_seed(a), "head": m["head"].without_seed(b)}, "prompt", "head",
+                options).advantage
+        for a in m["prompt"].seeds for b in m["head"].seeds
     ]
     assert r0.std == pytest.approx(np.std(values))
 
@@ -270,7 +291,7 @@ def test_import_lescao_maps_models_and_patterns(tmp_path: Path) -> None:
     assert list(frame.columns) == ["task", "method", "model", "template_name", "train_size", "seed", "metric", "score"]
     assert set(frame.task) == {"CB"}  # the registry's spelling of the file stem
     assert frame.groupby("method").size().to_dict() == {"head": 5, "null": 6, "prompt": 6}  # one empty cell
-    assert set(frame.seed) == {"0", "1"} and set(frame.metric) == {"acc-all-p"} and set(frame.model) == {"roberta"}
+    assert set(frame.seed) == {"0", "1"} and set(frame.metric) == {"acc"} and set(frame.model) == {"roberta"}
     p0 = frame[(frame.method == "prompt") & (frame.train_size == 20) & (frame.seed == "1")].score.item()
     assert p0 == pytest.approx(0.5 + 0.1 + 0.01 * 1 + 0.001)
     p3 = import_lescao(path, task="X", pattern=3)
@@ -320,7 +341,7 @@ def lescao(request: pytest.FixtureRequest) -> dict[str, pd.DataFrame]:
 @pytest.mark.parametrize("task", list(PUBLISHED))
 def test_published_prompt_vs_head(lescao: dict[str, pd.DataFrame], task: str) -> None:
     (mean, std), _, _ = PUBLISHED[task]
-    result = one(lescao[task])  # the defaults are the published procedure
+    result = one(lescao[task], matched=True)  # AdvantageOptions.lescao(): the published procedure
     assert result.n_runs == "4/4" and result.n_loo == 16
     if task == "mnli":  # the export differs slightly from the paper's runs: 3502 ± 522 recomputed
         assert result.advantage == pytest.approx(3502, abs=1)
@@ -333,7 +354,7 @@ def test_published_prompt_vs_head(lescao: dict[str, pd.DataFrame], task: str) ->
 def test_published_null_verbalizer_comparisons(lescao: dict[str, pd.DataFrame], task: str) -> None:
     """The paper's null-verbalizer rows use the prompt-vs-head score window (they add up)."""
     _, (pn_mean, pn_std), (nh_mean, nh_std) = PUBLISHED[task]
-    options = {"window_from": ("prompt", "head")}
+    options = {"window_from": ("prompt", "head"), "matched": True}
     pn = one(lescao[task], "prompt", "null", **options)
     nh = one(lescao[task], "null", "head", **options)
     assert pn.n_loo == nh.n_loo == 64
@@ -341,6 +362,8 @@ def test_published_null_verbalizer_comparisons(lescao: dict[str, pd.DataFrame], 
     assert abs(pn.advantage - pn_mean) <= tolerance and abs(nh.advantage - nh_mean) <= tolerance
     assert pn.std == pytest.approx(pn_std, rel=0.2, abs=0.5) and nh.std == pytest.approx(nh_std, rel=0.02, abs=0.5)
     assert pn.advantage + nh.advantage == pytest.approx(one(lescao[task]).advantage)
+    # every method ran every size: matching the ladders changes nothing
+    assert pn.dropped == nh.dropped == ""
 
 
 def _two_methods(treatment_scores: list[float], baseline_scores: list[float], task: str = "T") -> pd.DataFrame:
@@ -357,10 +380,11 @@ def test_curves_without_overlap_give_a_bound_not_a_number():
     from promptworth.analysis.tables import advantage_frame, advantage_markdown
 
     above = advantage_table(_two_methods([0.8, 0.85, 0.9], [0.5, 0.55, 0.6]), "prompt", "head")[0]
+    assert above.bound_kind == "more_than" and above.share_bound == 1.0  # every resample too
     assert math.isnan(above.advantage) and "do not overlap" in above.reason
     assert above.bound == 100 - 10  # head at 100 points is still below prompt at 10
     below = advantage_table(_two_methods([0.5, 0.55, 0.6], [0.8, 0.85, 0.9], task="U"), "prompt", "head")[0]
-    assert below.bound == -(100 - 10)
+    assert below.bound == -(100 - 10) and below.bound_kind == "less_than"
     overlapping = advantage_table(_two_methods([0.6, 0.7, 0.8], [0.5, 0.65, 0.75]), "prompt", "head")[0]
     assert not math.isnan(overlapping.advantage) and math.isnan(overlapping.bound)
     table = advantage_markdown(advantage_frame([above, below]))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from promptworth.analysis import published
-from promptworth.analysis.plots import published_figure
+from promptworth.analysis.summary_plots import published_figure
 from promptworth.analysis.tables import MISSING, parse_markdown
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
@@ -118,3 +118,8 @@ def test_each_model_fills_the_rows_of_its_own():
     assert by_row["prompt-based fine-tuning, manual template (`prompt`)", "large"][:2] == ["90.0", "92.7 (0.9)"]
     figure = published_figure(frame)  # a bar per row and model
     assert len(figure.axes[0].get_yticklabels()) == 2 * len(published.LMBFF_ROWS)
+    # a row not run is no bar (never a bar at 0 %) but the words "not run"; the axis says what it is
+    ax = figure.axes[0]
+    assert len(ax.patches) == 3 and all(bar.get_width() > 50 for bar in ax.patches)
+    assert sum(text.get_text() == "not run" for text in ax.texts) == 2 * len(published.LMBFF_ROWS) - 3
+    assert ax.get_xlabel() == "test score (x100)"

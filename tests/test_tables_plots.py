@@ -23,7 +23,8 @@ SIZES = (10, 20, 40, 80, 160)
 
 
 def study(tasks=("CB", "RTE"), seeds=3, methods=("prompt", "head", "null")) -> pd.DataFrame:
-    """Synthetic results: head is the prompt curve 30 points to the right; null in between."""
+    """Synthetic results on one ladder: every method's score rises linearly with the size, the
+    head's curve is the prompt's 30 points to the right, null's 10 (plus a little noise per run)."""
     rng = np.random.default_rng(1)
     shift = {"prompt": 0, "null": 10, "head": 30}
     rows = []
@@ -31,9 +32,9 @@ def study(tasks=("CB", "RTE"), seeds=3, methods=("prompt", "head", "null")) -> p
         for method in methods:
             for size in SIZES:
                 for seed in range(seeds):
-                    score = 0.4 + 0.1 * np.log2(size / 10) + rng.uniform(0, 0.02)
-                    rows.append({"task": task, "method": method, "model": "tiny", "train_size": size + shift[method],
-                                 "seed": f"13-{seed}", "metric": "acc", "score": min(score, 1.0)})
+                    score = 0.3 + 0.0025 * (size - shift[method]) + rng.uniform(0, 0.01)
+                    rows.append({"task": task, "method": method, "model": "tiny", "train_size": size,
+                                 "data_seed": str(seed), "seed": f"{seed}-1", "metric": "acc", "score": score})
     return pd.DataFrame(rows)
 
 
@@ -56,21 +57,32 @@ def test_advantage_tables_parse_back(tmp_path: Path) -> None:
     comparisons = [Comparison.parse(c) for c in ("prompt:head", "null:head", "prompt:null")]
     frame = advantage_frame(advantage_results(study(), comparisons))
     frame.to_csv(tmp_path / "a.csv", index=False)
-    back = pd.read_csv(tmp_path / "a.csv", keep_default_na=False, na_values={"advantage": [""], "std": [""]})
+    back = pd.read_csv(tmp_path / "a.csv", keep_default_na=False,
+                       na_values={key: [""] for key in ("advantage", "std", "lower", "upper")})
     assert back[["task", "treatment", "baseline"]].equals(frame[["task", "treatment", "baseline"]])
-    assert np.allclose(back.advantage, frame.advantage) and np.allclose(back["std"], frame["std"])
+    assert np.allclose(back.advantage, frame.advantage) and back["std"].isna().all() and frame["std"].isna().all()
 
-    header, rows = parse_markdown(advantage_markdown(frame))
+    assert np.allclose(back.lower, frame.lower) and np.allclose(back.upper, frame.upper)
+
+    text = advantage_markdown(frame)
+    header, rows = parse_markdown(text)
     assert header == ["comparison", "model", "CB", "RTE"]
     assert [r[:2] for r in rows] == [["prompt vs head", "tiny"], ["null vs head", "tiny"], ["prompt vs null", "tiny"]]
     for row in rows:
         treatment, baseline = row[0].split(" vs ")
         for task, cell in zip(header[2:], row[2:]):
-            value, err = (float(x) for x in cell.split("±"))
+            value, interval = cell.split(" [")
+            lower, upper = (float(x) for x in interval.rstrip("]").split(", "))
             want = frame[(frame.task == task) & (frame.treatment == treatment) & (frame.baseline == baseline)].iloc[0]
-            assert value == round(want.advantage) and err == round(want["std"])
+            assert (float(value), lower, upper) == (round(want.advantage), round(want.lower), round(want.upper))
+            assert lower <= float(value) <= upper
+    # the estimator and the seeds are named under the table; 3 seeds are too few for an interval
+    assert "mean over seeds per size, running maximum; 95% bootstrap interval over data seeds (3 seeds)" in text
+    assert "not informative confidence intervals" in text
     latex = advantage_latex(frame)
-    assert latex.startswith(r"\begin{tabular}{llrr}") and r"\pm" in latex and latex.rstrip().endswith(r"\end{tabular}")
+    assert latex.startswith(r"\begin{tabular}{llrr}") and " [" in latex and latex.rstrip().endswith(r"\end{tabular}")
+    lescao = advantage_frame(advantage_results(study(), comparisons, AdvantageOptions.lescao()))
+    assert r"\pm" in advantage_latex(lescao) and "± leave-one-run-out std" in advantage_markdown(lescao)
 
 
 def test_shifted_study_gives_the_shift() -> None:
@@ -96,6 +108,7 @@ def test_undefined_and_not_run_cells_and_latex_escaping() -> None:
 
 def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     data = study(seeds=5)
+    data = data[~((data.method == "head") & (data.train_size == 10))]  # a size the head did not run
     frame = lmbff_frame(data)
     assert list(frame.columns) == ["task", "train_size", "model", "method", "metric", "n_runs", "mean", "std"]
     one = data[(data.task == "CB") & (data.method == "prompt") & (data.train_size == 20)].score
@@ -109,13 +122,20 @@ def test_lmbff_table_parses_back(tmp_path: Path) -> None:
     cells = {(r[0], int(r[1])): dict(zip(header[3:], r[3:])) for r in rows}
     mean, std = cells[("CB", 20)]["prompt"].rstrip(")").split(" (")
     assert float(mean) == pytest.approx(100 * one.mean(), abs=0.05) and float(std) == pytest.approx(100 * one.std(ddof=0), abs=0.05)
-    assert cells[("CB", 10)]["head"] == MISSING  # head was run at 40, not 10
+    assert cells[("CB", 10)]["head"] == MISSING
 
 
-def test_table_texts_has_all_six() -> None:
+TABLES = ["advantage.csv", "advantage.md", "advantage.tex", "gaps.csv", "gaps.md", "lmbff.csv", "lmbff.md", "lmbff.tex",
+          "methods.csv", "methods.md", "methods.tex", "sensitivity.csv", "sensitivity.md"]
+
+
+def test_table_texts_has_every_table() -> None:
     texts = table_texts(study(), [Comparison("prompt", "head")], AdvantageOptions(levels=50))
-    assert sorted(texts) == ["advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex",
-                             "methods.csv", "methods.md", "methods.tex"]
+    assert sorted(texts) == TABLES
+    header, rows = parse_markdown(texts["gaps.md"])
+    assert header[:4] == ["comparison", "model", "task", "train_size"] and len(rows) == 2 * len(SIZES)
+    header, rows = parse_markdown(texts["sensitivity.md"])
+    assert header[3:] == ["headline", "max over seeds", "without 20", "without 40", "without 80"]
 
 
 @pytest.mark.parametrize("text", ["prompt", "prompt:", "a:b:c", "head:head"])
@@ -134,20 +154,26 @@ def test_aggregate_then_advantage(tmp_path: Path, capsys: pytest.CaptureFixture)
     runs = tmp_path / "runs"
     for method, shift in (("prompt", 0), ("head", 50)):
         for seed in (1, 2):
-            for size in SIZES:
-                score = 0.4 + 0.1 * np.log2(size / 10) + 0.001 * seed
+            for size in SIZES:  # the head's line is the prompt's 50 points to the right
+                score = 0.3 + 0.0025 * (size - shift) + 0.001 * seed
                 write(runs / method / f"{size}-{seed}.json",
-                      record(method=method, train_size=size + shift, train_seed=seed, score=score))
+                      record(method=method, train_size=size, data_seed=seed, score=score))
     out = tmp_path / "results" / "runs.csv"
     assert cli("aggregate", runs, "--out", out) == 0
     assert len(pd.read_csv(out)) == 20
     capsys.readouterr()
     assert cli("advantage", out, "--json") == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert result["task"] == "CB" and result["advantage"] == pytest.approx(50) and 0 < result["std"] < 5
-    assert cli("advantage", out, "--x-scale", "log", "--reduction", "mean", "--levels", "10") == 0
+    assert result["task"] == "CB" and result["advantage"] == pytest.approx(50)
+    # each data seed lifts both methods alike: every bootstrap resample finds 50
+    assert (result["lower"], result["upper"], result["n_seeds"], result["interval"]) == (
+        pytest.approx(50), pytest.approx(50), 2, "bootstrap")
+    assert cli("advantage", out, "--reduction", "max", "--interval", "loo", "--json") == 0
+    (lescao,) = json.loads(capsys.readouterr().out)
+    assert 0 < lescao["std"] < 1 and lescao["lower"] is None and lescao["reduction"] == "max"
+    assert cli("advantage", out, "--x-scale", "log", "--levels", "10") == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].split()[:6] == ["model", "task", "treatment", "baseline", "advantage", "std"]
+    assert text.splitlines()[0].split()[:6] == ["model", "task", "treatment", "baseline", "advantage", "seeds"]
 
 
 def test_import_lescao_verb(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -166,9 +192,7 @@ def test_import_lescao_verb(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 def test_tables_and_figures_verbs(results_csv: Path, tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     assert cli("tables", results_csv, "--out-dir", tables, "--levels", "100") == 0
-    assert sorted(p.name for p in tables.iterdir()) == [
-        "advantage.csv", "advantage.md", "advantage.tex", "lmbff.csv", "lmbff.md", "lmbff.tex",
-        "methods.csv", "methods.md", "methods.tex"]
+    assert sorted(p.name for p in tables.iterdir()) == TABLES
     header, rows = parse_markdown((tables / "advantage.md").read_text())
     assert [r[0] for r in rows] == ["prompt vs head", "null vs head", "prompt vs null"]
     assert len(pd.read_csv(tables / "advantage.csv")) == 6
@@ -232,7 +256,7 @@ def test_aggregate_bad_input_leaves_no_csv(tmp_path: Path, capsys: pytest.Captur
 def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
     from matplotlib.figure import Figure
 
-    from promptworth.analysis.plots import draw_panel, file_stem, palette, task_panels
+    from promptworth.analysis.plots import draw_panel, file_stem, method_styles, task_panels
 
     flat = pd.DataFrame([{"task": "F", "method": m, "model": "tiny", "train_size": s, "seed": "0", "score": 0.5}
                          for m in ("prompt", "head") for s in (10, 20)])
@@ -240,11 +264,13 @@ def test_panels_draw_with_a_missing_method_or_undefined_advantage() -> None:
     panels = task_panels(frame, "prompt", "head", AdvantageOptions(levels=20))
     assert [p.task for p in panels] == ["CB", "X", "F"]
     assert panels[1].result is None and math.isnan(panels[2].result.advantage)
-    colours = palette(["prompt", "head", "null"])
+    styles = method_styles(["prompt", "head", "null"])
     for panel in panels:
-        ax = Figure().add_subplot()
-        draw_panel(ax, panel, colours, AdvantageOptions(levels=20))
-        assert ax.get_xscale() == "log" and ax.get_title().startswith(panel.task)
+        figure = Figure()
+        axes = (figure.add_subplot(2, 1, 1), figure.add_subplot(2, 1, 2))
+        draw_panel(axes, panel, styles, "prompt", "head")
+        assert axes[0].get_xscale() == "log" and axes[0].get_title().startswith(panel.task)
+    assert "undefined" in axes[0].get_title()  # the flat task
     assert file_stem("overview") == "task_overview" and file_stem("a/b c") == "a_b_c"
     assert file_stem("../x") == "_x" and file_stem("..") == "task" and file_stem(".hidden") == "hidden"
 
@@ -253,23 +279,25 @@ def test_the_zero_shot_point_is_drawn_at_zero_on_every_prompt_curve(tmp_path: Pa
     """Size 0 (the prompt's zero-shot runs) is drawn on a symmetric-log axis, linear up to the
     smallest positive size; the advantage uses it as it is; the log x scale refuses it."""
     from promptworth.analysis.advantage import advantage_table
-    from promptworth.analysis.plots import draw_panel, figures, palette, task_panels
+    from promptworth.analysis.figures import figures
+    from promptworth.analysis.plots import draw_panel, method_styles, task_panels
 
     data = study(tasks=("CB",), methods=("prompt", "head"))
-    zero = pd.DataFrame([{"task": "CB", "method": "prompt", "model": "tiny", "train_size": 0, "seed": f"13-{seed}",
-                          "metric": "acc", "score": 0.3 + 0.01 * seed} for seed in range(3)])
+    zero = pd.DataFrame([{"task": "CB", "method": "prompt", "model": "tiny", "train_size": 0, "seed": f"{seed}-1",
+                          "data_seed": str(seed), "metric": "acc", "score": 0.3 + 0.01 * seed} for seed in range(3)])
     frame = pd.concat([data, zero])
     options = AdvantageOptions(levels=50)
     [panel] = task_panels(frame, "prompt", "head", options)
     assert panel.result == advantage_table(frame, "prompt", "head", options)[0]
     from matplotlib.figure import Figure
 
-    ax = Figure().add_subplot()
-    draw_panel(ax, panel, palette(["prompt", "head"]), options)
+    figure = Figure()
+    ax, gaps = figure.add_subplot(2, 1, 1), figure.add_subplot(2, 1, 2)
+    draw_panel((ax, gaps), panel, method_styles(["prompt", "head"]), "prompt", "head")
     assert ax.get_xscale() == "symlog" and ax.xaxis.get_transform().linthresh == 10
-    assert "zero-shot" in ax.get_xlabel()
-    prompt_mean = next(line for line in ax.get_lines() if line.get_label().startswith("prompt (mean"))
-    assert prompt_mean.get_xdata()[0] == 0 and prompt_mean.get_ydata()[0] == pytest.approx(0.31)
+    assert "zero-shot" in gaps.get_xlabel() and "data points" in ax.get_title()
+    prompt_mean = next(line for line in ax.get_lines() if line.get_label() == "prompt")
+    assert prompt_mean.get_xdata()[0] == 0 and prompt_mean.get_ydata()[0] == pytest.approx(31)  # in %
     from matplotlib.collections import PathCollection
 
     points = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)])
@@ -395,7 +423,8 @@ def test_the_advantage_at_each_budget_is_the_advantage_of_that_budget_s_scores()
     cb = frame[frame.task == "CB"].set_index("budget")
     # linear curves: the mean gap over the window is (factor - 1) x the window's middle size
     assert cb.advantage.to_dict() == pytest.approx({"50": 75.0, "200": 45.0, "converged": 17.25})
-    assert (cb["std"] == 0).all() and (cb.n_runs_baseline == 3).all()  # three identical runs
+    # three identical runs: a zero-width interval
+    assert (cb.lower == cb.advantage).all() and (cb.upper == cb.advantage).all() and (cb.n_runs_baseline == 3).all()
     rte = frame[frame.task == "RTE"].set_index("budget")
     assert math.isnan(rte.advantage["50"]) and rte.bound["50"] == 150  # the head at 160 is below the prompt at 10
     assert "do not overlap" in rte.reason["50"] and rte.advantage["200"] == pytest.approx(45.0)
@@ -439,7 +468,7 @@ def test_budgets_verb_writes_the_table_and_the_figure(tmp_path: Path) -> None:
     assert header == ["comparison", "model", "budget", "CB", "RTE"]
     assert [row[:3] for row in rows] == [["prompt vs head", "tiny", "50 steps"], ["prompt vs head", "tiny", "200 steps"],
                                          ["prompt vs head", "tiny", "converged"]]
-    assert rows[0][3:] == ["75 ± 0", "> 150"]
+    assert rows[0][3:] == ["75 [75, 75]", "> 150"]
     back = pd.read_csv(tables / "advantage_by_budget.csv", keep_default_na=False)
     assert back.budget.tolist() == ["50", "50", "200", "200", "converged", "converged"]
     assert sorted(p.name for p in figures.iterdir()) == ["budgets.pdf", "budgets.png"]
@@ -470,7 +499,7 @@ def two_models() -> pd.DataFrame:
     """``study()`` on a second model too, ``large``, on CB only, whose head needs 60 more points
     than its prompt (the first model's: 30)."""
     large = study(tasks=("CB",)).assign(model="large")
-    large.loc[large["method"] == "head", "train_size"] += 30
+    large.loc[large["method"] == "head", "score"] -= 0.0025 * 30  # its line 30 more points to the right
     return pd.concat([study(), large], ignore_index=True)
 
 
@@ -490,7 +519,7 @@ def test_each_model_has_its_own_advantage_and_table_rows() -> None:
     header, rows = parse_markdown(methods_markdown(methods_frame(data)))
     assert [r[:2] for r in rows] == [[m, model] for m in ("head", "prompt", "null") for model in ("tiny", "large")]
     large_head = rows[1]
-    assert large_head[header.index("RTE (40)")] == MISSING and large_head[header.index("CB (70)")] != MISSING
+    assert large_head[header.index("RTE (40)")] == MISSING and large_head[header.index("CB (40)")] != MISSING
 
 
 def test_a_comparison_a_model_never_ran_has_no_row() -> None:
@@ -525,7 +554,8 @@ def test_the_verbs_on_two_models(tmp_path: Path, capsys: pytest.CaptureFixture) 
 
 
 def test_the_scale_figure_draws_each_tasks_advantage_against_the_models_smallest_first() -> None:
-    from promptworth.analysis.plots import scale_figure, task_panels
+    from promptworth.analysis.plots import task_panels
+    from promptworth.analysis.summary_plots import scale_figure
 
     # the larger model's runs come first in the table; its parameter count puts it second
     data = two_models().assign(total_params=lambda t: np.where(t["model"] == "large", 270e6, 135e6))
@@ -533,9 +563,82 @@ def test_the_scale_figure_draws_each_tasks_advantage_against_the_models_smallest
     fig = scale_figure(task_panels(data, "prompt", "head", AdvantageOptions(levels=200)), "prompt", "head")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["tiny\n135 M parameters", "large\n270 M parameters"]
-    lines = {bars.get_label(): bars.lines[0].get_ydata() for bars in ax.containers}  # an errorbar's data line
+    lines = {bars.get_label(): bars.lines[0] for bars in ax.containers}  # an errorbar's data line
     assert sorted(lines) == ["CB", "RTE"]
-    assert np.allclose(lines["CB"], [30, 60], atol=3)  # the large model's head needs 60 more points, the tiny's 30
-    assert lines["RTE"][0] == pytest.approx(30, abs=3) and math.isnan(lines["RTE"][1])  # large ran no RTE
+    assert np.allclose(lines["CB"].get_ydata(), [30, 60], atol=3)  # the large model's head needs 60 more, the tiny's 30
+    assert lines["RTE"].get_ydata() == pytest.approx([30], abs=3)  # the large model ran no RTE: no point
+    assert all(line.get_linewidth() == 0 for line in lines.values())  # two models are two points, no trend line
     with pytest.raises(PromptworthError, match="no task has both prompt and head"):
         scale_figure([replace(panel, result=None) for panel in task_panels(data, "prompt", "head")], "prompt", "head")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures a reviewer accepts
+
+
+def test_every_method_keeps_one_style_and_no_two_look_alike() -> None:
+    from promptworth.analysis.plots import method_styles
+    from promptworth.training.method_specs import builtin_methods
+
+    everything = method_styles([*builtin_methods(), "my-method", "other-method"])
+    assert method_styles(["head"])["head"] == everything["head"]  # whatever else the figure shows
+    assert method_styles(["null", "prompt"])["prompt"] == everything["prompt"]
+    colours = [style.colour for name, style in everything.items() if name in builtin_methods()]
+    assert len(set(colours)) == len(colours)  # a colour for every built-in method
+    assert len(set(everything.values())) == len(everything)
+
+
+def test_the_overview_shares_a_score_range_per_row_and_keeps_its_legend_inside(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from promptworth.analysis.plots import method_styles, overview_figure, task_panels
+
+    data = study(tasks=("CB", "RTE"))
+    data.loc[data.task == "RTE", "score"] += 0.2  # another score range
+    panels = task_panels(data, "prompt", "head", AdvantageOptions(levels=50))
+    figure = overview_figure(panels, method_styles(["prompt", "head", "null"]), "prompt", "head", 0.95)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    curves = [ax for ax in figure.axes if ax.get_title()]
+    assert len(curves) == 2 and curves[0].get_ylim() == curves[1].get_ylim()
+    assert curves[0].get_ylim()[1] > 100 * data.score.max()  # in %, the data inside
+    assert "data points [" in curves[0].get_title()  # never read as accuracy points
+    (legend,) = figure.legends
+    box, page = legend.get_window_extent(canvas.get_renderer()), figure.bbox
+    assert box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0
+
+
+def test_a_single_size_is_drawn_as_points_per_method_without_a_bound() -> None:
+    from promptworth.analysis.plots import method_styles, task_figure, task_panels
+
+    data = study(tasks=("CB",))
+    data = data[data.train_size == 40]
+    (panel,) = task_panels(data, "prompt", "head", AdvantageOptions(levels=50))
+    assert panel.result is None and panel.single_size
+    figure = task_figure([panel], method_styles(["prompt", "head", "null"]), "prompt", "head", 0.95)
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    assert "one size: no curve" in ax.get_title() and ">" not in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["prompt", "head", "null"]
+
+
+def test_the_budgets_figure_puts_converged_where_the_runs_stopped() -> None:
+    from promptworth.analysis.budgets import advantage_by_budget, budgets_figure, stop_steps
+
+    runs = budget_study().assign(steps=[120.0, 140.0, 160.0] * (len(budget_study()) // 3))
+    comparison = Comparison("prompt", "head")
+    stops = stop_steps(runs, comparison)
+    assert stops[("tiny", "CB")] == 140.0
+    figure = budgets_figure(advantage_by_budget(runs, [comparison]), comparison, stops)
+    ax = figure.axes[0]
+    diamonds = [c for c in ax.collections if c.get_offsets().shape[0] == 1 and c.get_offsets()[0, 0] == 140.0]
+    assert diamonds and ax.get_xscale() == "log"  # at 140 steps, not after the 200-step budget
+    labels = ax.get_legend_handles_labels()[1]
+    assert "CB" in labels and "RTE" in labels and len(labels) == len(set(labels))
+
+
+def test_the_methods_figure_is_on_one_0_to_100_axis() -> None:
+    from promptworth.analysis.plots import method_styles
+    from promptworth.analysis.summary_plots import methods_figure
+
+    figure = methods_figure(study(), method_styles(["prompt", "head", "null"]))
+    assert all(ax.get_ylim() == (0.0, 100.0) for ax in figure.axes if ax.get_visible())

@@ -311,20 +311,23 @@ def value(root: Path, source: str, spec: str) -> str:
 
 def _include(root: Path, source: str, *rows: str) -> str:
     """A markdown table file, or its header and the rows whose first cell is one of ``rows``."""
-    lines = [ln for ln in (root / source).read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if rows:
-        lines = lines[:2] + [ln for ln in lines[2:] if _cells(ln)[0] in rows]
+    text = (root / source).read_text(encoding="utf-8")
+    if not rows:  # the whole file, its notes under the table too (a blank line keeps them out of the table)
+        return text.strip() + "\n"
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("|")]
+    lines = lines[:2] + [ln for ln in lines[2:] if _cells(ln)[0] in rows]
     return "\n".join(lines) + "\n"
 
 
 def _lescao(root: Path, folder: str, *comparisons: str) -> str:
     """Our advantage on Le Scao & Rush's exports against their Table 1: per comparison and task,
-    ours with the defaults, ours with the prompt-vs-head window, and theirs."""
+    ours by their procedure (max over runs, leave-one-out std), the same in the prompt-vs-head
+    window, and theirs."""
     base = root / folder
     rows = csv.DictReader((base / "published.csv").read_text(encoding="utf-8").splitlines())
     published = {(r["treatment"], r["baseline"], r["task"]): r for r in rows}
     window = len(comparisons) != 1
-    header = ["comparison", "task", "ours, defaults", "ours, `--window-from prompt:head`", "published"] if window \
+    header = ["comparison", "task", "ours, their procedure", "ours, `--window-from prompt:head`", "published"] if window \
         else [comparisons[0].replace(":", " vs "), "ours", "published"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for comparison in comparisons or ("prompt:head", "prompt:null", "null:head"):

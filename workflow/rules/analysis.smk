@@ -50,6 +50,16 @@ rule tables:
             caption="../report/methods_table.rst",
             category="Tables",
         ),
+        gaps=report(
+            f"{RESULTS}/tables/gaps.md",
+            caption="../report/gaps.rst",
+            category="Tables",
+        ),
+        sensitivity=report(
+            f"{RESULTS}/tables/sensitivity.md",
+            caption="../report/sensitivity.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:

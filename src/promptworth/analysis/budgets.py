@@ -18,17 +18,19 @@ from typing import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from promptworth.analysis.advantage import AdvantageOptions
+from promptworth.analysis.advantage import AdvantageOptions, Comparison
 from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
-from promptworth.analysis.tables import Comparison, advantage_cells, advantage_results, compared, markdown
+from promptworth.analysis.summary_plots import advantage_points, line_colours
+from promptworth.analysis.tables import advantage_cells, advantage_results, compared, markdown
 from promptworth.errors import PromptworthError
 
 CONVERGED = "converged"  # the budget of a run's own score
 # identify a run (the columns of runs.csv a long row keeps; an imported table may lack some)
 RUN_COLUMNS = ("task", "method", "model", "template_name", "train_size", "seed", "metric")
 SCORES_COLUMNS = (*RUN_COLUMNS, "budget", "score")
-ADVANTAGE_BY_BUDGET_COLUMNS = ("model", "task", "treatment", "baseline", "budget", "advantage", "std", "bound",
-                               "n_runs_treatment", "n_runs_baseline", "reason")
+ADVANTAGE_BY_BUDGET_COLUMNS = ("model", "task", "treatment", "baseline", "budget", "advantage", "lower", "upper", "std",
+                               "bound", "bound_kind", "reduction", "interval", "n_seeds", "n_runs_treatment",
+                               "n_runs_baseline", "reason")
 
 
 def budget_label(budget: str) -> str:
@@ -96,23 +98,47 @@ def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
     return markdown(["comparison", "model", "budget", *tasks], rows)
 
 
-def budgets_figure(frame: pd.DataFrame, comparison: Comparison) -> Figure:
-    """The advantage of ``comparison`` against the budget, one line per task (and model), as
-    :func:`promptworth.analysis.plots.advantage_lines` draws them."""
-    from promptworth.analysis.plots import advantage_lines
+def stop_steps(results: pd.DataFrame, comparison: Comparison) -> dict[tuple[str, str], float]:
+    """Per (model, task), the median number of steps the compared methods' trained runs took before
+    they stopped: where "converged" sits on the figure's step axis (NaN where runs do not say)."""
+    if "steps" not in results.columns:
+        return {}
+    runs = results[results["method"].isin([comparison.treatment, comparison.baseline]) & (results["train_size"] > 0)]
+    model = runs["model"] if "model" in runs.columns else pd.Series("", index=runs.index)
+    steps = pd.to_numeric(runs["steps"], errors="coerce")
+    return {(str(m), str(t)): float(s) for (m, t), s in steps.groupby([model, runs["task"]], sort=False).median().items()}
 
+
+def budgets_figure(frame: pd.DataFrame, comparison: Comparison, stops: dict[tuple[str, str], float]) -> Figure:
+    """The advantage of ``comparison`` against the number of training steps, a line per task (and
+    model): its advantage at each step budget, joined, and where the runs trained to their own stop
+    ("converged"), a diamond at the median step they stopped at (not joined: each run stopped at
+    its own step). Points with their intervals, bounds as open triangles."""
     rows = frame[(frame["treatment"] == comparison.treatment) & (frame["baseline"] == comparison.baseline)]
     if rows.empty:
         raise PromptworthError(f"no advantage of {comparison.label} to draw")
-    budgets = list(dict.fromkeys(rows["budget"].astype(str)))
-    # a line per task, per (task, model) where the results hold several models
     several = rows["model"].nunique() > 1
-    rows = rows.assign(task=[f"{t} ({m})" if several else t for t, m in zip(rows["task"], rows["model"])],
+    rows = rows.assign(line=[f"{t} ({m})" if several else str(t) for t, m in zip(rows["task"], rows["model"])],
                        budget=rows["budget"].astype(str))
-    fig = Figure(figsize=(max(5.0, 1.3 * len(budgets) + 3.0), 3.8), layout="constrained")
+    lines = list(dict.fromkeys(rows["line"]))
+    colours = line_colours(lines)
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    advantage_lines(ax, rows, "budget", budgets, "task")
-    ax.set_xticks(range(len(budgets)), [budget_label(b) for b in budgets])
-    ax.set_xlabel("training budget of every run")
-    ax.set_title(f"{comparison.label}: data advantage at each training budget", fontsize=9)
+    at_budgets = rows[rows["budget"] != CONVERGED]
+    positions = {line: at_budgets.loc[at_budgets["line"] == line, "budget"].astype(float).to_numpy() for line in lines}
+    advantage_points(ax, at_budgets, positions, "line", colours, connect=True)
+    converged = rows[rows["budget"] == CONVERGED]
+    for row in converged.itertuples():
+        step = stops.get((str(row.model), str(row.task)), float("nan"))
+        value = row.bound if row.bound_kind else row.advantage
+        if pd.notna(step) and pd.notna(value):
+            ax.scatter([step], [value], marker="D", s=30, color=colours[row.line], zorder=3,
+                       facecolors="none" if row.bound_kind else colours[row.line])
+    ax.scatter([], [], marker="D", s=30, color="0.3",
+               label="converged: at the median step its runs stopped")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_xscale("log")
+    ax.set_xlabel("training steps: every run's budget, or (diamonds) its runs' median stop", fontsize=8)
+    ax.set_title(f"{comparison.label}: data advantage against the training budget\n(95% interval; "
+                 "triangles: bounds)", fontsize=9)
     return fig

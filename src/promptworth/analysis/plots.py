@@ -1,13 +1,15 @@
 """Figures: test score against training-set size per task, an overview grid of all tasks, and the
-methods side by side (score per method, ordered by how much of the model each trains).
+figure machinery the other figures share (method styles, axes, saving).
 
-Per task and model, a panel: one colour per method; every run as a faint point, the mean over runs
-as a line, and for the two compared methods the monotone curve the advantage uses (best run,
-running maximum) dashed, with the area between them over the score window shaded: its mean width in
-data points is the advantage. A task's figure has a panel per model, side by side; the overview a
-row of panels per model. The x axis is logarithmic; where a panel has zero-shot runs (size 0) it is
-symmetric-log, linear from 0 to the smallest positive size, so the zero-shot point shows at 0. Figures are built on ``matplotlib.figure.Figure`` (Agg canvas; no pyplot
-state).
+Per task and model, a panel: every run as a faint point, per method the mean over data seeds as a
+line with its 95% interval as a band (Student's t over the seeds), the score window of the compared
+pair as a light band, and the data advantage in the title in data points. Under it, a small panel
+of the gap at each size (treatment minus baseline, paired on the data seed, with its interval).
+Scores are in % (x100), as in the tables; every panel of a row shares one y range. The x axis is
+logarithmic; where a panel has zero-shot runs (size 0) it is symmetric-log, linear from 0 to the
+smallest positive size. A panel whose runs all have one size is drawn as points per method, with no
+curve. Every method has one style (colour, marker, line) in every figure. Figures are built on
+``matplotlib.figure.Figure`` (Agg canvas; no pyplot state).
 """
 
 from __future__ import annotations
@@ -25,16 +27,55 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from promptworth.analysis.advantage import (
-    MODEL, AdvantageOptions, AdvantageResult, Curve, build_curve, check_tidy, check_log_sizes, compare, points_needed, run_matrix,
-    score_levels,
+    AdvantageOptions, AdvantageResult, check_log_sizes, compare, comparison_matrices,
 )
-from promptworth.analysis.tables import format_share, methods_frame
+from promptworth.analysis.curves import MODEL, check_tidy, run_matrix
+from promptworth.analysis.gaps import paired_gaps, size_means
+from promptworth.analysis.tables import format_advantage
 from promptworth.errors import PromptworthError
-from promptworth.outputs import write_files
-from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, display_order
+from promptworth.training.method_specs import builtin_methods
 
 FORMATS = ("png", "pdf")
 DPI = 150
+SCALE = 100.0  # scores are drawn in % (x100), as the tables print them
+MARKERS = ("o", "s", "^", "D", "v")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
+# after seaborn's ten colour-blind colours, ten more far from them: a colour for every built-in method
+MORE_COLOURS = ((0.0, 0.0, 0.0), (0.1, 0.1, 0.45), (0.5, 0.0, 0.1), (0.0, 0.45, 0.45), (0.45, 0.45, 0.0),
+                (0.85, 0.0, 0.65), (0.45, 0.75, 0.1), (0.4, 0.5, 0.6), (0.3, 0.0, 0.5), (0.75, 0.65, 0.45))
+METRIC_NAMES = {"acc": "accuracy", "f1": "F1", "macro_f1": "macro F1", "mcc": "MCC", "pearson": "Pearson r",
+                "spearman": "Spearman r"}
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    colour: tuple[float, float, float]
+    marker: str
+    linestyle: object
+
+
+def method_styles(methods: Sequence[str]) -> dict[str, MethodStyle]:
+    """Each method's style, fixed across figures: the built-in methods by their place in the
+    registry (a colour each), others after them in name order; past the palette's 20 colours a
+    colour repeats only with another marker and line, so no two methods of a figure look alike."""
+    import seaborn as sns  # late: seaborn is slow to import
+
+    colours = [tuple(c) for c in sns.color_palette("colorblind", n_colors=10)] + list(MORE_COLOURS)
+    builtins = list(builtin_methods())
+    order = builtins + sorted(m for m in set(methods) if m not in builtins)
+    styles = {}
+    for method in methods:
+        i = order.index(method)
+        cycle = (i // 10) % len(MARKERS)  # the second ten: other markers and lines too
+        styles[method] = MethodStyle(colours[i % len(colours)], MARKERS[cycle], LINESTYLES[cycle])
+    return styles
+
+
+def metric_label(runs: pd.DataFrame) -> str:
+    """The y label: ``test accuracy (%)``, ``test macro F1 (x100)``."""
+    metrics = list(dict.fromkeys(runs["metric"].dropna().astype(str))) if "metric" in runs else []
+    names = "/".join(METRIC_NAMES.get(m, m) for m in metrics if m) or "score"
+    return f"test {names} ({'%' if metrics == ['acc'] else 'x100'})"
 
 
 @dataclass(frozen=True)
@@ -49,17 +90,14 @@ class TaskPanel:
     # what its title calls it: the task, and the model where the runs are of several
     name: str = ""
 
+    @property
+    def single_size(self) -> bool:
+        return self.runs["train_size"].nunique() == 1
+
 
 def panel_name(task: str, model: str, several: bool) -> str:
     """A panel's name in its title: the task, with the model where the figure shows several."""
     return f"{task} ({model})" if several and model else task
-
-
-def palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    import seaborn as sns  # late: seaborn is slow to import
-
-    colours = sns.color_palette("colorblind", n_colors=max(len(methods), 3))
-    return dict(zip(methods, colours))
 
 
 def file_stem(task: str) -> str:
@@ -82,82 +120,115 @@ def task_panels(
     for (model, task), runs in tidy.groupby([MODEL, "task"], sort=False):
         methods = tuple(m for m in order if (runs["method"] == m).any())
         result = None
-        needed = {treatment, baseline, *(options.window_from or ())}
-        if needed <= set(methods):
+        needed = list(dict.fromkeys((treatment, baseline, *(options.window_from or ()))))
+        if set(needed) <= set(methods) and runs["train_size"].nunique() > 1:
             check_log_sizes(runs[runs["method"].isin(needed)], options)
-            matrices = {m: run_matrix(runs[runs["method"] == m]) for m in needed}
-            result = compare(matrices, treatment, baseline, options, task=str(task), model=str(model))
+            result = compare(comparison_matrices(runs, needed), treatment, baseline, options, str(task), str(model))
         panels.append(TaskPanel(str(task), runs, methods, result, str(model), panel_name(str(task), str(model), several)))
     return panels
 
 
-def size_axis(ax: Axes, sizes: pd.Series) -> None:
+def size_axis(ax: Axes, sizes: pd.Series, label: bool = True) -> None:
     """The training-set size axis: logarithmic, or with zero-shot runs (size 0) symmetric-log,
-    linear from 0 to the smallest positive size (half a decade wide) and logarithmic above, so
-    that size 0 is drawn at the left of every curve that has it and straight segments from it stay
-    straight (the advantage interpolates in raw size there)."""
+    linear from 0 to the smallest positive size (half a decade wide) and logarithmic above."""
     if (sizes == 0).any():
         positive = sizes[sizes > 0]
         ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0, linscale=0.5)
-        ax.set_xlabel("training examples (0: zero-shot)")
+        text = "training examples (0: zero-shot)"
     else:
         ax.set_xscale("log")
-        ax.set_xlabel("training examples")
+        text = "training examples"
+    if label:
+        ax.set_xlabel(text)
 
 
-def _dense(curve: Curve, x_scale: str, per_segment: int = 24) -> tuple[np.ndarray, np.ndarray]:
-    """The piecewise-linear curve (linear in raw or log size) sampled densely, to draw on a log axis."""
-    if len(curve.sizes) < 2:
-        return curve.sizes, curve.scores
-    t = np.linspace(0.0, 1.0, per_segment)
-    x0, x1 = curve.sizes[:-1, None], curve.sizes[1:, None]
-    y0, y1 = curve.scores[:-1, None], curve.scores[1:, None]
-    xs = np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))) if x_scale == "log" else x0 + t * (x1 - x0)
-    return xs.ravel(), (y0 + t * (y1 - y0)).ravel()
+def advantage_title(result: AdvantageResult | None) -> str:
+    """``prompt vs head: 91 data points [81, 103]``; ``> 990 data points``; ``undefined``."""
+    if result is None:
+        return ""
+    text = format_advantage(result, unit="data points")
+    return f"{result.treatment} vs {result.baseline}: {'undefined' if text == '–' else text}"
 
 
 def _title(panel: TaskPanel) -> str:
-    r, name = panel.result, panel.name or panel.task
-    if r is None:
-        return f"{name}"
-    # a name with its model is long: the comparison goes on a line of its own
-    name = f"{name}:" if name == panel.task else f"{name}\n"
-    if math.isnan(r.advantage):
-        if not math.isnan(r.bound):
-            return f"{name} {r.treatment} vs {r.baseline}: {'>' if r.bound >= 0 else '<'} {r.bound:.0f} points (no overlap)"
-        return f"{name} {r.treatment} vs {r.baseline}: undefined"
-    err = "" if math.isnan(r.std) else f" ± {r.std:.0f}"
-    return f"{name} {r.treatment} vs {r.baseline}: {r.advantage:.0f}{err} points"
+    if panel.single_size:
+        size = int(panel.runs["train_size"].iloc[0])
+        return f"{panel.name}: {size} training examples (one size: no curve)"
+    comparison = advantage_title(panel.result)
+    return f"{panel.name}\n{comparison}" if comparison else panel.name
 
 
-def draw_panel(ax: Axes, panel: TaskPanel, colours: dict, options: AdvantageOptions, legend: bool = True) -> None:
+def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: dict[str, MethodStyle],
+                  confidence: float = 0.95) -> None:
+    """Runs of one size, side by side per method (x: the method): every run a faint point, the mean
+    over data seeds with its interval as an error bar."""
+    for x, method in enumerate(methods):
+        of_method = runs[runs["method"] == method]
+        style = styles[method]
+        ax.scatter(np.full(len(of_method), x), SCALE * of_method["score"].to_numpy(float), s=10, alpha=0.4,
+                   color=style.colour, marker=style.marker, lw=0)
+        stats = size_means(run_matrix(of_method), confidence).iloc[0]
+        low, high = stats["mean"] - stats["lower"], stats["upper"] - stats["mean"]
+        error = None if math.isnan(low) else [[SCALE * low], [SCALE * high]]
+        ax.errorbar(x, SCALE * stats["mean"], yerr=error, fmt=style.marker, ms=5, color=style.colour, capsize=3,
+                    lw=1.2, label=method)
+    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+
+
+def draw_curves(ax: Axes, panel: TaskPanel, styles: dict[str, MethodStyle], confidence: float) -> None:
     for method in panel.methods:
         runs = panel.runs[panel.runs["method"] == method]
-        colour = colours[method]
-        ax.scatter(runs["train_size"], runs["score"], s=10, alpha=0.35, color=colour, linewidths=0)
-        mean = runs.groupby("train_size")["score"].mean().sort_index()
-        ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, lw=1.6, color=colour,
-                label=f"{method} (mean of {runs['seed'].nunique()} runs)")
+        style = styles[method]
+        ax.scatter(runs["train_size"], SCALE * runs["score"], s=9, alpha=0.3, color=style.colour,
+                   marker=style.marker, linewidths=0)
+        stats = size_means(run_matrix(runs), confidence)
+        ax.fill_between(stats["train_size"], SCALE * stats["lower"], SCALE * stats["upper"], color=style.colour,
+                        alpha=0.15, lw=0)
+        ax.plot(stats["train_size"], SCALE * stats["mean"], marker=style.marker, markersize=3, lw=1.5,
+                ls=style.linestyle, color=style.colour, label=method)
+    ax.fill_between([], [], [], color="0.6", alpha=0.3, lw=0,
+                    label=f"mean over data seeds, {confidence:.0%} interval (t; bands past the panel: wider)")
     r = panel.result
-    if r is not None and not math.isnan(r.advantage):
-        curves = {}
-        for method in (r.treatment, r.baseline):
-            curve = build_curve(run_matrix(panel.runs[panel.runs["method"] == method]), options.reduction)
-            curves[method] = curve
-            ax.plot(*_dense(curve, options.x_scale), lw=0.9, ls="--", color=colours[method], alpha=0.9)
-        levels = score_levels(r.window_lo, r.window_hi, 400)
-        x_t = points_needed(curves[r.treatment], levels, options.x_scale)
-        x_b = points_needed(curves[r.baseline], levels, options.x_scale)
-        ax.plot([], [], ls="--", lw=0.9, color="0.3", label=f"{options.reduction} over runs, running max")
-        ax.fill_betweenx(levels, x_t, x_b, color="0.5", alpha=0.22, lw=0, label="advantage area")
-        ax.axhspan(r.window_lo, r.window_hi, color="0.85", alpha=0.25, lw=0, zorder=0, label="score window")
-    size_axis(ax, panel.runs["train_size"])
-    ax.set_title(_title(panel), fontsize=9)
-    metric = "/".join(dict.fromkeys(panel.runs["metric"].dropna().astype(str))) if "metric" in panel.runs else ""
-    ax.set_ylabel(f"test {metric}".strip())
+    if r is not None and not math.isnan(r.window_lo) and (not math.isnan(r.advantage) or r.is_bound):
+        ax.axhspan(SCALE * r.window_lo, SCALE * r.window_hi, color="0.88", lw=0, zorder=0,
+                   label="score window of the advantage")
+    size_axis(ax, panel.runs["train_size"], label=False)
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
-    if legend:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def draw_gaps(ax: Axes, panel: TaskPanel, treatment: str, baseline: str, colour: tuple, confidence: float) -> None:
+    """The gap at each size both compared methods ran, with its interval, on the curves' x axis."""
+    runs = panel.runs
+    if {treatment, baseline} <= set(panel.methods):
+        gaps = pd.DataFrame(paired_gaps(run_matrix(runs[runs["method"] == treatment]),
+                                        run_matrix(runs[runs["method"] == baseline]), confidence))
+        if len(gaps):
+            low = np.nan_to_num(SCALE * (gaps["gap"] - gaps["lower"]))
+            high = np.nan_to_num(SCALE * (gaps["upper"] - gaps["gap"]))
+            ax.errorbar(gaps["train_size"], SCALE * gaps["gap"], yerr=[low, high], fmt="o", ms=3, lw=1, capsize=2,
+                        color=colour)
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.set_ylabel(f"{treatment} − {baseline}\n(% points)", fontsize=7)
+    ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    size_axis(ax, runs["train_size"])
+
+
+def draw_panel(axes: tuple[Axes, Axes | None], panel: TaskPanel, styles: dict[str, MethodStyle], treatment: str,
+               baseline: str, confidence: float = 0.95) -> None:
+    """A panel's curves (or points, for one size) and, under them, its gaps."""
+    curves, gaps = axes
+    if panel.single_size:
+        method_points(curves, panel.runs, panel.methods, styles, confidence)
+        if gaps is not None:
+            gaps.set_visible(False)
+    else:
+        draw_curves(curves, panel, styles, confidence)
+        curves.tick_params(labelbottom=False)
+        draw_gaps(gaps, panel, treatment, baseline, styles[treatment].colour if treatment in styles else "0.2",
+                  confidence)
+    curves.set_title(_title(panel), fontsize=8)
+    curves.set_ylabel(metric_label(panel.runs), fontsize=8)
 
 
 def save_figure(fig: Figure, stem: Path) -> None:
@@ -169,12 +240,80 @@ def save_figure(fig: Figure, stem: Path) -> None:
         fig.set_layout_engine("none")  # the layout is settled by the first save; reuse it
 
 
-def task_figure(panels: Sequence[TaskPanel], colours: dict, options: AdvantageOptions) -> Figure:
-    """One task: a panel per model (its panels), side by side on one score axis."""
-    fig = Figure(figsize=(7.0 + 5.0 * (len(panels) - 1), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False).ravel()
-    for ax, panel in zip(axes, panels):
-        draw_panel(ax, panel, colours, options)
+def legend_below(fig: Figure, axes: Sequence[Axes], width_in: float) -> None:
+    """One legend for the figure, under it, wrapped to the figure's width (never clipped)."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and not label.startswith("_"):
+                handles.append(handle)
+                labels.append(label)
+    if labels:
+        longest = max(len(label) for label in labels)
+        ncols = max(1, min(len(labels), int(width_in / (0.5 + 0.075 * longest))))
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False, fontsize=7)
+
+
+def share_y(rows: Sequence[Sequence[tuple[Axes, tuple[float, float]]]]) -> None:
+    """One y range per row of panels, from the data each panel draws (runs and means; its gaps):
+    a band or an interval wider than the data runs off the panel rather than squeeze it."""
+    for row in rows:
+        ranges = [extent for ax, extent in row if ax.get_visible() and not math.isnan(extent[0])]
+        if not ranges:
+            continue
+        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        pad = max(0.08 * (high - low), 2.5)
+        for ax, _ in row:
+            ax.set_ylim(low - pad, high + pad)
+
+
+def score_extent(panel: TaskPanel) -> tuple[float, float]:
+    scores = SCALE * panel.runs["score"].to_numpy(float)
+    return float(scores.min()), float(scores.max())
+
+
+def gap_extent(panel: TaskPanel, treatment: str, baseline: str) -> tuple[float, float]:
+    """The range of the panel's mean gaps, always with 0 in it."""
+    runs = panel.runs
+    if panel.single_size or not {treatment, baseline} <= set(panel.methods):
+        return math.nan, math.nan
+    gaps = [SCALE * row["gap"] for row in paired_gaps(run_matrix(runs[runs["method"] == treatment]),
+                                                      run_matrix(runs[runs["method"] == baseline]))]
+    return min([0.0, *gaps]), max([0.0, *gaps])
+
+
+def panel_grid(fig: Figure, nrows: int, ncols: int, gaps: bool = True) -> list[list[tuple[Axes, Axes | None]]]:
+    """``nrows`` x ``ncols`` panels, each a curves axis over a smaller gaps axis sharing its x axis
+    (none where ``gaps`` is False: a figure of single-size panels has no gaps to draw)."""
+    if not gaps:
+        grid = fig.subplots(nrows, ncols, squeeze=False)
+        return [[(grid[row, col], None) for col in range(ncols)] for row in range(nrows)]
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3.0, 1.1] * nrows)
+    cells = []
+    for row in range(nrows):
+        line = []
+        for col in range(ncols):
+            curves = fig.add_subplot(grid[2 * row, col])
+            line.append((curves, fig.add_subplot(grid[2 * row + 1, col], sharex=curves)))
+        cells.append(line)
+    return cells
+
+
+def any_curve(panels: Sequence[TaskPanel]) -> bool:
+    return any(not panel.single_size for panel in panels)
+
+
+def task_figure(panels: Sequence[TaskPanel], styles: dict[str, MethodStyle], treatment: str, baseline: str,
+                confidence: float) -> Figure:
+    """One task: a panel per model, side by side on one score axis."""
+    width = 5.2 + 4.2 * (len(panels) - 1)
+    fig = Figure(figsize=(width, 5.0 if any_curve(panels) else 4.0), layout="constrained")
+    (row,) = panel_grid(fig, 1, len(panels), any_curve(panels))
+    for cell, panel in zip(row, panels):
+        draw_panel(cell, panel, styles, treatment, baseline, confidence)
+    share_y([[(c, score_extent(p)) for (c, _), p in zip(row, panels)],
+             [(g, gap_extent(p, treatment, baseline)) for (_, g), p in zip(row, panels) if g is not None]])
+    legend_below(fig, [c for c, _ in row], width)
     return fig
 
 
@@ -186,7 +325,8 @@ def by_model(panels: Sequence[TaskPanel]) -> list[list[TaskPanel]]:
     return list(groups.values())
 
 
-def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: AdvantageOptions) -> Figure:
+def overview_figure(panels: Sequence[TaskPanel], styles: dict[str, MethodStyle], treatment: str, baseline: str,
+                    confidence: float) -> Figure:
     """Every panel in a grid of at most 4 columns; each model's panels start a row of their own,
     and with at most 4 tasks a task keeps its column (one model's panels above the other's)."""
     groups = by_model(panels)
@@ -194,175 +334,22 @@ def overview_figure(panels: Sequence[TaskPanel], colours: dict, options: Advanta
     ncols = min(4, len(tasks))
     slots = [[tasks.index(p.task) if len(tasks) <= ncols else i for i, p in enumerate(group)] for group in groups]
     rows = [max(slot) // ncols + 1 for slot in slots]
-    fig = Figure(figsize=(3.6 * ncols, 2.9 * sum(rows) + 0.5), layout="constrained")
-    grid = fig.subplots(sum(rows), ncols, squeeze=False)
-    axes = [grid[first + i // ncols, i % ncols] for slot, first in zip(slots, np.cumsum([0, *rows])) for i in slot]
-    for ax, panel in zip(axes, (panel for group in groups for panel in group)):
-        draw_panel(ax, panel, colours, options, legend=False)
-    for ax in grid.ravel():
-        ax.set_visible(any(ax is used for used in axes))
-    handles, labels = [], []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            key = lab.split(" (")[0]
-            if key not in labels:
-                handles.append(h)
-                labels.append(key)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+    width = 3.7 * ncols
+    fig = Figure(figsize=(width, (3.9 if any_curve(panels) else 3.2) * sum(rows) + 0.8), layout="constrained")
+    cells = panel_grid(fig, sum(rows), ncols, any_curve(panels))
+    used = [cells[first + i // ncols][i % ncols] for slot, first in zip(slots, np.cumsum([0, *rows])) for i in slot]
+    ordered = [panel for group in groups for panel in group]
+    for cell, panel in zip(used, ordered):
+        draw_panel(cell, panel, styles, treatment, baseline, confidence)
+    drawn = {id(curves): panel for (curves, _), panel in zip(used, ordered)}
+    for line in cells:
+        for curves, gaps in line:
+            if id(curves) not in drawn:
+                curves.set_visible(False)
+                if gaps is not None:
+                    gaps.set_visible(False)
+    share_y([[(c, score_extent(drawn[id(c)])) for c, _ in line if id(c) in drawn] for line in cells]
+            + [[(g, gap_extent(drawn[id(c)], treatment, baseline)) for c, g in line if id(c) in drawn and g is not None]
+               for line in cells])
+    legend_below(fig, [c for c, _ in used], width)
     return fig
-
-
-def advantage_lines(ax: Axes, rows: pd.DataFrame, x: str, x_order: Sequence[str], line: str) -> None:
-    """One line per value of column ``line`` across the categories ``x_order`` of column ``x``: the
-    advantage ± its std as an error bar, and where the curves do not overlap the bound as an open
-    triangle (up: more than, down: less than). Lines sit a little apart, their bars visible."""
-    lines = list(dict.fromkeys(rows[line].astype(str)))
-    colours = palette(lines)
-    spread = 0.08 * (np.arange(len(lines)) - (len(lines) - 1) / 2)
-    bound_shown = False
-    for offset, name in zip(spread, lines):
-        of_line = rows[rows[line].astype(str) == name]
-        at = {str(key): row for key, row in zip(of_line[x], of_line.itertuples())}
-        values = [at.get(category) for category in x_order]
-        positions = np.arange(len(x_order)) + offset
-        y = np.array([math.nan if v is None else v.advantage for v in values], dtype=float)
-        err = np.array([0.0 if v is None or math.isnan(v.std) else v.std for v in values], dtype=float)
-        ax.errorbar(positions, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=3, color=colours[name], label=name)
-        for position, v in zip(positions, values):
-            if v is not None and math.isnan(v.advantage) and not math.isnan(v.bound):
-                ax.scatter([position], [v.bound], marker="^" if v.bound >= 0 else "v", s=40, facecolors="none",
-                           edgecolors=colours[name], label=None if bound_shown else "bound (curves do not overlap)")
-                bound_shown = True
-    ax.axhline(0.0, color="0.5", lw=0.8)
-    ax.set_ylabel("data advantage (training examples)")
-    ax.grid(True, axis="y", lw=0.4, alpha=0.5)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-
-
-def model_sizes(panels: Sequence[TaskPanel]) -> dict[str, float]:
-    """Each model's parameter count (the median of its runs' ``total_params``; NaN where no run
-    records one), the models smallest first (those without a count last, in first-seen order)."""
-    sizes: dict[str, float] = {}
-    for panel in panels:
-        if panel.model not in sizes and "total_params" in panel.runs.columns:
-            counts = pd.to_numeric(panel.runs["total_params"], errors="coerce").dropna()
-            sizes[panel.model] = float(counts.median()) if len(counts) else math.nan
-        sizes.setdefault(panel.model, math.nan)
-    return dict(sorted(sizes.items(), key=lambda item: (math.isnan(item[1]), 0.0 if math.isnan(item[1]) else item[1])))
-
-
-def scale_figure(panels: Sequence[TaskPanel], treatment: str, baseline: str) -> Figure:
-    """The compared methods' data advantage against the model: the models side by side, smallest
-    first (their parameter counts in the tick labels), one line per task."""
-    sizes = model_sizes(panels)
-    rows = pd.DataFrame([{"model": p.model, "task": p.task, "advantage": p.result.advantage, "std": p.result.std,
-                          "bound": p.result.bound} for p in panels if p.result is not None])
-    if rows.empty:
-        raise PromptworthError(f"no task has both {treatment} and {baseline}: no advantage to draw against the model")
-    fig = Figure(figsize=(max(5.0, 1.6 * len(sizes) + 3.0), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    advantage_lines(ax, rows, "model", list(sizes), "task")
-    ticks = [model if math.isnan(size) else f"{model}\n{size / 1e6:.0f} M parameters" for model, size in sizes.items()]
-    ax.set_xticks(range(len(sizes)), ticks, fontsize=8)
-    ax.set_xlim(-0.5, len(sizes) - 0.5)
-    ax.set_xlabel("model")
-    ax.set_title(f"{treatment} vs {baseline}: data advantage against the model", fontsize=9)
-    return fig
-
-
-def methods_figure(results: pd.DataFrame, colours: dict) -> Figure:
-    """One panel per task and model at the task's largest training size: every run of every method
-    as a point, the mean and standard deviation as a bar; methods from left to right by the share
-    of the model they train (unknown shares last, in the registry's order)."""
-    tidy = check_tidy(results)
-    models, tasks = list(dict.fromkeys(tidy[MODEL])), list(dict.fromkeys(tidy["task"]))
-    panels = [(model, task) for model in models for task in tasks
-              if ((tidy[MODEL] == model) & (tidy["task"] == task)).any()]
-    # the share each method trains, as the methods table states it: per task and model (a head's
-    # size follows the task's labels); the order follows the first ones'
-    frame = methods_frame(results)
-    per_method = frame.drop_duplicates("method").set_index("method")["share"]
-    shares = {m: float(per_method[m]) for m in display_order(list(dict.fromkeys(tidy["method"])))}
-    share_on = {(r.method, r.model, r.task, r.train_size): float(r.share) for r in frame.itertuples()}
-    order = sorted(shares, key=lambda m: (math.isnan(shares[m]), shares[m] if not math.isnan(shares[m]) else 0.0))
-    ncols = min(2, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(max(4.5, 0.55 * len(order) + 1.5) * ncols, 3.4 * nrows + 0.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, (model, task) in zip(axes, panels):
-        runs = tidy[(tidy[MODEL] == model) & (tidy["task"] == task)]
-        size = runs["train_size"].max()
-        runs = runs[runs["train_size"] == size]
-        present = [m for m in order if (runs["method"] == m).any()]
-        for x, method in enumerate(present):
-            scores = 100 * runs.loc[runs["method"] == method, "score"].to_numpy(dtype=float)
-            ax.scatter(np.full(len(scores), x), scores, s=10, alpha=0.45, color=colours[method], lw=0)
-            ax.errorbar(x, scores.mean(), yerr=scores.std() if len(scores) > 1 else None, fmt="o", ms=5,
-                        color=colours[method], capsize=3, lw=1.2)
-        shown = {m: share_on[m, model, task, size] for m in present}
-        labels = [m if math.isnan(shown[m]) else f"{m}\n{format_share(shown[m])}" for m in present]
-        ax.set_xticks(range(len(present)), labels, rotation=60, ha="right", fontsize=7)
-        metric = "/".join(dict.fromkeys(map(str, runs["metric"].fillna("")))) if "metric" in runs else ""
-        ax.set_ylabel(f"test {metric} (x100)" if metric else "test score (x100)", fontsize=8)
-        ax.set_title(f"{panel_name(task, model, len(models) > 1)}, {int(size)} training examples", fontsize=9)
-        ax.grid(True, axis="y", lw=0.4, alpha=0.5)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    fig.suptitle("Methods by the share of the model they train (mean ± std over runs)", fontsize=9)
-    return fig
-
-
-def figures(
-    results: pd.DataFrame, out_dir: Path, treatment: str = DEFAULT_TREATMENT, baseline: str = DEFAULT_BASELINE,
-    options: AdvantageOptions = AdvantageOptions(),
-) -> list[Path]:
-    """Write ``<task>.png/.pdf`` per task, ``overview.png/.pdf`` and ``methods.png/.pdf`` into
-    ``out_dir``, and where the results hold several models ``scale.png/.pdf`` (all or nothing)."""
-    panels = task_panels(results, treatment, baseline, options)
-    seen = list(dict.fromkeys(m for p in panels for m in p.methods))
-    colours = palette(display_order(seen))  # the same colour for a method whatever is compared
-
-    def write(tmp: Path) -> None:
-        for task in dict.fromkeys(panel.task for panel in panels):
-            of_task = [panel for panel in panels if panel.task == task]
-            save_figure(task_figure(of_task, colours, options), tmp / file_stem(task))
-        save_figure(overview_figure(panels, colours, options), tmp / "overview")
-        save_figure(methods_figure(results, colours), tmp / "methods")
-        if len({panel.model for panel in panels}) > 1:
-            save_figure(scale_figure(panels, treatment, baseline), tmp / "scale")
-
-    return write_files(out_dir, write)
-
-
-def published_figure(frame: pd.DataFrame) -> Figure:
-    """LM-BFF's table as a figure (``promptworth.analysis.published``): one panel per task, a row
-    per way of using the model (per model, where the runs are of several); our mean ± std over runs
-    as a bar, LM-BFF's number as a diamond."""
-    tasks = list(dict.fromkeys(frame["task"]))
-    named = frame["row"].astype(bool) & frame["method"].astype(bool)  # LM-BFF's rows name our method
-    names = frame["label"] + np.where(named, " (" + frame["method"] + ")", "")
-    if frame["model"].nunique() > 1:
-        names = names + ", " + frame["model"]
-    labels = list(dict.fromkeys(names))
-    fig = Figure(figsize=(3.2 * len(tasks) + 3.0, 0.32 * len(labels) + 1.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(tasks), sharey=True, squeeze=False)).ravel()
-    y = np.arange(len(labels))[::-1]
-    for ax, task in zip(axes, tasks):
-        rows = frame[frame["task"] == task]
-        at = y[[labels.index(name) for name in names[rows.index]]]
-        ours = 100 * rows["mean"].to_numpy(dtype=float)
-        spread = np.nan_to_num(100 * rows["std"].to_numpy(dtype=float))
-        ax.barh(at, np.nan_to_num(ours), xerr=spread, color="#4c72b0", alpha=0.8, height=0.6, capsize=2,
-                error_kw={"lw": 0.8}, label="ours")
-        ax.scatter(rows["published_mean"].to_numpy(dtype=float), at, marker="D", s=18, color="black", zorder=3,
-                   label="LM-BFF (roberta-large)")
-        metric = "/".join(m for m in dict.fromkeys(rows["metric"]) if m)
-        ax.set_title(f"{task}" + (f" ({metric})" if metric else ""), fontsize=9)
-        ax.set_xlim(min(0.0, np.nanmin([*ours, *rows["published_mean"], 0.0]) - 5), 100)
-        ax.grid(True, axis="x", lw=0.4, alpha=0.5)
-    axes[0].set_yticks(y, labels, fontsize=7)
-    handles, keys = axes[0].get_legend_handles_labels()
-    fig.legend(handles, keys, loc="outside lower center", ncols=2, frameon=False, fontsize=8)
-    fig.suptitle("LM-BFF's table on this model: ours (bars, mean ± std over splits) and published", fontsize=9)
-    return fig
-

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promptworth.analysis.advantage import MODEL, check_tidy, check_unique_runs
+from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
 from promptworth.analysis.tables import MISSING, format_score, grid_latex, markdown
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import display_order

@@ -9,45 +9,27 @@ Each comes as a long CSV (numbers at full precision, for machines), a markdown t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import fields
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from promptworth.analysis.advantage import (
-    MODEL, AdvantageOptions, AdvantageResult, advantage_table, check_tidy, check_unique_runs,
+    BOUND_SIGNS, MIN_INFORMATIVE_SEEDS, AdvantageOptions, AdvantageResult, Comparison, advantage_table,
 )
+from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
+from promptworth.analysis.gaps import gaps_frame
+from promptworth.analysis.sensitivity import HEADLINE, sensitivity_frame
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT, MethodSpec, table_order
+from promptworth.training.method_specs import MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 NOT_RUN = ""  # an advantage table's cell of a comparison the study did not run on that task
-ADVANTAGE_COLUMNS = (
-    "model", "task", "treatment", "baseline", "advantage", "std", "window_lo", "window_hi",
-    "n_runs_treatment", "n_runs_baseline", "n_loo", "reduction", "x_scale", "window", "levels", "reason", "bound",
-)
+ADVANTAGE_COLUMNS = tuple(field.name for field in fields(AdvantageResult))
 LMBFF_COLUMNS = ("task", "train_size", "model", "method", "metric", "n_runs", "mean", "std")
 METHODS_COLUMNS = ("method", "model", "objective", "tuning", "strategy", "trainable_params", "total_params", "share",
                    "step_s", "peak_rss_gb", "task", "train_size", "n_runs", "mean", "std")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    treatment: str
-    baseline: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.treatment} vs {self.baseline}"
-
-    @classmethod
-    def parse(cls, text: str) -> "Comparison":
-        """``treatment:baseline``."""
-        parts = text.split(":")
-        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-            raise PromptworthError(f"bad comparison {text!r}; write TREATMENT:BASELINE, e.g. {DEFAULT_TREATMENT}:{DEFAULT_BASELINE}")
-        return cls(parts[0], parts[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,16 +40,34 @@ def _is_nan(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def format_advantage(advantage: float, std: float, bound: float = math.nan) -> str:
-    """``752 ± 46`` (whole data points); ``752`` without an error bar; ``> 90`` / ``< −90`` when
-    the curves do not overlap (a bound, see ``AdvantageResult.bound``); ``–`` when undefined."""
+def _points(value: float) -> str:
+    """A number of data points, whole; ±inf as ∞."""
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.0f}"
+
+
+def format_advantage(row: object, unit: str = "") -> str:
+    """One advantage as a cell (``row``: an :class:`AdvantageResult` or a row of its frame):
+    ``91 [81, 103]`` (bootstrap interval), ``69 ± 10`` (leave-one-out std), the number alone
+    where there is no interval; a bound as ``> 990`` / ``< -90`` (the curves do not overlap) or
+    ``≥ 201`` / ``≤ -43`` (a curve stops below the window's top); ``–`` when undefined. ``unit``
+    follows the number (``91 data points [81, 103]``: never read as accuracy points)."""
+    kind = getattr(row, "bound_kind", "") or ""
+    if not isinstance(kind, str):  # a frame read back: NaN for ""
+        kind = ""
+    unit = f" {unit}" if unit else ""
+    if kind:
+        return f"{BOUND_SIGNS[kind]} {_points(float(getattr(row, 'bound')))}{unit}"
+    advantage = getattr(row, "advantage")
     if _is_nan(advantage):
-        if not _is_nan(bound):
-            return f"> {bound:.0f}" if bound >= 0 else f"< {bound:.0f}"
         return MISSING
-    if _is_nan(std):
-        return f"{advantage:.0f}"
-    return f"{advantage:.0f} ± {std:.0f}"
+    lower, upper, std = (getattr(row, key, math.nan) for key in ("lower", "upper", "std"))
+    if not (_is_nan(lower) or _is_nan(upper)):
+        return f"{_points(advantage)}{unit} [{_points(lower)}, {_points(upper)}]"
+    if not _is_nan(std):
+        return f"{_points(advantage)} ± {_points(std)}{unit}"
+    return f"{_points(advantage)}{unit}"
 
 
 def format_score(mean: float, std: float, scale: float = 100.0) -> str:
@@ -133,6 +133,9 @@ def _latex_cell(text: str) -> str:
     if "±" in text:
         value, err = (part.strip() for part in text.split("±"))
         return rf"${value} \pm {err}$"
+    maths = {"≥": r"\geq", "≤": r"\leq", ">": ">", "<": "<", "∞": r"\infty"}
+    if any(sign in text for sign in maths):
+        return "$" + "".join(maths.get(char, char) for char in text) + "$"
     return latex_escape(text)
 
 
@@ -174,7 +177,7 @@ def compared(frame: pd.DataFrame) -> pd.DataFrame:
 def advantage_cells(group: pd.DataFrame, tasks: Sequence[str]) -> list[str]:
     """One table row's cells, a task each: the formatted advantage of ``group``'s result for the
     task, :data:`NOT_RUN` where it has none."""
-    by_task = {r.task: format_advantage(r.advantage, r.std, r.bound) for r in group.itertuples()}
+    by_task = {r.task: format_advantage(r) for r in group.itertuples()}
     return [by_task.get(t, NOT_RUN) for t in tasks]
 
 
@@ -190,8 +193,44 @@ def _advantage_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def estimator_text(frame: pd.DataFrame) -> str:
+    """The estimator of an advantage frame in words, with its number of data seeds."""
+    frame = compared(frame)
+    if frame.empty:
+        return ""
+    first = frame.iloc[0]
+    options = AdvantageOptions(reduction=str(first["reduction"]), interval=str(first["interval"]),
+                               confidence=float(first["confidence"]))
+    seeds = sorted({int(n) for n in frame["n_seeds"] if n > 0})
+    counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}" if seeds else "no"
+    return f"{options.describe()} ({counted} seed{'' if seeds == [1] else 's'})"
+
+
+def advantage_notes(frame: pd.DataFrame) -> str:
+    """What a reader needs beside the advantage table: the estimator, the seeds, what a bound
+    means, and the sizes a comparison dropped to match its methods' ladders."""
+    frame = compared(frame)
+    if frame.empty:
+        return ""
+    lines = [f"Cells: the data advantage in training examples ({estimator_text(frame)}). "
+             "`> N`: the treatment at its smallest trained size beats the baseline at every size, so the "
+             "advantage is more than N (`< -N`: the reverse); `≥ N` / `≤ N`: a curve never reaches the top of "
+             "the score window, so N is a bound; `–`: undefined; blank: not run."]
+    if frame["interval"].eq("bootstrap").any() and (frame["n_seeds"].between(2, MIN_INFORMATIVE_SEEDS - 1)).any():
+        few = sorted({int(n) for n in frame["n_seeds"] if 2 <= n < MIN_INFORMATIVE_SEEDS})
+        lines.append(f"With {' or '.join(map(str, few))} data seeds a bootstrap has only "
+                     "a handful of distinct resamples: these intervals show the seeds' spread, they are not "
+                     "informative confidence intervals.")
+    dropped = [f"{r.treatment} vs {r.baseline} ({r.model}, {r.task}): on sizes {r.ladder}; {r.dropped}"
+               for r in frame.itertuples() if isinstance(r.dropped, str) and r.dropped]
+    if dropped:
+        lines.append("Matched ladders: " + "; ".join(dropped) + ".")
+    return "\n\n".join(lines) + "\n"
+
+
 def advantage_markdown(frame: pd.DataFrame) -> str:
-    return markdown(*_advantage_grid(frame))
+    notes = advantage_notes(frame)
+    return markdown(*_advantage_grid(frame)) + (f"\n{notes}" if notes else "")
 
 
 def advantage_latex(frame: pd.DataFrame) -> str:
@@ -354,6 +393,61 @@ def methods_latex(frame: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The gap at each size, and the sensitivity of the advantage
+
+
+def format_gap(gap: float, lower: float, upper: float, scale: float = 100.0) -> str:
+    """``+3.4 [-1.2, 8.0]`` in score points x100; no interval for a single seed."""
+    if _is_nan(gap):
+        return MISSING
+    if _is_nan(lower) or _is_nan(upper):
+        return f"{gap * scale:+.1f}"
+    return f"{gap * scale:+.1f} [{lower * scale:+.1f}, {upper * scale:+.1f}]"
+
+
+def _gaps_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["comparison", "model", "task", "train_size", "seeds", "treatment", "baseline", "gap [95% CI]"]
+    rows = [[f"{r.treatment} vs {r.baseline}", str(r.model), str(r.task), str(r.train_size), str(r.n_seeds),
+             format_score(r.treatment_mean, math.nan), format_score(r.baseline_mean, math.nan),
+             format_gap(r.gap, r.lower, r.upper)] for r in frame.itertuples()]
+    return header, rows
+
+
+def gaps_markdown(frame: pd.DataFrame) -> str:
+    confidence = f"{frame['confidence'].iloc[0]:.0%}" if len(frame) else "95%"
+    note = (f"\nScores x100 (mean over the data seeds both methods ran at that size); gap = treatment - baseline, "
+            f"paired on the data seed, with Student's t {confidence} interval over the seeds (none for one seed).\n")
+    header, rows = _gaps_grid(frame)
+    return markdown(header[:-1] + [f"gap [{confidence} CI]"], rows) + note
+
+
+def _sensitivity_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Rows: comparison, model, task; columns: the variants (headline first), blank where one does not apply."""
+    names = list(dict.fromkeys(frame["variant"]))
+    names = [HEADLINE] + sorted((n for n in names if n != HEADLINE), key=_variant_order)
+    header = ["comparison", "model", "task", *names]
+    rows = []
+    for (treatment, baseline, model, task), group in frame.groupby(["treatment", "baseline", "model", "task"], sort=False):
+        cells = {r.variant: format_advantage(r) for r in group.itertuples()}
+        rows.append([f"{treatment} vs {baseline}", str(model), str(task), *(cells.get(n, NOT_RUN) for n in names)])
+    return header, rows
+
+
+def _variant_order(name: str) -> tuple[int, float, str]:
+    """The other reduction, size 0, the interior sizes by size, then unmatched ladders."""
+    if name.startswith("without "):
+        return (2, float(name.split()[1]), name)
+    return ({"no size 0": 1, "unmatched ladders": 3}.get(name, 0), 0.0, name)
+
+
+def sensitivity_markdown(frame: pd.DataFrame) -> str:
+    note = ("\nEach cell: the advantage recomputed with one change to the headline (its cells as in the "
+            "advantage table): the other reduction over seeds, without the untrained point (size 0), without "
+            "one interior size of the ladder, or each curve on its own sizes (unmatched ladders).\n")
+    return markdown(*_sensitivity_grid(frame)) + note
+
+
+# ---------------------------------------------------------------------------------------------
 # Everything at once
 
 
@@ -366,7 +460,13 @@ def table_texts(
     adv = advantage_frame(advantage_results(results, comparisons, options))
     lmbff = lmbff_frame(results)
     per_method = methods_frame(results)
+    gaps = gaps_frame(results, comparisons, options.confidence)
+    sensitivity = sensitivity_frame(results, comparisons, options)
     return {
+        "gaps.csv": gaps.to_csv(index=False),
+        "gaps.md": gaps_markdown(gaps),
+        "sensitivity.csv": sensitivity.to_csv(index=False),
+        "sensitivity.md": sensitivity_markdown(sensitivity),
         "methods.csv": per_method.to_csv(index=False),
         "methods.md": methods_markdown(per_method),
         "methods.tex": methods_latex(per_method),

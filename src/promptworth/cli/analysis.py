@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from promptworth.analysis.advantage import REDUCTIONS, WINDOWS, X_SCALES, AdvantageOptions, AdvantageResult
+from promptworth.analysis.advantage import INTERVALS, AdvantageOptions, AdvantageResult
+from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
 
@@ -83,8 +84,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reduction", choices=REDUCTIONS, default="max",
-                        help="runs -> one score per size (default: %(default)s, as published)")
+    parser.add_argument("--reduction", choices=REDUCTIONS, default="mean",
+                        help="runs -> one score per size (default: %(default)s; Le Scao & Rush: max)")
+    parser.add_argument("--interval", choices=INTERVALS, default="bootstrap",
+                        help="bootstrap: a confidence interval over data seeds; loo: Le Scao & Rush's "
+                             "leave-one-run-out std (default: %(default)s)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)")
+    parser.add_argument("--resamples", type=int, default=2000,
+                        help="bootstrap resamples: all distinct ones when there are no more, else this many random "
+                             "draws (default: %(default)s)")
+    parser.add_argument("--ladder", choices=("matched", "own"), default="matched",
+                        help="matched: only the sizes every compared method ran; own: each curve on its own sizes "
+                             "(default: %(default)s)")
     parser.add_argument("--x-scale", choices=X_SCALES, default="linear",
                         help="interpolate in raw or log size (default: %(default)s, as published)")
     parser.add_argument("--window", choices=WINDOWS, default="overlap",
@@ -103,7 +114,8 @@ def _options(args: argparse.Namespace) -> AdvantageOptions:
         if not window_from:
             raise PromptworthError(f"bad --window-from {args.window_from!r}; write METHOD:METHOD")
     return AdvantageOptions(reduction=args.reduction, x_scale=args.x_scale, window=args.window,
-                            levels=args.levels, window_from=window_from)
+                            levels=args.levels, window_from=window_from, interval=args.interval,
+                            confidence=args.confidence, resamples=args.resamples, matched=args.ladder == "matched")
 
 
 def _results(args: argparse.Namespace) -> pd.DataFrame:
@@ -143,9 +155,11 @@ def _fmt(value: float, digits: int = 0) -> str:
 
 
 def format_results(results: list[AdvantageResult]) -> str:
-    header = ["model", "task", "treatment", "baseline", "advantage", "std", "window", "runs", "note"]
-    rows = [[r.model, r.task, r.treatment, r.baseline, _fmt(r.advantage, 1), _fmt(r.std, 1),
-             f"[{_fmt(r.window_lo, 4)}, {_fmt(r.window_hi, 4)}]", r.n_runs, r.reason] for r in results]
+    from promptworth.analysis.tables import format_advantage
+
+    header = ["model", "task", "treatment", "baseline", "advantage", "seeds", "window", "sizes", "runs", "note"]
+    rows = [[r.model, r.task, r.treatment, r.baseline, format_advantage(r), str(r.n_seeds),
+             f"[{_fmt(r.window_lo, 4)}, {_fmt(r.window_hi, 4)}]", r.ladder, r.n_runs, r.reason] for r in results]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
@@ -163,7 +177,8 @@ def run_advantage(args: argparse.Namespace) -> int:
 
 
 def run_import_lescao(args: argparse.Namespace) -> int:
-    from promptworth.analysis.advantage import first_duplicate_run, import_lescao
+    from promptworth.analysis.curves import first_duplicate_run
+    from promptworth.analysis.lescao import import_lescao
     from promptworth.outputs import write_csv
 
     frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
@@ -181,7 +196,7 @@ def run_import_lescao(args: argparse.Namespace) -> int:
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
-    from promptworth.analysis.tables import Comparison
+    from promptworth.analysis.advantage import Comparison
 
     if args.comparisons:
         return [Comparison.parse(text) for text in args.comparisons]
@@ -212,7 +227,7 @@ def run_tables(args: argparse.Namespace) -> int:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from promptworth.analysis.plots import figures
+    from promptworth.analysis.figures import figures
 
     written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
     print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
@@ -221,7 +236,7 @@ def run_figures(args: argparse.Namespace) -> int:
 
 def run_budgets(args: argparse.Namespace) -> int:
     from promptworth.analysis.budgets import (
-        advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget,
+        advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget, stop_steps,
     )
     from promptworth.analysis.plots import save_figure
     from promptworth.outputs import write_files
@@ -232,7 +247,7 @@ def run_budgets(args: argparse.Namespace) -> int:
     texts = {"advantage_by_budget.csv": frame.to_csv(index=False),
              "advantage_by_budget.md": advantage_by_budget_markdown(frame),
              "scores_by_budget.csv": scores_by_budget(table).to_csv(index=False)}
-    figure = budgets_figure(frame, comparisons[0])
+    figure = budgets_figure(frame, comparisons[0], stop_steps(table, comparisons[0]))
 
     def write(tmp: Path) -> None:
         for name, text in texts.items():
@@ -247,7 +262,8 @@ def run_budgets(args: argparse.Namespace) -> int:
 
 
 def run_lmbff_table(args: argparse.Namespace) -> int:
-    from promptworth.analysis.plots import published_figure, save_figure
+    from promptworth.analysis.plots import save_figure
+    from promptworth.analysis.summary_plots import published_figure
     from promptworth.analysis.published import published_frame, published_latex, published_markdown
     from promptworth.outputs import write_files
 

@@ -1,0 +1,35 @@
+"""All of a study's figures at once: one per task, the overview, the methods and, for several
+models, the advantage against the model (``promptworth figures``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from promptworth.analysis.advantage import AdvantageOptions
+from promptworth.analysis.plots import file_stem, method_styles, overview_figure, save_figure, task_figure, task_panels
+from promptworth.analysis.summary_plots import methods_figure, scale_figure
+from promptworth.outputs import write_files
+from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT
+
+
+def figures(
+    results: pd.DataFrame, out_dir: Path, treatment: str = DEFAULT_TREATMENT, baseline: str = DEFAULT_BASELINE,
+    options: AdvantageOptions = AdvantageOptions(),
+) -> list[Path]:
+    """Write ``<task>.png/.pdf`` per task, ``overview.png/.pdf`` and ``methods.png/.pdf`` into
+    ``out_dir``, and where the results hold several models ``scale.png/.pdf`` (all or nothing)."""
+    panels = task_panels(results, treatment, baseline, options)
+    styles = method_styles(list(dict.fromkeys(m for p in panels for m in p.methods)))
+
+    def write(tmp: Path) -> None:
+        for task in dict.fromkeys(panel.task for panel in panels):
+            of_task = [panel for panel in panels if panel.task == task]
+            save_figure(task_figure(of_task, styles, treatment, baseline, options.confidence), tmp / file_stem(task))
+        save_figure(overview_figure(panels, styles, treatment, baseline, options.confidence), tmp / "overview")
+        save_figure(methods_figure(results, styles, options.confidence), tmp / "methods")
+        if len({panel.model for panel in panels}) > 1:
+            save_figure(scale_figure(panels, treatment, baseline), tmp / "scale")
+
+    return write_files(out_dir, write)
