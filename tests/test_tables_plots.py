@@ -77,8 +77,8 @@ def test_advantage_tables_parse_back(tmp_path: Path) -> None:
             assert (float(value), lower, upper) == (round(want.advantage), round(want.lower), round(want.upper))
             assert lower <= float(value) <= upper
     # the estimator and the seeds are named under the table; 3 seeds are too few for an interval
-    assert "mean over seeds per size, running maximum; 95% bootstrap interval over data seeds (3 seeds)" in text
-    assert "not informative confidence intervals" in text
+    assert "Estimator: mean over seeds per size, running maximum; 95% bootstrap interval over data seeds, 3 seeds" in text
+    assert "With 3 data seeds (10 distinct resamples) a bootstrap interval shows the seeds' spread" in text
     latex = advantage_latex(frame)
     assert latex.startswith(r"\begin{tabular}{llrr}") and " [" in latex and latex.rstrip().endswith(r"\end{tabular}")
     lescao = advantage_frame(advantage_results(study(), comparisons, AdvantageOptions.lescao()))

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from promptworth.analysis.advantage import AdvantageOptions, Comparison
 from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
 from promptworth.analysis.summary_plots import advantage_points, line_colours
-from promptworth.analysis.tables import advantage_cells, advantage_results, compared, markdown
+from promptworth.analysis.tables import advantage_cells, advantage_results, compared, estimator_text, markdown
 from promptworth.errors import PromptworthError
 
 CONVERGED = "converged"  # the budget of a run's own score
@@ -29,7 +29,7 @@ CONVERGED = "converged"  # the budget of a run's own score
 RUN_COLUMNS = ("task", "method", "model", "template_name", "train_size", "seed", "metric")
 SCORES_COLUMNS = (*RUN_COLUMNS, "budget", "score")
 ADVANTAGE_BY_BUDGET_COLUMNS = ("model", "task", "treatment", "baseline", "budget", "advantage", "lower", "upper", "std",
-                               "bound", "bound_kind", "reduction", "interval", "n_seeds", "n_runs_treatment",
+                               "bound", "bound_kind", "reduction", "interval", "confidence", "n_seeds", "n_runs_treatment",
                                "n_runs_baseline", "reason")
 
 
@@ -95,7 +95,8 @@ def advantage_by_budget_markdown(frame: pd.DataFrame) -> str:
     groups = sorted(frame.groupby(keys, sort=False), key=lambda item: tuple(order[k][v] for k, v in zip(keys, item[0])))
     for (treatment, baseline, model, budget), group in groups:
         rows.append([f"{treatment} vs {baseline}", model, budget_label(str(budget)), *advantage_cells(group, tasks)])
-    return markdown(["comparison", "model", "budget", *tasks], rows)
+    note = f"\nCells as in `advantage.md`. Estimator: {estimator_text(frame)}.\n" if len(frame) else ""
+    return markdown(["comparison", "model", "budget", *tasks], rows) + note
 
 
 def stop_steps(results: pd.DataFrame, comparison: Comparison) -> dict[tuple[str, str], float]:

@@ -254,9 +254,9 @@ class Ladder:
     dropped: dict[str, tuple[float, ...]]
 
     def note(self) -> str:
-        """``head: 32, 320 dropped (not run by every method compared)``, or ""."""
-        parts = [f"{method}: {', '.join(f'{s:g}' for s in sizes)}" for method, sizes in self.dropped.items() if sizes]
-        return f"sizes dropped (not run by every method compared) {'; '.join(parts)}" if parts else ""
+        """``dropped, not run by every method compared: head 32, 320``, or ""."""
+        parts = [f"{method} {', '.join(f'{s:g}' for s in sizes)}" for method, sizes in self.dropped.items() if sizes]
+        return f"dropped, not run by every method compared: {'; '.join(parts)}" if parts else ""
 
 
 def matched_ladder(matrices: dict[str, RunMatrix], zero_point: bool = True, leave_out: Sequence[float] = ()) -> Ladder:

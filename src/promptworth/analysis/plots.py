@@ -125,7 +125,8 @@ def task_panels(
             check_log_sizes(runs[runs["method"].isin(needed)], options)
             result = compare(comparison_matrices(runs, needed), treatment, baseline, options, str(task), str(model))
         panels.append(TaskPanel(str(task), runs, methods, result, str(model), panel_name(str(task), str(model), several)))
-    return panels
+    models = list(dict.fromkeys(tidy[MODEL].astype(str)))  # each model's panels in the order its first run came
+    return sorted(panels, key=lambda panel: models.index(panel.model))
 
 
 def size_axis(ax: Axes, sizes: pd.Series, label: bool = True) -> None:
@@ -176,23 +177,27 @@ def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: 
     ax.set_xlim(-0.6, len(methods) - 0.4)
 
 
-def draw_curves(ax: Axes, panel: TaskPanel, styles: dict[str, MethodStyle], confidence: float) -> None:
+def draw_curves(ax: Axes, panel: TaskPanel, styles: dict[str, MethodStyle], compared: Sequence[str],
+                confidence: float) -> None:
+    """Every method's runs and mean line; the ``compared`` methods' intervals as bands (more
+    bands would hide the lines)."""
     for method in panel.methods:
         runs = panel.runs[panel.runs["method"] == method]
         style = styles[method]
         ax.scatter(runs["train_size"], SCALE * runs["score"], s=9, alpha=0.3, color=style.colour,
                    marker=style.marker, linewidths=0)
         stats = size_means(run_matrix(runs), confidence)
-        ax.fill_between(stats["train_size"], SCALE * stats["lower"], SCALE * stats["upper"], color=style.colour,
-                        alpha=0.15, lw=0)
+        if method in compared:
+            ax.fill_between(stats["train_size"], SCALE * stats["lower"], SCALE * stats["upper"],
+                            color=style.colour, alpha=0.15, lw=0)
         ax.plot(stats["train_size"], SCALE * stats["mean"], marker=style.marker, markersize=3, lw=1.5,
                 ls=style.linestyle, color=style.colour, label=method)
-    ax.fill_between([], [], [], color="0.6", alpha=0.3, lw=0,
-                    label=f"mean over data seeds, {confidence:.0%} interval (t; bands past the panel: wider)")
+    ax.fill_between([], [], [], color=styles[panel.methods[0]].colour, alpha=0.15, lw=0,
+                    label=f"{confidence:.0%} interval of the mean (t, over data seeds)")
     r = panel.result
     if r is not None and not math.isnan(r.window_lo) and (not math.isnan(r.advantage) or r.is_bound):
         ax.axhspan(SCALE * r.window_lo, SCALE * r.window_hi, color="0.88", lw=0, zorder=0,
-                   label="score window of the advantage")
+                   label="score window")
     size_axis(ax, panel.runs["train_size"], label=False)
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
 
@@ -223,7 +228,7 @@ def draw_panel(axes: tuple[Axes, Axes | None], panel: TaskPanel, styles: dict[st
         if gaps is not None:
             gaps.set_visible(False)
     else:
-        draw_curves(curves, panel, styles, confidence)
+        draw_curves(curves, panel, styles, (treatment, baseline), confidence)
         curves.tick_params(labelbottom=False)
         draw_gaps(gaps, panel, treatment, baseline, styles[treatment].colour if treatment in styles else "0.2",
                   confidence)

@@ -20,6 +20,7 @@ from promptworth.analysis.advantage import (
 )
 from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
 from promptworth.analysis.gaps import gaps_frame
+from promptworth.analysis.intervals import distinct_resamples
 from promptworth.analysis.sensitivity import HEADLINE, sensitivity_frame
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import MethodSpec, table_order
@@ -203,7 +204,7 @@ def estimator_text(frame: pd.DataFrame) -> str:
                                confidence=float(first["confidence"]))
     seeds = sorted({int(n) for n in frame["n_seeds"] if n > 0})
     counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}" if seeds else "no"
-    return f"{options.describe()} ({counted} seed{'' if seeds == [1] else 's'})"
+    return f"{options.describe()}, {counted} seed{'' if seeds == [1] else 's'}"
 
 
 def advantage_notes(frame: pd.DataFrame) -> str:
@@ -212,16 +213,16 @@ def advantage_notes(frame: pd.DataFrame) -> str:
     frame = compared(frame)
     if frame.empty:
         return ""
-    lines = [f"Cells: the data advantage in training examples ({estimator_text(frame)}). "
+    lines = [f"Cells: the data advantage in training examples. Estimator: {estimator_text(frame)}. "
              "`> N`: the treatment at its smallest trained size beats the baseline at every size, so the "
              "advantage is more than N (`< -N`: the reverse); `≥ N` / `≤ N`: a curve never reaches the top of "
              "the score window, so N is a bound; `–`: undefined; blank: not run."]
     if frame["interval"].eq("bootstrap").any() and (frame["n_seeds"].between(2, MIN_INFORMATIVE_SEEDS - 1)).any():
         few = sorted({int(n) for n in frame["n_seeds"] if 2 <= n < MIN_INFORMATIVE_SEEDS})
-        lines.append(f"With {' or '.join(map(str, few))} data seeds a bootstrap has only "
-                     "a handful of distinct resamples: these intervals show the seeds' spread, they are not "
-                     "informative confidence intervals.")
-    dropped = [f"{r.treatment} vs {r.baseline} ({r.model}, {r.task}): on sizes {r.ladder}; {r.dropped}"
+        counts = " or ".join(f"{n} data seeds ({distinct_resamples(n)} distinct resamples)" for n in few)
+        lines.append(f"With {counts} a bootstrap interval shows the seeds' spread; it is not an informative "
+                     "confidence interval.")
+    dropped = [f"{r.treatment} vs {r.baseline} ({r.model}, {r.task}) on sizes {r.ladder} ({r.dropped})"
                for r in frame.itertuples() if isinstance(r.dropped, str) and r.dropped]
     if dropped:
         lines.append("Matched ladders: " + "; ".join(dropped) + ".")
@@ -417,6 +418,10 @@ def gaps_markdown(frame: pd.DataFrame) -> str:
     confidence = f"{frame['confidence'].iloc[0]:.0%}" if len(frame) else "95%"
     note = (f"\nScores x100 (mean over the data seeds both methods ran at that size); gap = treatment - baseline, "
             f"paired on the data seed, with Student's t {confidence} interval over the seeds (none for one seed).\n")
+    if frame["n_seeds"].between(2, MIN_INFORMATIVE_SEEDS - 1).any():
+        note += ("\nWith fewer than 5 seeds t has few degrees of freedom (2 seeds: one, and an interval more than "
+                 "ten times the seeds' half-difference wide, or of zero width where both seeds happen to give the "
+                 "same difference): read such intervals as the seeds' spread, not as confidence intervals.\n")
     header, rows = _gaps_grid(frame)
     return markdown(header[:-1] + [f"gap [{confidence} CI]"], rows) + note
 
