@@ -63,12 +63,15 @@ publish: venv
 #   make figures FIGURES_CONFIG=config/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
+# FIGURES_REPORT=reports/report.html: also Snakemake's HTML report of those tables and figures.
 FIGURES_CONFIG ?= config/study.yaml
 RUNS ?= reports/runs
 OUT ?= reports
+FIGURES_REPORT ?=
 figures: venv
 	$(UNLOCK_STALE) --configfile $(FIGURES_CONFIG)
 	$(SNAKEMAKE) --configfile $(FIGURES_CONFIG) --config runs_dir=$(RUNS) results_dir=$(OUT) -- all
+	$(if $(FIGURES_REPORT),$(SNAKEMAKE) --configfile $(FIGURES_CONFIG) --config runs_dir=$(RUNS) results_dir=$(OUT) --report $(FIGURES_REPORT))
 
 # Snakemake's HTML report (figures, tables with captions, run costs) of the study CONFIG: the
 # study is run (or finished) first, since the report shows its outputs. The published study:
