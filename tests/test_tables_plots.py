@@ -568,6 +568,9 @@ def test_the_scale_figure_draws_each_tasks_advantage_against_the_models_smallest
     assert np.allclose(lines["CB"].get_ydata(), [30, 60], atol=3)  # the large model's head needs 60 more, the tiny's 30
     assert lines["RTE"].get_ydata() == pytest.approx([30], abs=3)  # the large model ran no RTE: no point
     assert all(line.get_linewidth() == 0 for line in lines.values())  # two models are two points, no trend line
+    one_size = data[data.train_size == 40]  # no curve anywhere: the figure says so instead of failing
+    fig = scale_figure(task_panels(one_size, "prompt", "head", AdvantageOptions(levels=20)), "prompt", "head")
+    assert "no number and no bound to draw" in fig.axes[0].texts[0].get_text()
     with pytest.raises(PromptworthError, match="no task has both prompt and head"):
         scale_figure([replace(panel, result=None) for panel in task_panels(data, "prompt", "head")], "prompt", "head")
 
@@ -614,7 +617,8 @@ def test_a_single_size_is_drawn_as_points_per_method_without_a_bound() -> None:
     data = study(tasks=("CB",))
     data = data[data.train_size == 40]
     (panel,) = task_panels(data, "prompt", "head", AdvantageOptions(levels=50))
-    assert panel.result is None and panel.single_size
+    assert panel.single_size and math.isnan(panel.result.advantage) and not panel.result.is_bound
+    assert "one trained size that every method compared ran (40): no curve" in panel.result.reason
     figure = task_figure([panel], method_styles(["prompt", "head", "null"]), "prompt", "head", 0.95)
     (ax,) = [ax for ax in figure.axes if ax.get_visible()]
     assert "one size: no curve" in ax.get_title() and ">" not in ax.get_title()

@@ -616,8 +616,10 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     advantage = json.loads((results / "advantage" / "prompt-vs-head.json").read_text())
     assert [(r["model"], r["task"]) for r in advantage] == [("tiny-llama", "CB"), ("tiny-llama", "SST-2"),
                                                            ("tiny-gpt2", "SST-2")]
-    rows = [line.split(" | ")[1] for line in (results / "tables" / "advantage.md").read_text().splitlines()[2:]]
-    assert rows == ["tiny-llama", "tiny-gpt2"]
+    from promptworth.analysis.tables import parse_markdown
+
+    _, rows = parse_markdown((results / "tables" / "advantage.md").read_text())
+    assert [row[1] for row in rows] == ["tiny-llama", "tiny-gpt2"]
     costs = pd.read_csv(results / "tables" / "costs.csv")
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
     figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model

@@ -121,7 +121,7 @@ def task_panels(
         methods = tuple(m for m in order if (runs["method"] == m).any())
         result = None
         needed = list(dict.fromkeys((treatment, baseline, *(options.window_from or ()))))
-        if set(needed) <= set(methods) and runs["train_size"].nunique() > 1:
+        if set(needed) <= set(methods):
             check_log_sizes(runs[runs["method"].isin(needed)], options)
             result = compare(comparison_matrices(runs, needed), treatment, baseline, options, str(task), str(model))
         panels.append(TaskPanel(str(task), runs, methods, result, str(model), panel_name(str(task), str(model), several)))

@@ -54,7 +54,8 @@ def advantage_points(ax: Axes, rows: pd.DataFrame, positions: dict[str, np.ndarr
     ax.set_yscale("symlog", linthresh=100.0, linscale=1.0)
     ax.set_ylabel("data advantage (training examples)")
     ax.grid(True, axis="y", lw=0.4, alpha=0.5)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def line_colours(names: Sequence[str]) -> dict[str, tuple]:
@@ -101,6 +102,9 @@ def scale_figure(panels: Sequence[TaskPanel], treatment: str, baseline: str) -> 
     ax.set_xlim(-0.5, len(sizes) - 0.5)
     ax.set_xlabel("model")
     ax.set_title(f"{treatment} vs {baseline}: data advantage per model (95% interval; triangles: bounds)", fontsize=9)
+    if not (rows["advantage"].notna() | rows["bound_kind"].astype(bool)).any():
+        ax.text(0.5, 0.5, "no number and no bound to draw:\nevery comparison is undefined (see advantage.md)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.35")
     return fig
 
 
