@@ -206,6 +206,41 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
 @pytest.mark.parametrize(
     "changes, message",
     [
+        ({"score": 5.0}, r"key 'score' is 5.0, but 'test.macro_f1' \(the record's metric\) is 0.61"),
+        ({"score": 0.8}, r"key 'score' is 0.8, but 'test.macro_f1'"),  # another metric's score
+        ({"test": {"acc": 0.8}}, r"key 'score' is 0.61, but 'test' has no macro_f1"),
+        ({"test": {"macro_f1": 0.61, "acc": -0.2}}, r"key 'test.acc' is -0.2, outside the range of acc \(0 to 1\)"),
+        ({"test": {"macro_f1": 0.61, "mcc": -1.5}}, r"key 'test.mcc' is -1.5, outside the range of mcc \(-1 to 1\)"),
+        ({"dev_score": 1.5}, r"key 'dev_score' is 1.5, outside the range of macro_f1"),
+        ({"dev_curve": [{"step": 50, "dev_score": 7}]}, r"key 'dev_curve\[0\].dev_score' is 7, outside"),
+        ({"train_size": -5}, "key 'train_size' cannot be negative, got -5"),
+        ({"dev_size": -1}, "key 'dev_size' cannot be negative"),
+        ({"train_seed": -3}, "key 'train_seed' cannot be negative"),
+        ({"best_step": -50}, "key 'best_step' cannot be negative"),
+        ({"timing": {"wall_s": -12.5}}, "key 'timing.wall_s' cannot be negative"),
+        ({"parameters": {"trainable": -1, "total": 5}}, "key 'parameters.trainable' cannot be negative"),
+        ({"budgets": [{**BUDGET, "score": 0.9}]}, r"key 'budgets\[0\].score' is 0.9, but 'budgets\[0\].test.macro_f1'"),
+        ({"budgets": [{**BUDGET, "dev_score": -0.5}]}, r"key 'budgets\[0\].dev_score' is -0.5, outside"),
+    ],
+)
+def test_a_record_that_contradicts_itself_is_refused(tmp_path: Path, changes: dict, message: str) -> None:
+    """A score beside another test score, a negative accuracy or size: the record is not a run's."""
+    path = write(tmp_path / "x.json", record(**changes))
+    with pytest.raises(PromptworthError, match=rf"x\.json: {message}"):
+        collect([path])
+
+
+def test_a_score_may_be_missing_and_a_correlation_negative(tmp_path: Path) -> None:
+    write(tmp_path / "r" / "1.json", record(score=None))
+    write(tmp_path / "r" / "2.json", record(task="STS-B", metric="pearson", test={"pearson": -0.25, "spearman": -0.1},
+                                            score=-0.25, dev_score=-0.3, dev_curve=[]))
+    table = collect([tmp_path / "r"])
+    assert sorted(table["score"].fillna(99).tolist()) == [-0.25, 99]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
         ({"test": {"acc": "high"}}, "key 'test.acc' must be a number"),
         ({"timing": {"wall_s": "1 s"}}, "key 'timing.wall_s' must be a number"),
         ({"split_dir": 3}, "key 'split_dir' must be a string"),
@@ -401,7 +436,8 @@ def test_the_table_says_how_each_run_stopped(tmp_path: Path) -> None:
 def test_the_table_carries_each_runs_score_at_each_budget(tmp_path: Path) -> None:
     """One score_at_<B> column per budget any record has (in increasing order), empty for a run
     without it; they read back as numbers."""
-    at_200 = {**BUDGET, "steps": 200, "reached": False, "best_step": 120, "score": 0.7}
+    at_200 = {**BUDGET, "steps": 200, "reached": False, "best_step": 120, "score": 0.7,
+              "test": {"macro_f1": 0.7}}
     write(tmp_path / "r" / "a.json", record(budgets=[BUDGET, at_200]))
     write(tmp_path / "r" / "b.json", record(method="head", template_name=None, budgets=None))
     write(tmp_path / "r" / "c.json", record(method="null"))  # before budgets: no key
