@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import jsonschema
 import yaml
@@ -191,6 +191,36 @@ class StudyConfig:
         assert self.lr_grid is not None
         return (self.lr_grid.data_seeds or self.splits.data_seeds[:1], self.lr_grid.train_seeds or self.train_seeds[:1])
 
+    # Where the study's files live (the workflow's rules make them there; promptworth.expected reads them)
+
+    def split_folder(self, task: str, size: int | str, data_seed: int) -> str:
+        """The split folder of one (task, size, data seed): a ladder's or LM-BFF's K-shot one."""
+        kind = "kshot" if self.splits.kind == "kshot" else "splits"
+        return f"{self.results_dir}/{kind}/{task}/{size}-{data_seed}"
+
+    def run_file(self, run: "Run") -> str:
+        """A planned run's record: under ``runs_dir`` when the study reads existing records."""
+        if self.runs_dir:
+            return f"{self.runs_dir}/{run.model}/{run.task}/{run.method}/{run_name(run.size, run.data_seed, run.train_seed)}.json"
+        return run_path(self.results_dir, "runs", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
+    def lr_file(self, model: str, task: str, method: str) -> str:
+        """The learning rate the ``lr_grid`` chose for a model (its label), task and method."""
+        return f"{self.results_dir}/lr/{model}/{task}/{method}.json"
+
+    def pilot_file(self, pilot: "Pilot") -> str:
+        """A pilot run's record: at its rate, beside the grid's other rates (``<results>/lr-grid``)."""
+        from promptworth.training.lr_grid import rate_label
+
+        return run_path(self.results_dir, "lr-grid", ".json", pilot.model, pilot.task, pilot.method, pilot.size,
+                        pilot.data_seed, pilot.train_seed, sub=f"lr-{rate_label(pilot.rate)}/")
+
+    def search_file(self, run: "Run") -> str:
+        """The result file of the search a run of a search method applies."""
+        return run_path(self.results_dir, "search", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
         spec = self.defined_methods.get(method)
@@ -199,6 +229,17 @@ class StudyConfig:
         options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
         extras = [item for extra in spec.extras for item in ("--extra", extra)]
         return ["--objective", spec.objective, "--tuning", spec.tuning, *options, *extras]
+
+
+def run_name(size: int | str, data_seed: int | str, train_seed: int | str) -> str:
+    """A run's file name (without its suffix): ``<size>-<data seed>-<train seed>``."""
+    return f"{size}-{data_seed}-{train_seed}"
+
+
+def run_path(results_dir: str, folder: str, suffix: str, model: str, task: str, method: str, size: int | str,
+             data_seed: int | str, train_seed: int | str, sub: str = "") -> str:
+    """Where a thing of one run lives: ``<results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>``."""
+    return f"{results_dir}/{folder}/{model}/{task}/{method}/{sub}{run_name(size, data_seed, train_seed)}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -236,6 +277,47 @@ _StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
 )
+
+
+# YTE, the template engine Snakemake applies to a config file that starts with this key, runs the
+# Python in the file; a study config is plain YAML.
+YTE_KEY = "__use_yte__"
+
+
+def schema_file() -> Path:
+    """The config schema of the workflow (``workflow/schemas/config.schema.yaml`` of the checkout)."""
+    from promptworth.training.models import project_root
+
+    return project_root() / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A study config file, read as plain YAML (never run): one error for a file that cannot be
+    read, is not YAML or not a mapping, or asks for YTE templating (which would run its code)."""
+    where = f"config file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{where}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PromptworthError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise PromptworthError(f"{where}: nested too deeply to be a study config") from None
+    if not isinstance(config, dict):
+        raise PromptworthError(f"{where}: a study config is a mapping of keys (config/README.md), not "
+                               f"{type(config).__name__}")
+    refuse_yte(config, where)
+    return config
+
+
+def refuse_yte(config: Any, where: str) -> None:
+    """A config that asks for YTE templating is refused: YTE evaluates the Python in its keys and
+    values (``?if ...``, ``?...``), and a study config must not run code."""
+    if isinstance(config, dict) and YTE_KEY in config:
+        raise PromptworthError(f"{where}: it asks for YTE templating ({YTE_KEY}), which runs the Python written in "
+                               "the file; a study config is plain YAML: remove the key and the templates")
 
 
 def validate_config(config: dict[str, Any], schema_path: Path) -> None:
@@ -548,12 +630,14 @@ def _run_timing(record_file: Path) -> tuple[float, bool] | None:
     return float(seconds), isinstance(steps, int) and steps > 0
 
 
-def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int) -> str:
+def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
+                 stale: Collection[str] = ()) -> str:
     """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
     and how many are still to train, and an estimate from the runs already finished (their median
     time, ``at_once`` side by side), where there are some: from those that trained when there are
-    any, since a zero-shot run only evaluates and would make the estimate far too short."""
-    done = [path for path in record_files if path.is_file()]
+    any, since a zero-shot run only evaluates and would make the estimate far too short. A record
+    in ``stale`` (not what the study asks for: promptworth.expected) trains again."""
+    done = [path for path in record_files if path.is_file() and str(path) not in stale]
     left = len(record_files) - len(done)
     lines = [
         f"[promptworth] plan: {len(study.tasks)} task(s) ({', '.join(study.tasks)}), "
