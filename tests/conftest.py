@@ -70,3 +70,13 @@ def gemma3_conversion(tmp_path_factory: pytest.TempPathFactory):
     from promptworth.training.models import GEMMA3, convert_offline_model
 
     return convert_offline_model(GEMMA3, tmp_path_factory.mktemp("models") / GEMMA3)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """The tiny study of ``tests/tiny_study.py``, run once; tests that change it work on a copy
+    (``tiny_study.copy(tmp_path / "study")``)."""
+    from tiny_study import run_tiny_study
+
+    return run_tiny_study(tmp_path_factory.mktemp("tiny-study"), data_dir)
+

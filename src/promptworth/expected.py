@@ -244,7 +244,10 @@ class Reuse:
 
 def reuse(study: StudyConfig) -> Reuse:
     """Every record of the study's runs and pilot runs that exists but is not what the study asks
-    for (the workflow trains it again), and the selections that are made again."""
+    for (the workflow trains it again), and the selections that are made again. A study that
+    reads existing records (``runs_dir``) trains nothing: none (aggregate checks its records)."""
+    if study.runs_dir:
+        return Reuse(stale={}, selections={})
     stale_pilots = _stale(study, pilots(study), {})
     selections = outdated_selections(study, stale_pilots)
     return Reuse(stale={**stale_pilots, **_stale(study, plan(study), selections)}, selections=selections)
