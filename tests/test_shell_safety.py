@@ -61,8 +61,9 @@ def hostile_study(tmp_path: Path, key: str) -> tuple[Path, dict]:
         config["data_dir"] = HOSTILE
     elif key == "results_dir":
         config["results_dir"] = f"{HOSTILE}/results"
-    elif key == "model":
-        hostile_model = tmp_path / "models" / HOSTILE
+    elif key == "model":  # in the model's path (its folder's own name is its label, a plain name)
+        hostile_model = tmp_path / "models" / HOSTILE / "tiny-llama"
+        hostile_model.parent.mkdir()
         model.rename(hostile_model)
         config["model"] = str(hostile_model)
     elif key == "runs_dir":

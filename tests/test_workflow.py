@@ -17,6 +17,7 @@ import yaml
 
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K
 from promptworth.errors import PromptworthError
+from promptworth.cli import main
 from promptworth.study import SplitsConfig, StudyConfig, load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -590,6 +591,13 @@ M2 = re.escape(GPT2)
          r"the folder 'tiny-llama'"),
         ({"by_model": {LLAMA: {"tasks": ["SST-2"]}, GPT2: {"tasks": ["SST-2"]}}},
          r"config: by_model leaves task 'CB' to no model"),
+        # a label is a folder name, never a path (before: records landed outside runs/, or in runs/ itself)
+        ({"model": [LLAMA, "resources/models/sub/.."], "by_model": {}},
+         r"config: model 'resources/models/sub/\.\.' would name its runs' folder '\.\.': a model's label"),
+        ({"model": "/", "by_model": {}}, r"config: model '/' would name its runs' folder '': a model's label"),
+        ({"model": ".", "by_model": {}}, r"config: model '\.' would name its runs' folder ''"),
+        ({"model": "./models/.hidden", "by_model": {}}, r"config: model '\./models/\.hidden' would name its runs' "
+                                                         r"folder '\.hidden'"),
         ({"by_model": {LLAMA: {"methods": ["prompt"]}, GPT2: {"methods": ["prompt"]}}},
          r"config: comparison prompt:head: method 'head' is run on no task"),
         ({"by_model": {GPT2: {"tasks": ["CB"], "methods": ["prompt"]}}, "methods_by_task": {"CB": ["head"]}},
@@ -622,3 +630,54 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
     figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model
     assert {p.name for p in (results / "figures").glob("*.png")} == figures
+
+
+# ---------------------------------------------------------------------------------------------
+# A config never runs code
+
+YTE_CONFIG = """__use_yte__: true
+?if __import__("pathlib").Path("PWNED").touch() is None:
+  tasks: [SST-2]
+"""
+
+
+def test_a_yte_config_is_refused_before_snakemake_reads_it(tmp_path, monkeypatch, capsys):
+    """Snakemake reads a config that starts with __use_yte__ through YTE, which runs the Python in
+    its keys (before: `snakemake -n` ran it and the config then passed the schema). Every `make`
+    target reads the config first (promptworth unlock-stale, promptworth pool): it is refused there,
+    before any Snakemake; a bare Snakemake, which has run it by then, stops at the Snakefile."""
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(yaml.safe_dump(BASE) + YTE_CONFIG, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", "-n",
+               "--configfile", str(evil)]
+    for verb in (["unlock-stale"], ["pool", "--size", "1", "--"]):
+        assert main([*verb, *command]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"promptworth: error: config file {evil}: it asks for YTE templating (__use_yte__), "
+                              "which runs the Python written in the file") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "PWNED").exists()
+    # the other spellings of the option, and a second config file
+    assert main(["unlock-stale", "snakemake", f"--configfile={evil}"]) == 2
+    assert main(["unlock-stale", "snakemake", "--configfiles", str(REPO / "config" / "tiny.yaml"), str(evil)]) == 2
+    capsys.readouterr()
+    bare = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "it asks for YTE templating" in bare.stderr
+    assert "Job stats" not in bare.stdout
+
+
+def test_read_config_file_reads_plain_yaml_only(tmp_path):
+    from promptworth.study import read_config_file, snakemake_configfiles
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("tasks: [SST-2]\nnote: '?if 1: x'\n", encoding="utf-8")
+    assert read_config_file(plain) == {"tasks": ["SST-2"], "note": "?if 1: x"}
+    for text, message in (("- a\n- b\n", "a study config is a mapping of keys"), ("a: [\n", "not valid YAML"),
+                          ("a: !!python/object/apply:os.system ['true']\n", "not valid YAML")):
+        plain.write_text(text, encoding="utf-8")
+        with pytest.raises(PromptworthError, match=message):
+            read_config_file(plain)
+    assert snakemake_configfiles(["snakemake", "-n", "--configfile", "a.yaml", "b.yaml", "--cores", "1",
+                                  "--configfile=c.yaml", "--configfiles", "d.yaml"]) == ["a.yaml", "b.yaml", "c.yaml",
+                                                                                        "d.yaml"]
+

@@ -8,6 +8,7 @@ compared methods are run). Either failure is one line naming the offending key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
@@ -320,6 +321,29 @@ def refuse_yte(config: Any, where: str) -> None:
                                "the file; a study config is plain YAML: remove the key and the templates")
 
 
+def snakemake_configfiles(command: Sequence[str]) -> list[str]:
+    """The config files a Snakemake command line names (``--configfile(s) A B``, ``--configfile=A``)."""
+    found: list[str] = []
+    taking = False
+    for word in command:
+        name, eq, value = word.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            taking = not eq
+            found += [value] if eq else []
+        elif taking and not word.startswith("-"):
+            found.append(word)
+        else:
+            taking = False
+    return found
+
+
+def check_configfiles(command: Sequence[str]) -> None:
+    """Read every config file a Snakemake command line names as plain YAML before Snakemake does
+    (:func:`read_config_file`): Snakemake itself would evaluate a YTE config, running its code."""
+    for path in snakemake_configfiles(command):
+        read_config_file(path)
+
+
 def validate_config(config: dict[str, Any], schema_path: Path) -> None:
     """Check ``config`` against the JSON schema; raise with the most relevant violation."""
     schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
@@ -501,6 +525,7 @@ def check_models(study: StudyConfig) -> None:
     and compared method some runs."""
     labels: dict[str, str] = {}
     for model in study.models:
+        check_label(model)
         other = labels.setdefault(model_label(model), model)
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
@@ -657,6 +682,22 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
     elif left:
         lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
     return "\n".join(lines)
+
+
+# A model's label names the folder of its runs' files: a name, never a path ('..', '', '.x').
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_label(model: str) -> str:
+    """The label of ``model`` (:func:`model_label`) if it can name a folder of its own under
+    ``runs/``; else one error naming the model."""
+    label = model_label(model)
+    if not LABEL_PATTERN.fullmatch(label) or label.endswith("."):
+        raise PromptworthError(
+            f"config: model {model!r} would name its runs' folder {label!r}: a model's label (its short name, its "
+            "folder's name, or its hub id with '/' as '--') must be a name of letters, digits and . _ + - that starts "
+            "with a letter or digit; name the model's folder itself (e.g. resources/models/my-model)")
+    return label
 
 
 def model_label(model: str) -> str:

@@ -105,9 +105,12 @@ def run_progress(args: argparse.Namespace) -> int:
 def run_unlock_stale(args: argparse.Namespace) -> int:
     from promptworth import locks
 
+    from promptworth.study import check_configfiles
+
     command = [word for word in args.snakemake if word != "--"]
     if not command:
         raise PromptworthError("unlock-stale needs the study's Snakemake command line after it")
+    check_configfiles(command)  # a config that would run code is refused before any Snakemake reads it
     here = Path.cwd()
     if not locks.has_locks(here):
         return 0
@@ -129,5 +132,8 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
 def run_pool(args: argparse.Namespace) -> int:
     from promptworth.training.workers import run_pool as pool
 
+    from promptworth.study import check_configfiles
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    check_configfiles(command)  # a config that would run code is refused before Snakemake reads it
     return pool(args.size, command)
