@@ -132,7 +132,7 @@ def test_each_config_value_reaches_the_shell_as_one_word(tmp_path, key):
         words = shlex.split(command)  # the words the shell will see (after its quote removal)
         # the whole name survives inside one word (as itself, or inside the study config that
         # aggregate gets as JSON), and none of its pieces became a word of its own
-        assert any(HOSTILE in word or HOSTILE in json_strings(word) for word in words), command
+        assert any(HOSTILE in text for word in words for text in [word, *json_strings(word)]), command
         assert not {"$(touch", "`touch", "y"} & set(words), command
 
 
