@@ -280,3 +280,47 @@ def test_argument_errors_are_one_line(capsys, argv, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def _split_argv(out: Path, *sizes: str) -> list[str]:
+    return ["split", "--task", "CB", "--sizes", *sizes, "--data-seed", "1", "--dev-size", "8", "--out", str(out)]
+
+
+def test_outputs_never_delete_what_promptworth_did_not_write(tmp_path, capsys, data_dir):
+    """A user's file in a split folder, a size folder or a model folder that is a link: refused
+    before anything is published (before: `split` deleted the file with exit 0, and through a
+    linked size folder published part of its output and crashed in rmtree)."""
+    out = tmp_path / "splits"
+    assert main(_split_argv(out, "10", "20")) == 0
+    earlier = {p.name: p.read_bytes() for p in (out / "10-1").iterdir()}
+    assert main(_split_argv(out, "10", "20")) == 0  # an earlier output of its own is replaced
+    assert {p.name: p.read_bytes() for p in (out / "10-1").iterdir()} == earlier
+
+    notes = out / "20-1" / "notes.txt"
+    notes.write_text("mine", encoding="utf-8")
+    assert "20-1 exists and holds 'notes.txt', which promptworth did not write there" in error_of(
+        _split_argv(out, "10", "20"), capsys)
+    assert notes.read_text() == "mine" and (out / "20-1" / "train.jsonl").is_file()
+    notes.unlink()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine", encoding="utf-8")
+    (out / "30-1").symlink_to(elsewhere, target_is_directory=True)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert "30-1 is a link: promptworth writes its folder only where none is" in error_of(
+        _split_argv(out, "10", "30"), capsys)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing published
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
+
+    model = tmp_path / "model"
+    assert main(["tiny-model", "--out", str(model)]) == 0
+    link = tmp_path / "model-link"
+    link.symlink_to(model, target_is_directory=True)
+    assert "model-link is a link: the model is written only where no folder is" in error_of(
+        ["tiny-model", "--out", str(link)], capsys)
+    (model / "notes.txt").write_text("mine", encoding="utf-8")
+    assert "model exists and holds 'notes.txt', which promptworth did not write there" in error_of(
+        ["tiny-model", "--out", str(model)], capsys)
+    assert (model / "notes.txt").read_text() == "mine" and (model / "config.json").is_file()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder
+from promptworth.outputs import check_replaceable, publish_folder, staging_folder
 from promptworth.data.sources import (
     MANIFEST,
     SplitChecksums,
@@ -234,6 +234,8 @@ def kshot(
         for spec in specs:
             sampler = _kshot_csv if spec.format == "csv" else _kshot_tsv
             results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds, full)
+        check_replaceable((folder, out / name / folder.name) for name, folders in results.items()
+                          for folder in folders.values())
         for name, folders in results.items():
             for seed, folder in folders.items():
                 final = out / name / folder.name
@@ -364,6 +366,7 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
             }
             write_manifest(folder, info, sources)
             written[size] = folder
+        check_replaceable((folder, out / folder.name) for folder in written.values())
         for size, folder in written.items():
             final = out / folder.name
             publish_folder(folder, final)
