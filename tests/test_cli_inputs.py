@@ -324,3 +324,18 @@ def test_outputs_never_delete_what_promptworth_did_not_write(tmp_path, capsys, d
     assert "model exists and holds 'notes.txt', which promptworth did not write there" in error_of(
         ["tiny-model", "--out", str(model)], capsys)
     assert (model / "notes.txt").read_text() == "mine" and (model / "config.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "prompt", "--tuning", "lora", "--option", "r=4", "--option", "r=8"],
+     "--option r is given twice (r=4 and r=8): give each option once"),
+    (["--objective", "prompt", "--extra", "calibrate", "--extra", "calibrate"], "--extra calibrate is given twice"),
+    (["--objective", "prompt", "--tuning", "lora", "--option", "r=64"],
+     "method m: option r is 64, more than the model's hidden size 32"),
+])
+def test_a_method_defined_from_parts_is_checked_against_itself_and_the_model(split, tmp_path, capsys, extra, message):
+    """(before: the last of a repeated --option won silently, and a LoRA rank above the hidden size trained)"""
+    argv = train_argv(split, tmp_path / "run.json", *extra)
+    argv[argv.index("--method") + 1] = "m"
+    assert message in error_of(argv, capsys)
+    assert not (tmp_path / "run.json").exists()

@@ -189,3 +189,31 @@ def test_max_length_beyond_the_models_positions_is_an_error(kind, limit, backbon
     model = method.load_model().eval()
     with torch.no_grad():
         method.scores(model, method.collate([feature]))  # the longest sequence allowed runs
+
+
+@pytest.mark.parametrize("tuning, tokens, max_length, message", [
+    ("softprompt", 300, 64, r"method m puts 300 positions before the input \(its option tokens\), but llama reads 256 "
+                            r"positions in all; lower the option tokens"),
+    ("softprompt", 200, 64, r"training setting max_length 64 and the 200 positions method m puts before the input \(its "
+                            r"option tokens\) exceed the 256 positions llama reads: lower training setting max_length "
+                            r"\(--max-length, a study's training.max_length\) to at most 56, or the option tokens"),
+    ("prefix", 256, 8, r"method m puts 256 positions before the input"),
+])
+def test_tokens_a_tuning_adds_beyond_the_models_positions_are_a_clear_error(backbones, tuning, tokens, max_length,
+                                                                           message):
+    """(before: "... reads (-44 positions); lower --max-length": a negative count, and advice that
+    could not help when the tokens alone fill the model)"""
+    from promptworth.training import method_specs
+
+    spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": tuning, "options": {"tokens": tokens}},
+                               "test")
+    with pytest.raises(PromptworthError, match=message):
+        methods.build_method(spec, SST2, backbones["llama"], max_length)
+
+
+def test_tokens_and_max_length_that_fill_the_model_exactly_fit(backbones):
+    from promptworth.training import method_specs
+
+    spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": "softprompt", "options": {"tokens": 200}},
+                               "test")
+    assert methods.build_method(spec, SST2, backbones["llama"], 56).max_length == 56

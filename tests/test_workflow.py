@@ -73,9 +73,10 @@ SHIPPED_DAGS = {
                    "budgets": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
-    # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
-    # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
-    "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3, "costs": 1},
+    # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
+    # 3,200), WiC 17, WSC 11, MNLI 10 = 112, x 4 data seeds; 3 methods, but no null verbalizer for
+    # COPA and WSC: (90 x 3 + 22 x 2) x 4
+    "paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
     "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
     # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
@@ -98,7 +99,7 @@ def test_dry_run_of_each_shipped_study_lists_its_dag(name, tmp_path):
 
 def test_with_runs_dir_nothing_trains_even_when_forced(tmp_path):
     results = tmp_path / "results"
-    record = results / "runs" / "smollm2-135m-instruct" / "SST-2" / "prompt" / "10-1-1.json"
+    record = results / "runs" / "smollm2-135m-instruct" / "SST-2" / "prompt" / "16-1-1.json"
     record.parent.mkdir(parents=True)
     record.write_text("{}", encoding="utf-8")
     result = snakemake("-n", "--forceall", "--config", f"results_dir={results}", f"runs_dir={results}/runs")
@@ -188,11 +189,38 @@ def with_change(path: str, value) -> dict:
         ("data_dir", "/nowhere/at/all", r"config: data_dir '/nowhere/at/all' is not a folder"),
         ("data_dir", "", r"config.data_dir: '' should be non-empty"),
         ("runs_dir", "/nowhere/at/all", r"config: runs_dir '/nowhere/at/all' is not a folder"),
+        # issue 28: a traceback in a rule, or a config check that let it through
+        ("comparisons", [], r"config.comparisons: \[\] should be non-empty"),
+        ("results_dir", "/etc/hostname/results", r"config: results_dir '/etc/hostname/results': /etc/hostname is a file"),
+        ("splits.sizes", [10, 300], r"config: splits of CB: training size 300 exceeds the pool \(250 rows, 32 of them "
+                                    r"kept for dev: at most 218 to train on\)"),
+        ("splits.dev_size", 10**9, r"config: splits of SST-2: dev_size 1,000,000,000 leaves no training row: the pool "
+                                   r"holds 6,920 rows"),
+        ("lr_grid", {"rates": {"prompt": [1e-5, 3e-5]}, "size": 240},
+         r"config: splits of CB: training size 240 exceeds the pool"),
     ],
 )
 def test_bad_config_is_one_clear_error(path, value, message):
     with pytest.raises(PromptworthError, match=message):
         load_study(with_change(path, value), SCHEMA)
+
+
+def test_a_ladder_of_a_pool_the_mirror_does_not_hold_is_checked_by_its_split_job(tmp_path):
+    """Without the pool at hand (no mirror yet: the split job downloads it) sizes are not checked."""
+    config = with_change("data_dir", str(tmp_path))
+    config["splits"]["sizes"] = [10, 10**6]
+    assert load_study(config, SCHEMA).splits.sizes == (10, 10**6)
+
+
+def test_a_runs_dir_without_the_study_s_records_is_one_clear_error(tmp_path):
+    """(before: the aggregate job failed with "the following arguments are required")"""
+    (tmp_path / "other.json").write_text("{}", encoding="utf-8")
+    result = snakemake("-n", "--config", f"results_dir={tmp_path}/results", f"runs_dir={tmp_path}")
+    assert result.returncode != 0
+    assert (f"promptworth: error: config: runs_dir '{tmp_path}' holds no record of the study's runs (they are looked "
+            "for as <runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json; its 1 JSON file(s) are "
+            "none of them)") in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_patience_is_a_training_setting_like_the_others():

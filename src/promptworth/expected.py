@@ -307,3 +307,16 @@ def strays_summary(study: StudyConfig, shown: int = 3) -> str:
     more = f" and {len(found) - shown} more" if len(found) > shown else ""
     return (f"promptworth: warning: {len(found)} file(s) under runs_dir {study.runs_dir} are not records of the "
             f"study's runs and are left out: {', '.join(map(str, found[:shown]))}{more}")
+
+
+def check_runs_dir(study: StudyConfig) -> None:
+    """A study that reads existing records (``runs_dir``) finds at least one of its runs there;
+    else one error that says where they are looked for."""
+    if not study.runs_dir or any(Path(study.run_file(run)).is_file() for run in plan(study)):
+        return
+    others = len(strays(study))
+    raise PromptworthError(
+        f"config: runs_dir {study.runs_dir!r} holds no record of the study's runs (they are looked for as "
+        f"<runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json"
+        + (f"; its {others} JSON file(s) are none of them)" if others else ")"))
+

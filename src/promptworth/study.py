@@ -454,6 +454,10 @@ def check_study(study: StudyConfig) -> None:
         raise PromptworthError(f"config: data_dir {study.data_dir!r} is not a folder")
     if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
         raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
+    results = Path(study.results_dir).expanduser()
+    for folder in (results, *results.parents):
+        if folder.exists() and not folder.is_dir():
+            raise PromptworthError(f"config: results_dir {study.results_dir!r}: {folder} is a file, not a folder")
     splits = study.splits
     if splits.kind == "kshot":
         for size in splits.sizes:
@@ -488,6 +492,8 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
         if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
+    if splits.kind == "ladder":
+        _check_sizes_fit_the_pools(study)
     for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
@@ -591,6 +597,30 @@ def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
     for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
+
+
+def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
+    """Every size of a ladder (and the lr_grid's pilot size) can be drawn from its task's pool,
+    where the data mirror at hand holds the pool (else the split job says so, once it has it)."""
+    from promptworth.data.sources import resolve_data_dir
+    from promptworth.data.splits import size_problem
+    from promptworth.data.tasks import load_rows
+
+    try:
+        root = resolve_data_dir(study.data_dir)
+    except PromptworthError:
+        return  # checked above (data_dir), or no mirror yet: the split job downloads it
+    splits = study.splits
+    for name in study.tasks:
+        task = get_task(name)
+        if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
+            continue
+        pool_size = len(load_rows(task, "pool", root))
+        sizes = [*splits.sizes_for(name), *([study.lr_grid.size] if study.lr_grid is not None else [])]
+        for size in dict.fromkeys(sizes):
+            problem = size_problem(pool_size, splits.dev_policy, splits.dev_size, size)
+            if problem is not None:
+                raise PromptworthError(f"config: splits of {name}: {problem}")
 
 
 def _check_size_zero(study: StudyConfig) -> None:

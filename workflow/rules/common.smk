@@ -8,7 +8,13 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.expected import reuse, set_aside, stale_summary, strays_summary
+from promptworth.expected import (
+    check_runs_dir,
+    reuse,
+    set_aside,
+    stale_summary,
+    strays_summary,
+)
 from promptworth.study import (
     load_study,
     pilots,
@@ -31,6 +37,7 @@ try:
         STUDY_CONFIG,
         Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     )
+    check_runs_dir(STUDY)
     # records that exist but are not what the study asks for: they train again (below)
     REUSE = reuse(STUDY)
 except PromptworthError as exc:

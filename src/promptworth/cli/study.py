@@ -95,6 +95,10 @@ def run_progress(args: argparse.Namespace) -> int:
             records.append((finish_time(timing), float(timing["wall_s"])))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
+    if len(records) > args.total:  # records of another study in the same folder
+        print(f"[promptworth] {args.runs_dir} holds {len(records)} records, more than the {args.total} {args.what} of "
+              "this study (records of another study share the folder): no count of this study's", flush=True)
+        return 0
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"

@@ -230,7 +230,8 @@ class Verbalizer:
 def render_word(word: Template, row: Mapping[str, Any]) -> str:
     text = "".join(text for _, text in word.render(row)).strip()
     if not text:
-        raise PromptworthError(f"label word {word.source!r} is empty for row {row.get('idx')}")
+        where = f" for row {row['idx']}" if row.get("idx") is not None else ""
+        raise PromptworthError(f"label word {word.source!r} is empty{where}")
     return text
 
 
@@ -259,7 +260,25 @@ def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], wha
         if not entry:
             raise PromptworthError(f"{what}: label {key!r} has an empty word list")
         parsed.append(tuple(parse_template(str(word), need_slot=False) for word in entry))
+    _check_words_of_their_own(keys, parsed, what)
     return Verbalizer(words=tuple(parsed), source=dict(words))
+
+
+def _check_words_of_their_own(keys: Sequence[str], parsed: Sequence[tuple[Template, ...]], what: str) -> None:
+    """Each fixed word (one without fields) is a word, and no two labels share one: a word of
+    every label would score every label alike, and the run would learn nothing."""
+    owner: dict[str, str] = {}
+    for key, words in zip(keys, parsed):
+        for word in words:
+            if word.fields:
+                continue  # a row's own text (COPA's choices): checked for each row
+            text = "".join(text for _, text in word.render({})).strip()
+            if not text:
+                raise PromptworthError(f"{what}: label {key!r} has an empty word")
+            other = owner.setdefault(text, key)
+            if other != key:
+                raise PromptworthError(f"{what}: {text!r} is a word of label {other!r} and of label {key!r}: each label "
+                                       "needs words of its own")
 
 
 # ---------------------------------------------------------------------------------------------
