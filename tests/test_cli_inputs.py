@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,13 +84,26 @@ def test_out_that_is_a_folder_fails_before_training(split, tmp_path, capsys, no_
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_out_in_a_read_only_folder_fails_before_training(split, tmp_path, capsys, no_training):
+def test_out_in_a_read_only_folder_fails_before_training(tmp_path):
+    """The folder's mode forbids writing. Root writes anywhere (CI runs as root): there the command
+    runs without the capability that lets root ignore a folder's mode (setpriv, util-linux), so the
+    mode holds for it as for any user. The split and model do not exist: an error about them would
+    mean the output was checked after them."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
+    argv = [sys.executable, "-m", "promptworth", "train", "--task", "SST-2", "--method", "head", "--split-dir",
+            str(tmp_path / "no-split"), "--model", str(tmp_path / "no-model"), "--seed", "1", "--out",
+            str(locked / "run.json")]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "as root the test needs setpriv (util-linux) to drop the capability to ignore a folder's mode"
+        argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]
     try:
-        assert "Permission denied" in error_of(train_argv(split, locked / "run.json"), capsys)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == f"promptworth: error: cannot write the run record run.json into {locked}: " \
+                                      "Permission denied"
         assert not list(locked.iterdir())
     finally:
         locked.chmod(0o755)

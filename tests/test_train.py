@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ci import unavailable
 from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
@@ -540,7 +541,7 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
 
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
-        pytest.skip("SST-2 K-shot split not in the data mirror")
+        unavailable("SST-2 K-shot split not in the data mirror")
     listed = {row["method"]: row["parameters"] for row in method_rows(str(smollm2_dir), "SST-2")}
     for spec in method_specs.BUILTINS:
         out = tmp_path / f"{spec.name}.json"
@@ -568,7 +569,7 @@ def test_gemma3_trains_on_sst2_kshot_with_prompt_and_head(gemma3_conversion, dat
     folder = gemma3_conversion[0]
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
-        pytest.skip("SST-2 K-shot split not in the data mirror")
+        unavailable("SST-2 K-shot split not in the data mirror")
     tokenizer = models.open_backbone(str(folder)).tokenizer
     assert [len(tokenizer(word, add_special_tokens=False).input_ids) for word in (" great", " terrible")] == [1, 1]
     for method in ("prompt", "head"):
