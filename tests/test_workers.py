@@ -72,6 +72,44 @@ def test_runs_in_a_pool_give_the_same_records_as_alone(split, tmp_path, monkeypa
     assert done.stderr.count("SST-2 prompt llama size 32") == 3
 
 
+# Runs of different kinds, one after another through one worker: what one run sets up (a LoRA or
+# prefix wrapper, demonstrations, bf16 autocast, the torch threads) must not leak into the next.
+MIXED = {
+    "lora": ("--method", "prompt-lora"),
+    "prefix": ("--method", "prefix"),
+    "demos": ("--method", "demo-random", "--objective", "prompt", "--extra", "demos", "--option", "filter=random",
+              "--max-length", "96"),
+    "bf16": ("--method", "head", "--precision", "bf16"),
+    "plain": ("--method", "prompt", "--threads", "2"),
+}
+
+
+def _mixed(split: Path, out: Path, name: str) -> list[str]:
+    argv = _train(split, out)
+    argv[argv.index("--method"):argv.index("--method") + 2] = []
+    return [*argv, *MIXED[name]]
+
+
+@pytest.mark.slow
+def test_one_worker_serving_runs_of_every_kind_gives_each_the_record_it_has_alone(split, tmp_path):
+    """Each run alone in a fresh process, then all of them through one worker, twice over in
+    another order: the records agree but for their timing."""
+    for name in MIXED:
+        alone = subprocess.run(_promptworth(*_mixed(split, tmp_path / f"alone-{name}.json", name)), cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600)
+        assert alone.returncode == 0, alone.stderr[-2000:]
+    order = [*MIXED, *reversed(MIXED)]
+    script = "; ".join(shlex.join(_promptworth(*_mixed(split, tmp_path / f"pooled-{i}-{name}.json", name)))
+                       for i, name in enumerate(order))
+    done = _pool(1, f"set -e; {script}", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i, name in enumerate(order):
+        pooled = json.loads((tmp_path / f"pooled-{i}-{name}.json").read_text())
+        alone = json.loads((tmp_path / f"alone-{name}.json").read_text())
+        assert pooled["timing"]["pooled"] is True
+        assert _without_timing(pooled) == _without_timing(alone), name
+
+
 def test_a_failed_run_is_the_clients_error_and_the_worker_serves_on(split, tmp_path):
     bad = shlex.join(_promptworth(*_train(tmp_path / "missing-split", tmp_path / "bad.json")))
     good = shlex.join(_promptworth(*_train(split, tmp_path / "good.json")))
