@@ -52,7 +52,7 @@ def test_a_record_trained_under_other_settings_trains_again_from_another_working
     # aggregate with B's study refuses A's records, naming the key that differs
     runs = [str(study / PROMPT), str(study / HEAD)]
     refused = snakemake(other, configfile, "-n")
-    assert "[promptworth] 4 run record(s) are not what the study asks for; they train again" in refused.stderr
+    assert "[promptworth] 5 run record(s) are not what the study asks for; they train again" in refused.stderr
     assert "hyperparameters.max_steps is 4 in the record, the study asks for 3" in refused.stderr
 
     result = snakemake(other, configfile)
@@ -62,7 +62,7 @@ def test_a_record_trained_under_other_settings_trains_again_from_another_working
     kept = study / "results" / "stale" / HEAD.relative_to("results")
     assert kept.is_file() and steps(kept) == 4
     table = pd.read_csv(study / "results" / "runs.csv")
-    assert sorted(table["steps"]) == [3, 3]
+    assert sorted(table["steps"]) == [0, 3, 3]  # the untrained prompt takes no step
     # the pilots of the selection trained again too (their settings changed), and it chose again
     pilots = sorted((study / "results" / "lr-grid").rglob("*.json"))
     assert len(pilots) == 2 and [steps(p) for p in pilots] == [3, 3]
@@ -90,7 +90,7 @@ def test_a_deleted_record_and_a_deleted_selection_train_again(tiny_study, tmp_pa
     prompt = json.loads((study / PROMPT).read_text())
     assert prompt["lr_selection"]["sha256"] == sha256_file(study / SELECTION)
     table = pd.read_csv(study / "results" / "runs.csv")
-    assert sorted(table["method"]) == ["head", "prompt"]
+    assert sorted(table["method"]) == ["head", "prompt", "prompt"]
 
 
 def test_an_edited_selection_is_refused_by_the_runs_that_read_it(tiny_study, tmp_path):
@@ -121,7 +121,7 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
     assert f"promptworth: warning: 1 file(s) under runs_dir {runs} are not records of the study's runs and are left " \
            f"out: {stray}" in result.stderr
     table = pd.read_csv(tmp_path / "out" / "runs.csv")
-    assert sorted(table["method"]) == ["head", "prompt"]
+    assert sorted(table["method"]) == ["head", "prompt", "prompt"]
     # aggregate itself: a warning, or with --strays error an error
     out = tmp_path / "agg.csv"
     assert main(["aggregate", str(runs), "--study", str(configfile), "--out", str(out)]) == 0

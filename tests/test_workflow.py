@@ -386,29 +386,20 @@ def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
 
 
 @pytest.mark.slow
-def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tmp_path):
-    """For real, on the tiny model: pilots, the selection, the runs that cite it; a rerun reuses it."""
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    config.update(tasks=["SST-2"], lr_grid={"rates": {"prompt": [1e-4, 3e-2]}, "size": 8})
-    config["splits"].update(sizes=[0, 8], data_seeds=[1])
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
-    args = ("--configfile", str(tmp_path / "grid.yaml"), "--config", "results_dir=results")
-    result = snakemake(*args, "--", "runs", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    counts = job_counts(result.stderr)
-    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (2, 1, 3)
-    results = tmp_path / "results"
+def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tiny_study):
+    """For real, on the tiny model (the shared tiny study: conftest.tiny_study): pilots, the
+    selection, the runs that cite it; a rerun reuses it."""
+    results = tiny_study.folder / "results"
     selection = json.loads((results / "lr/tiny-llama/SST-2/prompt.json").read_text())
     pilots = {run["learning_rate"]: run["dev_score"] for run in selection["runs"]}
     assert set(pilots) == {1e-4, 3e-2} and selection["learning_rate"] in pilots
+    assert len(list((results / "lr-grid").rglob("*.json"))) == 2
     run = json.loads((results / "runs/tiny-llama/SST-2/prompt/8-1-1.json").read_text())
     assert run["hyperparameters"]["learning_rate"] == selection["learning_rate"]
     assert run["lr_selection"]["file"] == "results/lr/tiny-llama/SST-2/prompt.json"
     head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
     zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
     assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
-    again = snakemake("-n", *args, "--", "runs", cwd=tmp_path)
-    assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():
@@ -503,24 +494,20 @@ def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_adding_runs_to_a_study_leaves_its_finished_records_alone(tmp_path):
+def test_adding_runs_to_a_study_leaves_its_finished_records_alone(tiny_study, tmp_path):
     """`make publish` resumes with Snakemake's params trigger, which compares each job's params with
     those recorded when it ran: no param of a training run may depend on the rest of the study
-    (e.g. the number of runs), or adding a method or seed would retrain every finished run."""
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    config.update(tasks=["SST-2"])
-    config["splits"].update(sizes=[8], data_seeds=[1])
-    args = ("--config", "results_dir=results", "--rerun-triggers", "params")
-    (tmp_path / "first.yaml").write_text(yaml.safe_dump(config))
-    first = snakemake("--configfile", str(tmp_path / "first.yaml"), *args, "--", "runs", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == 2
+    (e.g. the number of runs), or adding a method or seed would retrain every finished run. The
+    shared tiny study, copied with Snakemake's memory of its jobs, gets a second data seed."""
+    study = tiny_study.copy(tmp_path / "study", memory=True)
+    config = yaml.safe_load(tiny_study.configfile.read_text())
     config["splits"]["data_seeds"] = [1, 2]
-    (tmp_path / "second.yaml").write_text(yaml.safe_dump(config))
-    second = snakemake("-n", "--configfile", str(tmp_path / "second.yaml"), *args, "--", "runs", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert job_counts(second.stdout)["train"] == 2, second.stdout[-3000:]  # data seed 2's runs only
-    assert "Params have changed" not in second.stdout
+    second = study / "second.yaml"
+    second.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = snakemake("-n", "--configfile", str(second), "--rerun-triggers", "params", "--", "runs", cwd=study)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["train"] == 3, result.stdout[-3000:]  # data seed 2's runs only
+    assert "Params have changed" not in result.stdout
 
 
 def _schema_defaults(node, where="schema"):

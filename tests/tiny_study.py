@@ -1,8 +1,9 @@
 """The tiny study that the workflow tests share: run once per session (``conftest.tiny_study``),
 copied by each test that changes it (its records, selection, config) and runs it again.
 
-One task (SST-2), one size (8), one data seed, prompt and head on the tiny LLaMA the workflow
-builds, a few steps; the lr_grid chooses the prompt's rate from two pilot runs. Its numbers mean
+One task (SST-2), sizes 0 (the prompt untrained) and 8, one data seed, prompt and head on the
+tiny LLaMA the workflow builds, a few steps; the lr_grid chooses the prompt's rate from two pilot
+runs at size 8. Its numbers mean
 nothing; it exercises the rules that reuse what exists.
 """
 
@@ -24,10 +25,11 @@ CONFIG = {
     "tasks": ["SST-2"],
     "lr_grid": {"rates": {"prompt": [1.0e-4, 3.0e-2]}, "size": 8},
 }
-CONFIG["splits"] = {**CONFIG["splits"], "sizes": [8], "data_seeds": [1]}
+CONFIG["splits"] = {**CONFIG["splits"], "sizes": [0, 8], "data_seeds": [1]}
 # the records the study writes, under its folder
 PROMPT = Path("results/runs/tiny-llama/SST-2/prompt/8-1-1.json")
 HEAD = Path("results/runs/tiny-llama/SST-2/head/8-1-1.json")
+ZERO = Path("results/runs/tiny-llama/SST-2/prompt/0-1-1.json")
 SELECTION = Path("results/lr/tiny-llama/SST-2/prompt.json")
 
 
@@ -58,10 +60,12 @@ class TinyStudy:
     folder: Path
     configfile: Path
 
-    def copy(self, to: Path) -> Path:
-        """A copy of the study's folder at ``to`` without Snakemake's memory (``.snakemake/``), as
-        a clone or another working folder sees it; the folder."""
-        shutil.copytree(self.folder, to, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    def copy(self, to: Path, memory: bool = False) -> Path:
+        """A copy of the study's folder at ``to``: without Snakemake's memory of its jobs
+        (``.snakemake/``), as a clone or another working folder sees it, or with it (``memory``),
+        as the folder that ran it; the folder."""
+        ignore = None if memory else shutil.ignore_patterns(".snakemake")
+        shutil.copytree(self.folder, to, symlinks=True, ignore=ignore)
         return to
 
 
