@@ -18,9 +18,8 @@ from tiny_study import HEAD, PROMPT, SELECTION, snakemake, write_config
 from promptworth.cli import main
 from promptworth.data.sources import sha256_file
 from promptworth.expected import reuse
-from promptworth.study import load_study, schema_file
+from promptworth.study import load_study, plan, schema_file
 
-pytestmark = pytest.mark.slow
 
 
 def study_of(configfile: Path):
@@ -31,6 +30,7 @@ def steps(path: Path) -> int:
     return json.loads(path.read_text(encoding="utf-8"))["hyperparameters"]["max_steps"]
 
 
+@pytest.mark.slow
 def test_the_finished_tiny_study_reuses_every_record(tiny_study, monkeypatch):
     monkeypatch.chdir(tiny_study.folder)
     found = reuse(study_of(tiny_study.configfile))
@@ -39,6 +39,7 @@ def test_the_finished_tiny_study_reuses_every_record(tiny_study, monkeypatch):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_a_record_trained_under_other_settings_trains_again_from_another_working_folder(tiny_study, tmp_path):
     """Study B (max_steps 3) writes to study A's results_dir (max_steps 4) from a working folder of
     its own, where Snakemake has no memory of A's jobs (before: "Nothing to be done", and B's
@@ -75,6 +76,7 @@ def test_a_record_trained_under_other_settings_trains_again_from_another_working
     assert main(["aggregate", *runs, "--study", str(study / "tiny.yaml"), "--out", str(tmp_path / "x.csv")]) == 2
 
 
+@pytest.mark.slow
 def test_a_deleted_record_and_a_deleted_selection_train_again(tiny_study, tmp_path):
     """(before: "Nothing to be done", and runs.csv kept the deleted run's row)"""
     study = tiny_study.copy(tmp_path / "study")
@@ -93,6 +95,7 @@ def test_a_deleted_record_and_a_deleted_selection_train_again(tiny_study, tmp_pa
     assert sorted(table["method"]) == ["head", "prompt", "prompt"]
 
 
+@pytest.mark.slow
 def test_an_edited_selection_is_refused_by_the_runs_that_read_it(tiny_study, tmp_path):
     """A selection whose learning_rate is set to a rate its pilots did not choose: the runs citing
     the old file train again, and their training refuses the file (before: trained at 0.5)."""
@@ -107,6 +110,7 @@ def test_an_edited_selection_is_refused_by_the_runs_that_read_it(tiny_study, tmp
     assert not (study / PROMPT).exists() and (study / "results" / "stale" / PROMPT.relative_to("results")).is_file()
 
 
+@pytest.mark.slow
 def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
     """A stray record of a method the study does not have, under its runs_dir (before: it landed
     in runs.csv, the tables and the figures)."""
@@ -128,3 +132,27 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
     assert "1 file(s) are not records of the study's runs" in capsys.readouterr().err
     assert main(["aggregate", str(runs), "--study", str(configfile), "--strays", "error", "--out", str(out)]) == 2
     assert "(--strays error)" in capsys.readouterr().err
+
+
+PUBLISHED = [  # config, its results_dir: every edition whose records are committed
+    ("study.yaml", "reports"), ("study-v1.yaml", "reports/v1"), ("lmbff-cpu.yaml", "reports/lmbff"),
+    ("method-defaults.yaml", "reports/method-defaults"), ("strategies.yaml", "reports/strategies"),
+    ("config.yaml", "reports/default-study"),
+]
+
+
+@pytest.mark.parametrize("name, results", PUBLISHED)
+def test_every_published_record_is_what_its_config_asks_for(name, results, monkeypatch):
+    """`make publish` resumes the published study and `make figures` redraws it: none of their
+    committed records (nor pilots, nor selections) may look like another study's, or they would
+    train again (or be refused)."""
+    from tiny_study import REPO
+
+    monkeypatch.chdir(REPO)
+    config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
+    config.update(results_dir=results)
+    config.pop("runs_dir", None)
+    study = load_study(config, schema_file())
+    found = reuse(study)
+    assert found.stale == {} and found.selections == {}
+    assert sum(Path(study.run_file(run)).is_file() for run in plan(study)) >= 14
