@@ -473,3 +473,44 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
         records.finish({**written, "train_loss": {"last": float("nan")}})
     with pytest.raises(AssertionError, match="missing \\['device'\\], unknown \\['extra'\\]"):
         records.finish({**{k: v for k, v in written.items() if k != "device"}, "extra": 1})
+
+
+def test_records_citing_a_file_that_changed_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """A learning-rate selection, a search result or a pilot record cited by sha256: two records
+    citing two versions of it, or one citing a version that is no longer the file, are an error
+    (before: aggregated side by side)."""
+    monkeypatch.chdir(tmp_path)
+    selection = tmp_path / "lr" / "prompt.json"
+    selection.parent.mkdir()
+    selection.write_text('{"learning_rate": 0.001}', encoding="utf-8")
+    sha = hashlib.sha256(selection.read_bytes()).hexdigest()
+    cite = {"file": "lr/prompt.json", "sha256": sha, "learning_rate": 0.001}
+    write(tmp_path / "r" / "1.json", record(lr_selection=cite))
+    write(tmp_path / "r" / "2.json", record(lr_selection=cite, train_seed=2))
+    assert len(collect([tmp_path / "r"])) == 2
+    write(tmp_path / "r" / "2.json", record(lr_selection={**cite, "sha256": "0" * 64}, train_seed=2))
+    with pytest.raises(PromptworthError, match=r"run records cite two versions of the learning-rate selection "
+                                               r"lr/prompt.json: .*1.json \(sha256 [0-9a-f]{12}…\) and .*2.json"):
+        collect([tmp_path / "r"])
+    (tmp_path / "r" / "2.json").unlink()
+    selection.write_text('{"learning_rate": 0.5}', encoding="utf-8")
+    with pytest.raises(PromptworthError, match=r"cites the learning-rate selection lr/prompt.json with sha256 .* but "
+                                               r"the file now has sha256 .*it changed after the run"):
+        collect([tmp_path / "r"])
+    pilot = {"file": "lr/prompt.json", "sha256": "1" * 64}
+    write(tmp_path / "r" / "1.json", record(lr_selection={"file": "elsewhere.json", "sha256": sha, "pilot": pilot}))
+    with pytest.raises(PromptworthError, match=r"cites the pilot run lr/prompt.json with sha256 111111111111…"):
+        collect([tmp_path / "r"])
+    write(tmp_path / "r" / "1.json", record(search={"file": "lr/prompt.json", "sha256": "2" * 64, "wall_s": 1.0}))
+    with pytest.raises(PromptworthError, match=r"cites the search result lr/prompt.json"):
+        collect([tmp_path / "r"])
+
+
+def test_records_of_one_model_on_two_sets_of_weights_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "r" / "1.json", record(model_sha256="a" * 64))
+    write(tmp_path / "r" / "2.json", record(model_sha256="a" * 64, train_seed=2))
+    assert len(collect([tmp_path / "r"])) == 2
+    write(tmp_path / "r" / "2.json", record(model_sha256="b" * 64, train_seed=2))
+    with pytest.raises(PromptworthError, match=r"run records of model 'roberta-large' were trained on different "
+                                               r"weights: .*1.json \(model_sha256 aaaaaaaaaaaa…\) and .*2.json"):
+        collect([tmp_path / "r"])

@@ -205,8 +205,12 @@ def check_citations(records: Mapping[Path, Mapping[str, Any]]) -> None:
     seen: dict[tuple[str, str], tuple[str, Path]] = {}
     current: dict[str, str | None] = {}
     for path, record in records.items():
-        for key, what in (("lr_selection", "learning-rate selection"), ("search", "search result")):
-            cited = record.get(key)
+        selection = record.get("lr_selection")
+        citations = {"lr_selection": (selection, "learning-rate selection"), "search": (record.get("search"), "search result"),
+                     # a run that took over the pilot run it repeats cites that pilot's record
+                     "lr_selection.pilot": (selection.get("pilot") if isinstance(selection, Mapping) else None,
+                                            "pilot run")}
+        for key, (cited, what) in citations.items():
             if not isinstance(cited, Mapping) or not isinstance(cited.get("file"), str):
                 continue
             if not isinstance(cited.get("sha256"), str):
@@ -224,6 +228,22 @@ def check_citations(records: Mapping[Path, Mapping[str, Any]]) -> None:
                 raise PromptworthError(
                     f"run record {path} cites the {what} {name} with sha256 {sha[:12]}…, but the file now has sha256 "
                     f"{current[name][:12]}… (it changed after the run): delete the record to train it again")
+
+
+def check_models(records: Mapping[Path, Mapping[str, Any]]) -> None:
+    """The records of one model name one set of weights: two ``model_sha256`` under one model are
+    two models in one curve (a model converted or built again differently, or another folder of the
+    same name)."""
+    weights: dict[str, tuple[str, Path]] = {}
+    for path, record in records.items():
+        sha = record.get("model_sha256")
+        if not isinstance(sha, str):
+            continue
+        first = weights.setdefault(record["model"], (sha, path))
+        if first[0] != sha:
+            raise PromptworthError(
+                f"run records of model {record['model']!r} were trained on different weights: {first[1]} (model_sha256 "
+                f"{first[0][:12]}…) and {path} ({sha[:12]}…); keep the records of one of them")
 
 
 def study_files(files: Sequence[Path], study: StudyConfig) -> tuple[dict[Path, Asked], list[Path]]:
@@ -272,6 +292,7 @@ def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, stray
     if study is not None:
         check_study(records, asked_for, study)
     check_citations(records)
+    check_models(records)
     check_splits(records)
     rows, origin = [record_row(record) for record in records.values()], list(records)
     table = pd.DataFrame(rows)
