@@ -83,13 +83,21 @@ def test_smollm2_weights_equal_an_independent_dequantisation(smollm2_conversion)
     logits; and the model predicts English text far better than chance (a broken layer would not).
     Before, SmolLM2's reference logits came from the conversion's own path only."""
     from gguf_reference import smollm2_state_dict
+
+    reference, types = smollm2_state_dict(models.smollm2_gguf())
+    assert set(types.values()) == {"F32", "Q4_1", "Q8_0"} and len(reference) == 30 * 9 + 2
+    _matches_its_reference(smollm2_conversion, reference, types)
+
+
+def _matches_its_reference(conversion, reference: dict[str, torch.Tensor], types: dict[str, str]) -> None:
+    """A converted model against an independent reading of its GGUF file (``reference``): the same
+    float32 values bit for bit, the same logits on the probe, and English text predicted far
+    better than chance (a broken layer would not)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, probe_ids, gguf_logits = smollm2_conversion
-    reference, types = smollm2_state_dict(models.smollm2_gguf())
+    folder, probe_ids, gguf_logits = conversion
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     converted = model.state_dict()
-    assert set(types.values()) == {"F32", "Q4_1", "Q8_0"} and len(reference) == 30 * 9 + 2
     for name, value in reference.items():  # both readings give the same float32 values, bit for bit
         assert torch.equal(converted[name], value), (name, types[name])
     model.load_state_dict(reference, strict=False)  # lm_head is tied to the embedding
@@ -100,7 +108,7 @@ def test_smollm2_weights_equal_an_independent_dequantisation(smollm2_conversion)
     ids = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss
-    assert loss.item() < 5.0 < math.log(len(tokenizer))  # chance: ln(49152) = 10.8
+    assert loss.item() < 5.0 < math.log(len(tokenizer))  # uniform guessing: ln(vocabulary size) nats
 
 
 def test_conversion_refuses_an_existing_folder(tmp_path):
@@ -142,22 +150,7 @@ def test_gemma3_weights_equal_an_independent_dequantisation(gemma3_conversion, t
     model predicts English text far better than chance (a broken layer would not). No GGUF forward
     pass independent of transformers is installable here (llama-cpp-python has no wheel)."""
     from gguf_reference import gemma3_state_dict
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder, probe_ids, gguf_logits = gemma3_conversion
     reference, types = gemma3_state_dict(models.joined_gguf(models.OFFLINE_MODELS[models.GEMMA3], tmp_path))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    converted = model.state_dict()
     assert set(types.values()) == {"F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"}
-    for name, value in reference.items():  # both readings give the same float32 values, bit for bit
-        assert torch.equal(converted[name], value), (name, types[name])
-    model.load_state_dict(reference, strict=False)  # lm_head is tied to the embedding
-    with torch.no_grad():
-        assert torch.equal(model(input_ids=probe_ids).logits, gguf_logits)
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    text = "The cat sat on the mat. It was a sunny day, and the children were playing in the park."
-    ids = tokenizer(text, return_tensors="pt").input_ids
-    with torch.no_grad():
-        loss = model(input_ids=ids, labels=ids).loss
-    assert loss < 5.0  # uniform guessing over 262,144 tokens: 12.5 nats
+    _matches_its_reference(gemma3_conversion, reference, types)
