@@ -9,6 +9,7 @@ from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
 from promptworth.expected import (
+    Reuse,
     check_runs_dir,
     reuse,
     set_aside,
@@ -38,8 +39,9 @@ try:
         Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     )
     check_runs_dir(STUDY)
-    # records that exist but are not what the study asks for: they train again (below)
-    REUSE = reuse(STUDY)
+    # records that exist but are not what the study asks for: they train again (below); a job of
+    # a cluster, which reads the Snakefile again to run one job, has none to look for
+    REUSE = reuse(STUDY) if workflow.is_main_process else Reuse({}, {})
 except PromptworthError as exc:
     sys.exit(f"promptworth: error: {exc}")
 if fast.notice():
