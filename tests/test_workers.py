@@ -265,6 +265,7 @@ def test_a_pool_stopped_during_training_stops_everything_and_the_study_resumes_t
     configfile = write_config(tmp_path / "tiny.yaml", lr_grid=None, training_by_method={"prompt": {"max_steps": 5000}})
     config = yaml.safe_load(configfile.read_text())
     del config["lr_grid"]
+    config["splits"]["sizes"] = [8]  # head and a long prompt run, side by side
     configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(STUDY_REPO / "Snakefile"), "--cores", "2",
                  "--configfile", str(configfile)]

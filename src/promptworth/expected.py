@@ -7,8 +7,9 @@ current search result (each cited file checked against the sha256 the record cit
 is compared with the record itself, not with Snakemake's memory of the job (``.snakemake/`` of one
 working folder): another working folder, a clone or a changed config see the same answer.
 
-The workflow retrains a record that differs (``workflow/rules/common.smk``: its run gets the input
-:func:`stale_runs` names), ``promptworth aggregate --study`` refuses it, naming the key.
+The workflow names a record that differs, moves it aside (:func:`set_aside`, into
+``<results_dir>/stale/``) and so trains it again; ``promptworth aggregate --study`` refuses it,
+naming the key.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     """The template a prompt method's record names is the one the study asks for: the config's
     ``templates`` entry, else the task's first that suits the model (a searched one is the search's)."""
     from promptworth.data.tasks import get_task
-    from promptworth.training.methods import SEARCHED_TEMPLATE
+    from promptworth.training.method_specs import SEARCHED_TEMPLATE
     from promptworth.training.prompts import task_template
 
     found = record.get("template_name")
@@ -224,7 +225,8 @@ def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> 
             outdated[str(selection)] = f"its pilot run {pilot_file} trains again"
             continue
         try:
-            cited = {study_relative(run["file"]): run["sha256"] for run in json.loads(selection.read_text(encoding="utf-8"))["runs"]}
+            runs = json.loads(selection.read_text(encoding="utf-8"))["runs"]
+            cited = {study_relative(run["file"]): run["sha256"] for run in runs}
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a readable selection: select-lr's reader says so when the run reads it
         sha = cited.get(study_relative(pilot_file))

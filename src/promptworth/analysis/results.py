@@ -257,7 +257,8 @@ def study_files(files: Sequence[Path], study: StudyConfig) -> tuple[dict[Path, A
     return own, [path for path in files if path.resolve() not in planned]
 
 
-def check_study(records: Mapping[Path, Mapping[str, Any]], asked_for: Mapping[Path, Asked], study: StudyConfig) -> None:
+def check_against_study(records: Mapping[Path, Mapping[str, Any]], asked_for: Mapping[Path, Asked],
+                        study: StudyConfig) -> None:
     """Every record is what ``study`` asks of its run (promptworth.expected); else one error
     naming the record and the first key that differs."""
     from promptworth.expected import difference
@@ -290,7 +291,7 @@ def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, stray
         files = list(asked_for)
     records = {path: read_record(path) for path in files}
     if study is not None:
-        check_study(records, asked_for, study)
+        check_against_study(records, asked_for, study)
     check_citations(records)
     check_models(records)
     check_splits(records)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.training import demos, flops, models, prompts, tunings
-from promptworth.training.method_specs import CONTENT_FREE, MethodSpec, resolve
+from promptworth.training.method_specs import CONTENT_FREE, SEARCHED_TEMPLATE, MethodSpec, resolve
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
@@ -305,10 +305,6 @@ class Chosen:
 
     label_words: Mapping[str, Any] | None = None
     template: str | None = None
-
-
-# The template name a run record gives a template that a search chose.
-SEARCHED_TEMPLATE = "search"
 
 
 class PromptMethod(Method):

@@ -240,8 +240,10 @@ def label_keys(labels: Sequence[str] | None, words: Mapping[str, Any]) -> list[s
     return list(words) if labels is None else list(labels)
 
 
-def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], what: str = "label_words") -> Verbalizer:
-    """A verbalizer from a registry mapping (raw label -> word or list of words)."""
+def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], what: str = "label_words",
+                     own_words: bool = True) -> Verbalizer:
+    """A verbalizer from a registry mapping (raw label -> word or list of words); with
+    ``own_words`` each label's fixed words are its own (a label-word search's placeholder is not)."""
     if not words:
         raise PromptworthError(f"no {what} defined")
     keys = label_keys(labels, words)
@@ -260,7 +262,8 @@ def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], wha
         if not entry:
             raise PromptworthError(f"{what}: label {key!r} has an empty word list")
         parsed.append(tuple(parse_template(str(word), need_slot=False) for word in entry))
-    _check_words_of_their_own(keys, parsed, what)
+    if own_words:
+        _check_words_of_their_own(keys, parsed, what)
     return Verbalizer(words=tuple(parsed), source=dict(words))
 
 

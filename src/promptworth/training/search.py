@@ -43,8 +43,8 @@ from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.outputs import read_output
 from promptworth.training import flops, models, prompts
-from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, MethodSpec, search_kind
-from promptworth.training.methods import SEARCHED_TEMPLATE, Chosen, Method, build_method, choice_fields, lm_parts, pad
+from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, SEARCHED_TEMPLATE, MethodSpec, search_kind
+from promptworth.training.methods import Chosen, Method, build_method, choice_fields, lm_parts, pad
 from promptworth.training.train_config import TrainConfig
 
 # What a result file says it is (a reader checks it).
@@ -376,7 +376,7 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
         raise PromptworthError(f"model {backbone.ref.name}: no token of its vocabulary is a whole word")
     name, source = prompts.task_template(task, context.request.template, backbone.kind)
     placeholder = next(iter(vocabulary.values()))  # any one-token word: one mask for a masked LM
-    verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels})
+    verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
     encoder = prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                     tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=config.max_length)
     model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
