@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tiny_study import HEAD, PROMPT, SELECTION, snakemake, write_config
+from tiny_study import HEAD, PROMPT, SELECTION, ZERO, snakemake, write_config
 
 from promptworth.cli import main
 from promptworth.data.sources import sha256_file
@@ -126,6 +126,14 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
            f"out: {stray}" in result.stderr
     table = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert sorted(table["method"]) == ["head", "prompt", "prompt"]
+    # a record deleted from runs_dir: the table is made again without it (a file that is gone is
+    # nothing Snakemake sees; before: "Nothing to be done", and runs.csv kept its row)
+    (runs / ZERO.relative_to("results/runs")).unlink()
+    again = snakemake(study, configfile)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"[promptworth] {tmp_path / 'out' / 'runs.csv'} is made again: it holds 3 runs, runs_dir 2 records" in \
+        again.stderr
+    assert sorted(pd.read_csv(tmp_path / "out" / "runs.csv")["train_size"]) == [8, 8]
     # aggregate itself: a warning, or with --strays error an error
     out = tmp_path / "agg.csv"
     assert main(["aggregate", str(runs), "--study", str(configfile), "--out", str(out)]) == 0

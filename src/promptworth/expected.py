@@ -237,22 +237,45 @@ def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> 
 
 @dataclass(frozen=True)
 class Reuse:
-    """What a study reuses and what it trains again: the stale records by file (why), pilots and
-    runs alike, and the selection files that are made again."""
+    """What a study reuses and what it makes again: the stale records by file (why), pilots and
+    runs alike, the selection files that are made again, and the results table when it no longer
+    holds the runs there are (why; None: it does, or it is made anyway)."""
 
     stale: dict[str, str]
     selections: dict[str, str]
+    table: tuple[str, str] | None = None
 
 
 def reuse(study: StudyConfig) -> Reuse:
     """Every record of the study's runs and pilot runs that exists but is not what the study asks
     for (the workflow trains it again), and the selections that are made again. A study that
-    reads existing records (``runs_dir``) trains nothing: none (aggregate checks its records)."""
+    reads existing records (``runs_dir``) trains nothing (aggregate checks its records): only its
+    table is made again when a record was deleted since (:func:`outdated_table`)."""
     if study.runs_dir:
-        return Reuse(stale={}, selections={})
+        return Reuse(stale={}, selections={}, table=outdated_table(study))
     stale_pilots = _stale(study, pilots(study), {})
     selections = outdated_selections(study, stale_pilots)
     return Reuse(stale={**stale_pilots, **_stale(study, plan(study), selections)}, selections=selections)
+
+
+def outdated_table(study: StudyConfig) -> tuple[str, str] | None:
+    """With ``runs_dir``: ``<results>/runs.csv`` and why it is made again when it holds another
+    number of runs than there are records of the study's runs (one was deleted since: a file
+    that is gone is nothing Snakemake can see); else None."""
+    import csv
+
+    table = Path(study.results_dir) / "runs.csv"
+    if not table.is_file():
+        return None
+    try:
+        with open(table, encoding="utf-8", newline="") as handle:
+            rows = sum(1 for _ in csv.reader(handle)) - 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # aggregate writes it again if it must; read_table says what is wrong with it
+    records = sum(Path(study.run_file(run)).is_file() for run in plan(study))
+    if rows == records:
+        return None
+    return str(table), f"it holds {rows} runs, runs_dir {records} records of the study's runs (one deleted since?)"
 
 
 def stale_folder(study: StudyConfig) -> Path:
@@ -261,10 +284,12 @@ def stale_folder(study: StudyConfig) -> Path:
 
 
 def stale_summary(found: Reuse, shown: int = 5) -> str:
-    """The lines the workflow prints about the records it trains again (empty: none)."""
+    """The lines the workflow prints about the records it trains again and the table it makes
+    again (empty: none)."""
+    lines = [f"[promptworth] {found.table[0]} is made again: {found.table[1]}"] if found.table else []
     if not found.stale:
-        return ""
-    lines = [f"[promptworth] {len(found.stale)} run record(s) are not what the study asks for; they train again "
+        return "\n".join(lines)
+    lines += [f"[promptworth] {len(found.stale)} run record(s) are not what the study asks for; they train again "
              "(each is moved to the results' stale/ folder first; not in a dry run):"]
     lines += [f"[promptworth]   {path}: {why}" for path, why in list(found.stale.items())[:shown]]
     if len(found.stale) > shown:
@@ -277,7 +302,7 @@ def set_aside(found: Reuse, study: StudyConfig) -> list[Path]:
     its path in the results folder (an older copy there is replaced), so that the study trains
     and chooses them again: Snakemake makes what is missing. Nothing is deleted. The moved files."""
     results, moved = Path(study.results_dir), []
-    for name in [*found.stale, *found.selections]:
+    for name in [*found.stale, *found.selections, *([found.table[0]] if found.table else [])]:
         path = Path(name)
         if not path.is_file():
             continue
