@@ -33,6 +33,8 @@ def record(**changes: Any) -> dict[str, Any]:
         "versions": {}, "git_commit": "abc",
     }
     base.update(changes)
+    if "score" in changes and "test" not in changes and changes["score"] is not None:
+        base["test"] = {**base["test"], base["metric"]: changes["score"]}  # a score is its metric's test score
     return base
 
 
@@ -206,8 +208,9 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"score": 5.0}, r"key 'score' is 5.0, but 'test.macro_f1' \(the record's metric\) is 0.61"),
-        ({"score": 0.8}, r"key 'score' is 0.8, but 'test.macro_f1'"),  # another metric's score
+        ({"score": 5.0, "test": {"macro_f1": 0.61, "acc": 0.8}},
+         r"key 'score' is 5.0, but 'test.macro_f1' \(the record's metric\) is 0.61"),
+        ({"score": 0.8, "test": {"macro_f1": 0.61, "acc": 0.8}}, r"key 'score' is 0.8, but 'test.macro_f1'"),  # acc's
         ({"test": {"acc": 0.8}}, r"key 'score' is 0.61, but 'test' has no macro_f1"),
         ({"test": {"macro_f1": 0.61, "acc": -0.2}}, r"key 'test.acc' is -0.2, outside the range of acc \(0 to 1\)"),
         ({"test": {"macro_f1": 0.61, "mcc": -1.5}}, r"key 'test.mcc' is -1.5, outside the range of mcc \(-1 to 1\)"),

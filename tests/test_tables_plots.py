@@ -137,8 +137,7 @@ def test_aggregate_then_advantage(tmp_path: Path, capsys: pytest.CaptureFixture)
             for size in SIZES:
                 score = 0.4 + 0.1 * np.log2(size / 10) + 0.001 * seed
                 write(runs / method / f"{size}-{seed}.json",
-                      record(method=method, train_size=size + shift, train_seed=seed, score=score,
-                             test={"macro_f1": score}))
+                      record(method=method, train_size=size + shift, train_seed=seed, score=score))
     out = tmp_path / "results" / "runs.csv"
     assert cli("aggregate", runs, "--out", out) == 0
     assert len(pd.read_csv(out)) == 20
