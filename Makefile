@@ -80,8 +80,11 @@ REPORT ?= results/report.html
 report: study
 	$(SNAKEMAKE) --configfile $(CONFIG) --report $(REPORT)
 
+# --durations: the 25 slowest tests, to keep CI's time in view as tests are added; TEST_ARGS adds
+# pytest's own options, e.g. TEST_ARGS='-m "not slow"' for the tests that take seconds.
+TEST_ARGS ?=
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25 $(TEST_ARGS)
 
 test-slurm: venv
 	bash tests/slurm/run.sh

@@ -29,7 +29,12 @@ include: "workflow/rules/analysis.smk"
 # Before the first job (not in a dry run): what the study will do and, from its finished runs, how long.
 onstart:
     print(
-        plan_summary(STUDY, [Path(f) for f in run_files()], runs_at_once()),
+        plan_summary(
+            STUDY,
+            [Path(STUDY.run_file(r)) for r in RUNS],
+            runs_at_once(),
+            REUSE.stale,
+        ),
         file=sys.stderr,
     )
 
@@ -53,3 +58,6 @@ rule all:
     default_target: True
     input:
         study_outputs(),
+        # the records too: Snakemake makes a missing file only where a target needs it, and the
+        # tables made from a deleted record would otherwise look up to date
+        run_files(),

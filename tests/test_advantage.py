@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ci import unavailable
 
 from promptworth.analysis.advantage import AdvantageOptions, advantage_table, compare
 from promptworth.analysis.curves import (
@@ -334,7 +335,7 @@ PUBLISHED = {
 def lescao(request: pytest.FixtureRequest) -> dict[str, pd.DataFrame]:
     reference = request.getfixturevalue("reference_dir") / "lescao2021"
     if not reference.is_dir():
-        pytest.skip(f"no {reference}; set PROMPTWORTH_REFERENCE")
+        unavailable(f"no {reference}; set PROMPTWORTH_REFERENCE")
     return {task: import_lescao(reference / f"{task}.csv") for task in PUBLISHED}
 
 

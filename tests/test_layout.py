@@ -43,7 +43,7 @@ def test_the_check_sees_a_backward_import(tmp_path):
 
 
 def test_every_module_sits_in_a_stage_or_is_shared():
-    shared = {"__init__.py", "__main__.py", "errors.py", "outputs.py", "records.py", "locks.py", "study.py",
+    shared = {"__init__.py", "__main__.py", "errors.py", "outputs.py", "records.py", "locks.py", "study.py", "expected.py",
               "fast.py", "readme.py"}
     at_top = {path.name for path in PACKAGE.glob("*.py")}
     assert at_top == shared

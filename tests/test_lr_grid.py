@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,54 @@ def test_a_run_trains_at_the_chosen_rate_and_its_record_cites_the_selection(tmp_
     head[head.index("--method") + 1] = "head"
     assert main(head) == 2
     assert "its method is 'prompt', this run's 'head'" in capsys.readouterr().err
+
+
+def _edited_selection(tmp_path: Path, edit) -> Path:
+    """A selection of CB prompt from synthetic pilots (0.001 wins), then ``edit(selection, pilots)``."""
+    grid = Path("lr-grid")
+    paths = [pilot(grid, 1e-3, 0.7, 13), pilot(grid, 1e-2, 0.5, 13)]
+    out = Path("lr") / "prompt.json"
+    assert main(select_argv(paths, out, "--rates", "1e-3", "1e-2")) == 0
+    selection = json.loads(out.read_text())
+    assert selection["learning_rate"] == 1e-3
+    edit(selection, paths)
+    out.write_text(json.dumps(selection), encoding="utf-8")
+    return out
+
+
+def _set(key, value):
+    return lambda selection, paths: selection.update({key: value})
+
+
+def _rate_entry(**changes):
+    return lambda selection, paths: selection["rates"][1].update(changes)
+
+
+def _edit_pilot(selection, paths):
+    content = json.loads(paths[0].read_text())
+    paths[0].write_text(json.dumps({**content, "dev_score": 0.1}), encoding="utf-8")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("learning_rate", 0.5), r"its learning_rate 0.5 does not follow from its own pilot scores: the rule chooses "
+                                 r"0.001 of the grid \(0.001, 0.01\)"),
+    (_set("learning_rate", 0.01), "its learning_rate 0.01 does not follow from its own pilot scores"),
+    (_rate_entry(dev_scores=[0.9]), r"the mean dev score of learning rate 0.01 is 0.5, but its dev scores' mean is 0.9"),
+    (_rate_entry(dev_scores=[0.9], mean_dev_score=0.9), "its learning_rate 0.001 does not follow"),
+    (_rate_entry(dev_scores="0.9"), "the dev scores of learning rate 0.01 must be a list of numbers"),
+    (_rate_entry(learning_rate=0.001), "a rate of its grid is 0.001, not a positive learning rate given once"),
+    (_set("rates", {"0.001": 0.7}), "its rates must be a list of each rate's dev scores"),
+    (_set("runs", [["lr-grid/x.json"]]), "a pilot run it cites is"),
+    (_edit_pilot, r"its pilot run lr-grid/lr-0.001/32-13-1.json has changed since the selection was made"),
+])
+def test_a_selection_edited_after_its_pilots_is_refused_where_it_is_read(tmp_path, monkeypatch, capsys, edit, message):
+    """A selection whose choice does not follow from its own pilot scores, or whose pilots changed
+    since, trains nothing (before: an edited learning_rate 0.5 was applied to the next run)."""
+    monkeypatch.chdir(tmp_path)
+    selection = _edited_selection(tmp_path, edit)
+    split = sentiment_split(Path("splits") / "32-1")
+    capsys.readouterr()
+    assert main(_train(split, Path("run.json"), tiny_model("llama"), "--learning-rate-from", str(selection))) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+    assert not Path("run.json").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from tiny_models import KINDS, sentiment_rows, tiny_model
@@ -136,12 +138,19 @@ def test_regression_sts_b(name, backbones):
         assert ((predictions >= 0) & (predictions <= 5)).all()
 
 
-def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0) -> train.TrainResult:
+def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0, sizes: tuple[int, int] = (32, 16),
+               learning_rate: float = 3e-3, shuffle: bool = False) -> train.TrainResult:
+    """``method_name`` trained on the learnable toy SST-2 (``sizes``: training and test rows; with
+    ``shuffle`` the training labels are shuffled, so that nothing links them to the words)."""
     method = methods.build_method(method_name, SST2, backbone, 48)
-    config = train.TrainConfig(max_steps=steps, learning_rate=3e-3, batch_size=8, eval_every=0, precision="fp32",
-                               warmup_ratio=0.1)
-    features = {name: [method.encode(r) for r in sentiment_rows(n, s)] for name, n, s in
-                (("train", 32, 1), ("dev", 8, 2), ("test", 16, 3))}
+    config = train.TrainConfig(max_steps=steps, learning_rate=learning_rate, batch_size=8, eval_every=0,
+                               precision="fp32", warmup_ratio=0.1)
+    rows = {"train": sentiment_rows(sizes[0], 1), "dev": sentiment_rows(8, 2), "test": sentiment_rows(sizes[1], 3)}
+    if shuffle:
+        labels = [row["label"] for row in rows["train"]]
+        random.Random(seed).shuffle(labels)
+        rows["train"] = [{**row, "label": label} for row, label in zip(rows["train"], labels)]
+    features = {name: [method.encode(r) for r in part] for name, part in rows.items()}
     train.seed_everything(seed)
     model = method.load_model()
     return train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, seed,
@@ -155,6 +164,21 @@ def test_every_method_learns_on_every_backbone(kind, method_name, backbones):
     first, last = sum(result.losses[:4]) / 4, sum(result.losses[-4:]) / 4
     assert last < first, (kind, method_name, result.losses)
     assert set(result.test) == {"acc", "f1", "macro_f1", "mcc"}
+
+
+@pytest.mark.parametrize("kind, method_name, learning_rate, least", [
+    *((kind, name, 3e-3, 0.85) for kind in KINDS for name in ("prompt", "head")),
+    ("llama", "null", 3e-3, 0.85), ("llama", "prompt-lora", 1e-2, 0.7),  # LoRA trains a few weights: slower
+])
+def test_a_method_learns_the_toy_task_well_above_chance(kind, method_name, learning_rate, least, backbones):
+    """Test accuracy on 64 balanced held-out rows (chance: 0.5), after 60 steps on 64 rows whose
+    label a word tells; trained on shuffled labels, the same run stays near chance (so the score
+    comes from what it learned of the labels, not from the evaluation)."""
+    learned = _train_toy(method_name, backbones[kind], steps=60, sizes=(64, 64), learning_rate=learning_rate)
+    assert learned.test["acc"] >= least, (kind, method_name, learned.test)
+    if (kind, method_name) == ("llama", "prompt"):
+        shuffled = _train_toy(method_name, backbones[kind], steps=60, sizes=(64, 64), shuffle=True)
+        assert shuffled.test["acc"] <= 0.7, shuffled.test
 
 
 def test_same_seed_same_metrics(backbones):
@@ -189,3 +213,31 @@ def test_max_length_beyond_the_models_positions_is_an_error(kind, limit, backbon
     model = method.load_model().eval()
     with torch.no_grad():
         method.scores(model, method.collate([feature]))  # the longest sequence allowed runs
+
+
+@pytest.mark.parametrize("tuning, tokens, max_length, message", [
+    ("softprompt", 300, 64, r"method m puts 300 positions before the input \(its option tokens\), but llama reads 256 "
+                            r"positions in all; lower the option tokens"),
+    ("softprompt", 200, 64, r"training setting max_length 64 and the 200 positions method m puts before the input \(its "
+                            r"option tokens\) exceed the 256 positions llama reads: lower training setting max_length "
+                            r"\(--max-length, a study's training.max_length\) to at most 56, or the option tokens"),
+    ("prefix", 256, 8, r"method m puts 256 positions before the input"),
+])
+def test_tokens_a_tuning_adds_beyond_the_models_positions_are_a_clear_error(backbones, tuning, tokens, max_length,
+                                                                           message):
+    """(before: "... reads (-44 positions); lower --max-length": a negative count, and advice that
+    could not help when the tokens alone fill the model)"""
+    from promptworth.training import method_specs
+
+    spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": tuning, "options": {"tokens": tokens}},
+                               "test")
+    with pytest.raises(PromptworthError, match=message):
+        methods.build_method(spec, SST2, backbones["llama"], max_length)
+
+
+def test_tokens_and_max_length_that_fill_the_model_exactly_fit(backbones):
+    from promptworth.training import method_specs
+
+    spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": "softprompt", "options": {"tokens": 200}},
+                               "test")
+    assert methods.build_method(spec, SST2, backbones["llama"], 56).max_length == 56

@@ -3,6 +3,7 @@ and folders built in a staging folder and published."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -15,15 +16,40 @@ from promptworth.outputs import publish_folder, staging_folder, write_files, wri
 def test_a_published_folder_replaces_the_older_copy_and_gets_a_plain_mode(tmp_path: Path) -> None:
     final = tmp_path / "out" / "model"
     final.mkdir(parents=True)
-    (final / "old.txt").write_text("old")
+    (final / "weights.txt").write_text("old")
     with staging_folder(tmp_path / "out", "the model") as staging:
         built = staging / "model"
         built.mkdir()
-        (built / "new.txt").write_text("new")
+        (built / "weights.txt").write_text("new")
+        (built / "config.txt").write_text("new")
         publish_folder(built, final)
-    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.read_text() for p in final.iterdir()) == ["new", "new"]
     assert stat.S_IMODE(final.stat().st_mode) & 0o055  # not mkdtemp's 0700
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model"]  # no staging left
+
+
+def test_a_folder_of_anything_else_is_never_replaced(tmp_path: Path) -> None:
+    """Only an earlier output of the same kind is replaced: a file of another name, a sub-folder or
+    a link in the folder, or the folder itself a link, is refused and left as it was."""
+    final = tmp_path / "out" / "model"
+    final.mkdir(parents=True)
+    (final / "notes.txt").write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for make, message in (
+        (lambda: None, "holds 'notes.txt', which promptworth did not write there"),
+        (lambda: ((final / "notes.txt").unlink(), (final / "sub").mkdir()), "holds 'sub'"),
+        (lambda: ((final / "sub").rmdir(), (final / "weights.txt").symlink_to(elsewhere)), "holds 'weights.txt'"),
+        (lambda: (shutil.rmtree(final), final.symlink_to(elsewhere)), "model is a link"),
+    ):
+        make()
+        with pytest.raises(PromptworthError, match=message):
+            with staging_folder(tmp_path / "out", "the model") as staging:
+                built = staging / "model"
+                built.mkdir()
+                (built / "weights.txt").write_text("new")
+                publish_folder(built, final)
+    assert final.is_symlink() and elsewhere.is_dir() and not any(elsewhere.iterdir())
 
 
 def test_a_failed_build_leaves_nothing_not_even_the_folders_it_created(tmp_path: Path) -> None:

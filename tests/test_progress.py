@@ -76,3 +76,12 @@ def test_cli_reads_finish_times_from_the_records_not_file_times(tmp_path, capsys
 def test_cli_rejects_a_total_that_is_not_positive(tmp_path, capsys):
     assert main(["progress", str(tmp_path), "--total", "0", "--what", "training runs"]) == 2
     assert "--total must be positive" in capsys.readouterr().err
+
+
+def test_more_records_than_the_study_has_is_said_so_not_counted(tmp_path, capsys):
+    """Records of another study in the same folder (before: "8/2 runs done (400%)")."""
+    for i in range(8):
+        _record(tmp_path / "runs" / f"{i}-1-1.json", 10.0, time.time())
+    assert main(["progress", str(tmp_path / "runs"), "--total", "2", "--what", "training runs"]) == 0
+    out = capsys.readouterr().out
+    assert "holds 8 records, more than the 2 training runs of this study" in out and "%" not in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tiny_models import tiny_model
 
@@ -85,6 +87,20 @@ def test_verbalizer_lists_and_errors():
         prompts.build_verbalizer(("0", "1"), {"0": "bad", "1": "good", "2": "meh"})
     with pytest.raises(PromptworthError, match="exactly two"):
         prompts.build_verbalizer(None, {"0": "No"})
+
+
+@pytest.mark.parametrize("words, message", [
+    ({"0": "great", "1": "great"}, "label_words: 'great' is a word of label '0' and of label '1': each label needs words "
+                                   "of its own"),
+    ({"0": ["bad", "fine"], "1": ["good", "fine"]}, "'fine' is a word of label '0' and of label '1'"),
+    ({"0": "", "1": "great"}, "label_words: label '0' has an empty word"),
+    ({"0": "  ", "1": "great"}, "label_words: label '0' has an empty word"),
+])
+def test_every_label_needs_words_of_its_own(words, message):
+    """One word for every label scores every label alike (before: accepted, and the run learned
+    nothing); an empty word failed later as "... is empty for row None"."""
+    with pytest.raises(PromptworthError, match=re.escape(message)):
+        prompts.build_verbalizer(("0", "1"), words)
 
 
 def test_row_dependent_words():

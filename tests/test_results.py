@@ -33,6 +33,8 @@ def record(**changes: Any) -> dict[str, Any]:
         "versions": {}, "git_commit": "abc",
     }
     base.update(changes)
+    if "score" in changes and "test" not in changes and changes["score"] is not None:
+        base["test"] = {**base["test"], base["metric"]: changes["score"]}  # a score is its metric's test score
     return base
 
 
@@ -201,6 +203,42 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
     path = write(tmp_path / "x.json", json.dumps(base)[:-1] + ", " + text + "}")
     with pytest.raises(PromptworthError, match=rf"x\.json: key '{key}' is not a finite number \(NaN or infinite\)"):
         collect([path])
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"score": 5.0, "test": {"macro_f1": 0.61, "acc": 0.8}},
+         r"key 'score' is 5.0, but 'test.macro_f1' \(the record's metric\) is 0.61"),
+        ({"score": 0.8, "test": {"macro_f1": 0.61, "acc": 0.8}}, r"key 'score' is 0.8, but 'test.macro_f1'"),  # acc's
+        ({"test": {"acc": 0.8}}, r"key 'score' is 0.61, but 'test' has no macro_f1"),
+        ({"test": {"macro_f1": 0.61, "acc": -0.2}}, r"key 'test.acc' is -0.2, outside the range of acc \(0 to 1\)"),
+        ({"test": {"macro_f1": 0.61, "mcc": -1.5}}, r"key 'test.mcc' is -1.5, outside the range of mcc \(-1 to 1\)"),
+        ({"dev_score": 1.5}, r"key 'dev_score' is 1.5, outside the range of macro_f1"),
+        ({"dev_curve": [{"step": 50, "dev_score": 7}]}, r"key 'dev_curve\[0\].dev_score' is 7, outside"),
+        ({"train_size": -5}, "key 'train_size' cannot be negative, got -5"),
+        ({"dev_size": -1}, "key 'dev_size' cannot be negative"),
+        ({"train_seed": -3}, "key 'train_seed' cannot be negative"),
+        ({"best_step": -50}, "key 'best_step' cannot be negative"),
+        ({"timing": {"wall_s": -12.5}}, "key 'timing.wall_s' cannot be negative"),
+        ({"parameters": {"trainable": -1, "total": 5}}, "key 'parameters.trainable' cannot be negative"),
+        ({"budgets": [{**BUDGET, "score": 0.9}]}, r"key 'budgets\[0\].score' is 0.9, but 'budgets\[0\].test.macro_f1'"),
+        ({"budgets": [{**BUDGET, "dev_score": -0.5}]}, r"key 'budgets\[0\].dev_score' is -0.5, outside"),
+    ],
+)
+def test_a_record_that_contradicts_itself_is_refused(tmp_path: Path, changes: dict, message: str) -> None:
+    """A score beside another test score, a negative accuracy or size: the record is not a run's."""
+    path = write(tmp_path / "x.json", record(**changes))
+    with pytest.raises(PromptworthError, match=rf"x\.json: {message}"):
+        collect([path])
+
+
+def test_a_score_may_be_missing_and_a_correlation_negative(tmp_path: Path) -> None:
+    write(tmp_path / "r" / "1.json", record(score=None))
+    write(tmp_path / "r" / "2.json", record(task="STS-B", metric="pearson", test={"pearson": -0.25, "spearman": -0.1},
+                                            score=-0.25, dev_score=-0.3, dev_curve=[]))
+    table = collect([tmp_path / "r"])
+    assert sorted(table["score"].fillna(99).tolist()) == [-0.25, 99]
 
 
 @pytest.mark.parametrize(
@@ -401,7 +439,8 @@ def test_the_table_says_how_each_run_stopped(tmp_path: Path) -> None:
 def test_the_table_carries_each_runs_score_at_each_budget(tmp_path: Path) -> None:
     """One score_at_<B> column per budget any record has (in increasing order), empty for a run
     without it; they read back as numbers."""
-    at_200 = {**BUDGET, "steps": 200, "reached": False, "best_step": 120, "score": 0.7}
+    at_200 = {**BUDGET, "steps": 200, "reached": False, "best_step": 120, "score": 0.7,
+              "test": {"macro_f1": 0.7}}
     write(tmp_path / "r" / "a.json", record(budgets=[BUDGET, at_200]))
     write(tmp_path / "r" / "b.json", record(method="head", template_name=None, budgets=None))
     write(tmp_path / "r" / "c.json", record(method="null"))  # before budgets: no key
@@ -437,3 +476,44 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
         records.finish({**written, "train_loss": {"last": float("nan")}})
     with pytest.raises(AssertionError, match="missing \\['device'\\], unknown \\['extra'\\]"):
         records.finish({**{k: v for k, v in written.items() if k != "device"}, "extra": 1})
+
+
+def test_records_citing_a_file_that_changed_are_refused(tmp_path: Path, monkeypatch) -> None:
+    """A learning-rate selection, a search result or a pilot record cited by sha256: two records
+    citing two versions of it, or one citing a version that is no longer the file, are an error
+    (before: aggregated side by side)."""
+    monkeypatch.chdir(tmp_path)
+    selection = tmp_path / "lr" / "prompt.json"
+    selection.parent.mkdir()
+    selection.write_text('{"learning_rate": 0.001}', encoding="utf-8")
+    sha = hashlib.sha256(selection.read_bytes()).hexdigest()
+    cite = {"file": "lr/prompt.json", "sha256": sha, "learning_rate": 0.001}
+    write(tmp_path / "r" / "1.json", record(lr_selection=cite))
+    write(tmp_path / "r" / "2.json", record(lr_selection=cite, train_seed=2))
+    assert len(collect([tmp_path / "r"])) == 2
+    write(tmp_path / "r" / "2.json", record(lr_selection={**cite, "sha256": "0" * 64}, train_seed=2))
+    with pytest.raises(PromptworthError, match=r"run records cite two versions of the learning-rate selection "
+                                               r"lr/prompt.json: .*1.json \(sha256 [0-9a-f]{12}…\) and .*2.json"):
+        collect([tmp_path / "r"])
+    (tmp_path / "r" / "2.json").unlink()
+    selection.write_text('{"learning_rate": 0.5}', encoding="utf-8")
+    with pytest.raises(PromptworthError, match=r"cites the learning-rate selection lr/prompt.json with sha256 .* but "
+                                               r"the file now has sha256 .*it changed after the run"):
+        collect([tmp_path / "r"])
+    pilot = {"file": "lr/prompt.json", "sha256": "1" * 64}
+    write(tmp_path / "r" / "1.json", record(lr_selection={"file": "elsewhere.json", "sha256": sha, "pilot": pilot}))
+    with pytest.raises(PromptworthError, match=r"cites the pilot run lr/prompt.json with sha256 111111111111…"):
+        collect([tmp_path / "r"])
+    write(tmp_path / "r" / "1.json", record(search={"file": "lr/prompt.json", "sha256": "2" * 64, "wall_s": 1.0}))
+    with pytest.raises(PromptworthError, match=r"cites the search result lr/prompt.json"):
+        collect([tmp_path / "r"])
+
+
+def test_records_of_one_model_on_two_sets_of_weights_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "r" / "1.json", record(model_sha256="a" * 64))
+    write(tmp_path / "r" / "2.json", record(model_sha256="a" * 64, train_seed=2))
+    assert len(collect([tmp_path / "r"])) == 2
+    write(tmp_path / "r" / "2.json", record(model_sha256="b" * 64, train_seed=2))
+    with pytest.raises(PromptworthError, match=r"run records of model 'roberta-large' were trained on different "
+                                               r"weights: .*1.json \(model_sha256 aaaaaaaaaaaa…\) and .*2.json"):
+        collect([tmp_path / "r"])

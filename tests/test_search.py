@@ -305,3 +305,50 @@ def test_the_search_builtins_come_last_and_only_prompt_methods_search():
     spec = method_specs.make_spec("w", "prompt", "full", {"words_k": 4, "words_finetune": 0}, extras=["autowords"])
     assert spec.resolved_options() == {"words_k": 4, "words_n": 16, "words_finetune": 0}
     assert method_specs.search_kind(spec) == "words" and method_specs.search_kind(method_specs.resolve("prompt")) is None
+
+
+@pytest.fixture(scope="module")
+def words_result(split, tmp_path_factory) -> Path:
+    """One word search's result file (made once for the tests that edit copies of it)."""
+    found = tmp_path_factory.mktemp("search") / "words.json"
+    assert _search(split, found) == 0
+    return found
+
+
+def _drop(key):
+    return lambda result: result.pop(key)
+
+
+def _put(key, value):
+    return lambda result: result.update({key: value})
+
+
+def _swap_choice(result):
+    """The label words of a candidate the scores do not choose."""
+    result["label_words"] = next(c["label_words"] for c in result["candidates"] if c["label_words"] != result["label_words"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_drop("label_words"), r"its label_words must give each label of SST-2 \(0, 1\) a word of its own, got None"),
+    (_put("label_words", {"0": "great", "1": "great"}), "its label_words must give each label of SST-2"),
+    (_put("label_words", {"0": "", "1": "great"}), "its label_words must give each label of SST-2"),
+    (_put("label_words", ["great", "terrible"]), "its label_words must give each label of SST-2"),
+    (_drop("wall_s"), "its wall_s must be the search's time in seconds, got None"),
+    (_put("wall_s", -3), "its wall_s must be the search's time in seconds, got -3"),
+    (_put("candidates", {"a": 1}), "its candidates must be a list of ranked label_words"),
+    (_put("candidates", [["great"]]), "its candidates must be a list of ranked label_words"),
+    (_put("kind", "both"), "its kind is 'both', not words or template"),
+    (_swap_choice, "is not the one its candidates' scores choose"),
+])
+def test_a_search_result_edited_or_incomplete_is_one_clear_error(split, words_result, tmp_path, capsys, edit, message):
+    """(before: a KeyError or TypeError from a missing label_words or wall_s or a list where an
+    object belongs, and label words the search did not choose were applied)"""
+    result = json.loads(words_result.read_text())
+    edit(result)
+    edited = tmp_path / "words.json"
+    edited.write_text(json.dumps(result), encoding="utf-8")
+    capsys.readouterr()
+    assert _train(split, tmp_path / "run.json", "prompt-autowords", "--search", str(edited)) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run.json").exists()

@@ -61,13 +61,15 @@ def hostile_study(tmp_path: Path, key: str) -> tuple[Path, dict]:
         config["data_dir"] = HOSTILE
     elif key == "results_dir":
         config["results_dir"] = f"{HOSTILE}/results"
-    elif key == "model":
-        hostile_model = tmp_path / "models" / HOSTILE
+    elif key == "model":  # in the model's path (its folder's own name is its label, a plain name)
+        hostile_model = tmp_path / "models" / HOSTILE / "tiny-llama"
+        hostile_model.parent.mkdir()
         model.rename(hostile_model)
         config["model"] = str(hostile_model)
     elif key == "runs_dir":
         config["runs_dir"] = f"{HOSTILE}/runs"
-        write_records(tmp_path / HOSTILE / "runs")
+        config["splits"]["sizes"] = [8, 16]
+        write_records(tmp_path / HOSTILE / "runs" / "tiny-llama" / "SST-2")
     else:
         raise ValueError(key)
     configfile = tmp_path / "study.yaml"
@@ -76,7 +78,8 @@ def hostile_study(tmp_path: Path, key: str) -> tuple[Path, dict]:
 
 
 def write_records(folder: Path) -> None:
-    """Run records of prompt and head at two sizes (what aggregate, tables and figures read)."""
+    """Run records of prompt and head at two sizes (what aggregate, tables and figures read), in
+    the study's layout (``<model>/<task>/<method>/<size>-<data seed>-<train seed>.json``)."""
     for method, scores in (("prompt", (0.7, 0.8)), ("head", (0.5, 0.6))):
         for size, score in zip((8, 16), scores):
             record = {
@@ -95,6 +98,24 @@ def shell_commands(dry_run_output: str) -> list[str]:
             if line.startswith("Shell command:")]
 
 
+def json_strings(word: str) -> list[str]:
+    """The strings inside a word that is a JSON object (none for any other word)."""
+    try:
+        value = json.loads(word)
+    except ValueError:
+        return []
+    found, todo = [], [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return found
+
+
 KEYS = ("data_dir", "results_dir", "model", "runs_dir")
 
 
@@ -109,8 +130,9 @@ def test_each_config_value_reaches_the_shell_as_one_word(tmp_path, key):
     assert carrying, f"no command names the {key}"
     for command in carrying:
         words = shlex.split(command)  # the words the shell will see (after its quote removal)
-        # the whole name survives inside one word, and none of its pieces became a word of its own
-        assert any(HOSTILE in word for word in words), command
+        # the whole name survives inside one word (as itself, or inside the study config that
+        # aggregate gets as JSON), and none of its pieces became a word of its own
+        assert any(HOSTILE in text for word in words for text in [word, *json_strings(word)]), command
         assert not {"$(touch", "`touch", "y"} & set(words), command
 
 

@@ -300,8 +300,18 @@ def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, cap
     out = tmp_path / "CB"
     code = main(["split", "--task", "CB", "--sizes", "10", "300", "--data-seed", "1", "--dev-size", "32", "--out", str(out), "--data-dir", str(data_dir)])
     assert code == 2
-    assert "training size 300 exceeds the pool (250 rows, 32 of them kept for dev)" in capsys.readouterr().err
+    assert "training size 300 exceeds the pool (250 rows, 32 of them kept for dev: at most 218 to train on)" in \
+        capsys.readouterr().err
     assert not out.exists()
+    # a dev set as large as the pool leaves nothing to train on, at any size, "all" included
+    # (before: "training size 10 exceeds the pool (250 rows, 1000000000 of them kept for dev)", and
+    # "all" drew an empty training set)
+    for size in ("10", "all"):
+        code = main(["split", "--task", "CB", "--sizes", size, "--data-seed", "1", "--dev-size", "1000000000", "--out",
+                     str(out), "--data-dir", str(data_dir)])
+        assert code == 2
+        assert "dev_size 1,000,000,000 leaves no training row: the pool holds 250 rows" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_split_cli_bad_sizes(tmp_path, data_dir, capsys):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ci import unavailable
 from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
@@ -174,6 +175,35 @@ def test_patience_stops_a_run_whose_dev_score_does_not_improve(flat_dev_split, t
     # the test set is evaluated with the best state (step 2), not the last one trained
     assert torch.equal(states["test"], states["dev at step 2"])
     assert not torch.equal(states["test"], states[f"dev at step {steps}"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["prefix", "softprompt", "ptuning", "prompt-bitfit", "prompt-lora", "head-probe"])
+def test_every_tuning_is_tested_in_its_best_dev_state_and_budgets_leave_its_training_alone(
+        flat_dev_split, tmp_path, monkeypatch, method):
+    """What trains differs per tuning (a prefix's keys, a soft prompt's vectors, P-tuning's
+    encoder, biases, LoRA's matrices, a probe): the state kept at the best dev score is what the
+    test set sees, and a budget's test of that state mid-run puts the training state back."""
+    states = _trained_states(monkeypatch)
+
+    def run(name: str, *extra: str) -> tuple[dict, dict[str, torch.Tensor]]:
+        out = tmp_path / f"{name}.json"
+        argv = _argv(flat_dev_split, out, str(tiny_model("llama")), method, 1, "--eval-every", "2", "--schedule",
+                     "constant", "--learning-rate", "1e-2", *extra)
+        argv[argv.index("--max-steps") + 1] = "8"
+        states.clear()
+        assert main(argv) == 0
+        return json.loads(out.read_text()), dict(states)
+
+    plain, seen = run("plain")
+    assert plain["best_step"] == 2 and plain["timing"]["steps"] == 8  # flat dev: the first best wins ties
+    assert torch.equal(seen["test"], seen["dev at step 2"])  # restored: the best state, not the last
+    assert not torch.equal(seen["test"], seen["dev at step 8"])  # (it trained on after step 2)
+    budgeted, swapped = run("budgeted", "--budgets", "4")
+    assert torch.equal(swapped["test at budget 4"], swapped["dev at step 2"])  # the best state so far, swapped in
+    for step in (4, 6, 8):  # and swapped out again: training goes on exactly as without the budget
+        assert torch.equal(swapped[f"dev at step {step}"], seen[f"dev at step {step}"]), step
+    assert budgeted["train_loss"] == plain["train_loss"] and budgeted["test"] == plain["test"]
 
 
 @pytest.mark.parametrize("train_size, batch_size", [(10, 4), (12, 4), (7, 8), (1000, 8)])
@@ -540,7 +570,7 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
 
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
-        pytest.skip("SST-2 K-shot split not in the data mirror")
+        unavailable("SST-2 K-shot split not in the data mirror")
     listed = {row["method"]: row["parameters"] for row in method_rows(str(smollm2_dir), "SST-2")}
     for spec in method_specs.BUILTINS:
         out = tmp_path / f"{spec.name}.json"
@@ -568,7 +598,7 @@ def test_gemma3_trains_on_sst2_kshot_with_prompt_and_head(gemma3_conversion, dat
     folder = gemma3_conversion[0]
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
-        pytest.skip("SST-2 K-shot split not in the data mirror")
+        unavailable("SST-2 K-shot split not in the data mirror")
     tokenizer = models.open_backbone(str(folder)).tokenizer
     assert [len(tokenizer(word, add_special_tokens=False).input_ids) for word in (" great", " terrible")] == [1, 1]
     for method in ("prompt", "head"):

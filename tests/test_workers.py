@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tiny_models import sentiment_split, tiny_model
 
 from promptworth.cli import VERB_MODULE, VERB_MODULES, build_parser, main
@@ -67,6 +70,44 @@ def test_runs_in_a_pool_give_the_same_records_as_alone(split, tmp_path, monkeypa
         assert record["timing"]["wall_s"] <= record["timing"]["process_s"] < 600
     # the worker's summary line reaches the client's output (Snakemake's log of the job)
     assert done.stderr.count("SST-2 prompt llama size 32") == 3
+
+
+# Runs of different kinds, one after another through one worker: what one run sets up (a LoRA or
+# prefix wrapper, demonstrations, bf16 autocast, the torch threads) must not leak into the next.
+MIXED = {
+    "lora": ("--method", "prompt-lora"),
+    "prefix": ("--method", "prefix"),
+    "demos": ("--method", "demo-random", "--objective", "prompt", "--extra", "demos", "--option", "filter=random",
+              "--max-length", "96"),
+    "bf16": ("--method", "head", "--precision", "bf16"),
+    "plain": ("--method", "prompt", "--threads", "2"),
+}
+
+
+def _mixed(split: Path, out: Path, name: str) -> list[str]:
+    argv = _train(split, out)
+    argv[argv.index("--method"):argv.index("--method") + 2] = []
+    return [*argv, *MIXED[name]]
+
+
+@pytest.mark.slow
+def test_one_worker_serving_runs_of_every_kind_gives_each_the_record_it_has_alone(split, tmp_path):
+    """Each run alone in a fresh process, then all of them through one worker, twice over in
+    another order: the records agree but for their timing."""
+    for name in MIXED:
+        alone = subprocess.run(_promptworth(*_mixed(split, tmp_path / f"alone-{name}.json", name)), cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600)
+        assert alone.returncode == 0, alone.stderr[-2000:]
+    order = [*MIXED, *reversed(MIXED)]
+    script = "; ".join(shlex.join(_promptworth(*_mixed(split, tmp_path / f"pooled-{i}-{name}.json", name)))
+                       for i, name in enumerate(order))
+    done = _pool(1, f"set -e; {script}", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i, name in enumerate(order):
+        pooled = json.loads((tmp_path / f"pooled-{i}-{name}.json").read_text())
+        alone = json.loads((tmp_path / f"alone-{name}.json").read_text())
+        assert pooled["timing"]["pooled"] is True
+        assert _without_timing(pooled) == _without_timing(alone), name
 
 
 def test_a_failed_run_is_the_clients_error_and_the_worker_serves_on(split, tmp_path):
@@ -125,6 +166,9 @@ def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
     done = _pool(1, script, tmp_path)
     assert "status=2" in done.stdout, done.stderr
     assert "stopped during the run" in done.stderr
+    # the worker's log goes with the pool's folder: the message says what it held, never where
+    assert "its last output:" in done.stderr or "it wrote nothing" in done.stderr
+    assert ".log" not in done.stderr
     assert not (tmp_path / "killed.json").exists()
 
 
@@ -164,3 +208,96 @@ def test_the_study_benchmark_runs_both_ways_with_the_same_results(tmp_path):
     assert result["sides"]["baseline"]["runs"] == result["sides"]["pooled"]["runs"] == 4
     assert result["speedup_vs_baseline"] > 0 and 0 < result["study_mfu"] < 1
     assert result["peak"][result["peak"]["reference"]] > 0 and result["cpu"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its children, theirs, ...), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _pool_folder(pids: list[int]) -> Path | None:
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(workers.POOL_ENV.encode() + b"="):
+                return Path(item.split(b"=", 1)[1].decode())
+    return None
+
+
+def _wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [False, True], ids=["pool", "process-group"])
+def test_a_pool_stopped_during_training_stops_everything_and_the_study_resumes_the_rest(tmp_path, group):
+    """SIGTERM to `promptworth pool` (or to its whole process group) while a run trains: the
+    Snakemake it runs, the job and the workers stop, the pool's temporary folder goes, no partial
+    record is left (before: Snakemake and the workers went on and finished the study in the
+    background, and the folder stayed). Then the finished record is kept as it was and only the
+    run that was stopped is trained again."""
+    from tiny_study import HEAD, PROMPT, REPO as STUDY_REPO, write_config
+
+    configfile = write_config(tmp_path / "tiny.yaml", lr_grid=None, training_by_method={"prompt": {"max_steps": 5000}})
+    config = yaml.safe_load(configfile.read_text())
+    del config["lr_grid"]
+    config["splits"]["sizes"] = [8]  # head and a long prompt run, side by side
+    configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(STUDY_REPO / "Snakefile"), "--cores", "2",
+                 "--configfile", str(configfile)]
+    pool = subprocess.Popen(_promptworth("pool", "--size", "2", "--", *snakemake, "--", "runs"), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        # head's job has finished (Snakemake's log says so), prompt's trains on
+        _wait_for(lambda: any("(Rule: train)" in log.read_text() for log in tmp_path.glob(".snakemake/log/*.log")),
+                  300)
+        assert (tmp_path / HEAD).is_file()
+        _wait_for(lambda: (tmp_path / "results/logs/train/tiny-llama/SST-2/prompt/8-1-1.log").is_file(), 60)
+        below = _descendants(pool.pid)
+        folder = _pool_folder(below)
+        assert folder is not None and folder.is_dir() and len(below) >= 4  # snakemake, a job, 2 workers
+        finished = (tmp_path / HEAD).read_bytes()
+        if group:
+            os.killpg(pool.pid, signal.SIGTERM)
+        else:
+            pool.send_signal(signal.SIGTERM)
+        _, err = pool.communicate(timeout=120)
+    finally:
+        if pool.poll() is None:
+            os.killpg(pool.pid, signal.SIGKILL)
+            pool.wait()
+    assert pool.returncode == 128 + signal.SIGTERM or (group and pool.returncode == -signal.SIGTERM), err[-2000:]
+    _wait_for(lambda: not any(map(_alive, below)), 30)
+    assert not folder.exists()
+    time.sleep(2)
+    assert not (tmp_path / PROMPT).exists() and (tmp_path / HEAD).read_bytes() == finished
+    # resuming: only the stopped run trains
+    resumed = subprocess.run([*snakemake, "-n", "--rerun-incomplete", "--", "runs"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trains = [line for line in resumed.stdout.splitlines() if line.strip().startswith("output:")]
+    assert [line.split()[-1] for line in trains] == [str(PROMPT)]

@@ -17,6 +17,7 @@ import yaml
 
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K
 from promptworth.errors import PromptworthError
+from promptworth.cli import main
 from promptworth.study import SplitsConfig, StudyConfig, load_study, plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,9 +73,10 @@ SHIPPED_DAGS = {
                    "budgets": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
-    # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 17, WiC 17, WSC 11, MNLI 10 = 113,
-    # x 4 data seeds; 3 methods, but no null verbalizer for COPA and WSC: (91 x 3 + 22 x 2) x 4
-    "paper-lescao.yaml": {"split": 452, "train": 1268, "advantage": 3, "costs": 1},
+    # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
+    # 3,200), WiC 17, WSC 11, MNLI 10 = 112, x 4 data seeds; 3 methods, but no null verbalizer for
+    # COPA and WSC: (90 x 3 + 22 x 2) x 4
+    "paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
     "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
     # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
@@ -97,7 +99,7 @@ def test_dry_run_of_each_shipped_study_lists_its_dag(name, tmp_path):
 
 def test_with_runs_dir_nothing_trains_even_when_forced(tmp_path):
     results = tmp_path / "results"
-    record = results / "runs" / "smollm2-135m-instruct" / "SST-2" / "prompt" / "10-1-1.json"
+    record = results / "runs" / "smollm2-135m-instruct" / "SST-2" / "prompt" / "16-1-1.json"
     record.parent.mkdir(parents=True)
     record.write_text("{}", encoding="utf-8")
     result = snakemake("-n", "--forceall", "--config", f"results_dir={results}", f"runs_dir={results}/runs")
@@ -187,11 +189,38 @@ def with_change(path: str, value) -> dict:
         ("data_dir", "/nowhere/at/all", r"config: data_dir '/nowhere/at/all' is not a folder"),
         ("data_dir", "", r"config.data_dir: '' should be non-empty"),
         ("runs_dir", "/nowhere/at/all", r"config: runs_dir '/nowhere/at/all' is not a folder"),
+        # issue 28: a traceback in a rule, or a config check that let it through
+        ("comparisons", [], r"config.comparisons: \[\] should be non-empty"),
+        ("results_dir", "/etc/hostname/results", r"config: results_dir '/etc/hostname/results': /etc/hostname is a file"),
+        ("splits.sizes", [10, 300], r"config: splits of CB: training size 300 exceeds the pool \(250 rows, 32 of them "
+                                    r"kept for dev: at most 218 to train on\)"),
+        ("splits.dev_size", 10**9, r"config: splits of SST-2: dev_size 1,000,000,000 leaves no training row: the pool "
+                                   r"holds 6,920 rows"),
+        ("lr_grid", {"rates": {"prompt": [1e-5, 3e-5]}, "size": 240},
+         r"config: splits of CB: training size 240 exceeds the pool"),
     ],
 )
 def test_bad_config_is_one_clear_error(path, value, message):
     with pytest.raises(PromptworthError, match=message):
         load_study(with_change(path, value), SCHEMA)
+
+
+def test_a_ladder_of_a_pool_the_mirror_does_not_hold_is_checked_by_its_split_job(tmp_path):
+    """Without the pool at hand (no mirror yet: the split job downloads it) sizes are not checked."""
+    config = with_change("data_dir", str(tmp_path))
+    config["splits"]["sizes"] = [10, 10**6]
+    assert load_study(config, SCHEMA).splits.sizes == (10, 10**6)
+
+
+def test_a_runs_dir_without_the_study_s_records_is_one_clear_error(tmp_path):
+    """(before: the aggregate job failed with "the following arguments are required")"""
+    (tmp_path / "other.json").write_text("{}", encoding="utf-8")
+    result = snakemake("-n", "--config", f"results_dir={tmp_path}/results", f"runs_dir={tmp_path}")
+    assert result.returncode != 0
+    assert (f"promptworth: error: config: runs_dir '{tmp_path}' holds no record of the study's runs (they are looked "
+            "for as <runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json; its 1 JSON file(s) are "
+            "none of them)") in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_patience_is_a_training_setting_like_the_others():
@@ -357,29 +386,20 @@ def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
 
 
 @pytest.mark.slow
-def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tmp_path):
-    """For real, on the tiny model: pilots, the selection, the runs that cite it; a rerun reuses it."""
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    config.update(tasks=["SST-2"], lr_grid={"rates": {"prompt": [1e-4, 3e-2]}, "size": 8})
-    config["splits"].update(sizes=[0, 8], data_seeds=[1])
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(config))
-    args = ("--configfile", str(tmp_path / "grid.yaml"), "--config", "results_dir=results")
-    result = snakemake(*args, "--", "runs", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    counts = job_counts(result.stderr)
-    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (2, 1, 3)
-    results = tmp_path / "results"
+def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tiny_study):
+    """For real, on the tiny model (the shared tiny study: conftest.tiny_study): pilots, the
+    selection, the runs that cite it; a rerun reuses it."""
+    results = tiny_study.folder / "results"
     selection = json.loads((results / "lr/tiny-llama/SST-2/prompt.json").read_text())
     pilots = {run["learning_rate"]: run["dev_score"] for run in selection["runs"]}
     assert set(pilots) == {1e-4, 3e-2} and selection["learning_rate"] in pilots
+    assert len(list((results / "lr-grid").rglob("*.json"))) == 2
     run = json.loads((results / "runs/tiny-llama/SST-2/prompt/8-1-1.json").read_text())
     assert run["hyperparameters"]["learning_rate"] == selection["learning_rate"]
     assert run["lr_selection"]["file"] == "results/lr/tiny-llama/SST-2/prompt.json"
     head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
     zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
     assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
-    again = snakemake("-n", *args, "--", "runs", cwd=tmp_path)
-    assert "Nothing to be done" in again.stdout, again.stdout[-2000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():
@@ -474,24 +494,20 @@ def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_adding_runs_to_a_study_leaves_its_finished_records_alone(tmp_path):
+def test_adding_runs_to_a_study_leaves_its_finished_records_alone(tiny_study, tmp_path):
     """`make publish` resumes with Snakemake's params trigger, which compares each job's params with
     those recorded when it ran: no param of a training run may depend on the rest of the study
-    (e.g. the number of runs), or adding a method or seed would retrain every finished run."""
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
-    config.update(tasks=["SST-2"])
-    config["splits"].update(sizes=[8], data_seeds=[1])
-    args = ("--config", "results_dir=results", "--rerun-triggers", "params")
-    (tmp_path / "first.yaml").write_text(yaml.safe_dump(config))
-    first = snakemake("--configfile", str(tmp_path / "first.yaml"), *args, "--", "runs", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == 2
+    (e.g. the number of runs), or adding a method or seed would retrain every finished run. The
+    shared tiny study, copied with Snakemake's memory of its jobs, gets a second data seed."""
+    study = tiny_study.copy(tmp_path / "study", memory=True)
+    config = yaml.safe_load(tiny_study.configfile.read_text())
     config["splits"]["data_seeds"] = [1, 2]
-    (tmp_path / "second.yaml").write_text(yaml.safe_dump(config))
-    second = snakemake("-n", "--configfile", str(tmp_path / "second.yaml"), *args, "--", "runs", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert job_counts(second.stdout)["train"] == 2, second.stdout[-3000:]  # data seed 2's runs only
-    assert "Params have changed" not in second.stdout
+    second = study / "second.yaml"
+    second.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = snakemake("-n", "--configfile", str(second), "--rerun-triggers", "params", "--", "runs", cwd=study)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["train"] == 3, result.stdout[-3000:]  # data seed 2's runs only
+    assert "Params have changed" not in result.stdout
 
 
 def _schema_defaults(node, where="schema"):
@@ -590,6 +606,13 @@ M2 = re.escape(GPT2)
          r"the folder 'tiny-llama'"),
         ({"by_model": {LLAMA: {"tasks": ["SST-2"]}, GPT2: {"tasks": ["SST-2"]}}},
          r"config: by_model leaves task 'CB' to no model"),
+        # a label is a folder name, never a path (before: records landed outside runs/, or in runs/ itself)
+        ({"model": [LLAMA, "resources/models/sub/.."], "by_model": {}},
+         r"config: model 'resources/models/sub/\.\.' would name its runs' folder '\.\.': a model's label"),
+        ({"model": "/", "by_model": {}}, r"config: model '/' would name its runs' folder '': a model's label"),
+        ({"model": ".", "by_model": {}}, r"config: model '\.' would name its runs' folder ''"),
+        ({"model": "./models/.hidden", "by_model": {}}, r"config: model '\./models/\.hidden' would name its runs' "
+                                                         r"folder '\.hidden'"),
         ({"by_model": {LLAMA: {"methods": ["prompt"]}, GPT2: {"methods": ["prompt"]}}},
          r"config: comparison prompt:head: method 'head' is run on no task"),
         ({"by_model": {GPT2: {"tasks": ["CB"], "methods": ["prompt"]}}, "methods_by_task": {"CB": ["head"]}},
@@ -624,3 +647,54 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
     figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model
     assert {p.name for p in (results / "figures").glob("*.png")} == figures
+
+
+# ---------------------------------------------------------------------------------------------
+# A config never runs code
+
+YTE_CONFIG = """__use_yte__: true
+?if __import__("pathlib").Path("PWNED").touch() is None:
+  tasks: [SST-2]
+"""
+
+
+def test_a_yte_config_is_refused_before_snakemake_reads_it(tmp_path, monkeypatch, capsys):
+    """Snakemake reads a config that starts with __use_yte__ through YTE, which runs the Python in
+    its keys (before: `snakemake -n` ran it and the config then passed the schema). Every `make`
+    target reads the config first (promptworth unlock-stale, promptworth pool): it is refused there,
+    before any Snakemake; a bare Snakemake, which has run it by then, stops at the Snakefile."""
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(yaml.safe_dump(BASE) + YTE_CONFIG, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1", "-n",
+               "--configfile", str(evil)]
+    for verb in (["unlock-stale"], ["pool", "--size", "1", "--"]):
+        assert main([*verb, *command]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"promptworth: error: config file {evil}: it asks for YTE templating (__use_yte__), "
+                              "which runs the Python written in the file") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "PWNED").exists()
+    # the other spellings of the option, and a second config file
+    assert main(["unlock-stale", "snakemake", f"--configfile={evil}"]) == 2
+    assert main(["unlock-stale", "snakemake", "--configfiles", str(REPO / "config" / "tiny.yaml"), str(evil)]) == 2
+    capsys.readouterr()
+    bare = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "it asks for YTE templating" in bare.stderr
+    assert "Job stats" not in bare.stdout
+
+
+def test_read_config_file_reads_plain_yaml_only(tmp_path):
+    from promptworth.study import read_config_file, snakemake_configfiles
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("tasks: [SST-2]\nnote: '?if 1: x'\n", encoding="utf-8")
+    assert read_config_file(plain) == {"tasks": ["SST-2"], "note": "?if 1: x"}
+    for text, message in (("- a\n- b\n", "a study config is a mapping of keys"), ("a: [\n", "not valid YAML"),
+                          ("a: !!python/object/apply:os.system ['true']\n", "not valid YAML")):
+        plain.write_text(text, encoding="utf-8")
+        with pytest.raises(PromptworthError, match=message):
+            read_config_file(plain)
+    assert snakemake_configfiles(["snakemake", "-n", "--configfile", "a.yaml", "b.yaml", "--cores", "1",
+                                  "--configfile=c.yaml", "--configfiles", "d.yaml"]) == ["a.yaml", "b.yaml", "c.yaml",
+                                                                                        "d.yaml"]
+

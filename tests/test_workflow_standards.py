@@ -32,9 +32,18 @@ def run(*command: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 # snakemake --lint and snakefmt
 
 
-def lint_cases(tmp_path: Path) -> dict[str, list[str]]:
+def a_runs_dir(tmp_path: Path) -> Path:
+    """A runs_dir holding a record of one of the default study's runs (its file is all a dry run
+    reads of it: the records are checked when aggregate reads them)."""
     runs = tmp_path / "runs"
-    runs.mkdir()
+    record = runs / "smollm2-135m-instruct" / "SST-2" / "prompt" / "16-1-1.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}", encoding="utf-8")
+    return runs
+
+
+def lint_cases(tmp_path: Path) -> dict[str, list[str]]:
+    runs = a_runs_dir(tmp_path)
     return {
         # the default study: ladder splits, training, costs
         "default": [],
@@ -111,9 +120,7 @@ def test_the_costs_table_is_a_target_only_when_the_study_trains(default_dry_run,
     results, output = default_dry_run
     assert re.search(r"^costs\s+1$", output, re.MULTILINE)
     assert f"{results}/tables/costs.csv" in output.split("rule all:")[1]
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "x.json").write_text("{}", encoding="utf-8")
+    runs = a_runs_dir(tmp_path)
     reads = run(sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--forceall",
                 "--config", f"results_dir={results}", f"runs_dir={runs}")
     assert reads.returncode == 0, reads.stderr

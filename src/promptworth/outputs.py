@@ -153,12 +153,43 @@ def staging_folder(parent: str | Path, what: str) -> Iterator[Path]:
                 parent.rmdir()
 
 
+def replace_problem(staged: str | Path, final: str | Path) -> str | None:
+    """Why the finished folder ``staged`` may not take the place of ``final``, or None. Only an
+    earlier output of the same kind is replaced: a real folder (not a link) that holds only files
+    of the names ``staged`` holds; a folder that holds anything else was not written there by
+    promptworth, and is never deleted."""
+    staged, final = Path(staged), Path(final)
+    if final.is_symlink():
+        return (f"{final} is a link: promptworth writes its folder only where none is, or in place of an earlier one "
+                "of its own (remove the link or give another --out)")
+    if not final.exists():
+        return None
+    if not final.is_dir():
+        return f"{final} is a file, not a folder"
+    names = {item.name for item in staged.iterdir()}
+    foreign = sorted(item.name for item in final.iterdir()
+                     if item.is_symlink() or not item.is_file() or item.name not in names)
+    if foreign:
+        return (f"{final} exists and holds {foreign[0]!r}, which promptworth did not write there: it replaces only an "
+                "earlier output of its own (move that away, or give another --out)")
+    return None
+
+
+def check_replaceable(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """Every (staged, final) pair can be published (:func:`replace_problem`): checked for all
+    before the first is moved, so that a refusal leaves nothing partial."""
+    for staged, final in pairs:
+        problem = replace_problem(staged, final)
+        if problem is not None:
+            raise PromptworthError(problem)
+
+
 def publish_folder(staged: str | Path, final: str | Path) -> Path:
     """Move a finished folder (built in a :func:`staging_folder` of the same file system) into
-    place, replacing an older copy; the folder gets a plain folder's mode (mkdtemp makes 0700)."""
+    place, replacing an earlier output of its own there (never anything else:
+    :func:`replace_problem`); the folder gets a plain folder's mode (mkdtemp makes 0700)."""
     staged, final = Path(staged), Path(final)
-    if final.exists() and not final.is_dir():
-        raise PromptworthError(f"{final} is a file, not a folder")
+    check_replaceable([(staged, final)])
     staged.chmod(0o777 & ~_umask())
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():

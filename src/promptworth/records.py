@@ -10,6 +10,7 @@ docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,56 @@ def check(record: Any, where: str) -> dict[str, Any]:
     bad = non_finite_key(record)
     if bad is not None:
         raise PromptworthError(f"{where}: key {bad!r} is not a finite number (NaN or infinite)")
+    _check_bounds(record, where)
     return record
+
+
+# The values each metric can take (promptworth.training.metrics); a score outside is no score.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "acc": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0),
+    "mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0),
+}
+# How far a computed metric may stray past its range by rounding (e.g. an mcc of 1.0000000000000002).
+METRIC_SLACK = 1e-9
+# Counts and times of a record that cannot be negative.
+NON_NEGATIVE = ("train_size", "dev_size", "test_size", "data_seed", "train_seed", "best_step")
+
+
+def _check_bounds(record: Mapping[str, Any], where: str) -> None:
+    """A record that contradicts itself is refused: a negative count, seed or time, a score
+    outside its metric's range, a ``score`` that is not the test score of the record's metric."""
+    counts = {key: record.get(key) for key in NON_NEGATIVE}
+    counts.update({f"timing.{name}": record["timing"].get(name) for name in TIMING_NUMBERS})
+    counts.update({f"parameters.{name}": value for name, value in (record.get("parameters") or {}).items()})
+    for key, value in counts.items():
+        if _is_number(value) and value < 0:
+            raise PromptworthError(f"{where}: key {key!r} cannot be negative, got {value!r}")
+    metric = record["metric"]
+    scores = {f"test.{name}": (name, value) for name, value in record["test"].items()}
+    scores["dev_score"] = (metric, record["dev_score"])
+    scores.update({f"dev_curve[{i}].dev_score": (metric, point.get("dev_score"))
+                   for i, point in enumerate(record.get("dev_curve") or []) if isinstance(point, dict)})
+    for i, entry in enumerate(record.get("budgets") or []):
+        scores.update({f"budgets[{i}].test.{name}": (name, value) for name, value in entry["test"].items()})
+        scores[f"budgets[{i}].dev_score"] = (metric, entry["dev_score"])
+        _check_score_is_the_metric(entry["score"], entry["test"], metric, f"budgets[{i}].", where)
+    for key, (name, value) in scores.items():
+        low, high = METRIC_RANGES.get(name, (-math.inf, math.inf))
+        if _is_number(value) and not low - METRIC_SLACK <= value <= high + METRIC_SLACK:
+            raise PromptworthError(f"{where}: key {key!r} is {value!r}, outside the range of {name} ({low:g} to {high:g})")
+    _check_score_is_the_metric(record["score"], record["test"], metric, "", where)
+
+
+def _check_score_is_the_metric(score: Any, test: Mapping[str, Any], metric: str, prefix: str, where: str) -> None:
+    """``score`` (when not null) is the test score of ``metric``, exactly as training writes it."""
+    if score is None:
+        return
+    if test.get(metric) is None:
+        raise PromptworthError(f"{where}: key '{prefix}score' is {score!r}, but '{prefix}test' has no {metric} (the "
+                               "record's metric) to be its score")
+    if score != test[metric]:
+        raise PromptworthError(f"{where}: key '{prefix}score' is {score!r}, but '{prefix}test.{metric}' (the record's "
+                               f"metric) is {test[metric]!r}: the score is the test score of the metric")
 
 
 def _check_nested(record: Mapping[str, Any], where: str) -> None:

@@ -8,9 +8,10 @@ compared methods are run). Either failure is one line naming the offending key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import jsonschema
 import yaml
@@ -191,6 +192,36 @@ class StudyConfig:
         assert self.lr_grid is not None
         return (self.lr_grid.data_seeds or self.splits.data_seeds[:1], self.lr_grid.train_seeds or self.train_seeds[:1])
 
+    # Where the study's files live (the workflow's rules make them there; promptworth.expected reads them)
+
+    def split_folder(self, task: str, size: int | str, data_seed: int) -> str:
+        """The split folder of one (task, size, data seed): a ladder's or LM-BFF's K-shot one."""
+        kind = "kshot" if self.splits.kind == "kshot" else "splits"
+        return f"{self.results_dir}/{kind}/{task}/{size}-{data_seed}"
+
+    def run_file(self, run: "Run") -> str:
+        """A planned run's record: under ``runs_dir`` when the study reads existing records."""
+        if self.runs_dir:
+            return f"{self.runs_dir}/{run.model}/{run.task}/{run.method}/{run_name(run.size, run.data_seed, run.train_seed)}.json"
+        return run_path(self.results_dir, "runs", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
+    def lr_file(self, model: str, task: str, method: str) -> str:
+        """The learning rate the ``lr_grid`` chose for a model (its label), task and method."""
+        return f"{self.results_dir}/lr/{model}/{task}/{method}.json"
+
+    def pilot_file(self, pilot: "Pilot") -> str:
+        """A pilot run's record: at its rate, beside the grid's other rates (``<results>/lr-grid``)."""
+        from promptworth.training.lr_grid import rate_label
+
+        return run_path(self.results_dir, "lr-grid", ".json", pilot.model, pilot.task, pilot.method, pilot.size,
+                        pilot.data_seed, pilot.train_seed, sub=f"lr-{rate_label(pilot.rate)}/")
+
+    def search_file(self, run: "Run") -> str:
+        """The result file of the search a run of a search method applies."""
+        return run_path(self.results_dir, "search", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
     def method_args(self, method: str) -> list[str]:
         """``promptworth train`` flags that define a method of the config (none for a built-in)."""
         spec = self.defined_methods.get(method)
@@ -199,6 +230,17 @@ class StudyConfig:
         options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
         extras = [item for extra in spec.extras for item in ("--extra", extra)]
         return ["--objective", spec.objective, "--tuning", spec.tuning, *options, *extras]
+
+
+def run_name(size: int | str, data_seed: int | str, train_seed: int | str) -> str:
+    """A run's file name (without its suffix): ``<size>-<data seed>-<train seed>``."""
+    return f"{size}-{data_seed}-{train_seed}"
+
+
+def run_path(results_dir: str, folder: str, suffix: str, model: str, task: str, method: str, size: int | str,
+             data_seed: int | str, train_seed: int | str, sub: str = "") -> str:
+    """Where a thing of one run lives: ``<results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>``."""
+    return f"{results_dir}/{folder}/{model}/{task}/{method}/{sub}{run_name(size, data_seed, train_seed)}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -236,6 +278,70 @@ _StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
 )
+
+
+# YTE, the template engine Snakemake applies to a config file that starts with this key, runs the
+# Python in the file; a study config is plain YAML.
+YTE_KEY = "__use_yte__"
+
+
+def schema_file() -> Path:
+    """The config schema of the workflow (``workflow/schemas/config.schema.yaml`` of the checkout)."""
+    from promptworth.training.models import project_root
+
+    return project_root() / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A study config file, read as plain YAML (never run): one error for a file that cannot be
+    read, is not YAML or not a mapping, or asks for YTE templating (which would run its code)."""
+    where = f"config file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptworthError(f"{where}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PromptworthError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise PromptworthError(f"{where}: nested too deeply to be a study config") from None
+    if not isinstance(config, dict):
+        raise PromptworthError(f"{where}: a study config is a mapping of keys (config/README.md), not "
+                               f"{type(config).__name__}")
+    refuse_yte(config, where)
+    return config
+
+
+def refuse_yte(config: Any, where: str) -> None:
+    """A config that asks for YTE templating is refused: YTE evaluates the Python in its keys and
+    values (``?if ...``, ``?...``), and a study config must not run code."""
+    if isinstance(config, dict) and YTE_KEY in config:
+        raise PromptworthError(f"{where}: it asks for YTE templating ({YTE_KEY}), which runs the Python written in "
+                               "the file; a study config is plain YAML: remove the key and the templates")
+
+
+def snakemake_configfiles(command: Sequence[str]) -> list[str]:
+    """The config files a Snakemake command line names (``--configfile(s) A B``, ``--configfile=A``)."""
+    found: list[str] = []
+    taking = False
+    for word in command:
+        name, eq, value = word.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            taking = not eq
+            found += [value] if eq else []
+        elif taking and not word.startswith("-"):
+            found.append(word)
+        else:
+            taking = False
+    return found
+
+
+def check_configfiles(command: Sequence[str]) -> None:
+    """Read every config file a Snakemake command line names as plain YAML before Snakemake does
+    (:func:`read_config_file`): Snakemake itself would evaluate a YTE config, running its code."""
+    for path in snakemake_configfiles(command):
+        read_config_file(path)
 
 
 def validate_config(config: dict[str, Any], schema_path: Path) -> None:
@@ -348,6 +454,10 @@ def check_study(study: StudyConfig) -> None:
         raise PromptworthError(f"config: data_dir {study.data_dir!r} is not a folder")
     if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
         raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
+    results = Path(study.results_dir).expanduser()
+    for folder in (results, *results.parents):
+        if folder.exists() and not folder.is_dir():
+            raise PromptworthError(f"config: results_dir {study.results_dir!r}: {folder} is a file, not a folder")
     splits = study.splits
     if splits.kind == "kshot":
         for size in splits.sizes:
@@ -382,6 +492,8 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
         if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
+    if splits.kind == "ladder":
+        _check_sizes_fit_the_pools(study)
     for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
@@ -419,6 +531,7 @@ def check_models(study: StudyConfig) -> None:
     and compared method some runs."""
     labels: dict[str, str] = {}
     for model in study.models:
+        check_label(model)
         other = labels.setdefault(model_label(model), model)
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
@@ -486,6 +599,30 @@ def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
             check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
 
 
+def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
+    """Every size of a ladder (and the lr_grid's pilot size) can be drawn from its task's pool,
+    where the data mirror at hand holds the pool (else the split job says so, once it has it)."""
+    from promptworth.data.sources import resolve_data_dir
+    from promptworth.data.splits import size_problem
+    from promptworth.data.tasks import load_rows
+
+    try:
+        root = resolve_data_dir(study.data_dir)
+    except PromptworthError:
+        return  # checked above (data_dir), or no mirror yet: the split job downloads it
+    splits = study.splits
+    for name in study.tasks:
+        task = get_task(name)
+        if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
+            continue
+        pool_size = len(load_rows(task, "pool", root))
+        sizes = [*splits.sizes_for(name), *([study.lr_grid.size] if study.lr_grid is not None else [])]
+        for size in dict.fromkeys(sizes):
+            problem = size_problem(pool_size, splits.dev_policy, splits.dev_size, size)
+            if problem is not None:
+                raise PromptworthError(f"config: splits of {name}: {problem}")
+
+
 def _check_size_zero(study: StudyConfig) -> None:
     """Size 0, the zero-shot point, runs only methods that predict untrained: ``by_size.0`` may
     name no other, and every task with size 0 must run at least one."""
@@ -548,12 +685,14 @@ def _run_timing(record_file: Path) -> tuple[float, bool] | None:
     return float(seconds), isinstance(steps, int) and steps > 0
 
 
-def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int) -> str:
+def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
+                 stale: Collection[str] = ()) -> str:
     """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
     and how many are still to train, and an estimate from the runs already finished (their median
     time, ``at_once`` side by side), where there are some: from those that trained when there are
-    any, since a zero-shot run only evaluates and would make the estimate far too short."""
-    done = [path for path in record_files if path.is_file()]
+    any, since a zero-shot run only evaluates and would make the estimate far too short. A record
+    in ``stale`` (not what the study asks for: promptworth.expected) trains again."""
+    done = [path for path in record_files if path.is_file() and str(path) not in stale]
     left = len(record_files) - len(done)
     lines = [
         f"[promptworth] plan: {len(study.tasks)} task(s) ({', '.join(study.tasks)}), "
@@ -573,6 +712,22 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int)
     elif left:
         lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
     return "\n".join(lines)
+
+
+# A model's label names the folder of its runs' files: a name, never a path ('..', '', '.x').
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_label(model: str) -> str:
+    """The label of ``model`` (:func:`model_label`) if it can name a folder of its own under
+    ``runs/``; else one error naming the model."""
+    label = model_label(model)
+    if not LABEL_PATTERN.fullmatch(label) or label.endswith("."):
+        raise PromptworthError(
+            f"config: model {model!r} would name its runs' folder {label!r}: a model's label (its short name, its "
+            "folder's name, or its hub id with '/' as '--') must be a name of letters, digits and . _ + - that starts "
+            "with a letter or digit; name the model's folder itself (e.g. resources/models/my-model)")
+    return label
 
 
 def model_label(model: str) -> str:

@@ -10,8 +10,13 @@ rule aggregate:
         f"{RESULTS}/logs/aggregate.log",
     conda:
         "../envs/promptworth.yaml"
+    params:
+        # with runs_dir its folder, so that aggregate names the files that are not the study's
+        runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
+        # every record must be what the study asks for (promptworth.expected)
+        study=json.dumps(STUDY_CONFIG),
     shell:
-        "promptworth aggregate {input:q} --out {output:q} > {log:q} 2>&1"
+        "promptworth aggregate {params.runs:q} --study {params.study:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule advantage:

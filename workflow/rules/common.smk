@@ -1,4 +1,5 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
+import json
 import re
 import sys
 from pathlib import Path
@@ -7,20 +8,56 @@ from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
 from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.study import load_study, pilots, plan, plan_summary
+from promptworth.expected import (
+    Reuse,
+    check_runs_dir,
+    reuse,
+    set_aside,
+    stale_summary,
+    strays_summary,
+)
+from promptworth.study import (
+    load_study,
+    pilots,
+    plan,
+    plan_summary,
+    read_config_file,
+    run_path as study_run_path,
+)
 from promptworth.training.lr_grid import rate_label
 from promptworth.training.train_config import training_args
 
 try:
+    # Snakemake has read the config files already (with YTE, which runs code): a config that
+    # asks for it is refused here too; `make` and `promptworth pool` refuse it before Snakemake
+    for configfile in workflow.overwrite_configfiles:
+        read_config_file(configfile)
     # the tiny variant (PROMPTWORTH_FAST=1: promptworth.fast) shrinks the study here, and only here
+    STUDY_CONFIG = fast.study_config(config)
     STUDY = load_study(
-        fast.study_config(config),
+        STUDY_CONFIG,
         Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     )
+    check_runs_dir(STUDY)
+    # records that exist but are not what the study asks for: they train again (below); a job of
+    # a cluster, which reads the Snakefile again to run one job, has none to look for
+    REUSE = reuse(STUDY) if workflow.is_main_process else Reuse({}, {})
 except PromptworthError as exc:
     sys.exit(f"promptworth: error: {exc}")
 if fast.notice():
     print(fast.notice(), file=sys.stderr)
+if stale_summary(REUSE):
+    print(stale_summary(REUSE), file=sys.stderr)
+# Snakemake's own change detection lives in .snakemake/ of one working folder: a record is compared
+# with the study itself. One that differs is moved to <results>/stale/ (not in a dry run, nor in a
+# cluster's job), so that the study trains it again.
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    try:
+        set_aside(REUSE, STUDY)
+    except PromptworthError as exc:
+        sys.exit(f"promptworth: error: {exc}")
+if strays_summary(STUDY):
+    print(strays_summary(STUDY), file=sys.stderr)
 RESULTS = STUDY.results_dir
 # the study's models by label (the folder of their runs' files), each as the config names it
 MODELS = STUDY.models_by_label()
@@ -43,8 +80,7 @@ wildcard_constraints:
 
 def split_manifest(task, size, data_seed):
     """The manifest of one (task, size, data seed)'s split folder (the file its rule makes last)."""
-    kind = "kshot" if STUDY.splits.kind == "kshot" else "splits"
-    return f"{RESULTS}/{kind}/{task}/{size}-{data_seed}/manifest.json"
+    return f"{STUDY.split_folder(task, size, data_seed)}/manifest.json"
 
 
 # A run's wildcards in the order of the file-name helpers below: run_file(*RUN_WILDCARDS) is
@@ -64,10 +100,9 @@ def run_key(run):
     return (run.model, run.task, run.method, run.size, run.data_seed, run.train_seed)
 
 
-def run_path(folder, suffix, model, task, method, size, data_seed, train_seed, sub=""):
+def run_path(folder, suffix, *run, sub=""):
     """Where a thing of one run lives: <results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>."""
-    name = f"{size}-{data_seed}-{train_seed}"
-    return f"{RESULTS}/{folder}/{model}/{task}/{method}/{sub}{name}{suffix}"
+    return study_run_path(RESULTS, folder, suffix, *run, sub=sub)
 
 
 def run_file(*run):
@@ -91,10 +126,9 @@ def runs_folder(record):
 
 
 def run_files():
-    """The run records the analysis reads: the study's own, or those already in runs_dir."""
-    if STUDY.runs_dir:
-        return sorted(str(path) for path in Path(STUDY.runs_dir).rglob("*.json"))
-    return [run_file(*run_key(r)) for r in RUNS]
+    """The run records the analysis reads: the study's own (with runs_dir, those already there)."""
+    files = [STUDY.run_file(r) for r in RUNS]
+    return [f for f in files if Path(f).is_file()] if STUDY.runs_dir else files
 
 
 # A pilot run's wildcards: its learning rate, then a run's.
@@ -113,7 +147,7 @@ def pilot_file(*pilot):
 
 def lr_file(model, task, method):
     """The learning rate the lr_grid chose for a model, task and method (promptworth select-lr)."""
-    return f"{RESULTS}/lr/{model}/{task}/{method}.json"
+    return STUDY.lr_file(model, task, method)
 
 
 def pilot_files(model, task, method):
@@ -156,12 +190,12 @@ def run_inputs(wildcards):
 
 
 def train_inputs(wildcards):
-    """A run's split and model, and the result file of its search if its method applies one."""
+    """A run's split and model, the result file of its search if its method applies one, and
+    the selection whose rate it trains at if the lr_grid chooses it."""
+    run = [wildcards[w.strip("{}")] for w in RUN_WILDCARDS]
     inputs = run_inputs(wildcards)
     if searches(wildcards.method):
-        inputs["search"] = search_file(
-            *(wildcards[w.strip("{}")] for w in RUN_WILDCARDS)
-        )
+        inputs["search"] = search_file(*run)
     if STUDY.uses_lr_selection(wildcards.method, wildcards.size):
         # ancient: a finished run keeps its record when the selection is rewritten (its record
         # cites the file's sha256)

@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--peak-gflops", type=float,
                      help="the training machine's matmul peak (make benchmark: peak.bf16_matmul_2048_gflops): "
                      "adds the study-level MFU to the compute line")
+    agg.add_argument("--study", metavar="CONFIG",
+                     help="a study config (YAML; or the config as JSON, as the workflow passes it): read only the "
+                     "study's runs among the paths, each of which must be what the study asks for (its settings, "
+                     "split, learning-rate selection and search); the others are named in a warning")
+    agg.add_argument("--strays", choices=("warn", "error"), default="warn",
+                     help="with --study, files that are not records of the study's runs: a warning (default) or an error")
     agg.set_defaults(handler=run_aggregate)
 
     adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per model and task")
@@ -142,12 +148,28 @@ def run_aggregate(args: argparse.Namespace) -> int:
     peak = args.peak_gflops
     if peak is not None and not (math.isfinite(peak) and peak > 0):
         raise PromptworthError(f"--peak-gflops must be a positive number, got {peak}")
-    table = collect(args.paths)
+    table = collect(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
     write_csv(table, args.out)
     print(f"[promptworth] {len(table)} runs -> {args.out}")
     print(f"[promptworth] compute: {cost_summary(table, peak)}")
     print(f"[promptworth] stopped: {stop_summary(table)}")
     return 0
+
+
+def _study(text: str):
+    """The study of ``--study``: a config file, or a config as JSON (the workflow's)."""
+    from promptworth.study import load_study, read_config_file, refuse_yte, schema_file
+
+    if text.lstrip().startswith("{"):
+        try:
+            config = json.loads(text)
+        except ValueError as exc:
+            raise PromptworthError(f"--study: not a study config as JSON ({exc})") from None
+        refuse_yte(config, "--study")
+    else:
+        config = read_config_file(text)
+    schema = schema_file()
+    return load_study(config, schema if schema.is_file() else None)
 
 
 def _fmt(value: float, digits: int = 0) -> str:

@@ -36,7 +36,11 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     from promptworth.outputs import writable_folder
 
     out = args.out
-    # the model replaces what is at --out: only ever an earlier model folder
+    # the model replaces what is at --out: only ever an earlier model folder (publish_folder checks
+    # its files once the new one is built; a link is refused at once)
+    if out.is_symlink():
+        raise PromptworthError(f"{out} is a link: the model is written only where no folder is, or in place of an "
+                               "earlier model folder (remove the link or give another --out)")
     if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise PromptworthError(f"{out} exists and is not a model folder; give a new folder or remove it")
     with writable_folder(out.parent, f"the model folder {out.name}"):

@@ -95,6 +95,10 @@ def run_progress(args: argparse.Namespace) -> int:
             records.append((finish_time(timing), float(timing["wall_s"])))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
+    if len(records) > args.total:  # records of another study in the same folder
+        print(f"[promptworth] {args.runs_dir} holds {len(records)} records, more than the {args.total} {args.what} of "
+              "this study (records of another study share the folder): no count of this study's", flush=True)
+        return 0
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
@@ -105,9 +109,12 @@ def run_progress(args: argparse.Namespace) -> int:
 def run_unlock_stale(args: argparse.Namespace) -> int:
     from promptworth import locks
 
+    from promptworth.study import check_configfiles
+
     command = [word for word in args.snakemake if word != "--"]
     if not command:
         raise PromptworthError("unlock-stale needs the study's Snakemake command line after it")
+    check_configfiles(command)  # a config that would run code is refused before any Snakemake reads it
     here = Path.cwd()
     if not locks.has_locks(here):
         return 0
@@ -129,5 +136,8 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
 def run_pool(args: argparse.Namespace) -> int:
     from promptworth.training.workers import run_pool as pool
 
+    from promptworth.study import check_configfiles
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    check_configfiles(command)  # a config that would run code is refused before Snakemake reads it
     return pool(args.size, command)

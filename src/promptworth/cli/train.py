@@ -158,7 +158,13 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise PromptworthError(f"--option {item!r}: write KEY=VALUE, e.g. r=4")
+        if key in options:
+            raise PromptworthError(f"--option {key} is given twice ({key}={options[key]} and {item}): give each option "
+                                   "once")
         options[key] = option_value(value)
+    if len(set(args.extra)) != len(args.extra):
+        twice = next(extra for extra in args.extra if args.extra.count(extra) > 1)
+        raise PromptworthError(f"--extra {twice} is given twice: give each extra once")
     definition = {"name": args.method, "objective": args.objective, "tuning": args.tuning or "full", "options": options,
                   "extras": args.extra}
     return method_specs.define(definition, "--method")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder
+from promptworth.outputs import check_replaceable, publish_folder, staging_folder
 from promptworth.data.sources import (
     MANIFEST,
     SplitChecksums,
@@ -234,6 +234,8 @@ def kshot(
         for spec in specs:
             sampler = _kshot_csv if spec.format == "csv" else _kshot_tsv
             results[spec.name] = sampler(spec, root, staging / spec.name, k, seeds, full)
+        check_replaceable((folder, out / name / folder.name) for name, folders in results.items()
+                          for folder in folders.values())
         for name, folders in results.items():
             for seed, folder in folders.items():
                 final = out / name / folder.name
@@ -295,22 +297,32 @@ def parse_size(text: str) -> int | str:
         raise PromptworthError(f"training size {text!r} must be {SIZE_KINDS}") from None
 
 
+def size_problem(pool_size: int, dev_policy: str, dev_size: int | None, size: int | str) -> str | None:
+    """Why a training set of ``size`` cannot be drawn from a pool of ``pool_size`` rows under the
+    dev policy, or None (a pure function: the config check and :func:`ladder_indices` share it)."""
+    if dev_policy == "fixed":
+        assert dev_size is not None
+        if dev_size >= pool_size:
+            return (f"dev_size {dev_size:,} leaves no training row: the pool holds {pool_size:,} rows; lower the "
+                    "dev size")
+        if size != ALL and size > pool_size - dev_size:
+            return (f"training size {size:,} exceeds the pool ({pool_size:,} rows, {dev_size:,} of them kept for dev: "
+                    f"at most {pool_size - dev_size:,} to train on)")
+        return None
+    if size != ALL and 2 * size > pool_size:
+        return f"training size {size:,} with an equally large dev set exceeds the pool ({pool_size:,} rows)"
+    return None
+
+
 def ladder_indices(pool_size: int, spec: LadderSpec, size: int | str) -> tuple[np.ndarray, np.ndarray]:
     """Pool positions of the training and dev rows of one size (a pure function of its inputs)."""
+    problem = size_problem(pool_size, spec.dev_policy, spec.dev_size, size)
+    if problem is not None:
+        raise PromptworthError(problem)
     permutation = np.random.default_rng(spec.data_seed).permutation(pool_size)
     if spec.dev_policy == "fixed":
         dev, rest = permutation[: spec.dev_size], permutation[spec.dev_size :]
-        if size == ALL:
-            return rest, dev
-        if size > len(rest):
-            raise PromptworthError(
-                f"training size {size} exceeds the pool ({pool_size} rows, {spec.dev_size} of them kept for dev)"
-            )
-        return rest[:size], dev
-    if 2 * size > pool_size:
-        raise PromptworthError(
-            f"training size {size} with an equally large dev set exceeds the pool ({pool_size} rows)"
-        )
+        return (rest, dev) if size == ALL else (rest[:size], dev)
     return permutation[:size], permutation[size : 2 * size]
 
 
@@ -364,6 +376,7 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
             }
             write_manifest(folder, info, sources)
             written[size] = folder
+        check_replaceable((folder, out / folder.name) for folder in written.values())
         for size, folder in written.items():
             final = out / folder.name
             publish_folder(folder, final)

@@ -160,24 +160,70 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
     }
 
 
-def apply_selection(path: Path, file_name: str, task: str, method: str, model: str,
-                    model_sha256: str | None) -> tuple[float, dict[str, Any]]:
-    """The rate a selection file chose, checked against the run (the same task, method and model),
-    and what the run record says of it (``lr_selection``; the file as ``file_name``)."""
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_selection(path: Path) -> dict[str, Any]:
+    """A selection file as ``promptworth train --learning-rate-from`` reads it, checked: its choice
+    follows from its own pilot scores by :data:`RULE`, and every pilot record it cites that is here
+    is still the one it read (its sha256). Else one error naming the file and what is wrong."""
     from promptworth.data.sources import sha256_file
     from promptworth.outputs import read_output
 
     where = f"--learning-rate-from {path}"
     selection = read_output(path, where, "a learning-rate selection", FORMAT, "promptworth select-lr")
+    again = "choose again (promptworth select-lr, or delete it and rerun the study)"
+    rates = selection.get("rates")
+    if not isinstance(rates, list) or not rates or not all(isinstance(entry, dict) for entry in rates):
+        raise PromptworthError(f"{where}: its rates must be a list of each rate's dev scores; {again}")
+    means: dict[float, float] = {}
+    for entry in rates:
+        rate, scores = entry.get("learning_rate"), entry.get("dev_scores")
+        if not _finite(rate) or rate <= 0 or rate in means:
+            raise PromptworthError(f"{where}: a rate of its grid is {rate!r}, not a positive learning rate given once; "
+                                   f"{again}")
+        if not isinstance(scores, list) or not scores or not all(map(_finite, scores)):
+            raise PromptworthError(f"{where}: the dev scores of learning rate {rate_label(rate)} must be a list of "
+                                   f"numbers, got {scores!r}; {again}")
+        means[float(rate)] = mean_score(scores)
+        if entry.get("mean_dev_score") != means[float(rate)]:
+            raise PromptworthError(f"{where}: the mean dev score of learning rate {rate_label(rate)} is "
+                                   f"{entry.get('mean_dev_score')!r}, but its dev scores' mean is {means[float(rate)]}; "
+                                   f"{again}")
+    chosen, rate = choose(means), selection.get("learning_rate")
+    if not _finite(rate) or rate <= 0:
+        raise PromptworthError(f"{where}: its learning_rate {rate!r} is not a positive number")
+    if rate != chosen:
+        grid = ", ".join(map(rate_label, means))
+        raise PromptworthError(f"{where}: its learning_rate {rate_label(rate)} does not follow from its own pilot "
+                               f"scores: the rule chooses {rate_label(chosen)} of the grid ({grid}); {again}")
+    for run in selection.get("runs") or []:
+        if not isinstance(run, dict) or not isinstance(run.get("file"), str) or not isinstance(run.get("sha256"), str):
+            raise PromptworthError(f"{where}: a pilot run it cites is {run!r}, not a file and its sha256; {again}")
+        pilot = Path(run["file"])
+        if pilot.is_file() and sha256_file(pilot) != run["sha256"]:
+            raise PromptworthError(f"{where}: its pilot run {pilot} has changed since the selection was made (its "
+                                   f"sha256 is not the one the selection cites); {again}")
+    return selection
+
+
+def apply_selection(path: Path, file_name: str, task: str, method: str, model: str,
+                    model_sha256: str | None) -> tuple[float, dict[str, Any]]:
+    """The rate a selection file chose (:func:`read_selection`), checked against the run (the same
+    task, method and model), and what the run record says of it (``lr_selection``; the file as
+    ``file_name``)."""
+    from promptworth.data.sources import sha256_file
+
+    where = f"--learning-rate-from {path}"
+    selection = read_selection(path)
     expected = {"task": task, "method": method, "model": model, "model_sha256": model_sha256}
     for key, value in expected.items():
         if selection.get(key) != value:
             raise PromptworthError(f"{where}: its {key} is {selection.get(key)!r}, this run's {value!r}: choose "
                                    "the rate for this run's task, method and model (promptworth select-lr)")
-    rate = selection.get("learning_rate")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise PromptworthError(f"{where}: its learning_rate {rate!r} is not a positive number")
-    return float(rate), {"file": file_name, "sha256": sha256_file(Path(path)), "learning_rate": float(rate)}
+    rate = float(selection["learning_rate"])
+    return rate, {"file": file_name, "sha256": sha256_file(Path(path)), "learning_rate": rate}
 
 
 def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> dict[str, str] | None:
@@ -185,14 +231,12 @@ def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> dict[
     cites it ({file, sha256}), when its record is still the one the selection read (the same
     sha256); else None. Its file is relative to the study's folder, as the selection wrote it."""
     from promptworth.data.sources import sha256_file
-    from promptworth.outputs import read_output
 
-    selection = read_output(path, f"--learning-rate-from {path}", "a learning-rate selection", FORMAT,
-                            "promptworth select-lr")
+    selection = read_selection(path)
     for run in selection.get("runs") or []:
         if (run.get("learning_rate") == selection.get("learning_rate") and run.get("data_seed") == data_seed
                 and run.get("train_seed") == train_seed):
-            pilot = Path(run.get("file", ""))
-            if pilot.is_file() and sha256_file(pilot) == run.get("sha256"):
+            pilot = Path(run["file"])
+            if pilot.is_file() and sha256_file(pilot) == run["sha256"]:
                 return {"file": run["file"], "sha256": run["sha256"]}
     return None

@@ -29,6 +29,8 @@ from promptworth.errors import PromptworthError
 
 # A method's name: lower-case words joined by '-' (a file name and a Snakemake wildcard).
 NAME_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+# The template name a run record gives a template that a search chose (the extra autotemplate).
+SEARCHED_TEMPLATE = "search"
 
 OBJECTIVES: dict[str, str] = {
     "prompt": "the task's template; label scores are the label words' log-probabilities at the answer slot",

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.training import demos, flops, models, prompts, tunings
-from promptworth.training.method_specs import CONTENT_FREE, MethodSpec, resolve
+from promptworth.training.method_specs import CONTENT_FREE, SEARCHED_TEMPLATE, MethodSpec, resolve
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
@@ -134,6 +134,23 @@ def position_limit(config: Any) -> int | None:
     return positions
 
 
+def length_problem(max_length: int, limit: int | None, added: int, method: str, model: str) -> str | None:
+    """Why ``max_length`` tokens of input, after the ``added`` positions a tuning puts before them
+    (a soft prompt's vectors, a prefix's keys: its option ``tokens``), do not fit the ``limit``
+    positions a model reads; None when they do (or the model has no limit)."""
+    if limit is None or max_length + added <= limit:
+        return None
+    where = "training setting max_length (--max-length, a study's training.max_length)"
+    if not added:
+        return f"training setting max_length {max_length} is more than {model} reads ({limit} positions); lower {where}"
+    if added >= limit:
+        return (f"method {method} puts {added} positions before the input (its option tokens), but {model} reads "
+                f"{limit} positions in all; lower the option tokens (--option tokens=N, or the method's options)")
+    return (f"training setting max_length {max_length} and the {added} positions method {method} puts before the "
+            f"input (its option tokens) exceed the {limit} positions {model} reads: lower {where} to at most "
+            f"{limit - added}, or the option tokens")
+
+
 class Method:
     """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
 
@@ -148,14 +165,10 @@ class Method:
         # positions a tuning adds before the input: a soft prompt's vectors, a prefix's keys
         self.input_vectors = tunings.input_vectors(spec.tuning, self.options)
         self.prefix_positions = tunings.prefix_positions(spec.tuning, self.options)
-        limit = position_limit(backbone.config)
-        if limit is not None:
-            limit -= self.input_vectors + self.prefix_positions
-        if limit is not None and max_length > limit:
-            raise PromptworthError(
-                f"training setting max_length {max_length} is more than {backbone.ref.name} reads "
-                f"({limit} positions); lower --max-length"
-            )
+        problem = length_problem(max_length, position_limit(backbone.config), self.input_vectors + self.prefix_positions,
+                                 spec.name, backbone.ref.name)
+        if problem is not None:
+            raise PromptworthError(problem)
         self.task = task
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
@@ -292,10 +305,6 @@ class Chosen:
 
     label_words: Mapping[str, Any] | None = None
     template: str | None = None
-
-
-# The template name a run record gives a template that a search chose.
-SEARCHED_TEMPLATE = "search"
 
 
 class PromptMethod(Method):

@@ -91,6 +91,22 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def looks_like_folder(name: str) -> bool:
+    """Whether a ``--model`` value is spelled as a folder (leading '.', '/' or '~', or more than one '/')."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.split("/", 1)[-1]
+
+
+def record_name(name: str) -> str:
+    """The name a run record gives the model ``name`` (:attr:`ModelRef.name`): a short name as it
+    is, a folder by its own name, a hub id by its last part; the model need not exist yet."""
+    if name in SHORT_NAMES:
+        return name
+    folder = Path(name).expanduser()
+    if folder.is_dir() or looks_like_folder(name):
+        return folder.resolve().name
+    return name.split("/")[-1]
+
+
 def resolve_model(name: str, root: Path | None = None) -> ModelRef:
     """A ``--model`` value as a :class:`ModelRef`: a local folder, a short name or a hub id."""
     if not name:
@@ -109,11 +125,10 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
     if folder.is_dir():
         if not (folder / "config.json").is_file():
             raise PromptworthError(f"model folder {folder} has no config.json")
-        return ModelRef(name=folder.resolve().name, path=str(folder.resolve()), local=True)
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.split("/", 1)[-1]
-    if looks_like_path:
+        return ModelRef(name=record_name(name), path=str(folder.resolve()), local=True)
+    if looks_like_folder(name):
         raise PromptworthError(f"model folder {name} does not exist")
-    return ModelRef(name=name.split("/")[-1], path=name, local=False)
+    return ModelRef(name=record_name(name), path=name, local=False)
 
 
 # Files that hold a checkpoint's weights (safetensors, or PyTorch's pickles for older hub models).

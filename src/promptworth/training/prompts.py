@@ -230,7 +230,8 @@ class Verbalizer:
 def render_word(word: Template, row: Mapping[str, Any]) -> str:
     text = "".join(text for _, text in word.render(row)).strip()
     if not text:
-        raise PromptworthError(f"label word {word.source!r} is empty for row {row.get('idx')}")
+        where = f" for row {row['idx']}" if row.get("idx") is not None else ""
+        raise PromptworthError(f"label word {word.source!r} is empty{where}")
     return text
 
 
@@ -239,8 +240,10 @@ def label_keys(labels: Sequence[str] | None, words: Mapping[str, Any]) -> list[s
     return list(words) if labels is None else list(labels)
 
 
-def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], what: str = "label_words") -> Verbalizer:
-    """A verbalizer from a registry mapping (raw label -> word or list of words)."""
+def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], what: str = "label_words",
+                     own_words: bool = True) -> Verbalizer:
+    """A verbalizer from a registry mapping (raw label -> word or list of words); with
+    ``own_words`` each label's fixed words are its own (a label-word search's placeholder is not)."""
     if not words:
         raise PromptworthError(f"no {what} defined")
     keys = label_keys(labels, words)
@@ -259,7 +262,26 @@ def build_verbalizer(labels: Sequence[str] | None, words: Mapping[str, Any], wha
         if not entry:
             raise PromptworthError(f"{what}: label {key!r} has an empty word list")
         parsed.append(tuple(parse_template(str(word), need_slot=False) for word in entry))
+    if own_words:
+        _check_words_of_their_own(keys, parsed, what)
     return Verbalizer(words=tuple(parsed), source=dict(words))
+
+
+def _check_words_of_their_own(keys: Sequence[str], parsed: Sequence[tuple[Template, ...]], what: str) -> None:
+    """Each fixed word (one without fields) is a word, and no two labels share one: a word of
+    every label would score every label alike, and the run would learn nothing."""
+    owner: dict[str, str] = {}
+    for key, words in zip(keys, parsed):
+        for word in words:
+            if word.fields:
+                continue  # a row's own text (COPA's choices): checked for each row
+            text = "".join(text for _, text in word.render({})).strip()
+            if not text:
+                raise PromptworthError(f"{what}: label {key!r} has an empty word")
+            other = owner.setdefault(text, key)
+            if other != key:
+                raise PromptworthError(f"{what}: {text!r} is a word of label {other!r} and of label {key!r}: each label "
+                                       "needs words of its own")
 
 
 # ---------------------------------------------------------------------------------------------

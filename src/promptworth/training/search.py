@@ -30,6 +30,7 @@ fine-tuned and the best dev score wins.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,8 @@ from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.outputs import read_output
 from promptworth.training import flops, models, prompts
-from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, MethodSpec, search_kind
-from promptworth.training.methods import SEARCHED_TEMPLATE, Chosen, Method, build_method, choice_fields, lm_parts, pad
+from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, SEARCHED_TEMPLATE, MethodSpec, search_kind
+from promptworth.training.methods import Chosen, Method, build_method, choice_fields, lm_parts, pad
 from promptworth.training.train_config import TrainConfig
 
 # What a result file says it is (a reader checks it).
@@ -375,7 +376,7 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
         raise PromptworthError(f"model {backbone.ref.name}: no token of its vocabulary is a whole word")
     name, source = prompts.task_template(task, context.request.template, backbone.kind)
     placeholder = next(iter(vocabulary.values()))  # any one-token word: one mask for a masked LM
-    verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels})
+    verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
     encoder = prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                     tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=config.max_length)
     model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
@@ -478,7 +479,7 @@ def apply_result(path: Path, file_name: str, task: TaskSpec, spec: MethodSpec, m
     if kind is None:
         raise PromptworthError(f"--search {path}: method {spec.name} applies no search (it has no extra autowords "
                                "or autotemplate)")
-    result = read_output(path, f"--search {path}", "a search result", FORMAT, "promptworth search")
+    result = read_result(path, task)
     expected = {"kind": kind, "task": task.name, "method": spec.name, "model_sha256": model_sha256,
                 "split_manifest_sha256": manifest_sha256(Path(split_dir))}
     for key, value in expected.items():
@@ -490,6 +491,51 @@ def apply_result(path: Path, file_name: str, task: TaskSpec, spec: MethodSpec, m
     cited = {"file": file_name, "sha256": sha256_file(Path(path)), "kind": kind, "wall_s": result["wall_s"],
              **({"label_words": result["label_words"]} if kind == "words" else {"template": result["template"]})}
     return chosen, cited
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _label_words(value: Any, task: TaskSpec) -> bool:
+    """Whether ``value`` gives each label of ``task`` one word of its own (distinct words)."""
+    return (isinstance(value, dict) and sorted(value) == sorted(task.labels)
+            and all(isinstance(word, str) and word.strip() for word in value.values())
+            and len(set(value.values())) == len(value))
+
+
+def read_result(path: Path, task: TaskSpec) -> dict[str, Any]:
+    """A search result file as ``promptworth train --search`` reads it, checked: its choice (label
+    words for each label of ``task``, or a template), its time and its ranked candidates are
+    there and of their types, and the choice is the one its candidates' scores make (the rule of
+    :func:`_choose`). Else one error naming the file and the key."""
+    where = f"--search {path}"
+    result = read_output(path, where, "a search result", FORMAT, "promptworth search")
+    again = "search again (promptworth search, or delete it and rerun the study)"
+    kind = result.get("kind")
+    choice = "label_words" if kind == "words" else "template"
+    if kind not in ("words", "template"):
+        raise PromptworthError(f"{where}: its kind is {kind!r}, not words or template; {again}")
+    if kind == "words" and not _label_words(result.get("label_words"), task):
+        raise PromptworthError(f"{where}: its label_words must give each label of {task.name} ({', '.join(task.labels)}) "
+                               f"a word of its own, got {result.get('label_words')!r}; {again}")
+    if kind == "template" and not (isinstance(result.get("template"), str) and result["template"].strip()):
+        raise PromptworthError(f"{where}: its template must be a template string, got {result.get('template')!r}; {again}")
+    if not _number(result.get("wall_s")) or result["wall_s"] < 0:
+        raise PromptworthError(f"{where}: its wall_s must be the search's time in seconds, got "
+                               f"{result.get('wall_s')!r}; {again}")
+    candidates = result.get("candidates")
+    if (not isinstance(candidates, list) or not candidates
+            or not all(isinstance(c, dict) and choice in c and _number(c.get("zero_shot_dev"))
+                       and (c.get("finetuned_dev") is None or _number(c["finetuned_dev"])) for c in candidates)):
+        raise PromptworthError(f"{where}: its candidates must be a list of ranked {choice} with their dev scores "
+                               f"(zero_shot_dev, finetuned_dev); {again}")
+    tuned = sum(c.get("finetuned_dev") is not None for c in candidates)
+    best = max(candidates[:max(1, tuned)], key=lambda c: c["finetuned_dev"] if tuned else c["zero_shot_dev"])
+    if best[choice] != result[choice]:
+        raise PromptworthError(f"{where}: its {choice} {result[choice]!r} is not the one its candidates' scores "
+                               f"choose ({best[choice]!r}); {again}")
+    return result
 
 
 def missing_result_error(spec: MethodSpec) -> PromptworthError:

@@ -12,6 +12,8 @@ Their scores mean nothing.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,8 @@ def build_tiny_model(kind: str, out: Path) -> Path:
     out = Path(out)
     with staging_folder(out.parent, "the tiny model") as staging:
         built = staging / out.name
-        model.save_pretrained(built)
-        tokenizer.save_pretrained(built)
+        # transformers draws a progress bar for its one shard: a refusal below stays one line
+        with contextlib.redirect_stderr(io.StringIO()):
+            model.save_pretrained(built)
+            tokenizer.save_pretrained(built)
         return publish_folder(built, out)

@@ -265,7 +265,17 @@ def resolve_options(tuning: str, options: Mapping[str, Any], config: Any, where:
             resolved["layers"] = total // 2
         if resolved["layers"] > total:
             raise PromptworthError(f"{where}: option layers is {resolved['layers']}, but the model has {total} layers")
+    if tuning == "lora":
+        width = hidden_size(config)
+        if resolved["r"] > width:
+            raise PromptworthError(f"{where}: option r is {resolved['r']}, more than the model's hidden size {width}: "
+                                   "a LoRA update of that rank is no low-rank update (it adds more weights than it "
+                                   f"adapts); give r of at most {width}")
     return resolved
+
+
+def hidden_size(config: Any) -> int:
+    return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd"))
 
 
 def prepare(

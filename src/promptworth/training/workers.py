@@ -60,6 +60,16 @@ def log_path(socket_file: Path) -> Path:
     return socket_file.with_suffix(".log")
 
 
+def log_tail(path: Path) -> str:
+    """The last line a worker wrote to its log, for a message (the log lives in the pool's
+    temporary folder, which goes when the pool stops: a message must not send anyone there)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return f"its last output: {lines[-1].strip()[:300]}" if lines else "it wrote nothing"
+
+
 def owner() -> str:
     """Where this process runs: the host and the SLURM job (none outside SLURM)."""
     return f"{socket.gethostname()} slurm-job:{os.environ.get('SLURM_JOB_ID', '')}"
@@ -140,7 +150,7 @@ def delegate(pool: Path, argv: Sequence[str]) -> int | None:
                     reply = _receive(conn)
                 if reply is None:
                     raise PromptworthError(
-                        f"the pool's worker {path.name} stopped during the run (see {log_path(path)}); "
+                        f"the pool's worker {path.name} stopped during the run ({log_tail(log_path(path))}); "
                         "no record is written"
                     )
                 sys.stderr.write(reply["output"])
@@ -253,8 +263,45 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
             worker.wait()
 
 
+class PoolStopped(Exception):
+    """The pool got a signal to stop (SIGTERM, SIGINT, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# Signals that stop a pool, and how long its command may take to stop its jobs after one.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_GRACE_S = 60.0
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise PoolStopped(signum)
+
+
+def _ignore(signums: Sequence[int]) -> None:
+    for signum in signums:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def stop_command(child: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop the pool's command: an interrupt first (Snakemake then cancels its jobs, as on Ctrl-C),
+    a kill when it has not stopped within ``grace_s``."""
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 def run_pool(size: int, command: Sequence[str]) -> int:
-    """Run ``command`` with a pool of ``size`` workers; its exit status."""
+    """Run ``command`` with a pool of ``size`` workers; its exit status. A signal that stops the
+    pool (:data:`STOP_SIGNALS`) stops the command and the workers too, and the pool's temporary
+    folder goes in every case; the status is then 128 + the signal's number."""
     if size < 1:
         raise PromptworthError(f"--size must be at least 1, got {size}")
     if not command:
@@ -264,11 +311,32 @@ def run_pool(size: int, command: Sequence[str]) -> int:
     # a short folder: a UNIX socket's path holds at most 107 bytes
     folder = Path(tempfile.mkdtemp(prefix="promptworth-pool-"))
     workers: list[subprocess.Popen] = []
+    child: subprocess.Popen | None = None
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
     try:
         owner_path(folder).write_text(owner(), encoding="utf-8")
         workers = start_workers(folder, size)
         wait_ready(folder, workers)
-        return subprocess.run(list(command), env={**os.environ, POOL_ENV: str(folder)}).returncode
-    finally:
+        child = subprocess.Popen(list(command), env={**os.environ, POOL_ENV: str(folder)})
+        return child.wait()
+    except PoolStopped as stopped:
+        _ignore(STOP_SIGNALS)  # stopping: a second signal must not leave the workers or the folder behind
+        # the workers first: a run stopped in a worker writes no record (its client then fails),
+        # while a worker left running would finish the run after its job is gone
         stop_workers(workers)
-        shutil.rmtree(folder, ignore_errors=True)
+        if child is not None:
+            stop_command(child)
+        print(f"promptworth: the pool was stopped ({stopped}): its command and its workers are stopped",
+              file=sys.stderr, flush=True)
+        return 128 + stopped.signum
+    finally:
+        _ignore(STOP_SIGNALS)
+        try:
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+            stop_workers(workers)
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -1,0 +1,349 @@
+"""Whether a run record on disk is the run a study asks for (no torch import).
+
+A record is reused only when it is what the study asks for now, not because its file exists: the
+same task, method and parts, model, training-set size, seeds and training settings, trained on the
+study's current split, at the rate of the study's current learning-rate selection and with its
+current search result (each cited file checked against the sha256 the record cites). The study
+is compared with the record itself, not with Snakemake's memory of the job (``.snakemake/`` of one
+working folder): another working folder, a clone or a changed config see the same answer.
+
+The workflow names a record that differs, moves it aside (:func:`set_aside`, into
+``<results_dir>/stale/``) and so trains it again; ``promptworth aggregate --study`` refuses it,
+naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from promptworth.errors import PromptworthError
+from promptworth.study import Pilot, Run, StudyConfig, pilots, plan
+
+# A value a record may lack: records from before a key existed are compared on the keys they have.
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a study asks of one run's record: ``values`` by dotted key, and the files the run
+    reads whose sha256 the record cites (None: the run reads none)."""
+
+    run: Run | Pilot
+    record_file: Path
+    values: dict[str, Any]
+    split_folder: Path
+    selection: Path | None = None  # the lr_grid's selection file whose rate the run trains at
+    search: Path | None = None  # the search result file the run applies
+
+
+def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
+    """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
+    from promptworth import fast
+    from promptworth.training.method_specs import search_kind
+    from promptworth.training.models import record_name
+    from promptworth.training.train_config import config_from_mapping
+
+    spec = study.method(run.method)
+    is_pilot = isinstance(run, Pilot)
+    settings = study.pilot_training(run.method, run.rate) if is_pilot else study.run_training(run.method, run.size)
+    config, test_limit = fast.train_settings(config_from_mapping(settings), study.splits.train_test_limit)
+    hyperparameters = {**dataclasses.asdict(config), "budgets": list(config.budgets), "test_limit": test_limit}
+    chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
+    if chosen:  # the selection file's rate, checked below
+        del hyperparameters["learning_rate"]
+    values: dict[str, Any] = {
+        "task": run.task, "method": run.method, "model": record_name(study.models_by_label()[run.model]),
+        "data_seed": run.data_seed, "train_seed": run.train_seed,
+        # a ladder's size is its training rows (a K-shot split holds K per class)
+        **({"train_size": run.size} if isinstance(run.size, int) and study.splits.kind == "ladder" else {}),
+        **{f"method_parts.{key}": value for key, value in spec.describe().items()},
+        **{f"hyperparameters.{key}": value for key, value in hyperparameters.items()},
+    }
+    if not chosen:
+        values["lr_selection"] = None
+    searched = search_kind(spec) is not None
+    if not searched:
+        values["search"] = None
+    return Asked(
+        run=run, record_file=Path(study.pilot_file(run) if is_pilot else study.run_file(run)), values=values,
+        split_folder=Path(study.split_folder(run.task, run.size, run.data_seed)),
+        selection=Path(study.lr_file(run.model, run.task, run.method)) if chosen else None,
+        search=Path(study.search_file(run)) if searched and not is_pilot else None,
+    )
+
+
+def _lookup(record: Mapping[str, Any], key: str) -> Any:
+    node: Any = record
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _same(found: Any, wanted: Any) -> bool:
+    """Whether a record's value is the one asked for; an option the method resolves from the
+    model (None asked) takes any value, an option of a record it lacks its default."""
+    if isinstance(wanted, Mapping):
+        if not isinstance(found, Mapping):
+            return False
+        return all(value is None or _same(found.get(key, value), value) for key, value in wanted.items())
+    if isinstance(wanted, (list, tuple)):
+        return isinstance(found, (list, tuple)) and list(found) == list(wanted)
+    if isinstance(wanted, bool) or isinstance(found, bool):
+        return found is wanted
+    return found == wanted
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -> str | None:
+    """The template a prompt method's record names is the one the study asks for: the config's
+    ``templates`` entry, else the task's first that suits the model (a searched one is the search's)."""
+    from promptworth.data.tasks import get_task
+    from promptworth.training.method_specs import SEARCHED_TEMPLATE
+    from promptworth.training.prompts import task_template
+
+    found = record.get("template_name")
+    if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):
+        return None
+    wanted = study.templates.get(run.task) or task_template(get_task(run.task), None, record["model_kind"])[0]
+    if found != wanted:
+        return f"template_name is {found!r} in the record, the study asks for {wanted!r}"
+    return None
+
+
+def _citation_problem(record: Mapping[str, Any], key: str, cited_file: Path, what: str,
+                      missing_is_stale: bool) -> str | None:
+    """The record cites ``cited_file`` (under ``key``: {file, sha256}) as it is now."""
+    from promptworth.data.sources import sha256_file
+
+    citation = record.get(key)
+    if not isinstance(citation, Mapping) or not isinstance(citation.get("sha256"), str):
+        return f"{key} is {_shown(citation)} in the record, the study's run applies {what} {cited_file}"
+    if not cited_file.is_file():
+        return f"its {what} {cited_file} is gone (it is made again)" if missing_is_stale else None
+    now = sha256_file(cited_file)
+    if citation["sha256"] != now:
+        return (f"{key}.sha256 is {citation['sha256'][:12]}… in the record, but its {what} {cited_file} now has "
+                f"sha256 {now[:12]}… (it changed after the run)")
+    return None
+
+
+def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], missing_is_stale: bool) -> str | None:
+    """How a checked record differs from what the study asks of it (the first key that differs),
+    or None when it is the run asked for. ``missing_is_stale``: a cited file that is gone counts as
+    a difference (the workflow makes it again; ``aggregate`` cannot check what is not there)."""
+    from promptworth.data.sources import manifest_sha256
+
+    for key, wanted in asked_for.values.items():
+        found = _lookup(record, key)
+        if found is _ABSENT and (wanted is None or key.startswith(("method_parts.", "hyperparameters."))):
+            continue  # a record from before the key (null: before the part existed): compared on the keys it has
+        if found is _ABSENT or not _same(found, wanted):
+            shown = "absent" if found is _ABSENT else _shown(found)
+            return f"{key} is {shown} in the record, the study asks for {_shown(wanted)}"
+    problem = _template_problem(study, asked_for.run, record)
+    if problem is not None:
+        return problem
+    current = manifest_sha256(asked_for.split_folder) if asked_for.split_folder.is_dir() else None
+    if current is not None and record.get("split_manifest_sha256") not in (None, current):
+        return (f"split_manifest_sha256 is {record['split_manifest_sha256'][:12]}… in the record, but the split "
+                f"{asked_for.split_folder} now has manifest sha256 {current[:12]}… (it was written again since)")
+    if asked_for.selection is not None:
+        problem = _citation_problem(record, "lr_selection", asked_for.selection, "learning-rate selection",
+                                    missing_is_stale)
+        if problem is not None:
+            return problem
+        if asked_for.selection.is_file():
+            rate = _selection_rate(asked_for.selection)
+            found = _lookup(record, "hyperparameters.learning_rate")
+            if found != rate:
+                return (f"hyperparameters.learning_rate is {_shown(found)} in the record, the study's selection "
+                        f"{asked_for.selection} chose {_shown(rate)}")
+    if asked_for.search is not None:
+        problem = _citation_problem(record, "search", asked_for.search, "search result", missing_is_stale)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _selection_rate(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("learning_rate")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _stale(study: StudyConfig, runs: Iterable[Run | Pilot], outdated: Mapping[str, str]) -> dict[str, str]:
+    """The runs of ``runs`` whose record exists but is not what the study asks for, by record
+    file: why (a record that cannot be read is one too; so is one at the rate of a selection
+    that ``outdated`` says is made again)."""
+    from promptworth.records import read_record
+
+    stale: dict[str, str] = {}
+    for run in runs:
+        asked_for = asked(study, run)
+        if not asked_for.record_file.is_file():
+            continue
+        if asked_for.selection is not None and str(asked_for.selection) in outdated:
+            stale[str(asked_for.record_file)] = (f"its learning-rate selection {asked_for.selection} is made again "
+                                                 f"({outdated[str(asked_for.selection)]})")
+            continue
+        try:
+            record = read_record(asked_for.record_file)
+        except PromptworthError as exc:
+            stale[str(asked_for.record_file)] = str(exc)
+            continue
+        why = difference(study, asked_for, record, missing_is_stale=True)
+        if why is not None:
+            stale[str(asked_for.record_file)] = why
+    return stale
+
+
+def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> dict[str, str]:
+    """The lr_grid's selection files that exist but are made again, by file: why. A selection is
+    made again when one of its pilot runs trains again, or when a pilot record it cites is not the
+    one it read (its sha256 differs)."""
+    from promptworth.data.sources import sha256_file
+    from promptworth.records import study_relative
+
+    outdated: dict[str, str] = {}
+    for pilot in pilots(study):
+        selection = Path(study.lr_file(pilot.model, pilot.task, pilot.method))
+        pilot_file = study.pilot_file(pilot)
+        if not selection.is_file() or str(selection) in outdated:
+            continue
+        if pilot_file in stale_pilots:
+            outdated[str(selection)] = f"its pilot run {pilot_file} trains again"
+            continue
+        try:
+            runs = json.loads(selection.read_text(encoding="utf-8"))["runs"]
+            cited = {study_relative(run["file"]): run["sha256"] for run in runs}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a readable selection: select-lr's reader says so when the run reads it
+        sha = cited.get(study_relative(pilot_file))
+        if sha is not None and Path(pilot_file).is_file() and sha256_file(Path(pilot_file)) != sha:
+            outdated[str(selection)] = f"its pilot run {pilot_file} changed after the selection was made"
+    return outdated
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """What a study reuses and what it makes again: the stale records by file (why), pilots and
+    runs alike, the selection files that are made again, and the results table when it no longer
+    holds the runs there are (why; None: it does, or it is made anyway)."""
+
+    stale: dict[str, str]
+    selections: dict[str, str]
+    table: tuple[str, str] | None = None
+
+
+def reuse(study: StudyConfig) -> Reuse:
+    """Every record of the study's runs and pilot runs that exists but is not what the study asks
+    for (the workflow trains it again), and the selections that are made again. A study that
+    reads existing records (``runs_dir``) trains nothing (aggregate checks its records): only its
+    table is made again when a record was deleted since (:func:`outdated_table`)."""
+    if study.runs_dir:
+        return Reuse(stale={}, selections={}, table=outdated_table(study))
+    stale_pilots = _stale(study, pilots(study), {})
+    selections = outdated_selections(study, stale_pilots)
+    return Reuse(stale={**stale_pilots, **_stale(study, plan(study), selections)}, selections=selections)
+
+
+def outdated_table(study: StudyConfig) -> tuple[str, str] | None:
+    """With ``runs_dir``: ``<results>/runs.csv`` and why it is made again when it holds another
+    number of runs than there are records of the study's runs (one was deleted since: a file
+    that is gone is nothing Snakemake can see); else None."""
+    import csv
+
+    table = Path(study.results_dir) / "runs.csv"
+    if not table.is_file():
+        return None
+    try:
+        with open(table, encoding="utf-8", newline="") as handle:
+            rows = sum(1 for _ in csv.reader(handle)) - 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # aggregate writes it again if it must; read_table says what is wrong with it
+    records = sum(Path(study.run_file(run)).is_file() for run in plan(study))
+    if rows == records:
+        return None
+    return str(table), f"it holds {rows} runs, runs_dir {records} records of the study's runs (one deleted since?)"
+
+
+def stale_folder(study: StudyConfig) -> Path:
+    """Where the workflow moves the records (and selections) it trains again: ``<results>/stale``."""
+    return Path(study.results_dir) / "stale"
+
+
+def stale_summary(found: Reuse, shown: int = 5) -> str:
+    """The lines the workflow prints about the records it trains again and the table it makes
+    again (empty: none)."""
+    lines = [f"[promptworth] {found.table[0]} is made again: {found.table[1]}"] if found.table else []
+    if not found.stale:
+        return "\n".join(lines)
+    lines += [f"[promptworth] {len(found.stale)} run record(s) are not what the study asks for; they train again "
+             "(each is moved to the results' stale/ folder first; not in a dry run):"]
+    lines += [f"[promptworth]   {path}: {why}" for path, why in list(found.stale.items())[:shown]]
+    if len(found.stale) > shown:
+        lines.append(f"[promptworth]   … and {len(found.stale) - shown} more")
+    return "\n".join(lines)
+
+
+def set_aside(found: Reuse, study: StudyConfig) -> list[Path]:
+    """Move every stale record and every selection made again into :func:`stale_folder`, under
+    its path in the results folder (an older copy there is replaced), so that the study trains
+    and chooses them again: Snakemake makes what is missing. Nothing is deleted. The moved files."""
+    results, moved = Path(study.results_dir), []
+    for name in [*found.stale, *found.selections, *([found.table[0]] if found.table else [])]:
+        path = Path(name)
+        if not path.is_file():
+            continue
+        try:
+            target = stale_folder(study) / path.relative_to(results)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except (OSError, ValueError) as exc:
+            raise PromptworthError(f"cannot move the stale record {path} aside into {stale_folder(study)}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+        moved.append(target)
+    return moved
+
+
+def strays(study: StudyConfig) -> list[Path]:
+    """The JSON files under a study's ``runs_dir`` that are not records of its runs (another
+    study's runs, or stray files): the analysis leaves them out. None without a ``runs_dir``."""
+    if not study.runs_dir:
+        return []
+    own = {Path(study.run_file(run)).resolve() for run in plan(study)}
+    return [path for path in sorted(Path(study.runs_dir).rglob("*.json")) if path.resolve() not in own]
+
+
+def strays_summary(study: StudyConfig, shown: int = 3) -> str:
+    """The warning the workflow prints about the files of ``runs_dir`` it leaves out (empty: none)."""
+    found = strays(study)
+    if not found:
+        return ""
+    more = f" and {len(found) - shown} more" if len(found) > shown else ""
+    return (f"promptworth: warning: {len(found)} file(s) under runs_dir {study.runs_dir} are not records of the "
+            f"study's runs and are left out: {', '.join(map(str, found[:shown]))}{more}")
+
+
+def check_runs_dir(study: StudyConfig) -> None:
+    """A study that reads existing records (``runs_dir``) finds at least one of its runs there;
+    else one error that says where they are looked for."""
+    if not study.runs_dir or any(Path(study.run_file(run)).is_file() for run in plan(study)):
+        return
+    others = len(strays(study))
+    raise PromptworthError(
+        f"config: runs_dir {study.runs_dir!r} holds no record of the study's runs (they are looked for as "
+        f"<runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json"
+        + (f"; its {others} JSON file(s) are none of them)" if others else ")"))
+
