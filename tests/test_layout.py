@@ -47,7 +47,7 @@ LONG_FUNCTIONS: set[str] = {
     "promptworth.training.train:fit", "promptworth.training.train:run",
 }
 KNOWN_TOP_LEVEL: dict[str, str] = {
-    "promptworth.outputs": "base", "promptworth.records": "training", "promptworth.study": "study",
+    "promptworth.records": "training", "promptworth.study": "study",
     "promptworth.expected": "study", "promptworth.fast": "study", "promptworth.locks": "study",
     "promptworth.readme": "cli",
 }

@@ -13,12 +13,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from promptworth import records
+from promptworth import files, records
 from promptworth.analysis.results import BASE_COLUMNS, collect, read_table
 from promptworth.records import read_record
 from promptworth.data import sources, splits
 from promptworth.errors import PromptworthError
-from promptworth.outputs import write_csv
+from promptworth.files import write_csv
 
 
 def record(**changes: Any) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def test_each_split_folder_is_hashed_once(tmp_path: Path, monkeypatch: pytest.Mo
     for seed in range(5):
         write(tmp_path / "runs" / f"{seed}.json", record(split_dir=str(split), split_manifest_sha256=digest, train_seed=seed))
     hashed: list[str] = []
-    real = sources.sha256_file
+    real = files.sha256_file
     monkeypatch.setattr(sources, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
     assert len(collect([tmp_path / "runs"])) == 5
     assert sorted(n for n in hashed if n.endswith(".jsonl")) == ["dev.jsonl", "test.jsonl", "train.jsonl"]

@@ -16,7 +16,7 @@ import yaml
 from tiny_study import HEAD, PROMPT, SELECTION, ZERO, snakemake, write_config
 
 from promptworth.cli import main
-from promptworth.data.sources import sha256_file
+from promptworth.files import sha256_file
 from promptworth.expected import reuse
 from promptworth.study import load_study, plan, schema_file
 

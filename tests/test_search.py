@@ -17,7 +17,7 @@ from tiny_models import sentiment_split, tiny_model
 from promptworth.analysis.results import record_row
 from promptworth.cli import main
 from promptworth.data import tasks
-from promptworth.data.sources import sha256_file
+from promptworth.files import sha256_file
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs, models, prompts, search
 from promptworth.training.tiny import EXTRA, FILLER, NEGATIVE, POSITIVE, PUNCT

@@ -14,7 +14,7 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, train
+from promptworth.training import method_specs, methods, train, train_config
 
 CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
@@ -355,13 +355,13 @@ def test_budgets_are_one_flag_and_one_config_key():
     from promptworth.training.train_config import config_from_mapping, training_args
 
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    train_config.add_arguments(parser)
     args = parser.parse_args(["--budgets", "200, 50", "--eval-every", "50", "--schedule", "constant"])
-    assert train.config_from_args(args).budgets == (50, 200) and train.TrainConfig().budgets == ()
+    assert train_config.config_from_args(args).budgets == (50, 200) and train.TrainConfig().budgets == ()
     settings = {"budgets": [200, 50], "eval_every": 50, "schedule": "constant"}
     flags = training_args(settings)
     assert flags == ["--schedule", "constant", "--eval-every", "50", "--budgets", "50,200"]
-    assert train.config_from_args(parser.parse_args(flags)) == config_from_mapping(settings)
+    assert train_config.config_from_args(parser.parse_args(flags)) == config_from_mapping(settings)
     with pytest.raises(PromptworthError, match="budgets must be a list of step counts"):
         config_from_mapping({"budgets": "50"})
 
@@ -473,7 +473,7 @@ def test_a_non_finite_number_never_reaches_a_record(split, tmp_path, monkeypatch
 def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tmp_path, monkeypatch):
     import hashlib
 
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     model = tiny_model("llama")
     study = tmp_path / "study"
@@ -493,9 +493,9 @@ def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tm
 
 def test_flags_match_the_config_fields():
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    train_config.add_arguments(parser)
     args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30", "--patience", "4"])
-    config = train.config_from_args(args)
+    config = train_config.config_from_args(args)
     assert config.learning_rate == 2e-5 and config.protocol == "epochs" and config.batch_size == 8
     assert config.patience == 4 and train.TrainConfig().patience == 0  # off unless set
     with pytest.raises(SystemExit):

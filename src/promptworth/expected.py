@@ -123,7 +123,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
 def _citation_problem(record: Mapping[str, Any], key: str, cited_file: Path, what: str,
                       missing_is_stale: bool) -> str | None:
     """The record cites ``cited_file`` (under ``key``: {file, sha256}) as it is now."""
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     citation = record.get(key)
     if not isinstance(citation, Mapping) or not isinstance(citation.get("sha256"), str):
@@ -212,8 +212,8 @@ def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> 
     """The lr_grid's selection files that exist but are made again, by file: why. A selection is
     made again when one of its pilot runs trains again, or when a pilot record it cites is not the
     one it read (its sha256 differs)."""
-    from promptworth.data.sources import sha256_file
-    from promptworth.records import study_relative
+    from promptworth.files import sha256_file
+    from promptworth.paths import study_relative
 
     outdated: dict[str, str] = {}
     for pilot in pilots(study):

@@ -390,7 +390,7 @@ def refresh(root: Path, text: str) -> str:
 
 def write_generated(root: Path) -> list[Path]:
     """Rewrite the generated regions of every document; the files that changed."""
-    from promptworth.outputs import atomic_path
+    from promptworth.files import atomic_path
 
     changed = []
     for doc in doc_files(root):

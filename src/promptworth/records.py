@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import non_finite_key
+from promptworth.files import non_finite_key
 
 SCHEMA_VERSION = 2  # what training writes; 2: the model named by model_sha256, no machine paths
 READABLE_VERSIONS = (1, 2)  # what the analysis reads (1: the model's folder in model_path)
@@ -242,12 +241,6 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
     if record["schema_version"] != SCHEMA_VERSION:
         raise AssertionError(f"training writes schema_version {SCHEMA_VERSION}, not {record['schema_version']!r}")
     return check({name: record[name] for name in names}, "the run record")
-
-
-def study_relative(path: str | Path) -> str:
-    """``path`` relative to the working directory (the study's folder), so that a record names
-    no folder of the machine that trained it."""
-    return os.path.relpath(Path(path).absolute(), Path.cwd())
 
 
 def read_record(path: Path) -> dict[str, Any]:

@@ -287,7 +287,7 @@ YTE_KEY = "__use_yte__"
 
 def schema_file() -> Path:
     """The config schema of the workflow (``workflow/schemas/config.schema.yaml`` of the checkout)."""
-    from promptworth.training.models import project_root
+    from promptworth.paths import project_root
 
     return project_root() / "workflow" / "schemas" / "config.schema.yaml"
 

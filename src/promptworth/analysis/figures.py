@@ -10,7 +10,7 @@ import pandas as pd
 from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.analysis.plots import file_stem, method_styles, overview_figure, save_figure, task_figure, task_panels
 from promptworth.analysis.summary_plots import methods_figure, scale_figure
-from promptworth.outputs import write_files
+from promptworth.files import write_files
 from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT
 
 

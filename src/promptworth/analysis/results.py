@@ -200,7 +200,7 @@ def check_citations(records: Mapping[Path, Mapping[str, Any]]) -> None:
     """The files records cite by sha256 (a learning-rate selection, a search result) are the ones
     they trained with: two records citing one file with two sha256 are an error, and so is a
     citation of a file that is here now with another sha256. Each file is hashed once."""
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     seen: dict[tuple[str, str], tuple[str, Path]] = {}
     current: dict[str, str | None] = {}

@@ -143,7 +143,7 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 
 def run_aggregate(args: argparse.Namespace) -> int:
     from promptworth.analysis.results import collect, cost_summary, stop_summary
-    from promptworth.outputs import write_csv
+    from promptworth.files import write_csv
 
     peak = args.peak_gflops
     if peak is not None and not (math.isfinite(peak) and peak > 0):
@@ -201,7 +201,7 @@ def run_advantage(args: argparse.Namespace) -> int:
 def run_import_lescao(args: argparse.Namespace) -> int:
     from promptworth.analysis.curves import first_duplicate_run
     from promptworth.analysis.lescao import import_lescao
-    from promptworth.outputs import write_csv
+    from promptworth.files import write_csv
 
     frames = [import_lescao(path, task=args.task, pattern=args.pattern) for path in args.csvs]
     tidy = pd.concat(frames, ignore_index=True)
@@ -234,7 +234,7 @@ def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
 
 def run_tables(args: argparse.Namespace) -> int:
     from promptworth.analysis.tables import table_texts
-    from promptworth.outputs import write_files
+    from promptworth.files import write_files
 
     table = _results(args)
     texts = table_texts(table, _comparisons(args, table), _options(args))
@@ -261,7 +261,7 @@ def run_budgets(args: argparse.Namespace) -> int:
         advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget, stop_steps,
     )
     from promptworth.analysis.plots import save_figure
-    from promptworth.outputs import write_files
+    from promptworth.files import write_files
 
     table = _results(args)
     comparisons = _comparisons(args, table)
@@ -287,7 +287,7 @@ def run_lmbff_table(args: argparse.Namespace) -> int:
     from promptworth.analysis.plots import save_figure
     from promptworth.analysis.summary_plots import published_figure
     from promptworth.analysis.published import published_frame, published_latex, published_markdown
-    from promptworth.outputs import write_files
+    from promptworth.files import write_files
 
     frame = published_frame(_results(args))
     texts = {"lmbff.csv": frame.to_csv(index=False), "lmbff.md": published_markdown(frame),

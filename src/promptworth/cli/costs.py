@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_costs(args: argparse.Namespace) -> int:
     from promptworth.analysis.costs import cost_table
-    from promptworth.outputs import write_csv
+    from promptworth.files import write_csv
 
     table = cost_table(args.runs, args.benchmarks)
     write_csv(table, args.out)

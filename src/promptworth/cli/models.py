@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_tiny_model(args: argparse.Namespace) -> int:
-    from promptworth.outputs import writable_folder
+    from promptworth.files import writable_folder
 
     out = args.out
     # the model replaces what is at --out: only ever an earlier model folder (publish_folder checks

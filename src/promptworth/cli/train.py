@@ -187,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
-    from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth.files import check_output_file, writable_folder, write_json
     from promptworth.training import train
 
     out = check_output_file(args.out)
@@ -214,7 +214,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
 
 def run_search(args: argparse.Namespace) -> int:
     from promptworth import fast
-    from promptworth.outputs import check_output_file, writable_folder, write_json
+    from promptworth.files import check_output_file, writable_folder, write_json
     from promptworth.training import search
 
     check_run_arguments(args)
@@ -236,7 +236,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_select_lr(args: argparse.Namespace) -> int:
-    from promptworth.outputs import check_output_file, write_json
+    from promptworth.files import check_output_file, write_json
 
     out = check_output_file(args.out)
     selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates)
@@ -255,7 +255,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from promptworth.outputs import writable_folder
+    from promptworth.files import writable_folder
 
     out = args.out or Path(models.SHORT_NAMES[args.model])
     if out.exists():

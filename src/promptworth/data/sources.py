@@ -13,7 +13,6 @@ each read, so a corrupt or edited copy fails loudly instead of skewing results.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import staging_folder
+from promptworth.files import sha256_file, staging_folder
 
 if TYPE_CHECKING:
     from promptworth.data.tasks import TaskSpec
@@ -72,14 +71,6 @@ def known_checksums() -> dict[str, str]:
         digest, relpath = line.split(maxsplit=1)
         table[relpath.strip()] = digest
     return table
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # Every split folder describes itself in this file (its rows' checksums and sources); a run

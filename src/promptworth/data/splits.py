@@ -24,13 +24,12 @@ import pandas as pd
 
 from promptworth import __version__
 from promptworth.errors import PromptworthError
-from promptworth.outputs import check_replaceable, publish_folder, staging_folder
+from promptworth.files import check_replaceable, publish_folder, sha256_file, staging_folder
 from promptworth.data.sources import (
     MANIFEST,
     SplitChecksums,
     read_manifest,
     resolve_data_dir,
-    sha256_file,
     split_checksums,
     task_file,
     verify_split_file,

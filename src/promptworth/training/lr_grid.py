@@ -130,8 +130,9 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
     """The selection file's content: the pilot records at ``paths`` read and checked (runs of
     ``task`` and ``method`` on splits of ``size``, with dev scores, differing only in their rate;
     with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses."""
-    from promptworth.data.sources import sha256_file
-    from promptworth.records import read_record, study_relative
+    from promptworth.files import sha256_file
+    from promptworth.records import read_record
+    from promptworth.paths import study_relative
 
     if not paths:
         raise PromptworthError("no pilot run records given")
@@ -168,8 +169,8 @@ def read_selection(path: Path) -> dict[str, Any]:
     """A selection file as ``promptworth train --learning-rate-from`` reads it, checked: its choice
     follows from its own pilot scores by :data:`RULE`, and every pilot record it cites that is here
     is still the one it read (its sha256). Else one error naming the file and what is wrong."""
-    from promptworth.data.sources import sha256_file
-    from promptworth.outputs import read_output
+    from promptworth.files import sha256_file
+    from promptworth.files import read_output
 
     where = f"--learning-rate-from {path}"
     selection = read_output(path, where, "a learning-rate selection", FORMAT, "promptworth select-lr")
@@ -213,7 +214,7 @@ def apply_selection(path: Path, file_name: str, task: str, method: str, model: s
     """The rate a selection file chose (:func:`read_selection`), checked against the run (the same
     task, method and model), and what the run record says of it (``lr_selection``; the file as
     ``file_name``)."""
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     where = f"--learning-rate-from {path}"
     selection = read_selection(path)
@@ -230,7 +231,7 @@ def pilot_at_choice(path: Path, data_seed: int | None, train_seed: int) -> dict[
     """The pilot run a selection file cites at its chosen rate with these seeds, as the selection
     cites it ({file, sha256}), when its record is still the one the selection read (the same
     sha256); else None. Its file is relative to the study's folder, as the selection wrote it."""
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     selection = read_selection(path)
     for run in selection.get("runs") or []:

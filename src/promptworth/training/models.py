@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder, write_json
+from promptworth.files import publish_folder, staging_folder, write_json
+from promptworth.paths import project_root
 
 Kind = Literal["mlm", "causal"]
 
@@ -82,15 +83,6 @@ class ModelRef:
     local: bool
 
 
-def project_root() -> Path:
-    """The repository root when running from a checkout (short names resolve against it)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    return Path.cwd()
-
-
 def looks_like_folder(name: str) -> bool:
     """Whether a ``--model`` value is spelled as a folder (leading '.', '/' or '~', or more than one '/')."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.split("/", 1)[-1]
@@ -140,7 +132,7 @@ def weights_sha256(ref: ModelRef) -> str | None:
     weight files. None for a hub id (the hub's revision names it there)."""
     if not ref.local:
         return None
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     files = sorted(p for p in Path(ref.path).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     if not files:
@@ -283,7 +275,7 @@ def joined_gguf(model: OfflineModel, folder: Path) -> Path:
     only knows where its chunks are."""
     import importlib
 
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     _package_folders(model)
     package = importlib.import_module(model.package)
@@ -312,7 +304,7 @@ def gguf_provenance(model: OfflineModel, gguf: Path) -> dict[str, Any]:
 
     from gguf import GGUFReader, LlamaFileType
 
-    from promptworth.data.sources import sha256_file
+    from promptworth.files import sha256_file
 
     reader = GGUFReader(gguf)
     file_type = int(reader.fields["general.file_type"].parts[-1][0])

@@ -38,10 +38,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from promptworth.data.sources import manifest_sha256, sha256_file
+from promptworth.data.sources import manifest_sha256
+from promptworth.files import read_output, sha256_file
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.outputs import read_output
 from promptworth.training import flops, models, prompts
 from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, SEARCHED_TEMPLATE, MethodSpec, search_kind
 from promptworth.training.methods import Chosen, Method, build_method, choice_fields, lm_parts, pad

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder
+from promptworth.files import publish_folder, staging_folder
 
 POSITIVE = ["good", "great", "fun", "lovely", "superb", "wonderful", "charming", "bright"]
 NEGATIVE = ["bad", "terrible", "dull", "awful", "boring", "poor", "ugly", "grim"]

@@ -35,15 +35,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from promptworth import __version__, records
-from promptworth.records import study_relative
+from promptworth import __version__, paths, records
+from promptworth.paths import study_relative
 from promptworth.data.sources import manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.training import flops, lr_grid, metrics, models, search
 from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
-from promptworth.training.train_config import PRECISIONS, PROTOCOLS, TrainConfig, add_arguments, config_from_args  # noqa: F401
+from promptworth.training.train_config import TrainConfig
 from promptworth.training.workers import process_age_s
 
 
@@ -505,7 +505,7 @@ class RunRequest:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=models.project_root(), capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "HEAD"], cwd=paths.project_root(), capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None

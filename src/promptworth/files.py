@@ -8,15 +8,17 @@ any work starts, so an output that cannot be written fails first, in one line.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TYPE_CHECKING
 
 from promptworth.errors import PromptworthError
+
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,3 +217,11 @@ def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path
             os.replace(item, target)
             written.append(target)
         return written
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""The one place outputs are written all or nothing (promptworth.outputs): files, folders of files,
+"""The one place outputs are written all or nothing (promptworth.files): files, folders of files,
 and folders built in a staging folder and published."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from promptworth.errors import PromptworthError
-from promptworth.outputs import publish_folder, staging_folder, write_files, write_json
+from promptworth.files import publish_folder, staging_folder, write_files, write_json
 
 
 def test_a_published_folder_replaces_the_older_copy_and_gets_a_plain_mode(tmp_path: Path) -> None:
