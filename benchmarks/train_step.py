@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from promptworth import fast
+from promptworth.data import split_folder
 
 HERE = Path(__file__).resolve().parent
 THREADS = 2
@@ -54,7 +55,7 @@ def _split_dir() -> Path:
 
 def equal_length_rows(length: int, tokenizer) -> list[dict]:
     """SST-2 training rows whose prompt is at least ``length`` tokens (sentences chained)."""
-    from promptworth.data.splits import load_split
+    from promptworth.data.split_folder import load_split
 
     rows = load_split("SST-2", _split_dir())["train"].to_list()
     texts = [r["text_a"] for r in rows]
@@ -137,7 +138,7 @@ def phase_real(args: argparse.Namespace) -> dict:
             folder = splits.ladder(name, spec, Path(tmp) / name)[300]
             task = tasks.get_task(name)
             method = methods.build_method("prompt", task, backbone, 128)
-            features = [method.encode(row) for row in splits.load_split(name, folder)["train"].to_list()]
+            features = [method.encode(row) for row in split_folder.load_split(name, folder)["train"].to_list()]
             config = train.TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
                                        max_length=128, precision="auto")
             precision = train.resolve_precision(config.precision, torch.device("cpu"))

@@ -32,13 +32,12 @@ LONG = "# long:"
 MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 
 KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"promptworth.data.sources", "promptworth.data.tasks"}),
     frozenset({"promptworth.training.search", "promptworth.training.train", "promptworth.training.workers"}),
 }
 KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.workers", "promptworth.cli")}
 LONG_MODULES: set[str] = {
     "promptworth.analysis.advantage", "promptworth.analysis.results", "promptworth.analysis.tables",
-    "promptworth.data.splits", "promptworth.readme", "promptworth.study", "promptworth.training.method_specs",
+    "promptworth.readme", "promptworth.study", "promptworth.training.method_specs",
     "promptworth.training.methods", "promptworth.training.prompts", "promptworth.training.search",
     "promptworth.training.train",
 }

@@ -8,6 +8,7 @@ import pytest
 from tiny_models import tiny_model
 
 from promptworth.data import tasks
+from promptworth.data.rows import load_rows
 from promptworth.errors import PromptworthError
 from promptworth.training import models, prompts
 
@@ -196,7 +197,7 @@ def test_every_registry_task_has_templates_and_words():
 
 def _first_rows(spec, n=3):
     try:
-        rows = tasks.load_rows(spec, "eval")
+        rows = load_rows(spec, "eval")
     except PromptworthError:
         return None
     return rows[:n]

@@ -16,7 +16,7 @@ import pytest
 from promptworth import files, records
 from promptworth.analysis.results import BASE_COLUMNS, collect, read_table
 from promptworth.records import read_record
-from promptworth.data import sources, splits
+from promptworth.data import split_folder as split_files
 from promptworth.errors import PromptworthError
 from promptworth.files import write_csv
 
@@ -127,7 +127,7 @@ def split_folder(folder: Path, task: str = "CB") -> Path:
     folder.mkdir(parents=True)
     for part in ("train", "dev", "test"):
         (folder / f"{part}.jsonl").write_text(f'{{"idx": 0, "text_a": "{part}", "text_b": "b", "label": 0}}\n')
-    splits.write_manifest(folder, {"layout": "rows", "task": task, "size": 32}, {})
+    split_files.write_manifest(folder, {"layout": "rows", "task": task, "size": 32}, {})
     return folder
 
 
@@ -169,7 +169,7 @@ def test_each_split_folder_is_hashed_once(tmp_path: Path, monkeypatch: pytest.Mo
         write(tmp_path / "runs" / f"{seed}.json", record(split_dir=str(split), split_manifest_sha256=digest, train_seed=seed))
     hashed: list[str] = []
     real = files.sha256_file
-    monkeypatch.setattr(sources, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(split_files, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
     assert len(collect([tmp_path / "runs"])) == 5
     assert sorted(n for n in hashed if n.endswith(".jsonl")) == ["dev.jsonl", "test.jsonl", "train.jsonl"]
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from promptworth.cli import main
-from promptworth.data import sources, splits, tasks
+from promptworth.data import kshot, sources, split_folder, splits, tasks
+from promptworth.data import rows as task_rows
 from promptworth.errors import PromptworthError
 
 NOT_IN_CHECKSUM_FILE = ("CoLA", "mpqa", "subj")
@@ -32,7 +33,7 @@ def read_checksums(reference_dir: Path) -> dict[str, str]:
 def kshot_out(tmp_path_factory, data_dir) -> Path:
     """All LM-BFF K=16 splits that can be drawn from this mirror, written once for the module."""
     out = tmp_path_factory.mktemp("kshot")
-    splits.kshot(out, data_dir=data_dir)
+    kshot.kshot(out, data_dir=data_dir)
     return out
 
 
@@ -49,7 +50,7 @@ def test_kshot_writes_every_task_with_a_pool_here(kshot_out):
     names = sorted(p.name for p in kshot_out.iterdir())
     assert names == sorted(["SST-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "CoLA", "RTE", "MRPC", "STS-B"])
     for folder in kshot_out.glob("*/16-*"):
-        manifest = json.loads((folder / splits.MANIFEST).read_text())
+        manifest = json.loads((folder / split_folder.MANIFEST).read_text())
         assert manifest["layout"] == "lmbff" and manifest["k"] == 16
         for name, digest in manifest["files"].items():
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
@@ -112,7 +113,7 @@ def lmbff_reference_sampler(data_dir: Path, task_names: list[str], k: int, seeds
 
 
 def test_kshot_tasks_without_published_sums_match_an_independent_sampler(kshot_out, data_dir, reference_dir):
-    reference = lmbff_reference_sampler(data_dir, [*NOT_IN_CHECKSUM_FILE, "SST-2", "mr"], 16, list(splits.LMBFF_SEEDS))
+    reference = lmbff_reference_sampler(data_dir, [*NOT_IN_CHECKSUM_FILE, "SST-2", "mr"], 16, list(kshot.LMBFF_SEEDS))
     checksums = read_checksums(reference_dir)
     # The reference sampler itself reproduces the published sums where they exist.
     for path, content in reference.items():
@@ -124,7 +125,7 @@ def test_kshot_tasks_without_published_sums_match_an_independent_sampler(kshot_o
 
 def test_cola_seed_alone_replays_lmbffs_seed_order(kshot_out, tmp_path, data_dir):
     """CoLA's shuffles accumulate; asking for seed 42 alone still gives LM-BFF's 16-42."""
-    splits.kshot(tmp_path, ["CoLA"], seeds=[42], data_dir=data_dir)
+    kshot.kshot(tmp_path, ["CoLA"], seeds=[42], data_dir=data_dir)
     assert [p.name for p in (tmp_path / "CoLA").iterdir()] == ["16-42"]
     for name in ("train.tsv", "dev.tsv", "test.tsv"):
         assert (tmp_path / "CoLA" / "16-42" / name).read_bytes() == (kshot_out / "CoLA" / "16-42" / name).read_bytes()
@@ -134,7 +135,7 @@ def test_kshot_cli_and_md5sum(tmp_path, data_dir, reference_dir):
     out = tmp_path / "k-shot"
     assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "trec", "--seeds", "13", "87"]) == 0
     checksums = read_checksums(reference_dir)
-    written = sorted(str(p.relative_to(out)) for p in out.glob("*/*/*.*") if p.name != splits.MANIFEST)
+    written = sorted(str(p.relative_to(out)) for p in out.glob("*/*/*.*") if p.name != split_folder.MANIFEST)
     assert len(written) == 12
     for path in written:
         assert md5(out / path) == checksums[path]
@@ -164,22 +165,22 @@ def test_the_full_data_setting_trains_on_the_pool_less_the_kshot_dev(kshot_out, 
         # the K-shot split's dev and test, byte for byte
         assert (full / name).read_bytes() == (kshot / name).read_bytes()
         assert (full / name.replace("dev", "test")).read_bytes() == (kshot / name.replace("dev", "test")).read_bytes()
-        parts, small = splits.load_split(task, full), splits.load_split(task, kshot)
+        parts, small = split_folder.load_split(task, full), split_folder.load_split(task, kshot)
         rows = lambda dataset: Counter((r["text_a"], r["label"]) for r in dataset)  # noqa: E731
         # every pool row but the dev rows (as multisets: TREC's pool repeats some questions)
         assert len(parts["train"]) == pool - len(small["dev"])
-        assert rows(parts["train"]) == rows(tasks.load(task, "pool")) - rows(small["dev"])
+        assert rows(parts["train"]) == rows(task_rows.load(task, "pool")) - rows(small["dev"])
         assert not rows(small["train"]) - rows(parts["train"])
-        manifest = json.loads((full / splits.MANIFEST).read_text())
+        manifest = json.loads((full / split_folder.MANIFEST).read_text())
         assert manifest["size"] == "all" and manifest["k"] == 16 and manifest["data_seed"] == 42
 
 
 def test_load_split_reads_lmbff_layout(kshot_out):
-    parts = splits.load_split("sst-5", kshot_out / "sst-5" / "16-42")
+    parts = split_folder.load_split("sst-5", kshot_out / "sst-5" / "16-42")
     assert parts["train"].num_rows == parts["dev"].num_rows == 80
     assert parts["test"].num_rows == 2210
     assert sorted(parts["train"]["label"]) == sorted(list(range(5)) * 16)
-    stsb = splits.load_split("STS-B", kshot_out / "STS-B" / "16-42")
+    stsb = split_folder.load_split("STS-B", kshot_out / "STS-B" / "16-42")
     assert stsb["train"].num_rows == 32 and isinstance(stsb["train"][0]["label"], float)
 
 
@@ -231,20 +232,20 @@ def test_ladder_is_deterministic_to_the_byte(cb_ladder, tmp_path, data_dir):
 
 def test_ladder_manifest_records_files_and_sources(cb_ladder, data_dir):
     folder = cb_ladder[2][50]
-    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    manifest = json.loads((folder / split_folder.MANIFEST).read_text())
     assert (manifest["task"], manifest["size"], manifest["data_seed"], manifest["train_rows"]) == ("CB", 50, 2, 50)
     assert manifest["dev_policy"] == "fixed" and manifest["dev_rows"] == 32
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     source = data_dir / "superglue" / "CB" / "train.jsonl"
     assert manifest["sources"]["superglue/CB/train.jsonl"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert sources.manifest_sha256(folder) == hashlib.sha256((folder / splits.MANIFEST).read_bytes()).hexdigest()
+    assert split_folder.manifest_sha256(folder) == hashlib.sha256((folder / split_folder.MANIFEST).read_bytes()).hexdigest()
 
 
 def test_ladder_rows_load_back(cb_ladder):
-    parts = splits.load_split("CB", cb_ladder[1][20])
+    parts = split_folder.load_split("CB", cb_ladder[1][20])
     assert [parts[p].num_rows for p in ("train", "dev", "test")] == [20, 32, 56]
-    original = tasks.load("CB", "pool")
+    original = task_rows.load("CB", "pool")
     first = parts["train"][0]
     assert original[first["idx"]]["text_a"] == first["text_a"]
 
@@ -254,10 +255,10 @@ def test_size_zero_is_an_empty_training_set_with_the_dev_and_test_of_every_size(
     folders = splits.ladder("CB", spec, tmp_path / "CB", data_dir)
     assert folders[0].name == "0-1" and (folders[0] / "train.jsonl").read_bytes() == b""
     assert idx(folders[0], "dev") == idx(folders[10], "dev") and idx(folders[0], "test") == idx(folders[10], "test")
-    manifest = json.loads((folders[0] / splits.MANIFEST).read_text())
+    manifest = json.loads((folders[0] / split_folder.MANIFEST).read_text())
     assert (manifest["size"], manifest["train_rows"], manifest["dev_rows"]) == (0, 0, 32)
-    assert splits.manifest_size(folders[0]) == 0 and splits.manifest_size(folders[10]) == 10
-    assert [splits.load_split("CB", folders[0])[p].num_rows for p in ("train", "dev", "test")] == [0, 32, 56]
+    assert split_folder.manifest_size(folders[0]) == 0 and split_folder.manifest_size(folders[10]) == 10
+    assert [split_folder.load_split("CB", folders[0])[p].num_rows for p in ("train", "dev", "test")] == [0, 32, 56]
     assert splits.parse_size("0") == 0
 
 
@@ -338,17 +339,17 @@ def test_a_row_edited_after_the_manifest_is_refused(cb_ladder, tmp_path):
     path.write_text(path.read_text().replace('"label": 0', '"label": 1', 1))
     with pytest.raises(PromptworthError, match=r"20-1/train\.jsonl has changed since its split was written: its sha256 "
                        r"does not match the sha256 in .*20-1/manifest\.json"):
-        splits.load_split("CB", folder)
-    assert splits.load_split_part("CB", folder, "dev").num_rows == 32  # the untouched parts still load
+        split_folder.load_split("CB", folder)
+    assert split_folder.load_split_part("CB", folder, "dev").num_rows == 32  # the untouched parts still load
 
 
 def test_a_file_the_manifest_does_not_list_is_refused(cb_ladder, tmp_path):
     folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
-    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    manifest = json.loads((folder / split_folder.MANIFEST).read_text())
     del manifest["files"]["test.jsonl"]
-    (folder / splits.MANIFEST).write_text(json.dumps(manifest))
+    (folder / split_folder.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(PromptworthError, match=r"test\.jsonl cannot be verified: .* lists no such file"):
-        splits.load_split("CB", folder)
+        split_folder.load_split("CB", folder)
 
 
 @pytest.mark.parametrize(
@@ -366,24 +367,24 @@ def test_a_file_the_manifest_does_not_list_is_refused(cb_ladder, tmp_path):
 )
 def test_a_malformed_manifest_is_one_clear_error(cb_ladder, tmp_path, content, message):
     folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
-    (folder / splits.MANIFEST).write_text(content)
+    (folder / split_folder.MANIFEST).write_text(content)
     with pytest.raises(PromptworthError, match=message):
-        splits.load_split("CB", folder)
+        split_folder.load_split("CB", folder)
 
 
 def test_the_split_must_be_of_the_requested_task(cb_ladder, data_dir):
     with pytest.raises(PromptworthError, match=r"20-1 holds a split of CB \(its manifest\.json\), not of SST-2"):
-        splits.load_split("SST-2", cb_ladder[1][20])
+        split_folder.load_split("SST-2", cb_ladder[1][20])
     with pytest.raises(PromptworthError, match=r"not a K-shot folder of mr: it lies in 'SST-2', LM-BFF's splits of mr "
                        r"lie in 'mr' \(k-shot/mr/16-42\)"):
-        splits.load_split("mr", data_dir / "k-shot" / "SST-2" / "16-42")
+        split_folder.load_split("mr", data_dir / "k-shot" / "SST-2" / "16-42")
     with pytest.raises(PromptworthError, match="cannot be verified"):
-        splits.load_split("CB", data_dir / "k-shot" / "SST-2" / "16-42")
+        split_folder.load_split("CB", data_dir / "k-shot" / "SST-2" / "16-42")
 
 
 def test_published_kshot_files_are_verified(data_dir, tmp_path):
     folder = _copy(data_dir / "k-shot" / "SST-2" / "16-42", tmp_path / "k-shot" / "SST-2" / "16-42")
-    assert splits.load_split("SST-2", folder)["train"].num_rows == 32  # an intact copy loads
+    assert split_folder.load_split("SST-2", folder)["train"].num_rows == 32  # an intact copy loads
     path = folder / "train.tsv"
     lines = path.read_text().splitlines(keepends=True)
     sentence, label = lines[1].rstrip("\n").split("\t")
@@ -391,28 +392,28 @@ def test_published_kshot_files_are_verified(data_dir, tmp_path):
     path.write_text("".join(lines))
     with pytest.raises(PromptworthError, match=r"16-42/train\.tsv has changed since its split was written: its sha256 "
                        r"does not match the published sha256 of k-shot/SST-2/16-42/"):
-        splits.load_split("SST-2", folder)
+        split_folder.load_split("SST-2", folder)
 
 
 def test_a_folder_without_manifest_or_published_checksums_cannot_be_verified(cb_ladder, data_dir, tmp_path):
     folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
-    (folder / splits.MANIFEST).unlink()
+    (folder / split_folder.MANIFEST).unlink()
     with pytest.raises(PromptworthError, match=r"20-1 cannot be verified: it has no manifest\.json and is not one of "
                        r"LM-BFF's published K-shot folders of CB; write a verified split with `promptworth split`"):
-        splits.load_split("CB", folder)
+        split_folder.load_split("CB", folder)
     unpublished = _copy(data_dir / "k-shot" / "SST-2" / "16-42", tmp_path / "SST-2" / "16-7")
     with pytest.raises(PromptworthError, match="cannot be verified"):
-        splits.load_split("SST-2", unpublished)
+        split_folder.load_split("SST-2", unpublished)
     with pytest.raises(PromptworthError, match=r"split folder .*/absent does not exist"):
-        splits.load_split("SST-2", tmp_path / "absent")
+        split_folder.load_split("SST-2", tmp_path / "absent")
 
 
 def _rewrite(folder: Path, name: str, content: bytes) -> None:
     """Replace one file of a split and write its manifest again, as if the split was made so."""
     (folder / name).write_bytes(content)
-    manifest = json.loads((folder / splits.MANIFEST).read_text())
+    manifest = json.loads((folder / split_folder.MANIFEST).read_text())
     manifest["files"][name] = hashlib.sha256(content).hexdigest()
-    (folder / splits.MANIFEST).write_text(json.dumps(manifest))
+    (folder / split_folder.MANIFEST).write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
@@ -432,7 +433,7 @@ def test_bad_rows_in_a_verified_split_file_are_one_clear_error(cb_ladder, tmp_pa
     folder = _copy(cb_ladder[1][20], tmp_path / "20-1")
     _rewrite(folder, "train.jsonl", content)
     with pytest.raises(PromptworthError, match=message):
-        splits.load_split("CB", folder)
+        split_folder.load_split("CB", folder)
 
 
 def test_a_regression_label_must_be_a_finite_number(data_dir, tmp_path):
@@ -441,4 +442,4 @@ def test_a_regression_label_must_be_a_finite_number(data_dir, tmp_path):
     row = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
     _rewrite(folder, "train.jsonl", json.dumps({**row, "label": float("nan")}).encode() + b"\n")
     with pytest.raises(PromptworthError, match=r"label nan is not a finite number"):
-        splits.load_split("STS-B", folder)
+        split_folder.load_split("STS-B", folder)

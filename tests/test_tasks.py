@@ -13,7 +13,7 @@ import datasets
 import pytest
 
 from promptworth.cli import main
-from promptworth.data import sources, splits, tasks
+from promptworth.data import rows, sources, split_folder, splits, tasks
 from promptworth.errors import PromptworthError
 
 # Row counts of ../shared/data/README.md (train pool, labelled evaluation set).
@@ -55,25 +55,25 @@ def test_registry_covers_the_22_tasks():
 @pytest.mark.parametrize("name", sorted(README_ROWS))
 def test_each_task_loads_with_the_readme_row_counts(name, data_dir):
     pool_rows, eval_rows = README_ROWS[name]
-    evaluation = tasks.load(name, "eval", data_dir)
+    evaluation = rows.load(name, "eval", data_dir)
     assert isinstance(evaluation, datasets.Dataset)
     assert evaluation.num_rows == eval_rows
     assert "text_a" in evaluation.column_names and "label" in evaluation.column_names
     assert all(isinstance(text, str) and text for text in evaluation["text_a"])
     if pool_rows is not None:
-        assert tasks.load(name, "pool", data_dir).num_rows == pool_rows
+        assert rows.load(name, "pool", data_dir).num_rows == pool_rows
 
 
 def test_rows_have_the_task_fields(data_dir):
-    copa = tasks.load("COPA", "eval", data_dir)[0]
+    copa = rows.load("COPA", "eval", data_dir)[0]
     assert copa["choice1"] == "The toilet filled with water." and copa["label"] == 1
-    wsc = tasks.load("WSC", "eval", data_dir)[0]
+    wsc = rows.load("WSC", "eval", data_dir)[0]
     assert (wsc["span1_text"], wsc["span2_text"], wsc["span2_index"]) == ("anyone", "him", 47)
-    multirc = tasks.load("MultiRC", "eval", data_dir)
+    multirc = rows.load("MultiRC", "eval", data_dir)
     assert {"answer", "group", "text_b"} <= set(multirc.column_names)
-    stsb = tasks.load("STS-B", "eval", data_dir)
+    stsb = rows.load("STS-B", "eval", data_dir)
     assert stsb.features["label"].dtype == "float64" and stsb[0]["label"] == 5.0
-    cb = tasks.load("CB", "eval", data_dir)
+    cb = rows.load("CB", "eval", data_dir)
     assert cb.features["label"].names == ["contradiction", "entailment", "neutral"]
     assert cb[0]["label"] == 0  # contradiction
 
@@ -81,18 +81,18 @@ def test_rows_have_the_task_fields(data_dir):
 @pytest.mark.parametrize("name", ["MNLI", "SNLI", "QQP", "QNLI"])
 def test_missing_pools_fail_clearly_but_published_kshot_splits_load(name, data_dir):
     with pytest.raises(PromptworthError, match=rf"{name}: original/{name}/train.tsv is not in the data mirror"):
-        tasks.load(name, "pool", data_dir)
+        rows.load(name, "pool", data_dir)
     spec = tasks.get_task(name)
     folder = data_dir / "k-shot" / name / "16-42"
-    train = splits.load_split_part(name, folder, "train")
-    dev = splits.load_split_part(name, folder, "dev")
+    train = split_folder.load_split_part(name, folder, "train")
+    dev = split_folder.load_split_part(name, folder, "dev")
     assert train.num_rows == dev.num_rows == 16 * spec.num_labels
     assert sorted(set(train["label"])) == list(range(spec.num_labels))
 
 
 def test_missing_boolq_pool_fails_clearly(data_dir):
     with pytest.raises(PromptworthError, match="BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror"):
-        tasks.load("BoolQ", "pool", data_dir)
+        rows.load("BoolQ", "pool", data_dir)
 
 
 def test_unknown_task_names_the_known_ones():
@@ -111,7 +111,7 @@ def test_corrupt_file_is_refused(data_dir, tmp_path):
     path = mirror / "original" / "SST-2" / "dev.tsv"
     path.write_bytes(path.read_bytes().replace(b"\t1\n", b"\t0\n", 1))
     with pytest.raises(PromptworthError, match=r"dev.tsv is corrupt: its sha256 does not match"):
-        tasks.load("SST-2", "eval", mirror)
+        rows.load("SST-2", "eval", mirror)
 
 
 def test_data_dir_from_environment(data_dir, monkeypatch):
@@ -128,10 +128,10 @@ def test_invalid_jsonl_names_the_line(data_dir, tmp_path):
     path.write_text(path.read_text() + "{not json\n")
     # The edited file no longer matches its checksum: that is caught first.
     with pytest.raises(PromptworthError, match="corrupt"):
-        tasks.load("CB", "pool", mirror)
+        rows.load("CB", "pool", mirror)
     spec = tasks.get_task("CB")
     with pytest.raises(PromptworthError, match=r"line 251 is not valid JSON"):
-        tasks.read_records(spec, path)
+        rows.read_records(spec, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_download_lmbff_task_from_archive(data_dir, tmp_path):
     sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": _lmbff_archive(data_dir, tmp_path)})
     assert sorted(p.name for p in (root / "original" / "SST-2").iterdir()) == ["dev.tsv", "train.tsv"]
     assert not (root / "original" / "mr").exists()
-    assert tasks.load("SST-2", "pool", root).num_rows == 6920
+    assert rows.load("SST-2", "pool", root).num_rows == 6920
     assert [p.name for p in root.iterdir()] == ["original"]  # no staging left behind
 
 
@@ -175,7 +175,7 @@ def test_download_superglue_task_from_archive(data_dir, tmp_path):
     }
     root = tmp_path / "cache"
     sources.download_task(tasks.get_task("CB"), root, urls)
-    assert tasks.load("CB", "eval", root).num_rows == 56
+    assert rows.load("CB", "eval", root).num_rows == 56
     assert (root / "superglue" / "CB" / "fewglue_train32.jsonl").is_file()
 
 
@@ -230,7 +230,7 @@ def test_download_fallback_starts_on_a_fresh_machine(data_dir, tmp_path, monkeyp
     cache = _fresh_machine(monkeypatch, tmp_path / "home")
     assert sources.resolve_data_dir(None) == cache
     assert sources.resolve_data_dir(sources.resolve_data_dir(None)) == cache
-    assert tasks.load("SST-2", "pool").num_rows == 6920
+    assert rows.load("SST-2", "pool").num_rows == 6920
     out = tmp_path / "splits" / "CB"
     code = main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
@@ -288,4 +288,4 @@ def test_bad_content_of_a_task_file_is_one_clear_error(tmp_path, name, content, 
     path = tmp_path / spec.file_name("eval")
     path.write_bytes(content)
     with pytest.raises(PromptworthError, match=message):
-        tasks.rows_from_records(spec, tasks.read_records(spec, path), path)
+        rows.rows_from_records(spec, rows.read_records(spec, path), path)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from promptworth.data import splits
+from promptworth.data import split_folder, splits
 from promptworth.training.tiny import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
 
 
@@ -62,7 +62,7 @@ def write_split(
     info = {"layout": "rows", "task": task, "data_seed": int(seed) if seed.isdigit() else None}
     if size is not None:
         info["size"] = size
-    splits.write_manifest(folder, info, {})
+    split_folder.write_manifest(folder, info, {})
     return folder
 
 

@@ -141,7 +141,7 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     """How a checked record differs from what the study asks of it (the first key that differs),
     or None when it is the run asked for. ``missing_is_stale``: a cited file that is gone counts as
     a difference (the workflow makes it again; ``aggregate`` cannot check what is not there)."""
-    from promptworth.data.sources import manifest_sha256
+    from promptworth.data.split_folder import manifest_sha256
 
     for key, wanted in asked_for.values.items():
         found = _lookup(record, key)

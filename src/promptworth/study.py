@@ -604,7 +604,7 @@ def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
     where the data mirror at hand holds the pool (else the split job says so, once it has it)."""
     from promptworth.data.sources import resolve_data_dir
     from promptworth.data.splits import size_problem
-    from promptworth.data.tasks import load_rows
+    from promptworth.data.rows import load_rows
 
     try:
         root = resolve_data_dir(study.data_dir)

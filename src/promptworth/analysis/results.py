@@ -16,7 +16,7 @@ import pandas as pd
 
 from promptworth import records
 from promptworth.records import read_record
-from promptworth.data.sources import MANIFEST, manifest_sha256, split_checksums, verify_split
+from promptworth.data.split_folder import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import builtin_methods
 from promptworth.training.train_config import examples_read

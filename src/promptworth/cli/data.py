@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from promptworth.data import splits, tasks
+from promptworth.data.kshot import LMBFF_SEEDS, kshot as sample_kshot, lmbff_tasks
 from promptworth.data.sources import resolve_data_dir
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kshot.add_argument("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)")
     kshot.add_argument("--out", type=Path, required=True, help="output folder (LM-BFF's data/k-shot)")
     kshot.add_argument("--k", type=int, default=splits.DEFAULT_K, help="examples per class (default %(default)s)")
-    kshot.add_argument("--seeds", type=int, nargs="+", default=list(splits.LMBFF_SEEDS), help="data seeds")
+    kshot.add_argument("--seeds", type=int, nargs="+", default=list(LMBFF_SEEDS), help="data seeds")
     kshot.add_argument("--tasks", nargs="+", help="tasks (default: every LM-BFF task whose pool is available)")
     kshot.add_argument("--full", action="store_true",
                        help="the full-data setting: the K-shot dev and test, the whole pool less dev as training "
@@ -48,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_kshot(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
-    written = splits.kshot(args.out, args.tasks, k=args.k, seeds=args.seeds, data_dir=root, full=args.full)
-    skipped = [name for name in splits.lmbff_tasks() if name not in written and not args.tasks]
+    written = sample_kshot(args.out, args.tasks, k=args.k, seeds=args.seeds, data_dir=root, full=args.full)
+    skipped = [name for name in lmbff_tasks() if name not in written and not args.tasks]
     for name, folders in written.items():
         print(f"{name}: {len(folders)} splits in {args.out / name}")
     if skipped:

@@ -13,22 +13,17 @@ each read, so a corrupt or edited copy fails loudly instead of skewing results.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import tarfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.files import sha256_file, staging_folder
-
-if TYPE_CHECKING:
-    from promptworth.data.tasks import TaskSpec
 
 DATA_ENV = "PROMPTWORTH_DATA"
 LMBFF_ARCHIVE_URL = "https://nlp.cs.princeton.edu/projects/lm-bff/datasets.tar"
@@ -71,111 +66,6 @@ def known_checksums() -> dict[str, str]:
         digest, relpath = line.split(maxsplit=1)
         table[relpath.strip()] = digest
     return table
-
-
-# Every split folder describes itself in this file (its rows' checksums and sources); a run
-# record names its split by the manifest's sha256.
-MANIFEST = "manifest.json"
-HOW_TO_WRITE_A_SPLIT = "write a verified split with `promptworth split` (or `promptworth kshot`)"
-
-
-def manifest_sha256(split_dir: Path) -> str | None:
-    """sha256 of a split folder's manifest (None when it has none)."""
-    path = Path(split_dir) / MANIFEST
-    return sha256_file(path) if path.is_file() else None
-
-
-def read_manifest(split_dir: Path) -> dict[str, Any] | None:
-    """A split folder's manifest (None when it has none), checked: a ``task`` name and a
-    ``files`` object of sha256 digests by file name."""
-    path = Path(split_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PromptworthError(f"{path}: not a readable manifest ({exc})") from None
-    except RecursionError:
-        raise PromptworthError(f"{path}: nested too deeply to be a manifest") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if (
-        not isinstance(manifest, dict) or not isinstance(manifest.get("task"), str) or not isinstance(files, dict)
-        or not all(isinstance(name, str) and isinstance(digest, str) for name, digest in files.items())
-    ):
-        raise PromptworthError(f"{path}: not a split manifest (it needs 'task' and 'files': {{name: sha256}})")
-    # only files of the folder itself: a name like /dev/zero or ../x would be read to hash it
-    strays = [name for name in files if name in ("", ".", "..") or "/" in name or "\\" in name]
-    if strays:
-        raise PromptworthError(f"{path}: {strays[0]!r} is not the name of a file in the split folder")
-    return manifest
-
-
-@dataclass(frozen=True)
-class SplitChecksums:
-    """The sha256 each file of a split folder must have (by file name), and where they come from."""
-
-    folder: Path
-    files: dict[str, str]
-    origin: str
-
-
-def split_checksums(split_dir: Path, task_name: str, kshot_dir: str | None) -> SplitChecksums:
-    """What the files of a split folder of ``task_name`` must hash to.
-
-    A folder with a manifest: the manifest's ``files``, and the manifest must name ``task_name``.
-    Without one, LM-BFF's published K-shot folders (``<kshot_dir>/<K>-<seed>``, so the folder
-    must sit in a folder named like the task's ``kshot_dir``) are checked against the published
-    checksums. Any other folder cannot be verified: an error.
-    """
-    folder = Path(split_dir)
-    if not folder.is_dir():
-        raise PromptworthError(f"split folder {folder} does not exist")
-    manifest = read_manifest(folder)
-    if manifest is not None:
-        if manifest["task"] != task_name:
-            raise PromptworthError(
-                f"split folder {folder} holds a split of {manifest['task']} (its {MANIFEST}), not of {task_name}"
-            )
-        return SplitChecksums(folder, dict(manifest["files"]), f"the sha256 in {folder / MANIFEST}")
-    here = folder.resolve()
-    prefix = f"{kshot_dir}/{here.name}/"
-    published = {
-        relpath.removeprefix(prefix): digest for relpath, digest in known_checksums().items()
-        if kshot_dir and relpath.startswith(prefix)
-    }
-    if not published:
-        raise PromptworthError(
-            f"split folder {folder} cannot be verified: it has no {MANIFEST} and is not one of LM-BFF's "
-            f"published K-shot folders of {task_name}; {HOW_TO_WRITE_A_SPLIT}"
-        )
-    expected = Path(kshot_dir or "").name
-    if here.parent.name != expected:
-        raise PromptworthError(
-            f"split folder {folder} is not a K-shot folder of {task_name}: it lies in {here.parent.name!r}, "
-            f"LM-BFF's splits of {task_name} lie in {expected!r} ({kshot_dir}/{here.name})"
-        )
-    return SplitChecksums(folder, published, f"the published sha256 of {prefix}")
-
-
-def verify_split_file(path: Path, checksums: SplitChecksums) -> None:
-    """Raise unless ``path`` (a file of the split folder) hashes to what ``checksums`` say."""
-    expected = checksums.files.get(path.name)
-    if expected is None:
-        raise PromptworthError(f"{path} cannot be verified: {checksums.origin} lists no such file")
-    if sha256_file(path) != expected:
-        raise PromptworthError(
-            f"{path} has changed since its split was written: its sha256 does not match {checksums.origin}; "
-            f"{HOW_TO_WRITE_A_SPLIT} again"
-        )
-
-
-def verify_split(checksums: SplitChecksums) -> None:
-    """Every file the checksums list is there and unchanged."""
-    for name in sorted(checksums.files):
-        path = checksums.folder / name
-        if not path.is_file():
-            raise PromptworthError(f"{path} is missing: {checksums.origin} lists it")
-        verify_split_file(path, checksums)
 
 
 def verify(path: Path, relpath: str) -> None:

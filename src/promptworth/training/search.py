@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from promptworth.data.sources import manifest_sha256
+from promptworth.data.split_folder import manifest_sha256
 from promptworth.files import read_output, sha256_file
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import platform
 import random
 import resource
@@ -37,7 +36,7 @@ import torch
 
 from promptworth import __version__, paths, records
 from promptworth.paths import study_relative
-from promptworth.data.sources import manifest_sha256
+from promptworth.data.split_folder import infer_data_seed, manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.training import flops, lr_grid, metrics, models, search
@@ -522,25 +521,12 @@ def versions() -> dict[str, str]:
     }
 
 
-def infer_data_seed(split_dir: Path) -> int | None:
-    """From the manifest, or from an LM-BFF folder name ``<K>-<seed>``."""
-    manifest = Path(split_dir) / "manifest.json"
-    if manifest.is_file():
-        try:
-            seed = json.loads(manifest.read_text(encoding="utf-8")).get("data_seed")
-            return int(seed) if seed is not None else None
-        except (ValueError, TypeError):
-            return None
-    name = Path(split_dir).resolve().name
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if "-" in name and tail.isdigit() else None
-
-
 def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
     """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
     point: only a split whose manifest says size 0 may have one, and only a method that runs
     untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
-    from promptworth.data.splits import ZERO_SHOT, load_split, manifest_size, test_indices
+    from promptworth.data.splits import ZERO_SHOT, test_indices
+    from promptworth.data.split_folder import load_split, manifest_size
 
     data = load_split(task, Path(split_dir))
     parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
@@ -700,4 +686,3 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
           "its result is taken over, nothing trains", file=sys.stderr)
     return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
-
