@@ -17,7 +17,7 @@ end. Both sides run the code of this checkout (its faster command-line start hel
 too, so the speed-up is if anything understated).
 
 MFU = the model FLOPs of all training and evaluation tokens (the records' ``timing.flops``; see
-promptworth.training.flops) / the side's wall time / the reference peak: a 2048 x 2048 bf16 matmul with 2
+promptworth.backbones.flops) / the side's wall time / the reference peak: a 2048 x 2048 bf16 matmul with 2
 threads, best of several, measured in this invocation (fp32 where the CPU has no fast bf16).
 
 Usage: python benchmarks/study_throughput.py [--out benchmarks/results/study_throughput.json]
@@ -109,7 +109,8 @@ def study_flops(records: dict[str, dict]) -> int:
 
 
 def measure_peak() -> dict[str, Any]:
-    from promptworth.training import flops, train
+    from promptworth.backbones import flops
+    from promptworth.training import train
 
     peaks = flops.matmul_peaks(train.cpu_has_fast_bf16(), CORES)
     fast = peaks["bf16_matmul_2048_gflops"] is not None

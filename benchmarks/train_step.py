@@ -8,7 +8,7 @@ step times counts, and the sides alternate for ``--rounds`` rounds, each keeping
 (the machine is shared: the best round is the least disturbed one). The Trainer side is the plain Hugging Face way to train the same method: the
 model's full-vocabulary logits at every position, the label words' logits read at the answer.
 
-MFU = the model FLOPs the step really does (``promptworth.training.flops``: non-embedding matmuls, attention
+MFU = the model FLOPs the step really does (``promptworth.backbones.flops``: non-embedding matmuls, attention
 and the label words' rows of the output layer, forward and backward) / step time / the machine's
 matmul peak in the precision the step runs in: a 2048 x 2048 matmul with 2 threads, best of
 several, measured by this script (bf16 where the CPU has fast bf16, else fp32; a CPU without
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from promptworth import fast
 from promptworth.data import split_folder
+from promptworth.backbones import registry
 
 HERE = Path(__file__).resolve().parent
 THREADS = 2
@@ -73,10 +74,11 @@ def _setup(length: int):
     import torch
 
     from promptworth.data import tasks
-    from promptworth.training import methods, models
+    from promptworth.training import methods
+    from promptworth.backbones import load as models
 
     torch.set_num_threads(THREADS)
-    backbone = models.open_backbone(models.SMOLLM2)
+    backbone = models.open_backbone(registry.SMOLLM2)
     task = tasks.get_task("SST-2")
     method = methods.build_method("prompt", task, backbone, length)
     rows = equal_length_rows(length, backbone.tokenizer)
@@ -92,7 +94,8 @@ def _setup(length: int):
 def phase_peak(args: argparse.Namespace) -> dict:
     import torch
 
-    from promptworth.training import flops, train
+    from promptworth.backbones import flops
+    from promptworth.training import train
 
     return {**flops.matmul_peaks(train.cpu_has_fast_bf16(), THREADS), "cpu": train.describe_device(torch.device("cpu"))}
 
@@ -126,11 +129,12 @@ def phase_real(args: argparse.Namespace) -> dict:
     import torch
 
     from promptworth.data import splits, tasks
-    from promptworth.training import flops, methods, models, train
+    from promptworth.backbones import flops, load as models
+    from promptworth.training import methods, train
 
     train.tune_allocator()
     torch.set_num_threads(THREADS)
-    backbone = models.open_backbone(models.SMOLLM2)
+    backbone = models.open_backbone(registry.SMOLLM2)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("SST-2", "trec"):
@@ -188,7 +192,7 @@ def phase_hf(args: argparse.Namespace, bf16: bool) -> dict:
     import torch.nn.functional as F
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from promptworth.training import models
+    from promptworth.backbones import load as models
 
     task, method, features = _setup(args.length)
     label_ids = [words[0][0] for words in method.encoder.words_for({})]
@@ -301,7 +305,7 @@ def main() -> int:
         "speedup_vs_hf_trainer": hf_fp32["step_s"] / ours["step_s"],
         # None where the CPU emulates bf16 (the Trainer's bf16 side is not measured there)
         "speedup_vs_hf_trainer_bf16": hf_bf16["step_s"] / ours["step_s"] if hf_bf16 else None,
-        # the FLOPs done (promptworth.training.flops) over the reference peak; embeddings do no matmul work
+        # the FLOPs done (promptworth.backbones.flops) over the reference peak; embeddings do no matmul work
         "mfu": flops / ours["step_s"] / peak_flops,
         "mfu_reference_peak": reference,
         "study_shapes": {name: {**shape, "mfu": shape["flops_per_step"] / shape["step_s"] / peak_flops}

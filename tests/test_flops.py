@@ -9,7 +9,8 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model
 
 from promptworth.cli import main
 from promptworth.data import tasks
-from promptworth.training import flops, methods, models, train
+from promptworth.backbones import flops, load as models
+from promptworth.training import methods, train
 
 
 def _load(kind: str, method_name: str = "prompt"):

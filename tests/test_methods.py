@@ -10,7 +10,8 @@ from tiny_models import KINDS, sentiment_rows, tiny_model
 
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import methods, models, train
+from promptworth.training import methods, train
+from promptworth.backbones import load as models
 
 SST2 = tasks.get_task("SST-2")
 

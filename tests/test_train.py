@@ -15,6 +15,7 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs, methods, train, train_config
+from promptworth.backbones import resolve
 
 CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
@@ -390,11 +391,11 @@ def test_bad_input_is_one_clear_error_and_no_json(split, tmp_path, capsys, chang
 
 
 def test_missing_short_name_model_says_how_to_convert(monkeypatch, tmp_path):
-    from promptworth.training import models
+    from promptworth.backbones import load as models
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PromptworthError, match="convert-model"):
-        models.resolve_model("smollm2-135m-instruct", root=tmp_path)
+        resolve.resolve_model("smollm2-135m-instruct", root=tmp_path)
 
 
 def test_nan_loss_is_an_error_and_no_json(split, tmp_path, monkeypatch, capsys):
@@ -593,7 +594,7 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
 def test_gemma3_trains_on_sst2_kshot_with_prompt_and_head(gemma3_conversion, data_dir, tmp_path):
     """Gemma-3-270M, converted, trains one step with the prompt and with a head; LM-BFF's SST-2
     label words are one token each in its tokenizer."""
-    from promptworth.training import models
+    from promptworth.backbones import load as models
 
     folder = gemma3_conversion[0]
     split = data_dir / "k-shot" / "SST-2" / "16-42"

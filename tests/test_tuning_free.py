@@ -15,7 +15,8 @@ from tiny_models import sentiment_rows, tiny_model, write_split
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, models, train
+from promptworth.training import method_specs, methods, train
+from promptworth.backbones import load as models
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")

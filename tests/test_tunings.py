@@ -13,7 +13,8 @@ from tiny_models import sentiment_rows, tiny_model
 
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, models, train, tunings
+from promptworth.training import method_specs, methods, train, tunings
+from promptworth.backbones import architecture, load as models
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")  # a masked and a causal backbone
@@ -96,7 +97,7 @@ def test_a_step_changes_what_the_tuning_trains_and_nothing_else(name, kind, back
     if spec.objective == "head":
         assert any(_is_new_head(n) for n in changed)
     if spec.tuning == "fixlayers":
-        top = tunings.layer_count(backbones[kind].config) - 1
+        top = architecture.layer_count(backbones[kind].config) - 1
         assert any(_layer_index(n) == top for n in changed)
     count = method.parameter_count
     assert count.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -211,7 +212,7 @@ def test_bad_parts_or_options_are_one_clear_error(definition, message):
 
 def test_too_many_frozen_layers_is_an_error_naming_the_model_s_layers(backbones):
     spec = method_specs.define({"name": "mine", "objective": "prompt", "tuning": "fixlayers", "options": {"layers": 3}})
-    layers = tunings.layer_count(backbones["llama"].config)
+    layers = architecture.layer_count(backbones["llama"].config)
     assert layers < 3
     with pytest.raises(PromptworthError, match=f"option layers is 3, but the model has {layers} layers"):
         methods.build_method(spec, SST2, backbones["llama"], 48)
@@ -219,7 +220,7 @@ def test_too_many_frozen_layers_is_an_error_naming_the_model_s_layers(backbones)
 
 def test_fixlayers_freezes_half_the_layers_by_default_and_takes_a_number(backbones):
     backbone = backbones["roberta"]
-    total = tunings.layer_count(backbone.config)
+    total = architecture.layer_count(backbone.config)
     assert methods.build_method("prompt-fixlayers", SST2, backbone, 48).options == {"layers": total // 2}
     spec = method_specs.define({"name": "fix-all", "objective": "prompt", "tuning": "fixlayers", "options": {"layers": total}})
     method, model = _loaded(spec, backbone)
@@ -274,7 +275,7 @@ def test_a_prefix_is_the_cache_of_the_template_s_words_on_a_causal_lm(backbones)
     words = backbone.tokenizer("It was .", add_special_tokens=False)["input_ids"]
     ids = [words[i % len(words)] for i in range(4)]
     config = backbone.config
-    assert model.prefix.weight.shape == (tunings.layer_count(config), 2, config.num_key_value_heads, 4,
+    assert model.prefix.weight.shape == (architecture.layer_count(config), 2, config.num_key_value_heads, 4,
                                          config.hidden_size // config.num_attention_heads)
     features = [method.encode(row) for row in sentiment_rows(3, 5)]
     batch = method.collate(features)  # right-padded: rows of different lengths

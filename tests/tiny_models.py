@@ -1,4 +1,4 @@
-"""Tiny backbones for the tests (built once per session by ``promptworth.training.tiny``) and toy splits."""
+"""Tiny backbones for the tests (built once per session by ``promptworth.backbones.tiny_models``) and toy splits."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import torch
 
-from promptworth.data import split_folder, splits
-from promptworth.training.tiny import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
+from promptworth.data import split_folder
+from promptworth.backbones.tiny_models import FILLER, KINDS, NEGATIVE, POSITIVE, build_tiny_model
 
 
 @functools.cache

@@ -45,7 +45,7 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
     from promptworth import fast
     from promptworth.training.method_specs import search_kind
-    from promptworth.training.models import record_name
+    from promptworth.backbones.resolve import record_name
     from promptworth.training.train_config import config_from_mapping
 
     spec = study.method(run.method)

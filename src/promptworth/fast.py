@@ -33,7 +33,7 @@ STEPS = 2
 TEST_ROWS = 24
 TASKS = 2
 SIZES = 2
-# built by the workflow's rule tiny_model (promptworth.training.models.MODELS_DIR; not imported: it loads torch)
+# built by the workflow's rule tiny_model (promptworth.backbones.registry.MODELS_DIR)
 TINY_MODEL = "resources/models/tiny-llama"
 RESULTS = PurePosixPath("results")
 FAST_RESULTS = RESULTS / "fast"

@@ -7,7 +7,7 @@ from pathlib import Path
 from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import NAME_PATTERN, search_kind
-from promptworth.training.models import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
+from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
 from promptworth.expected import (
     Reuse,
     check_runs_dir,

@@ -1,7 +1,7 @@
 # Backbones the workflow builds itself.
 
 
-# The offline backbones (promptworth.training.models.OFFLINE_MODELS), from their PyPI packages.
+# The offline backbones (promptworth.backbones.registry.OFFLINE_MODELS), from their PyPI packages.
 rule convert_model:
     output:
         directory(f"{MODELS_DIR}/{{offline_model}}"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from promptworth.errors import PromptworthError
 from promptworth.training import method_specs
-from promptworth.training.tiny import KINDS, build_tiny_model
+from promptworth.backbones.tiny_models import KINDS, build_tiny_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,9 +59,10 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         rows.append(row)
     if model is not None:
         from promptworth.data import tasks
-        from promptworth.training import methods, models, train
+        from promptworth.training import methods, train
+        from promptworth.backbones import load
 
-        backbone = models.open_backbone(model)
+        backbone = load.open_backbone(model)
         task = tasks.get_task(task_name)
         for row, spec in zip(rows, method_specs.BUILTINS):
             method = methods.build_method(spec, task, backbone, 128)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from promptworth import records
 from promptworth.errors import PromptworthError
-from promptworth.training import lr_grid, method_specs, models, train_config
+from promptworth.training import lr_grid, method_specs, train_config
+from promptworth.backbones import registry
+from promptworth.backbones.convert import convert_offline_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,8 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's GGUF "
         "file to a safetensors folder",
     )
-    convert.add_argument("--model", choices=tuple(models.OFFLINE_MODELS), default=models.SMOLLM2,
-                         help=f"which offline backbone (default {models.SMOLLM2})")
+    convert.add_argument("--model", choices=tuple(registry.OFFLINE_MODELS), default=registry.SMOLLM2,
+                         help=f"which offline backbone (default {registry.SMOLLM2})")
     convert.add_argument("--out", type=Path, help="output folder (default: resources/models/<model>)")
     convert.add_argument("--force", action="store_true", help="succeed quietly if the folder already exists")
     convert.set_defaults(handler=run_convert)
@@ -107,8 +109,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
                         help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
     parser.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
-    parser.add_argument("--model", default=models.SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(models.OFFLINE_MODELS)} "
-                        f"({models.SMOLLM2} by default)")
+    parser.add_argument("--model", default=registry.SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(registry.OFFLINE_MODELS)} "
+                        f"({registry.SMOLLM2} by default)")
     parser.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
     parser.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -257,14 +259,14 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from promptworth.files import writable_folder
 
-    out = args.out or Path(models.SHORT_NAMES[args.model])
+    out = args.out or Path(registry.SHORT_NAMES[args.model])
     if out.exists():
         if args.force and (out / "config.json").is_file():
             print(f"{out} exists")
             return 0
         raise PromptworthError(f"{out} already exists; remove it to convert again")
     with writable_folder(out.parent, f"the model folder {out.name}"):
-        models.convert_offline_model(args.model, out)
-    title = models.OFFLINE_MODELS[args.model].title
+        convert_offline_model(args.model, out)
+    title = registry.OFFLINE_MODELS[args.model].title
     print(f"{title} converted to {out} (weights dequantised to float32; logits checked against the GGUF model)")
     return 0

@@ -44,8 +44,10 @@ import torch.nn.functional as F
 
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.training import demos, flops, models, prompts, tunings
+from promptworth.training import demos, prompts, tunings
+from promptworth.backbones import flops, load
 from promptworth.training.method_specs import CONTENT_FREE, SEARCHED_TEMPLATE, MethodSpec, resolve
+from promptworth.backbones.architecture import lm_parts, position_limit
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
@@ -108,32 +110,6 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def lm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """``(backbone, lm_head)`` of a ``*ForMaskedLM`` / ``*ForCausalLM``: the head is the top-level
-    child holding the output embeddings (``lm_head``, BERT's ``cls``)."""
-    base = model.base_model
-    output = model.get_output_embeddings()
-    for _, child in model.named_children():
-        if child is not base and any(module is output for module in child.modules()):
-            return base, child
-    raise PromptworthError(f"cannot find the language-model head of {type(model).__name__}")
-
-
-# RoBERTa-style models number positions from after the padding index.
-PADDING_OFFSET_MODELS = ("roberta", "xlm-roberta", "camembert")
-
-
-def position_limit(config: Any) -> int | None:
-    """The most tokens a backbone's position embeddings take (None: its config does not say);
-    a longer sequence would fail inside the model."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if not isinstance(positions, int) or isinstance(positions, bool):
-        return None
-    if getattr(config, "model_type", None) in PADDING_OFFSET_MODELS:
-        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
-    return positions
-
-
 def length_problem(max_length: int, limit: int | None, added: int, method: str, model: str) -> str | None:
     """Why ``max_length`` tokens of input, after the ``added`` positions a tuning puts before them
     (a soft prompt's vectors, a prefix's keys: its option ``tokens``), do not fit the ``limit``
@@ -156,7 +132,7 @@ class Method:
 
     model_class: str = ""
 
-    def __init__(self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec) -> None:
+    def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec) -> None:
         self.spec = spec
         self.name = spec.name
         # the tuning's options, with those that depend on the model decided (fixlayers' layers)
@@ -196,7 +172,7 @@ class Method:
         return []
 
     def load_objective_model(self) -> torch.nn.Module:
-        return models.load_model(self.backbone.ref, self.model_class)
+        return load.load_model(self.backbone.ref, self.model_class)
 
     def encode(self, row: Mapping[str, Any]) -> Feature:
         raise NotImplementedError
@@ -256,7 +232,7 @@ class MajorityMethod(Method):
     """No model: every example gets the evaluation set's most frequent class (see the module)."""
 
     def __init__(
-        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
     ) -> None:
         super().__init__(task, backbone, max_length, spec)
         if task.is_regression:
@@ -311,7 +287,7 @@ class PromptMethod(Method):
     words_key = "label_words"
 
     def __init__(
-        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec,
+        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec,
         template_name: str | None = None, chosen: Chosen | None = None,
     ) -> None:
         super().__init__(task, backbone, max_length, spec)
@@ -599,14 +575,14 @@ class HeadMethod(Method):
     model_class = "sequence_classification"
 
     def __init__(
-        self, task: TaskSpec, backbone: models.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
     ) -> None:
         super().__init__(task, backbone, max_length, spec)
         self.multiple_choice = bool(choice_fields(task))
         self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
 
     def load_objective_model(self) -> torch.nn.Module:
-        return models.load_model(
+        return load.load_model(
             self.backbone.ref, self.model_class, num_labels=self.outputs, pad_token_id=self.tokenizer.pad_token_id
         )
 
@@ -669,7 +645,7 @@ OBJECTIVE_CLASSES: dict[str, type[Method]] = {
 
 
 def build_method(
-    method: str | MethodSpec, task: TaskSpec, backbone: models.Backbone, max_length: int,
+    method: str | MethodSpec, task: TaskSpec, backbone: load.Backbone, max_length: int,
     template_name: str | None = None, chosen: Chosen | None = None,
 ) -> Method:
     """The method (a built-in's name, or a spec) set up for a task and backbone; a clear error for

@@ -42,9 +42,11 @@ from promptworth.data.split_folder import manifest_sha256
 from promptworth.files import read_output, sha256_file
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, models, prompts
+from promptworth.backbones import flops, load, resolve
+from promptworth.training import prompts
 from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, SEARCHED_TEMPLATE, MethodSpec, search_kind
-from promptworth.training.methods import Chosen, Method, build_method, choice_fields, lm_parts, pad
+from promptworth.training.methods import Chosen, Method, build_method, choice_fields, pad
+from promptworth.backbones.architecture import lm_parts
 from promptworth.training.train_config import TrainConfig
 
 # What a result file says it is (a reader checks it).
@@ -211,7 +213,7 @@ def pool_templates(task: TaskSpec) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def usable_templates(sources: Sequence[str], verbalizer: prompts.Verbalizer, backbone: models.Backbone,
+def usable_templates(sources: Sequence[str], verbalizer: prompts.Verbalizer, backbone: load.Backbone,
                      max_length: int) -> tuple[list[str], list[dict[str, str]]]:
     """``(usable, dropped)``: the candidates that are templates this backbone can read (one answer
     slot; for a causal LM input before it and none after it), and why each other one is not. None
@@ -318,7 +320,7 @@ class _Context:
 
     request: SearchRequest
     task: TaskSpec
-    backbone: models.Backbone
+    backbone: load.Backbone
     rows: dict[str, list[dict[str, Any]]]
     device: torch.device
     precision: str
@@ -379,7 +381,7 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
     verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
     encoder = prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                     tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=config.max_length)
-    model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
+    model = load.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
     ranking = rank_words(model, encoder, context.rows, task.num_labels, vocabulary, options["words_k"],
                          options["words_n"], config.eval_batch_size)
     del model
@@ -406,13 +408,13 @@ def search_template(context: _Context, options: Mapping[str, Any]) -> dict[str, 
         generated = t5_templates(request.generator, context.rows["train"], words, pair, options["templates_beam"])
         sources = [source for source, _ in generated]
         generator: dict[str, Any] = {"kind": "t5", "path": request.generator,
-                                     "sha256": models.weights_sha256(models.resolve_model(request.generator)),
+                                     "sha256": resolve.weights_sha256(resolve.resolve_model(request.generator)),
                                      "generated": [{"template": s, "score": round(v, 4)} for s, v in generated]}
     else:
         sources = pool_templates(task)
         generator = {"kind": "pool", "bridges": list(BRIDGES)}
     usable, dropped = usable_templates(sources, verbalizer, backbone, request.config.max_length)
-    model = models.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
+    model = load.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
     scored = [Candidate(Chosen(template=s), context.zero_shot(Chosen(template=s), model)) for s in usable]
     del model
     order = {s: i for i, s in enumerate(usable)}
@@ -437,7 +439,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
     if request.threads:
         torch.set_num_threads(request.threads)
     task = get_task(request.task)
-    backbone = models.open_backbone(request.model)
+    backbone = load.open_backbone(request.model)
     rows = load_rows(request.task, request.split_dir, None, spec)
     device = pick_device()
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
@@ -453,7 +455,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
         "method_parts": spec.describe(),
         "options": {o.name: options[o.name] for o in EXTRAS[extra].options},
         "model": backbone.ref.name,
-        "model_sha256": models.weights_sha256(backbone.ref),
+        "model_sha256": resolve.weights_sha256(backbone.ref),
         "model_kind": backbone.kind,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),

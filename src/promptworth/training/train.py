@@ -39,7 +39,9 @@ from promptworth.paths import study_relative
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import flops, lr_grid, metrics, models, search
+from promptworth.backbones import flops, load
+from promptworth.backbones.resolve import weights_sha256
+from promptworth.training import lr_grid, metrics, search
 from promptworth.training.method_specs import MethodSpec, resolve, search_kind
 from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
 from promptworth.training.train_config import TrainConfig
@@ -210,7 +212,7 @@ class Evaluation:
 
 def batch_flops(method: Method, shape: flops.ModelShape, batch: Batch) -> int:
     """Forward model FLOPs of one batch (its real tokens and what the method's tuning adds to
-    them; see promptworth.training.flops)."""
+    them; see promptworth.backbones.flops)."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"],
                                method.input_vectors, method.prefix_positions)
@@ -562,9 +564,9 @@ def run(request: RunRequest) -> dict[str, Any]:
     tune_allocator()
     task = get_task(request.task)
     config = request.config
-    backbone = models.open_backbone(request.model)
+    backbone = load.open_backbone(request.model)
     spec = resolve(request.method) if isinstance(request.method, str) else request.method
-    model_sha256 = models.weights_sha256(backbone.ref)
+    model_sha256 = weights_sha256(backbone.ref)
     chosen, searched = None, None
     if request.search is not None:
         chosen, searched = search.apply_result(request.search, study_relative(request.search), task, spec,
@@ -644,7 +646,7 @@ def run(request: RunRequest) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
             "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
             "peak_rss_gb": round(peak_rss_gb(), 3),
-            # model FLOPs done (promptworth.training.flops: non-embedding matmuls, attention, the output
+            # model FLOPs done (promptworth.backbones.flops: non-embedding matmuls, attention, the output
             # rows the method computes; training counts forward and backward)
             "flops": {"train": result.train_flops, "eval": result.eval_flops},
             "non_embedding_params": result.non_embedding_params,

