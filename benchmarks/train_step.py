@@ -35,6 +35,7 @@ from pathlib import Path
 from promptworth import fast
 from promptworth.data import split_folder
 from promptworth.backbones import registry
+from promptworth.methods import build
 
 HERE = Path(__file__).resolve().parent
 THREADS = 2
@@ -74,13 +75,13 @@ def _setup(length: int):
     import torch
 
     from promptworth.data import tasks
-    from promptworth.training import methods
+    from promptworth.methods.objectives import prompt as methods
     from promptworth.backbones import load as models
 
     torch.set_num_threads(THREADS)
     backbone = models.open_backbone(registry.SMOLLM2)
     task = tasks.get_task("SST-2")
-    method = methods.build_method("prompt", task, backbone, length)
+    method = build.build_method("prompt", task, backbone, length)
     rows = equal_length_rows(length, backbone.tokenizer)
     features = [method.encode(r) for r in rows]
     assert {len(f.sequences[0]) for f in features} == {length}, "sequences must all be --length tokens"
@@ -130,7 +131,8 @@ def phase_real(args: argparse.Namespace) -> dict:
 
     from promptworth.data import splits, tasks
     from promptworth.backbones import flops, load as models
-    from promptworth.training import methods, train
+    from promptworth.methods.objectives import prompt as methods
+    from promptworth.training import train
 
     train.tune_allocator()
     torch.set_num_threads(THREADS)
@@ -141,7 +143,7 @@ def phase_real(args: argparse.Namespace) -> dict:
             spec = splits.LadderSpec(sizes=(300,), data_seed=1, dev_policy="fixed", dev_size=32)
             folder = splits.ladder(name, spec, Path(tmp) / name)[300]
             task = tasks.get_task(name)
-            method = methods.build_method("prompt", task, backbone, 128)
+            method = build.build_method("prompt", task, backbone, 128)
             features = [method.encode(row) for row in split_folder.load_split(name, folder)["train"].to_list()]
             config = train.TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
                                        max_length=128, precision="auto")

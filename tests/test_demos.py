@@ -16,7 +16,8 @@ from tiny_models import sentiment_rows, tiny_model, write_split
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import demos, method_specs, methods, train
+from promptworth.methods import build, demo_sampling as demos, specs as method_specs
+from promptworth.training import train
 from promptworth.backbones import load as models
 
 SST2 = tasks.get_task("SST-2")
@@ -45,7 +46,7 @@ def _demo_spec(**options):
 
 
 def _method(spec, backbone, rows, seed=1, max_length=256):
-    method = methods.build_method(spec, SST2, backbone, max_length)
+    method = build.build_method(spec, SST2, backbone, max_length)
     method.see_split(rows, seed)
     return method
 
@@ -159,7 +160,7 @@ def _planted_embedding(rows):
 
 def test_the_sbert_filter_samples_only_each_class_s_most_similar_half(backbones):
     rows = _rows()
-    method = methods.build_method(_demo_spec(filter="sbert", keep=50, sets=8), SST2, backbones["llama"], 256)
+    method = build.build_method(_demo_spec(filter="sbert", keep=50, sets=8), SST2, backbones["llama"], 256)
     method.embed = _planted_embedding(rows)
     method.see_split(rows, 1)
     # the lower the idx the more similar: each class keeps its 4 lowest of 8
@@ -272,7 +273,7 @@ def test_demonstrations_that_cannot_fit_are_one_clear_error(backbones):
 def test_tasks_without_fixed_label_words_or_classes_are_refused(name, task, backbones, monkeypatch):
     monkeypatch.setattr(demos, "sbert_folder", lambda: None)
     with pytest.raises(PromptworthError, match=f"method {name}: demonstrations need a classification task"):
-        methods.build_method(name, tasks.get_task(task), backbones["llama"], 256)
+        build.build_method(name, tasks.get_task(task), backbones["llama"], 256)
 
 
 @pytest.mark.parametrize("extras, message", [

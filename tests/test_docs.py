@@ -102,7 +102,7 @@ def test_generated_regions_are_rewritten_from_their_source(tmp_path):
 
 
 def test_the_methods_region_lists_the_registry(tmp_path):
-    from promptworth.training.method_specs import BUILTINS
+    from promptworth.methods.specs import BUILTINS
 
     lines = readme.generate(tmp_path, "methods").splitlines()
     rows = {line.split(" | ")[0].strip("| `"): line for line in lines[2:]}

@@ -10,12 +10,13 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.backbones import flops, load as models
-from promptworth.training import methods, train
+from promptworth.training import train
+from promptworth.methods import build
 
 
 def _load(kind: str, method_name: str = "prompt"):
     backbone = models.open_backbone(str(tiny_model(kind)))
-    method = methods.build_method(method_name, tasks.get_task("SST-2"), backbone, 64)
+    method = build.build_method(method_name, tasks.get_task("SST-2"), backbone, 64)
     return method, method.load_model()
 
 

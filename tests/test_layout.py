@@ -37,8 +37,7 @@ KNOWN_CIRCLES: set[frozenset[str]] = {
 KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.workers", "promptworth.cli")}
 LONG_MODULES: set[str] = {
     "promptworth.analysis.advantage", "promptworth.analysis.results", "promptworth.analysis.tables",
-    "promptworth.readme", "promptworth.study", "promptworth.training.method_specs",
-    "promptworth.training.methods", "promptworth.training.prompts", "promptworth.training.search",
+    "promptworth.readme", "promptworth.study", "promptworth.training.search",
     "promptworth.training.train",
 }
 LONG_FUNCTIONS: set[str] = {
@@ -50,7 +49,7 @@ KNOWN_TOP_LEVEL: dict[str, str] = {
     "promptworth.expected": "study", "promptworth.fast": "study", "promptworth.locks": "study",
     "promptworth.readme": "cli",
 }
-KNOWN_LARGE_STAGES: set[str] = {"training"}
+KNOWN_LARGE_STAGES: set[str] = set()
 
 
 def modules(package: Path = PACKAGE) -> dict[str, Path]:

@@ -16,7 +16,7 @@ from promptworth import study
 from promptworth.analysis import published
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs
+from promptworth.methods import registry, specs as method_specs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -44,8 +44,8 @@ def test_every_builtin_is_a_valid_combination_of_parts():
 
 def test_option_names_of_tunings_and_extras_never_collide():
     # one mapping holds a method's options, its tuning's and its extras' alike
-    tuning_names = {o.name for t in method_specs.TUNINGS.values() for o in t.options}
-    extra_names = [o.name for e in method_specs.EXTRAS.values() for o in e.options]
+    tuning_names = {o.name for t in registry.TUNINGS.values() for o in t.options}
+    extra_names = [o.name for e in registry.EXTRAS.values() for o in e.options]
     assert not tuning_names & set(extra_names) and len(extra_names) == len(set(extra_names))
 
 
@@ -121,7 +121,7 @@ def test_method_names_are_not_repeated_in_the_schema_or_the_workflow():
     # published.py maps a paper's table rows to our methods: names there must be built-ins
     assert {row.method for row in published.LMBFF_ROWS} - {""} <= set(method_specs.builtin_methods())
     for path in (REPO / "src" / "promptworth").rglob("*.py"):
-        if path.name not in ("method_specs.py", "published.py"):
+        if path.name not in ("specs.py", "published.py"):
             text = path.read_text(encoding="utf-8")
             assert not [n for n in new_names if f'"{n}"' in text], path
 

@@ -10,8 +10,9 @@ from tiny_models import KINDS, sentiment_rows, tiny_model
 
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import methods, train
+from promptworth.training import train
 from promptworth.backbones import load as models
+from promptworth.methods import build
 
 SST2 = tasks.get_task("SST-2")
 
@@ -23,17 +24,17 @@ def backbones():
 
 def test_unknown_method(backbones):
     with pytest.raises(PromptworthError, match="unknown method 'lora'.*prompt, head, null"):
-        methods.build_method("lora", SST2, backbones["bert"], 64)
+        build.build_method("lora", SST2, backbones["bert"], 64)
 
 
 def test_head_ignores_the_template(backbones):
-    method = methods.build_method("head", SST2, backbones["bert"], 64, "lmbff")
+    method = build.build_method("head", SST2, backbones["bert"], 64, "lmbff")
     assert method.describe() == {"template": None, "template_name": None, "verbalizer": None}
 
 
 def test_null_needs_null_words(backbones):
     with pytest.raises(PromptworthError, match="no null_words"):
-        methods.build_method("null", tasks.get_task("COPA"), backbones["llama"], 64)
+        build.build_method("null", tasks.get_task("COPA"), backbones["llama"], 64)
 
 
 @torch.no_grad()
@@ -45,7 +46,7 @@ def _full_logprobs(model, ids: list[int]) -> torch.Tensor:
 def test_causal_scores_are_teacher_forced_logprobs(kind, backbones):
     backbone = backbones[kind]
     torch.manual_seed(0)
-    method = methods.build_method("prompt", SST2, backbone, 64)
+    method = build.build_method("prompt", SST2, backbone, 64)
     model = method.load_model().eval()
     rows = sentiment_rows(3, 5)
     batch = method.collate([method.encode(r) for r in rows])
@@ -72,7 +73,7 @@ def test_causal_single_token_words_use_restricted_logits(backbones):
     single = [w for w in ("the", "movie", "it", "is", "a", "was") if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1]
     assert len(single) >= 2
     task = tasks.TaskSpec(**{**SST2.__dict__, "label_words": {"0": single[0], "1": single[1]}})
-    method = methods.build_method("prompt", task, backbone, 64)
+    method = build.build_method("prompt", task, backbone, 64)
     model = method.load_model().eval()
     rows = sentiment_rows(4, 6)
     batch = method.collate([method.encode(r) for r in rows])
@@ -89,7 +90,7 @@ def test_causal_single_token_words_use_restricted_logits(backbones):
 def test_mlm_multi_token_words_use_several_masks(backbones):
     backbone = backbones["bert"]
     copa = tasks.get_task("COPA")
-    method = methods.build_method("prompt", copa, backbone, 64)
+    method = build.build_method("prompt", copa, backbone, 64)
     row = {"idx": 0, "text_a": "the movie was dull .", "choice1": "It was bad", "choice2": "It was really very good",
            "question": "effect", "label": 1}
     feature = method.encode(row)
@@ -110,7 +111,7 @@ def test_mlm_multi_token_words_use_several_masks(backbones):
 
 def test_copa_head_is_multiple_choice(backbones):
     copa = tasks.get_task("COPA")
-    method = methods.build_method("head", copa, backbones["roberta"], 64)
+    method = build.build_method("head", copa, backbones["roberta"], 64)
     row = {"idx": 0, "text_a": "the movie was dull .", "choice1": "It was bad", "choice2": "It was good",
            "question": "effect", "label": 0}
     feature = method.encode(row)
@@ -125,7 +126,7 @@ def test_copa_head_is_multiple_choice(backbones):
 @pytest.mark.parametrize("name", ["prompt", "head"])
 def test_regression_sts_b(name, backbones):
     sts = tasks.get_task("STS-B")
-    method = methods.build_method(name, sts, backbones["llama"], 64, "qa" if name == "prompt" else None)
+    method = build.build_method(name, sts, backbones["llama"], 64, "qa" if name == "prompt" else None)
     rows = [{"idx": i, "text_a": "a man is fun .", "text_b": "a dog is fun .", "label": float(i)} for i in range(4)]
     torch.manual_seed(0)
     model = method.load_model()
@@ -143,7 +144,7 @@ def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0, sizes
                learning_rate: float = 3e-3, shuffle: bool = False) -> train.TrainResult:
     """``method_name`` trained on the learnable toy SST-2 (``sizes``: training and test rows; with
     ``shuffle`` the training labels are shuffled, so that nothing links them to the words)."""
-    method = methods.build_method(method_name, SST2, backbone, 48)
+    method = build.build_method(method_name, SST2, backbone, 48)
     config = train.TrainConfig(max_steps=steps, learning_rate=learning_rate, batch_size=8, eval_every=0,
                                precision="fp32", warmup_ratio=0.1)
     rows = {"train": sentiment_rows(sizes[0], 1), "dev": sentiment_rows(8, 2), "test": sentiment_rows(sizes[1], 3)}
@@ -194,10 +195,10 @@ def test_same_seed_same_metrics(backbones):
 @pytest.mark.parametrize("text", ["", "   "])
 def test_head_on_an_empty_text_is_an_error_naming_the_row(kind, text, backbones):
     """A causal head would read a padding position; a masked head a bare [CLS]: neither reads the row."""
-    method = methods.build_method("head", SST2, backbones[kind], 64)
+    method = build.build_method("head", SST2, backbones[kind], 64)
     with pytest.raises(PromptworthError, match=r"SST-2 row idx 17: its input text is empty"):
         method.encode({"idx": 17, "text_a": text, "label": 1})
-    pair = methods.build_method("head", tasks.get_task("RTE"), backbones[kind], 64)
+    pair = build.build_method("head", tasks.get_task("RTE"), backbones[kind], 64)
     assert pair.encode({"idx": 3, "text_a": "", "text_b": "a dog .", "label": 0}).sequences[0]  # one text suffices
 
 
@@ -205,10 +206,10 @@ def test_head_on_an_empty_text_is_an_error_naming_the_row(kind, text, backbones)
 def test_max_length_beyond_the_models_positions_is_an_error(kind, limit, backbones):
     """A longer sequence would fail with an IndexError inside the model, maybe hours into a run."""
     for name in ("prompt", "head"):
-        assert methods.build_method(name, SST2, backbones[kind], limit).max_length == limit
+        assert build.build_method(name, SST2, backbones[kind], limit).max_length == limit
         with pytest.raises(PromptworthError, match=rf"max_length {limit + 1} is more than .* reads \({limit} positions\)"):
-            methods.build_method(name, SST2, backbones[kind], limit + 1)
-    method = methods.build_method("head", SST2, backbones[kind], limit)
+            build.build_method(name, SST2, backbones[kind], limit + 1)
+    method = build.build_method("head", SST2, backbones[kind], limit)
     feature = method.encode({"idx": 0, "text_a": " ".join(["good"] * 400), "label": 1})
     assert len(feature.sequences[0]) == limit
     model = method.load_model().eval()
@@ -228,17 +229,17 @@ def test_tokens_a_tuning_adds_beyond_the_models_positions_are_a_clear_error(back
                                                                            message):
     """(before: "... reads (-44 positions); lower --max-length": a negative count, and advice that
     could not help when the tokens alone fill the model)"""
-    from promptworth.training import method_specs
+    from promptworth.methods import specs as method_specs
 
     spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": tuning, "options": {"tokens": tokens}},
                                "test")
     with pytest.raises(PromptworthError, match=message):
-        methods.build_method(spec, SST2, backbones["llama"], max_length)
+        build.build_method(spec, SST2, backbones["llama"], max_length)
 
 
 def test_tokens_and_max_length_that_fill_the_model_exactly_fit(backbones):
-    from promptworth.training import method_specs
+    from promptworth.methods import specs as method_specs
 
     spec = method_specs.define({"name": "m", "objective": "prompt", "tuning": "softprompt", "options": {"tokens": 200}},
                                "test")
-    assert methods.build_method(spec, SST2, backbones["llama"], 56).max_length == 56
+    assert build.build_method(spec, SST2, backbones["llama"], 56).max_length == 56

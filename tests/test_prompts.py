@@ -11,7 +11,7 @@ from promptworth.data import tasks
 from promptworth.data.rows import load_rows
 from promptworth.errors import PromptworthError
 from promptworth.backbones import load as models
-from promptworth.training import prompts
+from promptworth.methods import prompt_encoding, templates as prompts, verbalizers
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +81,14 @@ def test_missing_field_is_clear():
 
 
 def test_verbalizer_lists_and_errors():
-    v = prompts.build_verbalizer(("0", "1"), {"0": ["bad", "awful"], "1": "good"})
+    v = verbalizers.build_verbalizer(("0", "1"), {"0": ["bad", "awful"], "1": "good"})
     assert v.for_row({}) == [["bad", "awful"], ["good"]]
     with pytest.raises(PromptworthError, match="no word for label"):
-        prompts.build_verbalizer(("0", "1"), {"0": "bad"})
+        verbalizers.build_verbalizer(("0", "1"), {"0": "bad"})
     with pytest.raises(PromptworthError, match="unknown label"):
-        prompts.build_verbalizer(("0", "1"), {"0": "bad", "1": "good", "2": "meh"})
+        verbalizers.build_verbalizer(("0", "1"), {"0": "bad", "1": "good", "2": "meh"})
     with pytest.raises(PromptworthError, match="exactly two"):
-        prompts.build_verbalizer(None, {"0": "No"})
+        verbalizers.build_verbalizer(None, {"0": "No"})
 
 
 @pytest.mark.parametrize("words, message", [
@@ -102,18 +102,18 @@ def test_every_label_needs_words_of_its_own(words, message):
     """One word for every label scores every label alike (before: accepted, and the run learned
     nothing); an empty word failed later as "... is empty for row None"."""
     with pytest.raises(PromptworthError, match=re.escape(message)):
-        prompts.build_verbalizer(("0", "1"), words)
+        verbalizers.build_verbalizer(("0", "1"), words)
 
 
 def test_row_dependent_words():
-    v = prompts.build_verbalizer(("0", "1"), {"0": "{choice1|nopunct|lowerfirst}", "1": "{choice2|nopunct|lowerfirst}"})
+    v = verbalizers.build_verbalizer(("0", "1"), {"0": "{choice1|nopunct|lowerfirst}", "1": "{choice2|nopunct|lowerfirst}"})
     assert v.row_dependent
     assert v.for_row({"choice1": "The sun rose.", "choice2": "It rained!"}) == [["the sun rose"], ["it rained"]]
 
 
 def _encoder(backbone, source, words, max_length=64, labels=("0", "1")):
-    return prompts.PromptEncoder(
-        prompts.parse_template(source), prompts.build_verbalizer(labels, words), backbone.tokenizer,
+    return prompt_encoding.PromptEncoder(
+        prompts.parse_template(source), verbalizers.build_verbalizer(labels, words), backbone.tokenizer,
         backbone.kind, max_length,
     )
 
@@ -190,9 +190,9 @@ def test_every_registry_task_has_templates_and_words():
         assert spec.templates, name
         for source in spec.templates.values():
             prompts.parse_template(source)
-        prompts.build_verbalizer(spec.labels, spec.label_words)
+        verbalizers.build_verbalizer(spec.labels, spec.label_words)
         if spec.null_words:
-            prompts.build_verbalizer(spec.labels, spec.null_words, "null_words")
+            verbalizers.build_verbalizer(spec.labels, spec.null_words, "null_words")
         prompts.task_template(spec, None, "causal")  # every task has a template for causal models
 
 
@@ -215,8 +215,8 @@ def test_registry_templates_render_real_rows(name, data_dir, bert, gpt2):
         for backbone in (bert, gpt2):
             if backbone.kind == "causal" and template.fields_after_slot():
                 continue
-            verbalizer = prompts.build_verbalizer(spec.labels, spec.label_words)
-            enc = prompts.PromptEncoder(template, verbalizer, backbone.tokenizer, backbone.kind, 128)
+            verbalizer = verbalizers.build_verbalizer(spec.labels, spec.label_words)
+            enc = prompt_encoding.PromptEncoder(template, verbalizer, backbone.tokenizer, backbone.kind, 128)
             enc._fixed_words = None if verbalizer.row_dependent else enc._fixed_words
             for row in rows:
                 e = enc.encode(row)

@@ -19,7 +19,15 @@ from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.files import sha256_file
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, prompts, search
+from promptworth.methods import (
+    prompt_encoding,
+    registry,
+    search_result,
+    specs as method_specs,
+    templates as prompts,
+    verbalizers,
+)
+from promptworth.training import search
 from promptworth.backbones import load as models, resolve
 from promptworth.backbones.tiny_models import EXTRA, FILLER, NEGATIVE, POSITIVE, PUNCT
 
@@ -53,7 +61,7 @@ def test_the_words_a_label_can_be_are_whole_words_of_one_token():
     vocabulary = search.word_vocabulary(backbone.tokenizer)
     assert {"great", "terrible", "fun", "dull"} <= set(vocabulary.values()) and "good" not in vocabulary.values()
     for token, word in vocabulary.items():  # byte-level BPE: a word follows text with its space
-        assert word.isalpha() and prompts.word_ids(backbone.tokenizer, word) == [token]
+        assert word.isalpha() and prompt_encoding.word_ids(backbone.tokenizer, word) == [token]
         assert backbone.tokenizer.decode([token]) == " " + word
     assert len(vocabulary) < 100 < len(backbone.tokenizer)  # pieces, punctuation and specials are left out
 
@@ -74,8 +82,8 @@ def _planted_model(folder: Path) -> tuple[Path, dict[str, str]]:
         embeddings = model.get_input_embeddings().weight
         head = model.get_output_embeddings().weight
         for cue, answer in (("fun", "lovely"), ("dull", "grim")):
-            [cue_id] = prompts.word_ids(tokenizer, cue)
-            [answer_id] = prompts.word_ids(tokenizer, answer)
+            [cue_id] = prompt_encoding.word_ids(tokenizer, cue)
+            [answer_id] = prompt_encoding.word_ids(tokenizer, answer)
             head[answer_id] = 50 * embeddings[cue_id] / embeddings[cue_id].norm()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -93,8 +101,8 @@ def test_the_word_search_finds_the_planted_words(tmp_path):
     backbone = models.open_backbone(str(folder))
     vocabulary = search.word_vocabulary(backbone.tokenizer)
     template = prompts.parse_template("{text_a} {mask}")  # the cue is the token the answer follows
-    verbalizer = prompts.build_verbalizer(SST2.labels, {"0": "cat", "1": "dog"})
-    encoder = prompts.PromptEncoder(template=template, verbalizer=verbalizer, tokenizer=backbone.tokenizer,
+    verbalizer = verbalizers.build_verbalizer(SST2.labels, {"0": "cat", "1": "dog"})
+    encoder = prompt_encoding.PromptEncoder(template=template, verbalizer=verbalizer, tokenizer=backbone.tokenizer,
                                     kind="causal", max_length=32)
     model = models.load_model(backbone.ref, "causal_lm").eval()
     rows = {"train": _cue_rows(8, 0), "dev": _cue_rows(6, 100)}
@@ -172,7 +180,7 @@ def test_t5_fills_the_spans_around_the_label_word_into_templates_with_one_slot(p
         assert "extra_id" not in source and "</s>" not in source and "<pad>" not in source
     if pair:  # input after the slot: a causal model cannot read it, a masked LM can
         backbone = models.open_backbone(str(tiny_model("llama")))
-        verbalizer = prompts.build_verbalizer(SST2.labels, SST2.label_words)
+        verbalizer = verbalizers.build_verbalizer(SST2.labels, SST2.label_words)
         with pytest.raises(PromptworthError, match="a template without an answer slot from the search"):
             search.usable_templates([t for t, _ in found], verbalizer, backbone, 64)
         masked = models.open_backbone(str(tiny_model("roberta")))
@@ -182,7 +190,7 @@ def test_t5_fills_the_spans_around_the_label_word_into_templates_with_one_slot(p
 
 def test_a_search_without_a_usable_template_is_one_clear_error():
     backbone = models.open_backbone(str(tiny_model("llama")))
-    verbalizer = prompts.build_verbalizer(SST2.labels, SST2.label_words)
+    verbalizer = verbalizers.build_verbalizer(SST2.labels, SST2.label_words)
     usable, dropped = search.usable_templates(["{text_a} no slot", "{text_a} It was {mask}."], verbalizer, backbone, 64)
     assert usable == ["{text_a} It was {mask}."] and dropped[0]["template"] == "{text_a} no slot"
     with pytest.raises(PromptworthError, match=r"^a template without an answer slot from the search: none of its 2 "):
@@ -220,7 +228,7 @@ def test_a_search_result_is_applied_and_cited_by_the_run(split, tmp_path, capsys
     assert _search(split, found) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["words.json"]  # no temporary file left beside it
     result = json.loads(found.read_text())
-    assert result["format"] == search.FORMAT and result["kind"] == "words" and result["method"] == "prompt-autowords"
+    assert result["format"] == search_result.FORMAT and result["kind"] == "words" and result["method"] == "prompt-autowords"
     assert result["options"] == {"words_k": 16, "words_n": 16, "words_finetune": 2} and result["finetunes"] == 2
     assert result["model_sha256"] == resolve.weights_sha256(resolve.resolve_model(str(tiny_model("llama"))))
     assert result["split_manifest_sha256"] == sha256_file(split / "manifest.json")
@@ -305,7 +313,7 @@ def test_the_search_builtins_come_last_and_only_prompt_methods_search():
         method_specs.make_spec("head-words", "head", "full", extras=["autowords"])
     spec = method_specs.make_spec("w", "prompt", "full", {"words_k": 4, "words_finetune": 0}, extras=["autowords"])
     assert spec.resolved_options() == {"words_k": 4, "words_n": 16, "words_finetune": 0}
-    assert method_specs.search_kind(spec) == "words" and method_specs.search_kind(method_specs.resolve("prompt")) is None
+    assert registry.search_kind(spec) == "words" and registry.search_kind(method_specs.resolve("prompt")) is None
 
 
 @pytest.fixture(scope="module")

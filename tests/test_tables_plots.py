@@ -581,7 +581,7 @@ def test_the_scale_figure_draws_each_tasks_advantage_against_the_models_smallest
 
 def test_every_method_keeps_one_style_and_no_two_look_alike() -> None:
     from promptworth.analysis.plots import method_styles
-    from promptworth.training.method_specs import builtin_methods
+    from promptworth.methods.specs import builtin_methods
 
     everything = method_styles([*builtin_methods(), "my-method", "other-method"])
     assert method_styles(["head"])["head"] == everything["head"]  # whatever else the figure shows

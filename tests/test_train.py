@@ -14,7 +14,9 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, train, train_config
+from promptworth.methods import registry, specs as method_specs
+from promptworth.methods.objectives import prompt as methods
+from promptworth.training import train, train_config
 from promptworth.backbones import resolve
 
 CONTRACT_KEYS = {
@@ -578,7 +580,7 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
         common = ["--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model", str(smollm2_dir),
                   "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
         found = []
-        if method_specs.search_kind(spec):  # its search first (fine-tunes of one step)
+        if registry.search_kind(spec):  # its search first (fine-tunes of one step)
             found = ["--search", str(tmp_path / f"{spec.name}.search.json")]
             assert main(["search", *common, "--out", found[1]]) == 0, spec.name
         assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0, spec.name

@@ -15,8 +15,11 @@ from tiny_models import sentiment_rows, tiny_model, write_split
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, train
+from promptworth.methods import build, registry, specs as method_specs
+from promptworth.methods.objectives import majority, prompt as methods
+from promptworth.training import train
 from promptworth.backbones import load as models
+from promptworth.methods.extras import calibrate
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")
@@ -41,18 +44,18 @@ def test_calibration_arithmetic():
     # q = normalise(0.6 / 0.8, 0.4 / 0.2) = (0.75, 2) / 2.75
     content_free = torch.log(torch.tensor([[0.7, 0.3], [0.9, 0.1]]))
     scores = torch.log(torch.tensor([[0.6, 0.4]])) + 5.0  # any offset: scores are logits
-    calibrated = methods.calibrate(scores, content_free).exp()
+    calibrated = calibrate.calibrate(scores, content_free).exp()
     assert torch.allclose(calibrated, torch.tensor([[0.75 / 2.75, 2 / 2.75]]), atol=1e-6)
     # calibrating by a uniform reference changes nothing
-    same = methods.calibrate(scores, torch.zeros(3, 2)).exp()
+    same = calibrate.calibrate(scores, torch.zeros(3, 2)).exp()
     assert torch.allclose(same, torch.tensor([[0.6, 0.4]]), atol=1e-6)
 
 
 def test_the_majority_class_breaks_ties_by_label_order():
-    assert methods.majority_class([1, 1, 0], 2) == 1
-    assert methods.majority_class([0, 1, 1, 0], 2) == 0
-    assert methods.majority_class([2, 1, 2, 1], 3) == 1
-    assert methods.majority_class([], 3) == 0
+    assert majority.majority_class([1, 1, 0], 2) == 1
+    assert majority.majority_class([0, 1, 1, 0], 2) == 0
+    assert majority.majority_class([2, 1, 2, 1], 3) == 1
+    assert majority.majority_class([], 3) == 0
 
 
 def _fit(method, model, rows):
@@ -71,7 +74,7 @@ def _rows():
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", ["zeroshot", "zeroshot-calibrated"])
 def test_zero_shot_takes_no_step_and_changes_no_weight(name, kind, backbones):
-    method = methods.build_method(name, SST2, backbones[kind], 48)
+    method = build.build_method(name, SST2, backbones[kind], 48)
     model = method.load_model()
     assert method.parameter_count.trainable == 0 and method.parameter_count.total > 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -86,16 +89,16 @@ def test_zero_shot_takes_no_step_and_changes_no_weight(name, kind, backbones):
 def test_calibrated_predictions_are_the_calibrated_argmax_of_the_raw_scores(kind, backbones):
     """The loop's calibrated evaluation equals calibrating the plain zero-shot scores by hand with
     the scores of the three content-free inputs."""
-    calibrated = methods.build_method("zeroshot-calibrated", SST2, backbones[kind], 48)
-    plain = methods.build_method("zeroshot", SST2, backbones[kind], 48)
+    calibrated = build.build_method("zeroshot-calibrated", SST2, backbones[kind], 48)
+    plain = build.build_method("zeroshot", SST2, backbones[kind], 48)
     model = plain.load_model().eval()
     rows = _rows()["test"]
     content_free = calibrated.content_free()
-    assert len(content_free) == len(method_specs.CONTENT_FREE)
+    assert len(content_free) == len(registry.CONTENT_FREE)
     with torch.no_grad():
         raw = plain.scores(model, plain.collate([plain.encode(r) for r in rows]))
         reference = plain.scores(model, plain.collate(content_free))
-    expected = methods.calibrate(raw, reference).argmax(-1)
+    expected = calibrate.calibrate(raw, reference).argmax(-1)
     shape = calibrated.model_shape(model)
     config = train.TrainConfig(eval_batch_size=3, precision="fp32")
     got = train.evaluate(calibrated, model, [calibrated.encode(r) for r in rows], SST2, config, torch.device("cpu"),
@@ -108,7 +111,7 @@ def test_calibrated_predictions_are_the_calibrated_argmax_of_the_raw_scores(kind
 
 
 def test_content_free_inputs_fill_every_field_the_template_reads(backbones):
-    method = methods.build_method("zeroshot-calibrated", tasks.get_task("RTE"), backbones["llama"], 64)
+    method = build.build_method("zeroshot-calibrated", tasks.get_task("RTE"), backbones["llama"], 64)
     texts = [method.tokenizer.decode(feature.sequences[0]) for feature in method.content_free()]
     assert texts[0].count("N/A") == 2 and "[MASK]" in texts[2]
 
@@ -148,7 +151,7 @@ def test_bad_tuning_free_parts_are_one_clear_error(definition, message):
                                         ("zeroshot-calibrated", "COPA")])
 def test_tasks_without_classes_or_fixed_words_are_refused(name, task, backbones):
     with pytest.raises(PromptworthError, match=f"method {name}"):
-        methods.build_method(name, tasks.get_task(task), backbones["llama"], 64)
+        build.build_method(name, tasks.get_task(task), backbones["llama"], 64)
 
 
 def test_a_method_defined_with_an_extra_reaches_train_from_a_study(tmp_path):

@@ -13,7 +13,9 @@ from tiny_models import sentiment_rows, tiny_model
 
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs, methods, train, tunings
+from promptworth.methods import build, specs as method_specs, tunings
+from promptworth.methods.features import model_inputs
+from promptworth.training import train
 from promptworth.backbones import architecture, load as models
 
 SST2 = tasks.get_task("SST-2")
@@ -30,7 +32,7 @@ def backbones():
 
 
 def _loaded(name: str | method_specs.MethodSpec, backbone, seed: int = 0):
-    method = methods.build_method(name, SST2, backbone, 48)
+    method = build.build_method(name, SST2, backbone, 48)
     train.seed_everything(seed)
     return method, method.load_model()
 
@@ -137,7 +139,7 @@ def test_bitfit_adds_zero_biases_that_change_nothing_at_the_start(name, backbone
 @pytest.mark.parametrize("name", BUILTINS)
 def test_every_method_trains_and_evaluates(name, kind, backbones):
     spec = method_specs.builtin_methods()[name]
-    method = methods.build_method(name, SST2, backbones[kind], 48)
+    method = build.build_method(name, SST2, backbones[kind], 48)
     learning_rate = {"full": 3e-3, "fixlayers": 3e-3, "ptuning": 3e-3}.get(spec.tuning, 1e-2)
     config = train.TrainConfig(max_steps=24, learning_rate=learning_rate, batch_size=8, eval_every=8,
                                precision="fp32", warmup_ratio=0.1)
@@ -215,13 +217,13 @@ def test_too_many_frozen_layers_is_an_error_naming_the_model_s_layers(backbones)
     layers = architecture.layer_count(backbones["llama"].config)
     assert layers < 3
     with pytest.raises(PromptworthError, match=f"option layers is 3, but the model has {layers} layers"):
-        methods.build_method(spec, SST2, backbones["llama"], 48)
+        build.build_method(spec, SST2, backbones["llama"], 48)
 
 
 def test_fixlayers_freezes_half_the_layers_by_default_and_takes_a_number(backbones):
     backbone = backbones["roberta"]
     total = architecture.layer_count(backbone.config)
-    assert methods.build_method("prompt-fixlayers", SST2, backbone, 48).options == {"layers": total // 2}
+    assert build.build_method("prompt-fixlayers", SST2, backbone, 48).options == {"layers": total // 2}
     spec = method_specs.define({"name": "fix-all", "objective": "prompt", "tuning": "fixlayers", "options": {"layers": total}})
     method, model = _loaded(spec, backbone)
     assert not any(p.requires_grad for n, p in model.named_parameters() if _layer_index(n) is not None)
@@ -281,7 +283,7 @@ def test_a_prefix_is_the_cache_of_the_template_s_words_on_a_causal_lm(backbones)
     batch = method.collate(features)  # right-padded: rows of different lengths
     assert batch["attention_mask"].min() == 0
     with torch.no_grad():
-        got = tunings.backbone_states(model, model.base_model, methods.model_inputs(batch))
+        got = tunings.backbone_states(model, model.base_model, model_inputs(batch))
         rows = batch["input_ids"].shape[0]
         expected = model.base_model(
             input_ids=torch.cat([torch.tensor(ids).expand(rows, -1), batch["input_ids"]], dim=1),

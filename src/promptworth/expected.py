@@ -44,7 +44,7 @@ class Asked:
 def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
     from promptworth import fast
-    from promptworth.training.method_specs import search_kind
+    from promptworth.methods.registry import search_kind
     from promptworth.backbones.resolve import record_name
     from promptworth.training.train_config import config_from_mapping
 
@@ -108,8 +108,8 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     """The template a prompt method's record names is the one the study asks for: the config's
     ``templates`` entry, else the task's first that suits the model (a searched one is the search's)."""
     from promptworth.data.tasks import get_task
-    from promptworth.training.method_specs import SEARCHED_TEMPLATE
-    from promptworth.training.prompts import task_template
+    from promptworth.methods.templates import SEARCHED_TEMPLATE
+    from promptworth.methods.templates import task_template
 
     found = record.get("template_name")
     if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):

@@ -351,7 +351,7 @@ def _lescao(root: Path, folder: str, *comparisons: str) -> str:
 
 def _methods(root: Path) -> str:
     """The built-in methods of the registry: parts, strategy, training defaults, paper."""
-    from promptworth.training.method_specs import BUILTINS
+    from promptworth.methods.specs import BUILTINS
 
     lines = ["| method | objective + tuning | extras | strategy | steps | default learning rate | size 0 | paper |",
              "|---|---|---|---|---|---|---|---|"]

@@ -19,8 +19,8 @@ import yaml
 from promptworth.data.splits import ALL, DEFAULT_DEV_POLICY, DEFAULT_K, DEV_POLICIES, NO_DEV_AT_ZERO, ZERO_SHOT, check_seed
 from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs
-from promptworth.training.method_specs import MethodSpec
+from promptworth.methods import registry, specs as method_specs
+from promptworth.methods.specs import MethodSpec
 from promptworth.training.train_config import config_from_mapping
 
 @dataclass(frozen=True)
@@ -572,7 +572,7 @@ def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
             raise PromptworthError(f"{where}: {exc}") from None
         if not spec.tuning_spec.steps:
             raise PromptworthError(f"{where}: method {method} takes no training step: it has no learning rate to choose")
-        if method_specs.search_kind(spec) is not None:
+        if registry.search_kind(spec) is not None:
             raise PromptworthError(f"{where}: method {method} applies a search's result; its pilot runs would need "
                                    "searches of their own, which the grid does not make")
         if not any(study.takes_chosen_rate(task, method) for task in study.tasks):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from promptworth import fast
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import NAME_PATTERN, search_kind
+from promptworth.methods.registry import search_kind
+from promptworth.methods.specs import NAME_PATTERN
 from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
 from promptworth.expected import (
     Reuse,

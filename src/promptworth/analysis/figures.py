@@ -11,7 +11,7 @@ from promptworth.analysis.advantage import AdvantageOptions
 from promptworth.analysis.plots import file_stem, method_styles, overview_figure, save_figure, task_figure, task_panels
 from promptworth.analysis.summary_plots import methods_figure, scale_figure
 from promptworth.files import write_files
-from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_TREATMENT
+from promptworth.methods.specs import DEFAULT_BASELINE, DEFAULT_TREATMENT
 
 
 def figures(

@@ -33,7 +33,7 @@ from promptworth.analysis.curves import MODEL, check_tidy, run_matrix
 from promptworth.analysis.gaps import paired_gaps, size_means
 from promptworth.analysis.tables import format_advantage
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import builtin_methods
+from promptworth.methods.specs import builtin_methods
 
 FORMATS = ("png", "pdf")
 DPI = 150

@@ -25,7 +25,7 @@ import pandas as pd
 from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
 from promptworth.analysis.tables import MISSING, format_score, grid_latex, markdown
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import display_order
+from promptworth.methods.specs import display_order
 
 PUBLISHED_FILE = Path(__file__).with_name("lmbff_table3.csv")
 COLUMNS = ("row", "label", "method", "model", "setting", "task", "metric", "n_runs", "mean", "std", "published_mean",

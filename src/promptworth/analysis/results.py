@@ -18,7 +18,7 @@ from promptworth import records
 from promptworth.records import read_record
 from promptworth.data.split_folder import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import builtin_methods
+from promptworth.methods.specs import builtin_methods
 from promptworth.training.train_config import examples_read
 
 if TYPE_CHECKING:

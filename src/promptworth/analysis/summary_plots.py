@@ -16,7 +16,7 @@ from promptworth.analysis.curves import MODEL, check_tidy
 from promptworth.analysis.plots import SCALE, MethodStyle, TaskPanel, method_points, metric_label, panel_name
 from promptworth.analysis.tables import format_share, methods_frame
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import display_order
+from promptworth.methods.specs import display_order
 
 BOUND_MARKERS = {"more_than": "^", "at_least": "^", "less_than": "v", "at_most": "v"}
 

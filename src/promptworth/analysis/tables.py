@@ -23,7 +23,7 @@ from promptworth.analysis.gaps import gaps_frame
 from promptworth.analysis.intervals import distinct_resamples
 from promptworth.analysis.sensitivity import HEADLINE, sensitivity_frame
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import MethodSpec, table_order
+from promptworth.methods.specs import MethodSpec, table_order
 
 MISSING = "–"  # the paper's mark for "not computed"
 NOT_RUN = ""  # an advantage table's cell of a comparison the study did not run on that task

@@ -17,7 +17,7 @@ import pandas as pd
 from promptworth.analysis.advantage import INTERVALS, AdvantageOptions, AdvantageResult
 from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
+from promptworth.methods.specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

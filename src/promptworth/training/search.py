@@ -1,6 +1,6 @@
 """LM-BFF's searches (Gao et al. 2021, section 5): label words and templates found automatically.
 
-A method with the extra ``autowords`` or ``autotemplate`` (:mod:`promptworth.training.method_specs`)
+A method with the extra ``autowords`` or ``autotemplate`` (:mod:`promptworth.methods.specs`)
 trains with what a search chose; the search runs once per (task, split, seed) and writes a result
 file (``promptworth search``), which ``promptworth train --search FILE`` applies and its run
 record cites (path and sha256). The file holds the choice, every ranked candidate with its scores,
@@ -30,7 +30,6 @@ fine-tuned and the best dev score wins.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,18 +38,21 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from promptworth.data.split_folder import manifest_sha256
-from promptworth.files import read_output, sha256_file
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.backbones import flops, load, resolve
-from promptworth.training import prompts
-from promptworth.training.method_specs import EXTRAS, SEARCH_EXTRAS, SEARCHED_TEMPLATE, MethodSpec, search_kind
-from promptworth.training.methods import Chosen, Method, build_method, choice_fields, pad
+from promptworth.methods import prompt_encoding, templates as prompts, verbalizers
+from promptworth.methods.registry import EXTRAS, SEARCH_EXTRAS, search_kind
+from promptworth.methods.templates import Chosen, SEARCHED_TEMPLATE
+from promptworth.methods.specs import MethodSpec
+from promptworth.methods.objectives.base import Method
+from promptworth.methods.build import build_method
+from promptworth.methods.objectives.head import choice_fields
+from promptworth.methods.features import pad
 from promptworth.backbones.architecture import lm_parts
 from promptworth.training.train_config import TrainConfig
+from promptworth.methods.search_result import FORMAT
 
-# What a result file says it is (a reader checks it).
-FORMAT = "promptworth-search/1"
 # Phrases the offline template pool puts before the answer slot, in place of a template's own.
 BRIDGES = ("It was", "It is", "This is", "All in all, it was", "In summary, it was", "Overall, it was",
            "The answer is", "")
@@ -101,7 +103,7 @@ def word_vocabulary(tokenizer: Any) -> dict[int, str]:
 
 
 @torch.no_grad()
-def slot_logprobs(model: torch.nn.Module, encoder: prompts.PromptEncoder, rows: Sequence[Mapping[str, Any]],
+def slot_logprobs(model: torch.nn.Module, encoder: prompt_encoding.PromptEncoder, rows: Sequence[Mapping[str, Any]],
                   batch_size: int) -> torch.Tensor:
     """Log-probabilities over the vocabulary at the answer slot, one row per input row (the token
     after the text before the slot for a causal LM, the mask for a masked LM)."""
@@ -167,7 +169,7 @@ class WordRanking:
     assignments: list[tuple[tuple[int, ...], float]]  # the best assignments and their zero-shot dev accuracy
 
 
-def rank_words(model: torch.nn.Module, encoder: prompts.PromptEncoder, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+def rank_words(model: torch.nn.Module, encoder: prompt_encoding.PromptEncoder, rows: Mapping[str, Sequence[Mapping[str, Any]]],
                num_labels: int, vocabulary: Mapping[int, str], k: int, n: int, batch_size: int) -> WordRanking:
     """Steps 1 and 2 of the word search (see the module) with ``encoder``'s template."""
     train_lp = slot_logprobs(model, encoder, rows["train"], batch_size)
@@ -213,7 +215,7 @@ def pool_templates(task: TaskSpec) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def usable_templates(sources: Sequence[str], verbalizer: prompts.Verbalizer, backbone: load.Backbone,
+def usable_templates(sources: Sequence[str], verbalizer: verbalizers.Verbalizer, backbone: load.Backbone,
                      max_length: int) -> tuple[list[str], list[dict[str, str]]]:
     """``(usable, dropped)``: the candidates that are templates this backbone can read (one answer
     slot; for a causal LM input before it and none after it), and why each other one is not. None
@@ -221,7 +223,7 @@ def usable_templates(sources: Sequence[str], verbalizer: prompts.Verbalizer, bac
     usable, dropped = [], []
     for source in dict.fromkeys(sources):
         try:
-            prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
+            prompt_encoding.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                   tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=max_length)
         except PromptworthError as exc:
             dropped.append({"template": source, "why": str(exc)})
@@ -378,8 +380,8 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
         raise PromptworthError(f"model {backbone.ref.name}: no token of its vocabulary is a whole word")
     name, source = prompts.task_template(task, context.request.template, backbone.kind)
     placeholder = next(iter(vocabulary.values()))  # any one-token word: one mask for a masked LM
-    verbalizer = prompts.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
-    encoder = prompts.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
+    verbalizer = verbalizers.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
+    encoder = prompt_encoding.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,
                                     tokenizer=backbone.tokenizer, kind=backbone.kind, max_length=config.max_length)
     model = load.load_model(backbone.ref, "masked_lm" if backbone.kind == "mlm" else "causal_lm").eval()
     ranking = rank_words(model, encoder, context.rows, task.num_labels, vocabulary, options["words_k"],
@@ -401,7 +403,7 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
 def search_template(context: _Context, options: Mapping[str, Any]) -> dict[str, Any]:
     task, backbone, request = context.task, context.backbone, context.request
     _fixed_words(task, "template")
-    verbalizer = prompts.build_verbalizer(task.labels, task.label_words)
+    verbalizer = verbalizers.build_verbalizer(task.labels, task.label_words)
     if request.generator:
         words = [verbalizer.for_row({})[int(row["label"])][0] for row in context.rows["train"]]
         pair = "text_b" in task.fields
@@ -471,79 +473,3 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Applying a result
-
-
-def apply_result(path: Path, file_name: str, task: TaskSpec, spec: MethodSpec, model_sha256: str | None,
-                 split_dir: Path) -> tuple[Chosen, dict[str, Any]]:
-    """What the result file at ``path`` chose, checked against the run (the same task, method,
-    model and split), and what the run record says of it (``search``; the file as ``file_name``)."""
-    kind = search_kind(spec)
-    if kind is None:
-        raise PromptworthError(f"--search {path}: method {spec.name} applies no search (it has no extra autowords "
-                               "or autotemplate)")
-    result = read_result(path, task)
-    expected = {"kind": kind, "task": task.name, "method": spec.name, "model_sha256": model_sha256,
-                "split_manifest_sha256": manifest_sha256(Path(split_dir))}
-    for key, value in expected.items():
-        if result.get(key) != value:
-            raise PromptworthError(f"--search {path}: its {key} is {result.get(key)!r}, this run's {value!r}: "
-                                   "search again for this run (promptworth search)")
-    chosen = Chosen(label_words=result["label_words"]) if kind == "words" else Chosen(template=result["template"])
-    # the search's own time is part of the run's cost (lmbff-table adds it to the row's CPU time)
-    cited = {"file": file_name, "sha256": sha256_file(Path(path)), "kind": kind, "wall_s": result["wall_s"],
-             **({"label_words": result["label_words"]} if kind == "words" else {"template": result["template"]})}
-    return chosen, cited
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _label_words(value: Any, task: TaskSpec) -> bool:
-    """Whether ``value`` gives each label of ``task`` one word of its own (distinct words)."""
-    return (isinstance(value, dict) and sorted(value) == sorted(task.labels)
-            and all(isinstance(word, str) and word.strip() for word in value.values())
-            and len(set(value.values())) == len(value))
-
-
-def read_result(path: Path, task: TaskSpec) -> dict[str, Any]:
-    """A search result file as ``promptworth train --search`` reads it, checked: its choice (label
-    words for each label of ``task``, or a template), its time and its ranked candidates are
-    there and of their types, and the choice is the one its candidates' scores make (the rule of
-    :func:`_choose`). Else one error naming the file and the key."""
-    where = f"--search {path}"
-    result = read_output(path, where, "a search result", FORMAT, "promptworth search")
-    again = "search again (promptworth search, or delete it and rerun the study)"
-    kind = result.get("kind")
-    choice = "label_words" if kind == "words" else "template"
-    if kind not in ("words", "template"):
-        raise PromptworthError(f"{where}: its kind is {kind!r}, not words or template; {again}")
-    if kind == "words" and not _label_words(result.get("label_words"), task):
-        raise PromptworthError(f"{where}: its label_words must give each label of {task.name} ({', '.join(task.labels)}) "
-                               f"a word of its own, got {result.get('label_words')!r}; {again}")
-    if kind == "template" and not (isinstance(result.get("template"), str) and result["template"].strip()):
-        raise PromptworthError(f"{where}: its template must be a template string, got {result.get('template')!r}; {again}")
-    if not _number(result.get("wall_s")) or result["wall_s"] < 0:
-        raise PromptworthError(f"{where}: its wall_s must be the search's time in seconds, got "
-                               f"{result.get('wall_s')!r}; {again}")
-    candidates = result.get("candidates")
-    if (not isinstance(candidates, list) or not candidates
-            or not all(isinstance(c, dict) and choice in c and _number(c.get("zero_shot_dev"))
-                       and (c.get("finetuned_dev") is None or _number(c["finetuned_dev"])) for c in candidates)):
-        raise PromptworthError(f"{where}: its candidates must be a list of ranked {choice} with their dev scores "
-                               f"(zero_shot_dev, finetuned_dev); {again}")
-    tuned = sum(c.get("finetuned_dev") is not None for c in candidates)
-    best = max(candidates[:max(1, tuned)], key=lambda c: c["finetuned_dev"] if tuned else c["zero_shot_dev"])
-    if best[choice] != result[choice]:
-        raise PromptworthError(f"{where}: its {choice} {result[choice]!r} is not the one its candidates' scores "
-                               f"choose ({best[choice]!r}); {again}")
-    return result
-
-
-def missing_result_error(spec: MethodSpec) -> PromptworthError:
-    """The error of a run of a search method without its result file."""
-    return PromptworthError(
-        f"method {spec.name} trains with searched {search_kind(spec)}: make the search's file first with "
-        f"`promptworth search` (the same --task, --method, --split-dir, --model and --seed, and --out FILE) "
-        "and pass it with --search FILE"
-    )

@@ -42,10 +42,15 @@ from promptworth.errors import PromptworthError
 from promptworth.backbones import flops, load
 from promptworth.backbones.resolve import weights_sha256
 from promptworth.training import lr_grid, metrics, search
-from promptworth.training.method_specs import MethodSpec, resolve, search_kind
-from promptworth.training.methods import Batch, Feature, Method, build_method, calibrate, to_device
+from promptworth.methods.specs import MethodSpec, resolve
+from promptworth.methods.registry import search_kind
+from promptworth.methods.features import Batch, Feature, to_device
+from promptworth.methods.objectives.base import Method
+from promptworth.methods.build import build_method
+from promptworth.methods.extras.calibrate import calibrate
 from promptworth.training.train_config import TrainConfig
 from promptworth.training.workers import process_age_s
+from promptworth.methods import search_result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,10 +574,10 @@ def run(request: RunRequest) -> dict[str, Any]:
     model_sha256 = weights_sha256(backbone.ref)
     chosen, searched = None, None
     if request.search is not None:
-        chosen, searched = search.apply_result(request.search, study_relative(request.search), task, spec,
+        chosen, searched = search_result.apply_result(request.search, study_relative(request.search), task, spec,
                                                model_sha256, request.split_dir)
     elif search_kind(spec) is not None:
-        raise search.missing_result_error(spec)
+        raise search_result.missing_result_error(spec)
     lr_cited = None
     if request.lr_selection is not None:
         rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,

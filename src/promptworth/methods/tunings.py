@@ -1,5 +1,5 @@
 """Tunings: which parameters of a loaded model train, and what is added to it (the behaviour of
-:data:`promptworth.training.method_specs.TUNINGS`).
+:data:`promptworth.methods.registry.TUNINGS`).
 
 :func:`prepare` runs once, right after the method has loaded its model (and a new head has been
 initialised from the train seed): it adds a tuning's parameters (LoRA's updates, BitFit's missing
@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from promptworth.errors import PromptworthError
-from promptworth.training.method_specs import TUNINGS
+from promptworth.methods.registry import TUNINGS
 from promptworth.backbones.architecture import hidden_size, layer_count, transformer_layers
 
 

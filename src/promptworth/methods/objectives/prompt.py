@@ -1,11 +1,11 @@
 """Training methods: each turns a batch into label scores and a loss; the training loop never
 branches on the method.
 
-A method is an objective with a tuning (:mod:`promptworth.training.method_specs` names them and every
+A method is an objective with a tuning (:mod:`promptworth.methods.specs` names them and every
 built-in method). The objective's class here knows which model it needs (``model_class``), how to
 encode a row (``encode``), how to pad a list of encoded rows into tensors (``collate``), how to
 score a batch (``scores``: one row per example, one column per label), and its loss and
-predictions; the tuning (:mod:`promptworth.training.tunings`) decides which of the loaded model's
+predictions; the tuning (:mod:`promptworth.methods.tunings`) decides which of the loaded model's
 parameters train. The objectives:
 
 - ``prompt``: the task's template and label words; label scores are the (log-)probabilities of the
@@ -26,7 +26,7 @@ Extras: ``calibrate`` (prompt objectives) is Zhao et al.'s contextual calibratio
 probabilities are divided by their mean over content-free inputs (``method_specs.CONTENT_FREE``
 in every field the template reads), then normalised (:func:`calibrate`). ``context`` (in-context
 learning) and ``demos`` (LM-BFF's sampled demonstrations) put training examples with their label
-words beside the input (:mod:`promptworth.training.demos`); with ``demos`` an example at dev and
+words beside the input (:mod:`promptworth.methods.demo_sampling`); with ``demos`` an example at dev and
 test is ``sets`` sequences, one per sampled set, whose label scores the candidate mean averages.
 
 Regression (STS-B) as LM-BFF: ``prompt`` scores the two label words ("No" = low, "Yes" = high),
@@ -36,7 +36,6 @@ target ``(y - low) / (high - low)``; ``head`` is a one-output regression head tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -44,243 +43,26 @@ import torch.nn.functional as F
 
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.training import demos, prompts, tunings
-from promptworth.backbones import flops, load
-from promptworth.training.method_specs import CONTENT_FREE, SEARCHED_TEMPLATE, MethodSpec, resolve
-from promptworth.backbones.architecture import lm_parts, position_limit
+from promptworth.methods import demo_sampling as demos, prompt_encoding, templates as prompts, tunings, verbalizers
+from promptworth.backbones import load
+from promptworth.methods.registry import CONTENT_FREE
+from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
+from promptworth.methods.objectives.head import choice_fields
+from promptworth.methods.templates import SEARCHED_TEMPLATE, Chosen
+from promptworth.methods.specs import MethodSpec
+from promptworth.backbones.architecture import lm_parts
+from promptworth.methods.objectives.base import Method
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
 REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
-# Row fields that are bookkeeping, never model input.
-NON_INPUT_FIELDS = {"idx", "label", "group"}
-
-
-@dataclass
-class Feature:
-    """One encoded row: one or more token sequences plus what the method reads from them."""
-
-    sequences: list[list[int]]
-    label: float
-    type_ids: list[list[int]] | None = None
-    # prompt: (sequence, position, token, candidate) terms; candidate -> label
-    terms: list[tuple[int, int, int, int]] = field(default_factory=list)
-    candidate_label: list[int] = field(default_factory=list)
-    # head: the position whose hidden state feeds the head, per sequence
-    read: list[int] = field(default_factory=list)
-
-    @property
-    def n_tokens(self) -> int:
-        return sum(len(s) for s in self.sequences)
-
-
-Batch = dict[str, Any]
-
-
-def pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    """Right-pad to the longest sequence (dynamic padding)."""
-    width = max(len(s) for s in sequences)
-    out = torch.full((len(sequences), width), value, dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
-
-
-def base_batch(features: Sequence[Feature], pad_id: int) -> Batch:
-    sequences = [s for f in features for s in f.sequences]
-    input_ids = pad(sequences, pad_id)
-    attention = pad([[1] * len(s) for s in sequences], 0)
-    batch: Batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "labels": torch.tensor([f.label for f in features], dtype=torch.float),
-        "n_examples": len(features),
-        "n_tokens": int(attention.sum()),
-    }
-    if features[0].type_ids is not None:
-        batch["token_type_ids"] = pad([t for f in features for t in f.type_ids], 0)
-    return batch
-
-
-def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
-    keys = ("input_ids", "attention_mask", "token_type_ids")
-    return {k: batch[k] for k in keys if k in batch}
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def length_problem(max_length: int, limit: int | None, added: int, method: str, model: str) -> str | None:
-    """Why ``max_length`` tokens of input, after the ``added`` positions a tuning puts before them
-    (a soft prompt's vectors, a prefix's keys: its option ``tokens``), do not fit the ``limit``
-    positions a model reads; None when they do (or the model has no limit)."""
-    if limit is None or max_length + added <= limit:
-        return None
-    where = "training setting max_length (--max-length, a study's training.max_length)"
-    if not added:
-        return f"training setting max_length {max_length} is more than {model} reads ({limit} positions); lower {where}"
-    if added >= limit:
-        return (f"method {method} puts {added} positions before the input (its option tokens), but {model} reads "
-                f"{limit} positions in all; lower the option tokens (--option tokens=N, or the method's options)")
-    return (f"training setting max_length {max_length} and the {added} positions method {method} puts before the "
-            f"input (its option tokens) exceed the {limit} positions {model} reads: lower {where} to at most "
-            f"{limit - added}, or the option tokens")
-
-
-class Method:
-    """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
-
-    model_class: str = ""
-
-    def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec) -> None:
-        self.spec = spec
-        self.name = spec.name
-        # the tuning's options, with those that depend on the model decided (fixlayers' layers)
-        self.options = tunings.resolve_options(spec.tuning, spec.resolved_options(), backbone.config, f"method {spec.name}")
-        self.parameter_count: tunings.ParameterCount | None = None  # known once the model is loaded
-        # positions a tuning adds before the input: a soft prompt's vectors, a prefix's keys
-        self.input_vectors = tunings.input_vectors(spec.tuning, self.options)
-        self.prefix_positions = tunings.prefix_positions(spec.tuning, self.options)
-        problem = length_problem(max_length, position_limit(backbone.config), self.input_vectors + self.prefix_positions,
-                                 spec.name, backbone.ref.name)
-        if problem is not None:
-            raise PromptworthError(problem)
-        self.task = task
-        self.backbone = backbone
-        self.tokenizer = backbone.tokenizer
-        self.max_length = max_length
-
-    # what the run record says about the method
-    def describe(self) -> dict[str, Any]:
-        return {"template": None, "template_name": None, "verbalizer": None}
-
-    def parts(self) -> dict[str, Any]:
-        """The record's ``method_parts``: objective, tuning and its options, extras."""
-        return {"objective": self.spec.objective, "tuning": self.spec.tuning, "options": self.options,
-                "extras": list(self.spec.extras)}
-
-    def load_model(self) -> torch.nn.Module:
-        """The objective's model, with the tuning applied (its trainable parameters set)."""
-        model = self.load_objective_model()
-        self.parameter_count = tunings.prepare(
-            model, self.spec.tuning, self.options, self.spec.objective, self.template_ids()
-        )
-        return model
-
-    def template_ids(self) -> list[int]:
-        """The tokens of the template's own text (none without a template)."""
-        return []
-
-    def load_objective_model(self) -> torch.nn.Module:
-        return load.load_model(self.backbone.ref, self.model_class)
-
-    def encode(self, row: Mapping[str, Any]) -> Feature:
-        raise NotImplementedError
-
-    def collate(self, features: Sequence[Feature]) -> Batch:
-        return base_batch(features, self.tokenizer.pad_token_id)
-
-    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError
-
-    def loss(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(scores.float(), batch["labels"].long())
-
-    def predict(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores.argmax(-1)
-
-    def model_shape(self, model: torch.nn.Module) -> flops.ModelShape:
-        """What the FLOP count needs of the model the method runs."""
-        return flops.model_shape(model)
-
-    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
-        """Called once with the split's rows (train, dev, test) and the train seed before any row
-        is encoded; a method that reads something of the split itself (the majority class, the
-        demonstrations) takes it here."""
-
-    def train_feature(self, features: Sequence[Feature], index: int, step: int) -> Feature:
-        """The training example ``index`` as the training step ``step`` reads it: the feature
-        encoded once, unless the method encodes it afresh at each step (sampled demonstrations)."""
-        return features[index]
-
-    def content_free(self) -> list[Feature]:
-        """Features of the content-free inputs a calibrated method divides by (none: no calibration)."""
-        return []
-
-
-def calibrate(scores: torch.Tensor, content_free_scores: torch.Tensor) -> torch.Tensor:
-    """Contextual calibration (Zhao et al. 2021): label log-probabilities (a softmax over
-    ``scores``' labels) minus the log of the content-free inputs' mean probabilities, normalised
-    again; i.e. ``q = normalise(p / mean_cf(p_cf))``, in log space. Both are (examples, labels)."""
-    reference = torch.softmax(content_free_scores.float(), dim=-1).mean(dim=0)
-    return torch.log_softmax(torch.log_softmax(scores.float(), dim=-1) - torch.log(reference), dim=-1)
-
-
-def majority_class(labels: Sequence[float], num_labels: int) -> int:
-    """The most frequent label; a tie goes to the label listed first (lowest index)."""
-    counts = [0] * num_labels
-    for label in labels:
-        counts[int(label)] += 1
-    return max(range(num_labels), key=lambda label: (counts[label], -label))
 
 
 # ---------------------------------------------------------------------------------------------
 # Reference: the majority class
 
 
-class MajorityMethod(Method):
-    """No model: every example gets the evaluation set's most frequent class (see the module)."""
-
-    def __init__(
-        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
-    ) -> None:
-        super().__init__(task, backbone, max_length, spec)
-        if task.is_regression:
-            raise PromptworthError(f"method {self.name}: task {task.name} is a regression task; it has no majority class")
-        self.classes: dict[str, Any] | None = None  # the classes found, for the record
-        self.predicted: int | None = None  # the label index every example gets
-
-    def parts(self) -> dict[str, Any]:
-        return {**super().parts(), "majority": self.classes}
-
-    def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
-        evaluation = majority_class([row["label"] for row in rows["test"]], self.task.num_labels)
-        train = majority_class([row["label"] for row in rows["train"]], self.task.num_labels)
-        self.classes = {"evaluation": self.task.labels[evaluation], "train": self.task.labels[train],
-                        "rule": "most frequent label; a tie goes to the label listed first"}
-        self.predicted = evaluation
-
-    def load_objective_model(self) -> torch.nn.Module:
-        return torch.nn.Module()  # nothing to load: the prediction needs no model
-
-    def model_shape(self, model: torch.nn.Module) -> flops.ModelShape:
-        return flops.ModelShape(non_embedding_params=0, layers=0, hidden=0)
-
-    def encode(self, row: Mapping[str, Any]) -> Feature:
-        return Feature(sequences=[[]], label=float(row["label"]))
-
-    def collate(self, features: Sequence[Feature]) -> Batch:
-        batch = base_batch(features, 0)
-        batch.update(output_rows=0, reads=0)
-        return batch
-
-    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        scores = torch.zeros(batch["n_examples"], self.task.num_labels)
-        scores[:, self.predicted] = 1.0
-        return scores
-
-
 # ---------------------------------------------------------------------------------------------
 # Prompt-based fine-tuning
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """What a search chose for a prompt method (:mod:`promptworth.training.search`): label words
-    (raw label -> word) or a template; None keeps the task's own."""
-
-    label_words: Mapping[str, Any] | None = None
-    template: str | None = None
 
 
 class PromptMethod(Method):
@@ -301,8 +83,8 @@ class PromptMethod(Method):
         if not words:
             raise PromptworthError(f"task {task.name} has no {self.words_key}: method {self.name!r} cannot run on it")
         try:
-            self.verbalizer = prompts.build_verbalizer(task.labels, words, self.words_key)
-            self.encoder = prompts.PromptEncoder(
+            self.verbalizer = verbalizers.build_verbalizer(task.labels, words, self.words_key)
+            self.encoder = prompt_encoding.PromptEncoder(
                 template=prompts.parse_template(source), verbalizer=self.verbalizer,
                 tokenizer=self.tokenizer, kind=backbone.kind, max_length=max_length,
             )
@@ -381,7 +163,7 @@ class PromptMethod(Method):
     def encode(self, row: Mapping[str, Any]) -> Feature:
         return self.feature(self.encodings(row), row["label"])
 
-    def encodings(self, row: Mapping[str, Any]) -> list[prompts.EncodedPrompt]:
+    def encodings(self, row: Mapping[str, Any]) -> list[prompt_encoding.EncodedPrompt]:
         """The row encoded: once, or (extra demos) once per demonstration set."""
         if self.demo_extra == "context":
             return [self.context_prompt(row)]
@@ -391,7 +173,7 @@ class PromptMethod(Method):
                                                           self.task.labels)) for k in range(self.options["sets"])]
         return [self.encoder.encode(row)]
 
-    def feature(self, encoded_prompts: Sequence[prompts.EncodedPrompt], label: float) -> Feature:
+    def feature(self, encoded_prompts: Sequence[prompt_encoding.EncodedPrompt], label: float) -> Feature:
         """One feature of one or more encodings of a row; every encoding's candidates count, so a
         label's score is the mean over the encodings (and the label's words)."""
         feature = Feature(sequences=[], label=float(label))
@@ -445,10 +227,10 @@ class PromptMethod(Method):
         template = demos.composite(self.encoder.template, words, self.backbone.kind == "causal")
         return demos.composite_row(row, [train[i] for i in chosen]), template
 
-    def with_demos(self, row: Mapping[str, Any], chosen: Sequence[int]) -> prompts.EncodedPrompt:
+    def with_demos(self, row: Mapping[str, Any], chosen: Sequence[int]) -> prompt_encoding.EncodedPrompt:
         return self.encoder.encode(*self.demo_input(row, chosen))
 
-    def context_prompt(self, row: Mapping[str, Any]) -> prompts.EncodedPrompt:
+    def context_prompt(self, row: Mapping[str, Any]) -> prompt_encoding.EncodedPrompt:
         """The row after (a masked LM: before) as many of the in-context demonstrations as fit
         ``max_length`` untruncated; those farthest from the row are dropped first."""
         self._rows()
@@ -548,117 +330,3 @@ class NullMethod(PromptMethod):
 
 # ---------------------------------------------------------------------------------------------
 # Head-based fine-tuning
-
-
-def choice_fields(task: TaskSpec) -> list[str]:
-    """``choice1``, ``choice2``, ... when the task's labels pick one of them (COPA)."""
-    names = [f"choice{i + 1}" for i in range(task.num_labels)]
-    return names if not task.is_regression and all(n in task.fields for n in names) else []
-
-
-def head_segments(task: TaskSpec, row: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """The head's input: one (text_a, rest) pair per sequence; several for choice tasks."""
-    choices = choice_fields(task)
-    skip = NON_INPUT_FIELDS | set(choices) | {"question"} if choices else NON_INPUT_FIELDS
-    rest = [
-        str(row[name]).strip() for name in task.text_fields
-        if name != "text_a" and name not in skip and not name.endswith("_index") and row.get(name) is not None
-    ]
-    first = str(row["text_a"]).strip()
-    if choices:
-        question = f"{row['question']}: " if row.get("question") else ""
-        return [(first, " ".join(rest + [question + str(row[c]).strip()]).strip()) for c in choices]
-    return [(first, " ".join(rest))] if rest else [(first,)]
-
-
-class HeadMethod(Method):
-    model_class = "sequence_classification"
-
-    def __init__(
-        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
-    ) -> None:
-        super().__init__(task, backbone, max_length, spec)
-        self.multiple_choice = bool(choice_fields(task))
-        self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
-
-    def load_objective_model(self) -> torch.nn.Module:
-        return load.load_model(
-            self.backbone.ref, self.model_class, num_labels=self.outputs, pad_token_id=self.tokenizer.pad_token_id
-        )
-
-    def encode(self, row: Mapping[str, Any]) -> Feature:
-        feature = Feature(sequences=[], label=float(row["label"]))
-        causal = self.backbone.kind == "causal"
-        for segments in head_segments(self.task, row):
-            if not any(segments):
-                raise PromptworthError(
-                    f"{self.task.name} row idx {row.get('idx')}: its input text is empty; the head "
-                    "would read no token of it (remove the row from the split)"
-                )
-            if causal:
-                encoded = self.tokenizer(" ".join(segments), truncation=True, max_length=self.max_length)
-            else:
-                encoded = self.tokenizer(*segments, truncation=True, max_length=self.max_length)
-            ids = list(encoded["input_ids"])
-            if not ids:
-                raise PromptworthError(f"{self.task.name} row idx {row.get('idx')}: its input text gives no token")
-            feature.sequences.append(ids)
-            if "token_type_ids" in encoded and not causal:
-                feature.type_ids = (feature.type_ids or []) + [list(encoded["token_type_ids"])]
-            feature.read.append(len(ids) - 1 if causal else 0)
-        return feature
-
-    def collate(self, features: Sequence[Feature]) -> Batch:
-        batch = base_batch(features, self.tokenizer.pad_token_id)
-        batch["read"] = torch.tensor([r for f in features for r in f.read])
-        batch.update(output_rows=self.outputs, reads=len(batch["read"]))  # the classifier, once per sequence
-        return batch
-
-    def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        score = getattr(model, "score", None)
-        if self.backbone.kind == "causal" and isinstance(score, torch.nn.Module):
-            # the last real token of each right-padded sequence, read explicitly
-            hidden = model.base_model(**model_inputs(batch)).last_hidden_state
-            logits = score(hidden[torch.arange(hidden.shape[0]), batch["read"]])
-        else:
-            logits = model(**model_inputs(batch)).logits
-        logits = logits.float()
-        if self.multiple_choice:
-            return logits.view(batch["n_examples"], -1)
-        if self.task.is_regression:
-            return logits.view(-1, 1)
-        return logits
-
-    def loss(self, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if self.task.is_regression:
-            return F.mse_loss(scores[:, 0], batch["labels"])
-        return super().loss(scores, batch)
-
-    def predict(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores[:, 0] if self.task.is_regression else super().predict(scores)
-
-
-# The objectives' classes (the parts' names: promptworth.training.method_specs.OBJECTIVES).
-OBJECTIVE_CLASSES: dict[str, type[Method]] = {
-    "prompt": PromptMethod, "head": HeadMethod, "null": NullMethod, "majority": MajorityMethod,
-}
-
-
-def build_method(
-    method: str | MethodSpec, task: TaskSpec, backbone: load.Backbone, max_length: int,
-    template_name: str | None = None, chosen: Chosen | None = None,
-) -> Method:
-    """The method (a built-in's name, or a spec) set up for a task and backbone; a clear error for
-    unknown names. ``chosen``: the label words or template a search chose (prompt objectives); a
-    method of a search extra built without it uses the task's own (the search's starting point).
-
-    ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
-    can pass a task's template to every method.
-    """
-    spec = resolve(method) if isinstance(method, str) else method
-    cls = OBJECTIVE_CLASSES[spec.objective]
-    if chosen is None:
-        return cls(task, backbone, max_length, spec, template_name)
-    if not issubclass(cls, PromptMethod):
-        raise PromptworthError(f"method {spec.name}: objective {spec.objective} has no template or label words to search")
-    return cls(task, backbone, max_length, spec, template_name, chosen)

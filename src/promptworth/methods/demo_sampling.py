@@ -1,7 +1,7 @@
 """Demonstrations: training examples shown beside the input, each the task's template with its
 label word filled in at the answer slot (no torch import).
 
-Two extras use them (:data:`promptworth.training.method_specs.EXTRAS`):
+Two extras use them (:data:`promptworth.methods.registry.EXTRAS`):
 
 - ``context`` (in-context learning, GPT-3 style): one list of up to ``demos`` training examples,
   chosen and ordered by the train seed, shared by every input. The input takes as many of them as
@@ -19,7 +19,7 @@ is scored as the continuation; a masked LM reads them *after* it, in the same se
 answer slot (LM-BFF). Segments are joined by a space.
 
 Sampling and filtering are pure functions of (labels, similarities, seed) here; the prompt
-method (:class:`promptworth.training.methods.PromptMethod`) encodes the composite template
+method (:class:`promptworth.methods.objectives.prompt.PromptMethod`) encodes the composite template
 (:func:`composite`) with the input's fields and the demonstrations' renamed ones, so that
 truncation cuts the demonstrations' text before the input's (``prompts.CUT_ORDER``).
 """
@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from promptworth.errors import PromptworthError
-from promptworth.training.prompts import FieldRef, Part, Slot, Template, Text
+from promptworth.methods.templates import FieldRef, Part, Slot, Template, Text
 
 # The sentence-embedding model of the sbert filter: all-MiniLM-L6-v2 (LM-BFF used SBERT too),
 # shipped inside a PyPI package and loaded from its folder, never from the hub.

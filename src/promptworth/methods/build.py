@@ -1,0 +1,39 @@
+"""A method's spec -> the objective's object, set up for a task and a backbone."""
+
+from __future__ import annotations
+
+from promptworth.backbones import load
+from promptworth.data.tasks import TaskSpec
+from promptworth.errors import PromptworthError
+from promptworth.methods.objectives.base import Method
+from promptworth.methods.objectives.head import HeadMethod
+from promptworth.methods.objectives.majority import MajorityMethod
+from promptworth.methods.objectives.prompt import NullMethod, PromptMethod
+from promptworth.methods.specs import MethodSpec, resolve
+from promptworth.methods.templates import Chosen
+
+
+# The objectives' classes (the parts' names: promptworth.methods.registry.OBJECTIVES).
+OBJECTIVE_CLASSES: dict[str, type[Method]] = {
+    "prompt": PromptMethod, "head": HeadMethod, "null": NullMethod, "majority": MajorityMethod,
+}
+
+
+def build_method(
+    method: str | MethodSpec, task: TaskSpec, backbone: load.Backbone, max_length: int,
+    template_name: str | None = None, chosen: Chosen | None = None,
+) -> Method:
+    """The method (a built-in's name, or a spec) set up for a task and backbone; a clear error for
+    unknown names. ``chosen``: the label words or template a search chose (prompt objectives); a
+    method of a search extra built without it uses the task's own (the search's starting point).
+
+    ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
+    can pass a task's template to every method.
+    """
+    spec = resolve(method) if isinstance(method, str) else method
+    cls = OBJECTIVE_CLASSES[spec.objective]
+    if chosen is None:
+        return cls(task, backbone, max_length, spec, template_name)
+    if not issubclass(cls, PromptMethod):
+        raise PromptworthError(f"method {spec.name}: objective {spec.objective} has no template or label words to search")
+    return cls(task, backbone, max_length, spec, template_name, chosen)
