@@ -85,7 +85,7 @@ def main() -> int:
         commit = subprocess.run(["git", "log", "-1", "--format=%h"], cwd=clone, capture_output=True, text=True).stdout
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    from promptworth.training.train import cpu_model_name
+    from promptworth.training.runtime import cpu_model_name
 
     flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
     result = {

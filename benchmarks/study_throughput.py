@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from promptworth import fast
+from promptworth.training import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 CORES = 2
@@ -110,9 +111,9 @@ def study_flops(records: dict[str, dict]) -> int:
 
 def measure_peak() -> dict[str, Any]:
     from promptworth.backbones import flops
-    from promptworth.training import train
+    from promptworth.training import run as train
 
-    peaks = flops.matmul_peaks(train.cpu_has_fast_bf16(), CORES)
+    peaks = flops.matmul_peaks(runtime.cpu_has_fast_bf16(), CORES)
     fast = peaks["bf16_matmul_2048_gflops"] is not None
     return {**peaks, "reference": "bf16_matmul_2048_gflops" if fast else "fp32_matmul_2048_gflops"}
 
@@ -147,7 +148,7 @@ def main() -> int:
         print(f"{side}: {len(records)} runs in {wall:.0f} s", file=sys.stderr)
     reference = peak[peak["reference"]] * 1e9
     baseline, pooled = sides["baseline"], sides["pooled"]
-    from promptworth.training.train import cpu_model_name
+    from promptworth.training.runtime import cpu_model_name
 
     results = {
         "cpu": cpu_model_name(),

@@ -36,6 +36,8 @@ from promptworth import fast
 from promptworth.data import split_folder
 from promptworth.backbones import registry
 from promptworth.methods import build
+from promptworth.training import loop, runtime
+from promptworth.training.settings import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 THREADS = 2
@@ -96,27 +98,27 @@ def phase_peak(args: argparse.Namespace) -> dict:
     import torch
 
     from promptworth.backbones import flops
-    from promptworth.training import train
+    from promptworth.training import run as train
 
-    return {**flops.matmul_peaks(train.cpu_has_fast_bf16(), THREADS), "cpu": train.describe_device(torch.device("cpu"))}
+    return {**flops.matmul_peaks(runtime.cpu_has_fast_bf16(), THREADS), "cpu": runtime.describe_device(torch.device("cpu"))}
 
 
 def phase_ours(args: argparse.Namespace) -> dict:
     import torch
 
-    from promptworth.training import train
+    from promptworth.training import run as train
 
-    train.tune_allocator()
+    runtime.tune_allocator()
     task, method, features = _setup(args.length)
-    config = train.TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
+    config = TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
                                max_length=args.length, precision="auto")
     device = torch.device("cpu")
-    precision = train.resolve_precision(config.precision, device)
-    train.seed_everything(0)
+    precision = runtime.resolve_precision(config.precision, device)
+    runtime.seed_everything(0)
     model = method.load_model()
     params = sum(p.numel() for p in model.parameters())
     embedding_params = model.get_input_embeddings().weight.numel()
-    result = train.fit(method, model, features, [], [], task, config, 0, device, precision, progress=False)
+    result = loop.fit(method, model, features, [], [], task, config, 0, device, precision, progress=False)
     times = result.step_seconds[args.warmup:]
     profile = _profile(method, model, features, config, precision) if args.profile else None
     return {"step_s": statistics.median(times), "step_times_s": times, "precision": precision,
@@ -132,9 +134,9 @@ def phase_real(args: argparse.Namespace) -> dict:
     from promptworth.data import splits, tasks
     from promptworth.backbones import flops, load as models
     from promptworth.methods.objectives import prompt as methods
-    from promptworth.training import train
+    from promptworth.training import run as train
 
-    train.tune_allocator()
+    runtime.tune_allocator()
     torch.set_num_threads(THREADS)
     backbone = models.open_backbone(registry.SMOLLM2)
     out = {}
@@ -145,19 +147,19 @@ def phase_real(args: argparse.Namespace) -> dict:
             task = tasks.get_task(name)
             method = build.build_method("prompt", task, backbone, 128)
             features = [method.encode(row) for row in split_folder.load_split(name, folder)["train"].to_list()]
-            config = train.TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
+            config = TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
                                        max_length=128, precision="auto")
-            precision = train.resolve_precision(config.precision, torch.device("cpu"))
-            train.seed_everything(1)
+            precision = runtime.resolve_precision(config.precision, torch.device("cpu"))
+            runtime.seed_everything(1)
             model = method.load_model()
-            result = train.fit(method, model, features, [], [], task, config, 1, torch.device("cpu"), precision,
+            result = loop.fit(method, model, features, [], [], task, config, 1, torch.device("cpu"), precision,
                                progress=False)
             # the same batches again (fit's order for seed 1), for the FLOPs of the measured steps
             shape = flops.model_shape(model)
-            order = train.train_batches(len(features), BATCH, 1)
-            per_step = [flops.BACKWARD_FACTOR * train.batch_flops(method, shape, method.collate([features[i] for i in next(order)]))
+            order = loop.train_batches(len(features), BATCH, 1)
+            per_step = [flops.BACKWARD_FACTOR * loop.batch_flops(method, shape, method.collate([features[i] for i in next(order)]))
                         for _ in range(config.max_steps)]
-            order = train.train_batches(len(features), BATCH, 1)
+            order = loop.train_batches(len(features), BATCH, 1)
             tokens = [sum(features[i].n_tokens for i in next(order)) for _ in range(config.max_steps)]
             measured = slice(args.warmup, None)
             seconds = sum(result.step_seconds[measured])
@@ -172,12 +174,12 @@ def _profile(method, model, features, config, precision) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from promptworth.training import train
+    from promptworth.training import run as train
 
-    optimizer = train.optimizer_for(model, config)
+    optimizer = loop.optimizer_for(model, config)
     batch = method.collate(features[:BATCH])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        with train.autocast(torch.device("cpu"), precision):
+        with runtime.autocast(torch.device("cpu"), precision):
             loss = method.loss(method.scores(model, batch), batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

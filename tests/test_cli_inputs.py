@@ -16,7 +16,7 @@ import pytest
 from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
 from promptworth.cli import main
-from promptworth.training import train
+from promptworth.training import run as train
 
 
 @pytest.fixture(scope="module")

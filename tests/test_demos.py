@@ -17,8 +17,9 @@ from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
 from promptworth.methods import build, demo_sampling as demos, specs as method_specs
-from promptworth.training import train
+from promptworth.training import loop, request, run as train
 from promptworth.backbones import load as models
+from promptworth.training.settings import TrainConfig
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")
@@ -132,9 +133,9 @@ def test_only_other_training_examples_are_ever_demonstrations(name, monkeypatch,
     rows = _rows()
     method = _method(_demo_spec(sets=2) if name == "demos" else name, backbones["llama"], rows)
     features = {part: train.encode_rows(method, part_rows) for part, part_rows in rows.items()}
-    config = train.TrainConfig(max_steps=3, eval_every=2, batch_size=4, precision="fp32", learning_rate=1e-3)
+    config = TrainConfig(max_steps=3, eval_every=2, batch_size=4, precision="fp32", learning_rate=1e-3)
     model = method.load_model()
-    train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 1,
+    loop.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 1,
               torch.device("cpu"), "fp32", progress=False)
     train_ids = {id(row) for row in rows["train"]}
     inputs = {id(row) for row, _ in seen}
@@ -341,9 +342,9 @@ def test_prompt_demo_builtin_runs_through_train_run_with_the_sbert_filter(tmp_pa
     monkeypatch.setattr(demos, "sentence_embeddings", _planted_embedding(rows))
     split = write_split(tmp_path / "16-1", rows["train"], rows["dev"], rows["test"])
     spec = method_specs.resolve("prompt-demo")
-    config = train.TrainConfig(max_steps=2, eval_every=1, batch_size=4, precision="fp32",
+    config = TrainConfig(max_steps=2, eval_every=1, batch_size=4, precision="fp32",
                                **spec.training_defaults())
-    record = train.run(train.RunRequest(task="SST-2", method=spec, split_dir=split, model=str(tiny_model("llama")),
+    record = train.run(request.RunRequest(task="SST-2", method=spec, split_dir=split, model=str(tiny_model("llama")),
                                         seed=1, config=config, progress=False))
     assert record["method"] == "prompt-demo" and record["method_parts"]["extras"] == ["demos"]
     assert record["method_parts"]["options"] == {"filter": "sbert", "keep": 50, "sets": 4}

@@ -15,7 +15,7 @@ import yaml
 from promptworth import fast, readme
 from promptworth.errors import PromptworthError
 from promptworth.study import load_study, plan
-from promptworth.training.train_config import TrainConfig
+from promptworth.training.settings import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

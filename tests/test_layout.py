@@ -31,21 +31,18 @@ MODULE_REF = re.compile(r"^promptworth(?:\.\w+)+(?::\w+)?$")
 LONG = "# long:"
 MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"promptworth.training.search", "promptworth.training.train", "promptworth.training.workers"}),
-}
-KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.workers", "promptworth.cli")}
+KNOWN_CIRCLES: set[frozenset[str]] = set()
+KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.worker", "promptworth.cli")}
 LONG_MODULES: set[str] = {
     "promptworth.analysis.advantage", "promptworth.analysis.results", "promptworth.analysis.tables",
-    "promptworth.readme", "promptworth.study", "promptworth.training.search",
-    "promptworth.training.train",
+    "promptworth.readme", "promptworth.study",
 }
 LONG_FUNCTIONS: set[str] = {
     "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study:check_study",
-    "promptworth.training.train:fit", "promptworth.training.train:run",
+    "promptworth.training.loop:fit", "promptworth.training.run:run",
 }
 KNOWN_TOP_LEVEL: dict[str, str] = {
-    "promptworth.records": "training", "promptworth.study": "study",
+    "promptworth.study": "study",
     "promptworth.expected": "study", "promptworth.fast": "study", "promptworth.locks": "study",
     "promptworth.readme": "cli",
 }

@@ -50,7 +50,7 @@ def test_option_names_of_tunings_and_extras_never_collide():
 
 
 def test_lightweight_tunings_default_to_larger_learning_rates():
-    from promptworth.training.train_config import TrainConfig
+    from promptworth.training.settings import TrainConfig
 
     for name in ("prompt-lora", "head-lora", "prompt-bitfit", "head-probe", "softprompt"):
         defaults = method_specs.builtin_methods()[name].training_defaults()

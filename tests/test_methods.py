@@ -10,9 +10,10 @@ from tiny_models import KINDS, sentiment_rows, tiny_model
 
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
-from promptworth.training import train
+from promptworth.training import loop, run as train, runtime
 from promptworth.backbones import load as models
 from promptworth.methods import build
+from promptworth.training.settings import TrainConfig
 
 SST2 = tasks.get_task("SST-2")
 
@@ -141,11 +142,11 @@ def test_regression_sts_b(name, backbones):
 
 
 def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0, sizes: tuple[int, int] = (32, 16),
-               learning_rate: float = 3e-3, shuffle: bool = False) -> train.TrainResult:
+               learning_rate: float = 3e-3, shuffle: bool = False) -> loop.TrainResult:
     """``method_name`` trained on the learnable toy SST-2 (``sizes``: training and test rows; with
     ``shuffle`` the training labels are shuffled, so that nothing links them to the words)."""
     method = build.build_method(method_name, SST2, backbone, 48)
-    config = train.TrainConfig(max_steps=steps, learning_rate=learning_rate, batch_size=8, eval_every=0,
+    config = TrainConfig(max_steps=steps, learning_rate=learning_rate, batch_size=8, eval_every=0,
                                precision="fp32", warmup_ratio=0.1)
     rows = {"train": sentiment_rows(sizes[0], 1), "dev": sentiment_rows(8, 2), "test": sentiment_rows(sizes[1], 3)}
     if shuffle:
@@ -153,9 +154,9 @@ def _train_toy(method_name: str, backbone, steps: int = 24, seed: int = 0, sizes
         random.Random(seed).shuffle(labels)
         rows["train"] = [{**row, "label": label} for row, label in zip(rows["train"], labels)]
     features = {name: [method.encode(r) for r in part] for name, part in rows.items()}
-    train.seed_everything(seed)
+    runtime.seed_everything(seed)
     model = method.load_model()
-    return train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, seed,
+    return loop.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, seed,
                      torch.device("cpu"), "fp32", progress=False)
 
 

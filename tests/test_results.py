@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from promptworth import files, records
+from promptworth import files
+from promptworth.training import record as records
 from promptworth.analysis.results import BASE_COLUMNS, collect, read_table
-from promptworth.records import read_record
+from promptworth.training.record import read_record
 from promptworth.data import split_folder as split_files
 from promptworth.errors import PromptworthError
 from promptworth.files import write_csv
@@ -38,7 +39,7 @@ def record(**changes: Any) -> dict[str, Any]:
     return base
 
 
-# one budget's entry of a record (promptworth.training.train.BudgetResult.as_record)
+# one budget's entry of a record (promptworth.training.loop.BudgetResult.as_record)
 BUDGET = {"steps": 50, "reached": True, "best_step": 50, "dev_score": 0.6, "score": 0.55, "test": {"macro_f1": 0.55}}
 
 

@@ -27,7 +27,7 @@ from promptworth.methods import (
     templates as prompts,
     verbalizers,
 )
-from promptworth.training import search
+from promptworth.training import search, search_candidates
 from promptworth.backbones import load as models, resolve
 from promptworth.backbones.tiny_models import EXTRA, FILLER, NEGATIVE, POSITIVE, PUNCT
 
@@ -58,7 +58,7 @@ def _train(split: Path, out: Path, method: str, *extra: str) -> int:
 
 def test_the_words_a_label_can_be_are_whole_words_of_one_token():
     backbone = models.open_backbone(str(tiny_model("llama")))
-    vocabulary = search.word_vocabulary(backbone.tokenizer)
+    vocabulary = search_candidates.word_vocabulary(backbone.tokenizer)
     assert {"great", "terrible", "fun", "dull"} <= set(vocabulary.values()) and "good" not in vocabulary.values()
     for token, word in vocabulary.items():  # byte-level BPE: a word follows text with its space
         assert word.isalpha() and prompt_encoding.word_ids(backbone.tokenizer, word) == [token]
@@ -99,14 +99,14 @@ def _cue_rows(n: int, offset: int) -> list[dict]:
 def test_the_word_search_finds_the_planted_words(tmp_path):
     folder, planted = _planted_model(tmp_path / "planted")
     backbone = models.open_backbone(str(folder))
-    vocabulary = search.word_vocabulary(backbone.tokenizer)
+    vocabulary = search_candidates.word_vocabulary(backbone.tokenizer)
     template = prompts.parse_template("{text_a} {mask}")  # the cue is the token the answer follows
     verbalizer = verbalizers.build_verbalizer(SST2.labels, {"0": "cat", "1": "dog"})
     encoder = prompt_encoding.PromptEncoder(template=template, verbalizer=verbalizer, tokenizer=backbone.tokenizer,
                                     kind="causal", max_length=32)
     model = models.load_model(backbone.ref, "causal_lm").eval()
     rows = {"train": _cue_rows(8, 0), "dev": _cue_rows(6, 100)}
-    ranking = search.rank_words(model, encoder, rows, 2, vocabulary, k=5, n=4, batch_size=3)
+    ranking = search_candidates.rank_words(model, encoder, rows, 2, vocabulary, k=5, n=4, batch_size=3)
     assert [vocabulary[words[0]] for words in ranking.per_class] == [planted["0"], planted["1"]]
     best, accuracy = ranking.assignments[0]
     assert [vocabulary[w] for w in best] == [planted["0"], planted["1"]] and accuracy == 1.0
@@ -119,11 +119,11 @@ def test_assignments_are_built_class_by_class_and_ranked_by_accuracy():
     # 3 rows of class 0, 3 of class 1; word 0 wins class 0's rows (word 1 loses them), word 2 wins class 1's
     logprobs = torch.log_softmax(torch.tensor([[3.0, -2, 0, 0]] * 3 + [[0, 0, 3.0, 0]] * 3), dim=1)
     labels = [0, 0, 0, 1, 1, 1]
-    ranked = search.rank_assignments([[1, 0], [0, 2]], logprobs, labels, n=3)
+    ranked = search_candidates.rank_assignments([[1, 0], [0, 2]], logprobs, labels, n=3)
     assert ranked[0] == ((0, 2), 1.0)
     assert len(ranked) == 3 and (1, 1) not in [a for a, _ in ranked]  # one word never serves two classes
     with pytest.raises(PromptworthError, match="no assignment of distinct words"):
-        search.rank_assignments([[0], [0]], logprobs, labels, n=3)
+        search_candidates.rank_assignments([[0], [0]], logprobs, labels, n=3)
 
 
 def test_more_candidate_words_than_the_vocabulary_has_is_one_clear_error(split, tmp_path, capsys):
@@ -169,7 +169,7 @@ def test_t5_fills_the_spans_around_the_label_word_into_templates_with_one_slot(p
     generator = _tiny_t5(tmp_path / "t5")
     rows = [{"text_a": "the film was good", "text_b": "it is fun", "label": 1},
             {"text_a": "a dull plot", "text_b": "it is bad", "label": 0}]
-    found = search.t5_templates(str(generator), rows, ["great", "terrible"], pair, beam=4)
+    found = search_candidates.t5_templates(str(generator), rows, ["great", "terrible"], pair, beam=4)
     assert 1 <= len(found) <= 4 and len({t for t, _ in found}) == len(found)
     assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
     for source, _ in found:
@@ -182,28 +182,28 @@ def test_t5_fills_the_spans_around_the_label_word_into_templates_with_one_slot(p
         backbone = models.open_backbone(str(tiny_model("llama")))
         verbalizer = verbalizers.build_verbalizer(SST2.labels, SST2.label_words)
         with pytest.raises(PromptworthError, match="a template without an answer slot from the search"):
-            search.usable_templates([t for t, _ in found], verbalizer, backbone, 64)
+            search_candidates.usable_templates([t for t, _ in found], verbalizer, backbone, 64)
         masked = models.open_backbone(str(tiny_model("roberta")))
-        usable, dropped = search.usable_templates([t for t, _ in found], verbalizer, masked, 64)
+        usable, dropped = search_candidates.usable_templates([t for t, _ in found], verbalizer, masked, 64)
         assert usable == [t for t, _ in found] and not dropped
 
 
 def test_a_search_without_a_usable_template_is_one_clear_error():
     backbone = models.open_backbone(str(tiny_model("llama")))
     verbalizer = verbalizers.build_verbalizer(SST2.labels, SST2.label_words)
-    usable, dropped = search.usable_templates(["{text_a} no slot", "{text_a} It was {mask}."], verbalizer, backbone, 64)
+    usable, dropped = search_candidates.usable_templates(["{text_a} no slot", "{text_a} It was {mask}."], verbalizer, backbone, 64)
     assert usable == ["{text_a} It was {mask}."] and dropped[0]["template"] == "{text_a} no slot"
     with pytest.raises(PromptworthError, match=r"^a template without an answer slot from the search: none of its 2 "):
-        search.usable_templates(["{text_a} no slot", "{mask} {text_a}"], verbalizer, backbone, 64)
+        search_candidates.usable_templates(["{text_a} no slot", "{mask} {text_a}"], verbalizer, backbone, 64)
 
 
 def test_the_offline_pool_varies_the_text_before_the_slot():
-    pool = search.pool_templates(SST2)
+    pool = search_candidates.pool_templates(SST2)
     assert pool[0] == SST2.templates["lmbff"] and len(pool) == len(set(pool))
     assert "{text_a} All in all, it was {mask}." in pool and "{text_a} {mask}." in pool
     for source in pool:
         assert prompts.parse_template(source).fields == ("text_a",)
-    copa = search.pool_templates(tasks.get_task("COPA"))  # filters are written back as they were
+    copa = search_candidates.pool_templates(tasks.get_task("COPA"))  # filters are written back as they were
     assert all(prompts.parse_template(s) for s in copa)
 
 
@@ -262,7 +262,7 @@ def test_a_template_result_names_its_template_in_the_record(split, tmp_path):
     found = tmp_path / "template.json"
     assert _search(split, found, "prompt-autotemplate") == 0
     result = json.loads(found.read_text())
-    assert result["generator"]["kind"] == "pool" and result["template"] in search.pool_templates(SST2)
+    assert result["generator"]["kind"] == "pool" and result["template"] in search_candidates.pool_templates(SST2)
     record_file = tmp_path / "run.json"
     assert _train(split, record_file, "prompt-autotemplate", "--search", str(found)) == 0
     record = json.loads(record_file.read_text())

@@ -16,8 +16,9 @@ from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 from promptworth.methods.objectives import prompt as methods
-from promptworth.training import train, train_config
+from promptworth.training import loop, run as train, runtime, settings as train_config
 from promptworth.backbones import resolve
+from promptworth.training.settings import TrainConfig
 
 CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
@@ -68,7 +69,7 @@ def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, cap
     assert main(argv) == 0
     probe = json.loads((tmp_path / "probe.json").read_text())
     default = method_specs.builtin_methods()["head-probe"].training_defaults()["learning_rate"]
-    assert default != train.TrainConfig().learning_rate  # the probe has a rate of its own
+    assert default != TrainConfig().learning_rate  # the probe has a rate of its own
     assert probe["method"] == "head-probe" and probe["hyperparameters"]["learning_rate"] == default
     assert probe["method_parts"] == {"objective": "head", "tuning": "frozen", "options": {}, "extras": []}
     capsys.readouterr()
@@ -143,13 +144,13 @@ def _trained_states(monkeypatch) -> dict[str, torch.Tensor]:
     """The model's trainable weights (flattened) at each evaluation of the runs that follow, by
     where it evaluated ("dev at step 2", "test")."""
     seen: dict[str, torch.Tensor] = {}
-    evaluate = train.evaluate
+    evaluate = loop.evaluate
 
     def watched(method, model, features, task, config, device, precision, where, *rest, **kwargs):
         seen[where] = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]).clone()
         return evaluate(method, model, features, task, config, device, precision, where, *rest, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate", watched)
+    monkeypatch.setattr(loop, "evaluate", watched)
     return seen
 
 
@@ -213,10 +214,10 @@ def test_every_tuning_is_tested_in_its_best_dev_state_and_budgets_leave_its_trai
 def test_examples_read_counts_what_the_training_batches_visit(train_size, batch_size):
     from itertools import islice
 
-    from promptworth.training.train_config import examples_read
+    from promptworth.training.settings import examples_read
 
     for steps in (0, 1, 2, 3, 4, 120, 125, 126, 300):
-        visited = {i for batch in islice(train.train_batches(train_size, batch_size, 5), steps) for i in batch}
+        visited = {i for batch in islice(loop.train_batches(train_size, batch_size, 5), steps) for i in batch}
         assert examples_read(train_size, steps, batch_size) == len(visited), (steps, train_size, batch_size)
 
 
@@ -257,7 +258,7 @@ def test_patience_needs_a_dev_set(tmp_path, capsys):
 )
 def test_bad_patience_settings_are_one_clear_error(settings, message):
     with pytest.raises(PromptworthError, match=message):
-        train.TrainConfig(**settings)
+        TrainConfig(**settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,12 +356,12 @@ def test_budgets_need_a_dev_set(tmp_path, capsys):
 
 
 def test_budgets_are_one_flag_and_one_config_key():
-    from promptworth.training.train_config import config_from_mapping, training_args
+    from promptworth.training.settings import config_from_mapping, training_args
 
     parser = argparse.ArgumentParser()
     train_config.add_arguments(parser)
     args = parser.parse_args(["--budgets", "200, 50", "--eval-every", "50", "--schedule", "constant"])
-    assert train_config.config_from_args(args).budgets == (50, 200) and train.TrainConfig().budgets == ()
+    assert train_config.config_from_args(args).budgets == (50, 200) and TrainConfig().budgets == ()
     settings = {"budgets": [200, 50], "eval_every": 50, "schedule": "constant"}
     flags = training_args(settings)
     assert flags == ["--schedule", "constant", "--eval-every", "50", "--budgets", "50,200"]
@@ -440,7 +441,7 @@ def test_a_non_finite_score_in_any_evaluation_fails_the_run(split, tmp_path, mon
 
 def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, monkeypatch, capsys):
     """The training loss of the last step is finite; the update after it is not."""
-    make_schedule = train.linear_schedule
+    make_schedule = loop.linear_schedule
 
     def exploding_schedule(optimizer, warmup, total):
         scheduler = make_schedule(optimizer, warmup, total)
@@ -457,7 +458,7 @@ def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, mon
         scheduler.step = step_then_explode
         return scheduler
 
-    monkeypatch.setattr(train, "linear_schedule", exploding_schedule)
+    monkeypatch.setattr(loop, "linear_schedule", exploding_schedule)
     out = tmp_path / "exploded.json"
     assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 2
     assert "scores on dev at step 6 are not finite" in capsys.readouterr().err
@@ -466,7 +467,7 @@ def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, mon
 
 def test_a_non_finite_number_never_reaches_a_record(split, tmp_path, monkeypatch, capsys):
     """A finite loss whose float() overflows (or any other number) must not reach the record."""
-    monkeypatch.setattr(train, "peak_rss_gb", lambda: float("inf"))
+    monkeypatch.setattr(runtime, "peak_rss_gb", lambda: float("inf"))
     out = tmp_path / "inf.json"
     assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
     assert "non-finite number (NaN or inf) at timing.peak_rss_gb" in capsys.readouterr().err
@@ -500,7 +501,7 @@ def test_flags_match_the_config_fields():
     args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30", "--patience", "4"])
     config = train_config.config_from_args(args)
     assert config.learning_rate == 2e-5 and config.protocol == "epochs" and config.batch_size == 8
-    assert config.patience == 4 and train.TrainConfig().patience == 0  # off unless set
+    assert config.patience == 4 and TrainConfig().patience == 0  # off unless set
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "fp8"])
 
@@ -515,13 +516,13 @@ def test_flags_match_the_config_fields():
     ],
 )
 def test_total_steps(settings, size, steps):
-    assert train.TrainConfig(**settings).total_steps(size) == steps
+    assert TrainConfig(**settings).total_steps(size) == steps
 
 
 def test_schedule_warms_up_then_decays_to_zero():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    schedule = train.linear_schedule(optimizer, warmup=2, total=10)
+    schedule = loop.linear_schedule(optimizer, warmup=2, total=10)
     rates = []
     for _ in range(10):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -535,8 +536,8 @@ def test_constant_schedule_keeps_the_rate_after_its_warmup():
     def rates(warmup_ratio: float, total: int = 10) -> list[float]:
         param = torch.nn.Parameter(torch.zeros(1))
         optimizer = torch.optim.SGD([param], lr=2.0)
-        config = train.TrainConfig(schedule="constant", warmup_ratio=warmup_ratio, max_steps=total)
-        schedule = train.learning_rate_schedule(optimizer, config, total)
+        config = TrainConfig(schedule="constant", warmup_ratio=warmup_ratio, max_steps=total)
+        schedule = loop.learning_rate_schedule(optimizer, config, total)
         seen = []
         for _ in range(total):
             seen.append(optimizer.param_groups[0]["lr"])
@@ -618,7 +619,7 @@ def test_best_state_snapshot_restores_tied_weights():
     model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
     model[1].weight = model[0].weight  # tied
     model.register_buffer("counter", torch.zeros(1))
-    snapshot = train._Snapshot()
+    snapshot = loop._Snapshot()
     snapshot.save(model)
     before = model[0].weight.detach().clone()
     with torch.no_grad():
@@ -632,7 +633,7 @@ def test_best_state_snapshot_restores_tied_weights():
 def test_best_state_snapshot_keeps_only_trainable_parameters():
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
     model[0].requires_grad_(False)
-    snapshot = train._Snapshot()
+    snapshot = loop._Snapshot()
     snapshot.save(model)
     assert set(snapshot.state) == {"1.weight", "1.bias"}
     saved = model[1].weight.detach().clone()

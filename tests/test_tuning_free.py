@@ -17,9 +17,10 @@ from promptworth.data import tasks
 from promptworth.errors import PromptworthError
 from promptworth.methods import build, registry, specs as method_specs
 from promptworth.methods.objectives import majority, prompt as methods
-from promptworth.training import train
+from promptworth.training import loop, run as train
 from promptworth.backbones import load as models
 from promptworth.methods.extras import calibrate
+from promptworth.training.settings import TrainConfig
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")
@@ -60,8 +61,8 @@ def test_the_majority_class_breaks_ties_by_label_order():
 
 def _fit(method, model, rows):
     features = {part: [method.encode(r) for r in rows[part]] for part in ("train", "dev", "test")}
-    config = train.TrainConfig(max_steps=50, eval_every=10, eval_batch_size=5, precision="fp32")
-    return train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 0,
+    config = TrainConfig(max_steps=50, eval_every=10, eval_batch_size=5, precision="fp32")
+    return loop.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 0,
                      torch.device("cpu"), "fp32", progress=False)
 
 
@@ -100,11 +101,11 @@ def test_calibrated_predictions_are_the_calibrated_argmax_of_the_raw_scores(kind
         reference = plain.scores(model, plain.collate(content_free))
     expected = calibrate.calibrate(raw, reference).argmax(-1)
     shape = calibrated.model_shape(model)
-    config = train.TrainConfig(eval_batch_size=3, precision="fp32")
-    got = train.evaluate(calibrated, model, [calibrated.encode(r) for r in rows], SST2, config, torch.device("cpu"),
+    config = TrainConfig(eval_batch_size=3, precision="fp32")
+    got = loop.evaluate(calibrated, model, [calibrated.encode(r) for r in rows], SST2, config, torch.device("cpu"),
                          "fp32", "test", shape, content_free)
     assert got.predictions == expected.float().tolist()
-    uncalibrated = train.evaluate(plain, model, [plain.encode(r) for r in rows], SST2, config, torch.device("cpu"),
+    uncalibrated = loop.evaluate(plain, model, [plain.encode(r) for r in rows], SST2, config, torch.device("cpu"),
                                   "fp32", "test", shape)
     assert uncalibrated.predictions == raw.argmax(-1).float().tolist()
     assert got.flops > uncalibrated.flops  # the content-free inputs are counted

@@ -15,8 +15,9 @@ from promptworth.data import tasks
 from promptworth.errors import PromptworthError
 from promptworth.methods import build, specs as method_specs, tunings
 from promptworth.methods.features import model_inputs
-from promptworth.training import train
+from promptworth.training import loop, run as train, runtime
 from promptworth.backbones import architecture, load as models
+from promptworth.training.settings import TrainConfig
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")  # a masked and a causal backbone
@@ -33,7 +34,7 @@ def backbones():
 
 def _loaded(name: str | method_specs.MethodSpec, backbone, seed: int = 0):
     method = build.build_method(name, SST2, backbone, 48)
-    train.seed_everything(seed)
+    runtime.seed_everything(seed)
     return method, method.load_model()
 
 
@@ -72,8 +73,8 @@ def expected_trainable(spec: method_specs.MethodSpec, name: str, options: dict) 
 
 
 def _steps(method, model, n: int, learning_rate: float = 1e-2) -> None:
-    config = train.TrainConfig(learning_rate=learning_rate, precision="fp32")
-    optimizer = train.optimizer_for(model, config)
+    config = TrainConfig(learning_rate=learning_rate, precision="fp32")
+    optimizer = loop.optimizer_for(model, config)
     model.train()
     batch = method.collate([method.encode(r) for r in sentiment_rows(8, 4)])
     for _ in range(n):
@@ -141,13 +142,13 @@ def test_every_method_trains_and_evaluates(name, kind, backbones):
     spec = method_specs.builtin_methods()[name]
     method = build.build_method(name, SST2, backbones[kind], 48)
     learning_rate = {"full": 3e-3, "fixlayers": 3e-3, "ptuning": 3e-3}.get(spec.tuning, 1e-2)
-    config = train.TrainConfig(max_steps=24, learning_rate=learning_rate, batch_size=8, eval_every=8,
+    config = TrainConfig(max_steps=24, learning_rate=learning_rate, batch_size=8, eval_every=8,
                                precision="fp32", warmup_ratio=0.1)
     features = {part: [method.encode(r) for r in sentiment_rows(n, s)] for part, n, s in
                 (("train", 32, 1), ("dev", 8, 2), ("test", 16, 3))}
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = method.load_model()
-    result = train.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 0,
+    result = loop.fit(method, model, features["train"], features["dev"], features["test"], SST2, config, 0,
                        torch.device("cpu"), "fp32", progress=False)
     assert len(result.losses) == 24 and all(math.isfinite(loss) for loss in result.losses)
     assert set(result.test) == {"acc", "f1", "macro_f1", "mcc"} and len(result.dev_curve) == 3
@@ -174,7 +175,7 @@ def test_steps_on_one_batch_lower_its_loss(name, kind, backbones):
 def test_bf16_autocast_runs_every_method(name, backbones):
     method, model = _loaded(name, backbones["llama"])
     batch = method.collate([method.encode(r) for r in sentiment_rows(4, 5)])
-    with train.autocast(torch.device("cpu"), "bf16"):
+    with runtime.autocast(torch.device("cpu"), "bf16"):
         loss = method.loss(method.scores(model, batch), batch)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -184,7 +185,7 @@ def test_bf16_autocast_runs_every_method(name, backbones):
 @pytest.mark.parametrize("name", ["prompt", "prompt-lora", "head-probe", "prompt-fixlayers"])
 def test_the_best_state_keeps_only_what_trains_and_restores_it(name, backbones):
     method, model = _loaded(name, backbones["roberta"])
-    snapshot = train._Snapshot()
+    snapshot = loop._Snapshot()
     snapshot.save(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert set(snapshot.state) == trainable | {n for n, _ in model.named_buffers()}

@@ -18,7 +18,7 @@ import yaml
 from tiny_models import sentiment_split, tiny_model
 
 from promptworth.cli import VERB_MODULE, VERB_MODULES, build_parser, main
-from promptworth.training import workers
+from promptworth.training import pool as workers
 
 # what may differ between a run alone and the same run in a pool: its timing
 TIMING_ONLY = {"timing"}

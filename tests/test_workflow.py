@@ -226,7 +226,7 @@ def test_a_runs_dir_without_the_study_s_records_is_one_clear_error(tmp_path):
 def test_patience_is_a_training_setting_like_the_others():
     """Early stopping reaches each run's flags through training, training_by_method and by_size;
     unset, no run's flags change (so no finished run is retrained)."""
-    from promptworth.training.train_config import training_args
+    from promptworth.training.settings import training_args
 
     unset = load_study(BASE, SCHEMA)
     assert not any("--patience" in training_args(unset.training_for(m)) for m in unset.methods)
@@ -246,7 +246,7 @@ def test_patience_is_a_training_setting_like_the_others():
 def test_a_study_with_budgets_records_them_in_every_run_and_draws_them(tmp_path):
     """Budgets reach each run's flags (one comma-separated flag), and only a study with budgets has
     the budgets rule and its outputs among its targets."""
-    from promptworth.training.train_config import training_args
+    from promptworth.training.settings import training_args
 
     assert load_study(BASE, SCHEMA).budgets() == ()
     config = copy.deepcopy(BASE)

@@ -46,7 +46,7 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     from promptworth import fast
     from promptworth.methods.registry import search_kind
     from promptworth.backbones.resolve import record_name
-    from promptworth.training.train_config import config_from_mapping
+    from promptworth.training.settings import config_from_mapping
 
     spec = study.method(run.method)
     is_pilot = isinstance(run, Pilot)
@@ -186,7 +186,7 @@ def _stale(study: StudyConfig, runs: Iterable[Run | Pilot], outdated: Mapping[st
     """The runs of ``runs`` whose record exists but is not what the study asks for, by record
     file: why (a record that cannot be read is one too; so is one at the rate of a selection
     that ``outdated`` says is made again)."""
-    from promptworth.records import read_record
+    from promptworth.training.record import read_record
 
     stale: dict[str, str] = {}
     for run in runs:

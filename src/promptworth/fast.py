@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
-from promptworth.training.train_config import TrainConfig
+from promptworth.training.settings import TrainConfig
 
 ENV = "PROMPTWORTH_FAST"
 STEPS = 2

@@ -21,7 +21,7 @@ from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 from promptworth.methods.specs import MethodSpec
-from promptworth.training.train_config import config_from_mapping
+from promptworth.training.settings import config_from_mapping
 
 @dataclass(frozen=True)
 class SplitsConfig:

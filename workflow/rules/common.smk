@@ -26,7 +26,7 @@ from promptworth.study import (
     run_path as study_run_path,
 )
 from promptworth.training.lr_grid import rate_label
-from promptworth.training.train_config import training_args
+from promptworth.training.settings import training_args
 
 try:
     # Snakemake has read the config files already (with YTE, which runs code): a config that

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from promptworth.records import read_record
+from promptworth.training.record import read_record
 from promptworth.errors import PromptworthError
 
 RUN_COLUMNS = ("model", "task", "method", "train_size", "data_seed", "train_seed")

@@ -1,6 +1,6 @@
 """Run records (one JSON per training run) -> the tidy results table, one row per run.
 
-The record is defined in :mod:`promptworth.records`; the table's columns here; both are
+The record is defined in :mod:`promptworth.training.record`; the table's columns here; both are
 described in ``docs/contracts.md``.
 """
 
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from promptworth import records
-from promptworth.records import read_record
+from promptworth.training import record as records
+from promptworth.training.record import read_record
 from promptworth.data.split_folder import MANIFEST, manifest_sha256, split_checksums, verify_split
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import builtin_methods
-from promptworth.training.train_config import examples_read
+from promptworth.training.settings import examples_read
 
 if TYPE_CHECKING:
     from promptworth.expected import Asked

@@ -9,6 +9,7 @@ from pathlib import Path
 from promptworth.errors import PromptworthError
 from promptworth.methods import build, registry, specs as method_specs
 from promptworth.backbones.tiny_models import KINDS, build_tiny_model
+from promptworth.training import runtime
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,14 +61,14 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
     if model is not None:
         from promptworth.data import tasks
         from promptworth.methods.objectives import prompt as methods
-        from promptworth.training import train
+        from promptworth.training import run as train
         from promptworth.backbones import load
 
         backbone = load.open_backbone(model)
         task = tasks.get_task(task_name)
         for row, spec in zip(rows, method_specs.BUILTINS):
             method = build.build_method(spec, task, backbone, 128)
-            train.seed_everything(0)
+            runtime.seed_everything(0)
             method.load_model()
             row["options"] = method.options
             row["parameters"] = method.parameter_count.as_dict()

@@ -134,7 +134,7 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
 
 
 def run_pool(args: argparse.Namespace) -> int:
-    from promptworth.training.workers import run_pool as pool
+    from promptworth.training.pool import run_pool as pool
 
     from promptworth.study import check_configfiles
 

@@ -11,12 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from promptworth import records
-from promptworth.errors import PromptworthError
-from promptworth.training import lr_grid, train_config
 from promptworth.backbones import registry as backbones
-from promptworth.methods import registry, specs as method_specs
 from promptworth.backbones.convert import convert_offline_model
+from promptworth.errors import PromptworthError
+from promptworth.methods import registry, specs as method_specs
+from promptworth.training import lr_grid, record as records, settings as train_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -175,7 +174,7 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
 
 def run_train(args: argparse.Namespace) -> int:
     from promptworth import fast
-    from promptworth.training import workers
+    from promptworth.training import pool as workers
 
     check_run_arguments(args)
     config = train_config.config_from_args(args, method_from_args(args).training_defaults())
@@ -191,10 +190,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
     from promptworth.files import check_output_file, writable_folder, write_json
-    from promptworth.training import train
+    from promptworth.training import run as train
+    from promptworth.training.request import RunRequest
 
     out = check_output_file(args.out)
-    request = train.RunRequest(
+    request = RunRequest(
         task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
@@ -251,9 +251,9 @@ def run_select_lr(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from promptworth.training import workers
+    from promptworth.training import worker
 
-    workers.serve(args.socket)
+    worker.serve(args.socket)
     return 0
 
 

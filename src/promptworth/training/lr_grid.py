@@ -131,7 +131,7 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
     ``task`` and ``method`` on splits of ``size``, with dev scores, differing only in their rate;
     with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses."""
     from promptworth.files import sha256_file
-    from promptworth.records import read_record
+    from promptworth.training.record import read_record
     from promptworth.paths import study_relative
 
     if not paths:

@@ -1,7 +1,7 @@
 """The run record: one JSON file per training run, the contract between training and analysis.
 
 This module is its one definition: the keys a record holds, in order, with their types
-(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.training.train` builds a record and
+(:data:`KEYS`), the schema versions, and the checks. :mod:`promptworth.training.run` builds a record and
 passes it through :func:`finish`, which checks it exactly as :mod:`promptworth.analysis.results` checks a
 record it reads back (:func:`check`), so that nothing is written that the analysis would refuse.
 docs/contracts.md describes every key (a test holds it to :data:`KEYS`).
@@ -76,7 +76,7 @@ STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protoc
 STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 # The numbers of ``timing`` the analysis reads (records from before one was counted lack it).
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
-# The keys of each item of ``budgets`` (promptworth.training.train.BudgetResult)
+# The keys of each item of ``budgets`` (promptworth.training.loop.BudgetResult)
 BUDGET_KEYS = ("steps", "reached", "best_step", "dev_score", "score", "test")
 
 
@@ -244,7 +244,7 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """One run record, read and checked (:func:`promptworth.records.check`)."""
+    """One run record, read and checked (:func:`promptworth.training.record.check`)."""
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -132,7 +132,7 @@ class TrainConfig:
 
 def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     """How many of the training examples a run of ``steps`` steps read at least once: training
-    batches walk a fresh permutation each epoch (``train.train_batches``), so every example once
+    batches walk a fresh permutation each epoch (``loop.train_batches``), so every example once
     the first epoch's ``ceil(train_size / batch_size)`` batches are done, else ``steps`` full batches."""
     if steps >= math.ceil(train_size / batch_size):
         return train_size

@@ -23,9 +23,7 @@ ended (``output``: what the run printed). A client holds an exclusive ``flock`` 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import io
 import json
 import os
 import shutil
@@ -35,11 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
 from promptworth.errors import PromptworthError
+from promptworth.training.runtime import process_start
 
 POOL_ENV = "PROMPTWORTH_POOL"
 # How long a worker may take to import torch and transformers and start listening.
@@ -99,29 +97,6 @@ def _receive(conn: socket.socket) -> dict[str, Any] | None:
 # The client: `promptworth train` inside a pool
 
 
-def process_age_s() -> float:
-    """Seconds since this process started (its interpreter start and imports included).
-
-    From the kernel's own clock since boot (/proc/uptime against the process's start tick in
-    /proc/self/stat): the wall clock minus psutil's create_time is off by up to seconds on a
-    virtual machine whose boot time drifts.
-    """
-    try:
-        uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
-        stat = Path("/proc/self/stat").read_text(encoding="ascii")
-        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the name
-        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        import psutil
-
-        return time.time() - psutil.Process().create_time()
-
-
-def process_start() -> float:
-    """When this process started (POSIX time)."""
-    return time.time() - process_age_s()
-
-
 def delegate(pool: Path, argv: Sequence[str]) -> int | None:
     """Run ``promptworth <argv>`` on a free worker of ``pool``, print its output and return its
     exit status; None when no worker of the pool can be reached (then train here)."""
@@ -164,60 +139,6 @@ def delegate(pool: Path, argv: Sequence[str]) -> int | None:
 
 # ---------------------------------------------------------------------------------------------
 # The worker
-
-
-def handle(request: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
-    """Run one ``promptworth`` command line in this process, as if it were its own process."""
-    import torch
-
-    from promptworth import cli
-
-    os.chdir(request["cwd"])
-    torch.set_num_threads(default_threads)  # a run without --threads gets torch's default, as alone
-    # the run's share of this process: the client's life so far, plus this worker's start-up
-    # for the first run it serves
-    argv = [*request["argv"], "--started-at", repr(float(request["started_at"]) - startup_s)]
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-        try:
-            status = cli.main(argv)
-        except SystemExit as exc:  # argparse's errors
-            status = exc.code if isinstance(exc.code, int) else 1
-        except Exception:  # noqa: BLE001 - the run's failure is reported to its client
-            traceback.print_exc()
-            status = 1
-    return {"status": status, "output": output.getvalue()}
-
-
-def serve(path: Path) -> None:
-    """Answer runs one at a time on the socket ``path`` until the pool that started this worker
-    is gone (or the pool stops it)."""
-    import torch
-
-    import promptworth.training.train  # noqa: F401 - the imports every run needs, paid once here
-
-    startup_s = process_age_s()
-    default_threads = torch.get_num_threads()
-    parent = os.getppid()
-    first = True
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen()
-        server.settimeout(POLL_S * 5)
-        while os.getppid() == parent:
-            try:
-                conn, _ = server.accept()
-            except socket.timeout:
-                continue
-            with conn:
-                conn.settimeout(None)
-                request = _receive(conn)
-                if request is None:
-                    continue
-                reply = handle(request, startup_s if first else 0.0, default_threads)
-                first = False
-                with contextlib.suppress(OSError):  # a client killed meanwhile
-                    _send(conn, reply)
 
 
 # ---------------------------------------------------------------------------------------------

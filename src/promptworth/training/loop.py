@@ -1,4 +1,4 @@
-"""One training loop for every method, and the run record it writes.
+"""One training loop for every method: batches, the optimizer and its schedule, evaluation, fit.
 
 Protocols: ``steps`` trains for exactly ``max_steps`` optimizer steps (LM-BFF); ``epochs`` trains
 ``epochs`` passes over the training set, clamped to ``[min_steps, max_steps]`` steps (Le Scao &
@@ -18,142 +18,28 @@ same metrics.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import platform
-import random
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from promptworth import __version__, paths, records
-from promptworth.paths import study_relative
-from promptworth.data.split_folder import infer_data_seed, manifest_sha256
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.backbones import flops
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.backbones import flops, load
-from promptworth.backbones.resolve import weights_sha256
-from promptworth.training import lr_grid, metrics, search
-from promptworth.methods.specs import MethodSpec, resolve
-from promptworth.methods.registry import search_kind
+from promptworth.methods.extras.calibrate import calibrate
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
-from promptworth.methods.build import build_method
-from promptworth.methods.extras.calibrate import calibrate
-from promptworth.training.train_config import TrainConfig
-from promptworth.training.workers import process_age_s
-from promptworth.methods import search_result
-
-
-# ---------------------------------------------------------------------------------------------
-# Hardware
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def cpu_model_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model_name()}, {torch.get_num_threads()} threads)"
-
-
-def tune_allocator() -> bool:
-    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
-
-    Every step frees and reallocates the same big buffers (gradients, the dense embedding
-    gradient); by default glibc hands them back with munmap and the next step page-faults them in
-    again (~100k faults and ~0.2-0.3 s of system time per SmolLM2 step on 2 cores). Returns
-    whether the setting took (False off glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
-    except (OSError, AttributeError):
-        return False
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def reset_peak_rss() -> None:
-    """Start the peak memory count afresh (Linux), so that a run in a long-lived worker reports
-    its own peak, not that of an earlier run of the same process."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-
-
-def peak_rss_gb() -> float:
-    """Peak resident memory since the last :func:`reset_peak_rss` (else since the start)."""
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    return kb / 1024**2 if sys.platform != "darwin" else kb / 1024**3
-
-
-# ---------------------------------------------------------------------------------------------
-# Batching
+from promptworth.training import metrics, record as records
+from promptworth.training.runtime import autocast
+from promptworth.training.settings import TrainConfig
 
 
 def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     """Endless shuffled batches of row indices; each epoch a new permutation (last batch may be short;
-    ``train_config.examples_read`` counts what a run of so many steps reads)."""
+    ``settings.examples_read`` counts what a run of so many steps reads)."""
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(n, generator=generator).tolist()
@@ -201,10 +87,6 @@ def learning_rate_schedule(
     if config.schedule == "constant":
         return constant_schedule(optimizer, warmup)
     return linear_schedule(optimizer, warmup, total)
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
 
 
 @dataclass
@@ -480,216 +362,3 @@ def fit(
         eval_flops=eval_flops, losses=losses,
         step_seconds=step_seconds, budgets=budgets,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# A run: load everything, train, describe
-
-
-@dataclass
-class RunRequest:
-    task: str
-    method: str | MethodSpec  # a built-in's name, or a method defined from parts
-    split_dir: Path
-    model: str
-    seed: int
-    config: TrainConfig = field(default_factory=TrainConfig)
-    template: str | None = None
-    data_seed: int | None = None
-    test_limit: int | None = None
-    threads: int = 0
-    progress: bool = True
-    # when the process of this run started (POSIX time); None: this process's own start. A
-    # pool's worker sets it to its client's start (see promptworth.training.workers)
-    started_at: float | None = None
-    # the result file of a search (promptworth search) that a search method applies
-    search: Path | None = None
-    # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
-    lr_selection: Path | None = None
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=paths.project_root(), capture_output=True, text=True, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def versions() -> dict[str, str]:
-    import datasets
-    import transformers
-
-    return {
-        "promptworth": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-        "datasets": datasets.__version__, "python": platform.python_version(),
-    }
-
-
-def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
-    """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
-    point: only a split whose manifest says size 0 may have one, and only a method that runs
-    untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
-    from promptworth.data.splits import ZERO_SHOT, test_indices
-    from promptworth.data.split_folder import load_split, manifest_size
-
-    data = load_split(task, Path(split_dir))
-    parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
-    if not parts["train"]:
-        size = manifest_size(Path(split_dir))
-        if size != ZERO_SHOT:
-            stated = f"its manifest says size {size!r}" if size is not None else "it has no manifest that says size 0"
-            raise PromptworthError(f"the training split of {split_dir} is empty, but {stated}: only a size-0 split "
-                                   "(the zero-shot point) may have no training rows")
-        problem = spec.size_zero_problem()
-        if problem is not None:
-            raise PromptworthError(f"{split_dir} is a size-0 split (no training rows): method {spec.name} cannot run "
-                                   f"untrained: {problem}")
-    if test_limit is not None:
-        if test_limit < 1:
-            raise PromptworthError(f"--test-limit must be positive, got {test_limit}")
-        parts["test"] = [parts["test"][i] for i in test_indices(len(parts["test"]), test_limit)]
-    return parts
-
-
-def encode_rows(method: Method, rows: Sequence[Mapping[str, Any]]) -> list[Feature]:
-    return [method.encode(row) for row in rows]
-
-
-def run(request: RunRequest) -> dict[str, Any]:
-    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
-    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
-    takes over that pilot's result instead of training the same run a second time."""
-    wall_start = time.perf_counter()
-    reset_peak_rss()
-    if request.threads:
-        torch.set_num_threads(request.threads)
-    tune_allocator()
-    task = get_task(request.task)
-    config = request.config
-    backbone = load.open_backbone(request.model)
-    spec = resolve(request.method) if isinstance(request.method, str) else request.method
-    model_sha256 = weights_sha256(backbone.ref)
-    chosen, searched = None, None
-    if request.search is not None:
-        chosen, searched = search_result.apply_result(request.search, study_relative(request.search), task, spec,
-                                               model_sha256, request.split_dir)
-    elif search_kind(spec) is not None:
-        raise search_result.missing_result_error(spec)
-    lr_cited = None
-    if request.lr_selection is not None:
-        rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,
-                                                 spec.name, backbone.ref.name, model_sha256)
-        config = dataclasses.replace(config, learning_rate=rate)
-    method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
-    method.see_split(rows, request.seed)
-    features = {name: encode_rows(method, part) for name, part in rows.items()}
-    device = pick_device()
-    precision = resolve_precision(config.precision, device)
-    data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
-    # what the record says of the run before it trains: a pilot that says the same is this run
-    planned = {
-        "schema_version": records.SCHEMA_VERSION,
-        "task": task.name,
-        "method": method.name,
-        "model": backbone.ref.name,
-        "model_sha256": model_sha256,
-        "model_kind": backbone.kind,
-        "method_parts": method.parts(),
-        "search": searched,
-        "lr_selection": lr_cited,
-        **method.describe(),
-        "train_size": len(rows["train"]),
-        "dev_size": len(rows["dev"]),
-        "test_size": len(rows["test"]),
-        "data_seed": data_seed,
-        "train_seed": request.seed,
-        "split_dir": study_relative(request.split_dir),
-        "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
-                            "test_limit": request.test_limit},
-        "device": describe_device(device),
-        "precision": precision,
-        "versions": versions(),
-    }
-    if request.lr_selection is not None:
-        repeated = pilot_repeated(request.lr_selection, planned)
-        if repeated is not None:
-            return repeated
-    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
-    model = method.load_model().to(device)
-    result = fit(
-        method, model, features["train"], features["dev"], features["test"], task, config,
-        request.seed, device, precision, progress=request.progress,
-    )
-    wall_s = time.perf_counter() - wall_start
-    record = {
-        **planned,
-        # what a method reads of the split while it trains (e.g. the demonstrations it used)
-        "method_parts": method.parts(),
-        **method.describe(),
-        "parameters": method.parameter_count.as_dict(),
-        "hyperparameters": {**planned["hyperparameters"], "total_steps": result.budget},
-        "dev_curve": result.dev_curve,
-        "best_step": result.best_step,
-        "dev_score": result.dev_score,
-        "stopped": result.stopped,
-        "metric": task.metric,
-        "test": result.test,
-        "score": result.test.get(task.metric),
-        "budgets": [b.as_record(task.metric) for b in result.budgets] if result.budgets is not None else None,
-        "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
-        if result.losses else None,
-        "timing": {
-            "wall_s": round(wall_s, 3),
-            "train_s": round(result.train_s, 3),
-            "eval_s": round(result.eval_s, 3),
-            "steps": result.steps,
-            "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
-            "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
-            "peak_rss_gb": round(peak_rss_gb(), 3),
-            # model FLOPs done (promptworth.backbones.flops: non-embedding matmuls, attention, the output
-            # rows the method computes; training counts forward and backward)
-            "flops": {"train": result.train_flops, "eval": result.eval_flops},
-            "non_embedding_params": result.non_embedding_params,
-            # the process's whole life so far (interpreter start, imports and model load
-            # included), or in a pool's worker the run's share of it
-            "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
-            # trained in a pool's worker: the job's own process (what a Snakemake benchmark measures)
-            # was the thin client that waited for it
-            "pooled": request.started_at is not None,
-            # when it ended (UTC): file times do not survive a git checkout, this does
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-        "git_commit": git_commit(),
-    }
-    return records.finish(record)
-
-
-# The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the
-# result (what training produced, and when) is the pilot's; hyperparameters.total_steps follows from
-# the compared hyperparameters and train_size.
-_RESULT_KEYS = {"lr_selection", "git_commit", "parameters", "dev_curve", "best_step", "dev_score", "stopped",
-                "metric", "test", "score", "budgets", "train_loss", "timing"}
-
-
-def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record of a run whose plan (``planned``: the record's keys known before training)
-    equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
-    citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
-    as when the pilot trained with other settings, another split or other package versions."""
-    cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
-    if cited_pilot is None:
-        return None
-    pilot = records.read_record(Path(cited_pilot["file"]))
-    settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
-    if settings != planned["hyperparameters"]:
-        return None
-    if any(pilot.get(key) != value for key, value in planned.items() if key not in _RESULT_KEYS | {"hyperparameters"}):
-        return None
-    print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
-          "its result is taken over, nothing trains", file=sys.stderr)
-    return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})

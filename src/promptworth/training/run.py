@@ -1,0 +1,226 @@
+"""A training request -> its run record (see docs/contracts.md): the task, the backbone, the method
+(with a search's result or the lr_grid's rate applied), the split's rows, :func:`promptworth.training.loop.fit`,
+then the record. A run at the rate the lr_grid chose that repeats one of its pilot runs takes over
+the pilot's record (:func:`pilot_repeated`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from promptworth.backbones import load
+from promptworth.backbones.resolve import weights_sha256
+from promptworth.data.split_folder import infer_data_seed, manifest_sha256
+from promptworth.data.tasks import get_task
+from promptworth.errors import PromptworthError
+from promptworth.methods import search_result
+from promptworth.methods.build import build_method
+from promptworth.methods.features import Feature
+from promptworth.methods.objectives.base import Method
+from promptworth.methods.registry import search_kind
+from promptworth.methods.specs import MethodSpec, resolve
+from promptworth.paths import study_relative
+from promptworth.training import lr_grid, record as records, runtime
+from promptworth.training.loop import fit
+from promptworth.training.request import RunRequest
+from promptworth.training.runtime import (
+    describe_device,
+    git_commit,
+    pick_device,
+    process_age_s,
+    reset_peak_rss,
+    resolve_precision,
+    seed_everything,
+    tune_allocator,
+    versions,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardware
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+# ---------------------------------------------------------------------------------------------
+# A run: load everything, train, describe
+
+
+def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
+    point: only a split whose manifest says size 0 may have one, and only a method that runs
+    untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
+    from promptworth.data.splits import ZERO_SHOT, test_indices
+    from promptworth.data.split_folder import load_split, manifest_size
+
+    data = load_split(task, Path(split_dir))
+    parts = {name: data[name].to_list() for name in ("train", "dev", "test")}
+    if not parts["train"]:
+        size = manifest_size(Path(split_dir))
+        if size != ZERO_SHOT:
+            stated = f"its manifest says size {size!r}" if size is not None else "it has no manifest that says size 0"
+            raise PromptworthError(f"the training split of {split_dir} is empty, but {stated}: only a size-0 split "
+                                   "(the zero-shot point) may have no training rows")
+        problem = spec.size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"{split_dir} is a size-0 split (no training rows): method {spec.name} cannot run "
+                                   f"untrained: {problem}")
+    if test_limit is not None:
+        if test_limit < 1:
+            raise PromptworthError(f"--test-limit must be positive, got {test_limit}")
+        parts["test"] = [parts["test"][i] for i in test_indices(len(parts["test"]), test_limit)]
+    return parts
+
+
+def encode_rows(method: Method, rows: Sequence[Mapping[str, Any]]) -> list[Feature]:
+    return [method.encode(row) for row in rows]
+
+
+def run(request: RunRequest) -> dict[str, Any]:
+    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
+    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
+    takes over that pilot's result instead of training the same run a second time."""
+    wall_start = time.perf_counter()
+    reset_peak_rss()
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    tune_allocator()
+    task = get_task(request.task)
+    config = request.config
+    backbone = load.open_backbone(request.model)
+    spec = resolve(request.method) if isinstance(request.method, str) else request.method
+    model_sha256 = weights_sha256(backbone.ref)
+    chosen, searched = None, None
+    if request.search is not None:
+        chosen, searched = search_result.apply_result(request.search, study_relative(request.search), task, spec,
+                                               model_sha256, request.split_dir)
+    elif search_kind(spec) is not None:
+        raise search_result.missing_result_error(spec)
+    lr_cited = None
+    if request.lr_selection is not None:
+        rate, lr_cited = lr_grid.apply_selection(request.lr_selection, study_relative(request.lr_selection), task.name,
+                                                 spec.name, backbone.ref.name, model_sha256)
+        config = dataclasses.replace(config, learning_rate=rate)
+    method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
+    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
+    method.see_split(rows, request.seed)
+    features = {name: encode_rows(method, part) for name, part in rows.items()}
+    device = pick_device()
+    precision = resolve_precision(config.precision, device)
+    data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
+    # what the record says of the run before it trains: a pilot that says the same is this run
+    planned = {
+        "schema_version": records.SCHEMA_VERSION,
+        "task": task.name,
+        "method": method.name,
+        "model": backbone.ref.name,
+        "model_sha256": model_sha256,
+        "model_kind": backbone.kind,
+        "method_parts": method.parts(),
+        "search": searched,
+        "lr_selection": lr_cited,
+        **method.describe(),
+        "train_size": len(rows["train"]),
+        "dev_size": len(rows["dev"]),
+        "test_size": len(rows["test"]),
+        "data_seed": data_seed,
+        "train_seed": request.seed,
+        "split_dir": study_relative(request.split_dir),
+        "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
+        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
+                            "test_limit": request.test_limit},
+        "device": describe_device(device),
+        "precision": precision,
+        "versions": versions(),
+    }
+    if request.lr_selection is not None:
+        repeated = pilot_repeated(request.lr_selection, planned)
+        if repeated is not None:
+            return repeated
+    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
+    model = method.load_model().to(device)
+    result = fit(
+        method, model, features["train"], features["dev"], features["test"], task, config,
+        request.seed, device, precision, progress=request.progress,
+    )
+    wall_s = time.perf_counter() - wall_start
+    record = {
+        **planned,
+        # what a method reads of the split while it trains (e.g. the demonstrations it used)
+        "method_parts": method.parts(),
+        **method.describe(),
+        "parameters": method.parameter_count.as_dict(),
+        "hyperparameters": {**planned["hyperparameters"], "total_steps": result.budget},
+        "dev_curve": result.dev_curve,
+        "best_step": result.best_step,
+        "dev_score": result.dev_score,
+        "stopped": result.stopped,
+        "metric": task.metric,
+        "test": result.test,
+        "score": result.test.get(task.metric),
+        "budgets": [b.as_record(task.metric) for b in result.budgets] if result.budgets is not None else None,
+        "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
+        if result.losses else None,
+        "timing": {
+            "wall_s": round(wall_s, 3),
+            "train_s": round(result.train_s, 3),
+            "eval_s": round(result.eval_s, 3),
+            "steps": result.steps,
+            "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
+            "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
+            "peak_rss_gb": round(runtime.peak_rss_gb(), 3),
+            # model FLOPs done (promptworth.backbones.flops: non-embedding matmuls, attention, the output
+            # rows the method computes; training counts forward and backward)
+            "flops": {"train": result.train_flops, "eval": result.eval_flops},
+            "non_embedding_params": result.non_embedding_params,
+            # the process's whole life so far (interpreter start, imports and model load
+            # included), or in a pool's worker the run's share of it
+            "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
+            # trained in a pool's worker: the job's own process (what a Snakemake benchmark measures)
+            # was the thin client that waited for it
+            "pooled": request.started_at is not None,
+            # when it ended (UTC): file times do not survive a git checkout, this does
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        "git_commit": git_commit(),
+    }
+    return records.finish(record)
+
+
+# The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the
+# result (what training produced, and when) is the pilot's; hyperparameters.total_steps follows from
+# the compared hyperparameters and train_size.
+_RESULT_KEYS = {"lr_selection", "git_commit", "parameters", "dev_curve", "best_step", "dev_score", "stopped",
+                "metric", "test", "score", "budgets", "train_loss", "timing"}
+
+
+def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record of a run whose plan (``planned``: the record's keys known before training)
+    equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
+    citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
+    as when the pilot trained with other settings, another split or other package versions."""
+    cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
+    if cited_pilot is None:
+        return None
+    pilot = records.read_record(Path(cited_pilot["file"]))
+    settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
+    if settings != planned["hyperparameters"]:
+        return None
+    if any(pilot.get(key) != value for key, value in planned.items() if key not in _RESULT_KEYS | {"hyperparameters"}):
+        return None
+    print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
+          "its result is taken over, nothing trains", file=sys.stderr)
+    return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})

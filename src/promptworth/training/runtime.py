@@ -1,0 +1,152 @@
+"""What a run runs on: the device and precision, threads and the allocator, seeds, memory, the
+process's age, the package versions and the git commit (for the record)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from promptworth import __version__, paths
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({cpu_model_name()}, {torch.get_num_threads()} threads)"
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
+
+    Every step frees and reallocates the same big buffers (gradients, the dense embedding
+    gradient); by default glibc hands them back with munmap and the next step page-faults them in
+    again (~100k faults and ~0.2-0.3 s of system time per SmolLM2 step on 2 cores). Returns
+    whether the setting took (False off glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def reset_peak_rss() -> None:
+    """Start the peak memory count afresh (Linux), so that a run in a long-lived worker reports
+    its own peak, not that of an earlier run of the same process."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory since the last :func:`reset_peak_rss` (else since the start)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return kb / 1024**2 if sys.platform != "darwin" else kb / 1024**3
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.project_root(), capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def versions() -> dict[str, str]:
+    import datasets
+    import transformers
+
+    return {
+        "promptworth": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "datasets": datasets.__version__, "python": platform.python_version(),
+    }
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (its interpreter start and imports included).
+
+    From the kernel's own clock since boot (/proc/uptime against the process's start tick in
+    /proc/self/stat): the wall clock minus psutil's create_time is off by up to seconds on a
+    virtual machine whose boot time drifts.
+    """
+    try:
+        uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
+        stat = Path("/proc/self/stat").read_text(encoding="ascii")
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the name
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+
+
+def process_start() -> float:
+    """When this process started (POSIX time)."""
+    return time.time() - process_age_s()

@@ -1,0 +1,68 @@
+"""A worker process of a pool (``promptworth worker``): it serves the runs its clients hand over, one at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import traceback
+from pathlib import Path
+from typing import Any
+
+from promptworth.training.pool import POLL_S, _receive, _send
+from promptworth.training.runtime import process_age_s
+
+
+def handle(request: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
+    """Run one ``promptworth`` command line in this process, as if it were its own process."""
+    import torch
+
+    from promptworth import cli
+
+    os.chdir(request["cwd"])
+    torch.set_num_threads(default_threads)  # a run without --threads gets torch's default, as alone
+    # the run's share of this process: the client's life so far, plus this worker's start-up
+    # for the first run it serves
+    argv = [*request["argv"], "--started-at", repr(float(request["started_at"]) - startup_s)]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exc:  # argparse's errors
+            status = exc.code if isinstance(exc.code, int) else 1
+        except Exception:  # noqa: BLE001 - the run's failure is reported to its client
+            traceback.print_exc()
+            status = 1
+    return {"status": status, "output": output.getvalue()}
+
+
+def serve(path: Path) -> None:
+    """Answer runs one at a time on the socket ``path`` until the pool that started this worker
+    is gone (or the pool stops it)."""
+    import torch
+
+    import promptworth.training.run  # noqa: F401 - the imports every run needs, paid once here
+
+    startup_s = process_age_s()
+    default_threads = torch.get_num_threads()
+    parent = os.getppid()
+    first = True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(POLL_S * 5)
+        while os.getppid() == parent:
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(None)
+                request = _receive(conn)
+                if request is None:
+                    continue
+                reply = handle(request, startup_s if first else 0.0, default_threads)
+                first = False
+                with contextlib.suppress(OSError):  # a client killed meanwhile
+                    _send(conn, reply)
