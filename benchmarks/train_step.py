@@ -36,7 +36,7 @@ from promptworth import fast
 from promptworth.data import split_folder
 from promptworth.backbones import registry
 from promptworth.methods import build
-from promptworth.training import loop, runtime
+from promptworth.training import evaluation, loop, runtime
 from promptworth.training.settings import TrainConfig
 
 HERE = Path(__file__).resolve().parent
@@ -157,7 +157,7 @@ def phase_real(args: argparse.Namespace) -> dict:
             # the same batches again (fit's order for seed 1), for the FLOPs of the measured steps
             shape = flops.model_shape(model)
             order = loop.train_batches(len(features), BATCH, 1)
-            per_step = [flops.BACKWARD_FACTOR * loop.batch_flops(method, shape, method.collate([features[i] for i in next(order)]))
+            per_step = [flops.BACKWARD_FACTOR * evaluation.batch_flops(method, shape, method.collate([features[i] for i in next(order)]))
                         for _ in range(config.max_steps)]
             order = loop.train_batches(len(features), BATCH, 1)
             tokens = [sum(features[i].n_tokens for i in next(order)) for _ in range(config.max_steps)]

@@ -10,7 +10,7 @@ from tiny_models import sentiment_rows, sentiment_split, tiny_model
 from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.backbones import flops, load as models
-from promptworth.training import loop, run as train
+from promptworth.training import evaluation, loop
 from promptworth.methods import build
 
 
@@ -83,12 +83,12 @@ def test_the_record_counts_the_flops_of_every_batch_it_trained_and_evaluated(tmp
             for part in ("train", "dev", "test")}
     features = {part: [method.encode(row) for row in part_rows] for part, part_rows in rows.items()}
     order = loop.train_batches(len(features["train"]), 4, 3)
-    trained = sum(3 * loop.batch_flops(method, shape, method.collate([features["train"][i] for i in next(order)]))
+    trained = sum(3 * evaluation.batch_flops(method, shape, method.collate([features["train"][i] for i in next(order)]))
                   for _ in range(5))
 
     def evaluated(part: str) -> int:
-        return sum(loop.batch_flops(method, shape, method.collate([features[part][i] for i in indices]))
-                   for indices in loop.eval_batches(features[part], 16))
+        return sum(evaluation.batch_flops(method, shape, method.collate([features[part][i] for i in indices]))
+                   for indices in evaluation.eval_batches(features[part], 16))
 
     assert timing["flops"] == {"train": trained, "eval": 3 * evaluated("dev") + evaluated("test")}
     assert timing["non_embedding_params"] == shape.non_embedding_params

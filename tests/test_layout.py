@@ -39,7 +39,6 @@ LONG_MODULES: set[str] = {
 }
 LONG_FUNCTIONS: set[str] = {
     "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study:check_study",
-    "promptworth.training.loop:fit", "promptworth.training.run:run",
 }
 KNOWN_TOP_LEVEL: dict[str, str] = {
     "promptworth.study": "study",

@@ -16,7 +16,7 @@ from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 from promptworth.methods.objectives import prompt as methods
-from promptworth.training import loop, run as train, runtime, settings as train_config
+from promptworth.training import evaluation, loop, runtime, settings as train_config
 from promptworth.backbones import resolve
 from promptworth.training.settings import TrainConfig
 
@@ -144,13 +144,13 @@ def _trained_states(monkeypatch) -> dict[str, torch.Tensor]:
     """The model's trainable weights (flattened) at each evaluation of the runs that follow, by
     where it evaluated ("dev at step 2", "test")."""
     seen: dict[str, torch.Tensor] = {}
-    evaluate = loop.evaluate
+    evaluate = evaluation.evaluate
 
     def watched(method, model, features, task, config, device, precision, where, *rest, **kwargs):
         seen[where] = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]).clone()
         return evaluate(method, model, features, task, config, device, precision, where, *rest, **kwargs)
 
-    monkeypatch.setattr(loop, "evaluate", watched)
+    monkeypatch.setattr(evaluation, "evaluate", watched)
     return seen
 
 

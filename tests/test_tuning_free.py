@@ -16,8 +16,8 @@ from promptworth.cli import main
 from promptworth.data import tasks
 from promptworth.errors import PromptworthError
 from promptworth.methods import build, registry, specs as method_specs
-from promptworth.methods.objectives import majority, prompt as methods
-from promptworth.training import loop, run as train
+from promptworth.methods.objectives import majority
+from promptworth.training import evaluation, loop
 from promptworth.backbones import load as models
 from promptworth.methods.extras import calibrate
 from promptworth.training.settings import TrainConfig
@@ -102,10 +102,10 @@ def test_calibrated_predictions_are_the_calibrated_argmax_of_the_raw_scores(kind
     expected = calibrate.calibrate(raw, reference).argmax(-1)
     shape = calibrated.model_shape(model)
     config = TrainConfig(eval_batch_size=3, precision="fp32")
-    got = loop.evaluate(calibrated, model, [calibrated.encode(r) for r in rows], SST2, config, torch.device("cpu"),
+    got = evaluation.evaluate(calibrated, model, [calibrated.encode(r) for r in rows], SST2, config, torch.device("cpu"),
                          "fp32", "test", shape, content_free)
     assert got.predictions == expected.float().tolist()
-    uncalibrated = loop.evaluate(plain, model, [plain.encode(r) for r in rows], SST2, config, torch.device("cpu"),
+    uncalibrated = evaluation.evaluate(plain, model, [plain.encode(r) for r in rows], SST2, config, torch.device("cpu"),
                                   "fp32", "test", shape)
     assert uncalibrated.predictions == raw.argmax(-1).float().tolist()
     assert got.flops > uncalibrated.flops  # the content-free inputs are counted

@@ -23,16 +23,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.methods.extras.calibrate import calibrate
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
-from promptworth.training import metrics, record as records
+from promptworth.training import evaluation, record as records
+from promptworth.training.evaluation import batch_flops
 from promptworth.training.runtime import autocast
 from promptworth.training.settings import TrainConfig
 
@@ -45,12 +44,6 @@ def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
         order = torch.randperm(n, generator=generator).tolist()
         for start in range(0, n, batch_size):
             yield order[start : start + batch_size]
-
-
-def eval_batches(features: Sequence[Feature], batch_size: int) -> list[list[int]]:
-    """Batches of row indices sorted by length (longest first): little padding, OOM shows early."""
-    order = sorted(range(len(features)), key=lambda i: -features[i].n_tokens)
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -87,67 +80,6 @@ def learning_rate_schedule(
     if config.schedule == "constant":
         return constant_schedule(optimizer, warmup)
     return linear_schedule(optimizer, warmup, total)
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    predictions: list[float]
-    seconds: float
-    flops: int
-
-
-def batch_flops(method: Method, shape: flops.ModelShape, batch: Batch) -> int:
-    """Forward model FLOPs of one batch (its real tokens and what the method's tuning adds to
-    them; see promptworth.backbones.flops)."""
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
-    return flops.forward_flops(shape, lengths, batch["output_rows"], batch["reads"],
-                               method.input_vectors, method.prefix_positions)
-
-
-def _predict_batch(
-    method: Method, model: torch.nn.Module, batch: Batch, where: str, content_free_scores: torch.Tensor | None,
-) -> np.ndarray:
-    scores = method.scores(model, batch).float()
-    if content_free_scores is not None:
-        scores = calibrate(scores, content_free_scores)
-    # argmax over NaN scores picks class 0 and would look like a plausible accuracy
-    if not bool(torch.isfinite(scores).all()):
-        raise PromptworthError(
-            f"the model's scores on {where} are not finite (NaN or inf): the run diverged; "
-            "lower --learning-rate or try --precision fp32"
-        )
-    return method.predict(scores).cpu().numpy()
-
-
-@torch.no_grad()
-def evaluate(
-    method: Method, model: torch.nn.Module, features: Sequence[Feature], task: TaskSpec,
-    config: TrainConfig, device: torch.device, precision: str, where: str, shape: flops.ModelShape,
-    content_free: Sequence[Feature] = (),
-) -> Evaluation:
-    """Predictions and metrics on ``features``; ``where`` names the evaluation in errors
-    ("dev at step 50", "test"); ``shape`` is the model's, for the FLOP count. With
-    ``content_free`` features the scores are calibrated by the model's scores on them (now)."""
-    start = time.perf_counter()
-    model.eval()
-    done = 0
-    predictions = np.zeros(len(features), dtype=np.float64)
-    # one autocast region for every batch: the weights are cast to bf16 once per evaluation, not
-    # once per batch (autocast caches the casts within a region; the numbers are the same)
-    with autocast(device, precision):
-        reference = None
-        if content_free:
-            batch = method.collate(list(content_free))
-            done += batch_flops(method, shape, batch)
-            reference = method.scores(model, to_device(batch, device)).float()
-        for indices in eval_batches(features, config.eval_batch_size):
-            batch = method.collate([features[i] for i in indices])
-            done += batch_flops(method, shape, batch)
-            predictions[indices] = _predict_batch(method, model, to_device(batch, device), where, reference)
-    gold = [f.label for f in features]
-    result = metrics.compute(gold, predictions, None if task.is_regression else task.num_labels)
-    return Evaluation(metrics=result, predictions=predictions.tolist(), seconds=time.perf_counter() - start, flops=done)
 
 
 @dataclass
@@ -228,6 +160,150 @@ class _Snapshot:
             self.state[k].copy_(aside)
 
 
+def _check_fit(total: int, config: TrainConfig, dev: Sequence[Feature], test: Sequence[Feature]) -> None:
+    """What a run that trains needs of its split besides training rows."""
+    if total and config.patience and not dev:
+        raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
+    if total and config.budgets and test and not dev:
+        raise PromptworthError(f"budgets {', '.join(map(str, config.budgets))} need a dev split to select on; "
+                               "this split's dev set is empty")
+
+
+@dataclass
+class _Evaluator:
+    """Evaluates dev and test with the model as it is now, and counts what evaluating cost."""
+
+    method: Method
+    model: torch.nn.Module
+    task: TaskSpec
+    config: TrainConfig
+    device: torch.device
+    precision: str
+    shape: flops.ModelShape
+    content_free: Sequence[Feature]
+    dev: Sequence[Feature]
+    test: Sequence[Feature]
+    seconds: float = 0.0
+    flops_done: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    def _evaluate(self, features: Sequence[Feature], where: str) -> dict[str, float]:
+        result = evaluation.evaluate(self.method, self.model, features, self.task, self.config, self.device, self.precision,
+                          where, self.shape, self.content_free)
+        self.seconds += result.seconds
+        self.flops_done += result.flops
+        return result.metrics
+
+    def dev_score(self, step: int) -> float:
+        """Evaluate dev now, count its cost and add it to the curve."""
+        score = self._evaluate(self.dev, f"dev at step {step}")[self.task.metric]
+        self.curve.append({"step": step, "dev_score": score})
+        return score
+
+    def test_metrics(self, where: str) -> dict[str, float]:
+        return self._evaluate(self.test, where)
+
+
+@dataclass
+class _Best:
+    """The best dev evaluation so far, its state kept aside, and how many evaluations have not beaten it."""
+
+    step: int
+    score: float | None = None
+    stale: int = 0
+    snapshot: _Snapshot = field(default_factory=_Snapshot)
+
+    def see(self, step: int, score: float, total: int, model: torch.nn.Module) -> None:
+        if self.score is None or score > self.score:
+            self.score, self.step, self.stale = score, step, 0
+            if step != total:
+                self.snapshot.save(model)
+        else:
+            self.stale += 1
+
+    def budget_result(self, step: int, model: torch.nn.Module, evaluator: _Evaluator) -> BudgetResult:
+        """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
+        if self.step == step:
+            return BudgetResult(step, self.step, self.score, evaluator.test_metrics(f"test at budget {step}"), True)
+        self.snapshot.swap(model)
+        try:
+            metrics_at_best = evaluator.test_metrics(f"test at budget {step}")
+        finally:
+            self.snapshot.swap(model)
+        return BudgetResult(step, self.step, self.score, metrics_at_best, True)
+
+
+@dataclass
+class _Steps:
+    """What the training steps did: how many, their losses, time, tokens and FLOPs."""
+
+    taken: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    flops: int = 0
+    losses: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+
+    def add(self, step: int, tokens: int, loss: float, seconds: float) -> None:
+        self.tokens += tokens
+        self.losses.append(loss)
+        self.step_seconds.append(seconds)
+        self.seconds += seconds
+        self.taken = step
+
+
+def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.Module, evaluator: _Evaluator,
+                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float) -> bool:
+    """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run."""
+    score = evaluator.dev_score(step)
+    best.see(step, score, total, model)
+    bar.set_postfix(loss=f"{loss:.4f}", dev=f"{score:.4f}", best=f"{best.score:.4f}", refresh=False)
+    stop = bool(config.patience) and best.stale >= config.patience and step != total
+    # a budget at the run's last step is the final result, evaluated once below
+    if budgets is not None and step in config.budgets and step != total and not stop:
+        budgets.append(best.budget_result(step, model, evaluator))
+    return stop
+
+
+def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int, config: TrainConfig,
+                optimizer: torch.optim.Optimizer, scheduler: Any, params: Sequence[torch.nn.Parameter],
+                device: torch.device, precision: str) -> torch.Tensor:
+    """One optimizer step on ``batch``; the loss (an error when it is not finite)."""
+    batch = to_device(batch, device)
+    with autocast(device, precision):
+        loss = method.loss(method.scores(model, batch), batch)
+    if not torch.isfinite(loss):
+        raise PromptworthError(
+            f"training loss is {loss.item()} at step {step}: the run diverged; "
+            "lower --learning-rate or try --precision fp32"
+        )
+    loss.backward()
+    if config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _progress_bar(total: int, task: TaskSpec, method: Method, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
+    return tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress,
+                leave=interactive, mininterval=0.1 if interactive else 30, ascii=not interactive)
+
+
+def _final_budgets(budgets: list[BudgetResult] | None, config: TrainConfig, best: _Best, final: dict[str, float],
+                   steps: int) -> list[BudgetResult] | None:
+    """The budgets not evaluated on the way (the run's last step, or beyond it) get the final result."""
+    if budgets is None:
+        return None
+    done = {b.steps for b in budgets}
+    return budgets + [BudgetResult(b, best.step, best.score, final, reached=b <= steps)
+                      for b in config.budgets if b not in done]
+
+
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
@@ -240,125 +316,50 @@ def fit(
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
     budget the run does not reach gets the run's final result."""
-    from tqdm.auto import tqdm
-
-    primary = task.metric
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
-    if total and config.patience and not dev:
-        raise PromptworthError(f"patience {config.patience} needs a dev split to watch; this split's dev set is empty")
-    if total and config.budgets and test and not dev:
-        raise PromptworthError(f"budgets {', '.join(map(str, config.budgets))} need a dev split to select on; "
-                               "this split's dev set is empty")
+    _check_fit(total, config, dev, test)
     content_free = method.content_free()
     if total:
         optimizer = optimizer_for(model, config)
         scheduler = learning_rate_schedule(optimizer, config, total)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
-    snapshot = _Snapshot()
-    curve: list[dict[str, float]] = []
-    best_step, best_score = total, None
-    steps, stopped = 0, records.STOPPED_AT_CAP if total else None
-    stale = 0  # dev evaluations in a row that have not beaten the best
-    train_s = eval_s = 0.0
-    tokens = train_flops = eval_flops = 0
+    best, done = _Best(step=total), _Steps()
+    stopped = records.STOPPED_AT_CAP if total else None
     shape = method.model_shape(model)
-    losses: list[float] = []
-    step_seconds: list[float] = []
-    interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
-    bar = tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress,
-               leave=interactive, mininterval=0.1 if interactive else 30, ascii=not interactive)
-
-    def dev_score(step: int) -> float:
-        """Evaluate dev now, count its cost and add it to the curve."""
-        nonlocal eval_s, eval_flops
-        result = evaluate(method, model, dev, task, config, device, precision, f"dev at step {step}", shape, content_free)
-        eval_s += result.seconds
-        eval_flops += result.flops
-        curve.append({"step": step, "dev_score": result.metrics[primary]})
-        return result.metrics[primary]
-
-    def test_metrics(where: str) -> dict[str, float]:
-        """Evaluate test with the model as it is now, and count its cost."""
-        nonlocal eval_s, eval_flops
-        result = evaluate(method, model, test, task, config, device, precision, where, shape, content_free)
-        eval_s += result.seconds
-        eval_flops += result.flops
-        return result.metrics
-
-    def budget_result(step: int) -> BudgetResult:
-        """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
-        if best_step == step:
-            return BudgetResult(step, best_step, best_score, test_metrics(f"test at budget {step}"), True)
-        snapshot.swap(model)
-        try:
-            metrics_at_best = test_metrics(f"test at budget {step}")
-        finally:
-            snapshot.swap(model)
-        return BudgetResult(step, best_step, best_score, metrics_at_best, True)
-
+    evaluator = _Evaluator(method, model, task, config, device, precision, shape, content_free, dev, test)
+    bar = _progress_bar(total, task, method, progress)
     budgets: list[BudgetResult] | None = [] if config.budgets and test else None
-
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
-        train_flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
-        batch = to_device(batch, device)
-        with autocast(device, precision):
-            loss = method.loss(method.scores(model, batch), batch)
-        if not torch.isfinite(loss):
+        done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
+        try:
+            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision)
+        except PromptworthError:
             bar.close()
-            raise PromptworthError(
-                f"training loss is {loss.item()} at step {step}: the run diverged; "
-                "lower --learning-rate or try --precision fp32"
-            )
-        loss.backward()
-        if config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += batch["n_tokens"]
-        losses.append(float(loss.detach()))
-        step_seconds.append(time.perf_counter() - start)
-        train_s += step_seconds[-1]
-        steps = step
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            raise
+        done.add(step, batch["n_tokens"], float(loss.detach()), time.perf_counter() - start)
+        bar.set_postfix(loss=f"{done.losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            score = dev_score(step)
-            if best_score is None or score > best_score:
-                best_score, best_step, stale = score, step, 0
-                if step != total:
-                    snapshot.save(model)
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", dev=f"{score:.4f}", best=f"{best_score:.4f}", refresh=False)
-            stop = bool(config.patience) and stale >= config.patience and step != total
-            # a budget at the run's last step is the final result, evaluated once below
-            if budgets is not None and step in config.budgets and step != total and not stop:
-                budgets.append(budget_result(step))
-            if stop:
+            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1]):
                 stopped = records.STOPPED_BY_PATIENCE
                 break
     bar.close()
     if total == 0 and dev:  # nothing trains: the model as it is, evaluated once
-        best_score = dev_score(0)
-    if best_step != steps:
-        snapshot.restore(model)
+        best.score = evaluator.dev_score(0)
+    if best.step != done.taken:
+        best.snapshot.restore(model)
     # a budget that tested the best state already has the final result: the same weights, evaluated once
-    tested = [b.test for b in budgets or [] if b.best_step == best_step]
-    final = tested[0] if tested else test_metrics("test") if test else {}
-    if budgets is not None:  # the budgets not evaluated on the way: the run's last step, or beyond it
-        done = {b.steps for b in budgets}
-        budgets += [BudgetResult(b, best_step, best_score, final, reached=b <= steps)
-                    for b in config.budgets if b not in done]
+    tested = [b.test for b in budgets or [] if b.best_step == best.step]
+    final = tested[0] if tested else evaluator.test_metrics("test") if test else {}
     return TrainResult(
-        dev_curve=curve, best_step=best_step, dev_score=best_score, test=final,
-        steps=steps, budget=total, stopped=stopped, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
-        non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
-        eval_flops=eval_flops, losses=losses,
-        step_seconds=step_seconds, budgets=budgets,
+        dev_curve=evaluator.curve, best_step=best.step, dev_score=best.score, test=final,
+        steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
+        train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
+        eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,
+        budgets=_final_budgets(budgets, config, best, final, done.taken),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -18,7 +19,7 @@ import torch
 from promptworth.backbones import load
 from promptworth.backbones.resolve import weights_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
-from promptworth.data.tasks import get_task
+from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.methods import search_result
 from promptworth.methods.build import build_method
@@ -28,7 +29,7 @@ from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
 from promptworth.training import lr_grid, record as records, runtime
-from promptworth.training.loop import fit
+from promptworth.training.loop import TrainResult, fit
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
     describe_device,
@@ -41,18 +42,7 @@ from promptworth.training.runtime import (
     tune_allocator,
     versions,
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Hardware
-
-
-# ---------------------------------------------------------------------------------------------
-# Batching
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
+from promptworth.training.settings import TrainConfig
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,12 +79,26 @@ def encode_rows(method: Method, rows: Sequence[Mapping[str, Any]]) -> list[Featu
     return [method.encode(row) for row in rows]
 
 
-def run(request: RunRequest) -> dict[str, Any]:
-    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
-    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
-    takes over that pilot's result instead of training the same run a second time."""
-    wall_start = time.perf_counter()
-    reset_peak_rss()
+@dataclass
+class _Setup:
+    """Everything a run has set up before it trains."""
+
+    task: TaskSpec
+    config: TrainConfig
+    backbone: load.Backbone
+    model_sha256: str | None
+    method: Method
+    rows: dict[str, list[dict[str, Any]]]
+    features: dict[str, list[Feature]]
+    device: torch.device
+    precision: str
+    searched: dict[str, Any] | None
+    lr_cited: dict[str, Any] | None
+
+
+def _prepare(request: RunRequest) -> _Setup:
+    """The task, the backbone and the method (a search's choice or the lr_grid's rate applied), the
+    split's rows encoded, the device and precision."""
     if request.threads:
         torch.set_num_threads(request.threads)
     tune_allocator()
@@ -106,7 +110,7 @@ def run(request: RunRequest) -> dict[str, Any]:
     chosen, searched = None, None
     if request.search is not None:
         chosen, searched = search_result.apply_result(request.search, study_relative(request.search), task, spec,
-                                               model_sha256, request.split_dir)
+                                                      model_sha256, request.split_dir)
     elif search_kind(spec) is not None:
         raise search_result.missing_result_error(spec)
     lr_cited = None
@@ -120,18 +124,23 @@ def run(request: RunRequest) -> dict[str, Any]:
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
     precision = resolve_precision(config.precision, device)
+    return _Setup(task, config, backbone, model_sha256, method, rows, features, device, precision, searched, lr_cited)
+
+
+def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
+    """What the record says of the run before it trains: a pilot that says the same is this run."""
+    method, rows, config = setup.method, setup.rows, setup.config
     data_seed = request.data_seed if request.data_seed is not None else infer_data_seed(request.split_dir)
-    # what the record says of the run before it trains: a pilot that says the same is this run
-    planned = {
+    return {
         "schema_version": records.SCHEMA_VERSION,
-        "task": task.name,
+        "task": setup.task.name,
         "method": method.name,
-        "model": backbone.ref.name,
-        "model_sha256": model_sha256,
-        "model_kind": backbone.kind,
+        "model": setup.backbone.ref.name,
+        "model_sha256": setup.model_sha256,
+        "model_kind": setup.backbone.kind,
         "method_parts": method.parts(),
-        "search": searched,
-        "lr_selection": lr_cited,
+        "search": setup.searched,
+        "lr_selection": setup.lr_cited,
         **method.describe(),
         "train_size": len(rows["train"]),
         "dev_size": len(rows["dev"]),
@@ -142,22 +151,41 @@ def run(request: RunRequest) -> dict[str, Any]:
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
         "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
                             "test_limit": request.test_limit},
-        "device": describe_device(device),
-        "precision": precision,
+        "device": describe_device(setup.device),
+        "precision": setup.precision,
         "versions": versions(),
     }
-    if request.lr_selection is not None:
-        repeated = pilot_repeated(request.lr_selection, planned)
-        if repeated is not None:
-            return repeated
-    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
-    model = method.load_model().to(device)
-    result = fit(
-        method, model, features["train"], features["dev"], features["test"], task, config,
-        request.seed, device, precision, progress=request.progress,
-    )
-    wall_s = time.perf_counter() - wall_start
-    record = {
+
+
+def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str, Any]:
+    return {
+        "wall_s": round(wall_s, 3),
+        "train_s": round(result.train_s, 3),
+        "eval_s": round(result.eval_s, 3),
+        "steps": result.steps,
+        "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
+        "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
+        "peak_rss_gb": round(runtime.peak_rss_gb(), 3),
+        # model FLOPs done (promptworth.backbones.flops: non-embedding matmuls, attention, the output
+        # rows the method computes; training counts forward and backward)
+        "flops": {"train": result.train_flops, "eval": result.eval_flops},
+        "non_embedding_params": result.non_embedding_params,
+        # the process's whole life so far (interpreter start, imports and model load
+        # included), or in a pool's worker the run's share of it
+        "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
+        # trained in a pool's worker: the job's own process (what a Snakemake benchmark measures)
+        # was the thin client that waited for it
+        "pooled": request.started_at is not None,
+        # when it ended (UTC): file times do not survive a git checkout, this does
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult, wall_s: float,
+                     request: RunRequest) -> dict[str, Any]:
+    method, metric = setup.method, setup.task.metric
+    losses = result.losses
+    return {
         **planned,
         # what a method reads of the split while it trains (e.g. the demonstrations it used)
         "method_parts": method.parts(),
@@ -168,36 +196,35 @@ def run(request: RunRequest) -> dict[str, Any]:
         "best_step": result.best_step,
         "dev_score": result.dev_score,
         "stopped": result.stopped,
-        "metric": task.metric,
+        "metric": metric,
         "test": result.test,
-        "score": result.test.get(task.metric),
-        "budgets": [b.as_record(task.metric) for b in result.budgets] if result.budgets is not None else None,
-        "train_loss": {"first": result.losses[0], "last": result.losses[-1], "mean_last_10": float(np.mean(result.losses[-10:]))}
-        if result.losses else None,
-        "timing": {
-            "wall_s": round(wall_s, 3),
-            "train_s": round(result.train_s, 3),
-            "eval_s": round(result.eval_s, 3),
-            "steps": result.steps,
-            "steps_per_s": round(result.steps / result.train_s, 4) if result.train_s else None,
-            "tokens_per_s": round(result.train_tokens / result.train_s, 1) if result.train_s else None,
-            "peak_rss_gb": round(runtime.peak_rss_gb(), 3),
-            # model FLOPs done (promptworth.backbones.flops: non-embedding matmuls, attention, the output
-            # rows the method computes; training counts forward and backward)
-            "flops": {"train": result.train_flops, "eval": result.eval_flops},
-            "non_embedding_params": result.non_embedding_params,
-            # the process's whole life so far (interpreter start, imports and model load
-            # included), or in a pool's worker the run's share of it
-            "process_s": round(time.time() - request.started_at if request.started_at else process_age_s(), 3),
-            # trained in a pool's worker: the job's own process (what a Snakemake benchmark measures)
-            # was the thin client that waited for it
-            "pooled": request.started_at is not None,
-            # when it ended (UTC): file times do not survive a git checkout, this does
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+        "score": result.test.get(metric),
+        "budgets": [b.as_record(metric) for b in result.budgets] if result.budgets is not None else None,
+        "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
+        if losses else None,
+        "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
     }
-    return records.finish(record)
+
+
+def run(request: RunRequest) -> dict[str, Any]:
+    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
+    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
+    takes over that pilot's result instead of training the same run a second time."""
+    wall_start = time.perf_counter()
+    reset_peak_rss()
+    setup = _prepare(request)
+    planned = _planned_record(setup, request)
+    if request.lr_selection is not None:
+        repeated = pilot_repeated(request.lr_selection, planned)
+        if repeated is not None:
+            return repeated
+    seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
+    model = setup.method.load_model().to(setup.device)
+    features = setup.features
+    result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task, setup.config,
+                 request.seed, setup.device, setup.precision, progress=request.progress)
+    return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request))
 
 
 # The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the

@@ -50,7 +50,8 @@ from promptworth.methods.search_result import FORMAT
 from promptworth.methods.specs import MethodSpec
 from promptworth.methods.templates import Chosen, SEARCHED_TEMPLATE
 from promptworth.paths import study_relative
-from promptworth.training.loop import evaluate, fit
+from promptworth.training.evaluation import evaluate
+from promptworth.training.loop import fit
 from promptworth.training.run import load_rows
 from promptworth.training.runtime import git_commit, pick_device, resolve_precision, seed_everything, versions
 from promptworth.training.search_candidates import (
@@ -90,14 +91,6 @@ class Candidate:
         what = {"label_words": dict(self.choice.label_words)} if self.choice.label_words is not None else {
             "template": self.choice.template}
         return {**what, "zero_shot_dev": self.zero_shot_dev, "finetuned_dev": self.finetuned_dev}
-
-
-# ---------------------------------------------------------------------------------------------
-# Label words
-
-
-# ---------------------------------------------------------------------------------------------
-# Templates
 
 
 # ---------------------------------------------------------------------------------------------
