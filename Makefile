@@ -1,6 +1,6 @@
 # promptworth: `make study` runs the default study, `make test` the tests; both build .venv first.
 # PROMPTWORTH_FAST=1 before any target runs its tiny variant (a tiny model, a few steps: it checks
-# that the commands work; promptworth.fast says what shrinks).
+# that the commands work; promptworth.study.tiny_variant says what shrinks).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -91,7 +91,7 @@ test-slurm: venv
 
 # A fresh clone beside the data mirror runs every command of the README's command table and every
 # bash and python block of the README and docs/, each in its tiny variant (PROMPTWORTH_FAST=1,
-# promptworth.fast), then checks every path and figure the documents name (tests/newcomer/run.py).
+# promptworth.study.tiny_variant), then checks every path and figure the documents name (tests/newcomer/run.py).
 test-newcomer: venv
 	$(BIN)/python tests/newcomer/run.py
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from promptworth import fast
+from promptworth.study import tiny_variant as fast
 from promptworth.training import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "trec"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 30, 100, 300])
     parser.add_argument("--data-seeds", nargs="+", type=int, default=[1, 2])
-    # PROMPTWORTH_FAST=1 (promptworth.fast): the workflow makes the mini-study tiny; written under results/fast/
+    # PROMPTWORTH_FAST=1 (promptworth.study.tiny_variant): the workflow makes the mini-study tiny; written under results/fast/
     parser.add_argument("--out", type=Path, default=fast.output(ROOT / "benchmarks" / "results" / "study_throughput.json", ROOT))
     parser.add_argument("--keep", type=Path, help="keep both sides' results folders here (default: removed)")
     args = parser.parse_args()

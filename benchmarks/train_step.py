@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from promptworth import fast
+from promptworth.study import tiny_variant as fast
 from promptworth.data import split_folder
 from promptworth.backbones import registry
 from promptworth.methods import build
@@ -278,7 +278,7 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--profile", action="store_true", help="add an operator profile of our step")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side (best counts)")
-    # PROMPTWORTH_FAST=1 (promptworth.fast): a step or two, written under results/fast/
+    # PROMPTWORTH_FAST=1 (promptworth.study.tiny_variant): a step or two, written under results/fast/
     parser.add_argument("--out", type=Path, default=fast.output(HERE / "results" / "train_step.json", HERE.parent))
     args = parser.parse_args()
     args.steps, args.warmup, args.rounds = fast.small(args.steps, fast.STEPS), fast.small(args.warmup, 1), fast.small(args.rounds, 1)

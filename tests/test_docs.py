@@ -1,5 +1,5 @@
 """The documentation: its figures agree with their sources, the paths it names exist, its commands
-are found (promptworth.readme); and the tiny variant every command runs in (promptworth.fast)."""
+are found (promptworth.readme); and the tiny variant every command runs in (promptworth.study.tiny_variant)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth import fast, readme
+from promptworth.study import tiny_variant as fast
+from promptworth import readme
 from promptworth.errors import PromptworthError
-from promptworth.study import load_study, plan
+from promptworth.study.load import load_study
+from promptworth.study.planning import plan
 from promptworth.training.settings import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +209,7 @@ def test_the_tiny_variant_of_a_study_of_several_models_trains_the_tiny_one(monke
 
 
 def test_the_tiny_variant_of_an_lr_grid_keeps_its_rates_on_one_pilot_split(monkeypatch):
-    from promptworth.study import pilots
+    from promptworth.study.planning import pilots
 
     monkeypatch.setenv(fast.ENV, "1")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))

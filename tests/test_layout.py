@@ -34,17 +34,13 @@ MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 KNOWN_CIRCLES: set[frozenset[str]] = set()
 KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.worker", "promptworth.cli")}
 LONG_MODULES: set[str] = {
-    "promptworth.analysis.advantage", "promptworth.analysis.results", "promptworth.analysis.tables",
-    "promptworth.readme", "promptworth.study",
+    "promptworth.analysis.advantage", "promptworth.analysis.tables",
+    "promptworth.readme",
 }
 LONG_FUNCTIONS: set[str] = {
-    "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study:check_study",
+    "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study.checks:check_study",
 }
-KNOWN_TOP_LEVEL: dict[str, str] = {
-    "promptworth.study": "study",
-    "promptworth.expected": "study", "promptworth.fast": "study", "promptworth.locks": "study",
-    "promptworth.readme": "cli",
-}
+KNOWN_TOP_LEVEL: dict[str, str] = {"promptworth.readme": "cli"}
 KNOWN_LARGE_STAGES: set[str] = set()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth import locks
+from promptworth.study import locks
 from promptworth.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

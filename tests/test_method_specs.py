@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth import study
 from promptworth.analysis import published
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
+from promptworth.study import load, planning
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -65,7 +65,7 @@ def test_a_study_defines_a_method_inline_and_overrides_training_per_method():
         training={**_config()["training"], "learning_rate": 2e-5},
         training_by_method={"head-probe": {"learning_rate": 0.05}},
     )
-    plan = study.load_study(config, SCHEMA)
+    plan = load.load_study(config, SCHEMA)
     assert plan.methods == ("prompt", "head", "prompt-lora-r4", "head-probe")
     assert plan.method("prompt-lora-r4").options == {"r": 4}
     assert plan.method_args("prompt-lora-r4") == ["--objective", "prompt", "--tuning", "lora", "--option", "r=4"]
@@ -73,7 +73,7 @@ def test_a_study_defines_a_method_inline_and_overrides_training_per_method():
     assert plan.training_for("prompt") == plan.training  # a built-in without defaults: the study's settings
     assert plan.training_for("prompt-lora-r4")["learning_rate"] == 2e-3  # the tuning's default beats `training`
     assert plan.training_for("head-probe")["learning_rate"] == 0.05  # training_by_method beats both
-    assert {r.method for r in study.plan(plan)} == set(plan.methods)
+    assert {r.method for r in planning.plan(plan)} == set(plan.methods)
 
 
 @pytest.mark.parametrize(
@@ -92,14 +92,14 @@ def test_a_study_defines_a_method_inline_and_overrides_training_per_method():
 )
 def test_bad_methods_in_a_study_are_one_clear_error(changes, message):
     with pytest.raises(PromptworthError, match=re.escape(message)):
-        study.load_study(_config(**changes), SCHEMA)
+        load.load_study(_config(**changes), SCHEMA)
 
 
 def test_a_null_objective_needs_null_words():
     config = _config(tasks=["COPA"], methods=["prompt", "head", {"name": "null-lora", "objective": "null", "tuning": "lora"}],
                      splits={"kind": "ladder", "sizes": [10], "data_seeds": [1], "dev_size": 10})
     with pytest.raises(PromptworthError, match="method null-lora needs null_words, which task COPA has none of"):
-        study.load_study(config, SCHEMA)
+        load.load_study(config, SCHEMA)
 
 
 def test_method_names_are_not_repeated_in_the_schema_or_the_workflow():

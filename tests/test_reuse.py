@@ -1,4 +1,4 @@
-"""A study reuses a record only when it is what the study asks for (promptworth.expected): a
+"""A study reuses a record only when it is what the study asks for (promptworth.study.reuse): a
 record trained under other settings, at another selection, or deleted, trains again; aggregate
 refuses what differs, naming the key; runs_dir reads only the study's runs.
 
@@ -17,8 +17,10 @@ from tiny_study import HEAD, PROMPT, SELECTION, ZERO, snakemake, write_config
 
 from promptworth.cli import main
 from promptworth.files import sha256_file
-from promptworth.expected import reuse
-from promptworth.study import load_study, plan, schema_file
+from promptworth.study.reuse import reuse
+from promptworth.study.load import load_study
+from promptworth.study.planning import plan
+from promptworth.study.config_file import schema_file
 
 
 

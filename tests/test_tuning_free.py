@@ -158,7 +158,7 @@ def test_tasks_without_classes_or_fixed_words_are_refused(name, task, backbones)
 def test_a_method_defined_with_an_extra_reaches_train_from_a_study(tmp_path):
     import yaml
 
-    from promptworth.study import load_study
+    from promptworth.study.load import load_study
 
     repo = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((repo / "config" / "config.yaml").read_text(encoding="utf-8"))

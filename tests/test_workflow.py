@@ -18,7 +18,9 @@ import yaml
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K
 from promptworth.errors import PromptworthError
 from promptworth.cli import main
-from promptworth.study import SplitsConfig, StudyConfig, load_study, plan
+from promptworth.study.config import SplitsConfig, StudyConfig
+from promptworth.study.load import load_study
+from promptworth.study.planning import plan
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -341,7 +343,7 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     selects = [line for line in lines if "promptworth select-lr " in line]
     assert len(selects) == 4 and all("--size 20 " in line for line in selects)
     assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
-    from promptworth.study import plan_summary
+    from promptworth.study.planning import plan_summary
 
     summary = plan_summary(load_study(config, SCHEMA), [], 1)
     assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
@@ -465,7 +467,7 @@ def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(
 
 
 def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
-    from promptworth.study import plan_summary
+    from promptworth.study.planning import plan_summary
 
     study = load_study(copy.deepcopy(BASE), SCHEMA)
     files = [tmp_path / f"run{i}.json" for i in range(6)]
@@ -684,7 +686,7 @@ def test_a_yte_config_is_refused_before_snakemake_reads_it(tmp_path, monkeypatch
 
 
 def test_read_config_file_reads_plain_yaml_only(tmp_path):
-    from promptworth.study import read_config_file, snakemake_configfiles
+    from promptworth.study.config_file import read_config_file, snakemake_configfiles
 
     plain = tmp_path / "plain.yaml"
     plain.write_text("tasks: [SST-2]\nnote: '?if 1: x'\n", encoding="utf-8")

@@ -13,7 +13,7 @@ rule aggregate:
     params:
         # with runs_dir its folder, so that aggregate names the files that are not the study's
         runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
-        # every record must be what the study asks for (promptworth.expected)
+        # every record must be what the study asks for (promptworth.study.reuse)
         study=json.dumps(STUDY_CONFIG),
     shell:
         "promptworth aggregate {params.runs:q} --study {params.study:q} --out {output:q} > {log:q} 2>&1"

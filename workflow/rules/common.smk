@@ -4,12 +4,12 @@ import re
 import sys
 from pathlib import Path
 
-from promptworth import fast
 from promptworth.errors import PromptworthError
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import NAME_PATTERN
 from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.expected import (
+from promptworth.study import tiny_variant
+from promptworth.study.reuse import (
     Reuse,
     check_runs_dir,
     reuse,
@@ -17,14 +17,10 @@ from promptworth.expected import (
     stale_summary,
     strays_summary,
 )
-from promptworth.study import (
-    load_study,
-    pilots,
-    plan,
-    plan_summary,
-    read_config_file,
-    run_path as study_run_path,
-)
+from promptworth.study.config import run_path as study_run_path
+from promptworth.study.config_file import read_config_file
+from promptworth.study.load import load_study
+from promptworth.study.planning import pilots, plan, plan_summary
 from promptworth.training.lr_grid import rate_label
 from promptworth.training.settings import training_args
 
@@ -33,8 +29,8 @@ try:
     # asks for it is refused here too; `make` and `promptworth pool` refuse it before Snakemake
     for configfile in workflow.overwrite_configfiles:
         read_config_file(configfile)
-    # the tiny variant (PROMPTWORTH_FAST=1: promptworth.fast) shrinks the study here, and only here
-    STUDY_CONFIG = fast.study_config(config)
+    # the tiny variant (PROMPTWORTH_FAST=1: promptworth.study.tiny_variant) shrinks the study here, and only here
+    STUDY_CONFIG = tiny_variant.study_config(config)
     STUDY = load_study(
         STUDY_CONFIG,
         Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
@@ -45,8 +41,8 @@ try:
     REUSE = reuse(STUDY) if workflow.is_main_process else Reuse({}, {})
 except PromptworthError as exc:
     sys.exit(f"promptworth: error: {exc}")
-if fast.notice():
-    print(fast.notice(), file=sys.stderr)
+if tiny_variant.notice():
+    print(tiny_variant.notice(), file=sys.stderr)
 if stale_summary(REUSE):
     print(stale_summary(REUSE), file=sys.stderr)
 # Snakemake's own change detection lives in .snakemake/ of one working folder: a record is compared

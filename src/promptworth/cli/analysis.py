@@ -158,7 +158,8 @@ def run_aggregate(args: argparse.Namespace) -> int:
 
 def _study(text: str):
     """The study of ``--study``: a config file, or a config as JSON (the workflow's)."""
-    from promptworth.study import load_study, read_config_file, refuse_yte, schema_file
+    from promptworth.study.load import load_study
+    from promptworth.study.config_file import read_config_file, refuse_yte, schema_file
 
     if text.lstrip().startswith("{"):
         try:

@@ -107,9 +107,9 @@ def run_progress(args: argparse.Namespace) -> int:
 
 
 def run_unlock_stale(args: argparse.Namespace) -> int:
-    from promptworth import locks
+    from promptworth.study import locks
 
-    from promptworth.study import check_configfiles
+    from promptworth.study.config_file import check_configfiles
 
     command = [word for word in args.snakemake if word != "--"]
     if not command:
@@ -136,7 +136,7 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
 def run_pool(args: argparse.Namespace) -> int:
     from promptworth.training.pool import run_pool as pool
 
-    from promptworth.study import check_configfiles
+    from promptworth.study.config_file import check_configfiles
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     check_configfiles(command)  # a config that would run code is refused before Snakemake reads it

@@ -173,7 +173,7 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from promptworth import fast
+    from promptworth.study import tiny_variant as fast
     from promptworth.training import pool as workers
 
     check_run_arguments(args)
@@ -216,7 +216,7 @@ def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> in
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from promptworth import fast
+    from promptworth.study import tiny_variant as fast
     from promptworth.files import check_output_file, writable_folder, write_json
     from promptworth.training import search
 

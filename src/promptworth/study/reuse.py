@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from promptworth.errors import PromptworthError
-from promptworth.study import Pilot, Run, StudyConfig, pilots, plan
+from promptworth.study.config import Pilot, Run, StudyConfig
+from promptworth.study.planning import pilots, plan
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
@@ -43,7 +44,7 @@ class Asked:
 
 def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
-    from promptworth import fast
+    from promptworth.study import tiny_variant as fast
     from promptworth.methods.registry import search_kind
     from promptworth.backbones.resolve import record_name
     from promptworth.training.settings import config_from_mapping

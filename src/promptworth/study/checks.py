@@ -1,0 +1,231 @@
+"""What the schema cannot say of a study: its methods, tasks, folders, sizes, seeds and comparisons fit together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptworth.data.splits import ALL, DEV_POLICIES, NO_DEV_AT_ZERO, ZERO_SHOT, check_seed
+from promptworth.data.tasks import get_task
+from promptworth.errors import PromptworthError
+from promptworth.methods import registry
+from promptworth.study.config import LrGrid, StudyConfig, check_label, model_label
+from promptworth.study.planning import plan
+from promptworth.training.settings import config_from_mapping
+
+
+def check_study(study: StudyConfig) -> None:
+    """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
+    if len(set(study.methods)) != len(study.methods):
+        raise PromptworthError("config: methods names a method twice")
+    for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items()),
+                         *((f"by_size.{s}.methods", b.methods) for s, b in study.by_size.items())):
+        for method in names:
+            try:
+                study.method(method)
+            except PromptworthError as exc:
+                raise PromptworthError(f"config: {where}: {exc}") from None
+    for name in study.tasks:
+        task = get_task(name)
+        if study.splits.kind == "kshot" and task.family != "lmbff":
+            raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
+        for method in {m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}:
+            if study.method(method).objective == "null" and not task.null_words:
+                raise PromptworthError(f"config: method {method} needs null_words, which task {name} has none of")
+        template = study.templates.get(name)
+        if template is not None and template not in task.templates:
+            raise PromptworthError(
+                f"config: templates.{name} is {template!r}, not one of {name}'s templates {list(task.templates)}"
+            )
+    for key in ("templates", "methods_by_task"):
+        for name in getattr(study, key):
+            if name not in study.tasks:
+                raise PromptworthError(f"config: {key} names task {name!r}, which is not in tasks")
+    if study.data_dir is not None and not Path(study.data_dir).expanduser().is_dir():
+        raise PromptworthError(f"config: data_dir {study.data_dir!r} is not a folder")
+    if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
+        raise PromptworthError(f"config: runs_dir {study.runs_dir!r} is not a folder")
+    results = Path(study.results_dir).expanduser()
+    for folder in (results, *results.parents):
+        if folder.exists() and not folder.is_dir():
+            raise PromptworthError(f"config: results_dir {study.results_dir!r}: {folder} is a file, not a folder")
+    splits = study.splits
+    if splits.kind == "kshot":
+        for size in splits.sizes:
+            if size not in (splits.k, ALL):
+                raise PromptworthError(f"config: splits.sizes of a kshot study are K ({splits.k}) and 'all' "
+                                       f"(the full-data setting), got {size!r}")
+        if splits.sizes_by_task:
+            raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
+    _check_size_zero(study)
+    for size, settings in study.by_size.items():
+        if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
+            raise PromptworthError(f"config: by_size names size {size!r}, which the study does not train at")
+        for seed in settings.data_seeds:
+            check_seed(seed, f"config: by_size.{size}.data_seeds item {seed!r}: a seed")
+        for method in settings.methods or study.methods:
+            try:
+                config_from_mapping(study.training_for(method, size))
+            except PromptworthError as exc:
+                raise PromptworthError(f"config: by_size.{size}.training: {exc}") from None
+    if splits.kind == "ladder":
+        for name in study.tasks:
+            if not splits.sizes_for(name):
+                raise PromptworthError(f"config: splits.sizes is empty for task {name}")
+        for name in splits.sizes_by_task:
+            if name not in study.tasks:
+                raise PromptworthError(f"config: splits.sizes_by_task names task {name!r}, which is not in tasks")
+        if splits.dev_policy not in DEV_POLICIES:
+            raise PromptworthError(f"config: unknown splits.dev_policy {splits.dev_policy!r}")
+        if splits.dev_policy == "fixed" and splits.dev_size is None:
+            raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
+        if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
+        if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
+    if splits.kind == "ladder":
+        _check_sizes_fit_the_pools(study)
+    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
+        for seed in seeds:
+            check_seed(seed, f"config: {key} item {seed!r}: a seed")
+    try:
+        config_from_mapping(study.training)
+    except PromptworthError as exc:
+        raise PromptworthError(f"config: training: {exc}") from None
+    runs = methods_run(study)
+    for method in study.training_by_method:
+        if method not in runs:
+            raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
+        try:
+            config_from_mapping(study.training_for(method))
+        except PromptworthError as exc:
+            raise PromptworthError(f"config: training_by_method.{method}: {exc}") from None
+    if study.lr_grid is not None:
+        _check_lr_grid(study, study.lr_grid)
+    for treatment, baseline in study.comparisons:
+        if treatment == baseline:
+            raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")
+        for method in (treatment, baseline):
+            if method not in study.methods:
+                raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
+    check_models(study)
+
+
+def methods_run(study: StudyConfig) -> set[str]:
+    """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
+    return set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
+
+
+def check_models(study: StudyConfig) -> None:
+    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
+    names models, tasks and methods of the study, and what it leaves out leaves every model, task
+    and compared method some runs."""
+    labels: dict[str, str] = {}
+    for model in study.models:
+        check_label(model)
+        other = labels.setdefault(model_label(model), model)
+        if other != model:
+            raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
+                                   f"folder {model_label(model)!r}")
+    run_somewhere = methods_run(study)
+    for model, settings in study.by_model.items():
+        if model not in study.models:
+            raise PromptworthError(f"config: by_model names model {model!r}, which is not in model")
+        for task in settings.tasks:
+            if task not in study.tasks:
+                raise PromptworthError(f"config: by_model.{model}.tasks names task {task!r}, which is not in tasks")
+        for method in settings.methods:
+            if method not in run_somewhere:
+                raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
+                                       "does not run")
+    runs = plan(study)
+    for model in study.models:
+        if not any(run.model == model_label(model) for run in runs):
+            raise PromptworthError(f"config: by_model.{model} leaves model {model!r} no runs (none of its methods "
+                                   "is run on its tasks)")
+    for task in study.tasks:
+        if not any(run.task == task for run in runs):
+            raise PromptworthError(f"config: by_model leaves task {task!r} to no model")
+    for treatment, baseline in study.comparisons:
+        for method in (treatment, baseline):
+            if not any(run.method == method for run in runs):
+                raise PromptworthError(f"config: comparison {treatment}:{baseline}: method {method!r} is run on no "
+                                       "task (by_model, methods_by_task or by_size leave it out)")
+
+
+def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
+    """The grid's methods train, and only the grid sets their rate; its pilots can be drawn."""
+    for method, rates in grid.rates.items():
+        where = f"config: lr_grid.rates.{method}"
+        try:
+            spec = study.method(method)
+        except PromptworthError as exc:
+            raise PromptworthError(f"{where}: {exc}") from None
+        if not spec.tuning_spec.steps:
+            raise PromptworthError(f"{where}: method {method} takes no training step: it has no learning rate to choose")
+        if registry.search_kind(spec) is not None:
+            raise PromptworthError(f"{where}: method {method} applies a search's result; its pilot runs would need "
+                                   "searches of their own, which the grid does not make")
+        if not any(study.takes_chosen_rate(task, method) for task in study.tasks):
+            raise PromptworthError(f"{where}: the study does not train method {method} (at a size above 0)")
+        if "learning_rate" in study.training_by_method.get(method, {}):
+            raise PromptworthError(f"config: training_by_method.{method}.learning_rate: the lr_grid chooses {method}'s "
+                                   "learning rate; set one or the other")
+        for size, settings in study.by_size.items():
+            if "learning_rate" in settings.training and method in (settings.methods or study.methods):
+                raise PromptworthError(f"config: by_size.{size}.training.learning_rate: the lr_grid chooses {method}'s "
+                                       "learning rate; set one or the other")
+        for rate in rates:
+            try:
+                config_from_mapping(study.pilot_training(method, rate))
+            except PromptworthError as exc:
+                raise PromptworthError(f"{where}: {exc}") from None
+    splits = study.splits
+    if splits.kind == "kshot" and grid.size not in (splits.k, ALL):
+        raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {grid.size!r}")
+    if grid.size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
+        raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
+    for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
+        for seed in seeds:
+            check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
+
+
+def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
+    """Every size of a ladder (and the lr_grid's pilot size) can be drawn from its task's pool,
+    where the data mirror at hand holds the pool (else the split job says so, once it has it)."""
+    from promptworth.data.sources import resolve_data_dir
+    from promptworth.data.splits import size_problem
+    from promptworth.data.rows import load_rows
+
+    try:
+        root = resolve_data_dir(study.data_dir)
+    except PromptworthError:
+        return  # checked above (data_dir), or no mirror yet: the split job downloads it
+    splits = study.splits
+    for name in study.tasks:
+        task = get_task(name)
+        if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
+            continue
+        pool_size = len(load_rows(task, "pool", root))
+        sizes = [*splits.sizes_for(name), *([study.lr_grid.size] if study.lr_grid is not None else [])]
+        for size in dict.fromkeys(sizes):
+            problem = size_problem(pool_size, splits.dev_policy, splits.dev_size, size)
+            if problem is not None:
+                raise PromptworthError(f"config: splits of {name}: {problem}")
+
+
+def _check_size_zero(study: StudyConfig) -> None:
+    """Size 0, the zero-shot point, runs only methods that predict untrained: ``by_size.0`` may
+    name no other, and every task with size 0 must run at least one."""
+    settings = study.by_size.get(str(ZERO_SHOT))
+    for method in settings.methods if settings is not None else ():
+        problem = study.method(method).size_zero_problem()
+        if problem is not None:
+            raise PromptworthError(f"config: by_size.0.methods: method {method} cannot run at size 0: {problem}")
+    for task in study.tasks:
+        if ZERO_SHOT in study.splits.sizes_for(task) and not study.methods_for(task, ZERO_SHOT):
+            names = study.methods_for(task)
+            reasons = "; ".join(f"{name}: {study.method(name).size_zero_problem()}" for name in names)
+            raise PromptworthError(
+                f"config: task {task} has size 0 (the zero-shot point), but none of its methods runs untrained "
+                f"({reasons}); size 0 needs a prompt method whose tuning starts as the pretrained model "
+                "(e.g. prompt, prompt-lora, prompt-bitfit)")

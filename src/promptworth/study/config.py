@@ -1,0 +1,290 @@
+"""A study's configuration and plan: which splits and which training runs it needs.
+
+The YAML config is checked twice: its shape against ``workflow/schemas/config.schema.yaml``
+(types, ranges, unknown keys), then its meaning (task names exist, the splits can be drawn,
+compared methods are run). Either failure is one line naming the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K, ZERO_SHOT
+from promptworth.errors import PromptworthError
+from promptworth.methods import specs as method_specs
+from promptworth.methods.specs import MethodSpec
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    kind: str
+    data_seeds: tuple[int, ...]
+    sizes: tuple[int | str, ...] = ()
+    sizes_by_task: dict[str, tuple[int | str, ...]] = field(default_factory=dict)
+    dev_policy: str = DEFAULT_DEV_POLICY
+    dev_size: int | None = None
+    test_limit: int | None = None
+    k: int = DEFAULT_K
+
+    def sizes_for(self, task: str) -> tuple[int | str, ...]:
+        if self.kind == "kshot":  # K, and "all" where the study adds the full-data setting
+            return self.sizes or (self.k,)
+        return self.sizes_by_task.get(task, self.sizes)
+
+    @property
+    def train_test_limit(self) -> int | None:
+        """The test subset that training runs draw themselves (the same seeded subset a ladder's
+        split files hold): LM-BFF's K-shot split files stay byte for byte theirs, whole test set
+        included, so a kshot study's runs take ``test_limit`` when they load the split."""
+        return self.test_limit if self.kind == "kshot" else None
+
+
+@dataclass(frozen=True)
+class SizeSettings:
+    """What changes at one training-set size (a study's ``by_size``), e.g. LM-BFF's full-data row:
+    only fine-tuning with a head, one data seed, more steps. Empty: as at every other size."""
+
+    methods: tuple[str, ...] = ()
+    data_seeds: tuple[int, ...] = ()
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+# A training job's resources where neither ``resources`` nor ``by_model`` sets them (threads, MB,
+# minutes, GPUs).
+RESOURCE_DEFAULTS: dict[str, int] = {"threads": 2, "mem_mb": 5000, "runtime": 60, "gpus": 0}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
+    tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
+    them), and its training jobs' resources, over the study's ``resources``."""
+
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LrGrid:
+    """A study's ``lr_grid``: the learning rates to try per method (the others train at their set
+    rate), and the pilot runs that try them: at training-set size ``size`` on ``data_seeds`` with
+    ``train_seeds`` (empty: the study's first of each). The rule that picks one is
+    ``promptworth.training.lr_grid.RULE``."""
+
+    rates: dict[str, tuple[float, ...]]
+    size: int | str
+    data_seeds: tuple[int, ...] = ()
+    train_seeds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    # the backbones, as the config names them (a short name, a folder or a hub id), in its order
+    models: tuple[str, ...]
+    train_seeds: tuple[int, ...]
+    splits: SplitsConfig
+    training: dict[str, Any]
+    templates: dict[str, str] = field(default_factory=dict)
+    methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # keyed by str(size): what changes at that training-set size (see SizeSettings)
+    by_size: dict[str, "SizeSettings"] = field(default_factory=dict)
+    comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
+    # methods the config defines inline from parts, by name
+    defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
+    training_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_dir: str | None = None
+    results_dir: str = "results"
+    runs_dir: str | None = None
+    resources: dict[str, int] = field(default_factory=dict)
+    lr_grid: LrGrid | None = None
+    # keyed by the model as ``models`` names it: what changes for it (see ModelSettings)
+    by_model: dict[str, ModelSettings] = field(default_factory=dict)
+
+    def tasks_for(self, model: str | None = None) -> tuple[str, ...]:
+        """The tasks ``model`` runs (where ``by_model`` names tasks for it), in the study's order."""
+        chosen = self.by_model[model].tasks if model in self.by_model else ()
+        return tuple(task for task in self.tasks if not chosen or task in chosen)
+
+    def methods_for(self, task: str, size: int | str | None = None, model: str | None = None) -> tuple[str, ...]:
+        """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it; at size 0,
+        the zero-shot point, only those that run untrained (``runs_at_size_zero``); by ``model``, those
+        of them that ``by_model`` names for it)."""
+        settings = self.by_size.get(str(size))
+        if settings is not None and settings.methods:
+            methods = settings.methods
+        else:
+            methods = self.methods_by_task.get(task, self.methods)
+        if size == ZERO_SHOT:  # the zero-shot point: only the methods that run untrained
+            methods = tuple(name for name in methods if self.method(name).runs_at_size_zero)
+        chosen = self.by_model[model].methods if model in self.by_model else ()
+        return tuple(method for method in methods if not chosen or method in chosen)
+
+    def resources_for(self, model: str) -> dict[str, int]:
+        """The resources of ``model``'s training jobs: the defaults, then ``resources``, then its
+        ``by_model`` resources."""
+        settings = self.by_model.get(model)
+        return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
+
+    def models_by_label(self) -> dict[str, str]:
+        """The study's models by their label (:func:`model_label`, the folder of their runs' files)."""
+        return {model_label(model): model for model in self.models}
+
+    def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
+        settings = self.by_size.get(str(size))
+        return settings.data_seeds if settings is not None and settings.data_seeds else self.splits.data_seeds
+
+    def method(self, name: str) -> MethodSpec:
+        """A method of the study: a built-in or one it defines."""
+        return method_specs.resolve(name, self.defined_methods)
+
+    def training_for(self, method: str, size: int | str | None = None) -> dict[str, Any]:
+        """A run's training settings: the study's ``training``, then the method's own defaults
+        (e.g. LoRA's learning rate), then ``training_by_method``, then ``by_size``'s ``training``
+        for the run's size; later ones win."""
+        settings = self.by_size.get(str(size))
+        return {**self.training, **self.method(method).training_defaults(), **self.training_by_method.get(method, {}),
+                **(settings.training if settings is not None else {})}
+
+    def budgets(self) -> tuple[int, ...]:
+        """Every step budget a run of the study records (``training.budgets`` wherever it is set),
+        in increasing order; empty when none does."""
+        found = {steps for task in self.tasks for size in self.splits.sizes_for(task)
+                 for method in self.methods_for(task, size) for steps in self.training_for(method, size).get("budgets", ())}
+        return tuple(sorted(found))
+
+    def uses_lr_selection(self, method: str, size: int | str) -> bool:
+        """Whether a run trains at the rate the ``lr_grid`` chose for its method (a run at size 0
+        takes no step: no rate to choose; it keeps its set one)."""
+        return self.lr_grid is not None and method in self.lr_grid.rates and str(size) != str(ZERO_SHOT)
+
+    def takes_chosen_rate(self, task: str, method: str, model: str | None = None) -> bool:
+        """Whether some run of ``method`` on ``task`` (by ``model``) trains at the rate the
+        ``lr_grid`` chose (then the grid's pilots run for this model, task and method)."""
+        return any(self.uses_lr_selection(method, size) and method in self.methods_for(task, size, model)
+                   for size in self.splits.sizes_for(task))
+
+    def run_training(self, method: str, size: int | str) -> dict[str, Any]:
+        """The settings a run passes as flags: :meth:`training_for`, less the learning rate where
+        the run takes the rate the ``lr_grid`` chose (``--learning-rate-from``)."""
+        settings = self.training_for(method, size)
+        if self.uses_lr_selection(method, size):
+            settings.pop("learning_rate", None)
+        return settings
+
+    def pilot_training(self, method: str, rate: float) -> dict[str, Any]:
+        """The settings of a pilot run of the ``lr_grid``: the method's at the pilot size, at ``rate``."""
+        assert self.lr_grid is not None
+        return {**self.training_for(method, self.lr_grid.size), "learning_rate": rate}
+
+    def pilot_seeds(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The data seeds and train seeds of the ``lr_grid``'s pilot runs."""
+        assert self.lr_grid is not None
+        return (self.lr_grid.data_seeds or self.splits.data_seeds[:1], self.lr_grid.train_seeds or self.train_seeds[:1])
+
+    # Where the study's files live (the workflow's rules make them there; promptworth.study.reuse reads them)
+
+    def split_folder(self, task: str, size: int | str, data_seed: int) -> str:
+        """The split folder of one (task, size, data seed): a ladder's or LM-BFF's K-shot one."""
+        kind = "kshot" if self.splits.kind == "kshot" else "splits"
+        return f"{self.results_dir}/{kind}/{task}/{size}-{data_seed}"
+
+    def run_file(self, run: "Run") -> str:
+        """A planned run's record: under ``runs_dir`` when the study reads existing records."""
+        if self.runs_dir:
+            return f"{self.runs_dir}/{run.model}/{run.task}/{run.method}/{run_name(run.size, run.data_seed, run.train_seed)}.json"
+        return run_path(self.results_dir, "runs", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
+    def lr_file(self, model: str, task: str, method: str) -> str:
+        """The learning rate the ``lr_grid`` chose for a model (its label), task and method."""
+        return f"{self.results_dir}/lr/{model}/{task}/{method}.json"
+
+    def pilot_file(self, pilot: "Pilot") -> str:
+        """A pilot run's record: at its rate, beside the grid's other rates (``<results>/lr-grid``)."""
+        from promptworth.training.lr_grid import rate_label
+
+        return run_path(self.results_dir, "lr-grid", ".json", pilot.model, pilot.task, pilot.method, pilot.size,
+                        pilot.data_seed, pilot.train_seed, sub=f"lr-{rate_label(pilot.rate)}/")
+
+    def search_file(self, run: "Run") -> str:
+        """The result file of the search a run of a search method applies."""
+        return run_path(self.results_dir, "search", ".json", run.model, run.task, run.method, run.size, run.data_seed,
+                        run.train_seed)
+
+    def method_args(self, method: str) -> list[str]:
+        """``promptworth train`` flags that define a method of the config (none for a built-in)."""
+        spec = self.defined_methods.get(method)
+        if spec is None:
+            return []
+        options = [item for key, value in spec.options.items() for item in ("--option", f"{key}={value}")]
+        extras = [item for extra in spec.extras for item in ("--extra", extra)]
+        return ["--objective", spec.objective, "--tuning", spec.tuning, *options, *extras]
+
+
+def run_name(size: int | str, data_seed: int | str, train_seed: int | str) -> str:
+    """A run's file name (without its suffix): ``<size>-<data seed>-<train seed>``."""
+    return f"{size}-{data_seed}-{train_seed}"
+
+
+def run_path(results_dir: str, folder: str, suffix: str, model: str, task: str, method: str, size: int | str,
+             data_seed: int | str, train_seed: int | str, sub: str = "") -> str:
+    """Where a thing of one run lives: ``<results>/<folder>/<model>/<task>/<method>/<sub><run><suffix>``."""
+    return f"{results_dir}/{folder}/{model}/{task}/{method}/{sub}{run_name(size, data_seed, train_seed)}{suffix}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the study."""
+
+    model: str  # its label (model_label): the folder of the run's files
+    task: str
+    method: str
+    size: int | str
+    data_seed: int
+    train_seed: int
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One pilot run of the ``lr_grid``: a run at one of the rates the grid tries."""
+
+    model: str  # its label (model_label), as a Run's
+    task: str
+    method: str
+    size: int | str
+    data_seed: int
+    train_seed: int
+    rate: float
+
+
+# A model's label names the folder of its runs' files: a name, never a path ('..', '', '.x').
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_label(model: str) -> str:
+    """The label of ``model`` (:func:`model_label`) if it can name a folder of its own under
+    ``runs/``; else one error naming the model."""
+    label = model_label(model)
+    if not LABEL_PATTERN.fullmatch(label) or label.endswith("."):
+        raise PromptworthError(
+            f"config: model {model!r} would name its runs' folder {label!r}: a model's label (its short name, its "
+            "folder's name, or its hub id with '/' as '--') must be a name of letters, digits and . _ + - that starts "
+            "with a letter or digit; name the model's folder itself (e.g. resources/models/my-model)")
+    return label
+
+
+def model_label(model: str) -> str:
+    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'.
+
+    A folder is recognised by its spelling (leading '.', '/' or '~', or two or more '/'), not by
+    its existence, so that the label stays the same before and after the workflow builds it.
+    """
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).is_dir():
+        return Path(model).expanduser().name
+    return model.replace("/", "--")

@@ -1,0 +1,71 @@
+"""A validated config mapping -> :class:`promptworth.study.config.StudyConfig`, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from promptworth.methods import specs as method_specs
+from promptworth.study.checks import check_study
+from promptworth.study.config import LrGrid, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
+from promptworth.study.config_file import validate_config
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _given(config: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """The keys ``config`` sets, each read by its reader. Keys it leaves out are not passed, so a
+    default lives in one place: the dataclass (the schema checks shapes only)."""
+    return {key: read(config[key]) for key, read in readers.items() if key in config}
+
+
+def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:
+    """A ``StudyConfig`` from a config dict (checked against the schema when one is given)."""
+    if schema_path is not None:
+        validate_config(config, schema_path)
+    raw_splits = dict(config["splits"])
+    splits = SplitsConfig(
+        kind=raw_splits["kind"],
+        data_seeds=tuple(raw_splits["data_seeds"]),
+        **_given(raw_splits, {
+            "sizes": tuple,
+            "sizes_by_task": lambda by_task: {task: tuple(sizes) for task, sizes in by_task.items()},
+            "dev_policy": str, "dev_size": int, "test_limit": _same, "k": int,
+        }),
+    )
+    names, defined = [], {}
+    for i, item in enumerate(config["methods"]):
+        if isinstance(item, dict):
+            spec = method_specs.define(item, f"config: methods[{i}]")
+            defined[spec.name] = spec
+            names.append(spec.name)
+        else:
+            names.append(item)
+    model = config["model"]
+    study = StudyConfig(
+        tasks=tuple(config["tasks"]),
+        methods=tuple(names),
+        models=(model,) if isinstance(model, str) else tuple(model),
+        train_seeds=tuple(config["train_seeds"]),
+        splits=splits,
+        training=dict(config["training"]),
+        defined_methods=defined,
+        **_given(config, {
+            "templates": dict,
+            "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},
+            "by_size": lambda by_size: {str(size): SizeSettings(**_given(settings, {
+                "methods": tuple, "data_seeds": tuple, "training": dict})) for size, settings in by_size.items()},
+            "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
+            "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
+            "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
+            "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
+                "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
+            "lr_grid": lambda grid: LrGrid(
+                rates={name: tuple(rates) for name, rates in grid["rates"].items()}, size=grid["size"],
+                **_given(grid, {"data_seeds": tuple, "train_seeds": tuple})),
+        }),
+    )
+    check_study(study)
+    return study
