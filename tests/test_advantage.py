@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 from ci import unavailable
 
-from promptworth.analysis.advantage import AdvantageOptions, advantage_table, compare
+from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.analysis.advantage import advantage_table, compare
 from promptworth.analysis.curves import (
-    Curve, build_curve, monotone_curve, points_needed, reduce_runs, run_matrix, score_levels, score_window,
+    Curve,
+    monotone_curve,
+    points_needed,
+    reduce_runs,
+    run_matrix,
+    score_levels,
+    score_window,
 )
 from promptworth.analysis.lescao import import_lescao
 from promptworth.errors import PromptworthError

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from promptworth.analysis.advantage import AdvantageOptions, Comparison, advantage_table
+from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.analysis.advantage import Comparison, advantage_table
 from promptworth.analysis.gaps import gaps_frame
 from promptworth.analysis.intervals import bootstrap_plan, distinct_resamples, t_interval, weighted_quantile
 from promptworth.analysis.sensitivity import sensitivity_frame
-from promptworth.analysis.tables import advantage_frame, advantage_markdown, format_advantage
+from promptworth.analysis.tables import advantage_frame, advantage_markdown
+from promptworth.analysis.table_format import format_advantage
 from promptworth.errors import PromptworthError
 
 LADDER = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]

@@ -34,7 +34,6 @@ MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 KNOWN_CIRCLES: set[frozenset[str]] = set()
 KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.worker", "promptworth.cli")}
 LONG_MODULES: set[str] = {
-    "promptworth.analysis.advantage", "promptworth.analysis.tables",
     "promptworth.readme",
 }
 LONG_FUNCTIONS: set[str] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptworth.analysis import published
+from promptworth.analysis import lmbff as published
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
@@ -118,10 +118,10 @@ def test_method_names_are_not_repeated_in_the_schema_or_the_workflow():
     common = (REPO / "workflow" / "rules" / "common.smk").read_text(encoding="utf-8")
     assert "method=NAME_PATTERN" in common
     new_names = [spec.name for spec in method_specs.BUILTINS if "-" in spec.name]
-    # published.py maps a paper's table rows to our methods: names there must be built-ins
+    # lmbff.py maps a paper's table rows to our methods: names there must be built-ins
     assert {row.method for row in published.LMBFF_ROWS} - {""} <= set(method_specs.builtin_methods())
     for path in (REPO / "src" / "promptworth").rglob("*.py"):
-        if path.name not in ("specs.py", "published.py"):
+        if path.name not in ("specs.py", "lmbff.py"):
             text = path.read_text(encoding="utf-8")
             assert not [n for n in new_names if f'"{n}"' in text], path
 

@@ -11,12 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth.analysis.advantage import AdvantageOptions
+from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
+from promptworth.analysis.table_format import MISSING, NOT_RUN, parse_markdown
 from promptworth.analysis.tables import (
-    MISSING, NOT_RUN, Comparison, advantage_frame, advantage_latex, advantage_markdown, advantage_results, lmbff_frame,
-    lmbff_markdown, methods_frame, methods_markdown, parse_markdown, table_texts,
+    Comparison,
+    advantage_frame,
+    advantage_latex,
+    advantage_markdown,
+    advantage_results,
+    lmbff_frame,
+    lmbff_markdown,
+    methods_frame,
+    methods_markdown,
+    table_texts,
 )
 
 SIZES = (10, 20, 40, 80, 160)

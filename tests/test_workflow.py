@@ -641,7 +641,7 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     advantage = json.loads((results / "advantage" / "prompt-vs-head.json").read_text())
     assert [(r["model"], r["task"]) for r in advantage] == [("tiny-llama", "CB"), ("tiny-llama", "SST-2"),
                                                            ("tiny-gpt2", "SST-2")]
-    from promptworth.analysis.tables import parse_markdown
+    from promptworth.analysis.table_format import parse_markdown
 
     _, rows = parse_markdown((results / "tables" / "advantage.md").read_text())
     assert [row[1] for row in rows] == ["tiny-llama", "tiny-gpt2"]

@@ -18,10 +18,12 @@ from typing import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from promptworth.analysis.advantage import AdvantageOptions, Comparison
+from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.analysis.advantage import Comparison
 from promptworth.analysis.results import BUDGET_PREFIX, budget_columns
 from promptworth.analysis.summary_plots import advantage_points, line_colours
-from promptworth.analysis.tables import advantage_cells, advantage_results, compared, estimator_text, markdown
+from promptworth.analysis.tables import advantage_cells, advantage_results, compared, estimator_text
+from promptworth.analysis.table_format import markdown
 from promptworth.errors import PromptworthError
 
 CONVERGED = "converged"  # the budget of a run's own score

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from promptworth.analysis.advantage import AdvantageOptions
+from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.analysis.plots import file_stem, method_styles, overview_figure, save_figure, task_figure, task_panels
 from promptworth.analysis.summary_plots import methods_figure, scale_figure
 from promptworth.files import write_files

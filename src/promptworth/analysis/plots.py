@@ -26,12 +26,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptworth.analysis.advantage import (
-    AdvantageOptions, AdvantageResult, check_log_sizes, compare, comparison_matrices,
-)
+from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.analysis.advantage import AdvantageResult, check_log_sizes, compare, comparison_matrices
 from promptworth.analysis.curves import MODEL, check_tidy, run_matrix
 from promptworth.analysis.gaps import paired_gaps, size_means
-from promptworth.analysis.tables import format_advantage
+from promptworth.analysis.table_format import format_advantage
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import builtin_methods
 

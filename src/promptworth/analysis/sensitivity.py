@@ -11,7 +11,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from promptworth.analysis.advantage import AdvantageOptions, AdvantageResult, Comparison, compare, comparison_matrices
+from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.analysis.advantage import AdvantageResult, Comparison, compare, comparison_matrices
 from promptworth.analysis.curves import MODEL, RunMatrix, check_tidy, matched_ladder
 
 HEADLINE = "headline"

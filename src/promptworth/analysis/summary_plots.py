@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from promptworth.analysis.curves import MODEL, check_tidy
 from promptworth.analysis.plots import SCALE, MethodStyle, TaskPanel, method_points, metric_label, panel_name
-from promptworth.analysis.tables import format_share, methods_frame
+from promptworth.analysis.table_format import format_share
+from promptworth.analysis.tables import methods_frame
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import display_order
 
@@ -149,7 +150,7 @@ def methods_figure(results: pd.DataFrame, styles: dict[str, MethodStyle], confid
 
 
 def published_figure(frame: pd.DataFrame) -> Figure:
-    """LM-BFF's table as a figure (``promptworth.analysis.published``): one panel per task, a row
+    """LM-BFF's table as a figure (``promptworth.analysis.lmbff``): one panel per task, a row
     per way of using the model (per model, where the runs are of several); our mean ± std over
     splits as a bar (a row we did not run: "not run", no bar), LM-BFF's number as a diamond."""
     tasks = list(dict.fromkeys(frame["task"]))

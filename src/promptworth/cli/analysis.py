@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from promptworth.analysis.advantage import INTERVALS, AdvantageOptions, AdvantageResult
+from promptworth.analysis.estimate import INTERVALS, AdvantageOptions
+from promptworth.analysis.advantage import AdvantageResult
 from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
@@ -178,7 +179,7 @@ def _fmt(value: float, digits: int = 0) -> str:
 
 
 def format_results(results: list[AdvantageResult]) -> str:
-    from promptworth.analysis.tables import format_advantage
+    from promptworth.analysis.table_format import format_advantage
 
     header = ["model", "task", "treatment", "baseline", "advantage", "seeds", "window", "sizes", "runs", "note"]
     rows = [[r.model, r.task, r.treatment, r.baseline, format_advantage(r), str(r.n_seeds),
@@ -287,7 +288,7 @@ def run_budgets(args: argparse.Namespace) -> int:
 def run_lmbff_table(args: argparse.Namespace) -> int:
     from promptworth.analysis.plots import save_figure
     from promptworth.analysis.summary_plots import published_figure
-    from promptworth.analysis.published import published_frame, published_latex, published_markdown
+    from promptworth.analysis.lmbff import published_frame, published_latex, published_markdown
     from promptworth.files import write_files
 
     frame = published_frame(_results(args))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
-from promptworth.analysis.tables import MISSING, format_score, grid_latex, markdown
+from promptworth.analysis.table_format import MISSING, format_score, grid_latex, markdown
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import display_order
 

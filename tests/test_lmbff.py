@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptworth.analysis import published
+from promptworth.analysis import lmbff as published
 from promptworth.analysis.summary_plots import published_figure
-from promptworth.analysis.tables import MISSING, parse_markdown
+from promptworth.analysis.table_format import MISSING, parse_markdown
 from promptworth.cli import main
 from promptworth.errors import PromptworthError
 
