@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm test-newcomer benchmark clean
+.PHONY: venv study publish figures report test test-slurm test-newcomer docs docs-check benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -85,6 +85,13 @@ report: study
 TEST_ARGS ?=
 test: venv
 	$(BIN)/python -m pytest -q --durations=25 $(TEST_ARGS)
+
+# The documentation checker (tools/doccheck, not shipped): paste the generated regions again, or check them.
+docs: venv
+	$(BIN)/python -m tools.doccheck write
+
+docs-check: venv
+	$(BIN)/python -m tools.doccheck check
 
 test-slurm: venv
 	bash tests/slurm/run.sh

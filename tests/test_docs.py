@@ -1,5 +1,5 @@
 """The documentation: its figures agree with their sources, the paths it names exist, its commands
-are found (promptworth.readme); and the tiny variant every command runs in (promptworth.study.tiny_variant)."""
+are found (tools/doccheck); and the tiny variant every command runs in (promptworth.study.tiny_variant)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from promptworth.study import tiny_variant as fast
-from promptworth import readme
+from tools.doccheck import checker as readme
 from promptworth.errors import PromptworthError
 from promptworth.study.load import load_study
 from promptworth.study.planning import plan
@@ -95,7 +95,7 @@ def test_generated_regions_are_rewritten_from_their_source(tmp_path):
     text = "Before.\n<!-- generated: include tables/adv.md \"prompt vs head\" -->\nold\n<!-- /generated -->\nAfter.\n"
     root = _docs(tmp_path, text, [], {"tables/adv.md": table})
     assert readme.check(root) == [
-        "README.md:2: generated region 'include tables/adv.md \"prompt vs head\"' is stale: run `promptworth docs write`"]
+        "README.md:2: generated region 'include tables/adv.md \"prompt vs head\"' is stale: run `python -m tools.doccheck write`"]
     assert readme.write_generated(root) == [root / "README.md"]
     assert (root / "README.md").read_text(encoding="utf-8") == (
         "Before.\n<!-- generated: include tables/adv.md \"prompt vs head\" -->\n"
@@ -155,13 +155,13 @@ def test_commands_come_from_the_table_and_the_blocks_with_their_skips(tmp_path):
 
 def test_docs_check_cli_lists_problems_and_exits_1(tmp_path):
     root = _docs(tmp_path, "It took 3.5 s.\n", [])
-    done = subprocess.run([sys.executable, "-m", "promptworth", "docs", "check", "--root", str(root)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "tools.doccheck", "check", "--root", str(root)],
+                          capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1
     assert "README.md:1: '3.5 s' is quoted without a source" in done.stderr
-    missing = subprocess.run([sys.executable, "-m", "promptworth", "docs", "check", "--root", str(tmp_path / "no")],
-                             capture_output=True, text=True)
-    assert missing.returncode == 2 and missing.stderr.startswith("promptworth: error: ")
+    missing = subprocess.run([sys.executable, "-m", "tools.doccheck", "check", "--root", str(tmp_path / "no")],
+                             capture_output=True, text=True, cwd=REPO)
+    assert missing.returncode == 2 and missing.stderr.startswith("doccheck: error: ")
 
 
 # ---------------------------------------------------------------------------------------------

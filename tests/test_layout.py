@@ -33,13 +33,11 @@ MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 
 KNOWN_CIRCLES: set[frozenset[str]] = set()
 KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.worker", "promptworth.cli")}
-LONG_MODULES: set[str] = {
-    "promptworth.readme",
-}
+LONG_MODULES: set[str] = set()
 LONG_FUNCTIONS: set[str] = {
     "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study.checks:check_study",
 }
-KNOWN_TOP_LEVEL: dict[str, str] = {"promptworth.readme": "cli"}
+KNOWN_TOP_LEVEL: dict[str, str] = {}
 KNOWN_LARGE_STAGES: set[str] = set()
 
 

@@ -5,12 +5,12 @@
    environment leaks in (no .venv on PATH, no PROMPTWORTH_DATA: the Makefile finds ../shared/data).
 2. Run, in the clone and in reading order, every command of the README's command table and every
    ``bash`` and ``python`` block of the README, ``docs/`` and the other READMEs
-   (``promptworth docs commands``: read from the clone's files now, never copied here), with
+   (``python -m tools.doccheck commands``: read from the clone's files now, never copied here), with
    ``PROMPTWORTH_FAST=1``: the tiny variant of every long command (promptworth.study.tiny_variant). Each runs
    in a new bash with ``set -eo pipefail`` (a failing line fails it), after the blocks marked
    ``<!-- newcomer: setup -->`` before it (the README's: activate .venv, point at the data
    mirror). Rows and blocks marked ``<!-- newcomer: skip (why) -->`` are listed, not run.
-3. Check the clone: ``promptworth docs check --outputs`` (every path the documents name exists,
+3. Check the clone: ``python -m tools.doccheck check --outputs`` (every path the documents name exists,
    outputs of the commands included; every quoted figure agrees with its source) and no committed
    file was changed by a command.
 
@@ -40,9 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # tools/doccheck: the checkout's own, not shipped
 
-from promptworth.study import tiny_variant as fast
-from promptworth import readme  # noqa: E402
+from promptworth.study import tiny_variant as fast  # noqa: E402
+from tools.doccheck import checker as readme  # noqa: E402
 
 TIMEOUT_S = 30 * 60
 # variables of this checkout's environment that a newcomer does not have

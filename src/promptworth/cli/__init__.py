@@ -15,7 +15,7 @@ from typing import NoReturn
 from promptworth import __version__
 from promptworth.errors import PromptworthError
 
-VERB_MODULES = ("data", "study", "models", "train", "analysis", "costs", "docs")
+VERB_MODULES = ("data", "study", "models", "train", "analysis", "costs")
 # The module of each verb, so that running one imports only its module: `promptworth train` and
 # `progress` run once per training job, and the other modules import torch, datasets or pandas
 # (seconds). `promptworth --help` imports them all; a test checks this table against them.
@@ -27,7 +27,6 @@ VERB_MODULE = {
     "aggregate": "analysis", "advantage": "analysis", "import-lescao": "analysis", "tables": "analysis",
     "figures": "analysis", "budgets": "analysis", "lmbff-table": "analysis",
     "costs": "costs",
-    "docs": "docs",
 }
 
 

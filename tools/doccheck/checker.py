@@ -1,5 +1,5 @@
 """What the README and ``docs/`` say, checked: the commands they show, the paths they name and
-the figures they quote (``promptworth docs``; docs/contributing.md explains the conventions).
+the figures they quote (``python -m tools.doccheck``; docs/contributing.md explains the conventions).
 
 - **Commands**: every row of the README's command table (``| command | what it does |``) and
   every fenced ``bash`` or ``python`` block of the documentation is a command the newcomer test
@@ -8,7 +8,7 @@ the figures they quote (``promptworth docs``; docs/contributing.md explains the 
   ``<!-- newcomer: setup -->`` is what a reader does once, before every later command.
 - **Paths**: every relative path a document names in a link or in backticks must exist.
 - **Figures**: a table pasted from a file sits between ``<!-- generated: SPEC -->`` and
-  ``<!-- /generated -->`` and is rewritten by ``promptworth docs write``; a figure in prose is
+  ``<!-- /generated -->`` and is rewritten by ``python -m tools.doccheck write``; a figure in prose is
   a quote in ``docs/quotes.yaml`` (its sentence with ``{placeholders}``, each computed from a
   committed source). A result-like number (a decimal, a percentage, a ``±``, a speed-up, a
   duration, a size) anywhere else is an error, unless it sits in a region marked
@@ -503,7 +503,7 @@ def check(root: Path, outputs: bool = False) -> list[str]:
                 continue
             if fresh != match.group(2):
                 problems.append(f"{name}:{_line_of(text, match.start())}: generated region {match.group(1)!r} is "
-                                "stale: run `promptworth docs write`")
+                                "stale: run `python -m tools.doccheck write`")
         for line, lang, _, _ in fences(text):
             if not lang:
                 problems.append(f"{name}:{line}: a code block without a language: tag it (bash or python to run "
