@@ -32,7 +32,7 @@ LONG = "# long:"
 MAX_MODULE, MAX_FUNCTION, MAX_SHARE = 400, 60, 0.25
 
 KNOWN_CIRCLES: set[frozenset[str]] = set()
-KNOWN_UPWARD: set[tuple[str, str]] = {("promptworth.training.worker", "promptworth.cli")}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 LONG_MODULES: set[str] = set()
 LONG_FUNCTIONS: set[str] = {
     "promptworth.cli.analysis:register", "promptworth.cli.train:register", "promptworth.study.checks:check_study",

@@ -4,6 +4,7 @@ the pool trains in its own process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -153,10 +154,10 @@ def test_a_pool_of_another_host_or_job_is_never_used(tmp_path, monkeypatch):
     (pool / "worker-0.sock").touch()  # would be tried (and fail to connect) if the owner matched
     workers.owner_path(pool).write_text(workers.owner(), encoding="utf-8")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # this client is a SLURM job; the pool is not
-    assert workers.delegate(pool, ["train"]) is None
+    assert workers.delegate(pool, {}) is None
     monkeypatch.delenv("SLURM_JOB_ID")
     workers.owner_path(pool).write_text("another-host slurm-job:", encoding="utf-8")
-    assert workers.delegate(pool, ["train"]) is None
+    assert workers.delegate(pool, {}) is None
 
 
 def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
@@ -301,3 +302,19 @@ def test_a_pool_stopped_during_training_stops_everything_and_the_study_resumes_t
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     trains = [line for line in resumed.stdout.splitlines() if line.strip().startswith("output:")]
     assert [line.split()[-1] for line in trains] == [str(PROMPT)]
+
+
+def test_a_request_goes_to_a_worker_and_back_as_it_was():
+    from promptworth.methods.specs import define, resolve
+    from promptworth.training.request import RunRequest
+    from promptworth.training.settings import TrainConfig
+
+    defined = define({"name": "lora-r4", "objective": "prompt", "tuning": "lora", "options": {"r": 4},
+                      "extras": ["calibrate"]})
+    for method in (resolve("prompt-demo"), "head", defined):
+        request = RunRequest(task="SST-2", method=method, split_dir=Path("splits/16-1"), model="tiny", seed=3,
+                             config=TrainConfig(schedule="constant", eval_every=5, budgets=(10, 5)), test_limit=8,
+                             search=Path("s.json"), lr_selection=None, progress=False)
+        sent = json.loads(json.dumps(request.to_json()))
+        spec = resolve(method) if isinstance(method, str) else method
+        assert RunRequest.from_json(sent) == dataclasses.replace(request, method=spec)

@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(verb_modules(argv))
     try:
         args = parser.parse_args(argv)
-        args.argv = argv  # the command's own words: `train` hands them to a worker of a pool
         return int(args.handler(args) or 0)
     except PromptworthError as exc:
         print(f"promptworth: error: {exc}", file=sys.stderr)

@@ -15,7 +15,8 @@ from promptworth.backbones import registry as backbones
 from promptworth.backbones.convert import convert_offline_model
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
-from promptworth.training import lr_grid, record as records, settings as train_config
+from promptworth.training import lr_grid, settings as train_config
+from promptworth.training.request import RunRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "method and model; the record cites it (not with --learning-rate)")
     run.add_argument("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)")
     run.add_argument("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")
-    # set by a pool's worker: when the run's client process started, minus the worker's start-up
-    # for its first run (timing.process_s is the run's share of the shared process)
-    run.add_argument("--started-at", type=float, help=argparse.SUPPRESS)
     train_config.add_arguments(run)
     run.set_defaults(handler=run_train)
 
@@ -179,39 +177,25 @@ def run_train(args: argparse.Namespace) -> int:
     check_run_arguments(args)
     config = train_config.config_from_args(args, method_from_args(args).training_defaults())
     config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
-    pool = os.environ.get(workers.POOL_ENV)
-    if pool:
-        status = workers.delegate(Path(pool), args.argv)
-        if status is not None:
-            return status
-        print(f"promptworth: no worker of the pool {pool} can be reached: training in this process", file=sys.stderr)
-    return train_here(args, config)
-
-
-def train_here(args: argparse.Namespace, config: train_config.TrainConfig) -> int:
-    from promptworth.files import check_output_file, writable_folder, write_json
-    from promptworth.training import run as train
-    from promptworth.training.request import RunRequest
-
-    out = check_output_file(args.out)
     request = RunRequest(
         task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        started_at=args.started_at, search=args.search, lr_selection=args.learning_rate_from,
+        search=args.search, lr_selection=args.learning_rate_from,
     )
-    # the record's folder is checked before training, not found unwritable after it
-    with writable_folder(out.parent, f"the run record {out.name}"):
-        record = train.run(request)
-        write_json(out, record)
-    test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
-    early = f", patience stopped it at step {record['timing']['steps']}" if record["stopped"] == records.STOPPED_BY_PATIENCE else ""
-    print(
-        f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
-        f"dev {record['dev_score']} (step {record['best_step']}{early}), test {test}; "
-        f"{record['timing']['wall_s']:.0f} s -> {args.out}",
-        file=sys.stderr,
-    )
+    pool = os.environ.get(workers.POOL_ENV)
+    if pool:
+        status = workers.delegate(Path(pool), {"request": request.to_json(), "out": str(args.out)})
+        if status is not None:
+            return status
+        print(f"promptworth: no worker of the pool {pool} can be reached: training in this process", file=sys.stderr)
+    return train_here(request, args.out)
+
+
+def train_here(request: RunRequest, out: Path) -> int:
+    from promptworth.training import run as train
+
+    train.train_to_file(request, out)
     return 0
 
 

@@ -3,19 +3,20 @@ interpreter start, the imports of torch and transformers, and the backbone's set
 
 ``promptworth pool --size N -- COMMAND ...`` starts N workers, runs COMMAND (a Snakemake study)
 with ``PROMPTWORTH_POOL`` naming the pool's folder, stops the workers when COMMAND ends and exits
-with COMMAND's status. Inside it, ``promptworth train`` is a thin client: it hands its own command
-line to a free worker and prints what the worker reports. Snakemake still sees one job per run,
+with COMMAND's status. Inside it, ``promptworth train`` is a thin client: it parses and checks its
+command line, hands the training request (:class:`promptworth.training.request.RunRequest`) to a
+free worker and prints what the worker reports. Snakemake still sees one job per run,
 with its own log, benchmark and retries.
 
 Without a pool, or when no worker can be reached, ``promptworth train`` trains in its own process.
 A job of a cluster never uses a pool of another job or of the login node, even on the same host:
 the pool's ``owner`` file names the host and the SLURM job it runs in, and a client delegates only
-when both are its own. A worker runs the very same ``promptworth train``
-command, so the record is the same either way; only the timing differs (``timing.process_s`` is
+when both are its own. A worker trains the request with the very same code
+(:func:`promptworth.training.run.train_to_file`), so the record is the same either way; only the timing differs (``timing.process_s`` is
 the run's share of the worker: its own time, plus the worker's start-up for the first run it
 serves).
 
-Protocol, one connection per run: the client sends one JSON line ``{"argv", "cwd",
+Protocol, one connection per run: the client sends one JSON line ``{"request", "out", "cwd",
 "started_at"}`` and the worker answers one JSON line ``{"status", "output"}`` when the run has
 ended (``output``: what the run printed). A client holds an exclusive ``flock`` on the worker's
 ``.lock`` file for the whole run, so two runs never share a worker.
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from promptworth.errors import PromptworthError
 from promptworth.training.runtime import process_start
@@ -77,11 +78,11 @@ def owner_path(pool: Path) -> Path:
     return pool / "owner"
 
 
-def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+def send_message(conn: socket.socket, message: dict[str, Any]) -> None:
     conn.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
 
-def _receive(conn: socket.socket) -> dict[str, Any] | None:
+def receive_message(conn: socket.socket) -> dict[str, Any] | None:
     """One JSON line; None when the other side closed the connection first."""
     chunks = []
     while True:
@@ -97,15 +98,16 @@ def _receive(conn: socket.socket) -> dict[str, Any] | None:
 # The client: `promptworth train` inside a pool
 
 
-def delegate(pool: Path, argv: Sequence[str]) -> int | None:
-    """Run ``promptworth <argv>`` on a free worker of ``pool``, print its output and return its
-    exit status; None when no worker of the pool can be reached (then train here)."""
+def delegate(pool: Path, job: Mapping[str, Any]) -> int | None:
+    """Run ``job`` (a training request as JSON and the record file it writes:
+    ``{"request", "out"}``) on a free worker of ``pool``, print its output and return its exit
+    status; None when no worker of the pool can be reached (then train here)."""
     try:
         if owner_path(pool).read_text(encoding="utf-8") != owner():
             return None  # another host's or another job's pool: its workers are not this job's
     except OSError:
         return None
-    request = {"argv": list(argv), "cwd": os.getcwd(), "started_at": process_start()}
+    request = {**job, "cwd": os.getcwd(), "started_at": process_start()}
     sockets = sorted(pool.glob("worker-*.sock"))
     while sockets:
         busy = False
@@ -121,8 +123,8 @@ def delegate(pool: Path, argv: Sequence[str]) -> int | None:
                         conn.connect(str(path))
                     except OSError:
                         continue  # a worker that has stopped
-                    _send(conn, request)
-                    reply = _receive(conn)
+                    send_message(conn, request)
+                    reply = receive_message(conn)
                 if reply is None:
                     raise PromptworthError(
                         f"the pool's worker {path.name} stopped during the run ({log_tail(log_path(path))}); "

@@ -1,11 +1,14 @@
-"""A training request: everything a run is told (torch-free; a pool's client builds it)."""
+"""A training request: everything a run is told (torch-free: a pool's client builds it and sends it to a
+worker as JSON, :meth:`RunRequest.to_json`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
-from promptworth.methods.specs import MethodSpec
+from promptworth.methods.specs import MethodSpec, builtin_methods, make_spec
 from promptworth.training.settings import TrainConfig
 
 
@@ -29,3 +32,38 @@ class RunRequest:
     search: Path | None = None
     # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
     lr_selection: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON values: paths as text, the training settings by name, the method as a
+        built-in's name or its definition from parts."""
+        return {
+            **{f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("method", "config")},
+            "method": _method_json(self.method),
+            "config": {**dataclasses.asdict(self.config), "budgets": list(self.config.budgets)},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRequest:
+        """The request :meth:`to_json` wrote."""
+        paths = {name: Path(data[name]) if data[name] is not None else None for name in ("split_dir", "search", "lr_selection")}
+        config = TrainConfig(**{**data["config"], "budgets": tuple(data["config"]["budgets"])})
+        return cls(**{**data, **paths, "method": _method_from_json(data["method"]), "config": config})
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _method_json(method: str | MethodSpec) -> dict[str, Any]:
+    if isinstance(method, str) or builtin_methods().get(method.name) == method:
+        return {"builtin": method if isinstance(method, str) else method.name}
+    return {"defined": {"name": method.name, "objective": method.objective, "tuning": method.tuning,
+                        "options": dict(method.options), "extras": list(method.extras)}}
+
+
+def _method_from_json(data: Mapping[str, Any]) -> MethodSpec:
+    if "builtin" in data:
+        return builtin_methods()[data["builtin"]]
+    defined = data["defined"]
+    return make_spec(defined["name"], defined["objective"], defined["tuning"], defined["options"],
+                     extras=defined["extras"])

@@ -21,6 +21,7 @@ from promptworth.backbones.resolve import weights_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
+from promptworth.files import check_output_file, writable_folder, write_json
 from promptworth.methods import search_result
 from promptworth.methods.build import build_method
 from promptworth.methods.features import Feature
@@ -251,3 +252,22 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
           "its result is taken over, nothing trains", file=sys.stderr)
     return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
+
+
+def train_to_file(request: RunRequest, out: Path) -> dict[str, Any]:
+    """Train ``request`` and write its record to ``out`` (checked before training: the file must be
+    new or an earlier record, its folder writable); a one-line summary goes to stderr. A run alone
+    and a run on a pool's worker both come here."""
+    out = check_output_file(out)
+    with writable_folder(out.parent, f"the run record {out.name}"):
+        record = run(request)
+        write_json(out, record)
+    test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
+    early = f", patience stopped it at step {record['timing']['steps']}" if record["stopped"] == records.STOPPED_BY_PATIENCE else ""
+    print(
+        f"{record['task']} {record['method']} {record['model']} size {record['train_size']}: "
+        f"dev {record['dev_score']} (step {record['best_step']}{early}), test {test}; "
+        f"{record['timing']['wall_s']:.0f} s -> {out}",
+        file=sys.stderr,
+    )
+    return record

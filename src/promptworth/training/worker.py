@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import socket
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from promptworth.training.pool import POLL_S, _receive, _send
+from promptworth.errors import PromptworthError
+from promptworth.training import run
+from promptworth.training.pool import POLL_S, receive_message, send_message
+from promptworth.training.request import RunRequest
 from promptworth.training.runtime import process_age_s
 
 
-def handle(request: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
-    """Run one ``promptworth`` command line in this process, as if it were its own process."""
+def handle(job: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
+    """Train one request in this process, as if it were its own process: its output and exit status
+    (0, 2 for an error the user can fix, as ``promptworth train`` prints it, 1 for any other)."""
     import torch
 
-    from promptworth import cli
-
-    os.chdir(request["cwd"])
+    os.chdir(job["cwd"])
     torch.set_num_threads(default_threads)  # a run without --threads gets torch's default, as alone
     # the run's share of this process: the client's life so far, plus this worker's start-up
     # for the first run it serves
-    argv = [*request["argv"], "--started-at", repr(float(request["started_at"]) - startup_s)]
+    request = dataclasses.replace(RunRequest.from_json(job["request"]),
+                                  started_at=float(job["started_at"]) - startup_s)
     output = io.StringIO()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
         try:
-            status = cli.main(argv)
-        except SystemExit as exc:  # argparse's errors
-            status = exc.code if isinstance(exc.code, int) else 1
+            run.train_to_file(request, Path(job["out"]))
+            status = 0
+        except PromptworthError as exc:
+            print(f"promptworth: error: {exc}", file=sys.stderr)
+            status = 2
         except Exception:  # noqa: BLE001 - the run's failure is reported to its client
             traceback.print_exc()
             status = 1
@@ -41,8 +48,6 @@ def serve(path: Path) -> None:
     """Answer runs one at a time on the socket ``path`` until the pool that started this worker
     is gone (or the pool stops it)."""
     import torch
-
-    import promptworth.training.run  # noqa: F401 - the imports every run needs, paid once here
 
     startup_s = process_age_s()
     default_threads = torch.get_num_threads()
@@ -59,10 +64,10 @@ def serve(path: Path) -> None:
                 continue
             with conn:
                 conn.settimeout(None)
-                request = _receive(conn)
+                request = receive_message(conn)
                 if request is None:
                     continue
                 reply = handle(request, startup_s if first else 0.0, default_threads)
                 first = False
                 with contextlib.suppress(OSError):  # a client killed meanwhile
-                    _send(conn, reply)
+                    send_message(conn, reply)
