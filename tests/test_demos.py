@@ -20,6 +20,7 @@ from promptworth.methods import build, demo_sampling as demos, specs as method_s
 from promptworth.training import loop, request, run as train
 from promptworth.backbones import load as models
 from promptworth.training.settings import TrainConfig
+from promptworth.methods.extras.demonstrations import Demonstrations, InContext, SampledDemos
 
 SST2 = tasks.get_task("SST-2")
 KINDS = ("roberta", "llama")
@@ -162,18 +163,18 @@ def _planted_embedding(rows):
 def test_the_sbert_filter_samples_only_each_class_s_most_similar_half(backbones):
     rows = _rows()
     method = build.build_method(_demo_spec(filter="sbert", keep=50, sets=8), SST2, backbones["llama"], 256)
-    method.embed = _planted_embedding(rows)
+    method.extra(SampledDemos).embed = _planted_embedding(rows)
     method.see_split(rows, 1)
     # the lower the idx the more similar: each class keeps its 4 lowest of 8
     expected = [[0, 2, 4, 6], [1, 3, 5, 7]]
-    assert method.demo_pools(rows["test"][0]) == expected
+    assert method.extra(SampledDemos).demo_pools(rows["test"][0]) == expected
     seen = set()
     for k in range(20):
-        chosen = demos.sample_set(method.demo_pools(rows["dev"][1]), demos.rng(1, "eval", 1, k), SST2.labels)
+        chosen = demos.sample_set(method.extra(SampledDemos).demo_pools(rows["dev"][1]), demos.rng(1, "eval", 1, k), SST2.labels)
         seen.update(chosen)
     assert seen <= {i for pool in expected for i in pool} and len(seen) > 2
     # a training input: itself excluded before the share is taken (7 left of its class: ceil(3.5) = 4)
-    assert method.demo_pools(rows["train"][0]) == [[2, 4, 6, 8], [1, 3, 5, 7]]
+    assert method.extra(SampledDemos).demo_pools(rows["train"][0]) == [[2, 4, 6, 8], [1, 3, 5, 7]]
 
 
 def test_the_real_minilm_embeds_from_its_package_folder(backbones, monkeypatch, minilm):
@@ -185,8 +186,8 @@ def test_the_real_minilm_embeds_from_its_package_folder(backbones, monkeypatch, 
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
     rows = _rows()
     method = _method(_demo_spec(filter="sbert"), backbones["llama"], rows)
-    assert method.similarities is not None and method.similarities.train.shape == (16, 384)
-    assert all(len(pool) == 4 for pool in method.demo_pools(rows["test"][0]))  # half of each class's 8
+    assert method.extra(SampledDemos).similarities is not None and method.extra(SampledDemos).similarities.train.shape == (16, 384)
+    assert all(len(pool) == 4 for pool in method.extra(SampledDemos).demo_pools(rows["test"][0]))  # half of each class's 8
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -219,18 +220,18 @@ def test_icl_takes_as_many_demonstrations_as_fit(kind, backbones):
     row = rows["test"][0]
     wide.encode(row)
     feature = narrow.encode(row)
-    assert wide.context_used == [16]  # every training example fits in 256
-    [k] = narrow.context_used
+    assert wide.extra(Demonstrations).context_used == [16]  # every training example fits in 256
+    [k] = narrow.extra(Demonstrations).context_used
     assert 1 <= k < 16 and len(feature.sequences[0]) <= 80
     # k is the most that fit: one more would not
-    order = narrow.context
+    order = narrow.extra(Demonstrations).context
     chosen = (lambda n: order[len(order) - n:]) if kind == "llama" else (lambda n: order[:n])
-    assert narrow.encoder.length(*narrow.demo_input(row, chosen(k))) <= 80
-    assert narrow.encoder.length(*narrow.demo_input(row, chosen(k + 1))) > 80
+    assert narrow.encoder.length(*narrow.extra(Demonstrations).demo_input(row, chosen(k))) <= 80
+    assert narrow.encoder.length(*narrow.extra(Demonstrations).demo_input(row, chosen(k + 1))) > 80
     limited = _method(method_specs.make_spec("icl-4", "prompt", "none", {"demos": 4}, extras=["context"]),
                       backbones[kind], rows)
     limited.encode(row)
-    assert limited.context_used == [4] and limited.parts()["demonstrations"]["listed"] == 4
+    assert limited.extra(Demonstrations).context_used == [4] and limited.parts()["demonstrations"]["listed"] == 4
 
 
 def test_demonstration_text_is_cut_before_the_input(backbones):
@@ -250,7 +251,7 @@ def test_calibrated_icl_scores_content_free_inputs_beside_the_same_demonstration
     method = _method(spec, backbones["llama"], rows)
     free = method.content_free()
     test = method.encode(rows["test"][0])
-    assert len(free) == 3 and method.context_used == [16]  # content-free inputs are not counted
+    assert len(free) == 3 and method.extra(InContext).context_used == [16]  # content-free inputs are not counted
     prefix = method.tokenizer.decode(test.sequences[0]).rsplit(rows["test"][0]["text_a"], 1)[0]
     assert all(method.tokenizer.decode(f.sequences[0]).startswith(prefix) for f in free)
 

@@ -133,3 +133,10 @@ def test_methods_verb_lists_every_builtin(capsys):
     lora = next(r for r in rows if r["method"] == "prompt-lora")
     assert lora["objective"] == "prompt" and lora["tuning"] == "lora" and lora["options"]["r"] == 8
     assert lora["training"] == {"learning_rate": 2e-3} and lora["strategy"] == "fixed-prompt LM tuning"
+
+
+def test_the_registry_names_each_content_free_input_of_calibration():
+    from promptworth.methods.extras.calibrate import CONTENT_FREE
+    from promptworth.methods.registry import EXTRAS
+
+    assert f"({', '.join(repr(s) for s in CONTENT_FREE)}:" in EXTRAS["calibrate"].does

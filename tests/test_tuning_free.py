@@ -95,7 +95,7 @@ def test_calibrated_predictions_are_the_calibrated_argmax_of_the_raw_scores(kind
     model = plain.load_model().eval()
     rows = _rows()["test"]
     content_free = calibrated.content_free()
-    assert len(content_free) == len(registry.CONTENT_FREE)
+    assert len(content_free) == len(calibrate.CONTENT_FREE)
     with torch.no_grad():
         raw = plain.scores(model, plain.collate([plain.encode(r) for r in rows]))
         reference = plain.scores(model, plain.collate(content_free))

@@ -241,7 +241,7 @@ def test_a_soft_prompt_starts_from_the_template_s_words_and_goes_before_the_inpu
     row = sentiment_rows(1, 5)[0]
     feature = method.encode(row)
     with torch.no_grad():
-        got = tunings.backbone_states(model, model.base_model, {"input_ids": torch.tensor(feature.sequences),
+        got = method.tuning.hidden_states(model, model.base_model, {"input_ids": torch.tensor(feature.sequences),
                                                                  "attention_mask": torch.ones(1, len(feature.sequences[0]), dtype=torch.long)})
         embeds = torch.cat([model.soft_prompt.weight, model.get_input_embeddings()(torch.tensor(feature.sequences[0]))])
         expected = model.base_model(inputs_embeds=embeds[None]).last_hidden_state[:, len(ids):]
@@ -284,7 +284,7 @@ def test_a_prefix_is_the_cache_of_the_template_s_words_on_a_causal_lm(backbones)
     batch = method.collate(features)  # right-padded: rows of different lengths
     assert batch["attention_mask"].min() == 0
     with torch.no_grad():
-        got = tunings.backbone_states(model, model.base_model, model_inputs(batch))
+        got = method.tuning.hidden_states(model, model.base_model, model_inputs(batch))
         rows = batch["input_ids"].shape[0]
         expected = model.base_model(
             input_ids=torch.cat([torch.tensor(ids).expand(rows, -1), batch["input_ids"]], dim=1),

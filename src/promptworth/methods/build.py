@@ -5,10 +5,12 @@ from __future__ import annotations
 from promptworth.backbones import load
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.methods.objectives.base import Method
+from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import HeadMethod
 from promptworth.methods.objectives.majority import MajorityMethod
 from promptworth.methods.objectives.prompt import NullMethod, PromptMethod
+from promptworth.methods.parts import load as load_behaviour
+from promptworth.methods.registry import EXTRAS
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.methods.templates import Chosen
 
@@ -32,8 +34,17 @@ def build_method(
     """
     spec = resolve(method) if isinstance(method, str) else method
     cls = OBJECTIVE_CLASSES[spec.objective]
-    if chosen is None:
-        return cls(task, backbone, max_length, spec, template_name)
-    if not issubclass(cls, PromptMethod):
+    if chosen is not None and not issubclass(cls, PromptMethod):
         raise PromptworthError(f"method {spec.name}: objective {spec.objective} has no template or label words to search")
-    return cls(task, backbone, max_length, spec, template_name, chosen)
+    parts = method_parts(spec)
+    if chosen is None:
+        return cls(task, backbone, max_length, parts, template_name)
+    return cls(task, backbone, max_length, parts, template_name, chosen)
+
+
+def method_parts(spec: MethodSpec) -> MethodParts:
+    """The behaviours of a method's tuning and extras, as the registry names them; the extras in the
+    registry's order (whatever order the method lists them in), so that their checks run in one order."""
+    extras = tuple(load_behaviour(EXTRAS[name].behaviour)() for name in EXTRAS
+                   if name in spec.extras and EXTRAS[name].behaviour)
+    return MethodParts(spec, load_behaviour(spec.tuning_spec.behaviour)(), extras)

@@ -3,6 +3,8 @@ The entries themselves are in :mod:`promptworth.methods.registry`."""
 
 from __future__ import annotations
 
+import importlib
+
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -57,6 +59,8 @@ class Tuning:
     # new, or new parameters that start at a value that changes no output), so a prompt objective
     # can predict with it untrained: at training-set size 0 (MethodSpec.size_zero_problem)
     unchanged_at_start: bool = False
+    # "module:Class" of its :class:`promptworth.methods.tunings.base.TuningBehaviour`: what it does to the model
+    behaviour: str = ""
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -77,6 +81,17 @@ class Extra:
     training: Mapping[str, Any] = field(default_factory=dict)
     excludes: tuple[str, ...] = ()  # extras it does not combine with
     needs_training_rows: bool = False  # it reads the training set (demonstrations, a search over it)
+    # "module:Class" of its :class:`promptworth.methods.extras.base.ExtraBehaviour` (None: it does
+    # nothing while a method trains, as a search's extras, whose result file is applied instead)
+    behaviour: str | None = None
+    # what a search finds for a method with this extra ("words", "template"); None: no search
+    search: str | None = None
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
+
+
+def load(path: str) -> type:
+    """The class a part's ``behaviour`` names (``"module:Class"``), imported only when a method is built."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

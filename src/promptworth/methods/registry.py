@@ -33,7 +33,7 @@ _INIT = Option("init", str, "template", "start from the template's words (cycled
 
 
 TUNINGS: dict[str, Tuning] = {t.name: t for t in (
-    Tuning("full", "every weight", TRAINED_OBJECTIVES, unchanged_at_start=True),
+    Tuning("full", "every weight", TRAINED_OBJECTIVES, unchanged_at_start=True, behaviour="promptworth.methods.tunings.full:Full"),
     Tuning(
         "lora", "low-rank updates of the attention projections (PEFT's LoRA; its default modules per "
         "architecture); a new head too", TRAINED_OBJECTIVES,
@@ -46,20 +46,20 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         training={"learning_rate": 2e-3},
         source=f"chosen from 1e-4, 5e-4, 2e-3 {_CHOSEN_ON}: mean dev 0.78 (5e-4: 0.75, 1e-4: 0.63); the "
         "largest of the grid, as short training favours; Hu et al. 2021 used 4e-4 to 5e-4 for longer runs",
-    ),
+        behaviour="promptworth.methods.tunings.lora:Lora"),
     Tuning(
         "bitfit", "bias terms only (linear layers of the backbone without a bias get one, at zero); a new head too", TRAINED_OBJECTIVES,
         unchanged_at_start=True,
         training={"learning_rate": 1e-3},
         source=f"chosen from 3e-4, 1e-3, 3e-3 {_CHOSEN_ON}: mean dev 0.80 (3e-4: 0.77, 3e-3: 0.75); "
         "Ben Zaken et al. 2022 used 1e-4 to 1e-3",
-    ),
+        behaviour="promptworth.methods.tunings.bitfit:BitFit"),
     Tuning(
         "fixlayers", "every weight but the embeddings and the lowest `layers` layers (LM-BFF's "
         "--fix_layers)", TRAINED_OBJECTIVES,
         options=(Option("layers", int, None, "lower layers frozen (default: half of them)", minimum=0),),
         unchanged_at_start=True,
-    ),
+        behaviour="promptworth.methods.tunings.fixlayers:FixLayers"),
     Tuning(
         "softprompt", "only `tokens` vectors placed before the input (the model frozen; Lester et al. 2021)",
         PROMPT_OBJECTIVES,
@@ -67,7 +67,7 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         training={"learning_rate": 3e-2},
         source=f"chosen from 3e-3, 3e-2, 3e-1 {_CHOSEN_ON}: mean dev 0.83 (3e-3: 0.70, 3e-1: 0.67); "
         "Lester et al. 2021 used 0.3 with Adafactor",
-    ),
+        behaviour="promptworth.methods.tunings.softprompt:SoftPromptTuning"),
     Tuning(
         "prefix", "only `tokens` key/value vectors at every layer, which every input token attends to (the "
         "model frozen; Li & Liang 2021, P-tuning v2)", PROMPT_OBJECTIVES,
@@ -75,7 +75,7 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         training={"learning_rate": 1e-2},
         source=f"chosen from 1e-3, 1e-2, 1e-1 {_CHOSEN_ON}: mean dev 0.86 (1e-3: 0.75, 1e-1: 0.52, diverged); "
         "P-tuning v2 (Liu et al. 2022) used 5e-3 to 1e-2",
-    ),
+        behaviour="promptworth.methods.tunings.prefix:PrefixTuning"),
     Tuning(
         "ptuning", "every weight, and a prompt encoder (PEFT's: an MLP or an LSTM) that makes `tokens` vectors "
         "placed before the input (P-tuning, Liu et al. 2021)", PROMPT_OBJECTIVES,
@@ -83,20 +83,15 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
             Option("tokens", int, 8, "prompt vectors", minimum=1),
             Option("encoder", str, "mlp", "the prompt encoder", choices=("mlp", "lstm")),
         ),
-    ),
+        behaviour="promptworth.methods.tunings.ptuning:PTuning"),
     Tuning("none", "nothing: the model is used as it is, no training step (tuning-free prompting)",
-           ("prompt", "null", "majority"), steps=False, unchanged_at_start=True),
+           ("prompt", "null", "majority"), steps=False, unchanged_at_start=True, behaviour="promptworth.methods.tunings.none:NoTuning"),
     Tuning(
         "frozen", "only the new head (a probe of the frozen model)", ("head",),
         training={"learning_rate": 1e-2},
         source=f"chosen from 1e-3, 1e-2, 1e-1 {_CHOSEN_ON}: mean dev 0.73 (1e-1: 0.72, 1e-3: 0.64)",
-    ),
+        behaviour="promptworth.methods.tunings.frozen:Frozen"),
 )}
-
-
-# Content-free inputs of contextual calibration (Zhao et al. 2021, their defaults): every text
-# field of a row set to each of them.
-CONTENT_FREE = ("N/A", "", "[MASK]")
 
 
 def _ranking_options(prefix: str, what: str, kept: int, lmbff: tuple[int, int] | None) -> tuple[Option, Option]:
@@ -110,14 +105,15 @@ def _ranking_options(prefix: str, what: str, kept: int, lmbff: tuple[int, int] |
 
 EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("calibrate", "contextual calibration: the label probabilities divided by those of content-free inputs "
-          f"({', '.join(repr(s) for s in CONTENT_FREE)}: every text field set to each, the probabilities averaged), "
-          "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021"),
+          # the inputs of promptworth.methods.extras.calibrate.CONTENT_FREE (tests/test_method_specs.py ties them)
+          "('N/A', '', '[MASK]': every text field set to each, the probabilities averaged), "
+          "then normalised", PROMPT_OBJECTIVES, paper="Zhao et al. 2021", behaviour="promptworth.methods.extras.calibrate:Calibrate"),
     Extra("context", "in-context learning: up to `demos` training examples (chosen and ordered by the train seed), "
           "each the template with its label word filled in, before the query (a masked LM: after it); whole "
           "demonstrations, the farthest from the query first, are dropped until the input fits max_length", PROMPT_OBJECTIVES,
           paper="GPT-3 (Brown et al. 2020); LM-BFF (Gao et al. 2021)",
           options=(Option("demos", int, 32, "the most demonstrations in context", minimum=1),),
-          training={"max_length": 256}, excludes=("demos",), needs_training_rows=True),
+          training={"max_length": 256}, excludes=("demos",), needs_training_rows=True, behaviour="promptworth.methods.extras.demonstrations:InContext"),
     Extra("demos", "LM-BFF's demonstrations: one training example per class (the template with its label word "
           "filled in) beside the input, sampled afresh for each input at each step; dev and test average the "
           "label log-scores over `sets` sampled sets", PROMPT_OBJECTIVES, paper="LM-BFF (Gao et al. 2021)",
@@ -128,7 +124,7 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
               Option("keep", int, 50, "sbert filter: the share (%) of each class kept", minimum=1, maximum=101),
               Option("sets", int, 4, "demonstration sets averaged at dev and test (LM-BFF: 16)", minimum=1),
           ),
-          training={"max_length": 256}, excludes=("context", "calibrate"), needs_training_rows=True),
+          training={"max_length": 256}, excludes=("context", "calibrate"), needs_training_rows=True, behaviour="promptworth.methods.extras.demonstrations:SampledDemos"),
     # LM-BFF's searches (Gao et al. 2021, section 5); their reference values are k = n = 100 and the
     # top 10 fine-tuned; the defaults here are sized for a CPU (docs/methods.md)
     Extra("autowords", "label words found by LM-BFF's search (promptworth search): the top words_k words per "
@@ -137,22 +133,20 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
           "fine-tuned and the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
           options=(Option("words_k", int, 16, "candidate words per class (LM-BFF: 100)", minimum=1),
                    *_ranking_options("words", "assignments", 16, (100, 10))),
-          excludes=("autotemplate", "context", "demos"), needs_training_rows=True),
+          excludes=("autotemplate", "context", "demos"), needs_training_rows=True, search="words"),
     Extra("autotemplate", "a template found by a search (promptworth search): candidates from a T5 generator "
           "(LM-BFF's, --generator) or, offline, the task's templates with other phrases before the answer "
           "slot; the templates_n best by zero-shot dev score kept, the templates_finetune best fine-tuned and "
           "the best kept by dev score", ("prompt",), paper="LM-BFF (Gao et al. 2021)",
           options=(*_ranking_options("templates", "templates", 8, None),
                    Option("templates_beam", int, 8, "beam width of the T5 generator (LM-BFF: 100)", minimum=1)),
-          excludes=("autowords", "context", "demos"), needs_training_rows=True),
+          excludes=("autowords", "context", "demos"), needs_training_rows=True, search="template"),
 )}
 
 
-# The extras whose method reads a search's result file, and what the search finds.
-SEARCH_EXTRAS: dict[str, str] = {"autowords": "words", "autotemplate": "template"}
 
 
 def search_kind(spec: "MethodSpec") -> str | None:
     """``words`` or ``template`` for a method that applies a search's result, else None."""
-    kinds = [SEARCH_EXTRAS[extra] for extra in spec.extras if extra in SEARCH_EXTRAS]
+    kinds = [EXTRAS[extra].search for extra in spec.extras if EXTRAS[extra].search]
     return kinds[0] if kinds else None

@@ -13,7 +13,6 @@ import torch
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.methods.extras.calibrate import calibrate
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import metrics
@@ -48,7 +47,7 @@ def _predict_batch(
 ) -> np.ndarray:
     scores = method.scores(model, batch).float()
     if content_free_scores is not None:
-        scores = calibrate(scores, content_free_scores)
+        scores = method.rescore(scores, content_free_scores)
     # argmax over NaN scores picks class 0 and would look like a plausible accuracy
     if not bool(torch.isfinite(scores).all()):
         raise PromptworthError(

@@ -45,7 +45,7 @@ from promptworth.methods import prompt_encoding, templates as prompts, verbalize
 from promptworth.methods.build import build_method
 from promptworth.methods.objectives.base import Method
 from promptworth.methods.objectives.head import choice_fields
-from promptworth.methods.registry import EXTRAS, SEARCH_EXTRAS, search_kind
+from promptworth.methods.registry import EXTRAS, search_kind
 from promptworth.methods.search_result import FORMAT
 from promptworth.methods.specs import MethodSpec
 from promptworth.methods.templates import Chosen, SEARCHED_TEMPLATE
@@ -219,7 +219,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
     rows = load_rows(request.task, request.split_dir, None, spec)
     device = pick_device()
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
-    extra = next(e for e in spec.extras if e in SEARCH_EXTRAS)
+    extra = next(e for e in spec.extras if EXTRAS[e].search)
     options = spec.resolved_options()
     seed_everything(request.seed)
     found = (search_words if kind == "words" else search_template)(context, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -11,9 +12,10 @@ from promptworth.backbones import flops, load
 from promptworth.backbones.architecture import position_limit
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.methods import tunings
+from promptworth.methods.extras.base import ExtraBehaviour
 from promptworth.methods.features import Batch, Feature, base_batch
 from promptworth.methods.specs import MethodSpec
+from promptworth.methods.tunings.base import ParameterCount, TuningBehaviour, prepare
 
 
 def length_problem(max_length: int, limit: int | None, added: int, method: str, model: str) -> str | None:
@@ -33,20 +35,33 @@ def length_problem(max_length: int, limit: int | None, added: int, method: str, 
             f"{limit - added}, or the option tokens")
 
 
+@dataclass(frozen=True)
+class MethodParts:
+    """A method's spec with the behaviours of its tuning and extras (:func:`promptworth.methods.build.build_method`
+    resolves them from the registry), so that no objective branches on a part's name."""
+
+    spec: MethodSpec
+    tuning: TuningBehaviour
+    extras: tuple[ExtraBehaviour, ...] = ()
+
+
 class Method:
     """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
 
     model_class: str = ""
 
-    def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec) -> None:
+    def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts) -> None:
+        spec = parts.spec
         self.spec = spec
         self.name = spec.name
+        self.tuning = parts.tuning
+        self.extras = parts.extras
         # the tuning's options, with those that depend on the model decided (fixlayers' layers)
-        self.options = tunings.resolve_options(spec.tuning, spec.resolved_options(), backbone.config, f"method {spec.name}")
-        self.parameter_count: tunings.ParameterCount | None = None  # known once the model is loaded
+        self.options = self.tuning.resolve_options(spec.resolved_options(), backbone.config, f"method {spec.name}")
+        self.parameter_count: ParameterCount | None = None  # known once the model is loaded
         # positions a tuning adds before the input: a soft prompt's vectors, a prefix's keys
-        self.input_vectors = tunings.input_vectors(spec.tuning, self.options)
-        self.prefix_positions = tunings.prefix_positions(spec.tuning, self.options)
+        self.input_vectors = self.tuning.input_vectors(self.options)
+        self.prefix_positions = self.tuning.prefix_positions(self.options)
         problem = length_problem(max_length, position_limit(backbone.config), self.input_vectors + self.prefix_positions,
                                  spec.name, backbone.ref.name)
         if problem is not None:
@@ -68,9 +83,9 @@ class Method:
     def load_model(self) -> torch.nn.Module:
         """The objective's model, with the tuning applied (its trainable parameters set)."""
         model = self.load_objective_model()
-        self.parameter_count = tunings.prepare(
-            model, self.spec.tuning, self.options, self.spec.objective, self.template_ids()
-        )
+        self.parameter_count = prepare(self.tuning, model, self.options, self.spec.objective, self.template_ids())
+        if self.parameter_count.trainable == 0 and self.spec.tuning_spec.steps:
+            raise PromptworthError(f"tuning {self.spec.tuning} leaves nothing to train in {type(model).__name__}")
         return model
 
     def template_ids(self) -> list[int]:
@@ -111,4 +126,14 @@ class Method:
 
     def content_free(self) -> list[Feature]:
         """Features of the content-free inputs a calibrated method divides by (none: no calibration)."""
-        return []
+        return [feature for extra in self.extras for feature in extra.content_free(self)]
+
+    def rescore(self, scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """An evaluation's label scores rescored by the content-free inputs' (``reference``)."""
+        for extra in self.extras:
+            scores = extra.rescore(scores, reference)
+        return scores
+
+    def extra(self, cls: type) -> Any:
+        """The method's extra of behaviour ``cls`` (None: it has none)."""
+        return next((extra for extra in self.extras if isinstance(extra, cls)), None)

@@ -17,8 +17,7 @@ from promptworth.backbones import load
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
-from promptworth.methods.objectives.base import Method
-from promptworth.methods.specs import MethodSpec
+from promptworth.methods.objectives.base import Method, MethodParts
 
 
 # Row fields that are bookkeeping, never model input.
@@ -50,9 +49,9 @@ class HeadMethod(Method):
     model_class = "sequence_classification"
 
     def __init__(
-        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+        self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts, template_name: str | None = None
     ) -> None:
-        super().__init__(task, backbone, max_length, spec)
+        super().__init__(task, backbone, max_length, parts)
         self.multiple_choice = bool(choice_fields(task))
         self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
 

@@ -12,8 +12,7 @@ from promptworth.backbones import flops, load
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, base_batch
-from promptworth.methods.objectives.base import Method
-from promptworth.methods.specs import MethodSpec
+from promptworth.methods.objectives.base import Method, MethodParts
 
 
 def majority_class(labels: Sequence[float], num_labels: int) -> int:
@@ -28,9 +27,9 @@ class MajorityMethod(Method):
     """No model: every example gets the evaluation set's most frequent class (see the module)."""
 
     def __init__(
-        self, task: TaskSpec, backbone: load.Backbone, max_length: int, spec: MethodSpec, template_name: str | None = None
+        self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts, template_name: str | None = None
     ) -> None:
-        super().__init__(task, backbone, max_length, spec)
+        super().__init__(task, backbone, max_length, parts)
         if task.is_regression:
             raise PromptworthError(f"method {self.name}: task {task.name} is a regression task; it has no majority class")
         self.classes: dict[str, Any] | None = None  # the classes found, for the record
