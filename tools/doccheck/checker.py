@@ -17,6 +17,7 @@ the figures they quote (``python -m tools.doccheck``; docs/contributing.md expla
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import re
@@ -43,7 +44,7 @@ COMMAND_TABLE = ("command", "what it does")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([^\s`]*)")
 SKIP = re.compile(r"<!--\s*newcomer:\s*skip\s*\((.+?)\)\s*-->")
 SETUP = "<!-- newcomer: setup -->"
-GENERATED = re.compile(r"<!--\s*generated:\s*(.+?)\s*-->\n(.*?)<!--\s*/generated\s*-->", re.DOTALL)
+GENERATED = re.compile(r"<!--\s*generated:\s*([^\n]+?)\s*-->\n(.*?)<!--\s*/generated\s*-->", re.DOTALL)
 UNCHECKED = re.compile(r"<!--\s*quotes:\s*unchecked\s*\((.+?)\)\s*-->(.*?)<!--\s*/quotes\s*-->", re.DOTALL)
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
@@ -366,12 +367,28 @@ def _methods(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "lescao": _lescao, "methods": _methods}
+def _source(root: Path, source: str, *names: str) -> str:
+    """The definitions ``names`` (classes or functions) of a Python file, as a python block that the
+    newcomer test does not run (definitions, not a command: the file's own tests run them)."""
+    text = (root / source).read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    found = {node.name: node for node in ast.parse(text).body
+             if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name in names}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise KeyError(f"{source} defines no {missing[0]}")
+    blocks = ["".join(lines[found[name].lineno - 1:found[name].end_lineno]) for name in names]
+    skip = f"<!-- newcomer: skip (definitions from {source}, run by its tests) -->\n"
+    return skip + "```python\n" + "\n\n".join(blocks) + "```\n"
+
+
+GENERATORS: dict[str, Callable[..., str]] = {"include": _include, "lescao": _lescao, "methods": _methods,
+                                              "source": _source}
 
 
 def generate(root: Path, spec: str) -> str:
     """The text of one generated region: ``NAME ARGS...`` (``include FILE [ROW ...]``,
-    ``lescao FOLDER [TREATMENT:BASELINE]``, ``methods``)."""
+    ``lescao FOLDER [TREATMENT:BASELINE]``, ``methods``, ``source FILE NAME ...``)."""
     name, *args = shlex.split(spec)
     if name not in GENERATORS:
         raise PromptworthError(f"unknown generated region {name!r}; known: {', '.join(GENERATORS)}")
