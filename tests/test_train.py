@@ -12,7 +12,7 @@ import torch
 from ci import unavailable
 from tiny_models import sentiment_rows, sentiment_split, tiny_model, write_split
 
-from promptworth.cli import main
+from promptworth.cli import main, options
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 from promptworth.methods.objectives import prompt as methods
@@ -359,13 +359,13 @@ def test_budgets_are_one_flag_and_one_config_key():
     from promptworth.training.settings import config_from_mapping, training_args
 
     parser = argparse.ArgumentParser()
-    train_config.add_arguments(parser)
+    options.add_options(parser, options.training())
     args = parser.parse_args(["--budgets", "200, 50", "--eval-every", "50", "--schedule", "constant"])
-    assert train_config.config_from_args(args).budgets == (50, 200) and TrainConfig().budgets == ()
+    assert options.config_from_args(args).budgets == (50, 200) and TrainConfig().budgets == ()
     settings = {"budgets": [200, 50], "eval_every": 50, "schedule": "constant"}
     flags = training_args(settings)
     assert flags == ["--schedule", "constant", "--eval-every", "50", "--budgets", "50,200"]
-    assert train_config.config_from_args(parser.parse_args(flags)) == config_from_mapping(settings)
+    assert options.config_from_args(parser.parse_args(flags)) == config_from_mapping(settings)
     with pytest.raises(PromptworthError, match="budgets must be a list of step counts"):
         config_from_mapping({"budgets": "50"})
 
@@ -497,9 +497,9 @@ def test_the_record_names_the_model_by_its_weights_and_no_machine_path(split, tm
 
 def test_flags_match_the_config_fields():
     parser = argparse.ArgumentParser()
-    train_config.add_arguments(parser)
+    options.add_options(parser, options.training())
     args = parser.parse_args(["--learning-rate", "2e-5", "--protocol", "epochs", "--max-steps", "30", "--patience", "4"])
-    config = train_config.config_from_args(args)
+    config = options.config_from_args(args)
     assert config.learning_rate == 2e-5 and config.protocol == "epochs" and config.batch_size == 8
     assert config.patience == 4 and TrainConfig().patience == 0  # off unless set
     with pytest.raises(SystemExit):
@@ -570,7 +570,7 @@ def test_metrics():
 def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, data_dir, tmp_path):
     """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
     parameter counts are those ``promptworth methods --model`` lists."""
-    from promptworth.cli.models import method_rows
+    from promptworth.cli.methods import method_rows
 
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():

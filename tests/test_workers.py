@@ -18,7 +18,8 @@ import pytest
 import yaml
 from tiny_models import sentiment_split, tiny_model
 
-from promptworth.cli import VERB_MODULE, VERB_MODULES, build_parser, main
+from promptworth.cli import build_parser, handler, main
+from promptworth.cli.verbs import VERBS
 from promptworth.training import pool as workers
 
 # what may differ between a run alone and the same run in a pool: its timing
@@ -173,20 +174,20 @@ def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
     assert not (tmp_path / "killed.json").exists()
 
 
-def test_every_verb_is_found_by_its_module():
+def test_every_verb_has_a_handler_and_only_its_own_parser_is_built():
     parser = build_parser()
-    registered = {}
-    for module in VERB_MODULES:
-        for verb in build_parser((module,))._subparsers._group_actions[0].choices:  # noqa: SLF001
-            registered[verb] = module
-    assert registered == VERB_MODULE
-    assert set(parser._subparsers._group_actions[0].choices) == set(VERB_MODULE)  # noqa: SLF001
+    assert set(parser._subparsers._group_actions[0].choices) == {verb.name for verb in VERBS}  # noqa: SLF001
+    for verb in VERBS:
+        assert callable(handler(verb.handler)), verb.name
+        alone = build_parser([verb.name])
+        assert set(alone._subparsers._group_actions[0].choices) == {verb.name}  # noqa: SLF001
 
 
 def test_the_client_start_does_not_import_torch():
     # `promptworth train` in a pool is a thin client: its start-up is the saving
-    code = ("import sys; from promptworth.cli import build_parser, verb_modules; "
-            "build_parser(verb_modules(['train'])); print('torch' in sys.modules, 'pandas' in sys.modules)")
+    code = ("import sys; from promptworth.cli import build_parser, handler; "
+            "build_parser(['train']); handler('promptworth.cli.train:run_train'); "
+            "print('torch' in sys.modules, 'pandas' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
     assert done.stdout.split() == ["False", "False"]

@@ -1,8 +1,10 @@
 """``promptworth <verb>``: the one command-line entry point.
 
-Each verb lives in a small module of this package that defines ``register(subparsers)``; the
-registered handler gets the parsed arguments and returns an exit status. Errors the user can fix
-(``PromptworthError``) are printed as one line and exit with status 2.
+The verbs, their options and their handlers are one table (:mod:`promptworth.cli.verbs`); the
+option sets are defined once (:mod:`promptworth.cli.options`); each handler module
+(``cli/data.py``, ``study.py``, ``backbones.py``, ``methods.py``, ``train.py``, ``analysis.py``)
+holds handlers only: a handler gets the parsed arguments and returns an exit status. Errors the
+user can fix (``PromptworthError``) are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -10,24 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
-from promptworth import __version__
+from promptworth.cli.options import add_options, version
+from promptworth.cli.verbs import VERBS, add_verb
 from promptworth.errors import PromptworthError
-
-VERB_MODULES = ("data", "study", "models", "train", "analysis", "costs")
-# The module of each verb, so that running one imports only its module: `promptworth train` and
-# `progress` run once per training job, and the other modules import torch, datasets or pandas
-# (seconds). `promptworth --help` imports them all; a test checks this table against them.
-VERB_MODULE = {
-    "kshot": "data", "split": "data", "tasks": "data",
-    "progress": "study", "unlock-stale": "study", "pool": "study",
-    "tiny-model": "models", "methods": "models",
-    "train": "train", "search": "train", "select-lr": "train", "convert-model": "train", "worker": "train",
-    "aggregate": "analysis", "advantage": "analysis", "import-lescao": "analysis", "tables": "analysis",
-    "figures": "analysis", "budgets": "analysis", "lmbff-table": "analysis",
-    "costs": "costs",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,31 +27,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"promptworth: error: {verb}{message} (see {self.prog} --help)\n")
 
 
-def build_parser(modules: tuple[str, ...] = VERB_MODULES) -> argparse.ArgumentParser:
-    """The parser of every verb, or of the verbs of ``modules`` only."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the verb ``argv`` names, or of every verb (for ``--help``, or no verb): a verb's
+    option sets are built only when it is the one parsed, so a verb pays only for its own imports."""
     parser = _Parser(
         prog="promptworth",
         description="How many data points is a prompt worth? Splits, training and analysis.",
     )
-    parser.add_argument("--version", action="version", version=f"promptworth {__version__}")
+    add_options(parser, version())
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-    for name in modules:
-        importlib.import_module(f"promptworth.cli.{name}").register(subparsers)
+    named = next((a for a in argv or [] if not a.startswith("-")), None)
+    for verb in VERBS:
+        if named not in {v.name for v in VERBS} or verb.name == named:
+            add_verb(subparsers, verb)
     return parser
 
 
-def verb_modules(argv: list[str]) -> tuple[str, ...]:
-    """The modules to import for ``argv``: the verb's own when it names one, else every one."""
-    verb = next((a for a in argv if not a.startswith("-")), None)
-    return (VERB_MODULE[verb],) if verb in VERB_MODULE else VERB_MODULES
+def handler(path: str) -> Callable[[argparse.Namespace], int]:
+    """The handler a verb names (``"module:function"``), imported now."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(verb_modules(argv))
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
-        return int(args.handler(args) or 0)
+        return int(handler(args.handler)(args) or 0)
     except PromptworthError as exc:
         print(f"promptworth: error: {exc}", file=sys.stderr)
         return 2

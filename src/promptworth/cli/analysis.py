@@ -1,5 +1,5 @@
 """Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``,
-``budgets``, ``lmbff-table``.
+``budgets``, ``lmbff-table`` and ``costs`` (Snakemake's benchmarks of the training jobs -> one CSV).
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
 rename), so a bad input leaves nothing behind. See ``docs/analysis.md``.
@@ -14,104 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from promptworth.analysis.estimate import INTERVALS, AdvantageOptions
 from promptworth.analysis.advantage import AdvantageResult
-from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
+from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.errors import PromptworthError
-from promptworth.methods.specs import DEFAULT_BASELINE, DEFAULT_COMPARISONS, DEFAULT_TREATMENT
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    agg = subparsers.add_parser("aggregate", help="collect run JSONs into the tidy results table (one row per run)")
-    agg.add_argument("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
-                     help="run records, or folders searched recursively for *.json")
-    agg.add_argument("--out", type=Path, default=Path("results/runs.csv"), help="CSV to write (default: %(default)s)")
-    agg.add_argument("--peak-gflops", type=float,
-                     help="the training machine's matmul peak (make benchmark: peak.bf16_matmul_2048_gflops): "
-                     "adds the study-level MFU to the compute line")
-    agg.add_argument("--study", metavar="CONFIG",
-                     help="a study config (YAML; or the config as JSON, as the workflow passes it): read only the "
-                     "study's runs among the paths, each of which must be what the study asks for (its settings, "
-                     "split, learning-rate selection and search); the others are named in a warning")
-    agg.add_argument("--strays", choices=("warn", "error"), default="warn",
-                     help="with --study, files that are not records of the study's runs: a warning (default) or an error")
-    agg.set_defaults(handler=run_aggregate)
-
-    adv = subparsers.add_parser("advantage", help="data advantage of one method over another, per model and task")
-    adv.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    adv.add_argument("--treatment", default=DEFAULT_TREATMENT, help="method whose worth is measured (default: %(default)s)")
-    adv.add_argument("--baseline", default=DEFAULT_BASELINE, help="method it is compared with (default: %(default)s)")
-    _add_options(adv)
-    adv.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")
-    adv.add_argument("--json", action="store_true", help="print a JSON list instead of a text table")
-    adv.set_defaults(handler=run_advantage)
-
-    imp = subparsers.add_parser("import-lescao", help="Le Scao & Rush's wandb CSV exports -> tidy results table")
-    imp.add_argument("csvs", nargs="+", type=Path, metavar="CSV")
-    imp.add_argument("--task", help="task name for every file (default: from each file's name, e.g. cb.csv -> CB)")
-    imp.add_argument("--out", type=Path, required=True, help="tidy CSV to write")
-    imp.add_argument("--pattern", type=int, default=0, help="PVP pattern taken as prompt/null (default: %(default)s)")
-    imp.set_defaults(handler=run_import_lescao)
-
-    tab = subparsers.add_parser("tables", help="advantage and LM-BFF-style tables as markdown, LaTeX and CSV")
-    tab.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    tab.add_argument("--out-dir", type=Path, required=True)
-    tab.add_argument("--comparisons", nargs="+", metavar="TREATMENT:BASELINE",
-                     help=f"default: {' '.join(DEFAULT_COMPARISONS)} (those whose methods are in the results)")
-    _add_options(tab)
-    tab.set_defaults(handler=run_tables)
-
-    fig = subparsers.add_parser("figures", help="score vs training-set size per task and an overview grid (PNG+PDF)")
-    fig.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    fig.add_argument("--out-dir", type=Path, required=True)
-    fig.add_argument("--treatment", default=DEFAULT_TREATMENT, help="(default: %(default)s)")
-    fig.add_argument("--baseline", default=DEFAULT_BASELINE, help="(default: %(default)s)")
-    _add_options(fig)
-    fig.set_defaults(handler=run_figures)
-
-    bud = subparsers.add_parser(
-        "budgets", help="the data advantage at each step budget the runs record (training.budgets) and at "
-                        "convergence: advantage_by_budget.{csv,md} and scores_by_budget.csv, and budgets.png/.pdf")
-    bud.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    bud.add_argument("--tables-dir", type=Path, required=True, help="folder of the tables")
-    bud.add_argument("--figures-dir", type=Path, required=True, help="folder of the figure")
-    bud.add_argument("--comparisons", nargs="+", metavar="TREATMENT:BASELINE",
-                     help=f"default: {' '.join(DEFAULT_COMPARISONS)} (those whose methods are in the results); "
-                     "the figure shows the first")
-    _add_options(bud)
-    bud.set_defaults(handler=run_budgets)
-
-    paper = subparsers.add_parser(
-        "lmbff-table", help="LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
-                            "(lmbff.md/.csv/.tex and a figure, lmbff.png/.pdf)")
-    paper.add_argument("results", type=Path, metavar="RESULTS_CSV")
-    paper.add_argument("--out-dir", type=Path, required=True)
-    paper.add_argument("--model", help="only runs of this model (the 'model' column)")
-    paper.set_defaults(handler=run_lmbff_table)
-
-
-def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reduction", choices=REDUCTIONS, default="mean",
-                        help="runs -> one score per size (default: %(default)s; Le Scao & Rush: max)")
-    parser.add_argument("--interval", choices=INTERVALS, default="bootstrap",
-                        help="bootstrap: a confidence interval over data seeds; loo: Le Scao & Rush's "
-                             "leave-one-run-out std (default: %(default)s)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)")
-    parser.add_argument("--resamples", type=int, default=2000,
-                        help="bootstrap resamples: all distinct ones when there are no more, else this many random "
-                             "draws (default: %(default)s)")
-    parser.add_argument("--ladder", choices=("matched", "own"), default="matched",
-                        help="matched: only the sizes every compared method ran; own: each curve on its own sizes "
-                             "(default: %(default)s)")
-    parser.add_argument("--x-scale", choices=X_SCALES, default="linear",
-                        help="interpolate in raw or log size (default: %(default)s, as published)")
-    parser.add_argument("--window", choices=WINDOWS, default="overlap",
-                        help="score window: shared range or union range with clamping (default: %(default)s)")
-    parser.add_argument("--levels", type=int, default=1000, help="score levels in the window (default: %(default)s)")
-    parser.add_argument("--window-from", metavar="A:B",
-                        help="methods whose curves set the window (default: the two compared); "
-                             "prompt:head reproduces the paper's null-verbalizer numbers")
-    parser.add_argument("--model", help="only runs of this model (the 'model' column)")
+from promptworth.methods.specs import DEFAULT_COMPARISONS
 
 
 def _options(args: argparse.Namespace) -> AdvantageOptions:
@@ -303,4 +209,14 @@ def run_lmbff_table(args: argparse.Namespace) -> int:
 
     written = write_files(args.out_dir, write)
     print(f"[promptworth] {len(written)} files -> {args.out_dir}")
+    return 0
+
+
+def run_costs(args: argparse.Namespace) -> int:
+    from promptworth.analysis.costs import cost_table
+    from promptworth.files import write_csv
+
+    table = cost_table(args.runs, args.benchmarks)
+    write_csv(table, args.out)
+    print(f"[promptworth] costs of {len(table)} runs -> {args.out}")
     return 0

@@ -3,48 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from promptworth.data import splits, tasks
-from promptworth.data.kshot import LMBFF_SEEDS, kshot as sample_kshot, lmbff_tasks
+from promptworth.data.kshot import kshot as sample_kshot, lmbff_tasks
 from promptworth.data.sources import resolve_data_dir
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    kshot = subparsers.add_parser(
-        "kshot",
-        help="write LM-BFF's K-shot splits, byte for byte",
-        description="Write LM-BFF's K-shot splits (<out>/<task>/<K>-<seed>/) exactly as LM-BFF's sampler does.",
-    )
-    kshot.add_argument("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)")
-    kshot.add_argument("--out", type=Path, required=True, help="output folder (LM-BFF's data/k-shot)")
-    kshot.add_argument("--k", type=int, default=splits.DEFAULT_K, help="examples per class (default %(default)s)")
-    kshot.add_argument("--seeds", type=int, nargs="+", default=list(LMBFF_SEEDS), help="data seeds")
-    kshot.add_argument("--tasks", nargs="+", help="tasks (default: every LM-BFF task whose pool is available)")
-    kshot.add_argument("--full", action="store_true",
-                       help="the full-data setting: the K-shot dev and test, the whole pool less dev as training "
-                            "set, in <task>/all-<seed>/")
-    kshot.set_defaults(handler=run_kshot)
-
-    split = subparsers.add_parser(
-        "split",
-        help="write nested training/dev/test splits of several sizes",
-        description="Write the splits of a data-size ladder: <out>/<size>-<data_seed>/{train,dev,test}.jsonl "
-        "and manifest.json. Training sets are nested: each contains the smaller ones.",
-    )
-    split.add_argument("--task", required=True)
-    split.add_argument("--sizes", nargs="+", required=True, type=splits.parse_size, help="sizes (integers or 'all')")
-    split.add_argument("--data-seed", type=int, required=True)
-    split.add_argument("--dev-policy", choices=splits.DEV_POLICIES, default=splits.DEFAULT_DEV_POLICY)
-    split.add_argument("--dev-size", type=int, help="dev rows for --dev-policy fixed")
-    split.add_argument("--test-limit", type=int, help="use a fixed seeded subset of this many evaluation rows")
-    split.add_argument("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)")
-    split.add_argument("--out", type=Path, required=True, help="the task's split folder")
-    split.set_defaults(handler=run_split)
-
-    listing = subparsers.add_parser("tasks", help="list the registry's tasks and their files")
-    listing.add_argument("--data-dir", type=Path)
-    listing.set_defaults(handler=run_tasks)
 
 
 def run_kshot(args: argparse.Namespace) -> int:

@@ -15,40 +15,6 @@ from pathlib import Path
 from promptworth.errors import PromptworthError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    progress = subparsers.add_parser(
-        "progress",
-        help="print how many runs of a study are done and about how long the rest will take",
-    )
-    progress.add_argument("runs_dir", type=Path, help="folder of the study's run records")
-    progress.add_argument("--total", type=int, required=True, help="number of runs in the study")
-    progress.add_argument("--what", required=True,
-                          help="what the records are, as the line names them (e.g. training runs)")
-    progress.set_defaults(handler=run_progress)
-
-    unlock = subparsers.add_parser(
-        "unlock-stale",
-        help="before rerunning a study: release the lock of a Snakemake that was killed, if no Snakemake runs here",
-        description="If .snakemake/locks holds a lock and no Snakemake process works in this folder, the lock was "
-        "left by a run killed hard: run SNAKEMAKE_COMMAND --unlock. If a Snakemake still runs here, stop with a "
-        "message naming it. Without a lock, do nothing.",
-    )
-    unlock.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_COMMAND",
-                        help="the Snakemake command line of the study (its program, profile and config)")
-    unlock.set_defaults(handler=run_unlock_stale)
-
-    pool = subparsers.add_parser(
-        "pool",
-        help="run a command (a study) with long-lived training processes that its `promptworth train` jobs use",
-        description="Start SIZE worker processes, run COMMAND with PROMPTWORTH_POOL set, stop the workers when it "
-        "ends and exit with its status. Each `promptworth train` inside COMMAND hands its run to a free worker: no "
-        "interpreter start, imports or model set-up per run; the same record (see docs/performance.md).",
-    )
-    pool.add_argument("--size", type=int, required=True, help="worker processes (one per training job that runs at once)")
-    pool.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run (after --)")
-    pool.set_defaults(handler=run_pool)
-
-
 # Runs that finished more than this long before the next one started belong to an earlier
 # invocation of the study (a resumed study does not count the pause).
 STRETCH_GAP_S = 600.0

@@ -14,7 +14,26 @@ from promptworth.training.settings import config_from_mapping
 
 
 def check_study(study: StudyConfig) -> None:
-    """What the schema cannot say: names exist, splits can be drawn, comparisons are run."""
+    """What the schema cannot say: names exist, splits can be drawn, comparisons are run (each
+    check below in turn, the first problem an error)."""
+    _check_method_names(study)
+    _check_tasks(study)
+    _check_folders(study)
+    _check_kshot(study)
+    _check_size_zero(study)
+    _check_by_size(study)
+    _check_ladder(study)
+    if study.splits.kind == "ladder":
+        _check_sizes_fit_the_pools(study)
+    _check_seeds_and_training(study)
+    if study.lr_grid is not None:
+        _check_lr_grid(study, study.lr_grid)
+    _check_comparisons(study)
+    check_models(study)
+
+
+def _check_method_names(study: StudyConfig) -> None:
+    """Every method a list names is defined, and none twice in methods."""
     if len(set(study.methods)) != len(study.methods):
         raise PromptworthError("config: methods names a method twice")
     for where, names in (("methods", study.methods), *((f"methods_by_task.{t}", m) for t, m in study.methods_by_task.items()),
@@ -24,6 +43,10 @@ def check_study(study: StudyConfig) -> None:
                 study.method(method)
             except PromptworthError as exc:
                 raise PromptworthError(f"config: {where}: {exc}") from None
+
+
+def _check_tasks(study: StudyConfig) -> None:
+    """Each task suits the splits, its methods and its template; task-keyed settings name tasks of the study."""
     for name in study.tasks:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
@@ -40,6 +63,10 @@ def check_study(study: StudyConfig) -> None:
         for name in getattr(study, key):
             if name not in study.tasks:
                 raise PromptworthError(f"config: {key} names task {name!r}, which is not in tasks")
+
+
+def _check_folders(study: StudyConfig) -> None:
+    """The folders the study reads are folders; its results folder can be one."""
     if study.data_dir is not None and not Path(study.data_dir).expanduser().is_dir():
         raise PromptworthError(f"config: data_dir {study.data_dir!r} is not a folder")
     if study.runs_dir is not None and not Path(study.runs_dir).expanduser().is_dir():
@@ -48,6 +75,10 @@ def check_study(study: StudyConfig) -> None:
     for folder in (results, *results.parents):
         if folder.exists() and not folder.is_dir():
             raise PromptworthError(f"config: results_dir {study.results_dir!r}: {folder} is a file, not a folder")
+
+
+def _check_kshot(study: StudyConfig) -> None:
+    """A kshot study's sizes are K and 'all'."""
     splits = study.splits
     if splits.kind == "kshot":
         for size in splits.sizes:
@@ -56,7 +87,11 @@ def check_study(study: StudyConfig) -> None:
                                        f"(the full-data setting), got {size!r}")
         if splits.sizes_by_task:
             raise PromptworthError("config: splits.sizes_by_task is for ladders; a kshot study's sizes are splits.sizes")
-    _check_size_zero(study)
+
+
+def _check_by_size(study: StudyConfig) -> None:
+    """by_size names sizes the study trains at, with valid seeds and training settings."""
+    splits = study.splits
     for size, settings in study.by_size.items():
         if not any(size == str(s) for task in study.tasks for s in splits.sizes_for(task)):
             raise PromptworthError(f"config: by_size names size {size!r}, which the study does not train at")
@@ -67,6 +102,11 @@ def check_study(study: StudyConfig) -> None:
                 config_from_mapping(study.training_for(method, size))
             except PromptworthError as exc:
                 raise PromptworthError(f"config: by_size.{size}.training: {exc}") from None
+
+
+def _check_ladder(study: StudyConfig) -> None:
+    """A ladder's sizes exist for each task and its dev policy can be drawn."""
+    splits = study.splits
     if splits.kind == "ladder":
         for name in study.tasks:
             if not splits.sizes_for(name):
@@ -82,8 +122,11 @@ def check_study(study: StudyConfig) -> None:
             raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
         if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
-    if splits.kind == "ladder":
-        _check_sizes_fit_the_pools(study)
+
+
+def _check_seeds_and_training(study: StudyConfig) -> None:
+    """Seeds and training settings, the study's and each method's, are valid."""
+    splits = study.splits
     for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
@@ -99,15 +142,16 @@ def check_study(study: StudyConfig) -> None:
             config_from_mapping(study.training_for(method))
         except PromptworthError as exc:
             raise PromptworthError(f"config: training_by_method.{method}: {exc}") from None
-    if study.lr_grid is not None:
-        _check_lr_grid(study, study.lr_grid)
+
+
+def _check_comparisons(study: StudyConfig) -> None:
+    """Each comparison sets two different methods of the study against each other."""
     for treatment, baseline in study.comparisons:
         if treatment == baseline:
             raise PromptworthError(f"config: comparison {treatment}:{baseline} compares a method with itself")
         for method in (treatment, baseline):
             if method not in study.methods:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
-    check_models(study)
 
 
 def methods_run(study: StudyConfig) -> set[str]:

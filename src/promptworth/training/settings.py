@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
@@ -34,7 +33,7 @@ def format_budgets(budgets: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyperparameters; :func:`add_arguments` turns each field into a CLI flag."""
+    """Training hyperparameters; :func:`promptworth.cli.options.training` turns each field into a CLI flag."""
 
     protocol: str = field(default="steps", metadata={"choices": PROTOCOLS, "help": "steps: exactly max_steps (LM-BFF); epochs: epochs clamped to [min_steps, max_steps] (Le Scao & Rush)"})
     max_steps: int = field(default=1000, metadata={"help": "optimizer steps (steps), or the most steps (epochs)"})
@@ -139,28 +138,8 @@ def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     return steps * batch_size
 
 
-def _flag(name: str) -> str:
+def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`TrainConfig` field (``--learning-rate`` ...). A flag not given is None:
-    the method's default, else the class's (:func:`config_from_args`)."""
-    group = parser.add_argument_group("training (a method may set its own defaults: promptworth methods)")
-    for f in fields(TrainConfig):
-        kind = f.metadata.get("parse") or {"int": int, "float": float, "str": str}[f.type]
-        shown = f.metadata.get("shown", f.default)
-        kwargs: dict[str, Any] = {"type": kind, "default": None,
-                                  "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {shown})"}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        group.add_argument(_flag(f.name), **kwargs)
-
-
-def config_from_args(args: argparse.Namespace, method_defaults: Mapping[str, Any] | None = None) -> TrainConfig:
-    """The flags given, else the method's defaults, else :class:`TrainConfig`'s."""
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-    return config_from_mapping({**(method_defaults or {}), **given})
 
 
 def config_from_mapping(settings: Mapping[str, Any]) -> TrainConfig:
@@ -178,4 +157,4 @@ def training_args(settings: Mapping[str, Any]) -> list[str]:
     config = config_from_mapping(settings)
     # a field with a format of its own gives its checked value (budgets sorted: [200, 50] is 50,200)
     return [item for f in fields(TrainConfig) if f.name in settings for item in (
-        _flag(f.name), f.metadata["format"](getattr(config, f.name)) if "format" in f.metadata else str(settings[f.name]))]
+        flag_of(f.name), f.metadata["format"](getattr(config, f.name)) if "format" in f.metadata else str(settings[f.name]))]

@@ -1,0 +1,44 @@
+"""Backbone verbs: ``tiny-model`` (a tiny random backbone for smoke runs and tests) and
+``convert-model`` (an offline backbone's GGUF -> safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from promptworth.backbones import registry as backbones
+from promptworth.backbones.convert import convert_offline_model
+from promptworth.backbones.tiny_models import build_tiny_model
+from promptworth.errors import PromptworthError
+
+
+def run_tiny_model(args: argparse.Namespace) -> int:
+    from promptworth.files import writable_folder
+
+    out = args.out
+    # the model replaces what is at --out: only ever an earlier model folder (publish_folder checks
+    # its files once the new one is built; a link is refused at once)
+    if out.is_symlink():
+        raise PromptworthError(f"{out} is a link: the model is written only where no folder is, or in place of an "
+                               "earlier model folder (remove the link or give another --out)")
+    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise PromptworthError(f"{out} exists and is not a model folder; give a new folder or remove it")
+    with writable_folder(out.parent, f"the model folder {out.name}"):
+        print(build_tiny_model(args.kind, out))
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from promptworth.files import writable_folder
+
+    out = args.out or Path(backbones.SHORT_NAMES[args.model])
+    if out.exists():
+        if args.force and (out / "config.json").is_file():
+            print(f"{out} exists")
+            return 0
+        raise PromptworthError(f"{out} already exists; remove it to convert again")
+    with writable_folder(out.parent, f"the model folder {out.name}"):
+        convert_offline_model(args.model, out)
+    title = backbones.OFFLINE_MODELS[args.model].title
+    print(f"{title} converted to {out} (weights dequantised to float32; logits checked against the GGUF model)")
+    return 0

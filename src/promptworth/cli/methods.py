@@ -1,0 +1,59 @@
+"""Method verb: ``methods`` (the training methods, their parts, default hyperparameters and
+trainable parameters)."""
+
+from __future__ import annotations
+
+import argparse
+
+from promptworth.methods import registry, specs as method_specs
+
+
+def method_rows(model: str | None, task_name: str) -> list[dict]:
+    """One row per built-in method; with ``model``, its parameters once the tuning is applied."""
+    rows = []
+    for spec in method_specs.BUILTINS:
+        row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "extras": list(spec.extras),
+               "strategy": spec.strategy, "size_zero": spec.runs_at_size_zero,
+               "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
+               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
+        rows.append(row)
+    if model is not None:
+        from promptworth.backbones import load
+        from promptworth.data import tasks
+        from promptworth.methods import build
+        from promptworth.training import runtime
+
+        backbone = load.open_backbone(model)
+        task = tasks.get_task(task_name)
+        for row, spec in zip(rows, method_specs.BUILTINS):
+            method = build.build_method(spec, task, backbone, 128)
+            runtime.seed_everything(0)
+            method.load_model()
+            row["options"] = method.options
+            row["parameters"] = method.parameter_count.as_dict()
+    return rows
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    import json
+
+    rows = method_rows(args.model, args.task)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["method"]) for row in rows) + 1
+    for row in rows:
+        options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
+        training = ", ".join(f"{k}={v}" for k, v in row["training"].items()) or "-"
+        counts = ""
+        if "parameters" in row:
+            p = row["parameters"]
+            share = f" ({100 * p['trainable'] / p['total']:.3g}%)" if p["total"] else ""
+            counts = f"  trainable {p['trainable']:,} of {p['total']:,}{share}"
+        parts = " + ".join([row["objective"], row["tuning"], *row["extras"]])
+        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}")
+        print(f"{'':<{width}} trains: {row['trains']}")
+        print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
+    print(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "
+          f"extras: {', '.join(registry.EXTRAS)} (a study may define more methods from these parts)")
+    return 0

@@ -1,0 +1,195 @@
+"""Every option set of the command line, defined once (the only module that adds arguments).
+
+An option set is a function that returns its options; the verb table (:mod:`promptworth.cli.verbs`)
+names the sets each verb takes. The sets are built only for the verb being parsed, so that
+``promptworth train`` never imports what an analysis verb's choices need (pandas).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from promptworth.methods import registry, specs
+from promptworth.training.settings import TrainConfig, config_from_mapping, flag_of
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One argument: its flags (or its name, for a positional) and ``add_argument``'s keywords;
+    ``group``: the title of the argument group it is listed under in ``--help``."""
+
+    flags: tuple[str, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+
+OptionSet = Callable[[], tuple[Opt, ...]]
+
+
+def add_options(parser: argparse.ArgumentParser, options: tuple[Opt, ...]) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in options:
+        if option.group is not None and option.group not in groups:
+            groups[option.group] = parser.add_argument_group(option.group)
+        target = parser if option.group is None else groups[option.group]
+        target.add_argument(*option.flags, **option.kwargs)
+
+
+def opt(*flags: str, group: str | None = None, **kwargs: Any) -> Opt:
+    return Opt(flags, kwargs, group)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types
+
+
+def training_size(text: str) -> int | str:
+    """A training-set size argument (imports the splits module only when it is given)."""
+    from promptworth.data.splits import parse_size
+
+    return parse_size(text)
+
+
+def option_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Sets shared by several verbs
+
+
+def version() -> tuple[Opt, ...]:
+    from promptworth import __version__
+
+    return (opt("--version", action="version", version=f"promptworth {__version__}"),)
+
+
+def out(help: str, required: bool = True, default: Path | None = None) -> OptionSet:
+    """``--out FILE``: what the verb writes."""
+    kwargs: dict[str, Any] = {"type": Path, "help": help}
+    kwargs.update({"required": True} if required else {} if default is None else {"default": default})
+    return lambda: (opt("--out", **kwargs),)
+
+
+def data_dir() -> tuple[Opt, ...]:
+    return (opt("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)"),)
+
+
+def json_flag(help: str) -> OptionSet:
+    return lambda: (opt("--json", action="store_true", help=help),)
+
+
+def results() -> tuple[Opt, ...]:
+    """The results table an analysis verb reads."""
+    return (opt("results", type=Path, metavar="RESULTS_CSV"),)
+
+
+def model_filter() -> tuple[Opt, ...]:
+    return (opt("--model", help="only runs of this model (the 'model' column)"),)
+
+
+def out_dir() -> tuple[Opt, ...]:
+    return (opt("--out-dir", type=Path, required=True),)
+
+
+def pair() -> tuple[Opt, ...]:
+    """The two methods one comparison sets against each other."""
+    return (opt("--treatment", default=specs.DEFAULT_TREATMENT, help="method whose worth is measured (default: %(default)s)"),
+            opt("--baseline", default=specs.DEFAULT_BASELINE, help="method it is compared with (default: %(default)s)"))
+
+
+def comparisons(note: str = "") -> OptionSet:
+    help = f"default: {' '.join(specs.DEFAULT_COMPARISONS)} (those whose methods are in the results){note}"
+    return lambda: (opt("--comparisons", nargs="+", metavar="TREATMENT:BASELINE", help=help),)
+
+
+def advantage() -> tuple[Opt, ...]:
+    """How the data advantage is estimated (:class:`promptworth.analysis.estimate.AdvantageOptions`)."""
+    from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
+    from promptworth.analysis.estimate import INTERVALS
+
+    return (
+        opt("--reduction", choices=REDUCTIONS, default="mean",
+            help="runs -> one score per size (default: %(default)s; Le Scao & Rush: max)"),
+        opt("--interval", choices=INTERVALS, default="bootstrap",
+            help="bootstrap: a confidence interval over data seeds; loo: Le Scao & Rush's "
+                 "leave-one-run-out std (default: %(default)s)"),
+        opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),
+        opt("--resamples", type=int, default=2000,
+            help="bootstrap resamples: all distinct ones when there are no more, else this many random "
+                 "draws (default: %(default)s)"),
+        opt("--ladder", choices=("matched", "own"), default="matched",
+            help="matched: only the sizes every compared method ran; own: each curve on its own sizes "
+                 "(default: %(default)s)"),
+        opt("--x-scale", choices=X_SCALES, default="linear",
+            help="interpolate in raw or log size (default: %(default)s, as published)"),
+        opt("--window", choices=WINDOWS, default="overlap",
+            help="score window: shared range or union range with clamping (default: %(default)s)"),
+        opt("--levels", type=int, default=1000, help="score levels in the window (default: %(default)s)"),
+        opt("--window-from", metavar="A:B",
+            help="methods whose curves set the window (default: the two compared); "
+                 "prompt:head reproduces the paper's null-verbalizer numbers"),
+        *model_filter(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A run: what `train` and `search` share
+
+
+def run() -> tuple[Opt, ...]:
+    """The task, the method (a built-in, or one defined from parts), the split, the model."""
+    from promptworth.backbones.registry import OFFLINE_MODELS, SMOLLM2
+
+    return (
+        opt("--task", required=True, help="registry task name (promptworth tasks)"),
+        opt("--method", required=True,
+            help=f"a built-in method ({', '.join(specs.builtin_methods())}; promptworth methods), "
+                 "or the name of a method defined by --objective, --tuning and --option"),
+        opt("--objective", choices=tuple(registry.OBJECTIVES), help="define the method --method from parts: its objective"),
+        opt("--tuning", choices=tuple(registry.TUNINGS),
+            help="define the method --method from parts: its tuning (default full)"),
+        opt("--option", action="append", default=[], metavar="KEY=VALUE",
+            help="an option of the tuning or an extra of a method defined from parts (repeatable)"),
+        opt("--extra", action="append", default=[], choices=tuple(registry.EXTRAS),
+            help="an extra part of a method defined from parts, e.g. calibrate (repeatable)"),
+        opt("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)"),
+        opt("--model", default=SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(OFFLINE_MODELS)} "
+            f"({SMOLLM2} by default)"),
+        opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
+        opt("--template", help="template name from the registry (default: the first that suits the model)"),
+        opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),
+        opt("--no-progress", action="store_true", help="no progress bar"),
+    )
+
+
+TRAINING_GROUP = "training (a method may set its own defaults: promptworth methods)"
+
+
+def training() -> tuple[Opt, ...]:
+    """One flag per :class:`TrainConfig` field (``--learning-rate`` ...). A flag not given is None:
+    the method's default, else the class's (:func:`config_from_args`)."""
+    found = []
+    for f in fields(TrainConfig):
+        kind = f.metadata.get("parse") or {"int": int, "float": float, "str": str}[f.type]
+        shown = f.metadata.get("shown", f.default)
+        kwargs: dict[str, Any] = {"type": kind, "default": None,
+                                  "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {shown})"}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        found.append(Opt((flag_of(f.name),), kwargs, TRAINING_GROUP))
+    return tuple(found)
+
+
+def config_from_args(args: argparse.Namespace, method_defaults: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The flags given, else the method's defaults, else :class:`TrainConfig`'s."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    return config_from_mapping({**(method_defaults or {}), **given})

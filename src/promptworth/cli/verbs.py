@@ -1,0 +1,238 @@
+"""Every verb of ``promptworth``: its name, help, option sets and handler, in one table.
+
+A handler is named by its path (``"module:function"``) and imported only when its verb runs, so
+that a verb pays only for its own imports (``promptworth train`` and ``progress`` run once per
+training job; the analysis verbs import pandas, the training ones torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptworth.cli import options as o
+from promptworth.cli.options import Opt, OptionSet, opt
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    handler: str  # "promptworth.cli.<module>:<function>"
+    options: tuple[OptionSet, ...] = ()
+    description: str | None = None
+
+
+def these(*items: Opt) -> OptionSet:
+    """A verb's own options, that no other verb takes."""
+    return lambda: items
+
+
+def _lr_grid_rule() -> str:
+    from promptworth.training.lr_grid import RULE
+
+    return RULE
+
+
+def _tiny_kinds() -> OptionSet:
+    def kinds() -> tuple[Opt, ...]:
+        from promptworth.backbones.tiny_models import KINDS
+
+        return (opt("--kind", choices=KINDS, default="llama"),)
+    return kinds
+
+
+def _offline_model() -> tuple[Opt, ...]:
+    from promptworth.backbones.registry import OFFLINE_MODELS, SMOLLM2
+
+    return (opt("--model", choices=tuple(OFFLINE_MODELS), default=SMOLLM2,
+                help=f"which offline backbone (default {SMOLLM2})"),)
+
+
+def _split_options() -> tuple[Opt, ...]:
+    from promptworth.data import splits
+
+    return (
+        opt("--task", required=True),
+        opt("--sizes", nargs="+", required=True, type=splits.parse_size, help="sizes (integers or 'all')"),
+        opt("--data-seed", type=int, required=True),
+        opt("--dev-policy", choices=splits.DEV_POLICIES, default=splits.DEFAULT_DEV_POLICY),
+        opt("--dev-size", type=int, help="dev rows for --dev-policy fixed"),
+        opt("--test-limit", type=int, help="use a fixed seeded subset of this many evaluation rows"),
+    )
+
+
+def _kshot_options() -> tuple[Opt, ...]:
+    from promptworth.data.kshot import LMBFF_SEEDS
+    from promptworth.data.splits import DEFAULT_K
+
+    return (
+        opt("--k", type=int, default=DEFAULT_K, help="examples per class (default %(default)s)"),
+        opt("--seeds", type=int, nargs="+", default=list(LMBFF_SEEDS), help="data seeds"),
+        opt("--tasks", nargs="+", help="tasks (default: every LM-BFF task whose pool is available)"),
+        opt("--full", action="store_true", help="the full-data setting: the K-shot dev and test, the whole pool less dev "
+            "as training set, in <task>/all-<seed>/"),
+    )
+
+
+DATA = (
+    Verb("kshot", "write LM-BFF's K-shot splits, byte for byte", "promptworth.cli.data:run_kshot",
+         (o.data_dir, o.out("output folder (LM-BFF's data/k-shot)"), _kshot_options),
+         "Write LM-BFF's K-shot splits (<out>/<task>/<K>-<seed>/) exactly as LM-BFF's sampler does."),
+    Verb("split", "write nested training/dev/test splits of several sizes", "promptworth.cli.data:run_split",
+         (_split_options, o.data_dir, o.out("the task's split folder")),
+         "Write the splits of a data-size ladder: <out>/<size>-<data_seed>/{train,dev,test}.jsonl and manifest.json. "
+         "Training sets are nested: each contains the smaller ones."),
+    Verb("tasks", "list the registry's tasks and their files", "promptworth.cli.data:run_tasks", (o.data_dir,)),
+)
+
+STUDY = (
+    Verb("progress", "print how many runs of a study are done and about how long the rest will take",
+         "promptworth.cli.study:run_progress",
+         (these(opt("runs_dir", type=Path, help="folder of the study's run records"),
+                opt("--total", type=int, required=True, help="number of runs in the study"),
+                opt("--what", required=True, help="what the records are, as the line names them (e.g. training runs)")),)),
+    Verb("unlock-stale",
+         "before rerunning a study: release the lock of a Snakemake that was killed, if no Snakemake runs here",
+         "promptworth.cli.study:run_unlock_stale",
+         (these(opt("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_COMMAND",
+                    help="the Snakemake command line of the study (its program, profile and config)")),),
+         "If .snakemake/locks holds a lock and no Snakemake process works in this folder, the lock was left by a run "
+         "killed hard: run SNAKEMAKE_COMMAND --unlock. If a Snakemake still runs here, stop with a message naming it. "
+         "Without a lock, do nothing."),
+    Verb("pool", "run a command (a study) with long-lived training processes that its `promptworth train` jobs use",
+         "promptworth.cli.study:run_pool",
+         (these(opt("--size", type=int, required=True, help="worker processes (one per training job that runs at once)"),
+                opt("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run (after --)")),),
+         "Start SIZE worker processes, run COMMAND with PROMPTWORTH_POOL set, stop the workers when it ends and exit "
+         "with its status. Each `promptworth train` inside COMMAND hands its run to a free worker: no interpreter "
+         "start, imports or model set-up per run; the same record (see docs/performance.md)."),
+)
+
+BACKBONES_AND_METHODS = (
+    Verb("tiny-model", "save a tiny randomly initialised backbone (for smoke runs; its scores mean nothing)",
+         "promptworth.cli.backbones:run_tiny_model",
+         (_tiny_kinds(), o.out("folder to write (config, weights, tokenizer)"))),
+    Verb("methods", "list the built-in methods: parts, options, default hyperparameters, trainable parameters",
+         "promptworth.cli.methods:run_methods",
+         (these(opt("--model", help="also count each method's trainable and total parameters on this model "
+                    "(a folder, hub id or short name; loads it once per method)"),
+                opt("--task", default="SST-2", help="the task the counts are for: a head's size depends on its "
+                    "labels (default: %(default)s)")),
+          o.json_flag("print JSON instead of a table"))),
+    Verb("convert-model", "convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's "
+         "GGUF file to a safetensors folder", "promptworth.cli.backbones:run_convert",
+         (_offline_model, o.out("output folder (default: resources/models/<model>)", required=False),
+          these(opt("--force", action="store_true", help="succeed quietly if the folder already exists")))),
+)
+
+TRAIN = (
+    Verb("train", "fine-tune one model on one split with one method and write the run record",
+         "promptworth.cli.train:run_train",
+         (o.run, o.out("run record (JSON) to write"),
+          these(opt("--search", type=Path, help="the result file of a search (promptworth search) that a method with the "
+                    "extra autowords or autotemplate applies; the record cites it"),
+                opt("--learning-rate-from", type=Path, metavar="FILE",
+                    help="train at the learning rate a selection file (promptworth select-lr) chose for this task, "
+                         "method and model; the record cites it (not with --learning-rate)"),
+                opt("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)"),
+                opt("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")),
+          o.training),
+         "Fine-tune a pretrained model on a split folder with a method and write one JSON run record. Nothing is "
+         "written when anything fails."),
+    Verb("search", "search the label words or template of a method (prompt-autowords, prompt-autotemplate) on a split",
+         "promptworth.cli.train:run_search",
+         (o.run, o.out("the search's result file (JSON) to write"),
+          these(opt("--generator", help="a T5 model folder that generates the template candidates (LM-BFF's "
+                    "generator; default: the offline pool of the task's templates with other phrases)")),
+          o.training),
+         "LM-BFF's searches of label words (a method with the extra autowords) or templates (the extra "
+         "autotemplate), on one split with one seed; the method's options set the search, the training settings its "
+         "fine-tunes. Writes a JSON result file that `promptworth train --search FILE` applies."),
+    Verb("select-lr", "choose a method's learning rate from the dev scores of its pilot runs (a study's lr_grid)",
+         "promptworth.cli.train:run_select_lr",
+         (these(opt("records", nargs="+", type=Path, metavar="RECORD", help="the pilot runs' records"),
+                opt("--task", required=True, help="the task every pilot run trained on"),
+                opt("--method", required=True, help="the method every pilot run trained"),
+                opt("--size", required=True, type=o.training_size,
+                    help="the pilot splits' training-set size (their folders are <size>-<data seed>)"),
+                opt("--rates", nargs="+", type=float, metavar="RATE",
+                    help="the grid: every record's rate must be one of these, and each must have its pilot runs")),
+          o.out("the selection file (JSON) to write")),
+         None),  # the description names the rule: filled in by select_lr_description()
+    Verb("worker", "a long-lived training process of a pool (started by promptworth pool, not by hand)",
+         "promptworth.cli.train:run_worker",
+         (these(opt("--socket", type=Path, required=True, help="the socket to listen on")),),
+         "Listen on a UNIX socket and train the runs that `promptworth train` clients of a `promptworth pool` hand "
+         "over, one at a time, until the pool stops."),
+)
+
+
+def select_lr_description() -> str:
+    return ("Read the run records of a method's pilot runs (one per learning rate, pilot split and train seed) and "
+            f"choose its learning rate: {_lr_grid_rule()}. Writes a JSON selection file (every rate's dev scores and "
+            "mean, the choice, the rule, the records' paths and sha256) that `promptworth train --learning-rate-from "
+            "FILE` applies.")
+
+
+ANALYSIS = (
+    Verb("aggregate", "collect run JSONs into the tidy results table (one row per run)",
+         "promptworth.cli.analysis:run_aggregate",
+         (these(opt("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
+                    help="run records, or folders searched recursively for *.json")),
+          o.out("CSV to write (default: %(default)s)", required=False, default=Path("results/runs.csv")),
+          these(opt("--peak-gflops", type=float, help="the training machine's matmul peak (make benchmark: "
+                    "peak.bf16_matmul_2048_gflops): adds the study-level MFU to the compute line"),
+                opt("--study", metavar="CONFIG", help="a study config (YAML; or the config as JSON, as the workflow "
+                    "passes it): read only the study's runs among the paths, each of which must be what the study asks "
+                    "for (its settings, split, learning-rate selection and search); the others are named in a warning"),
+                opt("--strays", choices=("warn", "error"), default="warn", help="with --study, files that are not "
+                    "records of the study's runs: a warning (default) or an error")))),
+    Verb("advantage", "data advantage of one method over another, per model and task",
+         "promptworth.cli.analysis:run_advantage",
+         (o.results, o.pair, o.advantage,
+          these(opt("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")),
+          o.json_flag("print a JSON list instead of a text table"))),
+    Verb("import-lescao", "Le Scao & Rush's wandb CSV exports -> tidy results table",
+         "promptworth.cli.analysis:run_import_lescao",
+         (these(opt("csvs", nargs="+", type=Path, metavar="CSV"),
+                opt("--task", help="task name for every file (default: from each file's name, e.g. cb.csv -> CB)")),
+          o.out("tidy CSV to write"),
+          these(opt("--pattern", type=int, default=0, help="PVP pattern taken as prompt/null (default: %(default)s)")))),
+    Verb("tables", "advantage and LM-BFF-style tables as markdown, LaTeX and CSV", "promptworth.cli.analysis:run_tables",
+         (o.results, o.out_dir, o.comparisons(), o.advantage)),
+    Verb("figures", "score vs training-set size per task and an overview grid (PNG+PDF)",
+         "promptworth.cli.analysis:run_figures", (o.results, o.out_dir, o.pair, o.advantage)),
+    Verb("budgets", "the data advantage at each step budget the runs record (training.budgets) and at convergence: "
+         "advantage_by_budget.{csv,md} and scores_by_budget.csv, and budgets.png/.pdf",
+         "promptworth.cli.analysis:run_budgets",
+         (o.results, these(opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
+                           opt("--figures-dir", type=Path, required=True, help="folder of the figure")),
+          o.comparisons("; the figure shows the first"), o.advantage)),
+    Verb("lmbff-table", "LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
+         "(lmbff.md/.csv/.tex and a figure, lmbff.png/.pdf)", "promptworth.cli.analysis:run_lmbff_table",
+         (o.results, o.out_dir, o.model_filter)),
+    Verb("costs", "wall time, CPU time and peak memory of each training run, from Snakemake's benchmark files",
+         "promptworth.cli.analysis:run_costs",
+         (these(opt("--runs", nargs="*", type=Path, required=True, metavar="RUN_JSON", help="run records (none: an "
+                    "empty table)"),
+                opt("--benchmarks", nargs="*", type=Path, required=True, metavar="BENCHMARK_TSV",
+                    help="Snakemake benchmark files, one per run record, in the same order")),
+          o.out("CSV to write")),
+         "Pair each run record with the benchmark of the job that wrote it (same order) and write one CSV row per run: "
+         "the run's model, task, method, size and seeds, whether a pool's worker trained it, then wall_s, cpu_s, "
+         "mean_load, max_rss_mb, max_vms_mb, max_uss_mb, max_pss_mb, io_in_mb, io_out_mb (empty where Snakemake could "
+         "not measure, and but for wall_s for a pooled run: its client's), then the run's own peak_rss_gb from its "
+         "record."),
+)
+
+VERBS: tuple[Verb, ...] = (*DATA, *STUDY, *BACKBONES_AND_METHODS, *TRAIN, *ANALYSIS)
+
+
+def add_verb(subparsers: argparse._SubParsersAction, verb: Verb) -> None:
+    description = select_lr_description() if verb.name == "select-lr" else verb.description
+    parser = subparsers.add_parser(verb.name, help=verb.help, description=description)
+    for option_set in verb.options:
+        o.add_options(parser, option_set())
+    parser.set_defaults(handler=verb.handler)
