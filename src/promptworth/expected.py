@@ -51,7 +51,9 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     spec = study.method(run.method)
     is_pilot = isinstance(run, Pilot)
     settings = study.pilot_training(run.method, run.rate) if is_pilot else study.run_training(run.method, run.size)
-    config, test_limit = fast.train_settings(config_from_mapping(settings), study.splits.train_test_limit)
+    config, test_limit = config_from_mapping(settings), study.splits.train_test_limit
+    if not study.runs_dir:  # the tiny variant shrinks what a study trains, not records it only reads
+        config, test_limit = fast.train_settings(config, test_limit)
     hyperparameters = {**dataclasses.asdict(config), "budgets": list(config.budgets), "test_limit": test_limit}
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
