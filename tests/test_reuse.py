@@ -180,5 +180,8 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     monkeypatch.setenv(fast.ENV, "1")
     study = load_study(fast.study_config(config), schema_file())
     first = next(iter(plan(study)))
-    assert asked(study, first).values["hyperparameters.max_steps"] == config["training"]["max_steps"]
+    asks = asked(study, first)
+    assert asks.values["hyperparameters.max_steps"] == config["training"]["max_steps"]
+    # its own small splits and selections (results/fast/...) are not what the records trained on
+    assert (asks.split_folder, asks.selection, asks.search) == (None, None, None)
     assert reuse(study).stale == {}
