@@ -166,3 +166,24 @@ def test_every_published_record_is_what_its_config_asks_for(name, results, monke
     found = reuse(study)
     assert found.stale == {} and found.selections == {}
     assert sum(Path(study.run_file(run)).is_file() for run in plan(study)) >= 14
+
+
+def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypatch):
+    """`PROMPTWORTH_FAST=1 make figures` re-reads the published records (runs_dir): the tiny
+    variant shrinks what a study trains, never what it asks of records it only reads."""
+    from tiny_study import REPO
+
+    from promptworth import fast
+    from promptworth.expected import asked
+
+    monkeypatch.chdir(REPO)
+    config = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
+    config.update(runs_dir="reports/runs")
+    monkeypatch.setenv(fast.ENV, "1")
+    study = load_study(fast.study_config(config), schema_file())
+    first = next(iter(plan(study)))
+    asks = asked(study, first)
+    assert asks.values["hyperparameters.max_steps"] == config["training"]["max_steps"]
+    # its own small splits and selections (results/fast/...) are not what the records trained on
+    assert (asks.split_folder, asks.selection, asks.search) == (None, None, None)
+    assert reuse(study).stale == {}

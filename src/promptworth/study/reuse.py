@@ -37,7 +37,7 @@ class Asked:
     run: Run | Pilot
     record_file: Path
     values: dict[str, Any]
-    split_folder: Path
+    split_folder: Path | None  # None: no split folder to check the record against
     selection: Path | None = None  # the lr_grid's selection file whose rate the run trains at
     search: Path | None = None  # the search result file the run applies
 
@@ -52,7 +52,9 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     spec = study.method(run.method)
     is_pilot = isinstance(run, Pilot)
     settings = study.pilot_training(run.method, run.rate) if is_pilot else study.run_training(run.method, run.size)
-    config, test_limit = fast.train_settings(config_from_mapping(settings), study.splits.train_test_limit)
+    config, test_limit = config_from_mapping(settings), study.splits.train_test_limit
+    if not study.runs_dir:  # the tiny variant shrinks what a study trains, not records it only reads
+        config, test_limit = fast.train_settings(config, test_limit)
     hyperparameters = {**dataclasses.asdict(config), "budgets": list(config.budgets), "test_limit": test_limit}
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
@@ -70,8 +72,13 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     searched = search_kind(spec) is not None
     if not searched:
         values["search"] = None
+    record_file = Path(study.pilot_file(run) if is_pilot else study.run_file(run))
+    if study.runs_dir and fast.enabled():
+        # the tiny variant writes its own small splits, selections and searches under results/fast/:
+        # not the files the records it reads were trained on, so only the records' values are checked
+        return Asked(run=run, record_file=record_file, values=values, split_folder=None)
     return Asked(
-        run=run, record_file=Path(study.pilot_file(run) if is_pilot else study.run_file(run)), values=values,
+        run=run, record_file=record_file, values=values,
         split_folder=Path(study.split_folder(run.task, run.size, run.data_seed)),
         selection=Path(study.lr_file(run.model, run.task, run.method)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
@@ -154,10 +161,11 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     problem = _template_problem(study, asked_for.run, record)
     if problem is not None:
         return problem
-    current = manifest_sha256(asked_for.split_folder) if asked_for.split_folder.is_dir() else None
+    folder = asked_for.split_folder
+    current = manifest_sha256(folder) if folder is not None and folder.is_dir() else None
     if current is not None and record.get("split_manifest_sha256") not in (None, current):
         return (f"split_manifest_sha256 is {record['split_manifest_sha256'][:12]}… in the record, but the split "
-                f"{asked_for.split_folder} now has manifest sha256 {current[:12]}… (it was written again since)")
+                f"{folder} now has manifest sha256 {current[:12]}… (it was written again since)")
     if asked_for.selection is not None:
         problem = _citation_problem(record, "lr_selection", asked_for.selection, "learning-rate selection",
                                     missing_is_stale)
