@@ -49,22 +49,22 @@ study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(POOLED) --configfile $(CONFIG)
 
-# The full CPU study of reports/ (config/study.yaml, the second edition; reports/README.md gives its time). Run records land
+# The full CPU study of reports/ (config/studies/study.yaml, the second edition; reports/README.md gives its time). Run records land
 # in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
 publish: venv
-	$(UNLOCK_STALE) --configfile config/study.yaml
-	$(SNAKEMAKE) --configfile config/study.yaml -- prepare
-	$(POOLED) --configfile config/study.yaml --rerun-triggers input params
+	$(UNLOCK_STALE) --configfile config/studies/study.yaml
+	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
+	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
-# training rule. By default the published study, second edition (config/study.yaml, reports/runs).
+# training rule. By default the published study, second edition (config/studies/study.yaml, reports/runs).
 # Its first edition's:
-#   make figures FIGURES_CONFIG=config/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
+#   make figures FIGURES_CONFIG=config/studies/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
 # FIGURES_REPORT=reports/report.html: also Snakemake's HTML report of those tables and figures.
-FIGURES_CONFIG ?= config/study.yaml
+FIGURES_CONFIG ?= config/studies/study.yaml
 RUNS ?= reports/runs
 OUT ?= reports
 FIGURES_REPORT ?=
@@ -75,7 +75,7 @@ figures: venv
 
 # Snakemake's HTML report (figures, tables with captions, run costs) of the study CONFIG: the
 # study is run (or finished) first, since the report shows its outputs. The published study:
-# `make publish`, then `make report CONFIG=config/study.yaml REPORT=reports/report.html`.
+# `make publish`, then `make report CONFIG=config/studies/study.yaml REPORT=reports/report.html`.
 REPORT ?= results/report.html
 report: study
 	$(SNAKEMAKE) --configfile $(CONFIG) --report $(REPORT)

@@ -3,7 +3,7 @@ the way ``make study`` runs it now.
 
 The mini-study: SST-2 and TREC, prompt and head, ladder sizes 10, 30, 100 and 300, data seeds 1
 and 2, train seed 1 (32 runs), with the published study's splits and training settings (the
-``splits`` and ``training`` sections of config/study-v1.yaml, the first edition's fixed-step
+``splits`` and ``training`` sections of config/studies/study-v1.yaml, the first edition's fixed-step
 protocol, read from there). Each side runs the
 real workflow, Snakemake included, into a results folder of its own:
 
@@ -21,7 +21,7 @@ promptworth.backbones.flops) / the side's wall time / the reference peak: a 2048
 threads, best of several, measured in this invocation (fp32 where the CPU has no fast bf16).
 
 Usage: python benchmarks/study_throughput.py [--out benchmarks/results/study_throughput.json]
-       (a quick check of the machinery: --config config/tiny.yaml --tasks SST-2 --sizes 8 --data-seeds 1)
+       (a quick check of the machinery: --config config/studies/tiny.yaml --tasks SST-2 --sizes 8 --data-seeds 1)
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def measure_peak() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "config" / "study-v1.yaml",
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "studies" / "study-v1.yaml",
                         help="the study whose splits and training settings the mini-study uses")
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "trec"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 30, 100, 300])

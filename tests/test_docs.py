@@ -186,7 +186,7 @@ def test_tiny_outputs_never_leave_results():
     assert fast.redirect(REPO / "benchmarks/results/x.json", REPO) == REPO / "results/fast/benchmarks/results/x.json"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "study.yaml", "study-v1.yaml", "strategies.yaml", "method-defaults.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "studies/study.yaml", "studies/study-v1.yaml", "studies/strategies.yaml", "studies/method-defaults.yaml"])
 def test_every_shipped_study_has_a_valid_tiny_variant(monkeypatch, name):
     monkeypatch.setenv(fast.ENV, "1")
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
@@ -224,7 +224,7 @@ def test_the_tiny_variant_of_an_lr_grid_keeps_its_rates_on_one_pilot_split(monke
 
 def test_a_study_of_existing_records_only_moves_its_outputs(monkeypatch):
     monkeypatch.setenv(fast.ENV, "1")
-    config = {**yaml.safe_load((REPO / "config" / "study-v1.yaml").read_text(encoding="utf-8")),
+    config = {**yaml.safe_load((REPO / "config" / "studies" / "study-v1.yaml").read_text(encoding="utf-8")),
               "runs_dir": "reports/v1/runs", "results_dir": "reports/v1"}
     tiny = fast.study_config(config)
     assert tiny == {**config, "results_dir": "results/fast/reports/v1"}
@@ -244,7 +244,7 @@ def test_the_workflow_runs_the_tiny_variant_of_the_published_study(tmp_path):
     """Through the Snakefile: the tiny model is built, nothing is written into reports/."""
     env = {**os.environ, fast.ENV: "1"}
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-                           "--configfile", str(REPO / "config" / "study.yaml")],
+                           "--configfile", str(REPO / "config" / "studies" / "study.yaml")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "PROMPTWORTH_FAST=1: the tiny variant" in done.stderr

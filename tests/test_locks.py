@@ -17,7 +17,7 @@ from promptworth.study import locks
 from promptworth.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text(encoding="utf-8"))
+TINY = yaml.safe_load((REPO / "config" / "studies" / "tiny.yaml").read_text(encoding="utf-8"))
 
 
 def snakemake_command(configfile: Path) -> list[str]:

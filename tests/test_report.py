@@ -1,6 +1,6 @@
 """The HTML report (`make report`) opened in headless Chromium: every figure and table is there.
 
-The tiny study (config/tiny.yaml) runs in a temporary folder, Snakemake writes its report, and a
+The tiny study (config/studies/tiny.yaml) runs in a temporary folder, Snakemake writes its report, and a
 real browser opens it. The expected items come from the study and the workflow, not from a list
 kept here: the study's tasks and fixed outputs, and every rule that declares a `report()` output in
 workflow/rules/*.smk. Chromium and chromedriver are Debian's packages (`chromium`,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webelement import WebElement
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "config" / "tiny.yaml"
+CONFIG = REPO / "config" / "studies" / "tiny.yaml"
 RESULTS = "results"  # the study's results folder, relative to its temporary working folder
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -145,8 +145,8 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
 
 
 PUBLISHED = [  # config, its results_dir: every edition whose records are committed
-    ("study.yaml", "reports"), ("study-v1.yaml", "reports/v1"), ("lmbff-cpu.yaml", "reports/lmbff"),
-    ("method-defaults.yaml", "reports/method-defaults"), ("strategies.yaml", "reports/strategies"),
+    ("studies/study.yaml", "reports"), ("studies/study-v1.yaml", "reports/v1"), ("studies/lmbff-cpu.yaml", "reports/lmbff"),
+    ("studies/method-defaults.yaml", "reports/method-defaults"), ("studies/strategies.yaml", "reports/strategies"),
     ("config.yaml", "reports/default-study"),
 ]
 
@@ -177,7 +177,7 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     from promptworth.expected import asked
 
     monkeypatch.chdir(REPO)
-    config = yaml.safe_load((REPO / "config" / "study.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO / "config" / "studies" / "study.yaml").read_text(encoding="utf-8"))
     config.update(runs_dir="reports/runs")
     monkeypatch.setenv(fast.ENV, "1")
     study = load_study(fast.study_config(config), schema_file())

@@ -272,7 +272,7 @@ def test_a_template_result_names_its_template_in_the_record(split, tmp_path):
 
 
 def test_a_study_of_a_search_method_searches_once_per_run_and_reuses_the_file(tmp_path):
-    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "studies" / "tiny.yaml").read_text())
     config.update(tasks=["SST-2"], methods=["prompt", "prompt-autowords"], comparisons=["prompt-autowords:prompt"],
                   results_dir="results")
     config["splits"].update(sizes=[8], data_seeds=[1])

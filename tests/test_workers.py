@@ -199,7 +199,7 @@ def test_the_study_benchmark_runs_both_ways_with_the_same_results(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "throughput.json"
     done = subprocess.run(
-        [sys.executable, str(repo / "benchmarks" / "study_throughput.py"), "--config", "config/tiny.yaml",
+        [sys.executable, str(repo / "benchmarks" / "study_throughput.py"), "--config", "config/studies/tiny.yaml",
          "--tasks", "SST-2", "--sizes", "8", "16", "--data-seeds", "1", "--out", str(out)],
         cwd=repo, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},

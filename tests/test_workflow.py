@@ -52,7 +52,7 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(REPO / "config")) for p in (REPO / "config").rglob("*.yaml")))
 def test_every_shipped_config_is_valid(name):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     study = load_study(config, SCHEMA)
@@ -71,20 +71,20 @@ SHIPPED_DAGS = {
     # 2 x 22. 54 + 66 + 8 + 44 = 172. Splits (shared by the models): 4 tasks x 6 sizes x 2 + RTE 2 x 2
     # + 1 = 53. The lr_grid at 100: SmolLM2 7 + 4 x 2 (task, method) pairs, Gemma 2 x 2 = 19
     # selections of 2 rates
-    "study.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
+    "studies/study.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
                    "budgets": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
-    "study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
+    "studies/study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
     # 3,200), WiC 17, WSC 11, MNLI 10 = 112, x 4 data seeds; 3 methods, but no null verbalizer for
     # COPA and WSC: (90 x 3 + 22 x 2) x 4
-    "paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1},
+    "studies/paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
-    "paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
+    "studies/paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
     # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
-    "method-defaults.yaml": {"kshot": 2, "train": 34, "advantage": 1, "costs": 1},
+    "studies/method-defaults.yaml": {"kshot": 2, "train": 34, "advantage": 1, "costs": 1},
     # 2 tasks x 5 published seeds (K = 16 splits), x 12 methods
-    "strategies.yaml": {"kshot": 10, "train": 120, "advantage": 1, "costs": 1},
+    "studies/strategies.yaml": {"kshot": 10, "train": 120, "advantage": 1, "costs": 1},
 }
 
 
@@ -486,7 +486,7 @@ def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
 
 
 def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
-    args = ("--configfile", str(REPO / "config" / "tiny.yaml"), "--config", f"results_dir={tmp_path}/tiny")
+    args = ("--configfile", str(REPO / "config" / "studies" / "tiny.yaml"), "--config", f"results_dir={tmp_path}/tiny")
     dry = snakemake("-n", *args, "--", "prepare")
     assert dry.returncode == 0 and "[promptworth] plan:" not in dry.stdout + dry.stderr
     real = snakemake(*args, "--", "prepare")
@@ -548,7 +548,7 @@ def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
 # ---------------------------------------------------------------------------------------------
 # Several models in one study
 
-TINY = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+TINY = yaml.safe_load((REPO / "config" / "studies" / "tiny.yaml").read_text())
 LLAMA, GPT2 = "resources/models/tiny-llama", "resources/models/tiny-gpt2"
 
 
@@ -678,7 +678,7 @@ def test_a_yte_config_is_refused_before_snakemake_reads_it(tmp_path, monkeypatch
         assert not (tmp_path / "PWNED").exists()
     # the other spellings of the option, and a second config file
     assert main(["unlock-stale", "snakemake", f"--configfile={evil}"]) == 2
-    assert main(["unlock-stale", "snakemake", "--configfiles", str(REPO / "config" / "tiny.yaml"), str(evil)]) == 2
+    assert main(["unlock-stale", "snakemake", "--configfiles", str(REPO / "config" / "studies" / "tiny.yaml"), str(evil)]) == 2
     capsys.readouterr()
     bare = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert bare.returncode != 0 and "it asks for YTE templating" in bare.stderr

@@ -48,7 +48,7 @@ def lint_cases(tmp_path: Path) -> dict[str, list[str]]:
         # the default study: ladder splits, training, costs
         "default": [],
         # LM-BFF's K-shot splits
-        "kshot": ["--configfile", str(REPO / "config" / "paper-lmbff.yaml")],
+        "kshot": ["--configfile", str(REPO / "config" / "studies" / "paper-lmbff.yaml")],
         # records read from runs_dir: no train and no costs rule
         "runs_dir": ["--config", f"runs_dir={runs}"],
     }
@@ -222,7 +222,7 @@ def test_config_readme_explains_every_key_of_the_schema():
     assert {"splits.sizes", "training.learning_rate", "resources.gpus", "runs_dir"} <= set(keys)
     missing = [key for key in keys if f"`{key.rsplit('.', 1)[-1]}`" not in readme]
     assert not missing, f"config/README.md does not explain {missing}"
-    shipped = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
+    shipped = sorted(str(p.relative_to(REPO / "config")) for p in (REPO / "config").rglob("*.yaml"))
     assert [name for name in shipped if f"`{name}`" not in readme] == []
 
 

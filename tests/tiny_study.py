@@ -20,7 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {
-    **yaml.safe_load((REPO / "config" / "tiny.yaml").read_text(encoding="utf-8")),
+    **yaml.safe_load((REPO / "config" / "studies" / "tiny.yaml").read_text(encoding="utf-8")),
     "results_dir": "results",
     "tasks": ["SST-2"],
     "lr_grid": {"rates": {"prompt": [1.0e-4, 3.0e-2]}, "size": 8},

@@ -7,7 +7,7 @@
 #       2. time limit: a throwaway job (tests/slurm/mini) with a 1-minute limit sleeps longer;
 #          Snakemake must report "SLURM status is: 'TIMEOUT'" and the SLURM log "DUE TO TIME LIMIT"
 #          (runs in the background, during step 3)
-#       3. the tiny study (config/tiny.yaml) locally, with workflow/profiles/local, in a pool of
+#       3. the tiny study (config/studies/tiny.yaml) locally, with workflow/profiles/local, in a pool of
 #          2 workers as `make study` runs it
 #       4. the same study with workflow/profiles/slurm, started inside a pool on the login node
 #          that no SLURM job may use; the first training job is cancelled (scancel) once it has
@@ -162,7 +162,7 @@ if [[ $MODE == mini ]]; then
 fi
 
 # --- full: the tiny study, locally and through SLURM ---------------------------------------------
-STUDY_ARGS=(--configfile config/tiny.yaml)
+STUDY_ARGS=(--configfile config/studies/tiny.yaml)
 LOCAL="$OUT/local" SLURM="$OUT/slurm"
 read -r -a EXTRA_CONFIG <<< "${TEST_SLURM_CONFIG:-}"
 COMPARE_ARGS=()
@@ -174,7 +174,7 @@ fi
 say "dry run of the tiny study"
 if ! snakemake -n "${STUDY_ARGS[@]}" --config results_dir="$SLURM" "${EXTRA_CONFIG[@]}" >"$OUT/dryrun.log" 2>&1; then
     tail -20 "$OUT/dryrun.log"
-    fail "the tiny study plans (snakemake -n --configfile config/tiny.yaml)"
+    fail "the tiny study plans (snakemake -n --configfile config/studies/tiny.yaml)"
     summary; exit 1
 fi
 N_TRAIN="$(awk '$1 == "train" {print $2}' "$OUT/dryrun.log" | head -1)"

@@ -1,6 +1,6 @@
 """Tiny randomly initialised backbones with tokenizers built on the spot (no hub access needed).
 
-For tests and smoke runs of the workflow (``promptworth tiny-model``, ``config/tiny.yaml``):
+For tests and smoke runs of the workflow (``promptworth tiny-model``, ``config/studies/tiny.yaml``):
 
 - ``bert`` and ``roberta``: masked LMs with a word-level vocabulary (unknown words -> [UNK]);
 - ``gpt2`` and ``llama``: causal LMs with a byte-level BPE tokenizer (any text tokenizes; leading

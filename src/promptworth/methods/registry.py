@@ -23,7 +23,7 @@ TRAINED_OBJECTIVES = ("prompt", "head", "null")
 
 
 # Where the tunings' default learning rates were chosen (their ``source``).
-_CHOSEN_ON = "on SST-2's visible K=16 splits 16-42 and 16-13, 50 steps (config/method-defaults.yaml, reports/method-defaults)"
+_CHOSEN_ON = "on SST-2's visible K=16 splits 16-42 and 16-13, 50 steps (config/studies/method-defaults.yaml, reports/method-defaults)"
 
 
 # Where a soft prompt's vectors or a prefix's keys and values start: the frozen model's own for real
