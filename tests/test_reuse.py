@@ -173,8 +173,8 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     variant shrinks what a study trains, never what it asks of records it only reads."""
     from tiny_study import REPO
 
-    from promptworth import fast
-    from promptworth.expected import asked
+    from promptworth.study import tiny_variant as fast
+    from promptworth.study.reuse import asked
 
     monkeypatch.chdir(REPO)
     config = yaml.safe_load((REPO / "config" / "studies" / "study.yaml").read_text(encoding="utf-8"))
