@@ -85,6 +85,22 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     )
 
 
+def _setting_default(key: str) -> Any:
+    """The default of the training setting ``key`` names (``hyperparameters.<field of TrainConfig>``),
+    else absent: every setting was added with a default that keeps training as it was before it
+    (patience 0, schedule linear, no budgets, no minimum before patience), so a record that lacks
+    one trained at its default."""
+    from dataclasses import MISSING, fields
+
+    from promptworth.training.settings import TrainConfig
+
+    section, _, name = key.partition(".")
+    if section != "hyperparameters":
+        return _ABSENT
+    default = next((f.default for f in fields(TrainConfig) if f.name == name), MISSING)
+    return _ABSENT if default is MISSING else default
+
+
 def _lookup(record: Mapping[str, Any], key: str) -> Any:
     node: Any = record
     for part in key.split("."):
@@ -152,7 +168,11 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     from promptworth.data.split_folder import manifest_sha256
 
     for key, wanted in asked_for.values.items():
-        found = _lookup(record, key)
+        found, default = _lookup(record, key), _setting_default(key)
+        if found is _ABSENT and default is not _ABSENT:  # a training setting added since: trained at its default
+            if not _same(default, wanted):
+                return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
+            continue
         if found is _ABSENT and (wanted is None or key.startswith(("method_parts.", "hyperparameters."))):
             continue  # a record from before the key (null: before the part existed): compared on the keys it has
         if found is _ABSENT or not _same(found, wanted):
