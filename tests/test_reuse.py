@@ -17,7 +17,7 @@ from tiny_study import HEAD, PROMPT, SELECTION, ZERO, snakemake, write_config
 
 from promptworth.cli import main
 from promptworth.files import sha256_file
-from promptworth.study.reuse import reuse
+from promptworth.study.reuse import asked, difference, reuse
 from promptworth.study.load import load_study
 from promptworth.study.planning import plan
 from promptworth.study.config_file import schema_file
@@ -187,3 +187,23 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     # its own small splits and selections (results/fast/...) are not what the records trained on
     assert (asks.split_folder, asks.selection, asks.search) == (None, None, None)
     assert reuse(study).stale == {}
+
+
+def test_a_record_from_before_a_training_setting_trained_at_its_default(monkeypatch):
+    """Published records lack the minimums before patience (issue 30): they are reused by a study
+    that leaves them at their defaults, and train again for one that asks for more."""
+    from tiny_study import REPO
+
+    monkeypatch.chdir(REPO)
+    name, results = PUBLISHED[0]
+    config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
+    config.update(results_dir=results)
+    study = load_study(config, schema_file())
+    run = next(r for r in plan(study) if r.size != 0 and Path(study.run_file(r)).is_file())
+    record = json.loads(Path(study.run_file(run)).read_text(encoding="utf-8"))
+    assert "min_epochs_before_patience" not in record["hyperparameters"]
+    assert difference(study, asked(study, run), record, missing_is_stale=True) is None
+    config["training"]["min_epochs_before_patience"] = 1
+    stricter = load_study(config, schema_file())
+    assert difference(stricter, asked(stricter, run), record, missing_is_stale=True) == (
+        "hyperparameters.min_epochs_before_patience is absent in the record (its default 0), the study asks for 1")

@@ -181,6 +181,56 @@ def test_patience_stops_a_run_whose_dev_score_does_not_improve(flat_dev_split, t
     assert not torch.equal(states["test"], states[f"dev at step {steps}"])
 
 
+@pytest.mark.parametrize(
+    "min_epochs, min_steps, stopped, steps",
+    [
+        (0, 0, "patience", 6),  # as without a minimum: best at step 2, no better at 4 and 6
+        (1, 0, "patience", 16),  # 32 rows in batches of 2: every row read once at step 16
+        (1, 20, "patience", 20),  # both minimums: the later one
+        (0, 9, "patience", 10),  # the first evaluation from step 9 on
+        (2, 0, "cap", 24),  # two epochs (32 steps) do not fit the 24-step budget: the cap ends it
+    ],
+)
+def test_patience_waits_until_the_run_has_read_its_data_and_taken_its_minimum_steps(
+        flat_dev_split, tmp_path, min_epochs, min_steps, stopped, steps):
+    """A run whose dev score never improves would stop at step 6; with a minimum it trains on
+    until it has read each example ``min_epochs`` times and taken ``min_steps`` steps, then stops
+    at the first evaluation there (the evaluations before still count as not beating the best)."""
+    out = tmp_path / "run.json"
+    argv = _argv(flat_dev_split, out, str(tiny_model("llama")), "prompt", 1, "--eval-every", "2", "--batch-size", "2",
+                 "--patience", "2", "--min-epochs-before-patience", str(min_epochs),
+                 "--min-steps-before-patience", str(min_steps))
+    argv[argv.index("--max-steps") + 1] = "24"
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["stopped"] == stopped and record["timing"]["steps"] == steps
+    assert record["hyperparameters"]["min_epochs_before_patience"] == min_epochs
+    assert record["hyperparameters"]["min_steps_before_patience"] == min_steps
+    # the reported checkpoint is the first best (step 2): 2 batches of 2 of the 32 rows, 1/8 of an epoch
+    assert (record["best_step"], record["best_examples_read"], record["best_epochs"]) == (2, 4, 0.125)
+
+
+def test_the_record_says_what_its_reported_checkpoint_had_read(split, tmp_path):
+    """32 rows in batches of 8: an epoch is 4 steps. The best dev state at step 3 had read 24 rows
+    (three quarters of an epoch), at step 6 all of them (one and a half)."""
+    out = tmp_path / "run.json"
+    assert main(_argv(split, out, str(tiny_model("llama")), "head", 1, "--eval-every", "3")) == 0
+    record = json.loads(out.read_text())
+    expected = {3: (24, 0.75), 6: (32, 1.5)}[record["best_step"]]
+    assert (record["best_examples_read"], record["best_epochs"]) == expected
+
+
+def test_the_minimums_before_patience_are_counts_of_epochs_and_steps():
+    config = TrainConfig(patience=3, batch_size=8, min_epochs_before_patience=2, min_steps_before_patience=100)
+    assert config.patience_from(1000) == 250 and config.patience_from(10) == 100  # 125 steps an epoch; 2
+    assert TrainConfig(patience=3).patience_from(1000) == 0  # by default patience may stop at any evaluation
+    for name in ("min_epochs_before_patience", "min_steps_before_patience"):
+        with pytest.raises(PromptworthError, match=f"training setting {name} has an invalid value: -1"):
+            TrainConfig(**{name: -1})
+        with pytest.raises(PromptworthError, match=f"training setting {name} must be an integer, got 0.5"):
+            TrainConfig(**{name: 0.5})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["prefix", "softprompt", "ptuning", "prompt-bitfit", "prompt-lora", "head-probe"])
 def test_every_tuning_is_tested_in_its_best_dev_state_and_budgets_leave_its_training_alone(

@@ -220,6 +220,7 @@ def test_a_size_zero_run_takes_no_step_and_predicts_as_the_untrained_model(tmp_p
     for name, record in records.items():
         assert record["train_size"] == 0 and record["timing"]["steps"] == 0 and record["timing"]["train_s"] == 0
         assert record["stopped"] is None and record["train_loss"] is None and record["best_step"] == 0
+        assert record["best_examples_read"] is None and record["best_epochs"] is None  # nothing read
         assert [point["step"] for point in record["dev_curve"]] == [0]
         assert record["hyperparameters"]["total_steps"] == 0 and record["timing"]["flops"]["train"] == 0
         assert record["test"] == records["zeroshot"]["test"], name

@@ -349,11 +349,44 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
 
 
+def test_each_size_band_chooses_its_rate_and_each_run_takes_its_band_s(tmp_path):
+    """Pilots at 10 and 100: sizes 10 and 20 take the rate chosen at 10 (20 is nearer 10 than 100 on
+    a log scale), 50 and 100 the rate chosen at 100; a selection file per band, which states them."""
+    config = with_change("lr_grid", {"rates": {"head": [1e-5, 1e-4, 1e-3]}, "sizes": [10, 100]})
+    config["splits"]["sizes"] = [0, 10, 20, 50, 100]
+    path = tmp_path / "bands.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/b")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 2 tasks x 2 bands x 3 rates on data seed 1; a selection per task and band; 2 x 2 x 4 + 2 x 2 x 5 runs
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (12, 4, 16 + 20)
+    assert "select_lr_grid" not in counts  # no extension asked for
+    lines = result.stdout.splitlines()
+    lr = f"{tmp_path}/b/lr/smollm2-135m-instruct/CB/head"
+    runs = {re.search(r"/runs/\S+/head/(\d+)-", line).group(1): line for line in lines
+            if "promptworth train " in line and "/runs/smollm2-135m-instruct/CB/head/" in line}
+    bands = {size: re.search(r"--learning-rate-from (\S+) ", line).group(1) for size, line in runs.items()}
+    assert bands == {"10": f"{lr}/10.json", "20": f"{lr}/10.json", "50": f"{lr}/100.json", "100": f"{lr}/100.json"}
+    selects = [line for line in lines if "promptworth select-lr " in line and "/CB/head/" in line]
+    assert len(selects) == 2 and all("--bands 10 100 --out " in line for line in selects)
+    assert any("--size 10 " in line and f"--out {lr}/10.json" in line for line in selects)
+    pilots = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert sorted(re.search(r"/lr-[^/]+/(\d+)-1-1.json", line).group(1) for line in pilots) == ["10"] * 6 + ["100"] * 6
+    from promptworth.study.planning import plan_summary
+
+    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    assert "12 pilot runs choose the rate of head on dev first, a rate per size band (pilot sizes 10, 100)" in summary
+
+
 @pytest.mark.parametrize("grid, message", [
     ({"rates": {"prompt": [1e-5]}, "size": 10}, r"config.lr_grid.rates.prompt: \[1e-05\] is too short"),
     ({"rates": {"prompt": [1e-5, 0]}, "size": 10}, r"config.lr_grid.rates.prompt\[1\]: 0 is less than or equal"),
     ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 0}, r"config.lr_grid.size: .*0 is less than or equal to the minimum of 0"),
-    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property or 'sizes' is a required"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "sizes": [10, 100]},
+     r"config: lr_grid: give size \(one pilot size\) or sizes, not both"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "sizes": [10, 0]}, r"config.lr_grid.sizes\[1\]: .*0 is less than or equal"),
     ({"rates": {"magic": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.magic: unknown method 'magic'"),
     ({"rates": {"null": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.null: the study does not train method null"),
     ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "data_seeds": [-1]},
@@ -384,7 +417,7 @@ def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
     assert study.pilot_seeds() == ((1,), (1,))  # the study's first of each
     assert "learning_rate" not in study.run_training("prompt", 10) and study.run_training("head", 10)["learning_rate"] == 1e-5
     assert study.run_training("prompt", 0) == study.training_for("prompt", 0)  # no step at size 0: its set rate
-    assert study.pilot_training("prompt", 2e-5) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
+    assert study.pilot_training("prompt", 2e-5, 10) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
 
 
 @pytest.mark.slow
@@ -402,6 +435,49 @@ def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tiny_study):
     head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
     zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
     assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
+
+
+@pytest.mark.slow
+def test_a_choice_at_the_grid_s_edge_adds_the_pilots_beyond_it_and_only_then(tiny_study, tmp_path, monkeypatch):
+    """The shared tiny study with a grid of three rates that extends at its edge, its pilot records
+    made by hand (the grid's middle rate a copy of its first, the dev scores set to drive the
+    choice). The dry run shows the pilot beyond the edge only once the choice over the grid alone
+    (the checkpoint select_lr_grid) is at an edge, and the rate beyond it is the grid's ratio on."""
+    study = tiny_study.copy(tmp_path / "study")
+    config = yaml.safe_load((study / "tiny.yaml").read_text())
+    config["lr_grid"] = {"rates": {"prompt": [1.0e-4, 1.0e-3, 3.0e-2]}, "size": 8, "extend_at_edge": True}
+    configfile = study / "edge.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    pilots = Path("results/lr-grid/tiny-llama/SST-2/prompt")
+    grid_choice, selection = Path("results/lr/tiny-llama/SST-2/prompt.grid.json"), study / "results/lr/tiny-llama/SST-2/prompt.json"
+    selection.unlink()  # chosen from the old grid
+    monkeypatch.chdir(study)
+    first = json.loads((pilots / "lr-0.0001/8-1-1.json").read_text())
+
+    def dry_run(scores: dict[str, float]) -> tuple[dict[str, int], list[str]]:
+        for rate, score in scores.items():
+            record = {**first, "dev_score": score, "hyperparameters": {**first["hyperparameters"], "learning_rate": float(rate)}}
+            (pilots / f"lr-{rate}").mkdir(exist_ok=True)
+            (pilots / f"lr-{rate}" / "8-1-1.json").write_text(json.dumps(record))
+        files = [str(pilots / f"lr-{rate}" / "8-1-1.json") for rate in scores]
+        assert main(["select-lr", *files, "--task", "SST-2", "--method", "prompt", "--size", "8",
+                     "--rates", *scores, "--out", str(grid_choice)]) == 0
+        result = snakemake("-n", "-p", "--configfile", str(configfile), cwd=study)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return job_counts(result.stdout), result.stdout.splitlines()
+
+    counts, lines = dry_run({"0.0001": 0.4, "0.001": 0.9, "0.03": 0.5})  # the middle rate: no extension
+    assert "lr_grid_train" not in counts and counts["select_lr"] == 1
+    assert any("promptworth select-lr " in line and "--extend-at-edge --out" in line for line in lines)
+    counts, lines = dry_run({"0.0001": 0.4, "0.001": 0.5, "0.03": 0.9})  # the largest: one rate beyond, 0.03 x 30
+    assert counts["lr_grid_train"] == 1 and counts["select_lr"] == 1
+    beyond = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert len(beyond) == 1 and "/lr-0.9/8-1-1.json" in beyond[0] and "--learning-rate 0.9 " in beyond[0]
+    select = next(line for line in lines if "promptworth select-lr " in line)
+    assert all(f"/lr-{rate}/8-1-1.json" in select for rate in ("0.0001", "0.001", "0.03", "0.9"))
+    grid_choice.unlink()  # before the choice over the grid alone: the checkpoint runs first
+    result = snakemake("-n", "--configfile", str(configfile), cwd=study)
+    assert result.returncode == 0 and job_counts(result.stdout)["select_lr_grid"] == 1, result.stderr[-3000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():

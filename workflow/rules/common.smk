@@ -1,6 +1,7 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from promptworth.study.config import run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
 from promptworth.study.planning import pilots, plan, plan_summary
-from promptworth.training.lr_grid import rate_label
+from promptworth.training.lr_grid import extension_rate, rate_label, read_selection
 from promptworth.training.settings import training_args
 
 try:
@@ -73,6 +74,8 @@ wildcard_constraints:
     baseline=NAME_PATTERN,
     # a learning rate as rate_label spells it (repr of a float: 1e-05, 0.0002)
     rate=r"[0-9][0-9.e+-]*",
+    # a size band of the lr_grid: one of its pilot sizes
+    band=r"\d+|all",
 
 
 def split_manifest(task, size, data_seed):
@@ -142,16 +145,47 @@ def pilot_file(*pilot):
     return pilot_path("lr-grid", ".json", *pilot)
 
 
-def lr_file(model, task, method):
-    """The learning rate the lr_grid chose for a model, task and method (promptworth select-lr)."""
-    return STUDY.lr_file(model, task, method)
+def lr_file(model, task, method, size):
+    """The learning rate the lr_grid chose for a model, task and method that a run of training-set
+    size `size` trains at: its size band's (promptworth select-lr)."""
+    return STUDY.lr_file(model, task, method, size)
 
 
-def pilot_files(model, task, method):
-    """The records of a model, task and method's pilot runs, at every rate of the grid."""
+def lr_pattern(grid_only=False):
+    """The file pattern of the selections (rules select_lr_grid and select_lr): per band, or for a
+    grid of one pilot size, per method alone (then its wildcards have no band)."""
+    return STUDY.lr_path("{model}", "{task}", "{method}", "{band}", grid_only)
+
+
+def lr_log(rule):
+    """The log pattern of a selection job of `rule`, named as its file (lr_pattern)."""
+    several = STUDY.lr_grid is not None and len(STUDY.lr_grid.sizes) > 1
+    names = ["{model}", "{task}", "{method}", *(["{band}"] if several else [])]
+    return f"{Path(RESULTS, 'logs', rule, *names)}.log"
+
+
+def lr_band(wildcards):
+    """The pilot size of a selection job: its band, or the grid's one pilot size (as the config
+    gives it: the params of a selection made before bands stay the same)."""
+    return wildcards.band if "band" in wildcards.keys() else STUDY.lr_grid.sizes[0]
+
+
+def select_lr_flags():
+    """`--extend-at-edge` for a grid that extends at its edge, `--bands <pilot sizes>` for one of
+    several: text for the shell command, quoted, ending in a space where not empty."""
+    grid = STUDY.lr_grid
+    flags = [] if grid is None or not grid.extend_at_edge else ["--extend-at-edge"]
+    if grid is not None and len(grid.sizes) > 1:
+        flags += ["--bands", *map(str, grid.sizes)]
+    return "".join(f"{shlex.quote(flag)} " for flag in flags)
+
+
+def pilot_files(model, task, method, band, rate=None):
+    """The records of a model, task and method's pilot runs at pilot size `band`: at every rate of
+    the grid, or (`rate`) with the same seeds at that one."""
     return [
         pilot_file(
-            rate_label(p.rate),
+            rate_label(p.rate if rate is None else rate),
             p.model,
             p.task,
             p.method,
@@ -160,8 +194,31 @@ def pilot_files(model, task, method):
             p.train_seed,
         )
         for p in PILOTS
-        if (p.model, p.task, p.method) == (model, task, method)
+        if (p.model, p.task, p.method, str(p.size)) == (model, task, method, str(band))
+        # another rate: the seeds of the grid's first rate's pilots, each once
+        and (rate is None or p.rate == STUDY.lr_grid.rates[method][0])
     ]
+
+
+def selection_inputs(wildcards):
+    """The pilot records a band's selection reads: those at the grid's rates, and where the grid
+    extends at its edge and its choice over the grid alone (checkpoint select_lr_grid) is at one,
+    those at the rate beyond it (promptworth.training.lr_grid.EDGE_RULE)."""
+    band = lr_band(wildcards)
+    files = pilot_files(wildcards.model, wildcards.task, wildcards.method, band)
+    if not STUDY.lr_grid.extend_at_edge:
+        return files
+    grid_choice = checkpoints.select_lr_grid.get(**wildcards).output[0]
+    try:
+        chosen = read_selection(Path(grid_choice))["learning_rate"]
+    except PromptworthError as exc:
+        raise PromptworthError(f"the choice over the grid alone: {exc}") from None
+    beyond = extension_rate(STUDY.lr_grid.rates[wildcards.method], chosen)
+    if beyond is None:
+        return files
+    return files + pilot_files(
+        wildcards.model, wildcards.task, wildcards.method, band, beyond
+    )
 
 
 def search_file(*run):
@@ -197,7 +254,7 @@ def train_inputs(wildcards):
         # ancient: a finished run keeps its record when the selection is rewritten (its record
         # cites the file's sha256)
         inputs["lr"] = ancient(
-            lr_file(wildcards.model, wildcards.task, wildcards.method)
+            lr_file(wildcards.model, wildcards.task, wildcards.method, wildcards.size)
         )
     return inputs
 
@@ -231,14 +288,19 @@ def method_training_args(wildcards):
 
 
 def pilot_training_args(wildcards):
-    """A pilot run's flags: its method's, at the pilot size and the wildcard's rate of the grid."""
-    rates = {rate_label(r): r for r in STUDY.lr_grid.rates.get(wildcards.method, ())}
+    """A pilot run's flags: its method's, at its pilot size and the wildcard's rate of the grid (or
+    beyond its edge, for a grid that extends there)."""
+    rates = {rate_label(r): r for r in STUDY.pilot_rates(wildcards.method)}
     if wildcards.rate not in rates:
         raise PromptworthError(
             f"learning rate {wildcards.rate} of {wildcards.method} is not in the lr_grid"
         )
+    if wildcards.size not in map(str, STUDY.lr_grid.sizes):
+        raise PromptworthError(
+            f"size {wildcards.size} is not a pilot size of the lr_grid"
+        )
     return STUDY.method_args(wildcards.method) + training_args(
-        STUDY.pilot_training(wildcards.method, rates[wildcards.rate])
+        STUDY.pilot_training(wildcards.method, rates[wildcards.rate], wildcards.size)
     )
 
 

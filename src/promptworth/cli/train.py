@@ -113,11 +113,16 @@ def run_select_lr(args: argparse.Namespace) -> int:
     from promptworth.files import check_output_file, write_json
 
     out = check_output_file(args.out)
-    selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates)
+    if args.bands and args.size not in args.bands:
+        raise PromptworthError(f"--size {args.size} is not one of --bands {' '.join(map(str, args.bands))}")
+    selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates, args.extend_at_edge,
+                               args.bands)
     write_json(out, selection)
     means = ", ".join(f"{lr_grid.rate_label(r['learning_rate'])}: {r['mean_dev_score']:.4f}" for r in selection["rates"])
-    print(f"{args.task} {args.method}: learning rate {lr_grid.rate_label(selection['learning_rate'])} (mean dev {means}; "
-          f"{len(selection['runs'])} pilot runs) -> {out}", file=sys.stderr)
+    beyond = (selection.get("extension") or {}).get("learning_rate")
+    extended = f", the grid extended to {lr_grid.rate_label(beyond)} at its edge" if beyond is not None else ""
+    print(f"{args.task} {args.method}: learning rate {lr_grid.rate_label(selection['learning_rate'])} "
+          f"(mean dev {means}; {len(selection['runs'])} pilot runs{extended}) -> {out}", file=sys.stderr)
     return 0
 
 

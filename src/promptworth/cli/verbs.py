@@ -158,7 +158,14 @@ TRAIN = (
                 opt("--size", required=True, type=o.training_size,
                     help="the pilot splits' training-set size (their folders are <size>-<data seed>)"),
                 opt("--rates", nargs="+", type=float, metavar="RATE",
-                    help="the grid: every record's rate must be one of these, and each must have its pilot runs")),
+                    help="the grid: every record's rate must be one of these, and each must have its pilot runs"),
+                opt("--extend-at-edge", action="store_true",
+                    help="a choice at the grid's smallest or largest rate extends it once: the records also hold the "
+                         "pilot runs at the rate beyond that edge (the grid's ratio there), and the rule chooses over "
+                         "the extended grid"),
+                opt("--bands", nargs="+", type=o.training_size, metavar="SIZE",
+                    help="every pilot size of the study's grid (--size one of them): the file states them and the "
+                         "rule that gives each run the rate of the nearest on a log scale")),
           o.out("the selection file (JSON) to write")),
          None),  # the description names the rule: filled in by select_lr_description()
     Verb("worker", "a long-lived training process of a pool (started by promptworth pool, not by hand)",

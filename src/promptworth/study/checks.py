@@ -219,15 +219,17 @@ def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
                 raise PromptworthError(f"config: by_size.{size}.training.learning_rate: the lr_grid chooses {method}'s "
                                        "learning rate; set one or the other")
         for rate in rates:
-            try:
-                config_from_mapping(study.pilot_training(method, rate))
-            except PromptworthError as exc:
-                raise PromptworthError(f"{where}: {exc}") from None
+            for size in grid.sizes:
+                try:
+                    config_from_mapping(study.pilot_training(method, rate, size))
+                except PromptworthError as exc:
+                    raise PromptworthError(f"{where}: {exc}") from None
     splits = study.splits
-    if splits.kind == "kshot" and grid.size not in (splits.k, ALL):
-        raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {grid.size!r}")
-    if grid.size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
-        raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
+    for size in grid.sizes:
+        if splits.kind == "kshot" and size not in (splits.k, ALL):
+            raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {size!r}")
+        if size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
+            raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
     for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
@@ -250,7 +252,7 @@ def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
         if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
             continue
         pool_size = len(load_rows(task, "pool", root))
-        sizes = [*splits.sizes_for(name), *([study.lr_grid.size] if study.lr_grid is not None else [])]
+        sizes = [*splits.sizes_for(name), *(study.lr_grid.sizes if study.lr_grid is not None else [])]
         for size in dict.fromkeys(sizes):
             problem = size_problem(pool_size, splits.dev_policy, splits.dev_size, size)
             if problem is not None:

@@ -71,14 +71,17 @@ class ModelSettings:
 @dataclass(frozen=True)
 class LrGrid:
     """A study's ``lr_grid``: the learning rates to try per method (the others train at their set
-    rate), and the pilot runs that try them: at training-set size ``size`` on ``data_seeds`` with
-    ``train_seeds`` (empty: the study's first of each). The rule that picks one is
-    ``promptworth.training.lr_grid.RULE``."""
+    rate), and the pilot runs that try them: at each training-set size of ``sizes`` (its size
+    bands; a config's ``size`` is one) on ``data_seeds`` with ``train_seeds`` (empty: the study's
+    first of each). The rule that picks one is ``promptworth.training.lr_grid.RULE``; a run takes
+    the rate of its band (``BAND_RULE``); ``extend_at_edge``: a choice at the grid's edge extends
+    it once (``EDGE_RULE``)."""
 
     rates: dict[str, tuple[float, ...]]
-    size: int | str
+    sizes: tuple[int | str, ...]
     data_seeds: tuple[int, ...] = ()
     train_seeds: tuple[int, ...] = ()
+    extend_at_edge: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,26 @@ class StudyConfig:
         takes no step: no rate to choose; it keeps its set one)."""
         return self.lr_grid is not None and method in self.lr_grid.rates and str(size) != str(ZERO_SHOT)
 
+    def lr_band(self, size: int | str) -> int | str:
+        """The ``lr_grid``'s pilot size whose choice a run of ``size`` (or its file name's text) trains
+        at (``BAND_RULE``)."""
+        from promptworth.data.splits import parse_size
+        from promptworth.training.lr_grid import nearest_band
+
+        assert self.lr_grid is not None
+        return nearest_band(parse_size(size) if isinstance(size, str) else size, self.lr_grid.sizes)
+
+    def lr_bands(self, task: str, method: str, model: str | None = None) -> tuple[int | str, ...]:
+        """The ``lr_grid``'s pilot sizes whose choice some run of ``method`` on ``task`` (by
+        ``model``) trains at, in the grid's order (empty: none does; then no pilot runs for them)."""
+        used = {self.lr_band(size) for size in self.splits.sizes_for(task)
+                if self.uses_lr_selection(method, size) and method in self.methods_for(task, size, model)}
+        return tuple(band for band in self.lr_grid.sizes if band in used) if self.lr_grid is not None else ()
+
     def takes_chosen_rate(self, task: str, method: str, model: str | None = None) -> bool:
         """Whether some run of ``method`` on ``task`` (by ``model``) trains at the rate the
         ``lr_grid`` chose (then the grid's pilots run for this model, task and method)."""
-        return any(self.uses_lr_selection(method, size) and method in self.methods_for(task, size, model)
-                   for size in self.splits.sizes_for(task))
+        return bool(self.lr_bands(task, method, model))
 
     def run_training(self, method: str, size: int | str) -> dict[str, Any]:
         """The settings a run passes as flags: :meth:`training_for`, less the learning rate where
@@ -177,10 +195,22 @@ class StudyConfig:
             settings.pop("learning_rate", None)
         return settings
 
-    def pilot_training(self, method: str, rate: float) -> dict[str, Any]:
-        """The settings of a pilot run of the ``lr_grid``: the method's at the pilot size, at ``rate``."""
+    def pilot_training(self, method: str, rate: float, size: int | str) -> dict[str, Any]:
+        """The settings of a pilot run of the ``lr_grid`` at pilot size ``size``: the method's at that
+        size (the runs' own, their minimums before patience included), at ``rate``."""
+        return {**self.training_for(method, size), "learning_rate": rate}
+
+    def pilot_rates(self, method: str) -> tuple[float, ...]:
+        """Every rate a pilot run of ``method`` may train at: its grid's, and where the grid extends
+        at its edge, the rate beyond each edge."""
+        from promptworth.training.lr_grid import extension_rate
+
         assert self.lr_grid is not None
-        return {**self.training_for(method, self.lr_grid.size), "learning_rate": rate}
+        grid = tuple(sorted(self.lr_grid.rates.get(method, ())))
+        if not self.lr_grid.extend_at_edge or not grid:
+            return grid
+        return grid + tuple(rate for rate in (extension_rate(grid, grid[0]), extension_rate(grid, grid[-1]))
+                            if rate is not None)
 
     def pilot_seeds(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The data seeds and train seeds of the ``lr_grid``'s pilot runs."""
@@ -201,9 +231,19 @@ class StudyConfig:
         return run_path(self.results_dir, "runs", ".json", run.model, run.task, run.method, run.size, run.data_seed,
                         run.train_seed)
 
-    def lr_file(self, model: str, task: str, method: str) -> str:
-        """The learning rate the ``lr_grid`` chose for a model (its label), task and method."""
-        return f"{self.results_dir}/lr/{model}/{task}/{method}.json"
+    def lr_file(self, model: str, task: str, method: str, size: int | str) -> str:
+        """The learning rate the ``lr_grid`` chose for a model (its label), task and method, that a
+        run of training-set size ``size`` trains at (its band's)."""
+        return self.lr_path(model, task, method, self.lr_band(size))
+
+    def lr_path(self, model: str, task: str, method: str, band: int | str, grid_only: bool = False) -> str:
+        """The selection file of one size band: ``<results>/lr/<model>/<task>/<method>.json`` for a
+        grid of one pilot size (as before bands), ``.../<method>/<band>.json`` for several;
+        ``grid_only``: the choice over the grid alone that decides whether it extends (``.grid.json``)."""
+        suffix = ".grid.json" if grid_only else ".json"
+        if self.lr_grid is None or len(self.lr_grid.sizes) == 1:
+            return f"{self.results_dir}/lr/{model}/{task}/{method}{suffix}"
+        return f"{self.results_dir}/lr/{model}/{task}/{method}/{band}{suffix}"
 
     def pilot_file(self, pilot: "Pilot") -> str:
         """A pilot run's record: at its rate, beside the grid's other rates (``<results>/lr-grid``)."""

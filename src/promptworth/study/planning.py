@@ -24,20 +24,34 @@ def plan(study: StudyConfig) -> list[Run]:
 
 def pilots(study: StudyConfig) -> list[Pilot]:
     """Every pilot run of the study's ``lr_grid`` (none without one), in a stable order: per model
-    and task, each method of the grid that trains on it at a size above 0, at each rate."""
+    and task, each method of the grid that trains on it at a size above 0, at each pilot size whose
+    band some of its runs fall in, at each rate of the grid. The pilots at a rate beyond the grid's
+    edge are not planned: whether they run follows from these (:func:`extension_pilots`)."""
     if study.lr_grid is None:
         return []
     data_seeds, train_seeds = study.pilot_seeds()
     return [
-        Pilot(model_label(model), task, method, study.lr_grid.size, data_seed, train_seed, rate)
+        Pilot(model_label(model), task, method, band, data_seed, train_seed, rate)
         for model in study.models
         for task in study.tasks_for(model)
         for method, rates in study.lr_grid.rates.items()
-        if study.takes_chosen_rate(task, method, model)
+        for band in study.lr_bands(task, method, model)
         for rate in rates
         for data_seed in data_seeds
         for train_seed in train_seeds
     ]
+
+
+def extension_pilots(study: StudyConfig) -> list[Pilot]:
+    """The pilot runs a grid that extends at its edge may add: per model, task, method, band and
+    pilot seeds, at the rate beyond each edge (``promptworth.training.lr_grid.EDGE_RULE``; the
+    workflow runs those of the edge the grid's choice falls on). None for a grid that does not extend."""
+    if study.lr_grid is None or not study.lr_grid.extend_at_edge:
+        return []
+    planned = {(p.model, p.task, p.method, p.size, p.data_seed, p.train_seed): None for p in pilots(study)}
+    return [Pilot(model, task, method, size, data_seed, train_seed, rate)
+            for (model, task, method, size, data_seed, train_seed) in planned
+            for rate in study.pilot_rates(method) if rate not in study.lr_grid.rates[method]]
 
 
 def _run_timing(record_file: Path) -> tuple[float, bool] | None:
@@ -68,8 +82,11 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
         f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
     ]
     if study.lr_grid is not None:
+        grid = study.lr_grid
+        bands = f", a rate per size band (pilot sizes {', '.join(map(str, grid.sizes))})" if len(grid.sizes) > 1 else ""
+        edge = "; a choice at the grid's edge adds the pilots of the rate beyond it" if grid.extend_at_edge else ""
         lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
-                     f"{', '.join(study.lr_grid.rates)} on dev first")
+                     f"{', '.join(grid.rates)} on dev first{bands}{edge}")
     timings = [t for t in map(_run_timing, done) if t is not None]
     trained = sorted(seconds for seconds, took_steps in timings if took_steps)
     seconds, which = (trained, "finished ones that trained") if trained else (sorted(s for s, _ in timings), "finished ones")

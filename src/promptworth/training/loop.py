@@ -6,8 +6,9 @@ Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to 
 constant: no decay), gradient clipping. The dev set is evaluated every ``eval_every`` steps and at
 the end; the best state (by the task's primary metric, first best wins) is kept in memory and used
 for the test set. With ``patience`` N, training stops early once N dev evaluations in a row have not
-beaten the best; the record's ``stopped`` says which ended the run ("patience", or "cap": the step
-budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
+beaten the best, but never before ``TrainConfig.patience_from`` (``min_steps_before_patience`` steps,
+``min_epochs_before_patience`` passes over the training set); the record's ``stopped`` says which ended
+the run ("patience", or "cap": the step budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
 the dev evaluations up to step B: the result of a B-step run (the record's ``budgets``).
 
 Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
@@ -253,12 +254,13 @@ class _Steps:
 
 
 def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.Module, evaluator: _Evaluator,
-                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float) -> bool:
-    """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run."""
+                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float, patience_from: int) -> bool:
+    """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run
+    (only from step ``patience_from`` on: the evaluations before it still count as not beating the best)."""
     score = evaluator.dev_score(step)
     best.see(step, score, total, model)
     bar.set_postfix(loss=f"{loss:.4f}", dev=f"{score:.4f}", best=f"{best.score:.4f}", refresh=False)
-    stop = bool(config.patience) and best.stale >= config.patience and step != total
+    stop = bool(config.patience) and best.stale >= config.patience and patience_from <= step != total
     # a budget at the run's last step is the final result, evaluated once below
     if budgets is not None and step in config.budgets and step != total and not stop:
         budgets.append(best.budget_result(step, model, evaluator))
@@ -312,7 +314,7 @@ def fit(
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
     step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
     ``config.patience``, training stops after that many dev evaluations in a row without a better
-    best dev score; the learning-rate schedule stays the one planned for the whole budget. With
+    best dev score, at step ``config.patience_from(len(train))`` at the earliest; the learning-rate schedule stays the one planned for the whole budget. With
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
     budget the run does not reach gets the run's final result."""
@@ -345,7 +347,8 @@ def fit(
         bar.set_postfix(loss=f"{done.losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1]):
+            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1],
+                               config.patience_from(len(train))):
                 stopped = records.STOPPED_BY_PATIENCE
                 break
     bar.close()

@@ -43,7 +43,7 @@ from promptworth.training.runtime import (
     tune_allocator,
     versions,
 )
-from promptworth.training.settings import TrainConfig
+from promptworth.training.settings import TrainConfig, epochs_read, examples_read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +195,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "hyperparameters": {**planned["hyperparameters"], "total_steps": result.budget},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
+        **_best_read(result, len(setup.rows["train"]), setup.config.batch_size),
         "dev_score": result.dev_score,
         "stopped": result.stopped,
         "metric": metric,
@@ -206,6 +207,15 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
     }
+
+
+def _best_read(result: TrainResult, train_size: int, batch_size: int) -> dict[str, Any]:
+    """What the reported checkpoint (the best dev state, at ``best_step``) had read of the training
+    set: ``best_examples_read`` (each at least once) and ``best_epochs``; null without a training step."""
+    if result.stopped is None:
+        return {"best_examples_read": None, "best_epochs": None}
+    return {"best_examples_read": examples_read(train_size, result.best_step, batch_size),
+            "best_epochs": epochs_read(train_size, result.best_step, batch_size)}
 
 
 def run(request: RunRequest) -> dict[str, Any]:

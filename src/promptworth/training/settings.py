@@ -48,6 +48,8 @@ class TrainConfig:
     max_length: int = field(default=128, metadata={"help": "tokens per sequence; the longest text field is cut"})
     eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
     patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
+    min_epochs_before_patience: int = field(default=0, metadata={"help": "patience stops a run only once it has read each training example at least N times (N epochs' steps; 0: at any dev evaluation)"})
+    min_steps_before_patience: int = field(default=0, metadata={"help": "patience stops a run only from this step on (0: at any dev evaluation)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
@@ -79,6 +81,8 @@ class TrainConfig:
             "max_length": self.max_length >= 8,
             "eval_every": self.eval_every >= 0,
             "patience": self.patience >= 0,
+            "min_epochs_before_patience": self.min_epochs_before_patience >= 0,
+            "min_steps_before_patience": self.min_steps_before_patience >= 0,
             "max_grad_norm": self.max_grad_norm >= 0,
             "schedule": self.schedule in SCHEDULES,
         }
@@ -128,6 +132,13 @@ class TrainConfig:
         per_epoch = math.ceil(train_size / self.batch_size)
         return int(min(max(round(self.epochs * per_epoch), self.min_steps), self.max_steps))
 
+    def patience_from(self, train_size: int) -> int:
+        """The first step at which patience may stop a run on ``train_size`` examples: once it has
+        taken ``min_steps_before_patience`` steps and read each example ``min_epochs_before_patience``
+        times (that many epochs of ``ceil(train_size / batch_size)`` steps, ``loop.train_batches``' order)."""
+        per_epoch = math.ceil(train_size / self.batch_size)
+        return max(self.min_steps_before_patience, self.min_epochs_before_patience * per_epoch)
+
 
 def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     """How many of the training examples a run of ``steps`` steps read at least once: training
@@ -136,6 +147,12 @@ def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     if steps >= math.ceil(train_size / batch_size):
         return train_size
     return steps * batch_size
+
+
+def epochs_read(train_size: int, steps: int, batch_size: int) -> float:
+    """How many passes over the training set a run of ``steps`` steps made: its steps over an
+    epoch's ``ceil(train_size / batch_size)`` (2.5: two whole passes and half the third's batches)."""
+    return round(steps / math.ceil(train_size / batch_size), 4)
 
 
 def flag_of(name: str) -> str:
