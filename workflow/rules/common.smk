@@ -287,7 +287,7 @@ def data_dir_args():
 
 
 def pairs_rows():
-    """Whether the analysis compares runs row by row (rule paired): a study that trains writes
+    """Whether the analysis compares runs row by row (the paired table); a study that trains writes
     each test row's prediction into its records; one that reads runs_dir only when some of its
     records keep them (none of the editions published before issue 30 does)."""
     return not STUDY.runs_dir or any(kept_in(f) for f in run_files())
