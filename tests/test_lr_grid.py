@@ -270,6 +270,27 @@ def test_a_run_trains_at_the_chosen_rate_and_its_record_cites_the_selection(tmp_
     assert "its method is 'prompt', this run's 'head'" in capsys.readouterr().err
 
 
+def test_a_pilot_made_before_the_record_had_predictions_is_not_taken_over(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    split = sentiment_split(Path("splits") / "32-1")
+    model = tiny_model("llama")
+    pilots = [Path("lr-grid") / f"lr-{rate}" / "32-1-1.json" for rate in ("1e-4", "3e-2")]
+    for rate, pilot_file in zip(("1e-4", "3e-2"), pilots):
+        assert main(_train(split, pilot_file, model, "--learning-rate", rate)) == 0
+        older = json.loads(pilot_file.read_text())  # as a pilot trained before issue 30 recorded it
+        del older["predictions"]
+        pilot_file.write_text(json.dumps(older, indent=2))
+    argv = ["select-lr", *map(str, pilots), "--task", "SST-2", "--method", "prompt", "--size", "32",
+            "--rates", "1e-4", "3e-2", "--out", "prompt.json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    out = Path("runs") / "32-1-1.json"
+    assert main(_train(split, out, model, "--learning-rate-from", "prompt.json")) == 0
+    assert "is this run" not in capsys.readouterr().err  # it trains: the pilot lacks what a record holds now
+    run = json.loads(out.read_text())
+    assert run["predictions"]["rows"] == run["test_size"] and "pilot" not in run["lr_selection"]
+
+
 def _edited_selection(tmp_path: Path, edit) -> Path:
     """A selection of CB prompt from synthetic pilots (0.001 wins), then ``edit(selection, pilots)``."""
     grid = Path("lr-grid")

@@ -24,7 +24,7 @@ CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
-    "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets",
+    "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets", "predictions",
 }
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at",
                "pooled"}
@@ -59,6 +59,50 @@ def test_run_record_follows_the_contract(split, tmp_path):
     assert record["precision"] == "fp32"
     assert set(record["versions"]) == {"promptworth", "torch", "transformers", "datasets", "python"}
     assert not list(out.parent.glob(".*tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("method", ["prompt", "head", "majority", "zeroshot", "icl"])
+def test_the_record_keeps_each_test_row_s_prediction_and_they_give_its_scores(split, tmp_path, method):
+    from promptworth.data.rows import rows_sha256
+    from promptworth.data.split_folder import load_split
+    from promptworth.data.splits import test_indices
+    from promptworth.training import metrics
+
+    out = tmp_path / "run.json"
+    assert main(_argv(split, out, str(tiny_model("llama")), method, 1, "--test-limit", "12", "--budgets", "3",
+                      "--schedule", "constant")) == 0
+    record = json.loads(out.read_text())
+    rows = load_split("SST-2", split)["test"].to_list()
+    rows = [rows[i] for i in test_indices(len(rows), 12)]
+    kept = record["predictions"]
+    assert kept["rows"] == record["test_size"] == 12 and kept["encoding"] == "base36"
+    assert kept["rows_sha256"] == rows_sha256(rows)  # the rows of the test_limit subset, in order
+    assert kept["gold"] == "".join(str(row["label"]) for row in rows)
+    predicted = [int(digit) for digit in kept["predicted"]]
+    # every test metric of the record, recomputed from the predictions and the test labels
+    assert metrics.compute([row["label"] for row in rows], predicted, 2) == record["test"]
+    assert sum(p == row["label"] for p, row in zip(predicted, rows)) / 12 == record["score"]
+
+
+def test_a_regression_run_keeps_its_predictions_rounded_to_four_decimals(tmp_path):
+    from promptworth.training import metrics
+
+    def pairs(n: int, seed: int) -> list[dict]:
+        return [{"idx": row["idx"], "text_a": row["text_a"], "text_b": row["text_a"], "label": (row["idx"] * 7 % 11) / 2}
+                for row in sentiment_rows(n, seed)]
+
+    folder = write_split(tmp_path / "sts" / "32-1", pairs(32, 1), pairs(16, 2), pairs(16, 3), task="STS-B")
+    out = tmp_path / "sts.json"
+    argv = _argv(folder, out, str(tiny_model("llama")), "head")
+    argv[argv.index("--task") + 1] = "STS-B"
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    kept = record["predictions"]
+    assert kept["encoding"] == "decimal4" and kept["rows"] == 16
+    assert kept["gold"] == [row["label"] for row in pairs(16, 3)]
+    assert all(value == round(value, 4) for value in kept["predicted"])
+    recomputed = metrics.compute(kept["gold"], kept["predicted"], None)
+    assert recomputed == pytest.approx(record["test"], abs=1e-3)
 
 
 def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, capsys):

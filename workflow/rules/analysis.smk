@@ -79,6 +79,36 @@ rule tables:
         "--window-from {params.window_from:q} > {log:q} 2>&1"
 
 
+# Two methods compared row by row on the test rows both scored (the records' per-row predictions):
+# the gap with intervals over seeds and over seeds and rows, McNemar per pair of runs.
+if pairs_rows():
+
+    rule paired:
+        input:
+            run_files(),
+        output:
+            table=report(
+                f"{RESULTS}/tables/paired.md",
+                caption="../report/paired.rst",
+                category="Tables",
+            ),
+            csv=f"{RESULTS}/tables/paired.csv",
+        log:
+            f"{RESULTS}/logs/paired.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            # as aggregate reads them: the study's records only, each what the study asks for
+            runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
+            study=json.dumps(STUDY_CONFIG),
+            comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
+            out_dir=lambda wildcards, output: str(Path(output.table).parent),
+        shell:
+            "promptworth paired {params.runs:q} --study {params.study:q} --out-dir {params.out_dir:q} "
+            "--comparisons {params.comparisons:q} > {log:q} 2>&1"
+
+
 rule figures:
     input:
         f"{RESULTS}/runs.csv",

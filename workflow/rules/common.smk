@@ -23,6 +23,7 @@ from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
 from promptworth.study.planning import pilots, plan, plan_summary
 from promptworth.training.lr_grid import extension_rate, rate_label, read_selection
+from promptworth.training.predictions import kept_in
 from promptworth.training.settings import training_args
 
 try:
@@ -347,6 +348,13 @@ def data_dir_args():
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
 
 
+def pairs_rows():
+    """Whether the analysis compares runs row by row (the paired table); a study that trains writes
+    each test row's prediction into its records; one that reads runs_dir only when some of its
+    records keep them (none of the editions published before issue 30 does)."""
+    return not STUDY.runs_dir or any(kept_in(f) for f in run_files())
+
+
 def study_outputs():
     return [
         f"{RESULTS}/runs.csv",
@@ -359,6 +367,8 @@ def study_outputs():
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
         # the advantage at each step budget, for a study whose runs record budgets
         *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
+        # two methods compared row by row, where the records keep each test row's prediction
+        *([f"{RESULTS}/tables/paired.md"] if pairs_rows() else []),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]

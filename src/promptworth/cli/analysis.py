@@ -1,4 +1,4 @@
-"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``,
+"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``paired``, ``figures``,
 ``budgets``, ``lmbff-table`` and ``costs`` (Snakemake's benchmarks of the training jobs -> one CSV).
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
@@ -126,15 +126,19 @@ def run_import_lescao(args: argparse.Namespace) -> int:
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
+    return _chosen_comparisons(args.comparisons, set(table["method"].astype(str)), str(args.results))
+
+
+def _chosen_comparisons(given: list[str] | None, present: set[str], source: str) -> list:
+    """The comparisons of ``--comparisons``, else the default ones whose methods are both ``present``."""
     from promptworth.analysis.advantage import Comparison
 
-    if args.comparisons:
-        return [Comparison.parse(text) for text in args.comparisons]
-    present = set(table["method"].astype(str))
+    if given:
+        return [Comparison.parse(text) for text in given]
     chosen = [c for c in map(Comparison.parse, DEFAULT_COMPARISONS) if {c.treatment, c.baseline} <= present]
     if not chosen:
         raise PromptworthError(
-            f"{args.results}: none of the default comparisons ({' '.join(DEFAULT_COMPARISONS)}) has both methods "
+            f"{source}: none of the default comparisons ({' '.join(DEFAULT_COMPARISONS)}) has both methods "
             f"in the results (methods: {', '.join(sorted(present))}); give --comparisons"
         )
     return chosen
@@ -153,6 +157,27 @@ def run_tables(args: argparse.Namespace) -> int:
 
     written = write_files(args.out_dir, write)
     print(f"[promptworth] {len(written)} tables -> {args.out_dir}")
+    return 0
+
+
+def run_paired(args: argparse.Namespace) -> int:
+    from promptworth.analysis.paired import paired_frame, paired_markdown
+    from promptworth.analysis.results import read_records
+    from promptworth.files import write_files
+
+    records = read_records(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
+    present = {record["method"] for record in records.values()}
+    comparisons = _chosen_comparisons(args.comparisons, present, ", ".join(map(str, args.paths)))
+    frame, left = paired_frame(records, comparisons, args.confidence, args.resamples)
+    texts = {"paired.csv": frame.to_csv(index=False), "paired.md": paired_markdown(frame, left)}
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    write_files(args.out_dir, write)
+    without = f", {len(left.without_predictions)} left out without per-row predictions" if left.without_predictions else ""
+    print(f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
     return 0
 
 

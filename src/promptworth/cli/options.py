@@ -111,6 +111,29 @@ def comparisons(note: str = "") -> OptionSet:
     return lambda: (opt("--comparisons", nargs="+", metavar="TREATMENT:BASELINE", help=help),)
 
 
+def records() -> tuple[Opt, ...]:
+    """The run records a verb reads itself, and the study they must belong to."""
+    return (
+        opt("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
+            help="run records, or folders searched recursively for *.json"),
+        opt("--study", metavar="CONFIG", help="a study config (YAML; or the config as JSON, as the workflow "
+            "passes it): read only the study's runs among the paths, each of which must be what the study asks "
+            "for (its settings, split, learning-rate selection and search); the others are named in a warning"),
+        opt("--strays", choices=("warn", "error"), default="warn", help="with --study, files that are not "
+            "records of the study's runs: a warning (default) or an error"),
+    )
+
+
+def intervals() -> tuple[Opt, ...]:
+    """The confidence level of the intervals and the bootstrap's resamples."""
+    return (
+        opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),
+        opt("--resamples", type=int, default=2000,
+            help="bootstrap resamples: all distinct ones when there are no more, else this many random "
+                 "draws (default: %(default)s)"),
+    )
+
+
 def advantage() -> tuple[Opt, ...]:
     """How the data advantage is estimated (:class:`promptworth.analysis.estimate.AdvantageOptions`)."""
     from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
@@ -122,10 +145,7 @@ def advantage() -> tuple[Opt, ...]:
         opt("--interval", choices=INTERVALS, default="bootstrap",
             help="bootstrap: a confidence interval over data seeds; loo: Le Scao & Rush's "
                  "leave-one-run-out std (default: %(default)s)"),
-        opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),
-        opt("--resamples", type=int, default=2000,
-            help="bootstrap resamples: all distinct ones when there are no more, else this many random "
-                 "draws (default: %(default)s)"),
+        *intervals(),
         opt("--ladder", choices=("matched", "own"), default="matched",
             help="matched: only the sizes every compared method ran; own: each curve on its own sizes "
                  "(default: %(default)s)"),

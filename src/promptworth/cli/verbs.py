@@ -186,16 +186,10 @@ def select_lr_description() -> str:
 ANALYSIS = (
     Verb("aggregate", "collect run JSONs into the tidy results table (one row per run)",
          "promptworth.cli.analysis:run_aggregate",
-         (these(opt("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
-                    help="run records, or folders searched recursively for *.json")),
+         (o.records,
           o.out("CSV to write (default: %(default)s)", required=False, default=Path("results/runs.csv")),
           these(opt("--peak-gflops", type=float, help="the training machine's matmul peak (make benchmark: "
-                    "peak.bf16_matmul_2048_gflops): adds the study-level MFU to the compute line"),
-                opt("--study", metavar="CONFIG", help="a study config (YAML; or the config as JSON, as the workflow "
-                    "passes it): read only the study's runs among the paths, each of which must be what the study asks "
-                    "for (its settings, split, learning-rate selection and search); the others are named in a warning"),
-                opt("--strays", choices=("warn", "error"), default="warn", help="with --study, files that are not "
-                    "records of the study's runs: a warning (default) or an error")))),
+                    "peak.bf16_matmul_2048_gflops): adds the study-level MFU to the compute line")))),
     Verb("advantage", "data advantage of one method over another, per model and task",
          "promptworth.cli.analysis:run_advantage",
          (o.results, o.pair, o.advantage,
@@ -209,6 +203,14 @@ ANALYSIS = (
           these(opt("--pattern", type=int, default=0, help="PVP pattern taken as prompt/null (default: %(default)s)")))),
     Verb("tables", "advantage and LM-BFF-style tables as markdown, LaTeX and CSV", "promptworth.cli.analysis:run_tables",
          (o.results, o.out_dir, o.comparisons(), o.advantage)),
+    Verb("paired", "two methods compared row by row on the test rows both scored (the records' per-row predictions): "
+         "paired.md and paired.csv", "promptworth.cli.analysis:run_paired",
+         (o.records, o.out_dir, o.comparisons(), o.intervals),
+         "Pair each run of a comparison's treatment with the baseline's run of the same model, task, size, data seed "
+         "and train seed, on the test rows both scored (their records' predictions), and write paired.md and "
+         "paired.csv: per size, the accuracy gap over the data seeds with a bootstrap interval over the seeds and one "
+         "over the seeds and the test rows, and McNemar's exact test of each pair of runs. Records without per-row "
+         "predictions (made before issue 30) are left out and counted; with none that has them, the table says so."),
     Verb("figures", "score vs training-set size per task and an overview grid (PNG+PDF)",
          "promptworth.cli.analysis:run_figures", (o.results, o.out_dir, o.pair, o.advantage)),
     Verb("budgets", "the data advantage at each step budget the runs record (training.budgets) and at convergence: "

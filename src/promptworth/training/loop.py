@@ -94,6 +94,8 @@ class BudgetResult:
     dev_score: float | None
     test: dict[str, float]
     reached: bool
+    # the test predictions of that state, one per test row (not in the record's budgets item)
+    predictions: list[float] | None = field(default=None, repr=False)
 
     def as_record(self, metric: str) -> dict[str, Any]:
         return {"steps": self.steps, "reached": self.reached, "best_step": self.best_step,
@@ -118,6 +120,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
+    test_predictions: list[float] | None = None  # one per test row, in order (None: no test set)
 
 
 class _Snapshot:
@@ -188,20 +191,21 @@ class _Evaluator:
     flops_done: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
 
-    def _evaluate(self, features: Sequence[Feature], where: str) -> dict[str, float]:
+    def _evaluate(self, features: Sequence[Feature], where: str) -> evaluation.Evaluation:
         result = evaluation.evaluate(self.method, self.model, features, self.task, self.config, self.device, self.precision,
                           where, self.shape, self.content_free)
         self.seconds += result.seconds
         self.flops_done += result.flops
-        return result.metrics
+        return result
 
     def dev_score(self, step: int) -> float:
         """Evaluate dev now, count its cost and add it to the curve."""
-        score = self._evaluate(self.dev, f"dev at step {step}")[self.task.metric]
+        score = self._evaluate(self.dev, f"dev at step {step}").metrics[self.task.metric]
         self.curve.append({"step": step, "dev_score": score})
         return score
 
-    def test_metrics(self, where: str) -> dict[str, float]:
+    def test_evaluation(self, where: str) -> evaluation.Evaluation:
+        """Evaluate test now: its metrics and its predictions, one per row."""
         return self._evaluate(self.test, where)
 
 
@@ -225,13 +229,14 @@ class _Best:
     def budget_result(self, step: int, model: torch.nn.Module, evaluator: _Evaluator) -> BudgetResult:
         """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
         if self.step == step:
-            return BudgetResult(step, self.step, self.score, evaluator.test_metrics(f"test at budget {step}"), True)
+            tested = evaluator.test_evaluation(f"test at budget {step}")
+            return BudgetResult(step, self.step, self.score, tested.metrics, True, tested.predictions)
         self.snapshot.swap(model)
         try:
-            metrics_at_best = evaluator.test_metrics(f"test at budget {step}")
+            at_best = evaluator.test_evaluation(f"test at budget {step}")
         finally:
             self.snapshot.swap(model)
-        return BudgetResult(step, self.step, self.score, metrics_at_best, True)
+        return BudgetResult(step, self.step, self.score, at_best.metrics, True, at_best.predictions)
 
 
 @dataclass
@@ -306,6 +311,19 @@ def _final_budgets(budgets: list[BudgetResult] | None, config: TrainConfig, best
                       for b in config.budgets if b not in done]
 
 
+def _final_test(budgets: list[BudgetResult] | None, best: _Best,
+                evaluator: _Evaluator) -> tuple[dict[str, float], list[float] | None]:
+    """The test metrics and predictions of the best state (the model holds it now); empty without a test set."""
+    # a budget that tested the best state already has the final result: the same weights, evaluated once
+    tested = [b for b in budgets or [] if b.best_step == best.step]
+    if tested:
+        return tested[0].test, tested[0].predictions
+    if not evaluator.test:
+        return {}, None
+    evaluated = evaluator.test_evaluation("test")
+    return evaluated.metrics, evaluated.predictions
+
+
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
@@ -356,11 +374,9 @@ def fit(
         best.score = evaluator.dev_score(0)
     if best.step != done.taken:
         best.snapshot.restore(model)
-    # a budget that tested the best state already has the final result: the same weights, evaluated once
-    tested = [b.test for b in budgets or [] if b.best_step == best.step]
-    final = tested[0] if tested else evaluator.test_metrics("test") if test else {}
+    final, predictions = _final_test(budgets, best, evaluator)
     return TrainResult(
-        dev_curve=evaluator.curve, best_step=best.step, dev_score=best.score, test=final,
+        dev_curve=evaluator.curve, best_step=best.step, dev_score=best.score, test=final, test_predictions=predictions,
         steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
         train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
         eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.files import non_finite_key
+from promptworth.training import predictions as row_predictions
 
 SCHEMA_VERSION = 2  # what training writes; 2: the model named by model_sha256, no machine paths
 READABLE_VERSIONS = (1, 2)  # what the analysis reads (1: the model's folder in model_path)
@@ -67,6 +68,8 @@ KEYS: tuple[Key, ...] = (
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
     Key("budgets", "list", nullable=True),  # the result at each step budget (null: none asked for)
+    # each test row's prediction and gold label (promptworth.training.predictions; null: no test rows)
+    Key("predictions", "object", nullable=True),
     Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
@@ -132,6 +135,7 @@ def check(record: Any, where: str) -> dict[str, Any]:
     if bad is not None:
         raise PromptworthError(f"{where}: key {bad!r} is not a finite number (NaN or infinite)")
     _check_bounds(record, where)
+    row_predictions.check(record, where)
     return record
 
 

@@ -18,6 +18,7 @@ import torch
 
 from promptworth.backbones import load
 from promptworth.backbones.resolve import weights_sha256
+from promptworth.data.rows import rows_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
@@ -29,7 +30,7 @@ from promptworth.methods.objectives.base import Method
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
-from promptworth.training import lr_grid, record as records, runtime
+from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime
 from promptworth.training.loop import TrainResult, fit
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
@@ -202,6 +203,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "test": result.test,
         "score": result.test.get(metric),
         "budgets": [b.as_record(metric) for b in result.budgets] if result.budgets is not None else None,
+        "predictions": _predictions(setup, result),
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
         "timing": _timing(result, wall_s, request),
@@ -216,6 +218,16 @@ def _best_read(result: TrainResult, train_size: int, batch_size: int) -> dict[st
         return {"best_examples_read": None, "best_epochs": None}
     return {"best_examples_read": examples_read(train_size, result.best_step, batch_size),
             "best_epochs": epochs_read(train_size, result.best_step, batch_size)}
+
+
+def _predictions(setup: _Setup, result: TrainResult) -> dict[str, Any] | None:
+    """Each test row's prediction and gold label, compactly (promptworth.training.predictions); None
+    without test rows."""
+    if result.test_predictions is None:
+        return None
+    gold = [feature.label for feature in setup.features["test"]]
+    return row_predictions.encode(result.test_predictions, gold, rows_sha256(setup.rows["test"]),
+                                  setup.task.is_regression)
 
 
 def run(request: RunRequest) -> dict[str, Any]:
@@ -242,18 +254,21 @@ def run(request: RunRequest) -> dict[str, Any]:
 # result (what training produced, and when) is the pilot's; hyperparameters.total_steps follows from
 # the compared hyperparameters and train_size.
 _RESULT_KEYS = {"lr_selection", "git_commit", "parameters", "dev_curve", "best_step", "dev_score", "stopped",
-                "metric", "test", "score", "budgets", "train_loss", "timing"}
+                "metric", "test", "score", "budgets", "predictions", "train_loss", "timing"}
 
 
 def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any] | None:
     """The record of a run whose plan (``planned``: the record's keys known before training)
     equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
     citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
-    as when the pilot trained with other settings, another split or other package versions."""
+    as when the pilot trained with other settings, another split or other package versions, or
+    was made before a key of the record existed (it lacks it)."""
     cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
     if cited_pilot is None:
         return None
     pilot = records.read_record(Path(cited_pilot["file"]))
+    if any(key.name not in pilot for key in records.KEYS):  # made before a key was added: not what a run records now
+        return None
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
     if settings != planned["hyperparameters"]:
         return None
