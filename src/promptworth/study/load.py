@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
-from promptworth.study.config import LrGrid, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
+from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
 from promptworth.study.config_file import validate_config
 
 
@@ -62,6 +62,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
             "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
                 "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
+            "by_method": lambda by_method: {str(name): MethodSettings(**_given(settings, {
+                "sizes": tuple, "data_seeds": tuple, "dev_policy": str})) for name, settings in by_method.items()},
             "lr_grid": lambda grid: LrGrid(
                 rates={name: tuple(rates) for name, rates in grid["rates"].items()}, size=grid["size"],
                 **_given(grid, {"data_seeds": tuple, "train_seeds": tuple})),
