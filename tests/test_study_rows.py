@@ -18,7 +18,7 @@ from promptworth.errors import PromptworthError
 from promptworth.study import tiny_variant as fast
 from promptworth.study.load import load_study
 from promptworth.study.planning import pilots, plan
-from promptworth.study.reuse import asked
+from promptworth.study.reuse import asked, difference
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -31,6 +31,8 @@ def _study(**changes):
     for key, value in changes.items():
         if key == "by_method":
             config["by_method"] = {**config["by_method"], **value}
+        elif value is None:
+            del config[key]
         else:
             config[key] = value
     return load_study(config, SCHEMA)
@@ -72,6 +74,32 @@ def test_true_few_shot_chooses_its_learning_rate_on_its_own_splits():
     run = next(r for r in plan(study) if (r.task, r.method, r.size) == ("trec", "head-tfs", 16))
     assert asked(study, run).split_folder == Path(f"{TFS}/trec/16-1")
     assert study.lr_file(run.model, run.task, run.method).endswith("/lr/tiny-llama/trec/head-tfs.json")
+
+
+def _record_of(values: dict) -> dict:
+    """A record holding exactly the values a study asks for (dotted keys nested)."""
+    record: dict = {}
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        node = record
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return record
+
+
+def test_a_true_few_shot_record_is_reused_only_with_a_dev_set_as_large_as_its_training_set():
+    """A record of prompt-tfs made before its dev policy changed (the fixed 16 rows) trains again;
+    one with the dev set its policy draws is the run asked for."""
+    study = _study(lr_grid=None)  # no selection file to cite
+    run = next(r for r in plan(study) if (r.task, r.method, r.size, r.data_seed) == ("SST-2", "prompt-tfs", 8, 1))
+    asked_for = asked(study, run)
+    record = _record_of(asked_for.values)
+    assert record["dev_size"] == 8 and difference(study, asked_for, record, missing_is_stale=False) is None
+    assert difference(study, asked_for, {**record, "dev_size": 16}, missing_is_stale=False) == (
+        "dev_size is 16 in the record, the study asks for 8")
+    prompt = next(r for r in plan(study) if (r.task, r.method, r.size, r.data_seed) == ("SST-2", "prompt", 8, 1))
+    assert "dev_size" not in asked(study, prompt).values  # the study's own policy: records of every age read as before
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -69,6 +69,10 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     }
     if not chosen:
         values["lr_selection"] = None
+    own = study.by_method.get(run.method)
+    if own is not None and own.dev_policy is not None and isinstance(run.size, int):
+        # a dev policy of the method's own (its rows are new): the dev set's size says which policy drew it
+        values["dev_size"] = study.splits.dev_size if own.dev_policy == "fixed" else run.size
     searched = search_kind(spec) is not None
     if not searched:
         values["search"] = None
