@@ -35,7 +35,11 @@ use rule split as split_by_policy with:
     params:
         data_dir=data_dir_args(),
         dev=lambda wildcards: ["--dev-policy", wildcards.policy]
-        + (["--dev-size", STUDY.splits.dev_size] if wildcards.policy in FIXED_DEV else []),
+        + (
+            ["--dev-size", STUDY.splits.dev_size]
+            if wildcards.policy in FIXED_DEV
+            else []
+        ),
         test_limit=(
             ["--test-limit", STUDY.splits.test_limit]
             if STUDY.splits.test_limit
