@@ -5,6 +5,7 @@ learning (icl-calibrated), on the tiny models."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,12 @@ def test_icl_calibrated_has_no_size_zero_point_of_its_own():
     spec = method_specs.builtin_methods()["icl-calibrated"]
     assert "extra context reads training rows" in spec.size_zero_problem()
     assert method_specs.builtin_methods()["zeroshot-calibrated"].runs_at_size_zero
+
+
+def test_the_methods_verb_names_the_controls_template_and_what_a_task_lacks(capsys):
+    assert main(["methods", "--model", str(tiny_model("llama")), "--task", "CB"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^prompt-irrelevant +prompt \+ full \(template irrelevant\) +fixed-prompt LM tuning$", out, re.M)
+    assert "not on CB: task CB has no misleading_words: method 'prompt-misleading' cannot run on it" in out
+    assert "not on CB: task CB has no template 'irrelevant'" in out
+    assert "trainable 0 of" in out  # the other methods are counted as before
