@@ -33,7 +33,7 @@ def backbones():
 
 
 def test_the_tuning_free_builtins_are_lmbffs_reference_rows():
-    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated", "icl"]
+    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated", "icl", "icl-calibrated"]
     specs = method_specs.builtin_methods()
     assert specs["zeroshot-calibrated"].extras == ("calibrate",)
     assert specs["zeroshot"].strategy == "tuning-free prompting"
@@ -192,7 +192,8 @@ def test_the_methods_verb_lists_the_tuning_free_methods_with_their_parts(capsys)
 def test_size_zero_is_the_methods_that_predict_untrained():
     specs = method_specs.builtin_methods()
     at_zero = [name for name, spec in specs.items() if spec.runs_at_size_zero]
-    assert at_zero == ["prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers", "zeroshot", "zeroshot-calibrated"]
+    assert at_zero == ["prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers", "zeroshot", "zeroshot-calibrated",
+                       "prompt-irrelevant", "prompt-misleading"]
     assert "new head is untrained" in specs["head-lora"].size_zero_problem()
     assert "softprompt starts with new, untrained vectors" in specs["softprompt"].size_zero_problem()
     assert "extra demos reads training rows" in specs["prompt-demo"].size_zero_problem()

@@ -359,7 +359,8 @@ def _methods(root: Path) -> str:
     for spec in BUILTINS:
         trains = spec.tuning_spec.steps
         rate = spec.training_defaults().get("learning_rate")
-        cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}", ", ".join(spec.extras) or "-",
+        template = f" (template `{spec.template}`)" if spec.template else ""
+        cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}{template}", ", ".join(spec.extras) or "-",
                  spec.strategy, "the study's" if trains else "0",
                  (f"{rate:g}" if rate is not None else "the study's") if trains else "-",
                  "yes" if spec.runs_at_size_zero else "-", spec.paper]

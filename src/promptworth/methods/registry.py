@@ -10,16 +10,19 @@ OBJECTIVES: dict[str, str] = {
     "prompt": "the task's template; label scores are the label words' log-probabilities at the answer slot",
     "head": "a new classifier on the backbone ([CLS] for masked LMs, the last token for causal LMs)",
     "null": "the task's template with the null verbalizer (null_words)",
+    "misleading": "the task's template with misleading label words (misleading_words: each label another's word)",
     "majority": "no model: every example gets the evaluation set's most frequent class (LM-BFF's reference row)",
 }
 
 
-# Objectives that read labels through a template and label words.
-PROMPT_OBJECTIVES = ("prompt", "null")
+# The objectives that read labels through a template and label words, each with the task registry
+# key its words come from.
+WORDS_KEYS: dict[str, str] = {"prompt": "label_words", "null": "null_words", "misleading": "misleading_words"}
+PROMPT_OBJECTIVES = tuple(WORDS_KEYS)
 
 
 # Objectives with parameters to train (majority has none).
-TRAINED_OBJECTIVES = ("prompt", "head", "null")
+TRAINED_OBJECTIVES = ("prompt", "head", "null", "misleading")
 
 
 # Where the tunings' default learning rates were chosen (their ``source``).
@@ -85,7 +88,7 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         ),
         behaviour="promptworth.methods.tunings.ptuning:PTuning"),
     Tuning("none", "nothing: the model is used as it is, no training step (tuning-free prompting)",
-           ("prompt", "null", "majority"), steps=False, unchanged_at_start=True, behaviour="promptworth.methods.tunings.none:NoTuning"),
+           (*PROMPT_OBJECTIVES, "majority"), steps=False, unchanged_at_start=True, behaviour="promptworth.methods.tunings.none:NoTuning"),
     Tuning(
         "frozen", "only the new head (a probe of the frozen model)", ("head",),
         training={"learning_rate": 1e-2},

@@ -69,6 +69,18 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class MethodSettings:
+    """What changes for one method of a study (its ``by_method``): the sizes it runs at, of its
+    tasks' sizes, and the data seeds, of those its size draws (empty: all of them); the dev policy
+    of its splits (None: ``splits.dev_policy``), e.g. true few-shot selection (Perez et al. 2021):
+    a dev set as large as the training set, for the method's runs and its lr_grid pilots alike."""
+
+    sizes: tuple[int | str, ...] = ()
+    data_seeds: tuple[int, ...] = ()
+    dev_policy: str | None = None
+
+
+@dataclass(frozen=True)
 class LrGrid:
     """A study's ``lr_grid``: the learning rates to try per method (the others train at their set
     rate), and the pilot runs that try them: at each training-set size of ``sizes`` (its size
@@ -108,16 +120,20 @@ class StudyConfig:
     lr_grid: LrGrid | None = None
     # keyed by the model as ``models`` names it: what changes for it (see ModelSettings)
     by_model: dict[str, ModelSettings] = field(default_factory=dict)
+    # keyed by a method's name: what changes for it (see MethodSettings)
+    by_method: dict[str, MethodSettings] = field(default_factory=dict)
 
     def tasks_for(self, model: str | None = None) -> tuple[str, ...]:
         """The tasks ``model`` runs (where ``by_model`` names tasks for it), in the study's order."""
         chosen = self.by_model[model].tasks if model in self.by_model else ()
         return tuple(task for task in self.tasks if not chosen or task in chosen)
 
-    def methods_for(self, task: str, size: int | str | None = None, model: str | None = None) -> tuple[str, ...]:
+    def methods_for(self, task: str, size: int | str | None = None, model: str | None = None,
+                    data_seed: int | None = None) -> tuple[str, ...]:
         """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it; at size 0,
         the zero-shot point, only those that run untrained (``runs_at_size_zero``); by ``model``, those
-        of them that ``by_model`` names for it)."""
+        of them that ``by_model`` names for it; at ``size`` and ``data_seed``, those whose ``by_method``
+        sizes and data seeds name them)."""
         settings = self.by_size.get(str(size))
         if settings is not None and settings.methods:
             methods = settings.methods
@@ -126,7 +142,26 @@ class StudyConfig:
         if size == ZERO_SHOT:  # the zero-shot point: only the methods that run untrained
             methods = tuple(name for name in methods if self.method(name).runs_at_size_zero)
         chosen = self.by_model[model].methods if model in self.by_model else ()
-        return tuple(method for method in methods if not chosen or method in chosen)
+        return tuple(method for method in methods if (not chosen or method in chosen)
+                     and self._method_runs_at(method, size, data_seed))
+
+    def _method_runs_at(self, method: str, size: int | str | None, data_seed: int | None) -> bool:
+        """Whether ``by_method`` lets ``method`` run at ``size`` and ``data_seed`` (None: any)."""
+        settings = self.by_method.get(method)
+        if settings is None:
+            return True
+        return ((size is None or not settings.sizes or str(size) in map(str, settings.sizes))
+                and (data_seed is None or not settings.data_seeds or data_seed in settings.data_seeds))
+
+    def dev_policy_for(self, method: str | None) -> str:
+        """The dev policy of a method's splits: its ``by_method`` one, else the study's."""
+        settings = self.by_method.get(method) if method is not None else None
+        return settings.dev_policy if settings is not None and settings.dev_policy else self.splits.dev_policy
+
+    def template_for(self, task: str, method: str) -> str | None:
+        """The template name a run of ``method`` on ``task`` reads: the method's own (a control's),
+        else the study's ``templates`` entry (None: the task's first that suits the model)."""
+        return self.method(method).template or self.templates.get(task)
 
     def resources_for(self, model: str) -> dict[str, int]:
         """The resources of ``model``'s training jobs: the defaults, then ``resources``, then its
@@ -219,9 +254,13 @@ class StudyConfig:
 
     # Where the study's files live (the workflow's rules make them there; promptworth.study.reuse reads them)
 
-    def split_folder(self, task: str, size: int | str, data_seed: int) -> str:
-        """The split folder of one (task, size, data seed): a ladder's or LM-BFF's K-shot one."""
+    def split_folder(self, task: str, size: int | str, data_seed: int, method: str | None = None) -> str:
+        """The split folder of one (task, size, data seed): a ladder's or LM-BFF's K-shot one; for a
+        method whose ``by_method`` dev policy is not the study's, ``splits-<policy>/`` holds it."""
         kind = "kshot" if self.splits.kind == "kshot" else "splits"
+        policy = self.dev_policy_for(method)
+        if policy != self.splits.dev_policy:
+            kind = f"splits-{policy}"
         return f"{self.results_dir}/{kind}/{task}/{size}-{data_seed}"
 
     def run_file(self, run: "Run") -> str:

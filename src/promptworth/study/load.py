@@ -8,7 +8,7 @@ from typing import Any, Callable
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
-from promptworth.study.config import LrGrid, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
+from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
 from promptworth.study.config_file import validate_config
 
 
@@ -73,6 +73,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
                 "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
             "lr_grid": _lr_grid,
+            "by_method": lambda by_method: {str(name): MethodSettings(**_given(settings, {
+                "sizes": tuple, "data_seeds": tuple, "dev_policy": str})) for name, settings in by_method.items()},
         }),
     )
     check_study(study)

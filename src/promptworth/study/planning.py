@@ -17,7 +17,7 @@ def plan(study: StudyConfig) -> list[Run]:
         for task in study.tasks_for(model)
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
-        for method in study.methods_for(task, size, model)
+        for method in study.methods_for(task, size, model, data_seed)
         for train_seed in study.train_seeds
     ]
 

@@ -69,6 +69,10 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     }
     if not chosen:
         values["lr_selection"] = None
+    own = study.by_method.get(run.method)
+    if own is not None and own.dev_policy is not None and isinstance(run.size, int):
+        # a dev policy of the method's own (its rows are new): the dev set's size says which policy drew it
+        values["dev_size"] = study.splits.dev_size if own.dev_policy == "fixed" else run.size
     searched = search_kind(spec) is not None
     if not searched:
         values["search"] = None
@@ -79,7 +83,7 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
         return Asked(run=run, record_file=record_file, values=values, split_folder=None)
     return Asked(
         run=run, record_file=record_file, values=values,
-        split_folder=Path(study.split_folder(run.task, run.size, run.data_seed)),
+        split_folder=Path(study.split_folder(run.task, run.size, run.data_seed, run.method)),
         selection=Path(study.lr_file(run.model, run.task, run.method, run.size)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
     )
@@ -129,8 +133,9 @@ def _shown(value: Any) -> str:
 
 
 def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -> str | None:
-    """The template a prompt method's record names is the one the study asks for: the config's
-    ``templates`` entry, else the task's first that suits the model (a searched one is the search's)."""
+    """The template a prompt method's record names is the one the study asks for: the method's own,
+    else the config's ``templates`` entry, else the task's first that suits the model (a searched one
+    is the search's)."""
     from promptworth.data.tasks import get_task
     from promptworth.methods.templates import SEARCHED_TEMPLATE
     from promptworth.methods.templates import task_template
@@ -138,7 +143,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     found = record.get("template_name")
     if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):
         return None
-    wanted = study.templates.get(run.task) or task_template(get_task(run.task), None, record["model_kind"])[0]
+    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task), None, record["model_kind"])[0]
     if found != wanted:
         return f"template_name is {found!r} in the record, the study asks for {wanted!r}"
     return None

@@ -106,15 +106,36 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if "sizes_by_task" in splits:
         splits["sizes_by_task"] = {t: list(s)[:SIZES] for t, s in splits["sizes_by_task"].items() if t in tasks}
     splits["test_limit"] = min(splits.get("test_limit") or TEST_ROWS, TEST_ROWS)
+    # a task's sizes as the study reads them (StudySplits.sizes_for): its own, else the ladder's
+    by_task = splits.get("sizes_by_task", {})
+    kept = {str(size): size for task in tasks for size in by_task.get(task, splits.get("sizes", []))}
     if "by_size" in out:  # only the sizes the tiny study still trains at
-        # a task's sizes as the study reads them (StudySplits.sizes_for): its own, else the ladder's
-        by_task = splits.get("sizes_by_task", {})
-        kept = {str(size) for task in tasks for size in by_task.get(task, splits.get("sizes", []))}
         out["by_size"] = {size: value for size, value in out["by_size"].items() if str(size) in kept}
         if not out["by_size"]:
             del out["by_size"]
+    if "by_method" in out:
+        sized = runs.union(*(settings.get("methods", ()) for settings in out.get("by_size", {}).values()))
+        out["by_method"] = _tiny_by_method(out["by_method"], sized, kept)
+        if not out["by_method"]:
+            del out["by_method"]
     # the tiny model has 256 positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
+    return out
+
+
+def _tiny_by_method(by_method: Mapping[str, Any], runs: set[str], kept: Mapping[str, Any]) -> dict[str, Any]:
+    """``by_method`` of the methods the tiny study runs: at the sizes it kept (a method none of whose
+    sizes it kept runs at its first trained size), on its one data seed (so no data_seeds)."""
+    out = {}
+    for method, settings in by_method.items():
+        if method not in runs:
+            continue
+        settings = {key: value for key, value in settings.items() if key != "data_seeds"}
+        if "sizes" in settings:
+            trained = [size for size in kept.values() if size not in (0, "all")][:1]
+            settings["sizes"] = [size for size in settings["sizes"] if str(size) in kept] or trained
+        if settings:
+            out[method] = settings
     return out
 
 

@@ -1,6 +1,7 @@
-"""``prompt`` and ``null``: the task's template and label words (``null``: its ``null_words``, Le Scao
-& Rush's "null verbalizer"); label scores are the (log-)probabilities of the label words at the
-answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
+"""``prompt``, ``null`` and ``misleading``: the task's template and label words (``null``: its
+``null_words``, Le Scao & Rush's "null verbalizer"; ``misleading``: its ``misleading_words``, each
+label another's word, Webson & Pavlick); label scores are the (log-)probabilities of the label words
+at the answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
 
 A method is an objective with a tuning and extras (:mod:`promptworth.methods.registry`); the
 objective's class knows which model it needs (``model_class``), how to encode a row (``encode``),
@@ -30,6 +31,7 @@ from promptworth.methods import prompt_encoding, templates, verbalizers
 from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
 from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import choice_fields
+from promptworth.methods.registry import WORDS_KEYS
 from promptworth.methods.templates import Chosen, SEARCHED_TEMPLATE
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
@@ -41,13 +43,12 @@ REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
 
 
 class PromptMethod(Method):
-    words_key = "label_words"
-
     def __init__(
         self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts,
         template_name: str | None = None, chosen: Chosen | None = None,
     ) -> None:
         super().__init__(task, backbone, max_length, parts)
+        self.words_key = WORDS_KEYS[parts.spec.objective]
         self.model_class = "masked_lm" if backbone.kind == "mlm" else "causal_lm"
         chosen = chosen or Chosen()
         if chosen.template is not None:
@@ -207,10 +208,6 @@ class PromptMethod(Method):
         if self.task.is_regression:
             return self.low + (self.high - self.low) * torch.softmax(scores.float(), -1)[:, 1]
         return super().predict(scores)
-
-
-class NullMethod(PromptMethod):
-    words_key = "null_words"
 
 
 # ---------------------------------------------------------------------------------------------
