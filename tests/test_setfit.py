@@ -9,6 +9,9 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,6 +187,26 @@ def test_a_setfit_record_trained_with_the_study_s_settings_is_the_run_it_asks_fo
     assert reuse.difference(study, asked, record, missing_is_stale=False) is None
     changed = dataclasses.replace(asked, values={**asked.values, "hyperparameters.learning_rate": 1e-4})
     assert "hyperparameters.learning_rate is 2e-05 in the record" in reuse.difference(study, changed, record, False)
+
+
+def test_the_workflow_trains_setfit_on_its_own_backbone(tmp_path):
+    """A study's `methods: [..., setfit]`: the workflow's train jobs run it on all-minilm-l6-v2, once
+    per run, filed under it, never at size 0 (a dry run: the jobs and their commands)."""
+    config = yaml.safe_load((REPO / "config" / "studies" / "tiny.yaml").read_text(encoding="utf-8"))
+    config.update(tasks=["SST-2"], methods=["prompt", "head", "setfit"], results_dir="results")
+    config["splits"].update(sizes=[0, 8], data_seeds=[1])
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "1",
+                           "-n", "-p", "--configfile", str(configfile)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    trains = [line for line in done.stdout.splitlines() if "promptworth train " in line]
+    setfit = [line for line in trains if "--method setfit " in line]
+    assert len(trains) == 4 and len(setfit) == 1  # prompt at 0 and 8, head at 8, setfit at 8
+    assert f"--model {MINILM} " in setfit[0] and f"--out results/runs/{MINILM}/SST-2/setfit/8-1-1.json" in setfit[0]
+    assert re.search(r"--learning-rate 2e-05\b", setfit[0]) and "--protocol epochs" in setfit[0]
+    assert all("--model resources/models/tiny-llama" in line for line in trains if line not in setfit)
 
 
 # ---------------------------------------------------------------------------------------------
