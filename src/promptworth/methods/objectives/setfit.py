@@ -28,6 +28,9 @@ from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import choice_fields, head_segments
 from promptworth.methods.tunings.base import ParameterCount, prepare
 
+# The record's method_parts.head: setfit's default head, scikit-learn's defaults (sklearn warns when its fit
+# does not converge)
+HEAD = "scikit-learn LogisticRegression, its defaults (setfit's default head)"
 SETFIT_INSTALL = "pip install --no-deps 'setfit==1.2.0' 'evaluate==0.4.6' (or run `make`)"
 
 
@@ -51,10 +54,11 @@ class SetFitMethod(Method):
         if not (Path(backbone.ref.path) / "modules.json").is_file():
             raise PromptworthError(f"method {self.name} trains a sentence encoder (a sentence-transformers folder, with "
                                    f"modules.json), such as all-minilm-l6-v2, its own; model {backbone.ref.name} is not one")
-        self.head_fit: dict[str, Any] | None = None  # what fitting the head took, for the record
 
     def parts(self) -> dict[str, Any]:
-        return {**super().parts(), "head": self.head_fit}
+        """The parts, and the head (known before training: a pilot run of the lr_grid that this run
+        repeats must plan the same parts; a fit that does not converge warns in the run's log)."""
+        return {**super().parts(), "head": HEAD}
 
     def text(self, row: Mapping[str, Any]) -> str:
         """The one text SetFit reads of a row: its text fields (the head objective's segments) joined by a space."""
@@ -91,14 +95,11 @@ class SetFitMethod(Method):
         return SetFitModel(model_body=body, model_head=LogisticRegression())
 
     def head_fitted(self, model: Any) -> None:
-        """Count the fitted head's parameters in (its weights and biases) and record how its fit went."""
+        """Count the fitted head's parameters in: its weights and biases."""
         head = model.model_head
         weights = int(head.coef_.size + head.intercept_.size)
         assert self.parameter_count is not None
         self.parameter_count = ParameterCount(self.parameter_count.trainable + weights, self.parameter_count.total + weights)
-        iterations = int(np.max(head.n_iter_))
-        self.head_fit = {"model": "scikit-learn LogisticRegression (setfit's default head)", "iterations": iterations,
-                         "converged": iterations < head.max_iter}
 
     def model_shape(self, model: Any) -> flops.ModelShape:
         return flops.model_shape(model.model_body[0].auto_model)
