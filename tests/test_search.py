@@ -308,6 +308,8 @@ def test_the_search_builtins_come_after_the_tuning_free_ones_and_only_prompt_met
     names = [spec.name for spec in method_specs.BUILTINS]
     at = names.index("prompt-autowords")
     assert names[at - 1:at + 2] == ["icl", "prompt-autowords", "prompt-autotemplate"]
+    # then the third edition's rows, each added last so that every earlier one keeps its figure style
+    assert names[-1] == "setfit"
     with pytest.raises(PromptworthError, match="extra autowords does not combine with extra autotemplate"):
         method_specs.make_spec("both", "prompt", "full", extras=["autowords", "autotemplate"])
     with pytest.raises(PromptworthError, match="extra autowords does not combine with objective head"):

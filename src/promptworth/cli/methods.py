@@ -10,13 +10,15 @@ from promptworth.methods import registry, specs as method_specs
 
 
 def method_rows(model: str | None, task_name: str) -> list[dict]:
-    """One row per built-in method; with ``model``, its parameters once the tuning is applied."""
+    """One row per built-in method; with ``model``, its parameters once the tuning is applied (a
+    method that runs on a backbone of its own, SetFit, has none on ``model``: its row names its backbone)."""
     rows = []
     for spec in method_specs.BUILTINS:
         row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "extras": list(spec.extras),
                "template": spec.template, "strategy": spec.strategy, "size_zero": spec.runs_at_size_zero,
                "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
-               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
+               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper,
+               "backbone": spec.backbone}
         rows.append(row)
     if model is not None:
         from promptworth.backbones import load
@@ -27,6 +29,8 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         backbone = load.open_backbone(model)
         task = tasks.get_task(task_name)
         for row, spec in zip(rows, method_specs.BUILTINS):
+            if spec.backbone is not None:
+                continue
             try:
                 method = build.build_method(spec, task, backbone, 128)
             except PromptworthError as exc:  # words or a template the task lacks (null, the controls)
@@ -57,7 +61,8 @@ def run_methods(args: argparse.Namespace) -> int:
             counts = f"  trainable {p['trainable']:,} of {p['total']:,}{share}"
         parts = " + ".join([row["objective"], row["tuning"], *row["extras"]])
         parts += f" (template {row['template']})" if row["template"] else ""
-        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}")
+        own = f" (on its own backbone, {row['backbone']})" if row["backbone"] else ""
+        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}{own}")
         print(f"{'':<{width}} trains: {row['trains']}")
         print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
     print(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "

@@ -167,7 +167,7 @@ def advantage() -> tuple[Opt, ...]:
 
 def run() -> tuple[Opt, ...]:
     """The task, the method (a built-in, or one defined from parts), the split, the model."""
-    from promptworth.backbones.registry import OFFLINE_MODELS, SMOLLM2
+    from promptworth.backbones.registry import MINILM, OFFLINE_MODELS, PACKAGED_MODELS, SMOLLM2
 
     return (
         opt("--task", required=True, help="registry task name (promptworth tasks)"),
@@ -182,8 +182,8 @@ def run() -> tuple[Opt, ...]:
         opt("--extra", action="append", default=[], choices=tuple(registry.EXTRAS),
             help="an extra part of a method defined from parts, e.g. calibrate (repeatable)"),
         opt("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)"),
-        opt("--model", default=SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(OFFLINE_MODELS)} "
-            f"({SMOLLM2} by default)"),
+        opt("--model", help=f"folder, hub id, an offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one "
+            f"({', '.join(PACKAGED_MODELS)}); default: the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
         opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
         opt("--template", help="template name from the registry (default: the first that suits the model)"),
         opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),

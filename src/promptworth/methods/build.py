@@ -9,6 +9,7 @@ from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import HeadMethod
 from promptworth.methods.objectives.majority import MajorityMethod
 from promptworth.methods.objectives.prompt import PromptMethod
+from promptworth.methods.objectives.setfit import SetFitMethod
 from promptworth.methods.parts import load as load_behaviour
 from promptworth.methods.registry import EXTRAS
 from promptworth.methods.specs import MethodSpec, resolve
@@ -18,6 +19,7 @@ from promptworth.methods.templates import Chosen
 # The objectives' classes (the parts' names: promptworth.methods.registry.OBJECTIVES).
 OBJECTIVE_CLASSES: dict[str, type[Method]] = {
     "prompt": PromptMethod, "head": HeadMethod, "null": PromptMethod, "misleading": PromptMethod, "majority": MajorityMethod,
+    "setfit": SetFitMethod,
 }
 
 

@@ -7,7 +7,8 @@ how they are added) and the tuning's options:
 - objectives: ``prompt`` (the task's template; label words read at the answer slot), ``head`` (a
   new classifier on the backbone), ``null`` (the template with the null verbalizer), ``misleading``
   (the template with misleading label words), ``majority`` (no model: the evaluation set's most
-  frequent class, LM-BFF's reference row);
+  frequent class, LM-BFF's reference row), ``setfit`` (a logistic regression on a sentence encoder
+  tuned on pairs; its own backbone, :attr:`MethodSpec.backbone`);
 - tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
 - extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``;
   ``context``: in-context demonstrations; ``demos``: LM-BFF's sampled demonstrations;
@@ -30,7 +31,7 @@ from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.methods.parts import Option, Tuning
-from promptworth.methods.registry import EXTRAS, OBJECTIVES, TUNINGS, WORDS_KEYS
+from promptworth.methods.registry import EXTRAS, OBJECTIVE_BACKBONES, OBJECTIVES, TUNINGS, WORDS_KEYS
 
 # A method's name: lower-case words joined by '-' (a file name and a Snakemake wildcard).
 NAME_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
@@ -67,10 +68,18 @@ class MethodSpec:
         return {**self.tuning_spec.training, **{k: v for e in self.extras for k, v in EXTRAS[e].training.items()}}
 
     @property
+    def backbone(self) -> str | None:
+        """The backbone the method always runs on (a short name: SetFit's sentence encoder), whatever
+        model a study names; None: the study's model."""
+        return OBJECTIVE_BACKBONES.get(self.objective)
+
+    @property
     def strategy(self) -> str:
         """The prompt-learning strategy the method belongs to."""
         if self.objective == "majority":
             return "reference (no model)"
+        if self.objective == "setfit":
+            return "promptless contrastive fine-tuning (sentence encoder)"
         if not self.tuning_spec.steps:
             return "tuning-free prompting"
         if self.objective == "head":
@@ -96,6 +105,7 @@ class MethodSpec:
         tuning whose untrained model is the pretrained one, and no extra that reads training rows."""
         if self.objective not in ("prompt", "misleading"):
             return {"head": "its new head is untrained", "null": "its null verbalizer's words say nothing of the labels",
+                    "setfit": "its logistic-regression head is fit on the training examples",
                     }.get(self.objective, "only the prompt objective reads its labels from the pretrained LM head")
         if not self.tuning_spec.unchanged_at_start:
             return f"its tuning {self.tuning} starts with new, untrained vectors that the model reads"
@@ -144,6 +154,8 @@ BUILTINS: tuple[MethodSpec, ...] = (
     MethodSpec("prompt-misleading", "misleading", paper="Webson & Pavlick 2022, reversed targets"),
     MethodSpec("icl-calibrated", "prompt", "none", extras=("context", "calibrate"),
                paper="Zhao et al. 2021; Mosbach et al. 2023 compare it with fine-tuning"),
+    # the few-shot baseline without a prompt: a sentence encoder tuned on pairs, and a logistic regression
+    MethodSpec("setfit", "setfit", "contrastive", paper="SetFit (Tunstall et al. 2022)"),
 )
 
 

@@ -174,7 +174,7 @@ def _check_seeds_and_training(study: StudyConfig) -> None:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = methods_run(study)
+    runs = study.methods_run()
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -194,11 +194,6 @@ def _check_comparisons(study: StudyConfig) -> None:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
 
 
-def methods_run(study: StudyConfig) -> set[str]:
-    """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
-    return set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
-
-
 def check_models(study: StudyConfig) -> None:
     """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
     names models, tasks and methods of the study, and what it leaves out leaves every model, task
@@ -210,7 +205,7 @@ def check_models(study: StudyConfig) -> None:
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
                                    f"folder {model_label(model)!r}")
-    run_somewhere = methods_run(study)
+    run_somewhere = study.methods_run()
     for model, settings in study.by_model.items():
         if model not in study.models:
             raise PromptworthError(f"config: by_model names model {model!r}, which is not in model")
@@ -225,7 +220,7 @@ def check_models(study: StudyConfig) -> None:
     for model in study.models:
         if not any(run.model == model_label(model) for run in runs):
             raise PromptworthError(f"config: by_model.{model} leaves model {model!r} no runs (none of its methods "
-                                   "is run on its tasks)")
+                                   "is run on its tasks, or each runs on a backbone of its own, as setfit)")
     for task in study.tasks:
         if not any(run.task == task for run in runs):
             raise PromptworthError(f"config: by_model leaves task {task!r} to no model")

@@ -169,9 +169,21 @@ class StudyConfig:
         settings = self.by_model.get(model)
         return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
 
+    def methods_run(self) -> set[str]:
+        """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
+        return set(self.methods).union(*self.methods_by_task.values(), *(b.methods for b in self.by_size.values()))
+
+    def backbone_for(self, model: str, method: str) -> str:
+        """What a run of ``method`` trains where the study names ``model``: the method's own backbone
+        (SetFit's sentence encoder: :attr:`MethodSpec.backbone`), else ``model``."""
+        return self.method(method).backbone or model
+
     def models_by_label(self) -> dict[str, str]:
-        """The study's models by their label (:func:`model_label`, the folder of their runs' files)."""
-        return {model_label(model): model for model in self.models}
+        """The study's models, then the methods' own backbones (SetFit's), by their label
+        (:func:`model_label`, the folder of their runs' files)."""
+        found = {model_label(model): model for model in self.models}
+        own = sorted({spec.backbone for spec in map(self.method, self.methods_run()) if spec.backbone})
+        return {**found, **{model_label(backbone): backbone for backbone in own if model_label(backbone) not in found}}
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))

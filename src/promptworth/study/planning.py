@@ -10,16 +10,17 @@ from promptworth.study.config import Pilot, Run, StudyConfig, model_label
 
 
 def plan(study: StudyConfig) -> list[Run]:
-    """Every training run of the study, in a stable order: model by model, in the config's order."""
-    return [
-        Run(model_label(model), task, method, size, data_seed, train_seed)
+    """Every training run of the study, in a stable order: model by model, in the config's order. A
+    method with a backbone of its own (SetFit) runs on it, once, where the first model would run it."""
+    return list(dict.fromkeys(
+        Run(model_label(study.backbone_for(model, method)), task, method, size, data_seed, train_seed)
         for model in study.models
         for task in study.tasks_for(model)
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
         for method in study.methods_for(task, size, model, data_seed)
         for train_seed in study.train_seeds
-    ]
+    ))
 
 
 def pilots(study: StudyConfig) -> list[Pilot]:
@@ -30,8 +31,8 @@ def pilots(study: StudyConfig) -> list[Pilot]:
     if study.lr_grid is None:
         return []
     data_seeds, train_seeds = study.pilot_seeds()
-    return [
-        Pilot(model_label(model), task, method, band, data_seed, train_seed, rate)
+    return list(dict.fromkeys(
+        Pilot(model_label(study.backbone_for(model, method)), task, method, band, data_seed, train_seed, rate)
         for model in study.models
         for task in study.tasks_for(model)
         for method, rates in study.lr_grid.rates.items()
@@ -39,7 +40,7 @@ def pilots(study: StudyConfig) -> list[Pilot]:
         for rate in rates
         for data_seed in data_seeds
         for train_seed in train_seeds
-    ]
+    ))
 
 
 def extension_pilots(study: StudyConfig) -> list[Pilot]:

@@ -30,7 +30,7 @@ from promptworth.methods.objectives.base import Method
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
-from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime
+from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime, setfit_training
 from promptworth.training.loop import TrainResult, fit
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
@@ -125,7 +125,7 @@ def _prepare(request: RunRequest) -> _Setup:
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
-    precision = resolve_precision(config.precision, device)
+    precision = method.fixed_precision or resolve_precision(config.precision, device)
     return _Setup(task, config, backbone, model_sha256, method, rows, features, device, precision, searched, lr_cited)
 
 
@@ -151,12 +151,19 @@ def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
-                            "test_limit": request.test_limit},
+        "hyperparameters": _hyperparameters(method, config, request.test_limit),
         "device": describe_device(setup.device),
         "precision": setup.precision,
         "versions": versions(),
     }
+
+
+def _hyperparameters(method: Method, config: TrainConfig, test_limit: int | None) -> dict[str, Any]:
+    """The training settings a record lists: every one, or those a method that trains itself reads."""
+    settings = {**dataclasses.asdict(config), "budgets": list(config.budgets)}
+    if method.trains_itself:
+        settings = {name: settings[name] for name in setfit_training.SETTINGS_READ}
+    return {**settings, "test_limit": test_limit}
 
 
 def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str, Any]:
@@ -243,10 +250,14 @@ def run(request: RunRequest) -> dict[str, Any]:
         if repeated is not None:
             return repeated
     seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
-    model = setup.method.load_model().to(setup.device)
     features = setup.features
-    result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task, setup.config,
-                 request.seed, setup.device, setup.precision, progress=request.progress)
+    if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
+        result = setfit_training.fit(setup.method, setup.method.load_model(), setup.rows, features, setup.task,
+                                     setup.config, request.seed, progress=request.progress)
+    else:
+        model = setup.method.load_model().to(setup.device)
+        result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
+                     setup.config, request.seed, setup.device, setup.precision, progress=request.progress)
     return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request))
 
 

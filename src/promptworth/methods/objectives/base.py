@@ -49,6 +49,11 @@ class Method:
     """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
 
     model_class: str = ""
+    # True: the method trains and predicts through a library of its own (SetFit: the setfit package,
+    # promptworth.training.setfit_training), not the step loop
+    trains_itself: bool = False
+    # the precision it always trains in, whatever the training setting (None: the setting's)
+    fixed_precision: str | None = None
 
     def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts) -> None:
         spec = parts.spec
