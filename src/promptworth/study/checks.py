@@ -133,7 +133,7 @@ def _check_ladder(study: StudyConfig) -> None:
 def _check_by_method(study: StudyConfig) -> None:
     """by_method names methods the study runs, sizes and seeds it draws, and a dev policy its splits
     can be drawn with at every size the method runs at; it leaves the method some runs."""
-    runs, seeds = methods_run(study), set(study.splits.data_seeds).union(*(b.data_seeds for b in study.by_size.values()))
+    runs, seeds = study.methods_run(), set(study.splits.data_seeds).union(*(b.data_seeds for b in study.by_size.values()))
     for method, settings in study.by_method.items():
         where = f"config: by_method.{method}"
         if method not in runs:

@@ -47,7 +47,7 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     from promptworth.study import tiny_variant as fast
     from promptworth.methods.registry import search_kind
     from promptworth.backbones.resolve import record_name
-    from promptworth.training.settings import config_from_mapping
+    from promptworth.training.settings import config_from_mapping, settings_read
 
     spec = study.method(run.method)
     is_pilot = isinstance(run, Pilot)
@@ -55,7 +55,8 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     config, test_limit = config_from_mapping(settings), study.splits.train_test_limit
     if not study.runs_dir:  # the tiny variant shrinks what a study trains, not records it only reads
         config, test_limit = fast.train_settings(config, test_limit)
-    hyperparameters = {**dataclasses.asdict(config), "budgets": list(config.budgets), "test_limit": test_limit}
+    hyperparameters = {**settings_read(spec.objective, {**dataclasses.asdict(config), "budgets": list(config.budgets)}),
+                       "test_limit": test_limit}
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
         del hyperparameters["learning_rate"]

@@ -44,7 +44,7 @@ from promptworth.training.runtime import (
     tune_allocator,
     versions,
 )
-from promptworth.training.settings import TrainConfig, epochs_read, examples_read
+from promptworth.training.settings import TrainConfig, epochs_read, examples_read, settings_read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,9 +161,7 @@ def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
 def _hyperparameters(method: Method, config: TrainConfig, test_limit: int | None) -> dict[str, Any]:
     """The training settings a record lists: every one, or those a method that trains itself reads."""
     settings = {**dataclasses.asdict(config), "budgets": list(config.budgets)}
-    if method.trains_itself:
-        settings = {name: settings[name] for name in setfit_training.SETTINGS_READ}
-    return {**settings, "test_limit": test_limit}
+    return {**settings_read(method.spec.objective, settings), "test_limit": test_limit}
 
 
 def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str, Any]:

@@ -36,11 +36,10 @@ from promptworth.methods.features import Feature
 from promptworth.methods.objectives.setfit import SetFitMethod
 from promptworth.training import metrics, record as records
 from promptworth.training.loop import TrainResult, _progress_bar
-from promptworth.training.settings import TrainConfig
+from promptworth.training.settings import SETTINGS_READ_BY_OBJECTIVE, TrainConfig
 
 # The training settings SetFit reads (TrainConfig fields); its record lists these only.
-SETTINGS_READ = ("protocol", "max_steps", "min_steps", "epochs", "learning_rate", "batch_size", "eval_batch_size",
-                 "warmup_ratio", "weight_decay", "max_length")
+SETTINGS_READ = SETTINGS_READ_BY_OBJECTIVE["setfit"]
 
 
 def contrastive_pairs(texts: Sequence[str], labels: Sequence[int], pairs: int, max_steps: int,

@@ -13,6 +13,21 @@ PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("linear", "constant")
 
 
+# The training settings an objective that trains through a library of its own reads (TrainConfig
+# fields): its records list these only, and a study compares these only (promptworth.study.reuse).
+SETTINGS_READ_BY_OBJECTIVE: dict[str, tuple[str, ...]] = {
+    "setfit": ("protocol", "max_steps", "min_steps", "epochs", "learning_rate", "batch_size", "eval_batch_size",
+               "warmup_ratio", "weight_decay", "max_length"),
+}
+
+
+def settings_read(objective: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (a record's hyperparameters, or what a study asks) as a run of ``objective``
+    records them: every one, or only those its own training reads."""
+    read = SETTINGS_READ_BY_OBJECTIVE.get(objective)
+    return dict(settings) if read is None else {name: settings[name] for name in read}
+
+
 def parse_budgets(text: str) -> tuple[int, ...]:
     """``--budgets 50,200`` -> ``(50, 200)``: the one reading of the flag's text (a config gives a
     list; :class:`TrainConfig` checks the numbers either way)."""
