@@ -27,6 +27,9 @@ from promptworth.study.planning import pilots, plan
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
+# ...except where a record from before the key was made one known way: compared as that value. The
+# training setting engine came with the third edition; every record before it was made by v2.
+_BEFORE_THE_KEY = {"hyperparameters.engine": "v2"}
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,14 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
 
     for key, wanted in asked_for.values.items():
         found = _lookup(record, key)
+        before = found is _ABSENT and key in _BEFORE_THE_KEY
+        if before:
+            found = _BEFORE_THE_KEY[key]
         if found is _ABSENT and (wanted is None or key.startswith(("method_parts.", "hyperparameters."))):
             continue  # a record from before the key (null: before the part existed): compared on the keys it has
         if found is _ABSENT or not _same(found, wanted):
             shown = "absent" if found is _ABSENT else _shown(found)
+            shown += " (absent: the record is from before the key)" if before else ""
             return f"{key} is {shown} in the record, the study asks for {_shown(wanted)}"
     problem = _template_problem(study, asked_for.run, record)
     if problem is not None:

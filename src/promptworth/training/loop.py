@@ -30,7 +30,7 @@ from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
-from promptworth.training import evaluation, record as records
+from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
 from promptworth.training.runtime import autocast
 from promptworth.training.settings import TrainConfig
@@ -117,6 +117,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
+    levers: dict[str, Any] = field(default_factory=dict)  # what the engine's levers did (engine.set_up)
 
 
 class _Snapshot:
@@ -278,9 +279,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
             "lower --learning-rate or try --precision fp32"
         )
     loss.backward()
-    if config.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    optimizer.step()
+    engine.optimizer_step(optimizer, params, config)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -319,6 +318,7 @@ def fit(
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
+    levers = engine.set_up(model, method, config)
     content_free = method.content_free()
     if total:
         optimizer = optimizer_for(model, config)
@@ -361,5 +361,5 @@ def fit(
         steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
         train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
         eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,
-        budgets=_final_budgets(budgets, config, best, final, done.taken),
+        budgets=_final_budgets(budgets, config, best, final, done.taken), levers=levers,
     )

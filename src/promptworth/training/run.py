@@ -203,6 +203,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "budgets": [b.as_record(metric) for b in result.budgets] if result.budgets is not None else None,
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
+        "levers": result.levers,
         "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
     }
