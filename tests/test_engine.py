@@ -5,6 +5,7 @@ record names its engine and levers, and a study reuses no record of another engi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from promptworth.cli import main
 from promptworth.methods.frozen_features import dropout_free
 from promptworth.training import engine, loop
 from promptworth.training.settings import TrainConfig
+from promptworth.training.sparse_rows import SparseRows
 
 # What differs between two runs of the same request besides their results: when and how fast.
 NOT_RESULTS = {"timing", "git_commit"}
@@ -47,19 +49,27 @@ def test_v3_gives_the_same_record_twice(split, tmp_path, method, precision):
     assert first["levers"]["attention"] == "eager" and first["levers"]["grad_clip"] == "in_optimizer"
 
 
-def test_the_record_names_its_engine_and_what_each_lever_did(split, tmp_path):
+def test_the_record_names_its_engine_and_what_each_lever_did(split, tmp_path, monkeypatch):
     old = train(split, tmp_path / "v2.json", "head-probe", "v2", "--precision", "fp32")
     new = train(split, tmp_path / "v3.json", "head-probe", "v3", "--precision", "fp32")
     assert old["hyperparameters"]["engine"] == "v2" and new["hyperparameters"]["engine"] == "v3"
-    assert old["levers"] == {"attention": "sdpa", "grad_clip": "separate_pass", "frozen_features": "recomputed"}
-    assert new["levers"] == {"attention": "eager", "grad_clip": "in_optimizer", "frozen_features": "kept"}
+    assert old["levers"] == {"attention": "sdpa", "grad_clip": "separate_pass", "frozen_features": "recomputed",
+                             "embedding_update": "none"}
+    assert new["levers"] == {"attention": "eager", "grad_clip": "in_optimizer", "frozen_features": "kept",
+                             "embedding_update": "none"}
     # the kept features are computed once: the run does (and counts) less work
     assert new["timing"]["flops"]["train"] < old["timing"]["flops"]["train"]
     assert new["timing"]["flops"]["eval"] < old["timing"]["flops"]["eval"]
-    # full fine-tuning has no frozen features; a longer run than eager attention pays for keeps SDPA
-    head = train(split, tmp_path / "head.json", "head", "v3", "--precision", "fp32",
-                 "--max-length", str(engine.EAGER_MAX_POSITIONS + 1))
-    assert head["levers"] == {"attention": "sdpa", "grad_clip": "in_optimizer", "frozen_features": "none"}
+    # full fine-tuning has no frozen features but trains the embedding; a longer run than eager
+    # attention pays for keeps SDPA
+    monkeypatch.setitem(engine.LEVERS, "v3", dataclasses.replace(engine.LEVERS["v3"], eager_up_to=63))
+    head = train(split, tmp_path / "head.json", "head", "v3", "--precision", "fp32", "--max-length", "64")
+    assert head["levers"] == {"attention": "sdpa", "grad_clip": "in_optimizer", "frozen_features": "none",
+                              "embedding_update": "touched_rows"}
+    assert train(split, tmp_path / "dense.json", "prompt", "v2")["levers"]["embedding_update"] == "dense"
+    # weight decay moves every row every step: the embedding is updated dense
+    decayed = train(split, tmp_path / "decayed.json", "prompt", "v3", "--weight-decay", "0.01")
+    assert decayed["levers"]["embedding_update"] == "dense"
     unclipped = train(split, tmp_path / "unclipped.json", "head", "v3", "--max-grad-norm", "0")
     assert unclipped["levers"]["grad_clip"] == "none"
 
@@ -68,7 +78,7 @@ def test_kept_probe_features_give_the_record_of_recomputed_ones(split, tmp_path,
     """Only the feature lever differs: in fp32 the record is v2's, bit for bit, but the FLOPs."""
     recomputed = train(split, tmp_path / "recomputed.json", "head-probe", "v2", "--precision", "fp32")
     monkeypatch.setitem(engine.LEVERS, "v3", engine.Levers(eager_up_to=0, clip_in_optimizer=False,
-                                                           keep_frozen_features=True))
+                                                           keep_frozen_features=True, sparse_embedding=False))
     kept = train(split, tmp_path / "kept.json", "head-probe", "v3", "--precision", "fp32")
     assert kept["levers"]["frozen_features"] == "kept" and kept["levers"]["attention"] == "sdpa"
     differ = {key for key in results(kept) if kept[key] != recomputed[key]}
@@ -99,7 +109,7 @@ def _clipped_step(clip_in_optimizer: bool, max_norm: float) -> list[torch.Tensor
     for _ in range(3):
         loss = model(torch.randn(8, 16)).pow(2).sum() * 50  # gradients far above max_norm
         loss.backward()
-        engine.optimizer_step(optimizer, params, config)
+        engine.RunEngine(config, {}).step(optimizer, params)
         optimizer.zero_grad(set_to_none=True)
     return [p.detach().clone() for p in params]
 
@@ -146,3 +156,32 @@ def test_a_study_reuses_no_record_of_another_engine(tmp_path, monkeypatch, capsy
     assert main(["aggregate", *map(str, records), "--study", str(configfile), "--out", str(tmp_path / "runs.csv")]) == 2
     assert "hyperparameters.engine" in capsys.readouterr().err
     assert not (tmp_path / "runs.csv").exists()
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 0.05])
+def test_adamw_on_the_touched_rows_is_adamw_on_the_table(max_norm):
+    """The rows' optimizer gives the dense fused AdamW's table bit for bit: rows read twice in a batch,
+    rows read once and never again (they still move: momentum), rows never read (they stay)."""
+    torch.manual_seed(0)
+    table = torch.randn(50, 8)
+    dense_weight, rows_weight = torch.nn.Parameter(table.clone()), torch.nn.Parameter(table.clone())
+    dense = torch.optim.AdamW([dense_weight], lr=0.01, weight_decay=0.0, fused=True)
+    rows = SparseRows(rows_weight, betas=(0.9, 0.999), eps=1e-8)
+    batches = [torch.tensor([3, 7, 3, 11]), torch.tensor([7, 20]), torch.tensor([30, 31, 30]), torch.tensor([3])]
+    for ids in batches:
+        upstream = torch.randn(len(ids), 8)
+        for weight in (dense_weight, rows_weight):
+            torch.nn.functional.embedding(ids, weight, sparse=weight is rows_weight).backward(upstream)
+        scale = None
+        if max_norm:
+            scale = torch.clamp(max_norm / (dense_weight.grad.norm() + 1e-6), max=1.0).reciprocal()
+        dense.grad_scale = scale
+        dense.step()
+        dense.zero_grad(set_to_none=True)
+        found = rows.gradient()
+        rows.step(*found, lr=0.01, grad_scale=scale)
+        assert rows_weight.grad is None
+    assert torch.equal(dense_weight.detach(), rows_weight.detach())
+    untouched = [i for i in range(50) if i not in {3, 7, 11, 20, 30, 31}]
+    assert torch.equal(rows_weight.detach()[untouched], table[untouched])
+    assert not torch.equal(rows_weight.detach()[11], table[11])

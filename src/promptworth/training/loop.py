@@ -46,10 +46,12 @@ def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[start : start + batch_size]
 
 
-def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, config: TrainConfig,
+                  leave_out: Sequence[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """Fused AdamW over the trained parameters but ``leave_out`` (those the engine updates itself)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or any(param is other for other in leave_out):
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -268,7 +270,7 @@ def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.
 
 def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, scheduler: Any, params: Sequence[torch.nn.Parameter],
-                device: torch.device, precision: str) -> torch.Tensor:
+                device: torch.device, precision: str, run_engine: engine.RunEngine) -> torch.Tensor:
     """One optimizer step on ``batch``; the loss (an error when it is not finite)."""
     batch = to_device(batch, device)
     with autocast(device, precision):
@@ -279,7 +281,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
             "lower --learning-rate or try --precision fp32"
         )
     loss.backward()
-    engine.optimizer_step(optimizer, params, config)  # clipping included
+    run_engine.step(optimizer, params)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -303,6 +305,15 @@ def _final_budgets(budgets: list[BudgetResult] | None, config: TrainConfig, best
                       for b in config.budgets if b not in done]
 
 
+def _optimization(model: torch.nn.Module, config: TrainConfig, total: int,
+                  run_engine: engine.RunEngine) -> tuple[torch.optim.Optimizer | None, Any]:
+    """The optimizer and its schedule of a run of ``total`` steps (none without a step)."""
+    if not total:
+        return None, None
+    optimizer = optimizer_for(model, config, run_engine.leave_out())
+    return optimizer, learning_rate_schedule(optimizer, config, total)
+
+
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
@@ -318,11 +329,9 @@ def fit(
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
-    levers = engine.set_up(model, method, config)
+    run_engine = engine.set_up(model, method, config)
     content_free = method.content_free()
-    if total:
-        optimizer = optimizer_for(model, config)
-        scheduler = learning_rate_schedule(optimizer, config, total)
+    optimizer, scheduler = _optimization(model, config, total, run_engine)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     best, done = _Best(step=total), _Steps()
@@ -337,7 +346,8 @@ def fit(
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
         try:
-            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision)
+            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,
+                               run_engine)
         except PromptworthError:
             bar.close()
             raise
@@ -361,5 +371,5 @@ def fit(
         steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
         train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
         eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,
-        budgets=_final_budgets(budgets, config, best, final, done.taken), levers=levers,
+        budgets=_final_budgets(budgets, config, best, final, done.taken), levers=run_engine.levers,
     )

@@ -51,7 +51,7 @@ class TrainConfig:
     eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
     patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
-    engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, a frozen backbone's features computed once); the numbers differ by bf16 rounding"})
+    engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); the numbers differ by bf16 rounding"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
         "parse": parse_budgets, "format": format_budgets, "shown": "none",
