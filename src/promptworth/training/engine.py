@@ -89,10 +89,13 @@ def _attention(model: torch.nn.Module, method: Method, config: TrainConfig, leve
 
 def _sparse_rows(model: torch.nn.Module, config: TrainConfig, levers: Levers) -> SparseRows | None:
     """The trained input embedding's rows optimizer, where the lever may take it: AdamW without
-    weight decay (with it, every row moves every step)."""
+    weight decay (with it, every row moves every step), beside other trained weights (whose
+    optimizer's schedule it follows)."""
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if not (levers.sparse_embedding and isinstance(embedding, torch.nn.Embedding) and embedding.weight.requires_grad
             and config.weight_decay == 0 and embedding.max_norm is None):
+        return None
+    if not any(p.requires_grad and p is not embedding.weight for p in model.parameters()):
         return None
     embedding.sparse = True  # its backward gives the rows it read (a tied output layer: methods read it so too)
     return SparseRows(embedding.weight, betas=(0.9, 0.999), eps=1e-8)  # torch.optim.AdamW's defaults
