@@ -471,7 +471,9 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
     written.update(schema_version=records.SCHEMA_VERSION, model_sha256="ab", model_kind="mlm", dev_size=32,
                    test_size=300, train_loss={"first": 0.7, "last": 0.2, "mean_last_10": 0.3},
                    method_parts={"objective": "prompt", "tuning": "full", "options": {}},
-                   parameters={"trainable": 5, "total": 5})
+                   parameters={"trainable": 5, "total": 5},
+                   levers={"attention": "eager", "grad_clip": "in_optimizer", "frozen_features": "none",
+                           "embedding_update": "touched_rows"})
     assert list(records.finish(dict(reversed(written.items())))) == [key.name for key in records.KEYS]
     assert records.finish({**written, "budgets": [BUDGET]})["budgets"] == [BUDGET]
     with pytest.raises(PromptworthError, match="key 'train_size' must be an integer"):

@@ -31,7 +31,7 @@ from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
-from promptworth.training import evaluation, record as records
+from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
 from promptworth.training.runtime import autocast
 from promptworth.training.settings import TrainConfig
@@ -47,10 +47,12 @@ def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[start : start + batch_size]
 
 
-def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, config: TrainConfig,
+                  leave_out: Sequence[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """Fused AdamW over the trained parameters but ``leave_out`` (those the engine updates itself)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or any(param is other for other in leave_out):
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -121,6 +123,7 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)
     budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
     test_predictions: list[float] | None = None  # one per test row, in order (None: no test set)
+    levers: dict[str, Any] = field(default_factory=dict)  # what the engine's levers did (engine.set_up)
 
 
 class _Snapshot:
@@ -274,7 +277,7 @@ def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.
 
 def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, scheduler: Any, params: Sequence[torch.nn.Parameter],
-                device: torch.device, precision: str) -> torch.Tensor:
+                device: torch.device, precision: str, run_engine: engine.RunEngine) -> torch.Tensor:
     """One optimizer step on ``batch``; the loss (an error when it is not finite)."""
     batch = to_device(batch, device)
     with autocast(device, precision):
@@ -285,9 +288,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
             "lower --learning-rate or try --precision fp32"
         )
     loss.backward()
-    if config.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    optimizer.step()
+    run_engine.step(optimizer, params)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -324,6 +325,15 @@ def _final_test(budgets: list[BudgetResult] | None, best: _Best,
     return evaluated.metrics, evaluated.predictions
 
 
+def _optimization(model: torch.nn.Module, config: TrainConfig, total: int,
+                  run_engine: engine.RunEngine) -> tuple[torch.optim.Optimizer | None, Any]:
+    """The optimizer and its schedule of a run of ``total`` steps (none without a step)."""
+    if not total:
+        return None, None
+    optimizer = optimizer_for(model, config, run_engine.leave_out())
+    return optimizer, learning_rate_schedule(optimizer, config, total)
+
+
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
@@ -339,10 +349,9 @@ def fit(
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
+    run_engine = engine.set_up(model, method, config)
     content_free = method.content_free()
-    if total:
-        optimizer = optimizer_for(model, config)
-        scheduler = learning_rate_schedule(optimizer, config, total)
+    optimizer, scheduler = _optimization(model, config, total, run_engine)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     best, done = _Best(step=total), _Steps()
@@ -357,7 +366,8 @@ def fit(
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
         try:
-            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision)
+            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,
+                               run_engine)
         except PromptworthError:
             bar.close()
             raise
@@ -380,5 +390,5 @@ def fit(
         steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
         train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
         eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,
-        budgets=_final_budgets(budgets, config, best, final, done.taken),
+        budgets=_final_budgets(budgets, config, best, final, done.taken), levers=run_engine.levers,
     )

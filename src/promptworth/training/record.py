@@ -74,6 +74,7 @@ KEYS: tuple[Key, ...] = (
     Key("timing", "object", needed=True),
     Key("device", "string"),
     Key("precision", "string"),
+    Key("levers", "object"),  # what the engine's levers did in the run (training.engine; older records lack it)
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
 )

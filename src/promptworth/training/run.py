@@ -211,6 +211,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "predictions": _predictions(setup, result),
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
+        "levers": result.levers,
         "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
     }

@@ -139,6 +139,17 @@ class Method:
             scores = extra.rescore(scores, reference)
         return scores
 
+    def frozen_features(self, model: torch.nn.Module) -> bool:
+        """Whether this method's scores are a trained head over features a frozen backbone computes
+        the same way at every step (nothing before the head trains, no dropout): features that
+        could be computed once (:meth:`keep_frozen_features`). None here; the head objective's probe."""
+        return False
+
+    def keep_frozen_features(self) -> None:
+        """From now on compute each distinct sequence's frozen features once and keep them for the
+        run (only where :meth:`frozen_features` says they are)."""
+        raise NotImplementedError(f"method {self.name} has no frozen features to keep")
+
     def extra(self, cls: type) -> Any:
         """The method's extra of behaviour ``cls`` (None: it has none)."""
         return next((extra for extra in self.extras if isinstance(extra, cls)), None)

@@ -42,6 +42,15 @@ REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
 # Prompt-based fine-tuning
 
 
+def _rows(model: torch.nn.Module, weight: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+    """The output layer's rows of the label words; where the layer is the input embedding and its
+    gradient is its rows (training.engine's sparse embedding), read so too: the same values."""
+    embedding = model.get_input_embeddings()
+    if getattr(embedding, "sparse", False) and weight is embedding.weight:
+        return F.embedding(vocab, weight, sparse=True)
+    return weight[vocab]
+
+
 class PromptMethod(Method):
     def __init__(
         self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts,
@@ -187,7 +196,7 @@ class PromptMethod(Method):
         if batch["restricted"] and head is output:
             vocab, column = torch.unique(batch["term_tok"], return_inverse=True)
             bias = output.bias[vocab] if getattr(output, "bias", None) is not None else None
-            logits = F.linear(states, output.weight[vocab], bias).float()
+            logits = F.linear(states, _rows(model, output.weight, vocab), bias).float()
             term_scores = logits[where, column]
         else:
             logprobs = torch.log_softmax(head(states).float(), dim=-1)
