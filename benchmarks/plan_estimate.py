@@ -11,7 +11,8 @@ estimate at two runs at a time against the time in which at least one of the edi
 was being made (the union of their [finished_at - time, finished_at]).
 
 Reads committed records only; measures nothing. Usage:
-python benchmarks/plan_estimate.py [--json benchmarks/results/plan_estimate.json] [--table benchmarks/results/plan_estimate.md]
+python benchmarks/plan_estimate.py [--json benchmarks/results/plan_estimate.json]
+                                   [--table benchmarks/results/plan_estimate.md]
 """
 
 from __future__ import annotations
@@ -45,16 +46,16 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("in_sample", "second edition from its own records (in sample: the model's error alone)", "config/studies/study.yaml",
-             "reports", ("reports/runs", "reports/lr-grid"), 1),
+    Scenario("in_sample", "second edition from its own records (in sample: the model's error alone)",
+             "config/studies/study.yaml", "reports", ("reports/runs", "reports/lr-grid"), 1),
     Scenario("pilots_only", "second edition from its own pilots only (the estimate once the pilots are done)",
              "config/studies/study.yaml", "reports", ("reports/lr-grid",), 1),
     Scenario("before", "second edition from the records made on this CPU before it (first edition, strategies, "
              "method defaults, LM-BFF's table)", "config/studies/study.yaml", "reports", tuple(BEFORE_V2), 1),
     Scenario("v2_from_v1", "second edition from the first edition's records", "config/studies/study.yaml", "reports",
              ("reports/v1/runs",), 1),
-    Scenario("v1_from_v2", "first edition from the second edition's records", "config/studies/study-v1.yaml", "reports/v1",
-             ("reports/runs", "reports/lr-grid"), 2),
+    Scenario("v1_from_v2", "first edition from the second edition's records", "config/studies/study-v1.yaml",
+             "reports/v1", ("reports/runs", "reports/lr-grid"), 2),
 )
 
 
@@ -101,13 +102,15 @@ def compare(scenario: Scenario) -> dict:
     errors = [e.seconds / actual_seconds(r) - 1 for e, r in trained]
     records = [r for _, r in pairs if r is not None]
     return {
-        "key": scenario.key, "scenario": scenario.name, "config": scenario.config, "reference": list(scenario.reference),
+        "key": scenario.key, "scenario": scenario.name, "config": scenario.config,
+        "reference": list(scenario.reference),
         "jobs": len(pairs), "estimated_jobs": len(covered), "no_estimate_jobs": len(missing),
         "no_estimate_actual_h": round(sum(actual_seconds(r) for _, r in missing) / 3600, 2),
         "estimated_cpu_h": round(estimated, 2), "actual_cpu_h": round(actual, 2),
         "error": round(estimated / actual - 1, 3) if actual else None,
         "minimum_cpu_h": round(sum(e.minimum_seconds for e, _ in covered) / 3600, 2),
-        "extrapolated_share": round(sum(e.seconds for e, _ in covered if e.why) / 3600 / estimated, 3) if estimated else None,
+        "extrapolated_share": round(sum(e.seconds for e, _ in covered if e.why) / 3600 / estimated, 3)
+        if estimated else None,
         "predicted_steps": round(sum(e.plan.steps for e, _ in covered)), "steps_taken":
             sum(r["timing"].get("steps") or 0 for e, r in covered if actual_seconds(r)),
         "run_error_median_abs": round(statistics.median(abs(x) for x in errors), 3) if errors else None,
@@ -118,9 +121,9 @@ def compare(scenario: Scenario) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scenario | runs + pilots estimated (of) | estimated CPU h | actual CPU h | error | at the earliest stop | "
-             "extrapolated | steps predicted / taken | median error a run | no estimate (their actual h) | "
-             "on the clock, 2 at a time / busy |",
+    lines = ["| scenario | runs + pilots estimated (of) | estimated CPU h | actual CPU h | error | "
+             "at the earliest stop | extrapolated | steps predicted / taken | median error a run | "
+             "no estimate (their actual h) | on the clock, 2 at a time / busy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         share = f"{100 * r['extrapolated_share']:.0f}%" if r["extrapolated_share"] is not None else "–"

@@ -35,7 +35,8 @@ TOKENS = {"SST-2": 20.0, "trec": 10.0}
 STEP = {(SMOLLM2, "full"): (0.5, 0.01), (SMOLLM2, "lora"): (0.2, 0.005), (GEMMA, "full"): (1.0, 0.02)}
 ROW_PER_TOKEN, OVERHEAD = 0.002, 3.0
 SETTINGS = {"protocol": "steps", "max_steps": 400, "eval_every": 20, "patience": 3, "batch_size": 8,
-            "eval_batch_size": 32, "max_length": 128, "learning_rate": 2e-5, "schedule": "constant", "precision": "auto"}
+            "eval_batch_size": 32, "max_length": 128, "learning_rate": 2e-5, "schedule": "constant",
+            "precision": "auto"}
 
 
 def timed_record(model: str, task: str, method: str, tuning: str, size: int, steps: int, *,
@@ -161,7 +162,8 @@ def test_an_estimate_from_a_reference_folder_follows_its_records(tmp_path):
         assert estimate.seconds == pytest.approx(expected_seconds(SMOLLM2, "full", job.task, job.size, steps))
     total = sum(e.seconds for e in found.runs)
     text = "\n".join(summary_lines(found))
-    assert f"estimate: {total / 3600:.1f} h CPU" in text and f"{total / 2 / 3600:.1f} h on the clock at 2 at a time" in text
+    assert f"estimate: {total / 3600:.1f} h CPU" in text
+    assert f"{total / 2 / 3600:.1f} h on the clock at 2 at a time" in text
     assert "extrapolated: 0% of it" in text
     assert f"calibrated on 6 finished records: 6 in {tmp_path / 'ref'} (AMD EPYC, 1 thread(s), bf16: 6)" in text
     assert "note:" not in text  # the records' CPU, threads and precision are this study's
@@ -265,7 +267,8 @@ def test_plan_prints_the_table_and_the_estimate_running_nothing(tmp_path, capsys
     lines = out.splitlines()
     assert lines[0].split() == ["model", "task", "method", "runs", "pilots", "steps", "CPU", "h", "estimate"]
     assert lines[1].split()[:6] == [SMOLLM2, "SST-2", "prompt", "2", "0", "120"]  # size 0 and 100
-    assert lines[-1 - len([line for line in lines if line.startswith("[promptworth]")])].split()[:3] == ["total", "6", "0"]
+    summary = [line for line in lines if line.startswith("[promptworth]")]
+    assert lines[-1 - len(summary)].split()[:3] == ["total", "6", "0"]
     assert "[promptworth] 6 runs: 0 finished, 6 to train" in out and "h on the clock at 2 at a time" in out
     assert not (tmp_path / "results").exists()  # nothing ran, nothing was written
 

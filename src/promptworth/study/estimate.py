@@ -150,11 +150,11 @@ def estimate_job(job: Job, calibration: Calibration) -> JobEstimate:
         return JobEstimate(job, StepPlan(0.0, 0), 0.0, 0.0)
     if job.rows is None:
         return JobEstimate(job, StepPlan(0.0, 0), None, None, missing=f"the registry counts no rows of {job.task}")
-    if not calibration.knows(job.model):
-        return JobEstimate(job, StepPlan(0.0, 0), None, None, missing=f"no record of {job.model}")
     train, dev, test = job.rows
     extras, _ = calibration.extra_evaluations(train) if job.takes_steps and train else ([], None)
     steps = predicted_steps(job.settings, train, job.takes_steps, extras)
+    if not calibration.knows(job.model):
+        return JobEstimate(job, steps, None, None, missing=f"no record of {job.model}")
     length = job.settings.max_length
     row_seconds, why = calibration.row_seconds(job.model, job.task, job.kind, length)
     if row_seconds is None:
@@ -186,6 +186,7 @@ class StudyEstimate:
     finished_pilots: int
     calibration: Calibration
     at_once: int
+    reference: tuple[str, ...] = ()  # the reference folders (the study's own come first)
 
     @property
     def trained(self) -> list[JobEstimate]:
@@ -196,14 +197,16 @@ def estimate_study(study: StudyConfig, reference: Sequence[Path], here: Here, at
                    stale: Collection[str] = ()) -> StudyEstimate:
     """The estimate of what ``study`` has still to train, from its own finished records
     (``<results>/runs``, ``<results>/lr-grid``) and then those under ``reference``."""
-    own = [Path(study.results_dir) / "runs", Path(study.results_dir) / "lr-grid"]
+    runs, grid, extensions, finished_runs, finished_pilots = jobs(study, stale)
+    # the study's own records, where there is something left to estimate (a finished study has none)
+    own = [Path(study.results_dir) / "runs", Path(study.results_dir) / "lr-grid"] if runs or grid or extensions else []
     folders = [(folder, 0) for folder in own] + [(folder, 1) for folder in reference]
     calibration = Calibration(read_samples(folders), here)
-    runs, grid, extensions, finished_runs, finished_pilots = jobs(study, stale)
     return StudyEstimate(
         runs=[estimate_job(job, calibration) for job in runs], pilots=[estimate_job(job, calibration) for job in grid],
         extensions=[estimate_job(job, calibration) for job in extensions], finished_runs=finished_runs,
-        finished_pilots=finished_pilots, calibration=calibration, at_once=max(1, at_once))
+        finished_pilots=finished_pilots, calibration=calibration, at_once=max(1, at_once),
+        reference=tuple(map(str, reference)))
 
 
 def here(study: StudyConfig, threads: int) -> Here:

@@ -33,8 +33,10 @@ def _unknown(estimate: StudyEstimate) -> str:
     missing = _missing(estimate.trained)
     if not missing:
         return ""
-    groups = Counter((e.job.model, e.job.method, e.missing) for e in missing)
-    named = "; ".join(f"{model} {method}: {count} ({why})" for (model, method, why), count in sorted(groups.items()))
+    # a model no record is of, once; else per model and method
+    groups = Counter((e.job.model, "" if e.missing == f"no record of {e.job.model}" else f" {e.job.method}", e.missing)
+                     for e in missing)
+    named = "; ".join(f"{model}{method}: {count} ({why})" for (model, method, why), count in sorted(groups.items()))
     return f"{PREFIX}   no estimate for {len(missing)} of them: {named}"
 
 
@@ -106,8 +108,10 @@ def summary_lines(estimate: StudyEstimate) -> list[str]:
     used = estimate.calibration.used_samples()
     total = _total(estimate.trained)
     if not used or len(_missing(estimate.trained)) == len(estimate.trained):
-        none = (f"{PREFIX} estimate: none yet (no finished record calibrates it; `promptworth plan --reference "
-                "FOLDER` estimates from another study's records)")
+        why = (f"no finished record calibrates it, of the study's own nor under {', '.join(estimate.reference)}"
+               if estimate.reference else "no finished record of the study's own calibrates it; `promptworth plan "
+               "--reference FOLDER` estimates from another study's records")
+        none = f"{PREFIX} estimate: none yet ({why})"
         return [line for line in (none, _unknown(estimate) if used else "") if line]
     longest = max((e.seconds or 0.0) for e in estimate.trained)
     repeats = sum(e.job.repeats_pilot for e in runs)
