@@ -296,3 +296,13 @@ def test_a_broken_record_of_the_study_s_own_is_left_out_of_the_estimate(tmp_path
     assert len(found.runs) == 6 and all(e.seconds is not None for e in found.runs)
     with pytest.raises(PromptworthError, match="not valid JSON"):
         estimate_study(plan, [Path(plan.results_dir) / "runs"], HERE, at_once=2)
+
+
+def test_the_searches_a_run_applies_are_named_not_estimated(tmp_path):
+    plan = study(tmp_path, methods=["prompt", "head", "prompt-autowords"])
+    found = estimate_study(plan, [reference(tmp_path / "ref")], HERE, at_once=2)
+    searching = [e for e in found.runs if e.job.searches]
+    assert [(e.job.method, e.job.task) for e in searching] == [("prompt-autowords", "SST-2"), ("prompt-autowords", "trec")]
+    assert all(e.seconds is not None for e in searching)  # the run itself is estimated
+    assert ("not estimated: the searches (rule search) that 2 runs apply (prompt-autowords 2); the runs themselves "
+            "are") in "\n".join(summary_lines(found))

@@ -22,6 +22,7 @@ from typing import Collection, Sequence
 
 from promptworth.data.splits import ALL, TRAIN_SIZED_DEV
 from promptworth.data.tasks import get_task
+from promptworth.methods.registry import search_kind
 from promptworth.study.calibration import (
     ENGINE_BEFORE_THE_KEY,
     Calibration,
@@ -54,6 +55,7 @@ class Job:
     rows: tuple[int, int, int] | None  # training, dev and test rows (None: the registry does not count them)
     record: str  # the record it will write (StudyConfig.run_file, pilot_file)
     repeats_pilot: bool = False  # a run that takes over its pilot's record
+    searches: bool = False  # a run whose search (rule search) runs first: its time is not estimated
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def _job(study: StudyConfig, item: Run | Pilot, what: str, settings: dict, recor
                and (item.data_seed, item.train_seed) in _pilot_seeds(study))
     return Job(what, item.model, item.task, item.method, item.size, kind_of(spec.objective, spec.tuning, spec.extras),
                spec.tuning_spec.steps, config_from_mapping(settings),
-               split_rows(study, item.task, item.size, item.method), record, repeats)
+               split_rows(study, item.task, item.size, item.method), record, repeats,
+               what == RUN and search_kind(spec) is not None)
 
 
 def _pilot_seeds(study: StudyConfig) -> set[tuple[int, int]]:

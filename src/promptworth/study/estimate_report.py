@@ -55,6 +55,16 @@ def _edge(estimate: StudyEstimate) -> str:
             "grid (not counted above)")
 
 
+def _searches(estimate: StudyEstimate) -> str:
+    """The runs whose search runs first: the search's own time is not in the estimate."""
+    methods = Counter(e.job.method for e in estimate.runs if e.job.searches)
+    if not methods:
+        return ""
+    named = ", ".join(f"{method} {count}" for method, count in sorted(methods.items()))
+    return (f"{PREFIX}   not estimated: the searches (rule search) that {sum(methods.values())} runs apply "
+            f"({named}); the runs themselves are")
+
+
 def _records(estimate: StudyEstimate, used: Sequence[Sample]) -> str:
     by_folder = Counter((sample.source, sample.folder) for sample in used)
     parts = []
@@ -123,7 +133,7 @@ def summary_lines(estimate: StudyEstimate) -> list[str]:
         f"{estimate.at_once} at a time",
         f"{PREFIX}   extrapolated: {100 * extrapolated / total if total else 0:.0f}% of it"
         + (f" ({'; '.join(_reasons(estimate))})" if extrapolated else ""),
-        _unknown(estimate), _records(estimate, used), _steps(estimate), _edge(estimate), *_caveats(estimate, used),
+        _unknown(estimate), _searches(estimate), _records(estimate, used), _steps(estimate), _edge(estimate), *_caveats(estimate, used),
     ]
     return [line for line in lines if line]
 
