@@ -135,7 +135,7 @@ def jobs(study: StudyConfig, stale: Collection[str] = ()) -> tuple[list[Job], li
     """The runs, pilot runs and extension pilots still to train (no record, or a stale one), and how
     many runs and pilots have finished."""
     def left(path: str) -> bool:
-        return path in stale or not Path(path).is_file()
+        return str(Path(path)) in stale or not Path(path).is_file()
 
     planned, grid_pilots = plan(study), pilots(study)
     runs = [_job(study, run, RUN, study.training_for(run.method, run.size), study.run_file(run))
