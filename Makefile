@@ -55,8 +55,12 @@ study: venv
 # The full CPU study of reports/ (config/studies/study.yaml, the second edition; reports/README.md gives its time). Run records land
 # in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
+# It first prints what is left to train and how long it will take (promptworth plan, running
+# nothing: docs/performance.md), from the study's own finished records, then PLAN_REFERENCE's.
+PLAN_REFERENCE ?= reports/runs reports/lr-grid
 publish: venv
 	$(UNLOCK_STALE) --configfile config/studies/study.yaml
+	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
 	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
 	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
 

@@ -345,7 +345,7 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
     from promptworth.study.planning import plan_summary
 
-    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    summary = plan_summary(load_study(config, SCHEMA), [])
     assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
 
 
@@ -375,7 +375,7 @@ def test_each_size_band_chooses_its_rate_and_each_run_takes_its_band_s(tmp_path)
     assert sorted(re.search(r"/lr-[^/]+/(\d+)-1-1.json", line).group(1) for line in pilots) == ["10"] * 6 + ["100"] * 6
     from promptworth.study.planning import plan_summary
 
-    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    summary = plan_summary(load_study(config, SCHEMA), [])
     assert "12 pilot runs choose the rate of head on dev first, a rate per size band (pilot sizes 10, 100)" in summary
 
 
@@ -542,23 +542,17 @@ def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(
             assert splits and all("--test-limit 300 " in line for line in splits)
 
 
-def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
+def test_the_plan_counts_finished_runs(tmp_path):
+    """A record that exists is a finished run, one the study trains again (stale) is not (the
+    estimate of the rest: tests/test_estimate.py)."""
     from promptworth.study.planning import plan_summary
 
     study = load_study(copy.deepcopy(BASE), SCHEMA)
     files = [tmp_path / f"run{i}.json" for i in range(6)]
-    assert "estimate: none yet" in plan_summary(study, files, 2)
-    for path, seconds in zip(files, (30.0, 50.0, 40.0)):  # zero-shot runs: no training step
-        path.write_text(json.dumps({"timing": {"wall_s": seconds - 5, "process_s": seconds, "steps": 0}}))
-    text = plan_summary(study, files, 2)
-    assert "6 runs: 3 finished, 3 to train" in text
-    assert "~1 min (3 runs x 40 s, the median of the finished ones, 2 at a time)" in text  # 3 x 40 / 2 = 60 s
-    files[3].write_text("{not json")  # an unreadable record still counts as finished, without a time
-    assert "4 finished, 2 to train" in plan_summary(study, files, 1)
-    # once a run has trained, only runs that trained time the rest (a zero-shot run only evaluates)
-    files[4].write_text(json.dumps({"timing": {"wall_s": 590.0, "process_s": 600.0, "steps": 120}}))
-    text = plan_summary(study, files, 1)
-    assert "~10 min (1 runs x 600 s, the median of the finished ones that trained, 1 at a time)" in text
+    for path in files[:3]:
+        path.write_text("{not json")  # an unreadable record still counts as finished (reuse makes it stale)
+    assert "6 runs: 3 finished, 3 to train" in plan_summary(study, files)
+    assert "6 runs: 2 finished, 4 to train" in plan_summary(study, files, stale={str(files[0])})
 
 
 def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):

@@ -22,7 +22,9 @@ from promptworth.study.reuse import (
 from promptworth.study.config import run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
-from promptworth.study.planning import pilots, plan, plan_summary
+from promptworth.study.estimate import estimate_here
+from promptworth.study.estimate_report import study_summary
+from promptworth.study.planning import pilots, plan
 from promptworth.training.lr_grid import extension_rate, rate_label, read_selection
 from promptworth.training.predictions import kept_in
 from promptworth.training.settings import training_args
@@ -378,11 +380,15 @@ def study_outputs():
     ]
 
 
-def runs_at_once():
-    """How many training jobs run side by side: the cores over a training job's threads (the
-    fewest of any model's jobs)."""
+def train_threads():
+    """The threads of a training job: Snakemake's --set-threads for rule train, else the fewest of
+    any model's jobs (its resources)."""
     threads = workflow.resource_settings.overwrite_threads.get(
         "train", min(STUDY.resources_for(model)["threads"] for model in STUDY.models)
     )
-    threads = int(getattr(threads, "value", threads))
-    return max(1, (workflow.resource_settings.cores or 1) // max(1, threads))
+    return max(1, int(getattr(threads, "value", threads)))
+
+
+def runs_at_once():
+    """How many training jobs run side by side: the cores over a training job's threads."""
+    return max(1, (workflow.resource_settings.cores or 1) // train_threads())

@@ -88,6 +88,20 @@ DATA = (
 )
 
 STUDY = (
+    Verb("plan", "print a study's runs and pilot runs still to train and how long they will take, running nothing",
+         "promptworth.cli.study:run_plan",
+         (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)"),
+                opt("--reference", type=Path, nargs="+", default=[], metavar="FOLDER",
+                    help="folders of finished run records (searched recursively, e.g. reports/runs reports/lr-grid) "
+                         "that calibrate the estimate where the study's own records do not"),
+                opt("--threads", type=int, help="threads a training run uses (default: the study's resources; make's "
+                    "TRAIN_THREADS)"),
+                opt("--at-once", type=int, help="training runs side by side (default: this machine's cores over "
+                    "--threads; make's WORKERS)")),),
+         "Print a table of the runs and pilot runs the study has still to train, per model, task and method (their "
+         "predicted steps and CPU hours), then the plan and its estimate: CPU hours and hours on the clock, which "
+         "finished records calibrate it (the study's own first, then --reference), the share extrapolated, and the "
+         "runs with no estimate (docs/performance.md, \"Estimating a study before it runs\")."),
     Verb("progress", "print how many runs of a study are done and about how long the rest will take",
          "promptworth.cli.study:run_progress",
          (these(opt("runs_dir", type=Path, help="folder of the study's run records"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Collection, Sequence
 
@@ -55,26 +54,11 @@ def extension_pilots(study: StudyConfig) -> list[Pilot]:
             for rate in study.pilot_rates(method) if rate not in study.lr_grid.rates[method]]
 
 
-def _run_timing(record_file: Path) -> tuple[float, bool] | None:
-    """What a finished run took (its process time, else its wall time) and whether it took a
-    training step, if its record says."""
-    try:
-        timing = json.loads(record_file.read_text(encoding="utf-8")).get("timing", {})
-        seconds, steps = timing.get("process_s") or timing.get("wall_s"), timing.get("steps")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        return None
-    return float(seconds), isinstance(steps, int) and steps > 0
-
-
-def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
-                 stale: Collection[str] = ()) -> str:
+def plan_summary(study: StudyConfig, record_files: Sequence[Path], stale: Collection[str] = ()) -> str:
     """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
-    and how many are still to train, and an estimate from the runs already finished (their median
-    time, ``at_once`` side by side), where there are some: from those that trained when there are
-    any, since a zero-shot run only evaluates and would make the estimate far too short. A record
-    in ``stale`` (not what the study asks for: promptworth.study.reuse) trains again."""
+    and how many are still to train, its lr_grid's pilots (how long it takes:
+    :func:`promptworth.study.estimate_report.study_summary`). A record in ``stale`` (not what the
+    study asks for: promptworth.study.reuse) trains again."""
     done = [path for path in record_files if path.is_file() and str(path) not in stale]
     left = len(record_files) - len(done)
     lines = [
@@ -88,13 +72,4 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
         edge = "; a choice at the grid's edge adds the pilots of the rate beyond it" if grid.extend_at_edge else ""
         lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
                      f"{', '.join(grid.rates)} on dev first{bands}{edge}")
-    timings = [t for t in map(_run_timing, done) if t is not None]
-    trained = sorted(seconds for seconds, took_steps in timings if took_steps)
-    seconds, which = (trained, "finished ones that trained") if trained else (sorted(s for s, _ in timings), "finished ones")
-    if left and seconds:
-        median, at_once = seconds[len(seconds) // 2], max(1, at_once)
-        lines.append(f"[promptworth] estimate: ~{left * median / at_once / 60:.0f} min ({left} runs x {median:.0f} s, "
-                     f"the median of the {which}, {at_once} at a time)")
-    elif left:
-        lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
     return "\n".join(lines)

@@ -17,14 +17,8 @@ import numpy as np
 import torch
 
 from promptworth import __version__, paths
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+# re-exported: the run, the benchmarks and the record read them here
+from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name, describe_cpu
 
 
 def pick_device() -> torch.device:
@@ -45,21 +39,10 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def cpu_model_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model_name()}, {torch.get_num_threads()} threads)"
+    return describe_cpu(cpu_model_name(), torch.get_num_threads())
 
 
 def tune_allocator() -> bool:
