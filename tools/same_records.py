@@ -5,7 +5,8 @@ size-0 split, methods defined inline with options, searches, a learning-rate gri
 takeover) once with the package of ``--base`` and once with the package of this checkout, and
 compares every output file byte for byte as ``json.dumps(..., indent=2)``, after dropping what
 differs between any two runs: ``timing``, ``git_commit``, ``wall_s`` and the ``sha256`` citations
-of files that hold those. ``promptworth methods --json`` is compared too. Inputs (tiny models,
+of files that hold those. ``promptworth methods --json`` is compared too (but the prose ``source``
+of each default, which names files that may have moved). Inputs (tiny models,
 splits) are made once by the base commit and copied to both sides, so each side runs in a folder
 of the same shape and every relative path a record names is the same.
 
@@ -161,10 +162,22 @@ def stable(value: Any) -> Any:
     return value
 
 
+def without_sources(value: Any) -> Any:
+    """A methods listing without each default's ``source``: prose that names the files a default was
+    chosen with, which follow the files when they move (config/studies/, issue 29)."""
+    if isinstance(value, dict):
+        return {k: without_sources(v) for k, v in value.items() if k != "source"}
+    if isinstance(value, list):
+        return [without_sources(v) for v in value]
+    return value
+
+
 def canonical(path: Path) -> str:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         return json.dumps(stable(json.loads(text)), indent=2) + "\n"
+    if path.name.startswith("methods-"):  # `promptworth methods --json`
+        return json.dumps(without_sources(json.loads(text)), indent=2) + "\n"
     return text
 
 
