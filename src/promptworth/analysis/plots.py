@@ -39,9 +39,11 @@ DPI = 150
 SCALE = 100.0  # scores are drawn in % (x100), as the tables print them
 MARKERS = ("o", "s", "^", "D", "v")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
-# after seaborn's ten colour-blind colours, ten more far from them: a colour for every built-in method
+# after seaborn's ten colour-blind colours, more far from them: a colour for every built-in method (a
+# built-in added later takes the next one, so every earlier method keeps its colour)
 MORE_COLOURS = ((0.0, 0.0, 0.0), (0.1, 0.1, 0.45), (0.5, 0.0, 0.1), (0.0, 0.45, 0.45), (0.45, 0.45, 0.0),
-                (0.85, 0.0, 0.65), (0.45, 0.75, 0.1), (0.4, 0.5, 0.6), (0.3, 0.0, 0.5), (0.75, 0.65, 0.45))
+                (0.85, 0.0, 0.65), (0.45, 0.75, 0.1), (0.4, 0.5, 0.6), (0.3, 0.0, 0.5), (0.75, 0.65, 0.45),
+                (0.6, 0.3, 0.0), (0.2, 0.6, 0.9), (0.9, 0.45, 0.45), (0.0, 0.3, 0.15))
 METRIC_NAMES = {"acc": "accuracy", "f1": "F1", "macro_f1": "macro F1", "mcc": "MCC", "pearson": "Pearson r",
                 "spearman": "Spearman r"}
 
@@ -55,7 +57,7 @@ class MethodStyle:
 
 def method_styles(methods: Sequence[str]) -> dict[str, MethodStyle]:
     """Each method's style, fixed across figures: the built-in methods by their place in the
-    registry (a colour each), others after them in name order; past the palette's 20 colours a
+    registry (a colour each), others after them in name order; past the palette's colours a
     colour repeats only with another marker and line, so no two methods of a figure look alike."""
     import seaborn as sns  # late: seaborn is slow to import
 

@@ -175,7 +175,8 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
 
     for key, wanted in asked_for.values.items():
         found, default = _lookup(record, key), _setting_default(key)
-        if found is _ABSENT and default is not _ABSENT:  # a training setting added since: trained at its default
+        if found is _ABSENT and default is not _ABSENT and isinstance(record.get("hyperparameters"), Mapping):
+            # a training setting added since the record's settings were written: trained at its default
             if not _same(default, wanted):
                 return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
             continue
