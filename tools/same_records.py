@@ -153,31 +153,28 @@ def lr_grid_commands() -> list[list[str]]:
     return argvs
 
 
-def stable(value: Any) -> Any:
-    """``value`` without the keys that differ between any two runs of the same code."""
+def without(value: Any, keys: frozenset[str] | set[str]) -> Any:
+    """``value`` without ``keys``, at any depth."""
     if isinstance(value, dict):
-        return {k: stable(v) for k, v in value.items() if k not in VOLATILE}
+        return {k: without(v, keys) for k, v in value.items() if k not in keys}
     if isinstance(value, list):
-        return [stable(v) for v in value]
+        return [without(v, keys) for v in value]
     return value
 
 
-def without_sources(value: Any) -> Any:
-    """A methods listing without each default's ``source``: prose that names the files a default was
-    chosen with, which follow the files when they move (config/studies/, issue 29)."""
-    if isinstance(value, dict):
-        return {k: without_sources(v) for k, v in value.items() if k != "source"}
-    if isinstance(value, list):
-        return [without_sources(v) for v in value]
-    return value
+# A methods listing's ``source`` is prose that names the files a default was chosen with, which
+# follow the files when they move (config/studies/, issue 29).
+LISTING_PROSE = {"source"}
 
 
 def canonical(path: Path) -> str:
+    """A file as compared: JSON outputs without the keys that differ between any two runs of the
+    same code (VOLATILE), a `promptworth methods --json` listing without its prose (LISTING_PROSE)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        return json.dumps(stable(json.loads(text)), indent=2) + "\n"
-    if path.name.startswith("methods-"):  # `promptworth methods --json`
-        return json.dumps(without_sources(json.loads(text)), indent=2) + "\n"
+        return json.dumps(without(json.loads(text), VOLATILE), indent=2) + "\n"
+    if path.name.startswith("methods-"):
+        return json.dumps(without(json.loads(text), LISTING_PROSE), indent=2) + "\n"
     return text
 
 

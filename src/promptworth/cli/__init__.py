@@ -37,8 +37,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_options(parser, version())
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     named = next((a for a in argv or [] if not a.startswith("-")), None)
+    known = named in {verb.name for verb in VERBS}
     for verb in VERBS:
-        if named not in {v.name for v in VERBS} or verb.name == named:
+        if not known or verb.name == named:
             add_verb(subparsers, verb)
     return parser
 
