@@ -657,6 +657,21 @@ def test_a_study_of_two_models_plans_each_models_runs_in_a_folder_of_its_own(tmp
         assert re.search(r"--split-dir results/splits/(SST-2|CB)/\d+-1 ", job)
 
 
+def test_a_model_on_fewer_data_seeds_and_a_task_with_a_second_train_seed_plan_just_those_runs():
+    # the third edition's shape: the second model on 1 of the study's 2 data seeds, SST-2 with 2 train seeds
+    config = two_models(by_model={GPT2: {"tasks": ["SST-2"], "data_seeds": [2]}}, train_seeds_by_task={"SST-2": [1, 2]})
+    config["splits"]["data_seeds"] = [1, 2]
+    runs = plan(load_study(config, SCHEMA))
+    seeds: dict[tuple[str, str], set[tuple[int, int]]] = {}
+    for run in runs:
+        seeds.setdefault((run.model, run.task), set()).add((run.data_seed, run.train_seed))
+    assert seeds == {("tiny-llama", "SST-2"): {(1, 1), (1, 2), (2, 1), (2, 2)},
+                     ("tiny-llama", "CB"): {(1, 1), (2, 1)},
+                     ("tiny-gpt2", "SST-2"): {(2, 1), (2, 2)}}
+    # every method at every size on each seed it runs: 2 methods x 2 sizes per (data seed, train seed)
+    assert len(runs) == 4 * 4 + 2 * 4 + 2 * 4
+
+
 M2 = re.escape(GPT2)
 
 
@@ -671,6 +686,10 @@ M2 = re.escape(GPT2)
         ({"by_model": {GPT2: {"resources": {"mem_mb": 0}}}},
          rf"config.by_model.{M2}.resources.mem_mb: 0 is less than or equal to the minimum of 0"),
         ({"by_model": {GPT2: {"tasks": []}}}, rf"config.by_model.{M2}.tasks: \[\] should be non-empty"),
+        ({"by_model": {GPT2: {"data_seeds": [7]}}}, rf"config: by_model.{M2} leaves model '{M2}' no runs"),
+        ({"by_model": {GPT2: {"data_seeds": [-1]}}}, rf"config: by_model.{M2}.data_seeds item -1: a seed"),
+        ({"train_seeds_by_task": {"RTE": [2]}}, r"config: train_seeds_by_task names task 'RTE', which is not in tasks"),
+        ({"train_seeds_by_task": {"CB": []}}, r"config.train_seeds_by_task.CB: \[\] should be non-empty"),
         ({"model": [LLAMA, LLAMA]}, r"config.model: .*has non-unique elements"),
         ({"model": []}, r"config.model: .*should be non-empty"),
         ({"model": [LLAMA, "./elsewhere/tiny-llama"], "by_model": {}},

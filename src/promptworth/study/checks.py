@@ -167,9 +167,13 @@ def _check_by_method(study: StudyConfig) -> None:
 def _check_seeds_and_training(study: StudyConfig) -> None:
     """Seeds and training settings, the study's and each method's, are valid."""
     splits = study.splits
-    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
+    by_task = [(f"train_seeds_by_task.{task}", seeds) for task, seeds in study.train_seeds_by_task.items()]
+    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds), *by_task):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
+    for task in study.train_seeds_by_task:
+        if task not in study.tasks:
+            raise PromptworthError(f"config: train_seeds_by_task names task {task!r}, which is not in tasks")
     try:
         config_from_mapping(study.training)
     except PromptworthError as exc:
@@ -216,6 +220,8 @@ def check_models(study: StudyConfig) -> None:
             if method not in run_somewhere:
                 raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
                                        "does not run")
+        for seed in settings.data_seeds:
+            check_seed(seed, f"config: by_model.{model}.data_seeds item {seed!r}: a seed")
     runs = plan(study)
     for model in study.models:
         if not any(run.model == model_label(model) for run in runs):

@@ -61,10 +61,12 @@ RESOURCE_DEFAULTS: dict[str, int] = {"threads": 2, "mem_mb": 5000, "runtime": 60
 class ModelSettings:
     """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
     tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
-    them), and its training jobs' resources, over the study's ``resources``."""
+    them), the data seeds it runs on, of those each size draws (empty: all of them; e.g. a larger
+    model on 3 of the study's 5 seeds), and its training jobs' resources, over the study's ``resources``."""
 
     tasks: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
+    data_seeds: tuple[int, ...] = ()
     resources: dict[str, int] = field(default_factory=dict)
 
 
@@ -107,6 +109,8 @@ class StudyConfig:
     training: dict[str, Any]
     templates: dict[str, str] = field(default_factory=dict)
     methods_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # per task, the train seeds that replace ``train_seeds`` there (e.g. a second one on one task)
+    train_seeds_by_task: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # keyed by str(size): what changes at that training-set size (see SizeSettings)
     by_size: dict[str, "SizeSettings"] = field(default_factory=dict)
     comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
@@ -132,8 +136,8 @@ class StudyConfig:
                     data_seed: int | None = None) -> tuple[str, ...]:
         """The methods run on ``task`` (at ``size``, where ``by_size`` names methods for it; at size 0,
         the zero-shot point, only those that run untrained (``runs_at_size_zero``); by ``model``, those
-        of them that ``by_model`` names for it; at ``size`` and ``data_seed``, those whose ``by_method``
-        sizes and data seeds name them)."""
+        of them that ``by_model`` names for it, none on a data seed its ``by_model`` data seeds leave
+        out; at ``size`` and ``data_seed``, those whose ``by_method`` sizes and data seeds name them)."""
         settings = self.by_size.get(str(size))
         if settings is not None and settings.methods:
             methods = settings.methods
@@ -141,7 +145,11 @@ class StudyConfig:
             methods = self.methods_by_task.get(task, self.methods)
         if size == ZERO_SHOT:  # the zero-shot point: only the methods that run untrained
             methods = tuple(name for name in methods if self.method(name).runs_at_size_zero)
-        chosen = self.by_model[model].methods if model in self.by_model else ()
+        model_settings = self.by_model.get(model) if model is not None else None
+        if (model_settings is not None and model_settings.data_seeds and data_seed is not None
+                and data_seed not in model_settings.data_seeds):
+            return ()
+        chosen = model_settings.methods if model_settings is not None else ()
         return tuple(method for method in methods if (not chosen or method in chosen)
                      and self._method_runs_at(method, size, data_seed))
 
@@ -184,6 +192,10 @@ class StudyConfig:
         found = {model_label(model): model for model in self.models}
         own = sorted({spec.backbone for spec in map(self.method, self.methods_run()) if spec.backbone})
         return {**found, **{model_label(backbone): backbone for backbone in own if model_label(backbone) not in found}}
+
+    def train_seeds_for(self, task: str) -> tuple[int, ...]:
+        """The train seeds of ``task``'s runs: its ``train_seeds_by_task`` entry, else ``train_seeds``."""
+        return self.train_seeds_by_task.get(task, self.train_seeds)
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))

@@ -84,6 +84,7 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     tasks = list(out["tasks"])[:TASKS]
     out.update(model=TINY_MODEL, tasks=tasks, train_seeds=list(out["train_seeds"])[:1])
     out.pop("by_model", None)  # its keys name the study's models, which the tiny one replaces
+    out.pop("train_seeds_by_task", None)  # one train seed everywhere
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
