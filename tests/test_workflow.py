@@ -670,6 +670,12 @@ def test_a_model_on_fewer_data_seeds_and_a_task_with_a_second_train_seed_plan_ju
                      ("tiny-gpt2", "SST-2"): {(2, 1), (2, 2)}}
     # every method at every size on each seed it runs: 2 methods x 2 sizes per (data seed, train seed)
     assert len(runs) == 4 * 4 + 2 * 4 + 2 * 4
+    # a method that keeps the first train seed where its task has two
+    one = plan(load_study({**config, "by_method": {"head": {"train_seeds": [1]}}}, SCHEMA))
+    assert {(r.method, r.train_seed) for r in one if r.task == "SST-2"} == {("prompt", 1), ("prompt", 2), ("head", 1)}
+    with pytest.raises(PromptworthError, match=r"config: by_method.head.train_seeds names train seed 3, which the study "
+                                               r"does not train with"):
+        load_study({**config, "by_method": {"head": {"train_seeds": [3]}}}, SCHEMA)
 
 
 M2 = re.escape(GPT2)

@@ -144,6 +144,10 @@ def _check_by_method(study: StudyConfig) -> None:
         for seed in settings.data_seeds:
             if seed not in seeds:
                 raise PromptworthError(f"{where}.data_seeds names data seed {seed!r}, which the study does not draw")
+        drawn = {seed for task in study.tasks for seed in study.train_seeds_for(task)}
+        for seed in settings.train_seeds:
+            if seed not in drawn:
+                raise PromptworthError(f"{where}.train_seeds names train seed {seed!r}, which the study does not train with")
         policy = settings.dev_policy
         if policy is not None:
             if study.splits.kind != "ladder":

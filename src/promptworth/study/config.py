@@ -73,12 +73,14 @@ class ModelSettings:
 @dataclass(frozen=True)
 class MethodSettings:
     """What changes for one method of a study (its ``by_method``): the sizes it runs at, of its
-    tasks' sizes, and the data seeds, of those its size draws (empty: all of them); the dev policy
+    tasks' sizes, the data seeds, of those its size draws, and the train seeds, of those its task
+    draws (empty: all of them); the dev policy
     of its splits (None: ``splits.dev_policy``), e.g. true few-shot selection (Perez et al. 2021):
     a dev set as large as the training set, for the method's runs and its lr_grid pilots alike."""
 
     sizes: tuple[int | str, ...] = ()
     data_seeds: tuple[int, ...] = ()
+    train_seeds: tuple[int, ...] = ()
     dev_policy: str | None = None
 
 
@@ -193,9 +195,12 @@ class StudyConfig:
         own = sorted({spec.backbone for spec in map(self.method, self.methods_run()) if spec.backbone})
         return {**found, **{model_label(backbone): backbone for backbone in own if model_label(backbone) not in found}}
 
-    def train_seeds_for(self, task: str) -> tuple[int, ...]:
-        """The train seeds of ``task``'s runs: its ``train_seeds_by_task`` entry, else ``train_seeds``."""
-        return self.train_seeds_by_task.get(task, self.train_seeds)
+    def train_seeds_for(self, task: str, method: str | None = None) -> tuple[int, ...]:
+        """The train seeds of ``task``'s runs (of ``method``'s, those its ``by_method`` train seeds
+        name): the task's ``train_seeds_by_task`` entry, else ``train_seeds``."""
+        seeds = self.train_seeds_by_task.get(task, self.train_seeds)
+        settings = self.by_method.get(method) if method is not None else None
+        return tuple(seed for seed in seeds if settings is None or not settings.train_seeds or seed in settings.train_seeds)
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))

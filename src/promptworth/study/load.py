@@ -76,7 +76,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "train_seeds_by_task": lambda by_task: {task: tuple(seeds) for task, seeds in by_task.items()},
             "lr_grid": _lr_grid,
             "by_method": lambda by_method: {str(name): MethodSettings(**_given(settings, {
-                "sizes": tuple, "data_seeds": tuple, "dev_policy": str})) for name, settings in by_method.items()},
+                "sizes": tuple, "data_seeds": tuple, "train_seeds": tuple, "dev_policy": str}))
+                for name, settings in by_method.items()},
         }),
     )
     check_study(study)
