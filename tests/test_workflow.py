@@ -673,6 +673,10 @@ def test_a_model_on_fewer_data_seeds_and_a_task_with_a_second_train_seed_plan_ju
     # a method that keeps the first train seed where its task has two
     one = plan(load_study({**config, "by_method": {"head": {"train_seeds": [1]}}}, SCHEMA))
     assert {(r.method, r.train_seed) for r in one if r.task == "SST-2"} == {("prompt", 1), ("prompt", 2), ("head", 1)}
+    # a model that keeps the first train seed where the task has two
+    first = plan(load_study({**config, "by_model": {GPT2: {"tasks": ["SST-2"], "data_seeds": [2], "train_seeds": [1]}}},
+                            SCHEMA))
+    assert {(r.data_seed, r.train_seed) for r in first if r.model == "tiny-gpt2"} == {(2, 1)}
     with pytest.raises(PromptworthError, match=r"config: by_method.head.train_seeds names train seed 3, which the study "
                                                r"does not train with"):
         load_study({**config, "by_method": {"head": {"train_seeds": [3]}}}, SCHEMA)

@@ -224,8 +224,9 @@ def check_models(study: StudyConfig) -> None:
             if method not in run_somewhere:
                 raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
                                        "does not run")
-        for seed in settings.data_seeds:
-            check_seed(seed, f"config: by_model.{model}.data_seeds item {seed!r}: a seed")
+        for key, seeds in (("data_seeds", settings.data_seeds), ("train_seeds", settings.train_seeds)):
+            for seed in seeds:
+                check_seed(seed, f"config: by_model.{model}.{key} item {seed!r}: a seed")
     runs = plan(study)
     for model in study.models:
         if not any(run.model == model_label(model) for run in runs):

@@ -61,12 +61,14 @@ RESOURCE_DEFAULTS: dict[str, int] = {"threads": 2, "mem_mb": 5000, "runtime": 60
 class ModelSettings:
     """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
     tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
-    them), the data seeds it runs on, of those each size draws (empty: all of them; e.g. a larger
-    model on 3 of the study's 5 seeds), and its training jobs' resources, over the study's ``resources``."""
+    them), the data seeds it runs on, of those each size draws, and the train seeds, of those each
+    task draws (empty: all of them; e.g. a larger model on 3 of the study's 5 data seeds), and its
+    training jobs' resources, over the study's ``resources``."""
 
     tasks: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     data_seeds: tuple[int, ...] = ()
+    train_seeds: tuple[int, ...] = ()
     resources: dict[str, int] = field(default_factory=dict)
 
 
@@ -195,12 +197,14 @@ class StudyConfig:
         own = sorted({spec.backbone for spec in map(self.method, self.methods_run()) if spec.backbone})
         return {**found, **{model_label(backbone): backbone for backbone in own if model_label(backbone) not in found}}
 
-    def train_seeds_for(self, task: str, method: str | None = None) -> tuple[int, ...]:
-        """The train seeds of ``task``'s runs (of ``method``'s, those its ``by_method`` train seeds
-        name): the task's ``train_seeds_by_task`` entry, else ``train_seeds``."""
-        seeds = self.train_seeds_by_task.get(task, self.train_seeds)
-        settings = self.by_method.get(method) if method is not None else None
-        return tuple(seed for seed in seeds if settings is None or not settings.train_seeds or seed in settings.train_seeds)
+    def train_seeds_for(self, task: str, method: str | None = None, model: str | None = None) -> tuple[int, ...]:
+        """The train seeds of ``task``'s runs: the task's ``train_seeds_by_task`` entry, else
+        ``train_seeds``; of ``method``'s and ``model``'s, those their ``by_method`` and ``by_model``
+        train seeds name."""
+        chosen = [settings.train_seeds for settings in (self.by_method.get(method or ""), self.by_model.get(model or ""))
+                  if settings is not None and settings.train_seeds]
+        return tuple(seed for seed in self.train_seeds_by_task.get(task, self.train_seeds)
+                     if all(seed in seeds for seeds in chosen))
 
     def data_seeds_for(self, size: int | str) -> tuple[int, ...]:
         settings = self.by_size.get(str(size))

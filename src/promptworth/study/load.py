@@ -71,7 +71,7 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
             "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
-                "tasks": tuple, "methods": tuple, "data_seeds": tuple, "resources": dict}))
+                "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
                 for name, settings in by_model.items()},
             "train_seeds_by_task": lambda by_task: {task: tuple(seeds) for task, seeds in by_task.items()},
             "lr_grid": _lr_grid,

@@ -18,7 +18,7 @@ def plan(study: StudyConfig) -> list[Run]:
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
         for method in study.methods_for(task, size, model, data_seed)
-        for train_seed in study.train_seeds_for(task, method)
+        for train_seed in study.train_seeds_for(task, method, model)
     ))
 
 
