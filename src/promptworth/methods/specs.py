@@ -147,8 +147,8 @@ BUILTINS: tuple[MethodSpec, ...] = (
     # searched label words and templates (their result files: promptworth search)
     MethodSpec("prompt-autowords", "prompt", extras=("autowords",), paper="LM-BFF (Gao et al. 2021), automatic label words"),
     MethodSpec("prompt-autotemplate", "prompt", extras=("autotemplate",), paper="LM-BFF (Gao et al. 2021), automatic templates"),
-    # the third edition's rows (new built-ins go last: a method's colour in the figures is its place
-    # here, promptworth.analysis.plots.method_styles, and published figures keep theirs)
+    # the third edition's rows (new built-ins go last, each with a colour appended to
+    # promptworth.analysis.plots.LATER_BUILTIN_COLOURS: published figures keep their styles)
     # controls on the prompt's meaning: the task's control template `irrelevant`, its misleading_words
     MethodSpec("prompt-irrelevant", "prompt", template="irrelevant", paper="Webson & Pavlick 2022, irrelevant templates"),
     MethodSpec("prompt-misleading", "misleading", paper="Webson & Pavlick 2022, reversed targets"),
