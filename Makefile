@@ -52,12 +52,12 @@ study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(POOLED) --configfile $(CONFIG)
 
-# The full CPU study of reports/ (config/studies/study.yaml, the second edition; reports/README.md gives its time). Run records land
+# The full CPU study of reports/ (config/studies/study.yaml, the third edition; the config says how it was sized). Run records land
 # in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
 # It first prints what is left to train and how long it will take (promptworth plan, running
 # nothing: docs/performance.md), from the study's own finished records, then PLAN_REFERENCE's.
-PLAN_REFERENCE ?= reports/runs reports/lr-grid
+PLAN_REFERENCE ?= reports/v2/runs reports/v2/lr-grid reports/strategies/runs
 publish: venv
 	$(UNLOCK_STALE) --configfile config/studies/study.yaml
 	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
@@ -65,7 +65,9 @@ publish: venv
 	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
-# training rule. By default the published study, second edition (config/studies/study.yaml, reports/runs).
+# training rule. By default the published study, third edition (config/studies/study.yaml, reports/runs).
+# Its second edition's:
+#   make figures FIGURES_CONFIG=config/studies/study-v2.yaml RUNS=reports/v2/runs OUT=reports/v2
 # Its first edition's:
 #   make figures FIGURES_CONFIG=config/studies/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:

@@ -13,7 +13,7 @@ A run that patience stopped has a curve cut short: its best is the best *so far*
 the step the curve had come within noise of that, a lower bound on when a longer run would have
 settled. The runs that went to the cap show the whole curve.
 
-Usage: python benchmarks/dev_curves.py [reports/runs] [--json FILE.json] [--table FILE.md]
+Usage: python benchmarks/dev_curves.py [reports/v2/runs] [--json FILE.json] [--table FILE.md]
 (the committed ones: benchmarks/results/dev_curves.json and .md, the second edition's records)
 """
 
@@ -121,7 +121,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", nargs="?", default="reports/runs", type=Path, help="run records (searched recursively)")
+    parser.add_argument("folder", nargs="?", default="reports/v2/runs", type=Path, help="run records (searched recursively)")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     parser.add_argument("--table", type=Path, help="also write the table as Markdown")
     args = parser.parse_args(argv)

@@ -47,15 +47,15 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("in_sample", "second edition from its own records (in sample: the model's error alone)",
-             "config/studies/study.yaml", "reports", ("reports/runs", "reports/lr-grid"), 1),
+             "config/studies/study-v2.yaml", "reports/v2", ("reports/v2/runs", "reports/v2/lr-grid"), 1),
     Scenario("pilots_only", "second edition from its own pilots only (the estimate once the pilots are done)",
-             "config/studies/study.yaml", "reports", ("reports/lr-grid",), 1),
+             "config/studies/study-v2.yaml", "reports/v2", ("reports/v2/lr-grid",), 1),
     Scenario("before", "second edition from the records made on this CPU before it (first edition, strategies, "
-             "method defaults, LM-BFF's table)", "config/studies/study.yaml", "reports", tuple(BEFORE_V2), 1),
-    Scenario("v2_from_v1", "second edition from the first edition's records", "config/studies/study.yaml", "reports",
-             ("reports/v1/runs",), 1),
+             "method defaults, LM-BFF's table)", "config/studies/study-v2.yaml", "reports/v2", tuple(BEFORE_V2), 1),
+    Scenario("v2_from_v1", "second edition from the first edition's records", "config/studies/study-v2.yaml",
+             "reports/v2", ("reports/v1/runs",), 1),
     Scenario("v1_from_v2", "first edition from the second edition's records", "config/studies/study-v1.yaml",
-             "reports/v1", ("reports/runs", "reports/lr-grid"), 2),
+             "reports/v1", ("reports/v2/runs", "reports/v2/lr-grid"), 2),
 )
 
 

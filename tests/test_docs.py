@@ -186,7 +186,8 @@ def test_tiny_outputs_never_leave_results():
     assert fast.redirect(REPO / "benchmarks/results/x.json", REPO) == REPO / "results/fast/benchmarks/results/x.json"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "studies/study.yaml", "studies/study-v1.yaml", "studies/strategies.yaml", "studies/method-defaults.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "studies/study.yaml", "studies/study-v2.yaml", "studies/study-v1.yaml",
+                                  "studies/strategies.yaml", "studies/method-defaults.yaml"])
 def test_every_shipped_study_has_a_valid_tiny_variant(monkeypatch, name):
     monkeypatch.setenv(fast.ENV, "1")
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))

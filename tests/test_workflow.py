@@ -71,8 +71,21 @@ SHIPPED_DAGS = {
     # 2 x 22. 54 + 66 + 8 + 44 = 172. Splits (shared by the models): 4 tasks x 6 sizes x 2 + RTE 2 x 2
     # + 1 = 53. The lr_grid at 100: SmolLM2 7 + 4 x 2 (task, method) pairs, Gemma 2 x 2 = 19
     # selections of 2 rates
-    "studies/study.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
-                   "budgets": 1, "costs": 1},
+    "studies/study-v2.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
+                              "budgets": 1, "costs": 1},
+    # the third edition. SmolLM2, SST-2 (train seeds 1 and 2 for prompt and head): at 0 the prompt 5 x 2,
+    # zeroshot-calibrated 5, the two controls 3 each = 21; at 10 and 32 prompt and head 2 x 5 x 2,
+    # SetFit 5, ICL 3, prompt-tfs and head-tfs 2 x 3, the three controls 3 x 3 = 43 each; at 100 20 + 5 + 9
+    # = 34; at 320 and 1000 20 + 5 = 25 each: 191. mr, subj: the prompt at 0 5, at 5 sizes (2 + 1) x 5
+    # = 80 each. trec: at 0 5 + 5; at 10 and 32 10 + 5 + 3 + 6 = 24 each; at 100, 320, 1000 15 each:
+    # 103. RTE: 5 + 6 sizes x 10 = 65. Gemma (3 data seeds, prompt and head): SST-2 and trec 3 + 5 x 6 =
+    # 33 each, RTE 3 + 6 x 6 = 39. 191 + 160 + 103 + 65 + 105 = 624. Splits: 4 tasks x 6 sizes x 5
+    # seeds + RTE 7 x 5 = 155, and the true few-shot policy's 2 tasks x 2 sizes x 3 seeds = 12. The
+    # lr_grid, 3 rates per (model, task, method, band): SmolLM2 prompt and head 5 x 2 x 2 bands, the
+    # true few-shot pair 2 x 2 x 1 band, the controls 3 x 1 band, Gemma 3 x 2 x 2 bands = 39 selections,
+    # 117 pilots; each selection first over the grid alone (select_lr_grid, the extension's checkpoint)
+    "studies/study.yaml": {"split": 155, "split_by_policy": 12, "train": 624, "lr_grid_train": 117,
+                           "select_lr_grid": 39, "select_lr": 39, "advantage": 11, "paired": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "studies/study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no

@@ -87,7 +87,7 @@ def run_plan(args: argparse.Namespace) -> int:
     for folder in args.reference:
         if not folder.is_dir():
             raise PromptworthError(f"--reference {folder}: no such folder (give folders of run records, e.g. "
-                                   "reports/runs reports/lr-grid)")
+                                   "reports/v2/runs reports/v2/lr-grid)")
     # the study as the workflow reads it (the tiny variant's under PROMPTWORTH_FAST=1)
     study = load_study(tiny_variant.study_config(read_config_file(args.configfile)), schema_file())
     threads = args.threads or min(study.resources_for(model)["threads"] for model in study.models)

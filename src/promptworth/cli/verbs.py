@@ -92,7 +92,7 @@ STUDY = (
          "promptworth.cli.study:run_plan",
          (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)"),
                 opt("--reference", type=Path, nargs="+", default=[], metavar="FOLDER",
-                    help="folders of finished run records (searched recursively, e.g. reports/runs reports/lr-grid) "
+                    help="folders of finished run records (searched recursively, e.g. reports/v2/runs reports/v2/lr-grid) "
                          "that calibrate the estimate where the study's own records do not"),
                 opt("--threads", type=int, help="threads a training run uses (default: the study's resources; make's "
                     "TRAIN_THREADS)"),
