@@ -17,6 +17,7 @@ from tiny_models import sentiment_split, tiny_model
 from promptworth.cli import main
 from promptworth.methods.frozen_features import dropout_free
 from promptworth.training import engine, loop
+from promptworth.training.cpu import cpu_has_fast_bf16
 from promptworth.training.settings import TrainConfig
 from promptworth.training.sparse_rows import SparseRows
 
@@ -42,7 +43,8 @@ def results(record: dict) -> dict:
 
 
 @pytest.mark.parametrize("method", ["prompt", "head", "head-probe"])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.skipif(
+    not cpu_has_fast_bf16(), reason="bf16 is refused on a CPU without fast bf16"))])
 def test_v3_gives_the_same_record_twice(split, tmp_path, method, precision):
     first, second = (train(split, tmp_path / f"{name}.json", method, "v3", "--precision", precision) for name in "ab")
     assert results(first) == results(second)
@@ -185,3 +187,16 @@ def test_adamw_on_the_touched_rows_is_adamw_on_the_table(max_norm):
     untouched = [i for i in range(50) if i not in {3, 7, 11, 20, 30, 31}]
     assert torch.equal(rows_weight.detach()[untouched], table[untouched])
     assert not torch.equal(rows_weight.detach()[11], table[11])
+
+
+def test_bf16_is_refused_on_a_cpu_without_fast_bf16_and_auto_is_fp32_there(monkeypatch):
+    from promptworth.errors import PromptworthError
+    from promptworth.training import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    assert runtime.resolve_precision("auto", cpu) == "fp32" and runtime.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(PromptworthError, match="precision bf16 needs a CPU with fast bf16"):
+        runtime.resolve_precision("bf16", cpu)
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    assert runtime.resolve_precision("auto", cpu) == runtime.resolve_precision("bf16", cpu) == "bf16"

@@ -21,6 +21,7 @@ from tiny_models import sentiment_split, tiny_model
 from promptworth.cli import build_parser, handler, main
 from promptworth.cli.verbs import VERBS
 from promptworth.training import pool as workers
+from promptworth.training.cpu import cpu_has_fast_bf16
 
 # what may differ between a run alone and the same run in a pool: its timing
 TIMING_ONLY = {"timing"}
@@ -81,7 +82,8 @@ MIXED = {
     "prefix": ("--method", "prefix"),
     "demos": ("--method", "demo-random", "--objective", "prompt", "--extra", "demos", "--option", "filter=random",
               "--max-length", "96"),
-    "bf16": ("--method", "head", "--precision", "bf16"),
+    # bf16 autocast where the CPU has fast bf16 (elsewhere bf16 is refused: auto is fp32 there)
+    "bf16": ("--method", "head", "--precision", "bf16" if cpu_has_fast_bf16() else "auto"),
     "plain": ("--method", "prompt", "--threads", "2"),
 }
 

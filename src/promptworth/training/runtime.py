@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from promptworth import __version__, paths
+from promptworth.errors import PromptworthError
 # re-exported: the run, the benchmarks and the record read them here
 from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name, describe_cpu
 
@@ -26,6 +27,13 @@ def pick_device() -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run computes in: ``auto`` is bf16 where the hardware has fast bf16, else fp32.
+    ``bf16`` on a CPU without fast bf16 is refused: emulated there, it runs 3-4x slower than fp32 and
+    its numbers are not a bf16 CPU's, so a study whose protocol is bf16 cannot be resumed on it."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        raise PromptworthError("precision bf16 needs a CPU with fast bf16 (the avx512_bf16 or amx_bf16 flag), and "
+                               "this one has neither: there it would be emulated, 3-4x slower than fp32, with other "
+                               "numbers; use precision auto (fp32 here) or fp32, or run on a CPU with fast bf16")
     if precision != "auto":
         return precision
     if device.type == "cuda":
