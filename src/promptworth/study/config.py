@@ -143,17 +143,13 @@ class StudyConfig:
         of them that ``by_model`` names for it, none on a data seed its ``by_model`` data seeds leave
         out; at ``size`` and ``data_seed``, those whose ``by_method`` sizes and data seeds name them)."""
         settings = self.by_size.get(str(size))
-        if settings is not None and settings.methods:
-            methods = settings.methods
-        else:
-            methods = self.methods_by_task.get(task, self.methods)
+        methods = settings.methods if settings is not None and settings.methods else self.methods_by_task.get(task, self.methods)
         if size == ZERO_SHOT:  # the zero-shot point: only the methods that run untrained
             methods = tuple(name for name in methods if self.method(name).runs_at_size_zero)
-        model_settings = self.by_model.get(model) if model is not None else None
-        if (model_settings is not None and model_settings.data_seeds and data_seed is not None
-                and data_seed not in model_settings.data_seeds):
+        settings_of_model = self.by_model.get(model or "", ModelSettings())
+        if settings_of_model.data_seeds and data_seed is not None and data_seed not in settings_of_model.data_seeds:
             return ()
-        chosen = model_settings.methods if model_settings is not None else ()
+        chosen = settings_of_model.methods
         return tuple(method for method in methods if (not chosen or method in chosen)
                      and self._method_runs_at(method, size, data_seed))
 
