@@ -101,8 +101,9 @@ def cost_notes(runs: pd.DataFrame, pilots: tuple[dict[str, float], list[str]]) -
     return notes
 
 
-def cost_markdown(frame: pd.DataFrame, notes: list[str]) -> str:
-    header = ["model", "task", "method", "train_size", "runs", "training TFLOP", "eval TFLOP", "score [95% CI]"]
+def cost_markdown(frame: pd.DataFrame, notes: list[str], confidence: float = 0.95) -> str:
+    header = ["model", "task", "method", "train_size", "runs", "training TFLOP", "eval TFLOP",
+              f"score [{confidence:.0%} CI]"]
     rows = [[str(r.model), str(r.task), str(r.method), str(r.train_size), str(r.n_runs), _tflops(r.train_tflops),
              _tflops(r.eval_tflops), _score(r.mean, r.lower, r.upper)] for r in frame.itertuples()]
     return markdown(header, rows) + note_lines(notes)
@@ -124,7 +125,7 @@ def cost_texts(run_records: Mapping[Path, Mapping[str, Any]], confidence: float 
     runs = cost_runs(run_records)
     frame = cost_frame(first_train_seed(runs)[0], confidence)
     return {"cost.csv": frame.to_csv(index=False),
-            "cost.md": cost_markdown(frame, cost_notes(runs, pilot_flops(run_records)))}, runs
+            "cost.md": cost_markdown(frame, cost_notes(runs, pilot_flops(run_records)), confidence)}, runs
 
 
 def _draw(ax, stats: pd.DataFrame, x: str, style: MethodStyle, label: str) -> None:
@@ -154,9 +155,15 @@ def cost_figure(runs: pd.DataFrame, styles: Mapping[str, MethodStyle], in_place_
             _draw(by_flops, of_method, "train_tflops", styles[method], label)
         size_axis(by_size, stats["train_size"])
         positive = stats.loc[stats["train_tflops"] > 0, "train_tflops"]
-        by_flops.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0, linscale=0.5)
+        # linear from 0 to the power of ten below the smallest count, logarithmic above
+        low = 10.0 ** math.floor(math.log10(positive.min())) if len(positive) else 1.0
+        by_flops.set_xscale("symlog", linthresh=low, linscale=0.5)
         by_flops.set_xlabel("training TFLOP (0: no training step)")
         by_flops.sharey(by_size)
+        # the means set the range, as in the task figures: an interval of few seeds runs off the panel
+        means = SCALE * stats["mean"]
+        pad = max(0.08 * (means.max() - means.min()), 2.5)
+        by_size.set_ylim(means.min() - pad, means.max() + pad)
         name = panel_name(task, model, frame["model"].nunique() > 1)
         by_size.set_title(f"{name}: score against training examples", fontsize=8)
         by_flops.set_title(f"{name}: score against training compute", fontsize=8)
