@@ -152,6 +152,9 @@ def test_the_dry_run_lists_the_rows_jobs_and_their_split_folders(tmp_path):
     assert {rule: counts[rule] for rule in ("split", "split_by_policy", "train", "lr_grid_train", "select_lr",
                                             "advantage")} == {"split": 12, "split_by_policy": 8, "train": 56,
                                                               "lr_grid_train": 16, "select_lr": 8, "advantage": 8}
+    # the tables of what its records keep: runs row by row, the protocol, the score against training FLOPs
+    assert counts["paired"] == counts["protocol"] == counts["cost"] == 1
+    assert "--in-place-of tiny-llama" in result.stdout  # the first model: a method of its own backbone stands in for it
     outputs = set(re.findall(r"output: (\S+/manifest\.json)", result.stdout))
     assert {f"{TFS}/{task}/{size}-{seed}/manifest.json" for task in ("SST-2", "trec") for size in (8, 16)
             for seed in (1, 2)} <= outputs

@@ -83,9 +83,11 @@ SHIPPED_DAGS = {
     # seeds + RTE 7 x 5 = 155, and the true few-shot policy's 2 tasks x 2 sizes x 3 seeds = 12. The
     # lr_grid, 3 rates per (model, task, method, band): SmolLM2 prompt and head 5 x 2 x 2 bands, the
     # true few-shot pair 2 x 2 x 1 band, the controls 3 x 1 band, Gemma 3 x 2 x 2 bands = 39 selections,
-    # 117 pilots; each selection first over the grid alone (select_lr_grid, the extension's checkpoint)
+    # 117 pilots; each selection first over the grid alone (select_lr_grid, the extension's checkpoint).
+    # The tables of what its records keep: paired, protocol, cost
     "studies/study.yaml": {"split": 155, "split_by_policy": 12, "train": 624, "lr_grid_train": 117,
-                           "select_lr_grid": 39, "select_lr": 39, "advantage": 11, "paired": 1, "costs": 1},
+                           "select_lr_grid": 39, "select_lr": 39, "advantage": 11, "paired": 1, "protocol": 1,
+                           "cost": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "studies/study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
@@ -759,7 +761,9 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     assert [row[1] for row in rows] == ["tiny-llama", "tiny-gpt2"]
     costs = pd.read_csv(results / "tables" / "costs.csv")
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
-    figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model
+    # scale: the advantage per model; cost: the score against training FLOPs (protocol.md beside it)
+    figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png", "cost.png"}
+    assert (results / "tables" / "protocol.md").is_file()
     assert {p.name for p in (results / "figures").glob("*.png")} == figures
 
 

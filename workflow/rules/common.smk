@@ -19,7 +19,7 @@ from promptworth.study.reuse import (
     stale_summary,
     strays_summary,
 )
-from promptworth.study.config import run_path as study_run_path
+from promptworth.study.config import model_label, run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
 from promptworth.study.estimate import estimate_here
@@ -354,11 +354,32 @@ def data_dir_args():
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
 
 
-def pairs_rows():
-    """Whether the analysis compares runs row by row (the paired table); a study that trains writes
-    each test row's prediction into its records; one that reads runs_dir only when some of its
-    records keep them (none of the editions published before issue 30 does)."""
+def records_since_issue_30():
+    """Whether the analysis reads what records keep since issue 30 (each test row's prediction, the
+    examples the reported checkpoint had read): the paired, protocol and cost tables. A study that
+    trains writes them into its records; one that reads runs_dir only when some of its records keep
+    them (none of the editions published before issue 30 does)."""
     return not STUDY.runs_dir or any(kept_in(f) for f in run_files())
+
+
+# asked once: with runs_dir it reads the records
+RECORD_TABLES = records_since_issue_30()
+
+
+def train_seed_rows():
+    """Whether some run has a sibling of another train seed (same model, task, method, size and data
+    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there."""
+    seeds = {}
+    for run in RUNS:
+        if not STUDY.runs_dir or Path(STUDY.run_file(run)).is_file():
+            seeds.setdefault((run.model, run.task, run.method, run.size, run.data_seed), set()).add(run.train_seed)
+    return any(len(found) > 1 for found in seeds.values())
+
+
+def first_model():
+    """The label of the study's first model: a method with a backbone of its own runs in its place
+    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs."""
+    return model_label(STUDY.models[0])
 
 
 def study_outputs():
@@ -373,8 +394,10 @@ def study_outputs():
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
         # the advantage at each step budget, for a study whose runs record budgets
         *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
-        # two methods compared row by row, where the records keep each test row's prediction
-        *([f"{RESULTS}/tables/paired.md"] if pairs_rows() else []),
+        # two methods compared row by row, the protocol kept and the score against training FLOPs,
+        # from what the records keep since issue 30
+        *([f"{RESULTS}/tables/paired.md", f"{RESULTS}/tables/protocol.md", f"{RESULTS}/figures/cost.png"]
+          if RECORD_TABLES else []),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]

@@ -22,7 +22,8 @@ from promptworth.analysis.advantage import MIN_INFORMATIVE_SEEDS, Comparison
 from promptworth.analysis.intervals import check_confidence
 from promptworth.analysis.paired_stats import SeedRows, gap_intervals, pair_counts
 from promptworth.analysis.results import run_seed
-from promptworth.analysis.table_format import format_gap, format_score, markdown
+from promptworth.analysis.joins import comparison_runs
+from promptworth.analysis.table_format import format_gap, format_score, markdown, note_lines
 from promptworth.errors import PromptworthError
 from promptworth.paths import study_relative
 from promptworth.training.predictions import RowPredictions, decode
@@ -43,18 +44,29 @@ class Left:
 
     without_predictions: list[str] = field(default_factory=list)
     regression: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # which runs the comparisons read (analysis.joins)
 
 
-def _runs(records: Mapping[Path, Mapping[str, Any]]) -> dict[tuple, _Run]:
-    """The records by (model, task, method, size, data seed, train seed); one run twice is an error."""
+def _runs(records: Mapping[Path, Mapping[str, Any]], in_place_of: str | None
+          ) -> tuple[dict[tuple, _Run], tuple[str, ...]]:
+    """The records the comparisons read (:func:`promptworth.analysis.joins.comparison_runs`: the first
+    train seed, a method on a backbone of its own under the model it ran in place of) by (model,
+    task, method, size, data seed, train seed), and the notes of what that changed; one run twice is an error."""
+    paths = list(records)
+    chosen = comparison_runs(pd.DataFrame([{
+        "model": r["model"], "task": r["task"], "method": r["method"], "train_seed": int(r["train_seed"]),
+        "objective": (r.get("method_parts") or {}).get("objective", "")} for r in records.values()]),
+        in_place_of, untrained_points=False)
     runs: dict[tuple, _Run] = {}
-    for path, record in records.items():
-        key = (record["model"], record["task"], record["method"], int(record["train_size"]), record["data_seed"],
+    for index, model in chosen.frame["model"].items() if len(paths) else ():
+        path = paths[int(index)]
+        record = records[path]
+        key = (model, record["task"], record["method"], int(record["train_size"]), record["data_seed"],
                int(record["train_seed"]))
         if key in runs:
             raise PromptworthError(f"the same run appears twice: {runs[key][0]} and {path}")
         runs[key] = (path, record)
-    return runs
+    return runs, chosen.notes
 
 
 def _pairs(runs: Mapping[tuple, _Run], comparison: Comparison) -> dict[tuple, list[tuple[_Run, _Run]]]:
@@ -126,6 +138,8 @@ def _size_row(comparison: Comparison, key: tuple, pairs: Sequence[tuple[_Run, _R
     if not scored:
         return None
     model, task, size = key
+    ran_on = (pairs[0][0][1]["model"], pairs[0][1][1]["model"])
+    model = model if ran_on[0] == ran_on[1] else " vs ".join(ran_on)  # a method on a backbone of its own
     by_seed = _seed_rows(scored)
     intervals = gap_intervals(by_seed, confidence, resamples)
     return {"model": model, "task": task, "treatment": comparison.treatment, "baseline": comparison.baseline,
@@ -139,13 +153,16 @@ def _size_row(comparison: Comparison, key: tuple, pairs: Sequence[tuple[_Run, _R
 
 
 def paired_frame(records: Mapping[Path, Mapping[str, Any]], comparisons: Sequence[Comparison],
-                 confidence: float = 0.95, resamples: int = 2000) -> tuple[pd.DataFrame, Left]:
+                 confidence: float = 0.95, resamples: int = 2000, in_place_of: str | None = None
+                 ) -> tuple[pd.DataFrame, Left]:
     """Every comparison's paired rows (one per model, task and size where both methods have runs
-    of a data seed and train seed that keep predictions) and what was left out."""
+    of a data seed and train seed that keep predictions) and what was left out (with the notes of
+    which runs the comparisons read)."""
     check_confidence(confidence)
     if resamples < 1:
         raise PromptworthError(f"--resamples must be positive, got {resamples}")
-    runs, left, rows = _runs(records), Left(), []
+    (runs, notes), rows = _runs(records, in_place_of), []
+    left = Left(notes=list(notes))
     present = {key[2] for key in runs}
     for comparison in comparisons:
         missing = {comparison.treatment, comparison.baseline} - present
@@ -174,7 +191,7 @@ def _left_notes(left: Left) -> str:
     if left.regression:
         notes += (f"\nNot paired: {', '.join(sorted(left.regression))} (a regression task: no rows right or "
                   "wrong to count).\n")
-    return notes
+    return notes + note_lines(left.notes)
 
 
 def paired_markdown(frame: pd.DataFrame, left: Left) -> str:

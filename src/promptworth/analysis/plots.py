@@ -30,6 +30,7 @@ from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.analysis.advantage import AdvantageResult, check_log_sizes, compare, comparison_matrices
 from promptworth.analysis.curves import MODEL, check_tidy, run_matrix
 from promptworth.analysis.gaps import paired_gaps, size_means
+from promptworth.analysis.joins import method_label
 from promptworth.analysis.table_format import format_advantage
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import builtin_methods
@@ -180,9 +181,9 @@ def _title(panel: TaskPanel) -> str:
 
 
 def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: dict[str, MethodStyle],
-                  confidence: float = 0.95) -> None:
-    """Runs of one size, side by side per method (x: the method): every run a faint point, the mean
-    over data seeds with its interval as an error bar."""
+                  confidence: float = 0.95, model: str = "") -> None:
+    """Runs of one size, side by side per method (x: the method, with the backbone it ran on where
+    that is not ``model``): every run a faint point, the mean over data seeds with its interval as an error bar."""
     for x, method in enumerate(methods):
         of_method = runs[runs["method"] == method]
         style = styles[method]
@@ -192,8 +193,9 @@ def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: 
         low, high = stats["mean"] - stats["lower"], stats["upper"] - stats["mean"]
         error = None if math.isnan(low) else [[SCALE * low], [SCALE * high]]
         ax.errorbar(x, SCALE * stats["mean"], yerr=error, fmt=style.marker, ms=5, color=style.colour, capsize=3,
-                    lw=1.2, label=method)
-    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=7)
+                    lw=1.2, label=method_label(runs, method, model))
+    ax.set_xticks(range(len(methods)), [method_label(runs, m, model) for m in methods], rotation=45, ha="right",
+                  fontsize=7)
     ax.set_xlim(-0.6, len(methods) - 0.4)
 
 
@@ -211,7 +213,7 @@ def draw_curves(ax: Axes, panel: TaskPanel, styles: dict[str, MethodStyle], comp
             ax.fill_between(stats["train_size"], SCALE * stats["lower"], SCALE * stats["upper"],
                             color=style.colour, alpha=0.15, lw=0)
         ax.plot(stats["train_size"], SCALE * stats["mean"], marker=style.marker, markersize=3, lw=1.5,
-                ls=style.linestyle, color=style.colour, label=method)
+                ls=style.linestyle, color=style.colour, label=method_label(panel.runs, method, panel.model))
     ax.fill_between([], [], [], color=styles[panel.methods[0]].colour, alpha=0.15, lw=0,
                     label=f"{confidence:.0%} interval of the mean (t, over data seeds)")
     r = panel.result
@@ -244,7 +246,7 @@ def draw_panel(axes: tuple[Axes, Axes | None], panel: TaskPanel, styles: dict[st
     """A panel's curves (or points, for one size) and, under them, its gaps."""
     curves, gaps = axes
     if panel.single_size:
-        method_points(curves, panel.runs, panel.methods, styles, confidence)
+        method_points(curves, panel.runs, panel.methods, styles, confidence, panel.model)
         if gaps is not None:
             gaps.set_visible(False)
     else:

@@ -96,6 +96,13 @@ def model_filter() -> tuple[Opt, ...]:
     return (opt("--model", help="only runs of this model (the 'model' column)"),)
 
 
+def in_place_of() -> tuple[Opt, ...]:
+    """The study model a method on a backbone of its own (SetFit) is compared beside."""
+    return (opt("--in-place-of", metavar="MODEL",
+                help="the model whose runs a method with a backbone of its own (SetFit) is compared with: the "
+                     "study's first model, in whose place it ran (default: the one other model of the runs)"),)
+
+
 def out_dir() -> tuple[Opt, ...]:
     return (opt("--out-dir", type=Path, required=True),)
 
@@ -124,10 +131,21 @@ def records() -> tuple[Opt, ...]:
     )
 
 
+def confidence() -> tuple[Opt, ...]:
+    """The confidence level of the intervals."""
+    return (opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),)
+
+
+def tables_and_figures_dirs() -> tuple[Opt, ...]:
+    """A verb that writes tables and a figure: the folder of each."""
+    return (opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
+            opt("--figures-dir", type=Path, required=True, help="folder of the figure"))
+
+
 def intervals() -> tuple[Opt, ...]:
     """The confidence level of the intervals and the bootstrap's resamples."""
     return (
-        opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),
+        *confidence(),
         opt("--resamples", type=int, default=2000,
             help="bootstrap resamples: all distinct ones when there are no more, else this many random "
                  "draws (default: %(default)s)"),
@@ -158,6 +176,7 @@ def advantage() -> tuple[Opt, ...]:
             help="methods whose curves set the window (default: the two compared); "
                  "prompt:head reproduces the paper's null-verbalizer numbers"),
         *model_filter(),
+        *in_place_of(),
     )
 
 

@@ -219,7 +219,7 @@ ANALYSIS = (
          (o.results, o.out_dir, o.comparisons(), o.advantage)),
     Verb("paired", "two methods compared row by row on the test rows both scored (the records' per-row predictions): "
          "paired.md and paired.csv", "promptworth.cli.analysis:run_paired",
-         (o.records, o.out_dir, o.comparisons(), o.intervals),
+         (o.records, o.out_dir, o.comparisons(), o.intervals, o.in_place_of),
          "Pair each run of a comparison's treatment with the baseline's run of the same model, task, size, data seed "
          "and train seed, on the test rows both scored (their records' predictions), and write paired.md and "
          "paired.csv: per size, the accuracy gap over the data seeds with a bootstrap interval over the seeds and one "
@@ -230,9 +230,20 @@ ANALYSIS = (
     Verb("budgets", "the data advantage at each step budget the runs record (training.budgets) and at convergence: "
          "advantage_by_budget.{csv,md} and scores_by_budget.csv, and budgets.png/.pdf",
          "promptworth.cli.analysis:run_budgets",
-         (o.results, these(opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
-                           opt("--figures-dir", type=Path, required=True, help="folder of the figure")),
-          o.comparisons("; the figure shows the first"), o.advantage)),
+         (o.results, o.tables_and_figures_dirs, o.comparisons("; the figure shows the first"), o.advantage)),
+    Verb("protocol", "whether the runs kept the training protocol, from their records: protocol.md and protocol.csv",
+         "promptworth.cli.analysis:run_protocol", (o.records, o.out_dir),
+         "Per model, task and method: the runs, how they ended (stopped by patience, at the cap, with the share), "
+         "those patience stopped before they had read their training set once, those whose reported checkpoint had "
+         "read fewer examples than the training set, the minimums patience waited for, and the CPUs and precisions "
+         "that made the records; under the table, the totals a reading quotes."),
+    Verb("flops", "each method's test score against its training FLOPs, beside its curve in data points: cost.md and "
+         "cost.csv, cost.png/.pdf", "promptworth.cli.analysis:run_flops",
+         (o.records, o.tables_and_figures_dirs, o.confidence, o.in_place_of),
+         "From the run records: per model, task, method and size, the mean training and evaluation TFLOP of the "
+         "runs (timing.flops) and the mean test score over data seeds with its t interval (cost.md, cost.csv; the "
+         "learning-rate pilots the runs' selections cite, as a note), and a figure with a row per model and task: "
+         "the score against training examples and against training TFLOP."),
     Verb("lmbff-table", "LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
          "(lmbff.md/.csv/.tex and a figure, lmbff.png/.pdf)", "promptworth.cli.analysis:run_lmbff_table",
          (o.results, o.out_dir, o.model_filter)),

@@ -159,6 +159,11 @@ BUILTINS: tuple[MethodSpec, ...] = (
 )
 
 
+# The untrained point (size 0) of a method that cannot run untrained, where another method is that
+# point: in-context learning with no demonstrations is the zero-shot prompt it adds them to (the
+# analysis starts the first one's curves at the second's size-0 runs: docs/analysis.md).
+UNTRAINED_POINTS: dict[str, str] = {"icl": "zeroshot", "icl-calibrated": "zeroshot-calibrated"}
+
 # What the analysis compares when told nothing else: treatment:baseline.
 DEFAULT_TREATMENT, DEFAULT_BASELINE = "prompt", "head"
 DEFAULT_COMPARISONS = ("prompt:head", "null:head", "prompt:null")
