@@ -196,7 +196,7 @@ def test_a_record_from_before_a_training_setting_trained_at_its_default(monkeypa
     from tiny_study import REPO
 
     monkeypatch.chdir(REPO)
-    name, results = PUBLISHED[0]
+    name, results, _ = PUBLISHED[0]
     config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
     config.update(results_dir=results)
     study = load_study(config, schema_file())
