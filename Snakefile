@@ -26,13 +26,13 @@ include: "workflow/rules/lr.smk"
 include: "workflow/rules/analysis.smk"
 
 
-# Before the first job (not in a dry run): what the study will do and, from its finished runs, how long.
+# Before the first job (not in a dry run): what the study will do and, from its finished runs, how
+# long (promptworth.study.estimate; `promptworth plan --reference` estimates from another study's).
 onstart:
     print(
-        plan_summary(
+        study_summary(
             STUDY,
-            [Path(STUDY.run_file(r)) for r in RUNS],
-            runs_at_once(),
+            estimate_here(STUDY, runs_at_once(), train_threads(), REUSE.stale),
             REUSE.stale,
         ),
         file=sys.stderr,

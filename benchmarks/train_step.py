@@ -16,7 +16,7 @@ avx512_bf16 or AMX emulates bf16 at a few GFLOP/s, so neither the bf16 peak nor 
 side is measured there). The step is also measured at the study's real shapes: SST-2 and TREC
 batches as the published study samples them (ladder size 300, data seed 1, batch 8, max length 128).
 
-Usage: python benchmarks/train_step.py [--steps 6] [--length 64] [--out benchmarks/results/train_step.json]
+Usage: python benchmarks/train_step.py [--steps 6] [--length 64] [--engine v2|v3] [--out benchmarks/results/train_step.json]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def phase_ours(args: argparse.Namespace) -> dict:
     runtime.tune_allocator()
     task, method, features = _setup(args.length)
     config = TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
-                               max_length=args.length, precision="auto")
+                               max_length=args.length, precision="auto", engine=args.engine)
     device = torch.device("cpu")
     precision = runtime.resolve_precision(config.precision, device)
     runtime.seed_everything(0)
@@ -148,7 +148,7 @@ def phase_real(args: argparse.Namespace) -> dict:
             method = build.build_method("prompt", task, backbone, 128)
             features = [method.encode(row) for row in split_folder.load_split(name, folder)["train"].to_list()]
             config = TrainConfig(max_steps=args.warmup + args.steps, batch_size=BATCH, eval_every=0,
-                                       max_length=128, precision="auto")
+                                       max_length=128, precision="auto", engine=args.engine)
             precision = runtime.resolve_precision(config.precision, torch.device("cpu"))
             runtime.seed_everything(1)
             model = method.load_model()
@@ -176,14 +176,16 @@ def _profile(method, model, features, config, precision) -> list[dict]:
 
     from promptworth.training import run as train
 
-    optimizer = loop.optimizer_for(model, config)
+    from promptworth.training import engine
+
+    run_engine = engine.set_up(model, method, config)  # fit set it up already: the same levers again
+    optimizer = loop.optimizer_for(model, config, run_engine.leave_out())
     batch = method.collate(features[:BATCH])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         with runtime.autocast(torch.device("cpu"), precision):
             loss = method.loss(method.scores(model, batch), batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        run_engine.step(optimizer, [p for p in model.parameters() if p.requires_grad])
         optimizer.zero_grad(set_to_none=True)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
@@ -259,7 +261,7 @@ PHASES = {
 
 def _run_phase(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--phase", name, "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--length", str(args.length)] + (["--profile"] if args.profile else [])
+               "--length", str(args.length), "--engine", args.engine] + (["--profile"] if args.profile else [])
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -277,6 +279,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured first steps")
     parser.add_argument("--length", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--profile", action="store_true", help="add an operator profile of our step")
+    parser.add_argument("--engine", choices=("v2", "v3"), default="v2",
+                        help="our step's training.engine (promptworth.training.engine; the committed results: v2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side (best counts)")
     # PROMPTWORTH_FAST=1 (promptworth.study.tiny_variant): a step or two, written under results/fast/
     parser.add_argument("--out", type=Path, default=fast.output(HERE / "results" / "train_step.json", HERE.parent))
@@ -305,6 +309,7 @@ def main() -> int:
     results = {
         "setup": {"model": "smollm2-135m-instruct", "task": "SST-2 16-42 train", "method": "prompt", "batch_size": BATCH,
                   "length": args.length, "threads": THREADS, "steps": args.steps, "warmup": args.warmup,
+                  "engine": args.engine,
                   "rounds": args.rounds},
         "speedup_vs_hf_trainer": hf_fp32["step_s"] / ours["step_s"],
         # None where the CPU emulates bf16 (the Trainer's bf16 side is not measured there)

@@ -124,6 +124,72 @@ def test_a_bad_or_missing_pilot_record_is_one_clear_error(tmp_path, capsys, case
 
 
 # ---------------------------------------------------------------------------------------------
+# Size bands and a grid that extends at its edge
+
+
+def test_a_run_takes_the_rate_of_the_pilot_size_nearest_its_own_on_a_log_scale():
+    bands = [10, 1000]
+    assert [lr_grid.nearest_band(size, bands) for size in (1, 10, 31, 32, 99, 100, 101, 320, 5000)] == [
+        10, 10, 10, 10, 10, 10, 1000, 1000, 1000]  # 100 is the geometric mean of 10 and 1000: the smaller's
+    assert lr_grid.nearest_band("all", bands) == 1000  # the whole pool is larger than every number
+    assert lr_grid.nearest_band("all", [16, "all"]) == "all" and lr_grid.nearest_band(16, [16, "all"]) == 16
+    assert lr_grid.nearest_band(5, ["all"]) == "all"
+    assert [lr_grid.nearest_band(size, [100]) for size in (10, 1000, "all")] == [100, 100, 100]  # one band: as before
+    with pytest.raises(PromptworthError, match="a size band is chosen for a training-set size above 0, not 0"):
+        lr_grid.nearest_band(0, bands)
+
+
+def test_a_choice_at_the_grid_s_edge_extends_it_by_the_grid_s_own_ratio():
+    grid = [1e-5, 2e-5, 4e-5]
+    assert lr_grid.extension_rate(grid, 1e-5) == 5e-6 and lr_grid.extension_rate(grid, 4e-5) == 8e-5
+    assert lr_grid.extension_rate(grid, 2e-5) is None  # inside the grid: no extension
+    assert lr_grid.extension_rate([3e-5, 1e-5, 1e-4], 1e-5) == 3.33e-6  # sorted; 3 significant digits
+    assert lr_grid.extension_rate([1e-3, 1e-2], 1e-2) == 0.1
+
+
+def _edge_pilots(grid: Path, scores: dict[float, float]) -> list[Path]:
+    return [pilot(grid, rate, score, seed) for rate, score in scores.items() for seed in (13, 21)]
+
+
+def test_select_lr_extends_the_grid_once_where_its_choice_is_at_an_edge(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    grid, rates = Path("lr-grid"), ["--rates", "1e-3", "1e-2", "0.1"]
+    inside = _edge_pilots(grid, {1e-3: 0.5, 1e-2: 0.7, 1e-1: 0.6})
+    out = tmp_path / "inside.json"
+    assert main(select_argv(inside, out, *rates, "--extend-at-edge")) == 0
+    selection = json.loads(out.read_text())
+    assert selection["learning_rate"] == 1e-2 and [r["learning_rate"] for r in selection["rates"]] == [1e-3, 1e-2, 0.1]
+    assert selection["extension"] == {"rule": lr_grid.EDGE_RULE, "grid": [1e-3, 1e-2, 0.1], "grid_choice": 1e-2,
+                                      "learning_rate": None}
+    # at the top edge: the records of the rate beyond it (1.0, the grid's ratio 10) are needed ...
+    top = tmp_path / "top"
+    at_edge = _edge_pilots(top, {1e-3: 0.5, 1e-2: 0.6, 1e-1: 0.7})
+    assert main(select_argv(at_edge, tmp_path / "no.json", *rates, "--extend-at-edge")) == 2
+    assert "no pilot run at learning rate 1.0: the grid's choice 0.1 is at its edge" in capsys.readouterr().err
+    # ... and the rule chooses again over the extended grid (once: 1.0 is chosen, and nothing extends further)
+    beyond = _edge_pilots(top, {1.0: 0.8})
+    out = tmp_path / "top.json"
+    assert main(select_argv([*at_edge, *beyond], out, *rates, "--extend-at-edge", "--bands", "32", "320")) == 0
+    assert "learning rate 1.0 (mean dev" in capsys.readouterr().err
+    selection = json.loads(out.read_text())
+    assert selection["learning_rate"] == 1.0 and len(selection["runs"]) == 8
+    assert (selection["extension"]["grid_choice"], selection["extension"]["learning_rate"]) == (0.1, 1.0)
+    assert selection["bands"] == {"rule": lr_grid.BAND_RULE, "sizes": [32, 320]}
+    assert lr_grid.read_selection(out)["learning_rate"] == 1.0
+    # a pilot beyond the edge where the choice is inside the grid is a stray
+    assert main(select_argv([*inside, *_edge_pilots(grid, {1.0: 0.9})], out, *rates, "--extend-at-edge")) == 2
+    assert "learning rate 1.0 is not one of the grid's (0.001, 0.01, 0.1)" in capsys.readouterr().err
+    # a file whose extension does not follow from its own scores is refused where it is read
+    edited = {**selection, "rates": selection["rates"][:3], "learning_rate": 0.1}
+    out.write_text(json.dumps(edited), encoding="utf-8")
+    with pytest.raises(PromptworthError, match=r"its extension says \{'grid_choice': 0.1, 'learning_rate': 1.0\}, "
+                                               r"but its pilot scores say .* over the rates 0.001, 0.01, 0.1"):
+        lr_grid.read_selection(out)
+    assert main(select_argv(inside, out, *rates, "--bands", "64", "320")) == 2
+    assert "--size 32 is not one of --bands 64 320" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
 # Pilot runs, the choice and a run at it, for real on a tiny model
 
 
@@ -202,6 +268,27 @@ def test_a_run_trains_at_the_chosen_rate_and_its_record_cites_the_selection(tmp_
     head[head.index("--method") + 1] = "head"
     assert main(head) == 2
     assert "its method is 'prompt', this run's 'head'" in capsys.readouterr().err
+
+
+def test_a_pilot_made_before_the_record_had_predictions_is_not_taken_over(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    split = sentiment_split(Path("splits") / "32-1")
+    model = tiny_model("llama")
+    pilots = [Path("lr-grid") / f"lr-{rate}" / "32-1-1.json" for rate in ("1e-4", "3e-2")]
+    for rate, pilot_file in zip(("1e-4", "3e-2"), pilots):
+        assert main(_train(split, pilot_file, model, "--learning-rate", rate)) == 0
+        older = json.loads(pilot_file.read_text())  # as a pilot trained before issue 30 recorded it
+        del older["predictions"]
+        pilot_file.write_text(json.dumps(older, indent=2))
+    argv = ["select-lr", *map(str, pilots), "--task", "SST-2", "--method", "prompt", "--size", "32",
+            "--rates", "1e-4", "3e-2", "--out", "prompt.json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    out = Path("runs") / "32-1-1.json"
+    assert main(_train(split, out, model, "--learning-rate-from", "prompt.json")) == 0
+    assert "is this run" not in capsys.readouterr().err  # it trains: the pilot lacks what a record holds now
+    run = json.loads(out.read_text())
+    assert run["predictions"]["rows"] == run["test_size"] and "pilot" not in run["lr_selection"]
 
 
 def _edited_selection(tmp_path: Path, edit) -> Path:

@@ -34,7 +34,8 @@ def test_every_builtin_is_a_valid_combination_of_parts():
     for spec in method_specs.BUILTINS:
         assert re.fullmatch(method_specs.NAME_PATTERN, spec.name)
         # the registry adds the paper; the parts alone make the same method
-        made = method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options, extras=spec.extras)
+        made = method_specs.make_spec(spec.name, spec.objective, spec.tuning, spec.options, extras=spec.extras,
+                                      template=spec.template)
         assert dataclasses.replace(made, paper=spec.paper) == spec
     # prompt, head and null are unchanged: every weight trains, TrainConfig's own defaults
     for name in ("prompt", "head", "null"):

@@ -221,6 +221,9 @@ def test_a_nan_or_infinite_number_anywhere_is_an_error_naming_the_key(tmp_path: 
         ({"dev_size": -1}, "key 'dev_size' cannot be negative"),
         ({"train_seed": -3}, "key 'train_seed' cannot be negative"),
         ({"best_step": -50}, "key 'best_step' cannot be negative"),
+        ({"best_epochs": -0.5}, "key 'best_epochs' cannot be negative"),
+        ({"best_examples_read": 33, "train_size": 32}, "key 'best_examples_read' is 33, more than the train_size 32"),
+        ({"best_examples_read": 8.5}, "key 'best_examples_read' must be an integer"),
         ({"timing": {"wall_s": -12.5}}, "key 'timing.wall_s' cannot be negative"),
         ({"parameters": {"trainable": -1, "total": 5}}, "key 'parameters.trainable' cannot be negative"),
         ({"budgets": [{**BUDGET, "score": 0.9}]}, r"key 'budgets\[0\].score' is 0.9, but 'budgets\[0\].test.macro_f1'"),
@@ -468,7 +471,9 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
     written.update(schema_version=records.SCHEMA_VERSION, model_sha256="ab", model_kind="mlm", dev_size=32,
                    test_size=300, train_loss={"first": 0.7, "last": 0.2, "mean_last_10": 0.3},
                    method_parts={"objective": "prompt", "tuning": "full", "options": {}},
-                   parameters={"trainable": 5, "total": 5})
+                   parameters={"trainable": 5, "total": 5},
+                   levers={"attention": "eager", "grad_clip": "in_optimizer", "frozen_features": "none",
+                           "embedding_update": "touched_rows"})
     assert list(records.finish(dict(reversed(written.items())))) == [key.name for key in records.KEYS]
     assert records.finish({**written, "budgets": [BUDGET]})["budgets"] == [BUDGET]
     with pytest.raises(PromptworthError, match="key 'train_size' must be an integer"):

@@ -17,7 +17,7 @@ from tiny_study import HEAD, PROMPT, SELECTION, ZERO, snakemake, write_config
 
 from promptworth.cli import main
 from promptworth.files import sha256_file
-from promptworth.study.reuse import reuse
+from promptworth.study.reuse import asked, difference, reuse
 from promptworth.study.load import load_study
 from promptworth.study.planning import plan
 from promptworth.study.config_file import schema_file
@@ -144,15 +144,16 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
     assert "(--strays error)" in capsys.readouterr().err
 
 
-PUBLISHED = [  # config, its results_dir: every edition whose records are committed
-    ("studies/study.yaml", "reports"), ("studies/study-v1.yaml", "reports/v1"), ("studies/lmbff-cpu.yaml", "reports/lmbff"),
-    ("studies/method-defaults.yaml", "reports/method-defaults"), ("studies/strategies.yaml", "reports/strategies"),
-    ("config.yaml", "reports/default-study"),
+PUBLISHED = [  # config, its results_dir, the fewest records it has: every edition whose records are committed
+    ("studies/study-v2.yaml", "reports/v2", 14), ("studies/study-v1.yaml", "reports/v1", 14),
+    ("studies/lmbff-cpu.yaml", "reports/lmbff", 14), ("studies/method-defaults.yaml", "reports/method-defaults", 14),
+    ("studies/strategies.yaml", "reports/strategies", 14), ("config.yaml", "reports/default-study", 14),
+    ("studies/study.yaml", "reports", 0),  # the third edition: its records are committed as they finish
 ]
 
 
-@pytest.mark.parametrize("name, results", PUBLISHED)
-def test_every_published_record_is_what_its_config_asks_for(name, results, monkeypatch):
+@pytest.mark.parametrize("name, results, least", PUBLISHED)
+def test_every_published_record_is_what_its_config_asks_for(name, results, least, monkeypatch):
     """`make publish` resumes the published study and `make figures` redraws it: none of their
     committed records (nor pilots, nor selections) may look like another study's, or they would
     train again (or be refused)."""
@@ -165,7 +166,7 @@ def test_every_published_record_is_what_its_config_asks_for(name, results, monke
     study = load_study(config, schema_file())
     found = reuse(study)
     assert found.stale == {} and found.selections == {}
-    assert sum(Path(study.run_file(run)).is_file() for run in plan(study)) >= 14
+    assert sum(Path(study.run_file(run)).is_file() for run in plan(study)) >= least
 
 
 def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypatch):
@@ -177,8 +178,8 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     from promptworth.study.reuse import asked
 
     monkeypatch.chdir(REPO)
-    config = yaml.safe_load((REPO / "config" / "studies" / "study.yaml").read_text(encoding="utf-8"))
-    config.update(runs_dir="reports/runs")
+    config = yaml.safe_load((REPO / "config" / "studies" / "study-v2.yaml").read_text(encoding="utf-8"))
+    config.update(runs_dir="reports/v2/runs")
     monkeypatch.setenv(fast.ENV, "1")
     study = load_study(fast.study_config(config), schema_file())
     first = next(iter(plan(study)))
@@ -187,3 +188,23 @@ def test_the_tiny_variant_reads_published_records_as_they_were_trained(monkeypat
     # its own small splits and selections (results/fast/...) are not what the records trained on
     assert (asks.split_folder, asks.selection, asks.search) == (None, None, None)
     assert reuse(study).stale == {}
+
+
+def test_a_record_from_before_a_training_setting_trained_at_its_default(monkeypatch):
+    """Published records lack the minimums before patience (issue 30): they are reused by a study
+    that leaves them at their defaults, and train again for one that asks for more."""
+    from tiny_study import REPO
+
+    monkeypatch.chdir(REPO)
+    name, results, _ = PUBLISHED[0]
+    config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
+    config.update(results_dir=results)
+    study = load_study(config, schema_file())
+    run = next(r for r in plan(study) if r.size != 0 and Path(study.run_file(r)).is_file())
+    record = json.loads(Path(study.run_file(run)).read_text(encoding="utf-8"))
+    assert "min_epochs_before_patience" not in record["hyperparameters"]
+    assert difference(study, asked(study, run), record, missing_is_stale=True) is None
+    config["training"]["min_epochs_before_patience"] = 1
+    stricter = load_study(config, schema_file())
+    assert difference(stricter, asked(stricter, run), record, missing_is_stale=True) == (
+        "hyperparameters.min_epochs_before_patience is absent in the record (its default 0), the study asks for 1")

@@ -304,9 +304,12 @@ def test_a_study_of_a_search_method_searches_once_per_run_and_reuses_the_file(tm
     assert not re.search(r"^search\s+\d+$", output, re.MULTILINE) and re.search(r"^train\s+2$", output, re.MULTILINE)
 
 
-def test_the_search_builtins_come_last_and_only_prompt_methods_search():
+def test_the_search_builtins_come_after_the_tuning_free_ones_and_only_prompt_methods_search():
     names = [spec.name for spec in method_specs.BUILTINS]
-    assert names[-2:] == ["prompt-autowords", "prompt-autotemplate"]
+    at = names.index("prompt-autowords")
+    assert names[at - 1:at + 2] == ["icl", "prompt-autowords", "prompt-autotemplate"]
+    # then the third edition's rows, each added last so that every earlier one keeps its figure style
+    assert names[-1] == "setfit"
     with pytest.raises(PromptworthError, match="extra autowords does not combine with extra autotemplate"):
         method_specs.make_spec("both", "prompt", "full", extras=["autowords", "autotemplate"])
     with pytest.raises(PromptworthError, match="extra autowords does not combine with objective head"):

@@ -271,6 +271,29 @@ def test_ladder_same_as_train_dev_policy(tmp_path, data_dir):
     assert idx(folders[32], "train")[:16] == idx(folders[16], "train")
 
 
+def test_the_fixed_subset_policy_pairs_its_runs_with_the_fixed_ones(tmp_path, data_dir, cb_ladder):
+    """fixed_subset: the fixed policy's training rows, and the first <size> rows of its dev set: a run
+    under it differs from its fixed twin (same seed, same size) in the dev set alone."""
+    spec = splits.LadderSpec(sizes=(10, 20), data_seed=1, dev_policy="fixed_subset", dev_size=32)
+    folders = splits.ladder("CB", spec, tmp_path / "CB", data_dir)
+    fixed_dev = idx(cb_ladder[1][10], "dev")
+    for size, folder in folders.items():
+        assert idx(folder, "train") == idx(cb_ladder[1][size], "train")
+        assert idx(folder, "dev") == fixed_dev[:size]
+        assert idx(folder, "test") == idx(cb_ladder[1][size], "test")
+    manifest = json.loads((folders[10] / split_folder.MANIFEST).read_text())
+    assert (manifest["dev_policy"], manifest["dev_rows"], manifest["dev_size"]) == ("fixed_subset", 10, 32)
+
+
+def test_the_fixed_subset_policy_needs_a_dev_set_as_large_as_the_training_set(tmp_path, data_dir, capsys):
+    out = tmp_path / "CB"
+    code = main(["split", "--task", "CB", "--sizes", "10", "40", "--data-seed", "1", "--dev-policy", "fixed_subset",
+                 "--dev-size", "32", "--out", str(out), "--data-dir", str(data_dir)])
+    assert code == 2 and not out.exists()
+    assert ("training size 40 under dev policy 'fixed_subset' needs as many dev rows of the fixed dev set, which holds "
+            "32: raise dev_size") in capsys.readouterr().err
+
+
 def test_ladder_test_limit_is_a_fixed_subset(tmp_path, data_dir):
     spec = splits.LadderSpec(sizes=(10,), data_seed=1, dev_size=16, test_limit=100)
     folder = splits.ladder("SST-2", spec, tmp_path / "a", data_dir)[10]
@@ -289,6 +312,9 @@ def test_ladder_test_limit_is_a_fixed_subset(tmp_path, data_dir):
         ({"sizes": (10,), "dev_policy": "fixed", "dev_size": None}, "needs a positive dev_size"),
         ({"sizes": ("all",), "dev_policy": "same_as_train"}, "cannot be used with size 'all'"),
         ({"sizes": (10,), "dev_policy": "random"}, "unknown dev policy"),
+        ({"sizes": (0, 10), "dev_policy": "fixed_subset"}, "dev policy 'fixed_subset' draws as many dev rows"),
+        ({"sizes": ("all",), "dev_policy": "fixed_subset"}, "dev policy 'fixed_subset' cannot be used with size 'all'"),
+        ({"sizes": (10,), "dev_policy": "fixed_subset", "dev_size": None}, "'fixed_subset' needs a positive dev_size"),
     ],
 )
 def test_ladder_spec_rejects_bad_input(kwargs, message):

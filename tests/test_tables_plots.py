@@ -600,6 +600,22 @@ def test_every_method_keeps_one_style_and_no_two_look_alike() -> None:
     assert len(set(everything.values())) == len(everything)
 
 
+def test_a_new_builtin_method_changes_no_other_method_style(monkeypatch) -> None:
+    from promptworth.analysis import plots
+    from promptworth.methods.specs import MethodSpec, builtin_methods
+
+    defined = [f"own-method-{i}" for i in range(40)]  # a study's own methods, past the palette's 20 colours
+    registry = builtin_methods()
+    now = plots.method_styles([*registry, *defined])
+    # a built-in added as the registry says: last, with a colour of its own appended
+    grown = {**registry, "prompt-new": MethodSpec("prompt-new", "prompt")}
+    monkeypatch.setattr(plots, "builtin_methods", lambda: grown)
+    monkeypatch.setattr(plots, "LATER_BUILTIN_COLOURS", (*plots.LATER_BUILTIN_COLOURS, (0.5, 0.5, 0.5)))
+    after = plots.method_styles([*grown, *defined])
+    assert {m: after[m] for m in now} == now  # every defined and earlier built-in method keeps its style
+    assert len(set(after.values())) == len(after)  # and the new one looks like none of them
+
+
 def test_the_overview_shares_a_score_range_per_row_and_keeps_its_legend_inside(tmp_path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -24,7 +24,7 @@ CONTRACT_KEYS = {
     "schema_version", "task", "method", "model", "model_sha256", "template", "template_name", "verbalizer",
     "train_size", "data_seed", "train_seed", "split_dir", "split_manifest_sha256", "hyperparameters",
     "dev_curve", "best_step", "dev_score", "metric", "test", "score", "timing", "device", "precision",
-    "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets",
+    "versions", "git_commit", "method_parts", "parameters", "stopped", "budgets", "predictions",
 }
 TIMING_KEYS = {"wall_s", "train_s", "eval_s", "steps", "steps_per_s", "tokens_per_s", "peak_rss_gb", "finished_at",
                "pooled"}
@@ -59,6 +59,50 @@ def test_run_record_follows_the_contract(split, tmp_path):
     assert record["precision"] == "fp32"
     assert set(record["versions"]) == {"promptworth", "torch", "transformers", "datasets", "python"}
     assert not list(out.parent.glob(".*tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("method", ["prompt", "head", "majority", "zeroshot", "icl"])
+def test_the_record_keeps_each_test_row_s_prediction_and_they_give_its_scores(split, tmp_path, method):
+    from promptworth.data.rows import rows_sha256
+    from promptworth.data.split_folder import load_split
+    from promptworth.data.splits import test_indices
+    from promptworth.training import metrics
+
+    out = tmp_path / "run.json"
+    assert main(_argv(split, out, str(tiny_model("llama")), method, 1, "--test-limit", "12", "--budgets", "3",
+                      "--schedule", "constant")) == 0
+    record = json.loads(out.read_text())
+    rows = load_split("SST-2", split)["test"].to_list()
+    rows = [rows[i] for i in test_indices(len(rows), 12)]
+    kept = record["predictions"]
+    assert kept["rows"] == record["test_size"] == 12 and kept["encoding"] == "base36"
+    assert kept["rows_sha256"] == rows_sha256(rows)  # the rows of the test_limit subset, in order
+    assert kept["gold"] == "".join(str(row["label"]) for row in rows)
+    predicted = [int(digit) for digit in kept["predicted"]]
+    # every test metric of the record, recomputed from the predictions and the test labels
+    assert metrics.compute([row["label"] for row in rows], predicted, 2) == record["test"]
+    assert sum(p == row["label"] for p, row in zip(predicted, rows)) / 12 == record["score"]
+
+
+def test_a_regression_run_keeps_its_predictions_rounded_to_four_decimals(tmp_path):
+    from promptworth.training import metrics
+
+    def pairs(n: int, seed: int) -> list[dict]:
+        return [{"idx": row["idx"], "text_a": row["text_a"], "text_b": row["text_a"], "label": (row["idx"] * 7 % 11) / 2}
+                for row in sentiment_rows(n, seed)]
+
+    folder = write_split(tmp_path / "sts" / "32-1", pairs(32, 1), pairs(16, 2), pairs(16, 3), task="STS-B")
+    out = tmp_path / "sts.json"
+    argv = _argv(folder, out, str(tiny_model("llama")), "head")
+    argv[argv.index("--task") + 1] = "STS-B"
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    kept = record["predictions"]
+    assert kept["encoding"] == "decimal4" and kept["rows"] == 16
+    assert kept["gold"] == [row["label"] for row in pairs(16, 3)]
+    assert all(value == round(value, 4) for value in kept["predicted"])
+    recomputed = metrics.compute(kept["gold"], kept["predicted"], None)
+    assert recomputed == pytest.approx(record["test"], abs=1e-3)
 
 
 def test_record_names_the_method_s_parts_and_its_parameters(split, tmp_path, capsys):
@@ -179,6 +223,56 @@ def test_patience_stops_a_run_whose_dev_score_does_not_improve(flat_dev_split, t
     # the test set is evaluated with the best state (step 2), not the last one trained
     assert torch.equal(states["test"], states["dev at step 2"])
     assert not torch.equal(states["test"], states[f"dev at step {steps}"])
+
+
+@pytest.mark.parametrize(
+    "min_epochs, min_steps, stopped, steps",
+    [
+        (0, 0, "patience", 6),  # as without a minimum: best at step 2, no better at 4 and 6
+        (1, 0, "patience", 16),  # 32 rows in batches of 2: every row read once at step 16
+        (1, 20, "patience", 20),  # both minimums: the later one
+        (0, 9, "patience", 10),  # the first evaluation from step 9 on
+        (2, 0, "cap", 24),  # two epochs (32 steps) do not fit the 24-step budget: the cap ends it
+    ],
+)
+def test_patience_waits_until_the_run_has_read_its_data_and_taken_its_minimum_steps(
+        flat_dev_split, tmp_path, min_epochs, min_steps, stopped, steps):
+    """A run whose dev score never improves would stop at step 6; with a minimum it trains on
+    until it has read each example ``min_epochs`` times and taken ``min_steps`` steps, then stops
+    at the first evaluation there (the evaluations before still count as not beating the best)."""
+    out = tmp_path / "run.json"
+    argv = _argv(flat_dev_split, out, str(tiny_model("llama")), "prompt", 1, "--eval-every", "2", "--batch-size", "2",
+                 "--patience", "2", "--min-epochs-before-patience", str(min_epochs),
+                 "--min-steps-before-patience", str(min_steps))
+    argv[argv.index("--max-steps") + 1] = "24"
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["stopped"] == stopped and record["timing"]["steps"] == steps
+    assert record["hyperparameters"]["min_epochs_before_patience"] == min_epochs
+    assert record["hyperparameters"]["min_steps_before_patience"] == min_steps
+    # the reported checkpoint is the first best (step 2): 2 batches of 2 of the 32 rows, 1/8 of an epoch
+    assert (record["best_step"], record["best_examples_read"], record["best_epochs"]) == (2, 4, 0.125)
+
+
+def test_the_record_says_what_its_reported_checkpoint_had_read(split, tmp_path):
+    """32 rows in batches of 8: an epoch is 4 steps. The best dev state at step 3 had read 24 rows
+    (three quarters of an epoch), at step 6 all of them (one and a half)."""
+    out = tmp_path / "run.json"
+    assert main(_argv(split, out, str(tiny_model("llama")), "head", 1, "--eval-every", "3")) == 0
+    record = json.loads(out.read_text())
+    expected = {3: (24, 0.75), 6: (32, 1.5)}[record["best_step"]]
+    assert (record["best_examples_read"], record["best_epochs"]) == expected
+
+
+def test_the_minimums_before_patience_are_counts_of_epochs_and_steps():
+    config = TrainConfig(patience=3, batch_size=8, min_epochs_before_patience=2, min_steps_before_patience=100)
+    assert config.patience_from(1000) == 250 and config.patience_from(10) == 100  # 125 steps an epoch; 2
+    assert TrainConfig(patience=3).patience_from(1000) == 0  # by default patience may stop at any evaluation
+    for name in ("min_epochs_before_patience", "min_steps_before_patience"):
+        with pytest.raises(PromptworthError, match=f"training setting {name} has an invalid value: -1"):
+            TrainConfig(**{name: -1})
+        with pytest.raises(PromptworthError, match=f"training setting {name} must be an integer, got 0.5"):
+            TrainConfig(**{name: 0.5})
 
 
 @pytest.mark.slow
@@ -575,8 +669,10 @@ def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, dat
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
         unavailable("SST-2 K-shot split not in the data mirror")
-    listed = {row["method"]: row["parameters"] for row in method_rows(str(smollm2_dir), "SST-2")}
+    listed = {row["method"]: row.get("parameters") for row in method_rows(str(smollm2_dir), "SST-2")}
     for spec in method_specs.BUILTINS:
+        if spec.backbone is not None:  # setfit trains its own sentence encoder (tests/test_setfit.py)
+            continue
         out = tmp_path / f"{spec.name}.json"
         common = ["--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model", str(smollm2_dir),
                   "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]

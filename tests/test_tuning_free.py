@@ -33,7 +33,7 @@ def backbones():
 
 
 def test_the_tuning_free_builtins_are_lmbffs_reference_rows():
-    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated", "icl"]
+    assert TUNING_FREE == ["majority", "zeroshot", "zeroshot-calibrated", "icl", "icl-calibrated"]
     specs = method_specs.builtin_methods()
     assert specs["zeroshot-calibrated"].extras == ("calibrate",)
     assert specs["zeroshot"].strategy == "tuning-free prompting"
@@ -192,7 +192,8 @@ def test_the_methods_verb_lists_the_tuning_free_methods_with_their_parts(capsys)
 def test_size_zero_is_the_methods_that_predict_untrained():
     specs = method_specs.builtin_methods()
     at_zero = [name for name, spec in specs.items() if spec.runs_at_size_zero]
-    assert at_zero == ["prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers", "zeroshot", "zeroshot-calibrated"]
+    assert at_zero == ["prompt", "prompt-lora", "prompt-bitfit", "prompt-fixlayers", "zeroshot", "zeroshot-calibrated",
+                       "prompt-irrelevant", "prompt-misleading"]
     assert "new head is untrained" in specs["head-lora"].size_zero_problem()
     assert "softprompt starts with new, untrained vectors" in specs["softprompt"].size_zero_problem()
     assert "extra demos reads training rows" in specs["prompt-demo"].size_zero_problem()
@@ -220,6 +221,7 @@ def test_a_size_zero_run_takes_no_step_and_predicts_as_the_untrained_model(tmp_p
     for name, record in records.items():
         assert record["train_size"] == 0 and record["timing"]["steps"] == 0 and record["timing"]["train_s"] == 0
         assert record["stopped"] is None and record["train_loss"] is None and record["best_step"] == 0
+        assert record["best_examples_read"] is None and record["best_epochs"] is None  # nothing read
         assert [point["step"] for point in record["dev_curve"]] == [0]
         assert record["hyperparameters"]["total_steps"] == 0 and record["timing"]["flops"]["train"] == 0
         assert record["test"] == records["zeroshot"]["test"], name

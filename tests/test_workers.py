@@ -21,6 +21,7 @@ from tiny_models import sentiment_split, tiny_model
 from promptworth.cli import build_parser, handler, main
 from promptworth.cli.verbs import VERBS
 from promptworth.training import pool as workers
+from promptworth.training.cpu import cpu_has_fast_bf16
 
 # what may differ between a run alone and the same run in a pool: its timing
 TIMING_ONLY = {"timing"}
@@ -81,7 +82,8 @@ MIXED = {
     "prefix": ("--method", "prefix"),
     "demos": ("--method", "demo-random", "--objective", "prompt", "--extra", "demos", "--option", "filter=random",
               "--max-length", "96"),
-    "bf16": ("--method", "head", "--precision", "bf16"),
+    # bf16 autocast where the CPU has fast bf16 (elsewhere bf16 is refused: auto is fp32 there)
+    "bf16": ("--method", "head", "--precision", "bf16" if cpu_has_fast_bf16() else "auto"),
     "plain": ("--method", "prompt", "--threads", "2"),
 }
 
@@ -193,22 +195,26 @@ def test_the_client_start_does_not_import_torch():
     assert done.stdout.split() == ["False", "False"]
 
 
-def test_the_study_benchmark_runs_both_ways_with_the_same_results(tmp_path):
-    # benchmarks/study_throughput.py on the tiny study: the workflow one process per run, and
-    # through a pool with two 1-thread jobs at once (as `make study`); the same records
+def test_the_study_benchmark_runs_both_engines_side_by_side(tmp_path):
+    # benchmarks/study_throughput.py on the tiny study: the second edition's engine and the third's,
+    # each as `make study` runs a study (a pool), the same runs paired
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "throughput.json"
     done = subprocess.run(
         [sys.executable, str(repo / "benchmarks" / "study_throughput.py"), "--config", "config/studies/tiny.yaml",
-         "--tasks", "SST-2", "--sizes", "8", "16", "--data-seeds", "1", "--out", str(out)],
+         "--model", "resources/models/tiny-llama", "--tasks", "SST-2", "--sizes", "8", "16", "--data-seeds", "1",
+         "--out", str(out)],
         cwd=repo, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["same_results"] is True
-    assert result["sides"]["baseline"]["runs"] == result["sides"]["pooled"]["runs"] == 4
-    assert result["speedup_vs_baseline"] > 0 and 0 < result["study_mfu"] < 1
+    v2, v3 = result["sides"]["v2"], result["sides"]["v3"]
+    assert v2["runs"] == v3["runs"] == 4 and result["accuracy"]["paired"]["pairs"] == 4
+    assert v2["levers"]["attention"] == {"sdpa": 4} and v3["levers"]["attention"] == {"eager": 4}
+    assert v2["hyperparameters"]["engine"] == "v2" and v3["hyperparameters"]["engine"] == "v3"
+    assert result["speedup"] > 0 and 0 < result["study_mfu"]["v3"] < 1
+    assert isinstance(result["accuracy"]["paired"]["equal_within_noise"], bool)
     assert result["peak"][result["peak"]["reference"]] > 0 and result["cpu"]
 
 

@@ -71,8 +71,23 @@ SHIPPED_DAGS = {
     # 2 x 22. 54 + 66 + 8 + 44 = 172. Splits (shared by the models): 4 tasks x 6 sizes x 2 + RTE 2 x 2
     # + 1 = 53. The lr_grid at 100: SmolLM2 7 + 4 x 2 (task, method) pairs, Gemma 2 x 2 = 19
     # selections of 2 rates
-    "studies/study.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
-                   "budgets": 1, "costs": 1},
+    "studies/study-v2.yaml": {"split": 53, "train": 172, "lr_grid_train": 38, "select_lr": 19, "advantage": 5,
+                              "budgets": 1, "costs": 1},
+    # the third edition. SmolLM2, SST-2 (train seeds 1 and 2 for prompt and head): at 0 the prompt 5 x 2,
+    # zeroshot-calibrated 5, the two controls 3 each = 21; at 10 and 32 prompt and head 2 x 5 x 2,
+    # SetFit 5, ICL 3, prompt-tfs and head-tfs 2 x 3, the three controls 3 x 3 = 43 each; at 100 20 + 5 + 9
+    # = 34; at 320 and 1000 20 + 5 = 25 each: 191. mr, subj: the prompt at 0 5, at 5 sizes (2 + 1) x 5
+    # = 80 each. trec: at 0 5 + 5; at 10 and 32 10 + 5 + 3 + 6 = 24 each; at 100, 320, 1000 15 each:
+    # 103. RTE: 5 + 6 sizes x 10 = 65. Gemma (3 data seeds, prompt and head): SST-2 and trec 3 + 5 x 6 =
+    # 33 each, RTE 3 + 6 x 6 = 39. 191 + 160 + 103 + 65 + 105 = 624. Splits: 4 tasks x 6 sizes x 5
+    # seeds + RTE 7 x 5 = 155, and the true few-shot policy's 2 tasks x 2 sizes x 3 seeds = 12. The
+    # lr_grid, 3 rates per (model, task, method, band): SmolLM2 prompt and head 5 x 2 x 2 bands, the
+    # true few-shot pair 2 x 2 x 1 band, the controls 3 x 1 band, Gemma 3 x 2 x 2 bands = 39 selections,
+    # 117 pilots; each selection first over the grid alone (select_lr_grid, the extension's checkpoint).
+    # The tables of what its records keep: paired, protocol, cost
+    "studies/study.yaml": {"split": 155, "split_by_policy": 12, "train": 624, "lr_grid_train": 117,
+                           "select_lr_grid": 39, "select_lr": 39, "advantage": 11, "paired": 1, "protocol": 1,
+                           "cost": 1, "costs": 1},
     # the first edition: 4 tasks x 5 sizes x 4 data seeds; x 3 methods
     "studies/study-v1.yaml": {"split": 80, "train": 240, "advantage": 3, "costs": 1},
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
@@ -345,15 +360,48 @@ def test_an_lr_grid_plans_pilots_a_selection_and_runs_at_the_chosen_rate(tmp_pat
     assert any("--method head --size 20 --rates 1e-05 0.0001 0.001 " in line for line in selects)
     from promptworth.study.planning import plan_summary
 
-    summary = plan_summary(load_study(config, SCHEMA), [], 1)
+    summary = plan_summary(load_study(config, SCHEMA), [])
     assert "[promptworth] learning-rate grid: 20 pilot runs choose the rate of prompt, head on dev first" in summary
+
+
+def test_each_size_band_chooses_its_rate_and_each_run_takes_its_band_s(tmp_path):
+    """Pilots at 10 and 100: sizes 10 and 20 take the rate chosen at 10 (20 is nearer 10 than 100 on
+    a log scale), 50 and 100 the rate chosen at 100; a selection file per band, which states them."""
+    config = with_change("lr_grid", {"rates": {"head": [1e-5, 1e-4, 1e-3]}, "sizes": [10, 100]})
+    config["splits"]["sizes"] = [0, 10, 20, 50, 100]
+    path = tmp_path / "bands.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--config", f"results_dir={tmp_path}/b")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    # 2 tasks x 2 bands x 3 rates on data seed 1; a selection per task and band; 2 x 2 x 4 + 2 x 2 x 5 runs
+    assert (counts["lr_grid_train"], counts["select_lr"], counts["train"]) == (12, 4, 16 + 20)
+    assert "select_lr_grid" not in counts  # no extension asked for
+    lines = result.stdout.splitlines()
+    lr = f"{tmp_path}/b/lr/smollm2-135m-instruct/CB/head"
+    runs = {re.search(r"/runs/\S+/head/(\d+)-", line).group(1): line for line in lines
+            if "promptworth train " in line and "/runs/smollm2-135m-instruct/CB/head/" in line}
+    bands = {size: re.search(r"--learning-rate-from (\S+) ", line).group(1) for size, line in runs.items()}
+    assert bands == {"10": f"{lr}/10.json", "20": f"{lr}/10.json", "50": f"{lr}/100.json", "100": f"{lr}/100.json"}
+    selects = [line for line in lines if "promptworth select-lr " in line and "/CB/head/" in line]
+    assert len(selects) == 2 and all("--bands 10 100 --out " in line for line in selects)
+    assert any("--size 10 " in line and f"--out {lr}/10.json" in line for line in selects)
+    pilots = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert sorted(re.search(r"/lr-[^/]+/(\d+)-1-1.json", line).group(1) for line in pilots) == ["10"] * 6 + ["100"] * 6
+    from promptworth.study.planning import plan_summary
+
+    summary = plan_summary(load_study(config, SCHEMA), [])
+    assert "12 pilot runs choose the rate of head on dev first, a rate per size band (pilot sizes 10, 100)" in summary
 
 
 @pytest.mark.parametrize("grid, message", [
     ({"rates": {"prompt": [1e-5]}, "size": 10}, r"config.lr_grid.rates.prompt: \[1e-05\] is too short"),
     ({"rates": {"prompt": [1e-5, 0]}, "size": 10}, r"config.lr_grid.rates.prompt\[1\]: 0 is less than or equal"),
     ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 0}, r"config.lr_grid.size: .*0 is less than or equal to the minimum of 0"),
-    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}}, r"config.lr_grid: 'size' is a required property or 'sizes' is a required"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "sizes": [10, 100]},
+     r"config: lr_grid: give size \(one pilot size\) or sizes, not both"),
+    ({"rates": {"prompt": [1e-5, 2e-5]}, "sizes": [10, 0]}, r"config.lr_grid.sizes\[1\]: .*0 is less than or equal"),
     ({"rates": {"magic": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.magic: unknown method 'magic'"),
     ({"rates": {"null": [1e-5, 2e-5]}, "size": 10}, r"config: lr_grid.rates.null: the study does not train method null"),
     ({"rates": {"prompt": [1e-5, 2e-5]}, "size": 10, "data_seeds": [-1]},
@@ -384,7 +432,7 @@ def test_the_lr_grid_s_methods_train_and_only_the_grid_sets_their_rate():
     assert study.pilot_seeds() == ((1,), (1,))  # the study's first of each
     assert "learning_rate" not in study.run_training("prompt", 10) and study.run_training("head", 10)["learning_rate"] == 1e-5
     assert study.run_training("prompt", 0) == study.training_for("prompt", 0)  # no step at size 0: its set rate
-    assert study.pilot_training("prompt", 2e-5) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
+    assert study.pilot_training("prompt", 2e-5, 10) == {**study.training_for("prompt", 10), "learning_rate": 2e-5}
 
 
 @pytest.mark.slow
@@ -402,6 +450,49 @@ def test_a_tiny_study_chooses_its_rate_on_dev_then_trains_at_it(tiny_study):
     head = json.loads((results / "runs/tiny-llama/SST-2/head/8-1-1.json").read_text())
     zero = json.loads((results / "runs/tiny-llama/SST-2/prompt/0-1-1.json").read_text())
     assert head["lr_selection"] is None and zero["lr_selection"] is None and zero["timing"]["steps"] == 0
+
+
+@pytest.mark.slow
+def test_a_choice_at_the_grid_s_edge_adds_the_pilots_beyond_it_and_only_then(tiny_study, tmp_path, monkeypatch):
+    """The shared tiny study with a grid of three rates that extends at its edge, its pilot records
+    made by hand (the grid's middle rate a copy of its first, the dev scores set to drive the
+    choice). The dry run shows the pilot beyond the edge only once the choice over the grid alone
+    (the checkpoint select_lr_grid) is at an edge, and the rate beyond it is the grid's ratio on."""
+    study = tiny_study.copy(tmp_path / "study")
+    config = yaml.safe_load((study / "tiny.yaml").read_text())
+    config["lr_grid"] = {"rates": {"prompt": [1.0e-4, 1.0e-3, 3.0e-2]}, "size": 8, "extend_at_edge": True}
+    configfile = study / "edge.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    pilots = Path("results/lr-grid/tiny-llama/SST-2/prompt")
+    grid_choice, selection = Path("results/lr/tiny-llama/SST-2/prompt.grid.json"), study / "results/lr/tiny-llama/SST-2/prompt.json"
+    selection.unlink()  # chosen from the old grid
+    monkeypatch.chdir(study)
+    first = json.loads((pilots / "lr-0.0001/8-1-1.json").read_text())
+
+    def dry_run(scores: dict[str, float]) -> tuple[dict[str, int], list[str]]:
+        for rate, score in scores.items():
+            record = {**first, "dev_score": score, "hyperparameters": {**first["hyperparameters"], "learning_rate": float(rate)}}
+            (pilots / f"lr-{rate}").mkdir(exist_ok=True)
+            (pilots / f"lr-{rate}" / "8-1-1.json").write_text(json.dumps(record))
+        files = [str(pilots / f"lr-{rate}" / "8-1-1.json") for rate in scores]
+        assert main(["select-lr", *files, "--task", "SST-2", "--method", "prompt", "--size", "8",
+                     "--rates", *scores, "--out", str(grid_choice)]) == 0
+        result = snakemake("-n", "-p", "--configfile", str(configfile), cwd=study)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return job_counts(result.stdout), result.stdout.splitlines()
+
+    counts, lines = dry_run({"0.0001": 0.4, "0.001": 0.9, "0.03": 0.5})  # the middle rate: no extension
+    assert "lr_grid_train" not in counts and counts["select_lr"] == 1
+    assert any("promptworth select-lr " in line and "--extend-at-edge --out" in line for line in lines)
+    counts, lines = dry_run({"0.0001": 0.4, "0.001": 0.5, "0.03": 0.9})  # the largest: one rate beyond, 0.03 x 30
+    assert counts["lr_grid_train"] == 1 and counts["select_lr"] == 1
+    beyond = [line for line in lines if "promptworth train " in line and "/lr-grid/" in line]
+    assert len(beyond) == 1 and "/lr-0.9/8-1-1.json" in beyond[0] and "--learning-rate 0.9 " in beyond[0]
+    select = next(line for line in lines if "promptworth select-lr " in line)
+    assert all(f"/lr-{rate}/8-1-1.json" in select for rate in ("0.0001", "0.001", "0.03", "0.9"))
+    grid_choice.unlink()  # before the choice over the grid alone: the checkpoint runs first
+    result = snakemake("-n", "--configfile", str(configfile), cwd=study)
+    assert result.returncode == 0 and job_counts(result.stdout)["select_lr_grid"] == 1, result.stderr[-3000:]
 
 
 def test_kshot_study_needs_lmbff_tasks():
@@ -466,23 +557,17 @@ def test_a_kshot_study_s_runs_take_its_test_limit_and_a_ladder_s_splits_hold_it(
             assert splits and all("--test-limit 300 " in line for line in splits)
 
 
-def test_the_plan_counts_finished_runs_and_estimates_from_their_times(tmp_path):
+def test_the_plan_counts_finished_runs(tmp_path):
+    """A record that exists is a finished run, one the study trains again (stale) is not (the
+    estimate of the rest: tests/test_estimate.py)."""
     from promptworth.study.planning import plan_summary
 
     study = load_study(copy.deepcopy(BASE), SCHEMA)
     files = [tmp_path / f"run{i}.json" for i in range(6)]
-    assert "estimate: none yet" in plan_summary(study, files, 2)
-    for path, seconds in zip(files, (30.0, 50.0, 40.0)):  # zero-shot runs: no training step
-        path.write_text(json.dumps({"timing": {"wall_s": seconds - 5, "process_s": seconds, "steps": 0}}))
-    text = plan_summary(study, files, 2)
-    assert "6 runs: 3 finished, 3 to train" in text
-    assert "~1 min (3 runs x 40 s, the median of the finished ones, 2 at a time)" in text  # 3 x 40 / 2 = 60 s
-    files[3].write_text("{not json")  # an unreadable record still counts as finished, without a time
-    assert "4 finished, 2 to train" in plan_summary(study, files, 1)
-    # once a run has trained, only runs that trained time the rest (a zero-shot run only evaluates)
-    files[4].write_text(json.dumps({"timing": {"wall_s": 590.0, "process_s": 600.0, "steps": 120}}))
-    text = plan_summary(study, files, 1)
-    assert "~10 min (1 runs x 600 s, the median of the finished ones that trained, 1 at a time)" in text
+    for path in files[:3]:
+        path.write_text("{not json")  # an unreadable record still counts as finished (reuse makes it stale)
+    assert "6 runs: 3 finished, 3 to train" in plan_summary(study, files)
+    assert "6 runs: 2 finished, 4 to train" in plan_summary(study, files, stale={str(files[0])})
 
 
 def test_a_study_prints_its_plan_when_it_starts_not_in_a_dry_run(tmp_path):
@@ -587,6 +672,31 @@ def test_a_study_of_two_models_plans_each_models_runs_in_a_folder_of_its_own(tmp
         assert re.search(r"--split-dir results/splits/(SST-2|CB)/\d+-1 ", job)
 
 
+def test_a_model_on_fewer_data_seeds_and_a_task_with_a_second_train_seed_plan_just_those_runs():
+    # the third edition's shape: the second model on 1 of the study's 2 data seeds, SST-2 with 2 train seeds
+    config = two_models(by_model={GPT2: {"tasks": ["SST-2"], "data_seeds": [2]}}, train_seeds_by_task={"SST-2": [1, 2]})
+    config["splits"]["data_seeds"] = [1, 2]
+    runs = plan(load_study(config, SCHEMA))
+    seeds: dict[tuple[str, str], set[tuple[int, int]]] = {}
+    for run in runs:
+        seeds.setdefault((run.model, run.task), set()).add((run.data_seed, run.train_seed))
+    assert seeds == {("tiny-llama", "SST-2"): {(1, 1), (1, 2), (2, 1), (2, 2)},
+                     ("tiny-llama", "CB"): {(1, 1), (2, 1)},
+                     ("tiny-gpt2", "SST-2"): {(2, 1), (2, 2)}}
+    # every method at every size on each seed it runs: 2 methods x 2 sizes per (data seed, train seed)
+    assert len(runs) == 4 * 4 + 2 * 4 + 2 * 4
+    # a method that keeps the first train seed where its task has two
+    one = plan(load_study({**config, "by_method": {"head": {"train_seeds": [1]}}}, SCHEMA))
+    assert {(r.method, r.train_seed) for r in one if r.task == "SST-2"} == {("prompt", 1), ("prompt", 2), ("head", 1)}
+    # a model that keeps the first train seed where the task has two
+    first = plan(load_study({**config, "by_model": {GPT2: {"tasks": ["SST-2"], "data_seeds": [2], "train_seeds": [1]}}},
+                            SCHEMA))
+    assert {(r.data_seed, r.train_seed) for r in first if r.model == "tiny-gpt2"} == {(2, 1)}
+    with pytest.raises(PromptworthError, match=r"config: by_method.head.train_seeds names train seed 3, which the study "
+                                               r"does not train with"):
+        load_study({**config, "by_method": {"head": {"train_seeds": [3]}}}, SCHEMA)
+
+
 M2 = re.escape(GPT2)
 
 
@@ -601,6 +711,10 @@ M2 = re.escape(GPT2)
         ({"by_model": {GPT2: {"resources": {"mem_mb": 0}}}},
          rf"config.by_model.{M2}.resources.mem_mb: 0 is less than or equal to the minimum of 0"),
         ({"by_model": {GPT2: {"tasks": []}}}, rf"config.by_model.{M2}.tasks: \[\] should be non-empty"),
+        ({"by_model": {GPT2: {"data_seeds": [7]}}}, rf"config: by_model.{M2} leaves model '{M2}' no runs"),
+        ({"by_model": {GPT2: {"data_seeds": [-1]}}}, rf"config: by_model.{M2}.data_seeds item -1: a seed"),
+        ({"train_seeds_by_task": {"RTE": [2]}}, r"config: train_seeds_by_task names task 'RTE', which is not in tasks"),
+        ({"train_seeds_by_task": {"CB": []}}, r"config.train_seeds_by_task.CB: \[\] should be non-empty"),
         ({"model": [LLAMA, LLAMA]}, r"config.model: .*has non-unique elements"),
         ({"model": []}, r"config.model: .*should be non-empty"),
         ({"model": [LLAMA, "./elsewhere/tiny-llama"], "by_model": {}},
@@ -647,7 +761,9 @@ def test_a_two_model_study_runs_through_and_its_analysis_is_per_model(tmp_path):
     assert [row[1] for row in rows] == ["tiny-llama", "tiny-gpt2"]
     costs = pd.read_csv(results / "tables" / "costs.csv")
     assert sorted(set(costs["model"])) == ["tiny-gpt2", "tiny-llama"]
-    figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png"}  # scale: the advantage per model
+    # scale: the advantage per model; cost: the score against training FLOPs (protocol.md beside it)
+    figures = {"SST-2.png", "CB.png", "overview.png", "methods.png", "scale.png", "cost.png"}
+    assert (results / "tables" / "protocol.md").is_file()
     assert {p.name for p in (results / "figures").glob("*.png")} == figures
 
 

@@ -5,6 +5,7 @@ config/README.md explains every key of the schema, and the workflow catalog's fi
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -126,6 +127,23 @@ def test_the_costs_table_is_a_target_only_when_the_study_trains(default_dry_run,
     assert reads.returncode == 0, reads.stderr
     assert not re.search(r"^costs\s+\d+$", reads.stdout, re.MULTILINE)
     assert "costs.csv" not in reads.stdout and "/benchmarks/" not in reads.stdout
+
+
+def test_the_paired_table_is_a_target_when_the_study_trains_or_its_records_keep_predictions(default_dry_run, tmp_path):
+    results, output = default_dry_run  # a study that trains: its records keep each test row's prediction
+    assert re.search(r"^paired\s+1$", output, re.MULTILINE)
+    assert f"{results}/tables/paired.md" in output.split("rule all:")[1]
+    runs = a_runs_dir(tmp_path)  # a record made before issue 30: no predictions, no paired table
+    argv = (sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--forceall", "--config", f"results_dir={results}",
+            f"runs_dir={runs}")
+    reads = run(*argv)
+    assert reads.returncode == 0, reads.stderr
+    assert not re.search(r"^paired\s+\d+$", reads.stdout, re.MULTILINE) and "paired.md" not in reads.stdout
+    record = next(runs.rglob("*.json"))
+    record.write_text(json.dumps({"predictions": {"rows": 1}}), encoding="utf-8")
+    kept = run(*argv)
+    assert kept.returncode == 0, kept.stderr
+    assert re.search(r"^paired\s+1$", kept.stdout, re.MULTILINE)
 
 
 # ---------------------------------------------------------------------------------------------

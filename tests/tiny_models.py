@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import io
 import json
 import shutil
 import tempfile
@@ -68,3 +70,19 @@ def write_split(
 
 def sentiment_split(folder: Path, n_train: int = 32, n_eval: int = 16) -> Path:
     return write_split(folder, sentiment_rows(n_train, 1), sentiment_rows(n_eval, 2), sentiment_rows(n_eval, 3))
+
+
+@functools.cache
+def tiny_sentence_encoder() -> Path:
+    """Folder of a tiny sentence encoder: the tiny BERT with mean pooling, saved as a
+    sentence-transformers model (modules.json), as all-MiniLM-L6-v2 is (built once per session)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    out = _root() / "sentence-bert"
+    torch.manual_seed(0)  # BERT's pooler, which the masked LM lacks, starts random (mean pooling never reads it)
+    with contextlib.redirect_stderr(io.StringIO()):  # the pooler's load report
+        word = Transformer(str(tiny_model("bert")), max_seq_length=64)
+        pooling = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+        SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
+    return out

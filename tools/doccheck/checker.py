@@ -357,10 +357,13 @@ def _methods(root: Path) -> str:
     lines = ["| method | objective + tuning | extras | strategy | steps | default learning rate | size 0 | paper |",
              "|---|---|---|---|---|---|---|---|"]
     for spec in BUILTINS:
-        trains = spec.tuning_spec.steps
-        rate = spec.training_defaults().get("learning_rate")
-        cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}", ", ".join(spec.extras) or "-",
-                 spec.strategy, "the study's" if trains else "0",
+        trains, defaults = spec.tuning_spec.steps, spec.training_defaults()
+        rate = defaults.get("learning_rate")
+        # a method whose defaults set the protocol (setfit: one epoch of its pairs) does not take the study's steps
+        steps = f"{defaults['epochs']:g} epoch" if defaults.get("protocol") == "epochs" else "the study's"
+        template = f" (template `{spec.template}`)" if spec.template else ""
+        cells = [f"`{spec.name}`", f"{spec.objective} + {spec.tuning}{template}", ", ".join(spec.extras) or "-",
+                 spec.strategy, steps if trains else "0",
                  (f"{rate:g}" if rate is not None else "the study's") if trains else "-",
                  "yes" if spec.runs_at_size_zero else "-", spec.paper]
         lines.append("| " + " | ".join(cells) + " |")

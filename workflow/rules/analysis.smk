@@ -31,9 +31,11 @@ rule advantage:
         "../envs/promptworth.yaml"
     params:
         window_from="{}:{}".format(*STUDY.comparisons[0]),
+        # a method with a backbone of its own (SetFit) is compared beside the model it ran in place of
+        in_place_of=first_model(),
     shell:
         "promptworth advantage {input:q} --treatment {wildcards.treatment:q} --baseline {wildcards.baseline:q} "
-        "--window-from {params.window_from:q} --json > {output:q} 2> {log:q}"
+        "--window-from {params.window_from:q} --in-place-of {params.in_place_of:q} --json > {output:q} 2> {log:q}"
 
 
 rule tables:
@@ -65,6 +67,12 @@ rule tables:
             caption="../report/sensitivity.rst",
             category="Tables",
         ),
+        # the train seed's share of the spread: only where some runs have a second train seed
+        train_seeds=report(
+            [f"{RESULTS}/tables/train_seeds.md"] if train_seed_rows() else [],
+            caption="../report/train_seeds.rst",
+            category="Tables",
+        ),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
@@ -73,10 +81,95 @@ rule tables:
         comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
         # The first comparison's curves set the score window of all (as in Le Scao & Rush's table).
         window_from="{}:{}".format(*STUDY.comparisons[0]),
+        in_place_of=first_model(),
         out_dir=lambda wildcards, output: str(Path(output.advantage).parent),
     shell:
         "promptworth tables {input:q} --out-dir {params.out_dir:q} --comparisons {params.comparisons:q} "
-        "--window-from {params.window_from:q} > {log:q} 2>&1"
+        "--window-from {params.window_from:q} --in-place-of {params.in_place_of:q} > {log:q} 2>&1"
+
+
+# From what the records keep since issue 30 (common.smk's RECORD_TABLES): two methods compared row by
+# row on the test rows both scored (the gap with intervals over seeds and over seeds and rows, McNemar
+# per pair of runs); whether the runs kept the protocol; each method's score against its training FLOPs.
+if RECORD_TABLES:
+
+    rule paired:
+        input:
+            run_files(),
+        output:
+            table=report(
+                f"{RESULTS}/tables/paired.md",
+                caption="../report/paired.rst",
+                category="Tables",
+            ),
+            csv=f"{RESULTS}/tables/paired.csv",
+        log:
+            f"{RESULTS}/logs/paired.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            # as aggregate reads them: the study's records only, each what the study asks for
+            runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
+            study=json.dumps(STUDY_CONFIG),
+            comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
+            in_place_of=first_model(),
+            out_dir=lambda wildcards, output: str(Path(output.table).parent),
+        shell:
+            "promptworth paired {params.runs:q} --study {params.study:q} --out-dir {params.out_dir:q} "
+            "--comparisons {params.comparisons:q} --in-place-of {params.in_place_of:q} > {log:q} 2>&1"
+
+    rule protocol:
+        input:
+            run_files(),
+        output:
+            table=report(
+                f"{RESULTS}/tables/protocol.md",
+                caption="../report/protocol.rst",
+                category="Tables",
+            ),
+            csv=f"{RESULTS}/tables/protocol.csv",
+        log:
+            f"{RESULTS}/logs/protocol.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
+            study=json.dumps(STUDY_CONFIG),
+            out_dir=lambda wildcards, output: str(Path(output.table).parent),
+        shell:
+            "promptworth protocol {params.runs:q} --study {params.study:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+    rule cost:
+        input:
+            run_files(),
+        output:
+            table=report(
+                f"{RESULTS}/tables/cost.md",
+                caption="../report/cost_table.rst",
+                category="Tables",
+            ),
+            csv=f"{RESULTS}/tables/cost.csv",
+            figure=report(
+                f"{RESULTS}/figures/cost.png",
+                caption="../report/cost.rst",
+                category="Figures",
+            ),
+        log:
+            f"{RESULTS}/logs/cost.log",
+        localrule: True
+        conda:
+            "../envs/promptworth.yaml"
+        params:
+            runs=lambda wc, input: [STUDY.runs_dir] if STUDY.runs_dir else list(input),
+            study=json.dumps(STUDY_CONFIG),
+            in_place_of=first_model(),
+            tables_dir=lambda wildcards, output: str(Path(output.table).parent),
+            figures_dir=lambda wildcards, output: str(Path(output.figure).parent),
+        shell:
+            "promptworth flops {params.runs:q} --study {params.study:q} --tables-dir {params.tables_dir:q} "
+            "--figures-dir {params.figures_dir:q} --in-place-of {params.in_place_of:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -111,10 +204,11 @@ rule figures:
     params:
         treatment=STUDY.comparisons[0][0],
         baseline=STUDY.comparisons[0][1],
+        in_place_of=first_model(),
         out_dir=lambda wildcards, output: str(Path(output.overview).parent),
     shell:
-        "promptworth figures {input:q} --out-dir {params.out_dir:q} "
-        "--treatment {params.treatment:q} --baseline {params.baseline:q} > {log:q} 2>&1"
+        "promptworth figures {input:q} --out-dir {params.out_dir:q} --treatment {params.treatment:q} "
+        "--baseline {params.baseline:q} --in-place-of {params.in_place_of:q} > {log:q} 2>&1"
 
 
 # The data advantage at each step budget the runs record (training.budgets), and at convergence.
@@ -144,12 +238,13 @@ if STUDY.budgets():
         params:
             comparisons=[f"{t}:{b}" for t, b in STUDY.comparisons],
             window_from="{}:{}".format(*STUDY.comparisons[0]),
+            in_place_of=first_model(),
             tables_dir=lambda wildcards, output: str(Path(output.table).parent),
             figures_dir=lambda wildcards, output: str(Path(output.figure).parent),
         shell:
             "promptworth budgets {input:q} --tables-dir {params.tables_dir:q} "
             "--figures-dir {params.figures_dir:q} --comparisons {params.comparisons:q} "
-            "--window-from {params.window_from:q} > {log:q} 2>&1"
+            "--window-from {params.window_from:q} --in-place-of {params.in_place_of:q} > {log:q} 2>&1"
 
 
 # LM-BFF's Table 3 layout with their published numbers: for studies on LM-BFF's K-shot splits.

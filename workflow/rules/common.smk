@@ -1,6 +1,7 @@
 # Helpers shared by the rules: the validated config, the study plan and the file names.
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from promptworth.errors import PromptworthError
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import NAME_PATTERN
 from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
+from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
 from promptworth.study import tiny_variant
 from promptworth.study.reuse import (
     Reuse,
@@ -17,11 +19,14 @@ from promptworth.study.reuse import (
     stale_summary,
     strays_summary,
 )
-from promptworth.study.config import run_path as study_run_path
+from promptworth.study.config import model_label, run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
-from promptworth.study.planning import pilots, plan, plan_summary
-from promptworth.training.lr_grid import rate_label
+from promptworth.study.estimate import estimate_here
+from promptworth.study.estimate_report import study_summary
+from promptworth.study.planning import pilots, plan
+from promptworth.training.lr_grid import extension_rate, rate_label, read_selection
+from promptworth.training.predictions import kept_in
 from promptworth.training.settings import training_args
 
 try:
@@ -66,6 +71,7 @@ PILOTS = pilots(STUDY)
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
     size=r"\d+|all",
+    policy="|".join(DEV_POLICIES),
     data_seed=r"\d+",
     train_seed=r"\d+",
     method=NAME_PATTERN,
@@ -73,11 +79,14 @@ wildcard_constraints:
     baseline=NAME_PATTERN,
     # a learning rate as rate_label spells it (repr of a float: 1e-05, 0.0002)
     rate=r"[0-9][0-9.e+-]*",
+    # a size band of the lr_grid: one of its pilot sizes
+    band=r"\d+|all",
 
 
-def split_manifest(task, size, data_seed):
-    """The manifest of one (task, size, data seed)'s split folder (the file its rule makes last)."""
-    return f"{STUDY.split_folder(task, size, data_seed)}/manifest.json"
+def split_manifest(task, size, data_seed, method=None):
+    """The manifest of one (task, size, data seed)'s split folder, a method's where its dev policy
+    is its own (by_method), the file its rule makes last."""
+    return f"{STUDY.split_folder(task, size, data_seed, method)}/manifest.json"
 
 
 # A run's wildcards in the order of the file-name helpers below: run_file(*RUN_WILDCARDS) is
@@ -142,16 +151,47 @@ def pilot_file(*pilot):
     return pilot_path("lr-grid", ".json", *pilot)
 
 
-def lr_file(model, task, method):
-    """The learning rate the lr_grid chose for a model, task and method (promptworth select-lr)."""
-    return STUDY.lr_file(model, task, method)
+def lr_file(model, task, method, size):
+    """The learning rate the lr_grid chose for a model, task and method that a run of training-set
+    size `size` trains at: its size band's (promptworth select-lr)."""
+    return STUDY.lr_file(model, task, method, size)
 
 
-def pilot_files(model, task, method):
-    """The records of a model, task and method's pilot runs, at every rate of the grid."""
+def lr_pattern(grid_only=False):
+    """The file pattern of the selections (rules select_lr_grid and select_lr): per band, or for a
+    grid of one pilot size, per method alone (then its wildcards have no band)."""
+    return STUDY.lr_path("{model}", "{task}", "{method}", "{band}", grid_only)
+
+
+def lr_log(rule):
+    """The log pattern of a selection job of `rule`, named as its file (lr_pattern)."""
+    several = STUDY.lr_grid is not None and len(STUDY.lr_grid.sizes) > 1
+    names = ["{model}", "{task}", "{method}", *(["{band}"] if several else [])]
+    return f"{Path(RESULTS, 'logs', rule, *names)}.log"
+
+
+def lr_band(wildcards):
+    """The pilot size of a selection job: its band, or the grid's one pilot size (as the config
+    gives it: the params of a selection made before bands stay the same)."""
+    return wildcards.band if "band" in wildcards.keys() else STUDY.lr_grid.sizes[0]
+
+
+def select_lr_flags():
+    """`--extend-at-edge` for a grid that extends at its edge, `--bands <pilot sizes>` for one of
+    several: text for the shell command, quoted, ending in a space where not empty."""
+    grid = STUDY.lr_grid
+    flags = [] if grid is None or not grid.extend_at_edge else ["--extend-at-edge"]
+    if grid is not None and len(grid.sizes) > 1:
+        flags += ["--bands", *map(str, grid.sizes)]
+    return "".join(f"{shlex.quote(flag)} " for flag in flags)
+
+
+def pilot_files(model, task, method, band, rate=None):
+    """The records of a model, task and method's pilot runs at pilot size `band`: at every rate of
+    the grid, or (`rate`) with the same seeds at that one."""
     return [
         pilot_file(
-            rate_label(p.rate),
+            rate_label(p.rate if rate is None else rate),
             p.model,
             p.task,
             p.method,
@@ -160,8 +200,31 @@ def pilot_files(model, task, method):
             p.train_seed,
         )
         for p in PILOTS
-        if (p.model, p.task, p.method) == (model, task, method)
+        if (p.model, p.task, p.method, str(p.size)) == (model, task, method, str(band))
+        # another rate: the seeds of the grid's first rate's pilots, each once
+        and (rate is None or p.rate == STUDY.lr_grid.rates[method][0])
     ]
+
+
+def selection_inputs(wildcards):
+    """The pilot records a band's selection reads: those at the grid's rates, and where the grid
+    extends at its edge and its choice over the grid alone (checkpoint select_lr_grid) is at one,
+    those at the rate beyond it (promptworth.training.lr_grid.EDGE_RULE)."""
+    band = lr_band(wildcards)
+    files = pilot_files(wildcards.model, wildcards.task, wildcards.method, band)
+    if not STUDY.lr_grid.extend_at_edge:
+        return files
+    grid_choice = checkpoints.select_lr_grid.get(**wildcards).output[0]
+    try:
+        chosen = read_selection(Path(grid_choice))["learning_rate"]
+    except PromptworthError as exc:
+        raise PromptworthError(f"the choice over the grid alone: {exc}") from None
+    beyond = extension_rate(STUDY.lr_grid.rates[wildcards.method], chosen)
+    if beyond is None:
+        return files
+    return files + pilot_files(
+        wildcards.model, wildcards.task, wildcards.method, band, beyond
+    )
 
 
 def search_file(*run):
@@ -178,7 +241,9 @@ def run_inputs(wildcards):
     # ancient: a record names its split by content (split_manifest_sha256, checked when the
     # records are aggregated) and the model by name, so a split regenerated byte for byte or a
     # model converted again (a fresh clone) must not make finished runs look out of date.
-    split = split_manifest(wildcards.task, wildcards.size, wildcards.data_seed)
+    split = split_manifest(
+        wildcards.task, wildcards.size, wildcards.data_seed, wildcards.method
+    )
     inputs = {"split": ancient(split)}
     folder = model_dir(MODELS[wildcards.model])
     if folder:
@@ -197,7 +262,7 @@ def train_inputs(wildcards):
         # ancient: a finished run keeps its record when the selection is rewritten (its record
         # cites the file's sha256)
         inputs["lr"] = ancient(
-            lr_file(wildcards.model, wildcards.task, wildcards.method)
+            lr_file(wildcards.model, wildcards.task, wildcards.method, wildcards.size)
         )
     return inputs
 
@@ -215,10 +280,9 @@ def split_dir_of(wildcards, input):
 
 
 def template_args(wildcards):
-    """`--template <name>` when the config names the task's template."""
-    if wildcards.task in STUDY.templates:
-        return ["--template", STUDY.templates[wildcards.task]]
-    return []
+    """`--template <name>` when the method names its own template or the config the task's."""
+    template = STUDY.template_for(wildcards.task, wildcards.method)
+    return ["--template", template] if template is not None else []
 
 
 def method_training_args(wildcards):
@@ -231,14 +295,19 @@ def method_training_args(wildcards):
 
 
 def pilot_training_args(wildcards):
-    """A pilot run's flags: its method's, at the pilot size and the wildcard's rate of the grid."""
-    rates = {rate_label(r): r for r in STUDY.lr_grid.rates.get(wildcards.method, ())}
+    """A pilot run's flags: its method's, at its pilot size and the wildcard's rate of the grid (or
+    beyond its edge, for a grid that extends there)."""
+    rates = {rate_label(r): r for r in STUDY.pilot_rates(wildcards.method)}
     if wildcards.rate not in rates:
         raise PromptworthError(
             f"learning rate {wildcards.rate} of {wildcards.method} is not in the lr_grid"
         )
+    if wildcards.size not in map(str, STUDY.lr_grid.sizes):
+        raise PromptworthError(
+            f"size {wildcards.size} is not a pilot size of the lr_grid"
+        )
     return STUDY.method_args(wildcards.method) + training_args(
-        STUDY.pilot_training(wildcards.method, rates[wildcards.rate])
+        STUDY.pilot_training(wildcards.method, rates[wildcards.rate], wildcards.size)
     )
 
 
@@ -285,6 +354,34 @@ def data_dir_args():
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
 
 
+def records_since_issue_30():
+    """Whether the analysis reads what records keep since issue 30 (each test row's prediction, the
+    examples the reported checkpoint had read): the paired, protocol and cost tables. A study that
+    trains writes them into its records; one that reads runs_dir only when some of its records keep
+    them (none of the editions published before issue 30 does)."""
+    return not STUDY.runs_dir or any(kept_in(f) for f in run_files())
+
+
+# asked once: with runs_dir it reads the records
+RECORD_TABLES = records_since_issue_30()
+
+
+def train_seed_rows():
+    """Whether some run has a sibling of another train seed (same model, task, method, size and data
+    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there."""
+    seeds = {}
+    for run in RUNS:
+        if not STUDY.runs_dir or Path(STUDY.run_file(run)).is_file():
+            seeds.setdefault((run.model, run.task, run.method, run.size, run.data_seed), set()).add(run.train_seed)
+    return any(len(found) > 1 for found in seeds.values())
+
+
+def first_model():
+    """The label of the study's first model: a method with a backbone of its own runs in its place
+    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs."""
+    return model_label(STUDY.models[0])
+
+
 def study_outputs():
     return [
         f"{RESULTS}/runs.csv",
@@ -297,16 +394,24 @@ def study_outputs():
         *([] if STUDY.runs_dir else [f"{RESULTS}/tables/costs.csv"]),
         # the advantage at each step budget, for a study whose runs record budgets
         *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
+        # two methods compared row by row, the protocol kept and the score against training FLOPs,
+        # from what the records keep since issue 30
+        *([f"{RESULTS}/tables/paired.md", f"{RESULTS}/tables/protocol.md", f"{RESULTS}/figures/cost.png"]
+          if RECORD_TABLES else []),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]
 
 
-def runs_at_once():
-    """How many training jobs run side by side: the cores over a training job's threads (the
-    fewest of any model's jobs)."""
+def train_threads():
+    """The threads of a training job: Snakemake's --set-threads for rule train, else the fewest of
+    any model's jobs (its resources)."""
     threads = workflow.resource_settings.overwrite_threads.get(
         "train", min(STUDY.resources_for(model)["threads"] for model in STUDY.models)
     )
-    threads = int(getattr(threads, "value", threads))
-    return max(1, (workflow.resource_settings.cores or 1) // max(1, threads))
+    return max(1, int(getattr(threads, "value", threads)))
+
+
+def runs_at_once():
+    """How many training jobs run side by side: the cores over a training job's threads."""
+    return max(1, (workflow.resource_settings.cores or 1) // train_threads())

@@ -25,6 +25,29 @@ rule split:
         "--out {params.out:q} > {log:q} 2>&1"
 
 
+# The splits of a method whose dev policy is its own (by_method), beside the study's: the same
+# sizes and seeds under another dev policy, in <results>/splits-<policy>/.
+use rule split as split_by_policy with:
+    output:
+        f"{RESULTS}/splits-{{policy}}/{{task}}/{{size}}-{{data_seed}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/split-{{policy}}/{{task}}/{{size}}-{{data_seed}}.log",
+    params:
+        data_dir=data_dir_args(),
+        dev=lambda wildcards: ["--dev-policy", wildcards.policy]
+        + (
+            ["--dev-size", STUDY.splits.dev_size]
+            if wildcards.policy in FIXED_DEV
+            else []
+        ),
+        test_limit=(
+            ["--test-limit", STUDY.splits.test_limit]
+            if STUDY.splits.test_limit
+            else []
+        ),
+        out=lambda wildcards: f"{RESULTS}/splits-{wildcards.policy}/{wildcards.task}",
+
+
 rule kshot:
     output:
         f"{RESULTS}/kshot/{{task}}/{{size}}-{{data_seed}}/manifest.json",

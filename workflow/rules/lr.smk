@@ -1,8 +1,11 @@
 # The lr_grid: a method's learning rate chosen from a small grid on dev (LM-BFF's practice). Per
-# model, task and method of the grid, one pilot run per rate, pilot split and train seed (the train rule
-# itself, at the grid's rate), then one selection file (promptworth select-lr) that every run of
-# the method above size 0 trains at (promptworth train --learning-rate-from) and cites. A
-# selection file that exists is reused.
+# model, task, method of the grid and pilot size (its size band), one pilot run per rate, pilot
+# split and train seed (the train rule itself, at the grid's rate), then one selection file
+# (promptworth select-lr) that every run of the method above size 0 in that band trains at
+# (promptworth train --learning-rate-from) and cites. A grid that extends at its edge first
+# chooses over the grid alone (checkpoint select_lr_grid); where that choice is at an edge, the
+# pilots at the rate beyond it run too, and select_lr chooses over the extended grid. A selection
+# file that exists is reused.
 
 
 if not STUDY.runs_dir:
@@ -24,18 +27,42 @@ if not STUDY.runs_dir:
             total=lambda wc, output: len(PILOTS),
             what=lambda wc, output: "pilot runs of the lr_grid",
 
+    if STUDY.lr_grid is not None and STUDY.lr_grid.extend_at_edge:
+
+        checkpoint select_lr_grid:
+            input:
+                lambda wc: pilot_files(wc.model, wc.task, wc.method, lr_band(wc)),
+            output:
+                lr_pattern(grid_only=True),
+            log:
+                lr_log("select_lr_grid"),
+            # a light job, like select_lr (Snakefile's localrules)
+            localrule: True
+            conda:
+                "../envs/promptworth.yaml"
+            params:
+                size=lr_band,
+                rates=lambda wc: [rate_label(r) for r in STUDY.lr_grid.rates[wc.method]],
+            shell:
+                "promptworth select-lr {input:q} --task {wildcards.task:q} --method {wildcards.method:q} "
+                "--size {params.size:q} --rates {params.rates:q} --out {output:q} > {log:q} 2>&1"
+
     rule select_lr:
         input:
-            lambda wc: pilot_files(wc.model, wc.task, wc.method),
+            selection_inputs,
         output:
-            lr_file("{model}", "{task}", "{method}"),
+            lr_pattern(),
         log:
-            f"{RESULTS}/logs/select_lr/{{model}}/{{task}}/{{method}}.log",
+            lr_log("select_lr"),
         conda:
             "../envs/promptworth.yaml"
         params:
-            size=lambda wc: STUDY.lr_grid.size,
+            size=lr_band,
             rates=lambda wc: [rate_label(r) for r in STUDY.lr_grid.rates[wc.method]],
         shell:
+            # the flags of a grid that extends at its edge or has several pilot sizes are the study's,
+            # fixed when the workflow is read (a grid of one pilot size keeps its jobs' params and command)
             "promptworth select-lr {input:q} --task {wildcards.task:q} --method {wildcards.method:q} "
-            "--size {params.size:q} --rates {params.rates:q} --out {output:q} > {log:q} 2>&1"
+            "--size {params.size:q} --rates {params.rates:q} "
+            + select_lr_flags()
+            + "--out {output:q} > {log:q} 2>&1"

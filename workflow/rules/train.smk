@@ -67,4 +67,9 @@ rule prepare:
     of them rerun, ancient or not."""
     input:
         model_dirs(),
-        *sorted({split_manifest(r.task, r.size, r.data_seed) for r in [*RUNS, *PILOTS]}),
+        *sorted(
+            {
+                split_manifest(r.task, r.size, r.data_seed, r.method)
+                for r in [*RUNS, *PILOTS]
+            }
+        ),

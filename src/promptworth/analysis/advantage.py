@@ -39,6 +39,7 @@ from promptworth.analysis.curves import (
     on_ladder,
     run_matrix,
 )
+from promptworth.analysis.joins import models_cell
 from promptworth.analysis.intervals import bootstrap_plan, distinct_resamples, percentile_interval
 from promptworth.errors import PromptworthError
 from promptworth.analysis.estimate import AdvantageOptions, estimate
@@ -308,10 +309,11 @@ def advantage_table(
             check_log_sizes(rows, options)
             matrices = comparison_matrices(rows, needed)
             missing = [m for m in needed if m not in matrices]
+            named = models_cell(rows, treatment, baseline, str(model))
             if missing:
                 n_runs = tuple(len(matrices[m].seeds) if m in matrices else 0 for m in (treatment, baseline))
-                out.append(undefined_result(str(model), task, treatment, baseline, options,
+                out.append(undefined_result(named, task, treatment, baseline, options,
                                             f"no runs of {', '.join(missing)}", n_runs))  # type: ignore[arg-type]
                 continue
-            out.append(compare(matrices, treatment, baseline, options, task=task, model=str(model)))
+            out.append(compare(matrices, treatment, baseline, options, task=task, model=named))
     return out

@@ -14,6 +14,7 @@ import pandas as pd
 from promptworth.analysis.advantage import Comparison, comparison_matrices
 from promptworth.analysis.curves import MODEL, RunMatrix, check_tidy
 from promptworth.analysis.intervals import check_confidence, t_interval
+from promptworth.analysis.joins import models_cell
 
 GAP_COLUMNS = ("model", "task", "treatment", "baseline", "train_size", "n_seeds", "treatment_mean", "baseline_mean",
                "gap", "lower", "upper", "confidence")
@@ -69,7 +70,8 @@ def gaps_frame(results: pd.DataFrame, comparisons: Sequence[Comparison], confide
             matrices = comparison_matrices(runs, (comparison.treatment, comparison.baseline))
             if len(matrices) < 2:
                 continue
+            named = models_cell(runs, comparison.treatment, comparison.baseline, str(model))
             for row in paired_gaps(matrices[comparison.treatment], matrices[comparison.baseline], confidence):
-                rows.append({"model": model, "task": task, "treatment": comparison.treatment,
+                rows.append({"model": named, "task": task, "treatment": comparison.treatment,
                              "baseline": comparison.baseline, **row, "confidence": confidence})
     return pd.DataFrame(rows, columns=list(GAP_COLUMNS))

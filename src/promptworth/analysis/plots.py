@@ -30,6 +30,7 @@ from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.analysis.advantage import AdvantageResult, check_log_sizes, compare, comparison_matrices
 from promptworth.analysis.curves import MODEL, check_tidy, run_matrix
 from promptworth.analysis.gaps import paired_gaps, size_means
+from promptworth.analysis.joins import method_label
 from promptworth.analysis.table_format import format_advantage
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import builtin_methods
@@ -39,9 +40,14 @@ DPI = 150
 SCALE = 100.0  # scores are drawn in % (x100), as the tables print them
 MARKERS = ("o", "s", "^", "D", "v")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
-# after seaborn's ten colour-blind colours, ten more far from them: a colour for every built-in method
+# the palette: seaborn's ten colour-blind colours, then these ten far from them
 MORE_COLOURS = ((0.0, 0.0, 0.0), (0.1, 0.1, 0.45), (0.5, 0.0, 0.1), (0.0, 0.45, 0.45), (0.45, 0.45, 0.0),
                 (0.85, 0.0, 0.65), (0.45, 0.75, 0.1), (0.4, 0.5, 0.6), (0.3, 0.0, 0.5), (0.75, 0.65, 0.45))
+# the built-ins of issue 29 hold the palette's slots 0-18; a study's own methods take the slots from 19 on
+OWN_METHODS_FROM_SLOT = 19
+# a colour for each built-in added since, in the registry's order, none of them in the palette (a
+# built-in added later appends one): no built-in added moves or looks like any other method
+LATER_BUILTIN_COLOURS = ((0.6, 0.3, 0.0), (0.2, 0.6, 0.9), (0.9, 0.45, 0.45), (0.0, 0.3, 0.15))
 METRIC_NAMES = {"acc": "accuracy", "f1": "F1", "macro_f1": "macro F1", "mcc": "MCC", "pearson": "Pearson r",
                 "spearman": "Spearman r"}
 
@@ -54,20 +60,36 @@ class MethodStyle:
 
 
 def method_styles(methods: Sequence[str]) -> dict[str, MethodStyle]:
-    """Each method's style, fixed across figures: the built-in methods by their place in the
-    registry (a colour each), others after them in name order; past the palette's 20 colours a
-    colour repeats only with another marker and line, so no two methods of a figure look alike."""
+    """Each method's style, fixed across figures and by a rule that no new built-in changes.
+
+    A slot ``s`` is colour ``s % 20`` of the palette with marker and line ``(s // 10) % 5``: slots
+    0 to 99 are 100 styles, no two alike. The first 19 built-ins take slots 0-18 by their place in
+    the registry; a study's own (defined) methods take slots 19, 20, ... in name order, whatever the
+    registry holds. A built-in past the first 19 takes a colour of its own outside the palette
+    (``LATER_BUILTIN_COLOURS``) with marker and line ``(place // 10) % 5``. So no two methods of a
+    figure look alike while it shows fewer than 82 defined methods."""
     import seaborn as sns  # late: seaborn is slow to import
 
-    colours = [tuple(c) for c in sns.color_palette("colorblind", n_colors=10)] + list(MORE_COLOURS)
+    palette = [tuple(c) for c in sns.color_palette("colorblind", n_colors=10)] + list(MORE_COLOURS)
     builtins = list(builtin_methods())
-    order = builtins + sorted(m for m in set(methods) if m not in builtins)
+    defined = sorted(m for m in set(methods) if m not in builtins)
     styles = {}
     for method in methods:
-        i = order.index(method)
-        cycle = (i // 10) % len(MARKERS)  # the second ten: other markers and lines too
-        styles[method] = MethodStyle(colours[i % len(colours)], MARKERS[cycle], LINESTYLES[cycle])
+        if method in defined:
+            styles[method] = slot_style(OWN_METHODS_FROM_SLOT + defined.index(method), palette)
+        elif (place := builtins.index(method)) < OWN_METHODS_FROM_SLOT:
+            styles[method] = slot_style(place, palette)
+        else:
+            cycle = (place // 10) % len(MARKERS)
+            colour = LATER_BUILTIN_COLOURS[place - OWN_METHODS_FROM_SLOT]  # none: append one for the new built-in
+            styles[method] = MethodStyle(colour, MARKERS[cycle], LINESTYLES[cycle])
     return styles
+
+
+def slot_style(slot: int, palette: Sequence[tuple[float, float, float]]) -> MethodStyle:
+    """The style of a slot: the palette's colours in turn, the marker and line changing every ten."""
+    cycle = (slot // 10) % len(MARKERS)
+    return MethodStyle(palette[slot % len(palette)], MARKERS[cycle], LINESTYLES[cycle])
 
 
 def metric_label(runs: pd.DataFrame) -> str:
@@ -159,9 +181,9 @@ def _title(panel: TaskPanel) -> str:
 
 
 def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: dict[str, MethodStyle],
-                  confidence: float = 0.95) -> None:
-    """Runs of one size, side by side per method (x: the method): every run a faint point, the mean
-    over data seeds with its interval as an error bar."""
+                  confidence: float = 0.95, model: str = "") -> None:
+    """Runs of one size, side by side per method (x: the method, with the backbone it ran on where
+    that is not ``model``): every run a faint point, the mean over data seeds with its interval as an error bar."""
     for x, method in enumerate(methods):
         of_method = runs[runs["method"] == method]
         style = styles[method]
@@ -171,8 +193,9 @@ def method_points(ax: Axes, runs: pd.DataFrame, methods: Sequence[str], styles: 
         low, high = stats["mean"] - stats["lower"], stats["upper"] - stats["mean"]
         error = None if math.isnan(low) else [[SCALE * low], [SCALE * high]]
         ax.errorbar(x, SCALE * stats["mean"], yerr=error, fmt=style.marker, ms=5, color=style.colour, capsize=3,
-                    lw=1.2, label=method)
-    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=7)
+                    lw=1.2, label=method_label(runs, method, model))
+    ax.set_xticks(range(len(methods)), [method_label(runs, m, model) for m in methods], rotation=45, ha="right",
+                  fontsize=7)
     ax.set_xlim(-0.6, len(methods) - 0.4)
 
 
@@ -190,7 +213,7 @@ def draw_curves(ax: Axes, panel: TaskPanel, styles: dict[str, MethodStyle], comp
             ax.fill_between(stats["train_size"], SCALE * stats["lower"], SCALE * stats["upper"],
                             color=style.colour, alpha=0.15, lw=0)
         ax.plot(stats["train_size"], SCALE * stats["mean"], marker=style.marker, markersize=3, lw=1.5,
-                ls=style.linestyle, color=style.colour, label=method)
+                ls=style.linestyle, color=style.colour, label=method_label(panel.runs, method, panel.model))
     ax.fill_between([], [], [], color=styles[panel.methods[0]].colour, alpha=0.15, lw=0,
                     label=f"{confidence:.0%} interval of the mean (t, over data seeds)")
     r = panel.result
@@ -223,7 +246,7 @@ def draw_panel(axes: tuple[Axes, Axes | None], panel: TaskPanel, styles: dict[st
     """A panel's curves (or points, for one size) and, under them, its gaps."""
     curves, gaps = axes
     if panel.single_size:
-        method_points(curves, panel.runs, panel.methods, styles, confidence)
+        method_points(curves, panel.runs, panel.methods, styles, confidence, panel.model)
         if gaps is not None:
             gaps.set_visible(False)
     else:

@@ -151,11 +151,12 @@ def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, strays: str = "warn") -> pd.DataFrame:
-    """The tidy table of every run record under ``paths``; duplicate runs, runs whose split has
-    changed since they were trained and records citing a file that changed are errors. With
-    ``study``, only the study's runs are read, each must be what the study asks of it, and the
-    other files (:func:`study_files`) are named in a warning, or an error (``strays`` "error")."""
+def read_records(paths: Iterable[str | Path], study: StudyConfig | None = None,
+                 strays: str = "warn") -> dict[Path, dict[str, Any]]:
+    """Every run record under ``paths``, read and checked, by file; runs whose split has changed
+    since they were trained and records citing a file that changed are errors. With ``study``,
+    only the study's runs are read, each must be what the study asks of it, and the other files
+    (:func:`study_files`) are named in a warning, or an error (``strays`` "error")."""
     paths = list(paths)
     files = find_run_files(paths)
     asked_for: dict[Path, Asked] = {}
@@ -176,6 +177,13 @@ def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, stray
     check_citations(records)
     check_model_weights(records)
     check_splits(records)
+    return records
+
+
+def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, strays: str = "warn") -> pd.DataFrame:
+    """The tidy table of every run record under ``paths`` (:func:`read_records`: ``study`` and
+    ``strays`` as there); a run that appears twice is an error."""
+    records = read_records(paths, study, strays)
     rows, origin = [record_row(record) for record in records.values()], list(records)
     table = pd.DataFrame(rows)
     key = ["task", "method", "model", "template_name", "train_size", "seed"]

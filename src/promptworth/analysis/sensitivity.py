@@ -14,6 +14,7 @@ import pandas as pd
 from promptworth.analysis.estimate import AdvantageOptions
 from promptworth.analysis.advantage import AdvantageResult, Comparison, compare, comparison_matrices
 from promptworth.analysis.curves import MODEL, RunMatrix, check_tidy, matched_ladder
+from promptworth.analysis.joins import models_cell
 
 HEADLINE = "headline"
 SENSITIVITY_COLUMNS = ("model", "task", "treatment", "baseline", "variant", "advantage", "lower", "upper", "std",
@@ -45,8 +46,9 @@ def sensitivity_frame(results: pd.DataFrame, comparisons: Sequence[Comparison],
             matrices = comparison_matrices(runs, methods)
             if len(matrices) < len(methods):
                 continue
+            named = models_cell(runs, comparison.treatment, comparison.baseline, str(model))
             for name, variant in variants(matrices, options).items():
-                result = compare(matrices, comparison.treatment, comparison.baseline, variant, str(task), str(model))
+                result = compare(matrices, comparison.treatment, comparison.baseline, variant, str(task), named)
                 rows.append(_row(result, name))
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
 

@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from promptworth.analysis.curves import MODEL, check_tidy
+from promptworth.analysis.joins import BACKBONE, method_label
 from promptworth.analysis.plots import SCALE, MethodStyle, TaskPanel, method_points, metric_label, panel_name
 from promptworth.analysis.table_format import format_share
 from promptworth.analysis.tables import methods_frame
@@ -74,7 +75,9 @@ def model_sizes(panels: Sequence[TaskPanel]) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for panel in panels:
         if panel.model not in sizes and "total_params" in panel.runs.columns:
-            counts = pd.to_numeric(panel.runs["total_params"], errors="coerce").dropna()
+            # not a method's own backbone (SetFit's) beside the model: analysis.joins
+            own = panel.runs[panel.runs[BACKBONE] == panel.model] if BACKBONE in panel.runs.columns else panel.runs
+            counts = pd.to_numeric(own["total_params"], errors="coerce").dropna()
             sizes[panel.model] = float(counts.median()) if len(counts) else math.nan
         sizes.setdefault(panel.model, math.nan)
     return dict(sorted(sizes.items(), key=lambda item: (math.isnan(item[1]), 0.0 if math.isnan(item[1]) else item[1])))
@@ -134,9 +137,10 @@ def methods_figure(results: pd.DataFrame, styles: dict[str, MethodStyle], confid
         size = runs["train_size"].max()
         runs = runs[runs["train_size"] == size]
         present = [m for m in order if (runs["method"] == m).any()]
-        method_points(ax, runs, present, styles, confidence)
+        method_points(ax, runs, present, styles, confidence, model)
         shown = {m: share_on[m, model, task, size] for m in present}
-        labels = [m if math.isnan(shown[m]) else f"{m}\n{format_share(shown[m])}" for m in present]
+        names = {m: method_label(runs, m, model) for m in present}
+        labels = [names[m] if math.isnan(shown[m]) else f"{names[m]}\n{format_share(shown[m])}" for m in present]
         ax.set_xticks(range(len(present)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylim(0, SCALE)
         ax.set_ylabel(metric_label(runs), fontsize=8)

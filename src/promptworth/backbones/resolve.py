@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptworth.backbones.registry import SHORT_NAMES
+from promptworth.backbones.registry import PACKAGED_MODELS, SHORT_NAMES
 from promptworth.errors import PromptworthError
 from promptworth.paths import project_root
 
@@ -29,7 +30,7 @@ def looks_like_folder(name: str) -> bool:
 def record_name(name: str) -> str:
     """The name a run record gives the model ``name`` (:attr:`ModelRef.name`): a short name as it
     is, a folder by its own name, a hub id by its last part; the model need not exist yet."""
-    if name in SHORT_NAMES:
+    if name in SHORT_NAMES or name in PACKAGED_MODELS:
         return name
     folder = Path(name).expanduser()
     if folder.is_dir() or looks_like_folder(name):
@@ -38,7 +39,8 @@ def record_name(name: str) -> str:
 
 
 def resolve_model(name: str, root: Path | None = None) -> ModelRef:
-    """A ``--model`` value as a :class:`ModelRef`: a local folder, a short name or a hub id."""
+    """A ``--model`` value as a :class:`ModelRef`: a local folder, a short name (an offline backbone's
+    converted folder, a packaged model's folder in its package) or a hub id."""
     if not name:
         raise PromptworthError("no model given")
     if name in SHORT_NAMES:
@@ -51,6 +53,11 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
             f"`promptworth convert-model --model {name} --out {SHORT_NAMES[name]}` "
             f"(or `make`) first"
         )
+    if name in PACKAGED_MODELS:
+        folder = packaged_folder(name)
+        if folder is None:
+            raise PromptworthError(f"model {name!r} is not installed: {PACKAGED_MODELS[name].install}")
+        return ModelRef(name=name, path=str(folder), local=True)
     folder = Path(name).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
@@ -59,6 +66,18 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
     if looks_like_folder(name):
         raise PromptworthError(f"model folder {name} does not exist")
     return ModelRef(name=record_name(name), path=name, local=False)
+
+
+def packaged_folder(name: str) -> Path | None:
+    """The folder of the packaged model ``name`` (:data:`PACKAGED_MODELS`) inside its installed
+    package, found without importing it; None when the package is not installed."""
+    model = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(model.package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / model.folder
+        if (folder / "config.json").is_file():
+            return folder.resolve()
+    return None
 
 
 # Files that hold a checkpoint's weights (safetensors, or PyTorch's pickles for older hub models).

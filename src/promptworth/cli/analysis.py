@@ -1,4 +1,4 @@
-"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``figures``,
+"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``paired``, ``figures``,
 ``budgets``, ``lmbff-table`` and ``costs`` (Snakemake's benchmarks of the training jobs -> one CSV).
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
@@ -42,6 +42,17 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
         if table.empty:
             raise PromptworthError(f"{args.results}: no runs of model {args.model!r}")
     return table
+
+
+def _write_texts(folder: Path, texts: dict[str, str]) -> list[Path]:
+    """Every text into ``folder`` by its file name, all or nothing."""
+    from promptworth.files import write_files
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    return write_files(folder, write)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,8 +108,10 @@ def format_results(results: list[AdvantageResult]) -> str:
 
 def run_advantage(args: argparse.Namespace) -> int:
     from promptworth.analysis.advantage import advantage_table
+    from promptworth.analysis.joins import comparison_runs
 
-    results = advantage_table(_results(args), args.treatment, args.baseline, _options(args), tasks=args.tasks)
+    runs = comparison_runs(_results(args), args.in_place_of).frame
+    results = advantage_table(runs, args.treatment, args.baseline, _options(args), tasks=args.tasks)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -126,15 +139,19 @@ def run_import_lescao(args: argparse.Namespace) -> int:
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
+    return _chosen_comparisons(args.comparisons, set(table["method"].astype(str)), str(args.results))
+
+
+def _chosen_comparisons(given: list[str] | None, present: set[str], source: str) -> list:
+    """The comparisons of ``--comparisons``, else the default ones whose methods are both ``present``."""
     from promptworth.analysis.advantage import Comparison
 
-    if args.comparisons:
-        return [Comparison.parse(text) for text in args.comparisons]
-    present = set(table["method"].astype(str))
+    if given:
+        return [Comparison.parse(text) for text in given]
     chosen = [c for c in map(Comparison.parse, DEFAULT_COMPARISONS) if {c.treatment, c.baseline} <= present]
     if not chosen:
         raise PromptworthError(
-            f"{args.results}: none of the default comparisons ({' '.join(DEFAULT_COMPARISONS)}) has both methods "
+            f"{source}: none of the default comparisons ({' '.join(DEFAULT_COMPARISONS)}) has both methods "
             f"in the results (methods: {', '.join(sorted(present))}); give --comparisons"
         )
     return chosen
@@ -142,24 +159,63 @@ def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
 
 def run_tables(args: argparse.Namespace) -> int:
     from promptworth.analysis.tables import table_texts
-    from promptworth.files import write_files
 
     table = _results(args)
-    texts = table_texts(table, _comparisons(args, table), _options(args))
-
-    def write(tmp: Path) -> None:
-        for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
-    written = write_files(args.out_dir, write)
+    texts = table_texts(table, _comparisons(args, table), _options(args), args.in_place_of)
+    written = _write_texts(args.out_dir, texts)
     print(f"[promptworth] {len(written)} tables -> {args.out_dir}")
+    return 0
+
+
+def run_paired(args: argparse.Namespace) -> int:
+    from promptworth.analysis.paired import paired_frame, paired_markdown
+
+    records = _records(args)
+    present = {record["method"] for record in records.values()}
+    comparisons = _chosen_comparisons(args.comparisons, present, ", ".join(map(str, args.paths)))
+    frame, left = paired_frame(records, comparisons, args.confidence, args.resamples, args.in_place_of)
+    _write_texts(args.out_dir, {"paired.csv": frame.to_csv(index=False), "paired.md": paired_markdown(frame, left)})
+    without = f", {len(left.without_predictions)} left out without per-row predictions" if left.without_predictions else ""
+    print(f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
+    return 0
+
+
+def _records(args: argparse.Namespace) -> dict:
+    """The run records of ``args.paths`` (with ``--study`` and ``--strays``, as aggregate reads them)."""
+    from promptworth.analysis.results import read_records
+
+    return read_records(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
+
+
+def run_protocol(args: argparse.Namespace) -> int:
+    from promptworth.analysis.protocol import protocol_frames, protocol_markdown
+
+    frame, facts = protocol_frames(_records(args))
+    _write_texts(args.out_dir, {"protocol.csv": frame.to_csv(index=False), "protocol.md": protocol_markdown(frame, facts)})
+    print(f"[promptworth] protocol of {len(facts)} runs -> {args.out_dir}")
+    return 0
+
+
+def run_flops(args: argparse.Namespace) -> int:
+    from promptworth.analysis.flops_cost import cost_figure, cost_texts
+    from promptworth.analysis.intervals import check_confidence
+    from promptworth.analysis.plots import method_styles, save_figure
+    from promptworth.files import write_files
+
+    check_confidence(args.confidence)
+    texts, runs = cost_texts(_records(args), args.confidence)
+    figure = cost_figure(runs, method_styles(list(dict.fromkeys(runs["method"]))), args.in_place_of, args.confidence)
+    written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "cost"))
+    written += _write_texts(args.tables_dir, texts)
+    print(f"[promptworth] score against training FLOPs of {len(runs)} runs: {len(written)} files -> "
+          f"{args.tables_dir}, {args.figures_dir}")
     return 0
 
 
 def run_figures(args: argparse.Namespace) -> int:
     from promptworth.analysis.figures import figures
 
-    written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
+    written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args), args.in_place_of)
     print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
     return 0
 
@@ -168,24 +224,20 @@ def run_budgets(args: argparse.Namespace) -> int:
     from promptworth.analysis.budgets import (
         advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget, stop_steps,
     )
+    from promptworth.analysis.joins import comparison_runs
     from promptworth.analysis.plots import save_figure
     from promptworth.files import write_files
 
-    table = _results(args)
+    table = comparison_runs(_results(args), args.in_place_of).frame
     comparisons = _comparisons(args, table)
     frame = advantage_by_budget(table, comparisons, _options(args))
     texts = {"advantage_by_budget.csv": frame.to_csv(index=False),
              "advantage_by_budget.md": advantage_by_budget_markdown(frame),
              "scores_by_budget.csv": scores_by_budget(table).to_csv(index=False)}
     figure = budgets_figure(frame, comparisons[0], stop_steps(table, comparisons[0]))
-
-    def write(tmp: Path) -> None:
-        for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
     # everything is computed first; the figure (its drawing can fail) is written before the tables
     written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
-    written += write_files(args.tables_dir, write)
+    written += _write_texts(args.tables_dir, texts)
     budgets = ", ".join(dict.fromkeys(frame["budget"].astype(str)))
     print(f"[promptworth] advantage at budgets {budgets}: {len(written)} files -> {args.tables_dir}, {args.figures_dir}")
     return 0

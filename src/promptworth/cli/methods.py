@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 
+from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 
 
 def method_rows(model: str | None, task_name: str) -> list[dict]:
-    """One row per built-in method; with ``model``, its parameters once the tuning is applied."""
+    """One row per built-in method; with ``model``, its parameters once the tuning is applied (a
+    method that runs on a backbone of its own, SetFit, has none on ``model``: its row names its backbone)."""
     rows = []
     for spec in method_specs.BUILTINS:
         row = {"method": spec.name, "objective": spec.objective, "tuning": spec.tuning, "extras": list(spec.extras),
-               "strategy": spec.strategy, "size_zero": spec.runs_at_size_zero,
+               "template": spec.template, "strategy": spec.strategy, "size_zero": spec.runs_at_size_zero,
                "trains": spec.tuning_spec.trains, "options": spec.resolved_options(),
-               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper}
+               "training": spec.training_defaults(), "source": spec.tuning_spec.source, "paper": spec.paper,
+               "backbone": spec.backbone}
         rows.append(row)
     if model is not None:
         from promptworth.backbones import load
@@ -26,7 +29,13 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         backbone = load.open_backbone(model)
         task = tasks.get_task(task_name)
         for row, spec in zip(rows, method_specs.BUILTINS):
-            method = build.build_method(spec, task, backbone, 128)
+            if spec.backbone is not None:
+                continue
+            try:
+                method = build.build_method(spec, task, backbone, 128)
+            except PromptworthError as exc:  # words or a template the task lacks (null, the controls)
+                row["unavailable"] = str(exc)
+                continue
             runtime.seed_everything(0)
             method.load_model()
             row["options"] = method.options
@@ -45,13 +54,15 @@ def run_methods(args: argparse.Namespace) -> int:
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
         training = ", ".join(f"{k}={v}" for k, v in row["training"].items()) or "-"
-        counts = ""
+        counts = f"  not on {args.task}: {row['unavailable']}" if "unavailable" in row else ""
         if "parameters" in row:
             p = row["parameters"]
             share = f" ({100 * p['trainable'] / p['total']:.3g}%)" if p["total"] else ""
             counts = f"  trainable {p['trainable']:,} of {p['total']:,}{share}"
         parts = " + ".join([row["objective"], row["tuning"], *row["extras"]])
-        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}")
+        parts += f" (template {row['template']})" if row["template"] else ""
+        own = f" (on its own backbone, {row['backbone']})" if row["backbone"] else ""
+        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}{own}")
         print(f"{'':<{width}} trains: {row['trains']}")
         print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
     print(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "

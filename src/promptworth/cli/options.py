@@ -96,6 +96,13 @@ def model_filter() -> tuple[Opt, ...]:
     return (opt("--model", help="only runs of this model (the 'model' column)"),)
 
 
+def in_place_of() -> tuple[Opt, ...]:
+    """The study model a method on a backbone of its own (SetFit) is compared beside."""
+    return (opt("--in-place-of", metavar="MODEL",
+                help="the model whose runs a method with a backbone of its own (SetFit) is compared with: the "
+                     "study's first model, in whose place it ran (default: the one other model of the runs)"),)
+
+
 def out_dir() -> tuple[Opt, ...]:
     return (opt("--out-dir", type=Path, required=True),)
 
@@ -111,6 +118,40 @@ def comparisons(note: str = "") -> OptionSet:
     return lambda: (opt("--comparisons", nargs="+", metavar="TREATMENT:BASELINE", help=help),)
 
 
+def records() -> tuple[Opt, ...]:
+    """The run records a verb reads itself, and the study they must belong to."""
+    return (
+        opt("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
+            help="run records, or folders searched recursively for *.json"),
+        opt("--study", metavar="CONFIG", help="a study config (YAML; or the config as JSON, as the workflow "
+            "passes it): read only the study's runs among the paths, each of which must be what the study asks "
+            "for (its settings, split, learning-rate selection and search); the others are named in a warning"),
+        opt("--strays", choices=("warn", "error"), default="warn", help="with --study, files that are not "
+            "records of the study's runs: a warning (default) or an error"),
+    )
+
+
+def confidence() -> tuple[Opt, ...]:
+    """The confidence level of the intervals."""
+    return (opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),)
+
+
+def tables_and_figures_dirs() -> tuple[Opt, ...]:
+    """A verb that writes tables and a figure: the folder of each."""
+    return (opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
+            opt("--figures-dir", type=Path, required=True, help="folder of the figure"))
+
+
+def intervals() -> tuple[Opt, ...]:
+    """The confidence level of the intervals and the bootstrap's resamples."""
+    return (
+        *confidence(),
+        opt("--resamples", type=int, default=2000,
+            help="bootstrap resamples: all distinct ones when there are no more, else this many random "
+                 "draws (default: %(default)s)"),
+    )
+
+
 def advantage() -> tuple[Opt, ...]:
     """How the data advantage is estimated (:class:`promptworth.analysis.estimate.AdvantageOptions`)."""
     from promptworth.analysis.curves import REDUCTIONS, WINDOWS, X_SCALES
@@ -122,10 +163,7 @@ def advantage() -> tuple[Opt, ...]:
         opt("--interval", choices=INTERVALS, default="bootstrap",
             help="bootstrap: a confidence interval over data seeds; loo: Le Scao & Rush's "
                  "leave-one-run-out std (default: %(default)s)"),
-        opt("--confidence", type=float, default=0.95, help="of the intervals (default: %(default)s)"),
-        opt("--resamples", type=int, default=2000,
-            help="bootstrap resamples: all distinct ones when there are no more, else this many random "
-                 "draws (default: %(default)s)"),
+        *intervals(),
         opt("--ladder", choices=("matched", "own"), default="matched",
             help="matched: only the sizes every compared method ran; own: each curve on its own sizes "
                  "(default: %(default)s)"),
@@ -138,6 +176,7 @@ def advantage() -> tuple[Opt, ...]:
             help="methods whose curves set the window (default: the two compared); "
                  "prompt:head reproduces the paper's null-verbalizer numbers"),
         *model_filter(),
+        *in_place_of(),
     )
 
 
@@ -147,7 +186,7 @@ def advantage() -> tuple[Opt, ...]:
 
 def run() -> tuple[Opt, ...]:
     """The task, the method (a built-in, or one defined from parts), the split, the model."""
-    from promptworth.backbones.registry import OFFLINE_MODELS, SMOLLM2
+    from promptworth.backbones.registry import MINILM, OFFLINE_MODELS, PACKAGED_MODELS, SMOLLM2
 
     return (
         opt("--task", required=True, help="registry task name (promptworth tasks)"),
@@ -162,8 +201,8 @@ def run() -> tuple[Opt, ...]:
         opt("--extra", action="append", default=[], choices=tuple(registry.EXTRAS),
             help="an extra part of a method defined from parts, e.g. calibrate (repeatable)"),
         opt("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)"),
-        opt("--model", default=SMOLLM2, help=f"folder, hub id or an offline backbone: {', '.join(OFFLINE_MODELS)} "
-            f"({SMOLLM2} by default)"),
+        opt("--model", help=f"folder, hub id, an offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one "
+            f"({', '.join(PACKAGED_MODELS)}); default: the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
         opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
         opt("--template", help="template name from the registry (default: the first that suits the model)"),
         opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),

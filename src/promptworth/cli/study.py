@@ -1,4 +1,5 @@
-"""Study verbs: ``progress`` (runs done and an estimate of the time left), ``unlock-stale``
+"""Study verbs: ``plan`` (what a study has still to train and how long it will take), ``progress``
+(runs done and an estimate of the time left), ``unlock-stale``
 (release the lock a hard-killed Snakemake left, when no other Snakemake runs here) and ``pool``
 (run a study with long-lived training processes)."""
 
@@ -69,6 +70,33 @@ def run_progress(args: argparse.Namespace) -> int:
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
     print(f"[promptworth] {done}/{args.total} {args.what} done ({share:.0f}%){eta}", flush=True)
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from promptworth.study import tiny_variant
+    from promptworth.study.config_file import read_config_file, schema_file
+    from promptworth.study.estimate import estimate_here
+    from promptworth.study.estimate_report import study_summary, table
+    from promptworth.study.load import load_study
+    from promptworth.study.reuse import reuse
+
+    for name, value in (("--threads", args.threads), ("--at-once", args.at_once)):
+        if value is not None and value < 1:
+            raise PromptworthError(f"{name} must be at least 1, got {value}")
+    for folder in args.reference:
+        if not folder.is_dir():
+            raise PromptworthError(f"--reference {folder}: no such folder (give folders of run records, e.g. "
+                                   "reports/v2/runs reports/v2/lr-grid)")
+    # the study as the workflow reads it (the tiny variant's under PROMPTWORTH_FAST=1)
+    study = load_study(tiny_variant.study_config(read_config_file(args.configfile)), schema_file())
+    threads = args.threads or min(study.resources_for(model)["threads"] for model in study.models)
+    at_once = args.at_once or max(1, (os.cpu_count() or 1) // threads)
+    stale = reuse(study).stale
+    estimate = estimate_here(study, at_once, threads, stale, args.reference)
+    if estimate.trained:
+        print(table(estimate))
+    print(study_summary(study, estimate, stale), flush=True)
     return 0
 
 

@@ -57,15 +57,23 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
     return method_specs.define(definition, "--method")
 
 
+def model_of(args: argparse.Namespace, method: method_specs.MethodSpec) -> str:
+    """The run's ``--model``: as given, else the method's own backbone (SetFit's), else SmolLM2."""
+    from promptworth.backbones.registry import SMOLLM2
+
+    return args.model or method.backbone or SMOLLM2
+
+
 def run_train(args: argparse.Namespace) -> int:
     from promptworth.study import tiny_variant as fast
     from promptworth.training import pool as workers
 
     check_run_arguments(args)
-    config = config_from_args(args, method_from_args(args).training_defaults())
+    method = method_from_args(args)
+    config = config_from_args(args, method.training_defaults())
     config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
     request = RunRequest(
-        task=args.task, method=method_from_args(args), split_dir=args.split_dir, model=args.model, seed=args.seed,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
         search=args.search, lr_selection=args.learning_rate_from,
@@ -96,7 +104,7 @@ def run_search(args: argparse.Namespace) -> int:
     config, _ = fast.train_settings(config_from_args(args, method.training_defaults()), None)
     out = check_output_file(args.out)
     request = search.SearchRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=args.model, seed=args.seed, config=config,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed, config=config,
         template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
@@ -113,11 +121,16 @@ def run_select_lr(args: argparse.Namespace) -> int:
     from promptworth.files import check_output_file, write_json
 
     out = check_output_file(args.out)
-    selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates)
+    if args.bands and args.size not in args.bands:
+        raise PromptworthError(f"--size {args.size} is not one of --bands {' '.join(map(str, args.bands))}")
+    selection = lr_grid.select(args.records, args.task, args.method, args.size, args.rates, args.extend_at_edge,
+                               args.bands)
     write_json(out, selection)
     means = ", ".join(f"{lr_grid.rate_label(r['learning_rate'])}: {r['mean_dev_score']:.4f}" for r in selection["rates"])
-    print(f"{args.task} {args.method}: learning rate {lr_grid.rate_label(selection['learning_rate'])} (mean dev {means}; "
-          f"{len(selection['runs'])} pilot runs) -> {out}", file=sys.stderr)
+    beyond = (selection.get("extension") or {}).get("learning_rate")
+    extended = f", the grid extended to {lr_grid.rate_label(beyond)} at its edge" if beyond is not None else ""
+    print(f"{args.task} {args.method}: learning rate {lr_grid.rate_label(selection['learning_rate'])} "
+          f"(mean dev {means}; {len(selection['runs'])} pilot runs{extended}) -> {out}", file=sys.stderr)
     return 0
 
 

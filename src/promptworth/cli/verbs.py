@@ -88,6 +88,20 @@ DATA = (
 )
 
 STUDY = (
+    Verb("plan", "print a study's runs and pilot runs still to train and how long they will take, running nothing",
+         "promptworth.cli.study:run_plan",
+         (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)"),
+                opt("--reference", type=Path, nargs="+", default=[], metavar="FOLDER",
+                    help="folders of finished run records (searched recursively, e.g. reports/v2/runs reports/v2/lr-grid) "
+                         "that calibrate the estimate where the study's own records do not"),
+                opt("--threads", type=int, help="threads a training run uses (default: the study's resources; make's "
+                    "TRAIN_THREADS)"),
+                opt("--at-once", type=int, help="training runs side by side (default: this machine's cores over "
+                    "--threads; make's WORKERS)")),),
+         "Print a table of the runs and pilot runs the study has still to train, per model, task and method (their "
+         "predicted steps and CPU hours), then the plan and its estimate: CPU hours and hours on the clock, which "
+         "finished records calibrate it (the study's own first, then --reference), the share extrapolated, and the "
+         "runs with no estimate (docs/performance.md, \"Estimating a study before it runs\")."),
     Verb("progress", "print how many runs of a study are done and about how long the rest will take",
          "promptworth.cli.study:run_progress",
          (these(opt("runs_dir", type=Path, help="folder of the study's run records"),
@@ -158,7 +172,14 @@ TRAIN = (
                 opt("--size", required=True, type=o.training_size,
                     help="the pilot splits' training-set size (their folders are <size>-<data seed>)"),
                 opt("--rates", nargs="+", type=float, metavar="RATE",
-                    help="the grid: every record's rate must be one of these, and each must have its pilot runs")),
+                    help="the grid: every record's rate must be one of these, and each must have its pilot runs"),
+                opt("--extend-at-edge", action="store_true",
+                    help="a choice at the grid's smallest or largest rate extends it once: the records also hold the "
+                         "pilot runs at the rate beyond that edge (the grid's ratio there), and the rule chooses over "
+                         "the extended grid"),
+                opt("--bands", nargs="+", type=o.training_size, metavar="SIZE",
+                    help="every pilot size of the study's grid (--size one of them): the file states them and the "
+                         "rule that gives each run the rate of the nearest on a log scale")),
           o.out("the selection file (JSON) to write")),
          None),  # the description names the rule: filled in by select_lr_description()
     Verb("worker", "a long-lived training process of a pool (started by promptworth pool, not by hand)",
@@ -179,16 +200,10 @@ def select_lr_description() -> str:
 ANALYSIS = (
     Verb("aggregate", "collect run JSONs into the tidy results table (one row per run)",
          "promptworth.cli.analysis:run_aggregate",
-         (these(opt("paths", nargs="+", type=Path, metavar="RUN_JSON_OR_DIR",
-                    help="run records, or folders searched recursively for *.json")),
+         (o.records,
           o.out("CSV to write (default: %(default)s)", required=False, default=Path("results/runs.csv")),
           these(opt("--peak-gflops", type=float, help="the training machine's matmul peak (make benchmark: "
-                    "peak.bf16_matmul_2048_gflops): adds the study-level MFU to the compute line"),
-                opt("--study", metavar="CONFIG", help="a study config (YAML; or the config as JSON, as the workflow "
-                    "passes it): read only the study's runs among the paths, each of which must be what the study asks "
-                    "for (its settings, split, learning-rate selection and search); the others are named in a warning"),
-                opt("--strays", choices=("warn", "error"), default="warn", help="with --study, files that are not "
-                    "records of the study's runs: a warning (default) or an error")))),
+                    "peak.bf16_matmul_2048_gflops): adds the study-level MFU to the compute line")))),
     Verb("advantage", "data advantage of one method over another, per model and task",
          "promptworth.cli.analysis:run_advantage",
          (o.results, o.pair, o.advantage,
@@ -202,14 +217,33 @@ ANALYSIS = (
           these(opt("--pattern", type=int, default=0, help="PVP pattern taken as prompt/null (default: %(default)s)")))),
     Verb("tables", "advantage and LM-BFF-style tables as markdown, LaTeX and CSV", "promptworth.cli.analysis:run_tables",
          (o.results, o.out_dir, o.comparisons(), o.advantage)),
+    Verb("paired", "two methods compared row by row on the test rows both scored (the records' per-row predictions): "
+         "paired.md and paired.csv", "promptworth.cli.analysis:run_paired",
+         (o.records, o.out_dir, o.comparisons(), o.intervals, o.in_place_of),
+         "Pair each run of a comparison's treatment with the baseline's run of the same model, task, size, data seed "
+         "and train seed, on the test rows both scored (their records' predictions), and write paired.md and "
+         "paired.csv: per size, the accuracy gap over the data seeds with a bootstrap interval over the seeds and one "
+         "over the seeds and the test rows, and McNemar's exact test of each pair of runs. Records without per-row "
+         "predictions (made before issue 30) are left out and counted; with none that has them, the table says so."),
     Verb("figures", "score vs training-set size per task and an overview grid (PNG+PDF)",
          "promptworth.cli.analysis:run_figures", (o.results, o.out_dir, o.pair, o.advantage)),
     Verb("budgets", "the data advantage at each step budget the runs record (training.budgets) and at convergence: "
          "advantage_by_budget.{csv,md} and scores_by_budget.csv, and budgets.png/.pdf",
          "promptworth.cli.analysis:run_budgets",
-         (o.results, these(opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
-                           opt("--figures-dir", type=Path, required=True, help="folder of the figure")),
-          o.comparisons("; the figure shows the first"), o.advantage)),
+         (o.results, o.tables_and_figures_dirs, o.comparisons("; the figure shows the first"), o.advantage)),
+    Verb("protocol", "whether the runs kept the training protocol, from their records: protocol.md and protocol.csv",
+         "promptworth.cli.analysis:run_protocol", (o.records, o.out_dir),
+         "Per model, task and method: the runs, how they ended (stopped by patience, at the cap, with the share), "
+         "those patience stopped before they had read their training set once, those whose reported checkpoint had "
+         "read fewer examples than the training set, the minimums patience waited for, and the CPUs and precisions "
+         "that made the records; under the table, the totals a reading quotes."),
+    Verb("flops", "each method's test score against its training FLOPs, beside its curve in data points: cost.md and "
+         "cost.csv, cost.png/.pdf", "promptworth.cli.analysis:run_flops",
+         (o.records, o.tables_and_figures_dirs, o.confidence, o.in_place_of),
+         "From the run records: per model, task, method and size, the mean training and evaluation TFLOP of the "
+         "runs (timing.flops) and the mean test score over data seeds with its t interval (cost.md, cost.csv; the "
+         "learning-rate pilots the runs' selections cite, as a note), and a figure with a row per model and task: "
+         "the score against training examples and against training TFLOP."),
     Verb("lmbff-table", "LM-BFF's Table 3 layout: our rows beside the published numbers, with CPU time "
          "(lmbff.md/.csv/.tex and a figure, lmbff.png/.pdf)", "promptworth.cli.analysis:run_lmbff_table",
          (o.results, o.out_dir, o.model_filter)),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import datasets
 
@@ -116,3 +117,14 @@ def to_dataset(task: TaskSpec, rows: list[dict[str, Any]]) -> datasets.Dataset:
         features["label"] = datasets.ClassLabel(names=list(task.labels))
     columns = {name: [row[name] for row in rows] for name in features}
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def rows_sha256(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The sha256 of ``rows`` in their order, one canonical JSON line each (sorted keys, no spaces,
+    UTF-8): two runs whose test rows give the same value scored the same rows (fields and labels)
+    in the same order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        line = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()

@@ -26,8 +26,13 @@ from promptworth.data.tasks import get_task
 from promptworth.data.rows import load_rows
 from promptworth.data.split_folder import write_manifest
 
-DEV_POLICIES = ("same_as_train", "fixed")
+DEV_POLICIES = ("same_as_train", "fixed", "fixed_subset")
 DEFAULT_DEV_POLICY = "fixed"  # Le Scao & Rush
+# The policies whose dev set is as large as the training set (LM-BFF's rule; true few-shot
+# selection, Perez et al. 2021): none at size 0, so not with size 0 nor 'all'.
+TRAIN_SIZED_DEV = ("same_as_train", "fixed_subset")
+# The policies that draw a fixed dev set of ``dev_size`` rows first.
+FIXED_DEV = ("fixed", "fixed_subset")
 DEFAULT_K = 16  # LM-BFF's K: examples per class
 ALL = "all"
 # The test subset (``test_limit``) is drawn with this seed, the same for every run of a study.
@@ -40,6 +45,11 @@ ZERO_SHOT = 0
 SIZE_KINDS = "a non-negative integer (0: the zero-shot point, no training rows) or 'all'"
 NO_DEV_AT_ZERO = ("dev policy 'same_as_train' draws as many dev rows as training rows: size 0 would have no "
                   "dev set; use dev policy 'fixed' with size 0")
+
+
+def no_dev_at_zero(policy: str) -> str:
+    """Why a policy whose dev set is as large as the training set cannot draw size 0."""
+    return NO_DEV_AT_ZERO.replace("'same_as_train'", repr(policy))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +77,10 @@ class LadderSpec:
     a prefix of one seeded permutation of the pool. The dev set follows ``dev_policy``:
     "same_as_train" (LM-BFF: as many dev rows as training rows, the rows right after the training
     prefix; none at size 0, so not with size 0) or "fixed" (Le Scao & Rush: ``dev_size`` rows
-    drawn first, shared by every size of this seed, size 0 included).
+    drawn first, shared by every size of this seed, size 0 included) or "fixed_subset" (the
+    training rows of "fixed", and the first ``size`` rows of its dev set: a dev set as large as the
+    training set, whose runs differ from their "fixed" twins in the dev set alone; at most
+    ``dev_size``, not with size 0).
     """
 
     sizes: tuple[int | str, ...]
@@ -87,12 +100,12 @@ class LadderSpec:
             raise PromptworthError(f"duplicate training sizes in {list(self.sizes)}")
         if self.dev_policy not in DEV_POLICIES:
             raise PromptworthError(f"unknown dev policy {self.dev_policy!r}; expected one of {DEV_POLICIES}")
-        if self.dev_policy == "fixed" and (self.dev_size is None or self.dev_size <= 0):
-            raise PromptworthError("dev policy 'fixed' needs a positive dev_size")
-        if self.dev_policy == "same_as_train" and ALL in self.sizes:
-            raise PromptworthError("dev policy 'same_as_train' cannot be used with size 'all'")
-        if self.dev_policy == "same_as_train" and ZERO_SHOT in self.sizes:
-            raise PromptworthError(NO_DEV_AT_ZERO)
+        if self.dev_policy in FIXED_DEV and (self.dev_size is None or self.dev_size <= 0):
+            raise PromptworthError(f"dev policy {self.dev_policy!r} needs a positive dev_size")
+        if self.dev_policy in TRAIN_SIZED_DEV and ALL in self.sizes:
+            raise PromptworthError(f"dev policy {self.dev_policy!r} cannot be used with size 'all'")
+        if self.dev_policy in TRAIN_SIZED_DEV and ZERO_SHOT in self.sizes:
+            raise PromptworthError(no_dev_at_zero(self.dev_policy))
         if self.test_limit is not None and self.test_limit <= 0:
             raise PromptworthError(f"test_limit must be positive, got {self.test_limit}")
 
@@ -110,7 +123,10 @@ def parse_size(text: str) -> int | str:
 def size_problem(pool_size: int, dev_policy: str, dev_size: int | None, size: int | str) -> str | None:
     """Why a training set of ``size`` cannot be drawn from a pool of ``pool_size`` rows under the
     dev policy, or None (a pure function: the config check and :func:`ladder_indices` share it)."""
-    if dev_policy == "fixed":
+    if dev_policy == "fixed_subset" and size != ALL and dev_size is not None and size > dev_size:
+        return (f"training size {size:,} under dev policy 'fixed_subset' needs as many dev rows of the fixed dev set, "
+                f"which holds {dev_size:,}: raise dev_size")
+    if dev_policy in FIXED_DEV:
         assert dev_size is not None
         if dev_size >= pool_size:
             return (f"dev_size {dev_size:,} leaves no training row: the pool holds {pool_size:,} rows; lower the "
@@ -130,8 +146,10 @@ def ladder_indices(pool_size: int, spec: LadderSpec, size: int | str) -> tuple[n
     if problem is not None:
         raise PromptworthError(problem)
     permutation = np.random.default_rng(spec.data_seed).permutation(pool_size)
-    if spec.dev_policy == "fixed":
+    if spec.dev_policy in FIXED_DEV:
         dev, rest = permutation[: spec.dev_size], permutation[spec.dev_size :]
+        if spec.dev_policy == "fixed_subset":
+            return rest[:size], dev[:size]
         return (rest, dev) if size == ALL else (rest[:size], dev)
     return permutation[:size], permutation[size : 2 * size]
 

@@ -45,6 +45,8 @@ class TaskSpec:
     templates: dict[str, str] = field(default_factory=dict)
     label_words: dict[str, Any] = field(default_factory=dict)
     null_words: dict[str, Any] = field(default_factory=dict)
+    control_templates: dict[str, str] = field(default_factory=dict)
+    misleading_words: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_regression(self) -> bool:
@@ -103,12 +105,14 @@ def registry() -> dict[str, TaskSpec]:
         for key in ("labels", "extra_eval"):
             if entry.get(key) is not None:
                 entry[key] = tuple(str(value) for value in entry[key])
-        for key in ("label_words", "null_words"):
+        for key in ("label_words", "null_words", "misleading_words"):
             if key in entry:
                 entry[key] = {str(label): words for label, words in entry[key].items()}
         spec = TaskSpec(name=name, **entry)
         if spec.metric not in METRICS:
             raise ValueError(f"registry: {name} has unknown metric {spec.metric!r}")
+        if set(spec.templates) & set(spec.control_templates):
+            raise ValueError(f"registry: {name} names a template and a control template alike")
         specs[name] = spec
     return specs
 

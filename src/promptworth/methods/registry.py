@@ -3,6 +3,7 @@ is one entry here plus its behaviour's module."""
 
 from __future__ import annotations
 
+from promptworth.backbones.registry import MINILM
 from promptworth.methods.parts import Extra, Option, Tuning
 
 
@@ -10,16 +11,27 @@ OBJECTIVES: dict[str, str] = {
     "prompt": "the task's template; label scores are the label words' log-probabilities at the answer slot",
     "head": "a new classifier on the backbone ([CLS] for masked LMs, the last token for causal LMs)",
     "null": "the task's template with the null verbalizer (null_words)",
+    "misleading": "the task's template with misleading label words (misleading_words: each label another's word)",
     "majority": "no model: every example gets the evaluation set's most frequent class (LM-BFF's reference row)",
+    "setfit": "SetFit: a logistic regression on a sentence encoder's embeddings, fit on the training examples "
+              "after the encoder's contrastive tuning (the setfit package; its own backbone, below)",
 }
 
 
-# Objectives that read labels through a template and label words.
-PROMPT_OBJECTIVES = ("prompt", "null")
+# Objectives that run on a backbone of their own (a short name), whatever model a study names: a study's
+# runs of such a method are planned, filed and recorded under that backbone (StudyConfig.backbone_for).
+OBJECTIVE_BACKBONES: dict[str, str] = {"setfit": MINILM}
 
 
-# Objectives with parameters to train (majority has none).
-TRAINED_OBJECTIVES = ("prompt", "head", "null")
+# The objectives that read labels through a template and label words, each with the task registry
+# key its words come from.
+WORDS_KEYS: dict[str, str] = {"prompt": "label_words", "null": "null_words", "misleading": "misleading_words"}
+PROMPT_OBJECTIVES = tuple(WORDS_KEYS)
+
+
+# Objectives with parameters that the general tunings train (majority has none; setfit trains
+# only with its own tuning, contrastive).
+TRAINED_OBJECTIVES = ("prompt", "head", "null", "misleading")
 
 
 # Where the tunings' default learning rates were chosen (their ``source``).
@@ -85,7 +97,22 @@ TUNINGS: dict[str, Tuning] = {t.name: t for t in (
         ),
         behaviour="promptworth.methods.tunings.ptuning:PTuning"),
     Tuning("none", "nothing: the model is used as it is, no training step (tuning-free prompting)",
-           ("prompt", "null", "majority"), steps=False, unchanged_at_start=True, behaviour="promptworth.methods.tunings.none:NoTuning"),
+           (*PROMPT_OBJECTIVES, "majority"), steps=False, unchanged_at_start=True, behaviour="promptworth.methods.tunings.none:NoTuning"),
+    Tuning(
+        "contrastive", "every weight of a sentence encoder, on pairs of training examples (cosine similarity 1 "
+        "for the same class, 0 for another: SetFit's first phase); then the setfit objective's head is fit",
+        ("setfit",),
+        options=(Option("pairs", int, 20, "pairs per training example and per kind (same class, other class): "
+                        "SetFit's num_iterations; an epoch is 2 x pairs x the training examples", minimum=1),),
+        # protocol epochs: one epoch of pairs, whatever a study's step settings say (max_steps a cap that
+        # one epoch stays under up to 4,000 training examples)
+        training={"protocol": "epochs", "epochs": 1.0, "min_steps": 0, "max_steps": 10000, "learning_rate": 2e-5,
+                  "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_length": 256},
+        source="setfit 1.2.0's defaults: body_learning_rate 2e-5, batch_size 16, num_epochs 1, warmup_proportion "
+        "0.1, l2_weight 0.01; max_length all-MiniLM-L6-v2's max_seq_length; 20 pairs per example as Tunstall et al. "
+        "2022 (R = 20)",
+        # every weight of the encoder trains, as full's; the pairs and the head are the objective's
+        behaviour="promptworth.methods.tunings.full:Full"),
     Tuning(
         "frozen", "only the new head (a probe of the frozen model)", ("head",),
         training={"learning_rate": 1e-2},

@@ -5,8 +5,10 @@ A method is an *objective* (how labels are scored) with a *tuning* (which parame
 how they are added) and the tuning's options:
 
 - objectives: ``prompt`` (the task's template; label words read at the answer slot), ``head`` (a
-  new classifier on the backbone), ``null`` (the template with the null verbalizer), ``majority``
-  (no model: the evaluation set's most frequent class, LM-BFF's reference row);
+  new classifier on the backbone), ``null`` (the template with the null verbalizer), ``misleading``
+  (the template with misleading label words), ``majority`` (no model: the evaluation set's most
+  frequent class, LM-BFF's reference row), ``setfit`` (a logistic regression on a sentence encoder
+  tuned on pairs; its own backbone, :attr:`MethodSpec.backbone`);
 - tunings: see :data:`TUNINGS` (``none``: nothing trains, tuning-free prompting);
 - extras, how a prompt objective's input or scores change: see :data:`EXTRAS` (``calibrate``;
   ``context``: in-context demonstrations; ``demos``: LM-BFF's sampled demonstrations;
@@ -15,7 +17,9 @@ how they are added) and the tuning's options:
 
 :data:`BUILTINS` names every built-in method, in the order tables and figures show them. A study
 may define more inline (``{name: prompt-lora-r4, objective: prompt, tuning: lora, options: {r: 4}}``,
-:func:`define`). The training code that gives the parts their behaviour is
+:func:`define`). A prompt method may name its own template (``template``: one of the task's templates
+or control templates, e.g. ``irrelevant``), which every run of it reads whatever template the study or
+``--template`` chooses for the task's other prompt methods. The training code that gives the parts their behaviour is
 :mod:`promptworth.methods.objectives` (objectives) and :mod:`promptworth.methods.tunings` (tunings).
 """
 
@@ -27,7 +31,7 @@ from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.methods.parts import Option, Tuning
-from promptworth.methods.registry import EXTRAS, OBJECTIVES, TUNINGS
+from promptworth.methods.registry import EXTRAS, OBJECTIVE_BACKBONES, OBJECTIVES, TUNINGS, WORDS_KEYS
 
 # A method's name: lower-case words joined by '-' (a file name and a Snakemake wildcard).
 NAME_PATTERN = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
@@ -43,6 +47,9 @@ class MethodSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     paper: str = ""
     extras: tuple[str, ...] = ()
+    # the task template (registry name) every run of the method reads; None: the run's (--template,
+    # a study's templates, else the task's first that suits the model)
+    template: str | None = None
 
     @property
     def tuning_spec(self) -> Tuning:
@@ -61,10 +68,18 @@ class MethodSpec:
         return {**self.tuning_spec.training, **{k: v for e in self.extras for k, v in EXTRAS[e].training.items()}}
 
     @property
+    def backbone(self) -> str | None:
+        """The backbone the method always runs on (a short name: SetFit's sentence encoder), whatever
+        model a study names; None: the study's model."""
+        return OBJECTIVE_BACKBONES.get(self.objective)
+
+    @property
     def strategy(self) -> str:
         """The prompt-learning strategy the method belongs to."""
         if self.objective == "majority":
             return "reference (no model)"
+        if self.objective == "setfit":
+            return "promptless contrastive fine-tuning (sentence encoder)"
         if not self.tuning_spec.steps:
             return "tuning-free prompting"
         if self.objective == "head":
@@ -75,12 +90,22 @@ class MethodSpec:
             return "prompt+LM tuning"
         return "fixed-prompt LM tuning"
 
+    def run_template(self, requested: str | None) -> str | None:
+        """The template name a run of the method reads: its own, else ``requested`` (the run's
+        --template); a clear error when both are given and differ."""
+        if self.template is None or requested in (None, self.template):
+            return self.template or requested
+        raise PromptworthError(f"method {self.name} reads the task's template {self.template!r} (its definition); "
+                               f"the run asks for template {requested!r}: leave --template out")
+
     def size_zero_problem(self) -> str | None:
         """Why the method cannot run at training-set size 0 (the zero-shot point of a curve), or
-        None when it can: a prompt objective (the label words read from the LM head), a tuning
-        whose untrained model is the pretrained one, and no extra that reads training rows."""
-        if self.objective != "prompt":
+        None when it can: an objective that reads its label words from the LM head (prompt, and
+        misleading: its words point the wrong way, which is what its zero-shot point shows), a
+        tuning whose untrained model is the pretrained one, and no extra that reads training rows."""
+        if self.objective not in ("prompt", "misleading"):
             return {"head": "its new head is untrained", "null": "its null verbalizer's words say nothing of the labels",
+                    "setfit": "its logistic-regression head is fit on the training examples",
                     }.get(self.objective, "only the prompt objective reads its labels from the pretrained LM head")
         if not self.tuning_spec.unchanged_at_start:
             return f"its tuning {self.tuning} starts with new, untrained vectors that the model reads"
@@ -122,8 +147,22 @@ BUILTINS: tuple[MethodSpec, ...] = (
     # searched label words and templates (their result files: promptworth search)
     MethodSpec("prompt-autowords", "prompt", extras=("autowords",), paper="LM-BFF (Gao et al. 2021), automatic label words"),
     MethodSpec("prompt-autotemplate", "prompt", extras=("autotemplate",), paper="LM-BFF (Gao et al. 2021), automatic templates"),
+    # the third edition's rows (new built-ins go last, each with a colour appended to
+    # promptworth.analysis.plots.LATER_BUILTIN_COLOURS: published figures keep their styles)
+    # controls on the prompt's meaning: the task's control template `irrelevant`, its misleading_words
+    MethodSpec("prompt-irrelevant", "prompt", template="irrelevant", paper="Webson & Pavlick 2022, irrelevant templates"),
+    MethodSpec("prompt-misleading", "misleading", paper="Webson & Pavlick 2022, reversed targets"),
+    MethodSpec("icl-calibrated", "prompt", "none", extras=("context", "calibrate"),
+               paper="Zhao et al. 2021; Mosbach et al. 2023 compare it with fine-tuning"),
+    # the few-shot baseline without a prompt: a sentence encoder tuned on pairs, and a logistic regression
+    MethodSpec("setfit", "setfit", "contrastive", paper="SetFit (Tunstall et al. 2022)"),
 )
 
+
+# The untrained point (size 0) of a method that cannot run untrained, where another method is that
+# point: in-context learning with no demonstrations is the zero-shot prompt it adds them to (the
+# analysis starts the first one's curves at the second's size-0 runs: docs/analysis.md).
+UNTRAINED_POINTS: dict[str, str] = {"icl": "zeroshot", "icl-calibrated": "zeroshot-calibrated"}
 
 # What the analysis compares when told nothing else: treatment:baseline.
 DEFAULT_TREATMENT, DEFAULT_BASELINE = "prompt", "head"
@@ -143,9 +182,10 @@ def check_name(name: Any, where: str) -> str:
 
 def make_spec(
     name: str, objective: Any, tuning: Any, options: Mapping[str, Any] | None = None, where: str = "",
-    extras: Any = (),
+    extras: Any = (), template: Any = None,
 ) -> MethodSpec:
-    """A method from its parts, checked: the parts exist and combine, the options are the tuning's."""
+    """A method from its parts, checked: the parts exist and combine, the options are the tuning's,
+    a template (a name of the task registry's) only for a prompt objective."""
     where = f"{where}: method {name}" if where else f"method {name}"
     if objective not in OBJECTIVES:
         raise PromptworthError(f"{where}: unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
@@ -155,6 +195,10 @@ def make_spec(
     if objective not in spec.objectives:
         raise PromptworthError(f"{where}: tuning {tuning} does not combine with objective {objective} "
                                f"(only with {', '.join(spec.objectives)})")
+    if template is not None and (not isinstance(template, str) or not template):
+        raise PromptworthError(f"{where}: template must be a template's name in the task registry, got {template!r}")
+    if template is not None and objective not in WORDS_KEYS:
+        raise PromptworthError(f"{where}: objective {objective} reads no template; only {', '.join(WORDS_KEYS)} do")
     if options is not None and not isinstance(options, Mapping):
         raise PromptworthError(f"{where}: options must be a mapping of option names to values, got {options!r}")
     if isinstance(extras, str) or not isinstance(extras, (list, tuple)):
@@ -179,20 +223,21 @@ def make_spec(
             known = "; ".join(f"{who}: {', '.join(o.name for o in part.options) or 'none'}" for who, part in owners)
             raise PromptworthError(f"{where}: {key!r} is not an option of its parts ({known})")
         checked[key] = option.check(value, where)
-    return MethodSpec(name, objective, tuning, checked, extras=tuple(extras))
+    return MethodSpec(name, objective, tuning, checked, extras=tuple(extras), template=template)
 
 
 def define(definition: Mapping[str, Any], where: str = "method") -> MethodSpec:
-    """A method defined inline (a study's ``methods`` item): ``{name, objective, tuning, options}``;
-    its name must not be a built-in's."""
-    unknown = sorted(set(definition) - {"name", "objective", "tuning", "options", "extras"})
+    """A method defined inline (a study's ``methods`` item): ``{name, objective, tuning, options,
+    extras, template}``; its name must not be a built-in's."""
+    unknown = sorted(set(definition) - {"name", "objective", "tuning", "options", "extras", "template"})
     if unknown:
-        raise PromptworthError(f"{where}: unknown key {unknown[0]!r} (a method has name, objective, tuning, options, extras)")
+        raise PromptworthError(f"{where}: unknown key {unknown[0]!r} (a method has name, objective, tuning, options, "
+                               "extras, template)")
     name = check_name(definition.get("name"), where)
     if name in builtin_methods():
         raise PromptworthError(f"{where}: {name} is a built-in method; give the new method another name")
     return make_spec(name, definition.get("objective"), definition.get("tuning", "full"), definition.get("options"), where,
-                     definition.get("extras", ()))
+                     definition.get("extras", ()), definition.get("template"))
 
 
 def resolve(name: str, defined: Mapping[str, MethodSpec] | None = None) -> MethodSpec:

@@ -209,15 +209,17 @@ def fill_field(part: FieldRef, row: Mapping[str, Any], source: str) -> str:
 
 
 def task_template(spec: Any, name: str | None, kind: Kind) -> tuple[str, str]:
-    """``(name, template string)``: the named template, or the first that suits a ``kind`` model."""
+    """``(name, template string)``: the named template (one of the task's templates or control
+    templates), or the first of its templates that suits a ``kind`` model."""
     if not spec.templates:
         raise PromptworthError(f"task {spec.name} has no templates")
     if name is not None:
-        if name not in spec.templates:
+        named = {**spec.templates, **spec.control_templates}
+        if name not in named:
             raise PromptworthError(
-                f"task {spec.name} has no template {name!r}; its templates: {', '.join(spec.templates)}"
+                f"task {spec.name} has no template {name!r}; its templates: {', '.join(named)}"
             )
-        return name, spec.templates[name]
+        return name, named[name]
     for candidate, source in spec.templates.items():
         template = parse_template(source)
         if kind == "mlm" or not template.fields_after_slot():

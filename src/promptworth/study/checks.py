@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptworth.data.splits import ALL, DEV_POLICIES, NO_DEV_AT_ZERO, ZERO_SHOT, check_seed
+from promptworth.data.splits import ALL, DEV_POLICIES, FIXED_DEV, TRAIN_SIZED_DEV, ZERO_SHOT, check_seed, no_dev_at_zero
 from promptworth.data.tasks import get_task
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry
 from promptworth.study.config import LrGrid, StudyConfig, check_label, model_label
-from promptworth.study.planning import plan
+from promptworth.study.planning import pilots, plan
 from promptworth.training.settings import config_from_mapping
 
 
@@ -23,6 +23,7 @@ def check_study(study: StudyConfig) -> None:
     _check_size_zero(study)
     _check_by_size(study)
     _check_ladder(study)
+    _check_by_method(study)
     if study.splits.kind == "ladder":
         _check_sizes_fit_the_pools(study)
     _check_seeds_and_training(study)
@@ -51,9 +52,14 @@ def _check_tasks(study: StudyConfig) -> None:
         task = get_task(name)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
-        for method in {m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}:
-            if study.method(method).objective == "null" and not task.null_words:
-                raise PromptworthError(f"config: method {method} needs null_words, which task {name} has none of")
+        for method in sorted({m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}):
+            spec = study.method(method)
+            words = registry.WORDS_KEYS.get(spec.objective)
+            if words is not None and words != "label_words" and not getattr(task, words):
+                raise PromptworthError(f"config: method {method} needs {words}, which task {name} has none of")
+            if spec.template is not None and spec.template not in {**task.templates, **task.control_templates}:
+                raise PromptworthError(f"config: method {method} reads template {spec.template!r}, which task {name} has "
+                                       f"not (its templates: {', '.join([*task.templates, *task.control_templates])})")
         template = study.templates.get(name)
         if template is not None and template not in task.templates:
             raise PromptworthError(
@@ -116,25 +122,67 @@ def _check_ladder(study: StudyConfig) -> None:
                 raise PromptworthError(f"config: splits.sizes_by_task names task {name!r}, which is not in tasks")
         if splits.dev_policy not in DEV_POLICIES:
             raise PromptworthError(f"config: unknown splits.dev_policy {splits.dev_policy!r}")
-        if splits.dev_policy == "fixed" and splits.dev_size is None:
-            raise PromptworthError("config: splits.dev_policy fixed needs splits.dev_size")
-        if splits.dev_policy == "same_as_train" and any(ALL in splits.sizes_for(t) for t in study.tasks):
-            raise PromptworthError("config: splits.dev_policy same_as_train cannot be used with size 'all'")
-        if splits.dev_policy == "same_as_train" and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
-            raise PromptworthError(f"config: splits.dev_policy: {NO_DEV_AT_ZERO}")
+        if splits.dev_policy in FIXED_DEV and splits.dev_size is None:
+            raise PromptworthError(f"config: splits.dev_policy {splits.dev_policy} needs splits.dev_size")
+        if splits.dev_policy in TRAIN_SIZED_DEV and any(ALL in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError(f"config: splits.dev_policy {splits.dev_policy} cannot be used with size 'all'")
+        if splits.dev_policy in TRAIN_SIZED_DEV and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
+            raise PromptworthError(f"config: splits.dev_policy: {no_dev_at_zero(splits.dev_policy)}")
+
+
+def _check_by_method(study: StudyConfig) -> None:
+    """by_method names methods the study runs, sizes and seeds it draws, and a dev policy its splits
+    can be drawn with at every size the method runs at; it leaves the method some runs."""
+    runs, seeds = study.methods_run(), set(study.splits.data_seeds).union(*(b.data_seeds for b in study.by_size.values()))
+    for method, settings in study.by_method.items():
+        where = f"config: by_method.{method}"
+        if method not in runs:
+            raise PromptworthError(f"{where}: the study does not run method {method!r}")
+        for size in settings.sizes:
+            if not any(str(size) == str(s) for task in study.tasks for s in study.splits.sizes_for(task)):
+                raise PromptworthError(f"{where}.sizes names size {size!r}, which the study does not train at")
+        for seed in settings.data_seeds:
+            if seed not in seeds:
+                raise PromptworthError(f"{where}.data_seeds names data seed {seed!r}, which the study does not draw")
+        drawn = {seed for task in study.tasks for seed in study.train_seeds_for(task)}
+        for seed in settings.train_seeds:
+            if seed not in drawn:
+                raise PromptworthError(f"{where}.train_seeds names train seed {seed!r}, which the study does not train with")
+        policy = settings.dev_policy
+        if policy is not None:
+            if study.splits.kind != "ladder":
+                raise PromptworthError(f"{where}.dev_policy: a dev policy is a ladder's; a kshot study's splits are LM-BFF's")
+            if policy not in DEV_POLICIES:
+                raise PromptworthError(f"{where}.dev_policy: unknown dev policy {policy!r}")
+            if policy in FIXED_DEV and study.splits.dev_size is None:
+                raise PromptworthError(f"{where}.dev_policy {policy} needs splits.dev_size")
+            sizes = {size for task in study.tasks for size in study.splits.sizes_for(task)
+                     if method in study.methods_for(task, size)}
+            if policy in TRAIN_SIZED_DEV and ALL in sizes:
+                raise PromptworthError(f"{where}.dev_policy {policy} cannot be used with size 'all': set by_method.{method}.sizes")
+            if policy in TRAIN_SIZED_DEV and ZERO_SHOT in sizes:
+                raise PromptworthError(f"{where}.dev_policy: {no_dev_at_zero(policy)} (set by_method.{method}.sizes)")
+        if not any(method in study.methods_for(task, size, None, seed) for task in study.tasks
+                   for size in study.splits.sizes_for(task) for seed in study.data_seeds_for(size)):
+            raise PromptworthError(f"{where} leaves method {method!r} no runs (none of its sizes and data seeds is drawn "
+                                   "where it runs)")
 
 
 def _check_seeds_and_training(study: StudyConfig) -> None:
     """Seeds and training settings, the study's and each method's, are valid."""
     splits = study.splits
-    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds)):
+    by_task = [(f"train_seeds_by_task.{task}", seeds) for task, seeds in study.train_seeds_by_task.items()]
+    for key, seeds in (("splits.data_seeds", splits.data_seeds), ("train_seeds", study.train_seeds), *by_task):
         for seed in seeds:
             check_seed(seed, f"config: {key} item {seed!r}: a seed")
+    for task in study.train_seeds_by_task:
+        if task not in study.tasks:
+            raise PromptworthError(f"config: train_seeds_by_task names task {task!r}, which is not in tasks")
     try:
         config_from_mapping(study.training)
     except PromptworthError as exc:
         raise PromptworthError(f"config: training: {exc}") from None
-    runs = methods_run(study)
+    runs = study.methods_run()
     for method in study.training_by_method:
         if method not in runs:
             raise PromptworthError(f"config: training_by_method names method {method!r}, which the study does not run")
@@ -154,11 +202,6 @@ def _check_comparisons(study: StudyConfig) -> None:
                 raise PromptworthError(f"config: comparison {treatment}:{baseline} names method {method!r}, which is not in methods")
 
 
-def methods_run(study: StudyConfig) -> set[str]:
-    """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
-    return set(study.methods).union(*study.methods_by_task.values(), *(b.methods for b in study.by_size.values()))
-
-
 def check_models(study: StudyConfig) -> None:
     """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
     names models, tasks and methods of the study, and what it leaves out leaves every model, task
@@ -170,7 +213,7 @@ def check_models(study: StudyConfig) -> None:
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
                                    f"folder {model_label(model)!r}")
-    run_somewhere = methods_run(study)
+    run_somewhere = study.methods_run()
     for model, settings in study.by_model.items():
         if model not in study.models:
             raise PromptworthError(f"config: by_model names model {model!r}, which is not in model")
@@ -181,11 +224,14 @@ def check_models(study: StudyConfig) -> None:
             if method not in run_somewhere:
                 raise PromptworthError(f"config: by_model.{model}.methods names method {method!r}, which the study "
                                        "does not run")
+        for key, seeds in (("data_seeds", settings.data_seeds), ("train_seeds", settings.train_seeds)):
+            for seed in seeds:
+                check_seed(seed, f"config: by_model.{model}.{key} item {seed!r}: a seed")
     runs = plan(study)
     for model in study.models:
         if not any(run.model == model_label(model) for run in runs):
             raise PromptworthError(f"config: by_model.{model} leaves model {model!r} no runs (none of its methods "
-                                   "is run on its tasks)")
+                                   "is run on its tasks, or each runs on a backbone of its own, as setfit)")
     for task in study.tasks:
         if not any(run.task == task for run in runs):
             raise PromptworthError(f"config: by_model leaves task {task!r} to no model")
@@ -219,18 +265,38 @@ def _check_lr_grid(study: StudyConfig, grid: LrGrid) -> None:
                 raise PromptworthError(f"config: by_size.{size}.training.learning_rate: the lr_grid chooses {method}'s "
                                        "learning rate; set one or the other")
         for rate in rates:
-            try:
-                config_from_mapping(study.pilot_training(method, rate))
-            except PromptworthError as exc:
-                raise PromptworthError(f"{where}: {exc}") from None
+            for size in grid.sizes:
+                try:
+                    config_from_mapping(study.pilot_training(method, rate, size))
+                except PromptworthError as exc:
+                    raise PromptworthError(f"{where}: {exc}") from None
     splits = study.splits
-    if splits.kind == "kshot" and grid.size not in (splits.k, ALL):
-        raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {grid.size!r}")
-    if grid.size == ALL and splits.kind == "ladder" and splits.dev_policy == "same_as_train":
-        raise PromptworthError("config: lr_grid.size 'all' cannot be drawn under splits.dev_policy same_as_train")
+    for size in grid.sizes:
+        if splits.kind == "kshot" and size not in (splits.k, ALL):
+            raise PromptworthError(f"config: lr_grid.size of a kshot study is K ({splits.k}) or 'all', got {size!r}")
+        if size == ALL and splits.kind == "ladder" and splits.dev_policy in TRAIN_SIZED_DEV:
+            raise PromptworthError(f"config: lr_grid.size 'all' cannot be drawn under splits.dev_policy {splits.dev_policy}")
+    _check_true_few_shot_pilots(study)
     for key, seeds in (("data_seeds", grid.data_seeds), ("train_seeds", grid.train_seeds)):
         for seed in seeds:
             check_seed(seed, f"config: lr_grid.{key} item {seed!r}: a seed")
+
+
+def _check_true_few_shot_pilots(study: StudyConfig) -> None:
+    """A method whose dev set is as large as its training set (true few-shot selection) chooses its
+    rate from pilots on its own splits (``split_folder``) no larger than its runs': a pilot that read
+    more examples than a run would let the rate see more than the run may."""
+    for pilot in pilots(study):
+        policy = study.dev_policy_for(pilot.method)
+        if policy not in TRAIN_SIZED_DEV:
+            continue
+        sizes = [s for s in study.splits.sizes_for(pilot.task) if pilot.method in study.methods_for(pilot.task, s)]
+        if pilot.size == ALL or all(s != ALL and pilot.size > s for s in sizes):
+            raise PromptworthError(
+                f"config: lr_grid: method {pilot.method} selects on a dev set as large as its training set (dev policy "
+                f"{policy}), but its pilot runs on {pilot.task} train on {pilot.size} examples, more than any of its runs "
+                f"({', '.join(map(str, sizes))}): leave it out of lr_grid.rates (it trains at its set rate) or pilot "
+                "at one of its sizes")
 
 
 def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
@@ -244,17 +310,24 @@ def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
         root = resolve_data_dir(study.data_dir)
     except PromptworthError:
         return  # checked above (data_dir), or no mirror yet: the split job downloads it
-    splits = study.splits
+    splits, grid_pilots = study.splits, pilots(study)
     for name in study.tasks:
         task = get_task(name)
         if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
             continue
         pool_size = len(load_rows(task, "pool", root))
-        sizes = [*splits.sizes_for(name), *([study.lr_grid.size] if study.lr_grid is not None else [])]
-        for size in dict.fromkeys(sizes):
-            problem = size_problem(pool_size, splits.dev_policy, splits.dev_size, size)
+        sizes = [*splits.sizes_for(name), *(study.lr_grid.sizes if study.lr_grid is not None else [])]
+        drawn = {(splits.dev_policy, size): "splits" for size in sizes}
+        for method, settings in study.by_method.items():  # a method's own dev policy: its runs' sizes and its pilots'
+            if settings.dev_policy is not None:
+                own = [size for size in splits.sizes_for(name) if method in study.methods_for(name, size)]
+                own += [pilot.size for pilot in grid_pilots if (pilot.task, pilot.method) == (name, method)]
+                for size in own:
+                    drawn.setdefault((settings.dev_policy, size), f"by_method.{method}: splits")
+        for (policy, size), what in drawn.items():
+            problem = size_problem(pool_size, policy, splits.dev_size, size)
             if problem is not None:
-                raise PromptworthError(f"config: splits of {name}: {problem}")
+                raise PromptworthError(f"config: {what} of {name}: {problem}")
 
 
 def _check_size_zero(study: StudyConfig) -> None:

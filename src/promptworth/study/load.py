@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
-from promptworth.study.config import LrGrid, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
+from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
 from promptworth.study.config_file import validate_config
 
 
@@ -19,6 +20,15 @@ def _given(config: dict[str, Any], readers: dict[str, Callable[[Any], Any]]) -> 
     """The keys ``config`` sets, each read by its reader. Keys it leaves out are not passed, so a
     default lives in one place: the dataclass (the schema checks shapes only)."""
     return {key: read(config[key]) for key, read in readers.items() if key in config}
+
+
+def _lr_grid(grid: dict[str, Any]) -> LrGrid:
+    """A config's ``lr_grid``: ``size: 100`` is one size band, as ``sizes: [100]``."""
+    if "size" in grid and "sizes" in grid:
+        raise PromptworthError("config: lr_grid: give size (one pilot size) or sizes, not both")
+    return LrGrid(rates={name: tuple(rates) for name, rates in grid["rates"].items()},
+                  sizes=tuple(grid["sizes"]) if "sizes" in grid else (grid["size"],),
+                  **_given(grid, {"data_seeds": tuple, "train_seeds": tuple, "extend_at_edge": bool}))
 
 
 def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:
@@ -61,10 +71,13 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
             "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
-                "tasks": tuple, "methods": tuple, "resources": dict})) for name, settings in by_model.items()},
-            "lr_grid": lambda grid: LrGrid(
-                rates={name: tuple(rates) for name, rates in grid["rates"].items()}, size=grid["size"],
-                **_given(grid, {"data_seeds": tuple, "train_seeds": tuple})),
+                "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
+                for name, settings in by_model.items()},
+            "train_seeds_by_task": lambda by_task: {task: tuple(seeds) for task, seeds in by_task.items()},
+            "lr_grid": _lr_grid,
+            "by_method": lambda by_method: {str(name): MethodSettings(**_given(settings, {
+                "sizes": tuple, "data_seeds": tuple, "train_seeds": tuple, "dev_policy": str}))
+                for name, settings in by_method.items()},
         }),
     )
     check_study(study)

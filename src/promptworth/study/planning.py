@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Collection, Sequence
 
@@ -10,56 +9,56 @@ from promptworth.study.config import Pilot, Run, StudyConfig, model_label
 
 
 def plan(study: StudyConfig) -> list[Run]:
-    """Every training run of the study, in a stable order: model by model, in the config's order."""
-    return [
-        Run(model_label(model), task, method, size, data_seed, train_seed)
+    """Every training run of the study, in a stable order: model by model, in the config's order. A
+    method with a backbone of its own (SetFit) runs on it, once, where the first model would run it."""
+    return list(dict.fromkeys(
+        Run(model_label(study.backbone_for(model, method)), task, method, size, data_seed, train_seed)
         for model in study.models
         for task in study.tasks_for(model)
         for size in study.splits.sizes_for(task)
         for data_seed in study.data_seeds_for(size)
-        for method in study.methods_for(task, size, model)
-        for train_seed in study.train_seeds
-    ]
+        for method in study.methods_for(task, size, model, data_seed)
+        for train_seed in study.train_seeds_for(task, method, model)
+    ))
 
 
 def pilots(study: StudyConfig) -> list[Pilot]:
     """Every pilot run of the study's ``lr_grid`` (none without one), in a stable order: per model
-    and task, each method of the grid that trains on it at a size above 0, at each rate."""
+    and task, each method of the grid that trains on it at a size above 0, at each pilot size whose
+    band some of its runs fall in, at each rate of the grid. The pilots at a rate beyond the grid's
+    edge are not planned: whether they run follows from these (:func:`extension_pilots`)."""
     if study.lr_grid is None:
         return []
     data_seeds, train_seeds = study.pilot_seeds()
-    return [
-        Pilot(model_label(model), task, method, study.lr_grid.size, data_seed, train_seed, rate)
+    return list(dict.fromkeys(
+        Pilot(model_label(study.backbone_for(model, method)), task, method, band, data_seed, train_seed, rate)
         for model in study.models
         for task in study.tasks_for(model)
         for method, rates in study.lr_grid.rates.items()
-        if study.takes_chosen_rate(task, method, model)
+        for band in study.lr_bands(task, method, model)
         for rate in rates
         for data_seed in data_seeds
         for train_seed in train_seeds
-    ]
+    ))
 
 
-def _run_timing(record_file: Path) -> tuple[float, bool] | None:
-    """What a finished run took (its process time, else its wall time) and whether it took a
-    training step, if its record says."""
-    try:
-        timing = json.loads(record_file.read_text(encoding="utf-8")).get("timing", {})
-        seconds, steps = timing.get("process_s") or timing.get("wall_s"), timing.get("steps")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        return None
-    return float(seconds), isinstance(steps, int) and steps > 0
+def extension_pilots(study: StudyConfig) -> list[Pilot]:
+    """The pilot runs a grid that extends at its edge may add: per model, task, method, band and
+    pilot seeds, at the rate beyond each edge (``promptworth.training.lr_grid.EDGE_RULE``; the
+    workflow runs those of the edge the grid's choice falls on). None for a grid that does not extend."""
+    if study.lr_grid is None or not study.lr_grid.extend_at_edge:
+        return []
+    planned = {(p.model, p.task, p.method, p.size, p.data_seed, p.train_seed): None for p in pilots(study)}
+    return [Pilot(model, task, method, size, data_seed, train_seed, rate)
+            for (model, task, method, size, data_seed, train_seed) in planned
+            for rate in study.pilot_rates(method) if rate not in study.lr_grid.rates[method]]
 
 
-def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
-                 stale: Collection[str] = ()) -> str:
+def plan_summary(study: StudyConfig, record_files: Sequence[Path], stale: Collection[str] = ()) -> str:
     """What a study is about to do, for the start of its workflow: its tasks and methods, its runs
-    and how many are still to train, and an estimate from the runs already finished (their median
-    time, ``at_once`` side by side), where there are some: from those that trained when there are
-    any, since a zero-shot run only evaluates and would make the estimate far too short. A record
-    in ``stale`` (not what the study asks for: promptworth.study.reuse) trains again."""
+    and how many are still to train, its lr_grid's pilots (how long it takes:
+    :func:`promptworth.study.estimate_report.study_summary`). A record in ``stale`` (not what the
+    study asks for: promptworth.study.reuse) trains again."""
     done = [path for path in record_files if path.is_file() and str(path) not in stale]
     left = len(record_files) - len(done)
     lines = [
@@ -68,15 +67,9 @@ def plan_summary(study: StudyConfig, record_files: Sequence[Path], at_once: int,
         f"[promptworth] {len(record_files)} runs: {len(done)} finished, {left} to train",
     ]
     if study.lr_grid is not None:
+        grid = study.lr_grid
+        bands = f", a rate per size band (pilot sizes {', '.join(map(str, grid.sizes))})" if len(grid.sizes) > 1 else ""
+        edge = "; a choice at the grid's edge adds the pilots of the rate beyond it" if grid.extend_at_edge else ""
         lines.append(f"[promptworth] learning-rate grid: {len(pilots(study))} pilot runs choose the rate of "
-                     f"{', '.join(study.lr_grid.rates)} on dev first")
-    timings = [t for t in map(_run_timing, done) if t is not None]
-    trained = sorted(seconds for seconds, took_steps in timings if took_steps)
-    seconds, which = (trained, "finished ones that trained") if trained else (sorted(s for s, _ in timings), "finished ones")
-    if left and seconds:
-        median, at_once = seconds[len(seconds) // 2], max(1, at_once)
-        lines.append(f"[promptworth] estimate: ~{left * median / at_once / 60:.0f} min ({left} runs x {median:.0f} s, "
-                     f"the median of the {which}, {at_once} at a time)")
-    elif left:
-        lines.append("[promptworth] estimate: none yet (no finished run of this study to time)")
+                     f"{', '.join(grid.rates)} on dev first{bands}{edge}")
     return "\n".join(lines)

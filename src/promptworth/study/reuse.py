@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.study.config import Pilot, Run, StudyConfig
-from promptworth.study.planning import pilots, plan
+from promptworth.study.planning import extension_pilots, pilots, plan
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
@@ -47,15 +47,16 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     from promptworth.study import tiny_variant as fast
     from promptworth.methods.registry import search_kind
     from promptworth.backbones.resolve import record_name
-    from promptworth.training.settings import config_from_mapping
+    from promptworth.training.settings import config_from_mapping, settings_read
 
     spec = study.method(run.method)
     is_pilot = isinstance(run, Pilot)
-    settings = study.pilot_training(run.method, run.rate) if is_pilot else study.run_training(run.method, run.size)
+    settings = study.pilot_training(run.method, run.rate, run.size) if is_pilot else study.run_training(run.method, run.size)
     config, test_limit = config_from_mapping(settings), study.splits.train_test_limit
     if not study.runs_dir:  # the tiny variant shrinks what a study trains, not records it only reads
         config, test_limit = fast.train_settings(config, test_limit)
-    hyperparameters = {**dataclasses.asdict(config), "budgets": list(config.budgets), "test_limit": test_limit}
+    hyperparameters = {**settings_read(spec.objective, {**dataclasses.asdict(config), "budgets": list(config.budgets)}),
+                       "test_limit": test_limit}
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
         del hyperparameters["learning_rate"]
@@ -69,6 +70,10 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     }
     if not chosen:
         values["lr_selection"] = None
+    own = study.by_method.get(run.method)
+    if own is not None and own.dev_policy is not None and isinstance(run.size, int):
+        # a dev policy of the method's own (its rows are new): the dev set's size says which policy drew it
+        values["dev_size"] = study.splits.dev_size if own.dev_policy == "fixed" else run.size
     searched = search_kind(spec) is not None
     if not searched:
         values["search"] = None
@@ -79,10 +84,26 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
         return Asked(run=run, record_file=record_file, values=values, split_folder=None)
     return Asked(
         run=run, record_file=record_file, values=values,
-        split_folder=Path(study.split_folder(run.task, run.size, run.data_seed)),
-        selection=Path(study.lr_file(run.model, run.task, run.method)) if chosen else None,
+        split_folder=Path(study.split_folder(run.task, run.size, run.data_seed, run.method)),
+        selection=Path(study.lr_file(run.model, run.task, run.method, run.size)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
     )
+
+
+def _setting_default(key: str) -> Any:
+    """The default of the training setting ``key`` names (``hyperparameters.<field of TrainConfig>``),
+    else absent: every setting was added with a default that keeps training as it was before it
+    (patience 0, schedule linear, no budgets, no minimum before patience), so a record that lacks
+    one trained at its default."""
+    from dataclasses import MISSING, fields
+
+    from promptworth.training.settings import TrainConfig
+
+    section, _, name = key.partition(".")
+    if section != "hyperparameters":
+        return _ABSENT
+    default = next((f.default for f in fields(TrainConfig) if f.name == name), MISSING)
+    return _ABSENT if default is MISSING else default
 
 
 def _lookup(record: Mapping[str, Any], key: str) -> Any:
@@ -113,8 +134,9 @@ def _shown(value: Any) -> str:
 
 
 def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -> str | None:
-    """The template a prompt method's record names is the one the study asks for: the config's
-    ``templates`` entry, else the task's first that suits the model (a searched one is the search's)."""
+    """The template a prompt method's record names is the one the study asks for: the method's own,
+    else the config's ``templates`` entry, else the task's first that suits the model (a searched one
+    is the search's)."""
     from promptworth.data.tasks import get_task
     from promptworth.methods.templates import SEARCHED_TEMPLATE
     from promptworth.methods.templates import task_template
@@ -122,7 +144,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     found = record.get("template_name")
     if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):
         return None
-    wanted = study.templates.get(run.task) or task_template(get_task(run.task), None, record["model_kind"])[0]
+    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task), None, record["model_kind"])[0]
     if found != wanted:
         return f"template_name is {found!r} in the record, the study asks for {wanted!r}"
     return None
@@ -152,7 +174,12 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     from promptworth.data.split_folder import manifest_sha256
 
     for key, wanted in asked_for.values.items():
-        found = _lookup(record, key)
+        found, default = _lookup(record, key), _setting_default(key)
+        if found is _ABSENT and default is not _ABSENT and isinstance(record.get("hyperparameters"), Mapping):
+            # a training setting added since the record's settings were written: trained at its default
+            if not _same(default, wanted):
+                return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
+            continue
         if found is _ABSENT and (wanted is None or key.startswith(("method_parts.", "hyperparameters."))):
             continue  # a record from before the key (null: before the part existed): compared on the keys it has
         if found is _ABSENT or not _same(found, wanted):
@@ -217,6 +244,16 @@ def _stale(study: StudyConfig, runs: Iterable[Run | Pilot], outdated: Mapping[st
     return stale
 
 
+def _citing_selections(study: StudyConfig, pilot: Pilot) -> list[Path]:
+    """The selection files that may cite ``pilot``: its band's, and for a rate of the grid of a grid
+    that extends at its edge, the choice over the grid alone too."""
+    final = Path(study.lr_path(pilot.model, pilot.task, pilot.method, pilot.size))
+    assert study.lr_grid is not None
+    if study.lr_grid.extend_at_edge and pilot.rate in study.lr_grid.rates[pilot.method]:
+        return [final, Path(study.lr_path(pilot.model, pilot.task, pilot.method, pilot.size, grid_only=True))]
+    return [final]
+
+
 def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> dict[str, str]:
     """The lr_grid's selection files that exist but are made again, by file: why. A selection is
     made again when one of its pilot runs trains again, or when a pilot record it cites is not the
@@ -225,22 +262,22 @@ def outdated_selections(study: StudyConfig, stale_pilots: Mapping[str, str]) -> 
     from promptworth.paths import study_relative
 
     outdated: dict[str, str] = {}
-    for pilot in pilots(study):
-        selection = Path(study.lr_file(pilot.model, pilot.task, pilot.method))
+    for pilot in [*pilots(study), *extension_pilots(study)]:
         pilot_file = study.pilot_file(pilot)
-        if not selection.is_file() or str(selection) in outdated:
-            continue
-        if pilot_file in stale_pilots:
-            outdated[str(selection)] = f"its pilot run {pilot_file} trains again"
-            continue
-        try:
-            runs = json.loads(selection.read_text(encoding="utf-8"))["runs"]
-            cited = {study_relative(run["file"]): run["sha256"] for run in runs}
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a readable selection: select-lr's reader says so when the run reads it
-        sha = cited.get(study_relative(pilot_file))
-        if sha is not None and Path(pilot_file).is_file() and sha256_file(Path(pilot_file)) != sha:
-            outdated[str(selection)] = f"its pilot run {pilot_file} changed after the selection was made"
+        for selection in _citing_selections(study, pilot):
+            if not selection.is_file() or str(selection) in outdated:
+                continue
+            if pilot_file in stale_pilots:
+                outdated[str(selection)] = f"its pilot run {pilot_file} trains again"
+                continue
+            try:
+                runs = json.loads(selection.read_text(encoding="utf-8"))["runs"]
+                cited = {study_relative(run["file"]): run["sha256"] for run in runs}
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not a readable selection: select-lr's reader says so when the run reads it
+            sha = cited.get(study_relative(pilot_file))
+            if sha is not None and Path(pilot_file).is_file() and sha256_file(Path(pilot_file)) != sha:
+                outdated[str(selection)] = f"its pilot run {pilot_file} changed after the selection was made"
     return outdated
 
 
@@ -262,7 +299,7 @@ def reuse(study: StudyConfig) -> Reuse:
     table is made again when a record was deleted since (:func:`outdated_table`)."""
     if study.runs_dir:
         return Reuse(stale={}, selections={}, table=outdated_table(study))
-    stale_pilots = _stale(study, pilots(study), {})
+    stale_pilots = _stale(study, [*pilots(study), *extension_pilots(study)], {})
     selections = outdated_selections(study, stale_pilots)
     return Reuse(stale={**stale_pilots, **_stale(study, plan(study), selections)}, selections=selections)
 

@@ -35,6 +35,7 @@ TASKS = 2
 SIZES = 2
 # built by the workflow's rule tiny_model (promptworth.backbones.registry.MODELS_DIR)
 TINY_MODEL = "resources/models/tiny-llama"
+TINY_POSITIONS = 256  # the tiny model's max_position_embeddings
 RESULTS = PurePosixPath("results")
 FAST_RESULTS = RESULTS / "fast"
 
@@ -84,13 +85,14 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     tasks = list(out["tasks"])[:TASKS]
     out.update(model=TINY_MODEL, tasks=tasks, train_seeds=list(out["train_seeds"])[:1])
     out.pop("by_model", None)  # its keys name the study's models, which the tiny one replaces
+    out.pop("train_seeds_by_task", None)  # one train seed everywhere
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
     names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
     runs = set(names).union(*out.get("methods_by_task", {}).values())
-    if "training_by_method" in out:  # only methods the tiny study still runs
-        out["training_by_method"] = {m: v for m, v in out["training_by_method"].items() if m in runs}
+    if "training_by_method" in out:  # only methods the tiny study still runs, within the tiny model's positions
+        out["training_by_method"] = {m: _within_tiny_positions(v) for m, v in out["training_by_method"].items() if m in runs}
     if "lr_grid" in out:  # the grid of the methods the tiny study still runs, on one pilot split
         grid = {**out["lr_grid"], "rates": {m: r for m, r in out["lr_grid"]["rates"].items() if m in runs}}
         for key in ("data_seeds", "train_seeds"):
@@ -106,15 +108,44 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if "sizes_by_task" in splits:
         splits["sizes_by_task"] = {t: list(s)[:SIZES] for t, s in splits["sizes_by_task"].items() if t in tasks}
     splits["test_limit"] = min(splits.get("test_limit") or TEST_ROWS, TEST_ROWS)
+    # a task's sizes as the study reads them (StudySplits.sizes_for): its own, else the ladder's
+    by_task = splits.get("sizes_by_task", {})
+    kept = {str(size): size for task in tasks for size in by_task.get(task, splits.get("sizes", []))}
     if "by_size" in out:  # only the sizes the tiny study still trains at
-        # a task's sizes as the study reads them (StudySplits.sizes_for): its own, else the ladder's
-        by_task = splits.get("sizes_by_task", {})
-        kept = {str(size) for task in tasks for size in by_task.get(task, splits.get("sizes", []))}
         out["by_size"] = {size: value for size, value in out["by_size"].items() if str(size) in kept}
         if not out["by_size"]:
             del out["by_size"]
-    # the tiny model has 256 positions; fp32, since its numbers mean nothing anyway
+    if "by_method" in out:
+        sized = runs.union(*(settings.get("methods", ()) for settings in out.get("by_size", {}).values()))
+        out["by_method"] = _tiny_by_method(out["by_method"], sized, kept)
+        if not out["by_method"]:
+            del out["by_method"]
+    # within the tiny model's positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
+    return out
+
+
+def _within_tiny_positions(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's training settings with ``max_length`` at most the tiny model's positions (e.g.
+    in-context learning's 1,536 tokens: the tiny model reads 256)."""
+    if "max_length" not in settings:
+        return dict(settings)
+    return {**settings, "max_length": min(int(settings["max_length"]), TINY_POSITIONS)}
+
+
+def _tiny_by_method(by_method: Mapping[str, Any], runs: set[str], kept: Mapping[str, Any]) -> dict[str, Any]:
+    """``by_method`` of the methods the tiny study runs: at the sizes it kept (a method none of whose
+    sizes it kept runs at its first trained size), on its one data seed (so no data_seeds)."""
+    out = {}
+    for method, settings in by_method.items():
+        if method not in runs:
+            continue
+        settings = {key: value for key, value in settings.items() if key != "data_seeds"}
+        if "sizes" in settings:
+            trained = [size for size in kept.values() if size not in (0, "all")][:1]
+            settings["sizes"] = [size for size in settings["sizes"] if str(size) in kept] or trained
+        if settings:
+            out[method] = settings
     return out
 
 

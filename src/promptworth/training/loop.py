@@ -6,8 +6,9 @@ Rush). AdamW (no decay on biases and norms), linear warmup then linear decay to 
 constant: no decay), gradient clipping. The dev set is evaluated every ``eval_every`` steps and at
 the end; the best state (by the task's primary metric, first best wins) is kept in memory and used
 for the test set. With ``patience`` N, training stops early once N dev evaluations in a row have not
-beaten the best; the record's ``stopped`` says which ended the run ("patience", or "cap": the step
-budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
+beaten the best, but never before ``TrainConfig.patience_from`` (``min_steps_before_patience`` steps,
+``min_epochs_before_patience`` passes over the training set); the record's ``stopped`` says which ended
+the run ("patience", or "cap": the step budget). With ``budgets``, the test set is also evaluated at each budget B with the best state among
 the dev evaluations up to step B: the result of a B-step run (the record's ``budgets``).
 
 Determinism: the train seed seeds torch (head initialisation, dropout), the batch order and the
@@ -30,7 +31,7 @@ from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
-from promptworth.training import evaluation, record as records
+from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
 from promptworth.training.runtime import autocast
 from promptworth.training.settings import TrainConfig
@@ -46,10 +47,12 @@ def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
             yield order[start : start + batch_size]
 
 
-def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def optimizer_for(model: torch.nn.Module, config: TrainConfig,
+                  leave_out: Sequence[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """Fused AdamW over the trained parameters but ``leave_out`` (those the engine updates itself)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or any(param is other for other in leave_out):
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -93,6 +96,8 @@ class BudgetResult:
     dev_score: float | None
     test: dict[str, float]
     reached: bool
+    # the test predictions of that state, one per test row (not in the record's budgets item)
+    predictions: list[float] | None = field(default=None, repr=False)
 
     def as_record(self, metric: str) -> dict[str, Any]:
         return {"steps": self.steps, "reached": self.reached, "best_step": self.best_step,
@@ -117,6 +122,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     budgets: list[BudgetResult] | None = None  # None: no budgets asked for, or no test set
+    test_predictions: list[float] | None = None  # one per test row, in order (None: no test set)
+    levers: dict[str, Any] = field(default_factory=dict)  # what the engine's levers did (engine.set_up)
 
 
 class _Snapshot:
@@ -187,20 +194,21 @@ class _Evaluator:
     flops_done: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
 
-    def _evaluate(self, features: Sequence[Feature], where: str) -> dict[str, float]:
+    def _evaluate(self, features: Sequence[Feature], where: str) -> evaluation.Evaluation:
         result = evaluation.evaluate(self.method, self.model, features, self.task, self.config, self.device, self.precision,
                           where, self.shape, self.content_free)
         self.seconds += result.seconds
         self.flops_done += result.flops
-        return result.metrics
+        return result
 
     def dev_score(self, step: int) -> float:
         """Evaluate dev now, count its cost and add it to the curve."""
-        score = self._evaluate(self.dev, f"dev at step {step}")[self.task.metric]
+        score = self._evaluate(self.dev, f"dev at step {step}").metrics[self.task.metric]
         self.curve.append({"step": step, "dev_score": score})
         return score
 
-    def test_metrics(self, where: str) -> dict[str, float]:
+    def test_evaluation(self, where: str) -> evaluation.Evaluation:
+        """Evaluate test now: its metrics and its predictions, one per row."""
         return self._evaluate(self.test, where)
 
 
@@ -224,13 +232,14 @@ class _Best:
     def budget_result(self, step: int, model: torch.nn.Module, evaluator: _Evaluator) -> BudgetResult:
         """At step ``step``, mid-run: test with the best state so far, then train on from this one."""
         if self.step == step:
-            return BudgetResult(step, self.step, self.score, evaluator.test_metrics(f"test at budget {step}"), True)
+            tested = evaluator.test_evaluation(f"test at budget {step}")
+            return BudgetResult(step, self.step, self.score, tested.metrics, True, tested.predictions)
         self.snapshot.swap(model)
         try:
-            metrics_at_best = evaluator.test_metrics(f"test at budget {step}")
+            at_best = evaluator.test_evaluation(f"test at budget {step}")
         finally:
             self.snapshot.swap(model)
-        return BudgetResult(step, self.step, self.score, metrics_at_best, True)
+        return BudgetResult(step, self.step, self.score, at_best.metrics, True, at_best.predictions)
 
 
 @dataclass
@@ -253,12 +262,13 @@ class _Steps:
 
 
 def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.Module, evaluator: _Evaluator,
-                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float) -> bool:
-    """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run."""
+                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float, patience_from: int) -> bool:
+    """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run
+    (only from step ``patience_from`` on: the evaluations before it still count as not beating the best)."""
     score = evaluator.dev_score(step)
     best.see(step, score, total, model)
     bar.set_postfix(loss=f"{loss:.4f}", dev=f"{score:.4f}", best=f"{best.score:.4f}", refresh=False)
-    stop = bool(config.patience) and best.stale >= config.patience and step != total
+    stop = bool(config.patience) and best.stale >= config.patience and patience_from <= step != total
     # a budget at the run's last step is the final result, evaluated once below
     if budgets is not None and step in config.budgets and step != total and not stop:
         budgets.append(best.budget_result(step, model, evaluator))
@@ -267,7 +277,7 @@ def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.
 
 def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int, config: TrainConfig,
                 optimizer: torch.optim.Optimizer, scheduler: Any, params: Sequence[torch.nn.Parameter],
-                device: torch.device, precision: str) -> torch.Tensor:
+                device: torch.device, precision: str, run_engine: engine.RunEngine) -> torch.Tensor:
     """One optimizer step on ``batch``; the loss (an error when it is not finite)."""
     batch = to_device(batch, device)
     with autocast(device, precision):
@@ -278,9 +288,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
             "lower --learning-rate or try --precision fp32"
         )
     loss.backward()
-    if config.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    optimizer.step()
+    run_engine.step(optimizer, params)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -304,6 +312,28 @@ def _final_budgets(budgets: list[BudgetResult] | None, config: TrainConfig, best
                       for b in config.budgets if b not in done]
 
 
+def _final_test(budgets: list[BudgetResult] | None, best: _Best,
+                evaluator: _Evaluator) -> tuple[dict[str, float], list[float] | None]:
+    """The test metrics and predictions of the best state (the model holds it now); empty without a test set."""
+    # a budget that tested the best state already has the final result: the same weights, evaluated once
+    tested = [b for b in budgets or [] if b.best_step == best.step]
+    if tested:
+        return tested[0].test, tested[0].predictions
+    if not evaluator.test:
+        return {}, None
+    evaluated = evaluator.test_evaluation("test")
+    return evaluated.metrics, evaluated.predictions
+
+
+def _optimization(model: torch.nn.Module, config: TrainConfig, total: int,
+                  run_engine: engine.RunEngine) -> tuple[torch.optim.Optimizer | None, Any]:
+    """The optimizer and its schedule of a run of ``total`` steps (none without a step)."""
+    if not total:
+        return None, None
+    optimizer = optimizer_for(model, config, run_engine.leave_out())
+    return optimizer, learning_rate_schedule(optimizer, config, total)
+
+
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
@@ -312,17 +342,16 @@ def fit(
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
     step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
     ``config.patience``, training stops after that many dev evaluations in a row without a better
-    best dev score; the learning-rate schedule stays the one planned for the whole budget. With
+    best dev score, at step ``config.patience_from(len(train))`` at the earliest; the learning-rate schedule stays the one planned for the whole budget. With
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
     budget the run does not reach gets the run's final result."""
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
+    run_engine = engine.set_up(model, method, config)
     content_free = method.content_free()
-    if total:
-        optimizer = optimizer_for(model, config)
-        scheduler = learning_rate_schedule(optimizer, config, total)
+    optimizer, scheduler = _optimization(model, config, total, run_engine)
     params = [p for p in model.parameters() if p.requires_grad]
     batches = train_batches(len(train), config.batch_size, seed)
     best, done = _Best(step=total), _Steps()
@@ -337,7 +366,8 @@ def fit(
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
         try:
-            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision)
+            loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,
+                               run_engine)
         except PromptworthError:
             bar.close()
             raise
@@ -345,7 +375,8 @@ def fit(
         bar.set_postfix(loss=f"{done.losses[-1]:.4f}", refresh=False)
         bar.update(1)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1]):
+            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1],
+                               config.patience_from(len(train))):
                 stopped = records.STOPPED_BY_PATIENCE
                 break
     bar.close()
@@ -353,13 +384,11 @@ def fit(
         best.score = evaluator.dev_score(0)
     if best.step != done.taken:
         best.snapshot.restore(model)
-    # a budget that tested the best state already has the final result: the same weights, evaluated once
-    tested = [b.test for b in budgets or [] if b.best_step == best.step]
-    final = tested[0] if tested else evaluator.test_metrics("test") if test else {}
+    final, predictions = _final_test(budgets, best, evaluator)
     return TrainResult(
-        dev_curve=evaluator.curve, best_step=best.step, dev_score=best.score, test=final,
+        dev_curve=evaluator.curve, best_step=best.step, dev_score=best.score, test=final, test_predictions=predictions,
         steps=done.taken, budget=total, stopped=stopped, train_s=done.seconds, eval_s=evaluator.seconds,
         train_tokens=done.tokens, non_embedding_params=shape.non_embedding_params, train_flops=done.flops,
         eval_flops=evaluator.flops_done, losses=done.losses, step_seconds=done.step_seconds,
-        budgets=_final_budgets(budgets, config, best, final, done.taken),
+        budgets=_final_budgets(budgets, config, best, final, done.taken), levers=run_engine.levers,
     )

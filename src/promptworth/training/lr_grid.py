@@ -7,6 +7,11 @@ every method, and writes a selection file (:func:`select`, format :data:`FORMAT`
 docs/contracts.md). The study's runs of the method train at the chosen rate: ``promptworth train
 --learning-rate-from FILE`` reads the file (:func:`apply_selection`) and the run record cites it
 (``lr_selection``).
+
+A grid may have pilots at several sizes: each size band chooses its own rate, and a run takes
+the band of :data:`BAND_RULE` (:func:`nearest_band`). A grid that extends at its edge
+(:data:`EDGE_RULE`) adds one pilot rate beyond the edge its choice fell on (:func:`extension_rate`)
+and chooses again over the extended grid.
 """
 
 from __future__ import annotations
@@ -25,6 +30,41 @@ FORMAT = "promptworth-lr/1"
 TIE_DECIMALS = 12
 RULE = ("the rate with the highest mean dev score over its pilot runs (the same pilot splits and train seeds at "
         f"every rate); means equal to {TIE_DECIMALS} decimals tie, and a tie goes to the smaller rate")
+
+
+BAND_RULE = ("a run trains at the rate chosen at the pilot size nearest its own training-set size on a log scale "
+             "(a size at the geometric mean of two pilot sizes takes the smaller's; all, the whole pool, is larger "
+             "than every number)")
+# the significant digits of a rate beyond the grid's edge: 1e-5 * (1e-5 / 3e-5) is 3.33e-06, not 3.3333333333333333e-06
+EXTENSION_DIGITS = 3
+EDGE_RULE = ("a choice at the grid's smallest or largest rate extends the grid once: one rate beyond that edge, at the "
+             "ratio of the grid's two rates there (to 3 significant digits), is tried with the same pilot runs, and "
+             "the rule chooses again over the extended grid")
+
+
+def nearest_band(size: int | str, bands: Sequence[int | str]) -> int | str:
+    """:data:`BAND_RULE`: the pilot size of ``bands`` nearest ``size`` on a log scale, compared
+    exactly (the larger over the smaller of the two sizes, as a fraction); a tie goes to the smaller."""
+    from fractions import Fraction
+
+    from promptworth.data.splits import ALL
+
+    numeric = sorted(band for band in bands if band != ALL)
+    if size == ALL or not numeric:
+        return ALL if ALL in bands else numeric[-1]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise PromptworthError(f"a size band is chosen for a training-set size above 0, not {size!r}")
+    return min(numeric, key=lambda band: (Fraction(max(size, band), min(size, band)), band))
+
+
+def extension_rate(rates: Sequence[float], chosen: float) -> float | None:
+    """:data:`EDGE_RULE`: the rate beyond the grid's edge when ``chosen`` is its smallest or largest
+    rate (the edge rate times, or over, its ratio to its neighbour), else None."""
+    grid = sorted(float(rate) for rate in rates)
+    if len(grid) < 2 or chosen not in (grid[0], grid[-1]):
+        return None
+    edge, neighbour = (grid[0], grid[1]) if chosen == grid[0] else (grid[-1], grid[-2])
+    return float(f"{edge * edge / neighbour:.{EXTENSION_DIGITS}g}")
 
 
 def rate_label(rate: float) -> str:
@@ -125,11 +165,28 @@ def _by_rate(pilots: Sequence[PilotRecord], rates: Sequence[float] | None) -> di
     return {rate: sorted(grouped[rate], key=lambda p: p.key) for rate in sorted(grouped)}
 
 
-def select(paths: Sequence[Path], task: str, method: str, size: int | str,
-           rates: Sequence[float] | None = None) -> dict[str, Any]:
+def _beyond_the_edge(pilots: Sequence[PilotRecord], grid: Sequence[float] | None) -> tuple[float, float | None]:
+    """:data:`EDGE_RULE` on the pilots: the rate the grid alone chooses, and the rate beyond its
+    edge when that choice is at one (None: inside the grid); its pilot runs must be among ``pilots``."""
+    if not grid:
+        raise PromptworthError("extending the grid at its edge needs the grid's rates (--rates)")
+    on_grid = _by_rate([p for p in pilots if p.rate in grid], grid)
+    grid_choice = choose({rate: mean_score([p.dev_score for p in group]) for rate, group in on_grid.items()})
+    beyond = extension_rate(grid, grid_choice)
+    if beyond is not None and not any(p.rate == beyond for p in pilots):
+        raise PromptworthError(f"no pilot run at learning rate {rate_label(beyond)}: the grid's choice "
+                               f"{rate_label(grid_choice)} is at its edge, and {EDGE_RULE}")
+    return grid_choice, beyond
+
+
+def select(paths: Sequence[Path], task: str, method: str, size: int | str, rates: Sequence[float] | None = None,
+           extend_at_edge: bool = False, bands: Sequence[int | str] | None = None) -> dict[str, Any]:
     """The selection file's content: the pilot records at ``paths`` read and checked (runs of
     ``task`` and ``method`` on splits of ``size``, with dev scores, differing only in their rate;
-    with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses."""
+    with ``rates`` exactly those), every rate's dev scores and mean, and the rate :data:`RULE` chooses.
+    ``extend_at_edge``: ``rates`` is the grid, extended by :data:`EDGE_RULE` (the pilots at the rate
+    beyond its edge given too, where the grid's choice is at one). ``bands``: every pilot size of
+    the grid, ``size`` one of them, stated with :data:`BAND_RULE`."""
     from promptworth.files import sha256_file
     from promptworth.training.record import read_record
     from promptworth.paths import study_relative
@@ -138,9 +195,15 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
         raise PromptworthError("no pilot run records given")
     records = {Path(path): read_record(Path(path)) for path in paths}
     _same_settings(records)
-    grouped = _by_rate([_pilot(path, record, task, method, size) for path, record in records.items()], rates)
+    pilots = [_pilot(path, record, task, method, size) for path, record in records.items()]
+    extension: dict[str, Any] | None = None
+    if extend_at_edge:
+        grid = sorted(float(rate) for rate in rates or ())
+        grid_choice, beyond = _beyond_the_edge(pilots, grid)
+        extension = {"rule": EDGE_RULE, "grid": grid, "grid_choice": grid_choice, "learning_rate": beyond}
+        rates = grid if beyond is None else [*grid, beyond]
+    grouped = _by_rate(pilots, rates)
     means = {rate: mean_score([p.dev_score for p in group]) for rate, group in grouped.items()}
-    chosen = choose(means)
     first = next(iter(records.values()))
     return {
         "format": FORMAT,
@@ -151,12 +214,14 @@ def select(paths: Sequence[Path], task: str, method: str, size: int | str,
         "size": size,
         "metric": first["metric"],
         "rule": RULE,
-        "learning_rate": chosen,
+        "learning_rate": choose(means),
         "rates": [{"learning_rate": rate, "dev_scores": [p.dev_score for p in group], "mean_dev_score": means[rate]}
                   for rate, group in grouped.items()],
         "runs": [{"file": study_relative(p.path), "sha256": sha256_file(p.path), "learning_rate": p.rate,
                   "data_seed": p.data_seed, "train_seed": p.train_seed, "dev_score": p.dev_score}
                  for group in grouped.values() for p in group],
+        **({"extension": extension} if extension is not None else {}),
+        **({"bands": {"rule": BAND_RULE, "sizes": list(bands)}} if bands else {}),
         "promptworth_version": __version__,
     }
 
@@ -199,6 +264,8 @@ def read_selection(path: Path) -> dict[str, Any]:
         grid = ", ".join(map(rate_label, means))
         raise PromptworthError(f"{where}: its learning_rate {rate_label(rate)} does not follow from its own pilot "
                                f"scores: the rule chooses {rate_label(chosen)} of the grid ({grid}); {again}")
+    if "extension" in selection:
+        _check_extension(selection["extension"], means, f"{where}: its extension", again)
     for run in selection.get("runs") or []:
         if not isinstance(run, dict) or not isinstance(run.get("file"), str) or not isinstance(run.get("sha256"), str):
             raise PromptworthError(f"{where}: a pilot run it cites is {run!r}, not a file and its sha256; {again}")
@@ -207,6 +274,22 @@ def read_selection(path: Path) -> dict[str, Any]:
             raise PromptworthError(f"{where}: its pilot run {pilot} has changed since the selection was made (its "
                                    f"sha256 is not the one the selection cites); {again}")
     return selection
+
+
+def _check_extension(extension: Any, means: Mapping[float, float], where: str, again: str) -> None:
+    """A selection's ``extension`` follows from its own pilot scores by :data:`EDGE_RULE`: the grid
+    chooses its ``grid_choice``, and the rates compared are the grid and, where that choice is at
+    its edge, exactly the rate beyond it."""
+    grid = extension.get("grid") if isinstance(extension, dict) else None
+    if not isinstance(grid, list) or not all(_finite(rate) and rate in means for rate in grid):
+        raise PromptworthError(f"{where} must name its grid, rates whose dev scores it holds, got {extension!r}; {again}")
+    grid_choice = choose({rate: means[rate] for rate in grid})
+    beyond = extension_rate(grid, grid_choice)
+    expected = {"grid_choice": grid_choice, "learning_rate": beyond}
+    found = {key: extension.get(key) for key in expected}
+    if found != expected or sorted(means) != sorted([*grid, *([beyond] if beyond is not None else [])]):
+        raise PromptworthError(f"{where} says {found}, but its pilot scores say {expected} over the rates "
+                               f"{', '.join(map(rate_label, sorted(means)))}; {again}")
 
 
 def apply_selection(path: Path, file_name: str, task: str, method: str, model: str,

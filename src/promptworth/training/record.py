@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.files import non_finite_key
+from promptworth.training import predictions as row_predictions
 
 SCHEMA_VERSION = 2  # what training writes; 2: the model named by model_sha256, no machine paths
 READABLE_VERSIONS = (1, 2)  # what the analysis reads (1: the model's folder in model_path)
@@ -57,16 +58,23 @@ KEYS: tuple[Key, ...] = (
     Key("hyperparameters", "object"),
     Key("dev_curve", "list"),
     Key("best_step", "int", nullable=True, needed=True),
+    # what the reported (best dev) checkpoint had read: its examples read at least once, and its passes
+    # over the training set (null: the method takes no step; records from before lack them)
+    Key("best_examples_read", "int", nullable=True),
+    Key("best_epochs", "number", nullable=True),
     Key("dev_score", "number", nullable=True, needed=True),
     Key("stopped", "string", nullable=True),  # one of STOPPED (null: the method takes no step)
     Key("metric", "string", needed=True),
     Key("test", "object", needed=True),
     Key("score", "number", nullable=True, needed=True),
     Key("budgets", "list", nullable=True),  # the result at each step budget (null: none asked for)
+    # each test row's prediction and gold label (promptworth.training.predictions; null: no test rows)
+    Key("predictions", "object", nullable=True),
     Key("train_loss", "object", nullable=True),  # null: the method takes no training step
     Key("timing", "object", needed=True),
     Key("device", "string"),
     Key("precision", "string"),
+    Key("levers", "object"),  # what the engine's levers did in the run (training.engine; older records lack it)
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
 )
@@ -128,6 +136,7 @@ def check(record: Any, where: str) -> dict[str, Any]:
     if bad is not None:
         raise PromptworthError(f"{where}: key {bad!r} is not a finite number (NaN or infinite)")
     _check_bounds(record, where)
+    row_predictions.check(record, where)
     return record
 
 
@@ -139,7 +148,8 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
 # How far a computed metric may stray past its range by rounding (e.g. an mcc of 1.0000000000000002).
 METRIC_SLACK = 1e-9
 # Counts and times of a record that cannot be negative.
-NON_NEGATIVE = ("train_size", "dev_size", "test_size", "data_seed", "train_seed", "best_step")
+NON_NEGATIVE = ("train_size", "dev_size", "test_size", "data_seed", "train_seed", "best_step", "best_examples_read",
+                "best_epochs")
 
 
 def _check_bounds(record: Mapping[str, Any], where: str) -> None:
@@ -151,6 +161,9 @@ def _check_bounds(record: Mapping[str, Any], where: str) -> None:
     for key, value in counts.items():
         if _is_number(value) and value < 0:
             raise PromptworthError(f"{where}: key {key!r} cannot be negative, got {value!r}")
+    read, size = record.get("best_examples_read"), record["train_size"]
+    if _is_int(read) and _is_int(size) and read > size:
+        raise PromptworthError(f"{where}: key 'best_examples_read' is {read}, more than the train_size {size} there are")
     metric = record["metric"]
     scores = {f"test.{name}": (name, value) for name, value in record["test"].items()}
     scores["dev_score"] = (metric, record["dev_score"])

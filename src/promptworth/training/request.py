@@ -58,7 +58,7 @@ def _method_json(method: str | MethodSpec) -> dict[str, Any]:
     if isinstance(method, str) or builtin_methods().get(method.name) == method:
         return {"builtin": method if isinstance(method, str) else method.name}
     return {"defined": {"name": method.name, "objective": method.objective, "tuning": method.tuning,
-                        "options": dict(method.options), "extras": list(method.extras)}}
+                        "options": dict(method.options), "extras": list(method.extras), "template": method.template}}
 
 
 def _method_from_json(data: Mapping[str, Any]) -> MethodSpec:
@@ -66,4 +66,4 @@ def _method_from_json(data: Mapping[str, Any]) -> MethodSpec:
         return builtin_methods()[data["builtin"]]
     defined = data["defined"]
     return make_spec(defined["name"], defined["objective"], defined["tuning"], defined["options"],
-                     extras=defined["extras"])
+                     extras=defined["extras"], template=defined.get("template"))

@@ -18,6 +18,7 @@ import torch
 
 from promptworth.backbones import load
 from promptworth.backbones.resolve import weights_sha256
+from promptworth.data.rows import rows_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
@@ -29,7 +30,7 @@ from promptworth.methods.objectives.base import Method
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
-from promptworth.training import lr_grid, record as records, runtime
+from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime, setfit_training
 from promptworth.training.loop import TrainResult, fit
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
@@ -43,7 +44,7 @@ from promptworth.training.runtime import (
     tune_allocator,
     versions,
 )
-from promptworth.training.settings import TrainConfig
+from promptworth.training.settings import TrainConfig, epochs_read, examples_read, settings_read
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def _prepare(request: RunRequest) -> _Setup:
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()
-    precision = resolve_precision(config.precision, device)
+    precision = method.fixed_precision or resolve_precision(config.precision, device)
     return _Setup(task, config, backbone, model_sha256, method, rows, features, device, precision, searched, lr_cited)
 
 
@@ -150,12 +151,17 @@ def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
         "train_seed": request.seed,
         "split_dir": study_relative(request.split_dir),
         "split_manifest_sha256": manifest_sha256(Path(request.split_dir)),
-        "hyperparameters": {**dataclasses.asdict(config), "budgets": list(config.budgets),
-                            "test_limit": request.test_limit},
+        "hyperparameters": _hyperparameters(method, config, request.test_limit),
         "device": describe_device(setup.device),
         "precision": setup.precision,
         "versions": versions(),
     }
+
+
+def _hyperparameters(method: Method, config: TrainConfig, test_limit: int | None) -> dict[str, Any]:
+    """The training settings a record lists: every one, or those a method that trains itself reads."""
+    settings = {**dataclasses.asdict(config), "budgets": list(config.budgets)}
+    return {**settings_read(method.spec.objective, settings), "test_limit": test_limit}
 
 
 def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str, Any]:
@@ -195,17 +201,39 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "hyperparameters": {**planned["hyperparameters"], "total_steps": result.budget},
         "dev_curve": result.dev_curve,
         "best_step": result.best_step,
+        **_best_read(result, len(setup.rows["train"]), setup.config.batch_size),
         "dev_score": result.dev_score,
         "stopped": result.stopped,
         "metric": metric,
         "test": result.test,
         "score": result.test.get(metric),
         "budgets": [b.as_record(metric) for b in result.budgets] if result.budgets is not None else None,
+        "predictions": _predictions(setup, result),
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
+        "levers": result.levers,
         "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
     }
+
+
+def _best_read(result: TrainResult, train_size: int, batch_size: int) -> dict[str, Any]:
+    """What the reported checkpoint (the best dev state, at ``best_step``) had read of the training
+    set: ``best_examples_read`` (each at least once) and ``best_epochs``; null without a training step."""
+    if result.stopped is None:
+        return {"best_examples_read": None, "best_epochs": None}
+    return {"best_examples_read": examples_read(train_size, result.best_step, batch_size),
+            "best_epochs": epochs_read(train_size, result.best_step, batch_size)}
+
+
+def _predictions(setup: _Setup, result: TrainResult) -> dict[str, Any] | None:
+    """Each test row's prediction and gold label, compactly (promptworth.training.predictions); None
+    without test rows."""
+    if result.test_predictions is None:
+        return None
+    gold = [feature.label for feature in setup.features["test"]]
+    return row_predictions.encode(result.test_predictions, gold, rows_sha256(setup.rows["test"]),
+                                  setup.task.is_regression)
 
 
 def run(request: RunRequest) -> dict[str, Any]:
@@ -221,10 +249,14 @@ def run(request: RunRequest) -> dict[str, Any]:
         if repeated is not None:
             return repeated
     seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
-    model = setup.method.load_model().to(setup.device)
     features = setup.features
-    result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task, setup.config,
-                 request.seed, setup.device, setup.precision, progress=request.progress)
+    if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
+        result = setfit_training.fit(setup.method, setup.method.load_model(), setup.rows, features, setup.task,
+                                     setup.config, request.seed, progress=request.progress)
+    else:
+        model = setup.method.load_model().to(setup.device)
+        result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
+                     setup.config, request.seed, setup.device, setup.precision, progress=request.progress)
     return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request))
 
 
@@ -232,18 +264,21 @@ def run(request: RunRequest) -> dict[str, Any]:
 # result (what training produced, and when) is the pilot's; hyperparameters.total_steps follows from
 # the compared hyperparameters and train_size.
 _RESULT_KEYS = {"lr_selection", "git_commit", "parameters", "dev_curve", "best_step", "dev_score", "stopped",
-                "metric", "test", "score", "budgets", "train_loss", "timing"}
+                "metric", "test", "score", "budgets", "predictions", "train_loss", "timing"}
 
 
 def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any] | None:
     """The record of a run whose plan (``planned``: the record's keys known before training)
     equals that of a pilot run the selection file cites, at the chosen rate: the pilot's record,
     citing the selection and the pilot (``lr_selection.pilot``). None when no pilot is this run,
-    as when the pilot trained with other settings, another split or other package versions."""
+    as when the pilot trained with other settings, another split or other package versions, or
+    was made before a key of the record existed (it lacks it)."""
     cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
     if cited_pilot is None:
         return None
     pilot = records.read_record(Path(cited_pilot["file"]))
+    if any(key.name not in pilot for key in records.KEYS):  # made before a key was added: not what a run records now
+        return None
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
     if settings != planned["hyperparameters"]:
         return None

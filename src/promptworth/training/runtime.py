@@ -17,14 +17,9 @@ import numpy as np
 import torch
 
 from promptworth import __version__, paths
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+from promptworth.errors import PromptworthError
+# re-exported: the run, the benchmarks and the record read them here
+from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name, describe_cpu
 
 
 def pick_device() -> torch.device:
@@ -32,6 +27,13 @@ def pick_device() -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run computes in: ``auto`` is bf16 where the hardware has fast bf16, else fp32.
+    ``bf16`` on a CPU without fast bf16 is refused: emulated there, it runs 3-4x slower than fp32 and
+    its numbers are not a bf16 CPU's, so a study whose protocol is bf16 cannot be resumed on it."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        raise PromptworthError("precision bf16 needs a CPU with fast bf16 (the avx512_bf16 or amx_bf16 flag), and "
+                               "this one has neither: there it would be emulated, 3-4x slower than fp32, with other "
+                               "numbers; use precision auto (fp32 here) or fp32, or run on a CPU with fast bf16")
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -45,21 +47,10 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def cpu_model_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model_name()}, {torch.get_num_threads()} threads)"
+    return describe_cpu(cpu_model_name(), torch.get_num_threads())
 
 
 def tune_allocator() -> bool:

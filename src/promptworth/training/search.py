@@ -155,7 +155,8 @@ def search_words(context: _Context, options: Mapping[str, Any]) -> dict[str, Any
     vocabulary = word_vocabulary(backbone.tokenizer)
     if not vocabulary:
         raise PromptworthError(f"model {backbone.ref.name}: no token of its vocabulary is a whole word")
-    name, source = prompts.task_template(task, context.request.template, backbone.kind)
+    template = context.request.method.run_template(context.request.template)
+    name, source = prompts.task_template(task, template, backbone.kind)
     placeholder = next(iter(vocabulary.values()))  # any one-token word: one mask for a masked LM
     verbalizer = verbalizers.build_verbalizer(task.labels, {label: placeholder for label in task.labels}, own_words=False)
     encoder = prompt_encoding.PromptEncoder(template=prompts.parse_template(source), verbalizer=verbalizer,

@@ -11,6 +11,23 @@ from promptworth.errors import PromptworthError
 PROTOCOLS = ("steps", "epochs")
 PRECISIONS = ("auto", "bf16", "fp32")
 SCHEDULES = ("linear", "constant")
+# How a run computes, apart from what it trains (promptworth.training.engine says what each does).
+ENGINES = ("v2", "v3")
+
+
+# The training settings an objective that trains through a library of its own reads (TrainConfig
+# fields): its records list these only, and a study compares these only (promptworth.study.reuse).
+SETTINGS_READ_BY_OBJECTIVE: dict[str, tuple[str, ...]] = {
+    "setfit": ("protocol", "max_steps", "min_steps", "epochs", "learning_rate", "batch_size", "eval_batch_size",
+               "warmup_ratio", "weight_decay", "max_length"),
+}
+
+
+def settings_read(objective: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (a record's hyperparameters, or what a study asks) as a run of ``objective``
+    records them: every one, or only those its own training reads."""
+    read = SETTINGS_READ_BY_OBJECTIVE.get(objective)
+    return dict(settings) if read is None else {name: settings[name] for name in read}
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:
@@ -48,7 +65,10 @@ class TrainConfig:
     max_length: int = field(default=128, metadata={"help": "tokens per sequence; the longest text field is cut"})
     eval_every: int = field(default=100, metadata={"help": "evaluate on dev every N steps (0: only at the end)"})
     patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
+    min_epochs_before_patience: int = field(default=0, metadata={"help": "patience stops a run only once it has read each training example at least N times (N epochs' steps; 0: at any dev evaluation)"})
+    min_steps_before_patience: int = field(default=0, metadata={"help": "patience stops a run only from this step on (0: at any dev evaluation)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
+    engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); the numbers differ by bf16 rounding"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
         "parse": parse_budgets, "format": format_budgets, "shown": "none",
@@ -68,6 +88,7 @@ class TrainConfig:
         checks = {
             "protocol": self.protocol in PROTOCOLS,
             "precision": self.precision in PRECISIONS,
+            "engine": self.engine in ENGINES,
             "max_steps": self.max_steps >= 1,
             "min_steps": 0 <= self.min_steps <= self.max_steps,
             "epochs": self.epochs > 0,
@@ -79,6 +100,8 @@ class TrainConfig:
             "max_length": self.max_length >= 8,
             "eval_every": self.eval_every >= 0,
             "patience": self.patience >= 0,
+            "min_epochs_before_patience": self.min_epochs_before_patience >= 0,
+            "min_steps_before_patience": self.min_steps_before_patience >= 0,
             "max_grad_norm": self.max_grad_norm >= 0,
             "schedule": self.schedule in SCHEDULES,
         }
@@ -128,6 +151,13 @@ class TrainConfig:
         per_epoch = math.ceil(train_size / self.batch_size)
         return int(min(max(round(self.epochs * per_epoch), self.min_steps), self.max_steps))
 
+    def patience_from(self, train_size: int) -> int:
+        """The first step at which patience may stop a run on ``train_size`` examples: once it has
+        taken ``min_steps_before_patience`` steps and read each example ``min_epochs_before_patience``
+        times (that many epochs of ``ceil(train_size / batch_size)`` steps, ``loop.train_batches``' order)."""
+        per_epoch = math.ceil(train_size / self.batch_size)
+        return max(self.min_steps_before_patience, self.min_epochs_before_patience * per_epoch)
+
 
 def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     """How many of the training examples a run of ``steps`` steps read at least once: training
@@ -136,6 +166,12 @@ def examples_read(train_size: int, steps: int, batch_size: int) -> int:
     if steps >= math.ceil(train_size / batch_size):
         return train_size
     return steps * batch_size
+
+
+def epochs_read(train_size: int, steps: int, batch_size: int) -> float:
+    """How many passes over the training set a run of ``steps`` steps made: its steps over an
+    epoch's ``ceil(train_size / batch_size)`` (2.5: two whole passes and half the third's batches)."""
+    return round(steps / math.ceil(train_size / batch_size), 4)
 
 
 def flag_of(name: str) -> str:

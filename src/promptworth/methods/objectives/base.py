@@ -49,6 +49,11 @@ class Method:
     """Base class of the objectives; subclasses set ``model_class`` and implement the hooks."""
 
     model_class: str = ""
+    # True: the method trains and predicts through a library of its own (SetFit: the setfit package,
+    # promptworth.training.setfit_training), not the step loop
+    trains_itself: bool = False
+    # the precision it always trains in, whatever the training setting (None: the setting's)
+    fixed_precision: str | None = None
 
     def __init__(self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts) -> None:
         spec = parts.spec
@@ -133,6 +138,17 @@ class Method:
         for extra in self.extras:
             scores = extra.rescore(scores, reference)
         return scores
+
+    def frozen_features(self, model: torch.nn.Module) -> bool:
+        """Whether this method's scores are a trained head over features a frozen backbone computes
+        the same way at every step (nothing before the head trains, no dropout): features that
+        could be computed once (:meth:`keep_frozen_features`). None here; the head objective's probe."""
+        return False
+
+    def keep_frozen_features(self) -> None:
+        """From now on compute each distinct sequence's frozen features once and keep them for the
+        run (only where :meth:`frozen_features` says they are)."""
+        raise NotImplementedError(f"method {self.name} has no frozen features to keep")
 
     def extra(self, cls: type) -> Any:
         """The method's extra of behaviour ``cls`` (None: it has none)."""

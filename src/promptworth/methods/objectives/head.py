@@ -17,6 +17,7 @@ from promptworth.backbones import load
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
+from promptworth.methods.frozen_features import FrozenFeatures, dropout_free
 from promptworth.methods.objectives.base import Method, MethodParts
 
 
@@ -54,6 +55,7 @@ class HeadMethod(Method):
         super().__init__(task, backbone, max_length, parts)
         self.multiple_choice = bool(choice_fields(task))
         self.outputs = 1 if (task.is_regression or self.multiple_choice) else task.num_labels
+        self.kept: FrozenFeatures | None = None  # a frozen backbone's features, once kept (keep_frozen_features)
 
     def load_objective_model(self) -> torch.nn.Module:
         return load.load_model(
@@ -82,18 +84,39 @@ class HeadMethod(Method):
             feature.read.append(len(ids) - 1 if causal else 0)
         return feature
 
+    def frozen_features(self, model: torch.nn.Module) -> bool:
+        """A causal backbone's states read explicitly (below) by a head, nothing of the backbone
+        trained, nothing added before the input, no dropout: the linear probe of a frozen LM."""
+        return (self.backbone.kind == "causal" and isinstance(getattr(model, "score", None), torch.nn.Module)
+                and not any(p.requires_grad for p in model.base_model.parameters())
+                and not self.input_vectors and not self.prefix_positions and dropout_free(model))
+
+    def keep_frozen_features(self) -> None:
+        self.kept = FrozenFeatures()
+
     def collate(self, features: Sequence[Feature]) -> Batch:
-        batch = base_batch(features, self.tokenizer.pad_token_id)
-        batch["read"] = torch.tensor([r for f in features for r in f.read])
-        batch.update(output_rows=self.outputs, reads=len(batch["read"]))  # the classifier, once per sequence
+        if self.kept is not None:
+            batch = self.kept.collate(features, self.tokenizer.pad_token_id)
+        else:
+            batch = base_batch(features, self.tokenizer.pad_token_id)
+            batch["read"] = torch.tensor([r for f in features for r in f.read])
+        # the classifier, once per sequence
+        batch.update(output_rows=self.outputs, reads=sum(len(f.sequences) for f in features))
         return batch
+
+    @staticmethod
+    def _read_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The backbone's state at the read position of each sequence: the last real token of each
+        right-padded sequence, read explicitly."""
+        hidden = model.base_model(**model_inputs(batch)).last_hidden_state
+        return hidden[torch.arange(hidden.shape[0]), batch["read"]]
 
     def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         score = getattr(model, "score", None)
-        if self.backbone.kind == "causal" and isinstance(score, torch.nn.Module):
-            # the last real token of each right-padded sequence, read explicitly
-            hidden = model.base_model(**model_inputs(batch)).last_hidden_state
-            logits = score(hidden[torch.arange(hidden.shape[0]), batch["read"]])
+        if self.kept is not None:
+            logits = score(self.kept.states_of(batch, lambda new: self._read_states(model, new)))
+        elif self.backbone.kind == "causal" and isinstance(score, torch.nn.Module):
+            logits = score(self._read_states(model, batch))
         else:
             logits = model(**model_inputs(batch)).logits
         logits = logits.float()

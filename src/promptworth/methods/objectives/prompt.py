@@ -1,6 +1,7 @@
-"""``prompt`` and ``null``: the task's template and label words (``null``: its ``null_words``, Le Scao
-& Rush's "null verbalizer"); label scores are the (log-)probabilities of the label words at the
-answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
+"""``prompt``, ``null`` and ``misleading``: the task's template and label words (``null``: its
+``null_words``, Le Scao & Rush's "null verbalizer"; ``misleading``: its ``misleading_words``, each
+label another's word, Webson & Pavlick); label scores are the (log-)probabilities of the label words
+at the answer slot, trained with cross-entropy over the labels (LM-BFF, PET).
 
 A method is an objective with a tuning and extras (:mod:`promptworth.methods.registry`); the
 objective's class knows which model it needs (``model_class``), how to encode a row (``encode``),
@@ -30,6 +31,7 @@ from promptworth.methods import prompt_encoding, templates, verbalizers
 from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
 from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import choice_fields
+from promptworth.methods.registry import WORDS_KEYS
 from promptworth.methods.templates import Chosen, SEARCHED_TEMPLATE
 
 # Score range of regression tasks (LM-BFF's ``bound_mapping``).
@@ -40,14 +42,22 @@ REGRESSION_RANGES: dict[str, tuple[float, float]] = {"STS-B": (0.0, 5.0)}
 # Prompt-based fine-tuning
 
 
-class PromptMethod(Method):
-    words_key = "label_words"
+def _rows(model: torch.nn.Module, weight: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+    """The output layer's rows of the label words; where the layer is the input embedding and its
+    gradient is its rows (training.engine's sparse embedding), read so too: the same values."""
+    embedding = model.get_input_embeddings()
+    if getattr(embedding, "sparse", False) and weight is embedding.weight:
+        return F.embedding(vocab, weight, sparse=True)
+    return weight[vocab]
 
+
+class PromptMethod(Method):
     def __init__(
         self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts,
         template_name: str | None = None, chosen: Chosen | None = None,
     ) -> None:
         super().__init__(task, backbone, max_length, parts)
+        self.words_key = WORDS_KEYS[parts.spec.objective]
         self.model_class = "masked_lm" if backbone.kind == "mlm" else "causal_lm"
         chosen = chosen or Chosen()
         if chosen.template is not None:
@@ -186,7 +196,7 @@ class PromptMethod(Method):
         if batch["restricted"] and head is output:
             vocab, column = torch.unique(batch["term_tok"], return_inverse=True)
             bias = output.bias[vocab] if getattr(output, "bias", None) is not None else None
-            logits = F.linear(states, output.weight[vocab], bias).float()
+            logits = F.linear(states, _rows(model, output.weight, vocab), bias).float()
             term_scores = logits[where, column]
         else:
             logprobs = torch.log_softmax(head(states).float(), dim=-1)
@@ -207,10 +217,6 @@ class PromptMethod(Method):
         if self.task.is_regression:
             return self.low + (self.high - self.low) * torch.softmax(scores.float(), -1)[:, 1]
         return super().predict(scores)
-
-
-class NullMethod(PromptMethod):
-    words_key = "null_words"
 
 
 # ---------------------------------------------------------------------------------------------

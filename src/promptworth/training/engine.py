@@ -1,0 +1,162 @@
+"""How a run computes, apart from what it trains: the training setting ``engine`` (issue 30's speed levers).
+
+``v2`` is the second edition's pipeline, as it ran: the attention transformers picks (SDPA's CPU
+flash kernel for Llama and Gemma), gradient clipping as a pass of its own before the fused AdamW
+step, a frozen backbone's forward pass computed again at every step and every evaluation, and a
+trained embedding's dense gradient with AdamW over its whole table.
+
+``v3`` takes the levers that pay on the CPUs measured (docs/performance.md):
+
+- **eager attention** where no sequence of the run can be longer than :data:`EAGER_MAX_POSITIONS`
+  (its inputs, with a soft prompt's vectors and a prefix's positions): at the study's lengths
+  (~25 tokens for SST-2) SDPA's flash kernel costs more than the four small matmuls it replaces,
+  its backward most of all; longer runs keep SDPA (eager attention's memory grows with the
+  square of the length);
+- **clipping inside the optimizer step**: the gradients' norm as before, but the scale is applied
+  by the fused AdamW kernel as it reads each gradient (its ``grad_scale``: it divides by
+  ``1 / coefficient``) instead of a separate pass that reads and writes every gradient;
+- **a frozen backbone's features computed once**: when nothing before the head trains and the
+  backbone has no active dropout, each distinct sequence's hidden state at its read position is
+  computed the first time a step or an evaluation needs it and kept for the run
+  (:meth:`promptworth.methods.objectives.base.Method.keep_frozen_features`);
+- **a trained embedding updated on the rows its gradients touched**: the embedding's gradient is
+  sparse (its rows), and AdamW updates the rows some step has touched
+  (:class:`promptworth.training.sparse_rows.SparseRows`; exact with weight decay 0, the lever is
+  off with weight decay): no dense gradient of the whole table, no clipping or AdamW pass over rows
+  that cannot move.
+
+Each lever is deterministic (the same run twice gives the same record, timing aside, on one CPU
+and thread count). Eager attention and the folded clipping round differently from v2's kernels,
+and the sparse embedding gradient sums a token's repeats in another order (a v3 run is not v2's run
+to the last bit); the kept features are the very states v2 computes again, and the rows' AdamW the
+very update of the dense one (tests/test_engine.py). What was left out, and why: docs/performance.md.
+
+A record says which engine made it (``hyperparameters.engine``; a record from before the setting
+was made by ``v2``) and what each lever did in that run (``levers``); a study reuses only a record
+of the engine it asks for (:mod:`promptworth.study.reuse`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from promptworth.methods.objectives.base import Method
+from promptworth.training.settings import ENGINES, TrainConfig
+from promptworth.training.sparse_rows import SparseRows
+
+# The longest sequence (positions) a run may have for eager attention to pay (measured on AMD EPYC
+# with avx512_bf16 at 25 to 256 tokens: training steps gain, evaluations break even: docs/performance.md).
+EAGER_MAX_POSITIONS = 256
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What an engine does: eager attention up to how many positions (0: never), clipping inside
+    the fused optimizer step, a frozen backbone's features kept, a trained embedding's AdamW on
+    the rows its gradients touched."""
+
+    eager_up_to: int
+    clip_in_optimizer: bool
+    keep_frozen_features: bool
+    sparse_embedding: bool
+
+    def __post_init__(self) -> None:
+        if self.sparse_embedding and not self.clip_in_optimizer:
+            raise ValueError("the embedding's rows are clipped inside the fused kernel, as the other weights: "
+                             "sparse_embedding needs clip_in_optimizer")
+
+
+LEVERS = {
+    "v2": Levers(eager_up_to=0, clip_in_optimizer=False, keep_frozen_features=False, sparse_embedding=False),
+    "v3": Levers(eager_up_to=EAGER_MAX_POSITIONS, clip_in_optimizer=True, keep_frozen_features=True,
+                 sparse_embedding=True),
+}
+assert tuple(LEVERS) == ENGINES
+
+
+def _attention(model: torch.nn.Module, method: Method, config: TrainConfig, levers: Levers) -> str:
+    """Eager attention when the run's longest sequence fits the lever; the implementation used
+    ("none": the model is no transformers model, e.g. the majority class's)."""
+    if not hasattr(model, "set_attn_implementation"):
+        return "none"
+    if config.max_length + method.input_vectors + method.prefix_positions <= levers.eager_up_to:
+        model.set_attn_implementation("eager")
+    return str(model.config._attn_implementation)
+
+
+def _sparse_rows(model: torch.nn.Module, config: TrainConfig, levers: Levers) -> SparseRows | None:
+    """The trained input embedding's rows optimizer, where the lever may take it: AdamW without
+    weight decay (with it, every row moves every step), beside other trained weights (whose
+    optimizer's schedule it follows)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not (levers.sparse_embedding and isinstance(embedding, torch.nn.Embedding) and embedding.weight.requires_grad
+            and config.weight_decay == 0 and embedding.max_norm is None):
+        return None
+    if not any(p.requires_grad and p is not embedding.weight for p in model.parameters()):
+        return None
+    embedding.sparse = True  # its backward gives the rows it read (a tied output layer: methods read it so too)
+    return SparseRows(embedding.weight, betas=(0.9, 0.999), eps=1e-8)  # torch.optim.AdamW's defaults
+
+
+@dataclass
+class RunEngine:
+    """The levers as set up for one run: what each did (the record's ``levers``), and how its
+    optimizer steps."""
+
+    config: TrainConfig
+    levers: dict[str, str]
+    rows: SparseRows | None = None
+
+    def leave_out(self) -> list[torch.nn.Parameter]:
+        """The parameters the fused optimizer does not hold (:meth:`step` updates them)."""
+        return [self.rows.weight] if self.rows is not None else []
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter]) -> None:
+        """Clip the gradients of ``params`` (every trained parameter) to ``max_grad_norm`` (0: no
+        clipping) and take the optimizer step, the way the engine does it."""
+        config = self.config
+        if not LEVERS[config.engine].clip_in_optimizer:
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            return
+        dense = [p.grad for p in params if p.grad is not None and not any(p is q for q in self.leave_out())]
+        rows = self.rows.gradient() if self.rows is not None else None
+        scale = None
+        if config.max_grad_norm > 0:
+            norms = [torch.nn.utils.get_total_norm(dense, norm_type=2.0)] if dense else []
+            norms += [torch.linalg.vector_norm(rows[1])] if rows is not None else []
+            total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+            coefficient = torch.clamp(config.max_grad_norm / (total + 1e-6), max=1.0)  # as clip_grad_norm_
+            scale = (1.0 / coefficient).to(torch.float32)  # the fused kernel divides each gradient by it
+        optimizer.grad_scale = scale
+        try:
+            optimizer.step()
+        finally:
+            optimizer.grad_scale = None
+        if rows is not None:
+            self.rows.step(rows[0], rows[1], float(optimizer.param_groups[0]["lr"]), scale)
+
+
+def set_up(model: torch.nn.Module, method: Method, config: TrainConfig) -> RunEngine:
+    """Apply the levers of ``config.engine`` to a loaded model and its method: the run's engine,
+    which says what each lever did in this run (the record's ``levers``)."""
+    levers = LEVERS[config.engine]
+    trains = any(p.requires_grad for p in model.parameters())
+    keepable = method.frozen_features(model)
+    if keepable and levers.keep_frozen_features:
+        method.keep_frozen_features()
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    embedding_trains = isinstance(embedding, torch.nn.Module) and any(p.requires_grad for p in embedding.parameters())
+    rows = _sparse_rows(model, config, levers) if trains else None
+    described = {
+        "attention": _attention(model, method, config, levers),
+        "grad_clip": "none" if not (trains and config.max_grad_norm > 0)
+        else "in_optimizer" if levers.clip_in_optimizer else "separate_pass",
+        "frozen_features": ("kept" if levers.keep_frozen_features else "recomputed") if keepable else "none",
+        "embedding_update": "none" if not embedding_trains else "touched_rows" if rows is not None else "dense",
+    }
+    return RunEngine(config, described, rows)
