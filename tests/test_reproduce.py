@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,7 +191,7 @@ def test_the_tiny_variant_trains_and_compares(tmp_path, monkeypatch, data_dir):
     copy_records(REPO / PUBLISHED, tmp_path / PUBLISHED)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PROMPTWORTH_FAST", "1")
-    snakemake = [shutil.which("snakemake") or "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
     assert main(["reproduce", "default-study", "--run", shlex.join(snakemake)]) == 0
     found = report()
     assert found["note"].startswith("Tiny variant (PROMPTWORTH_FAST=1)") and not found["agrees"]
