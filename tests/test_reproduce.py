@@ -168,7 +168,9 @@ def test_bad_folders_are_one_error_and_write_nothing(checkout, capsys):
     assert main(["reproduce", "default-study", "--out-dir", "results/empty"]) == 2
     assert "results/empty: no run records to compare" in capsys.readouterr().err
     assert not (checkout / "results" / "empty").exists()
-    assert main(["reproduce", "nonesuch"]) == 2
+    with pytest.raises(SystemExit) as exited:  # argparse: not a published study's name
+        main(["reproduce", "nonesuch"])
+    assert exited.value.code == 2 and "invalid choice: 'nonesuch'" in capsys.readouterr().err
 
 
 def test_every_published_study_is_in_the_table_and_its_docs():

@@ -21,7 +21,11 @@ def _listed(names: Iterable[str]) -> str:
 
 
 def _kinds(kinds: Iterable[str]) -> str:
-    return "; ".join(f"{kind} ({count})" for kind, count in sorted(Counter(kinds).items())) or "none"
+    return " and ".join(f"`{kind}` ({count})" for kind, count in sorted(Counter(kinds).items())) or "none"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def why_not(rep: Reproduction) -> list[str]:
@@ -78,13 +82,14 @@ def _records_section(rep: Reproduction) -> list[str]:
     versions = Counter(change for p in rep.pairs for change in p.versions)
     lines = ["## Records", "",
              f"- {len(rep.pairs) + len(rep.missing)} published records, {len(rep.pairs) + len(rep.unpublished)} "
-             f"reproduced: {len(rep.pairs)} pairs, {len(rep.missing)} without a reproduction, "
+             f"reproduced: {_count(len(rep.pairs), 'pair')}, {len(rep.missing)} without a reproduction, "
              f"{len(rep.unpublished)} not published (not compared).",
              f"- CPU and precision: published {_kinds(p.published_kind for p in rep.pairs)}; reproduced "
              f"{_kinds(p.reproduced_kind for p in rep.pairs)}.",
-             f"- On the same kind of CPU (must be identical): {len(same)} pairs, "
+             f"- On the same kind of CPU (must be identical): {_count(len(same), 'pair')}, "
              f"{sum(p.identical for p in same)} identical, {len(rep.same_kind_differing)} not.",
-             f"- On another kind of CPU (differences expected; the advantages decide): {len(rep.pairs) - len(same)} pairs, "
+             f"- On another kind of CPU (differences expected; the advantages decide): "
+             f"{_count(len(rep.pairs) - len(same), 'pair')}, "
              f"{sum(p.outcome_differs for p in rep.pairs if not p.same_kind)} with another score, dev score or best step."]
     if versions:
         lines.append("- Library versions that differ: " + "; ".join(f"{c} ({n} records)" for c, n in versions.items()) + ".")

@@ -140,8 +140,8 @@ REPRODUCE = Verb(
      these(opt("--out-dir", type=Path, help="the fresh folder (default: results/reproduce/STUDY; never inside reports/)"),
            opt("--run", metavar="COMMAND", help="the command line that runs a study, as one string (make reproduce "
                "gives make study's: promptworth pool ... -- snakemake ...); without it, only compare the records "
-               "already in the folder"),
-           o.json_flag("print the report's JSON instead of the verdict"))),
+               "already in the folder")),
+     o.json_flag("print the report's JSON instead of the verdict")),
     "Run COMMAND with the published study's config and --config results_dir=OUT_DIR (it trains every run there), "
     "then compare its run and pilot records with the published ones, and the advantage tables of both: on the same "
     "kind of CPU (device and precision) the records must be identical but for their volatile keys, on another the "
