@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm test-newcomer docs docs-check benchmark clean
+.PHONY: venv study publish reproduce figures report test test-slurm test-newcomer docs docs-check benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -63,6 +63,16 @@ publish: venv
 	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
 	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
 	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
+
+# Retrain a published study into a fresh folder, never reports/, and compare its records and
+# advantages with the published ones (docs/reproducing.md): STUDY names it (promptworth reproduce
+# --help lists them), REPRODUCE_DIR the folder.
+# Exit status 0: they agree; 1: they do not (the report, REPRODUCE_DIR/reproduction.md, says why).
+STUDY ?= default-study
+REPRODUCE_DIR ?= results/reproduce/$(STUDY)
+reproduce: venv
+	$(UNLOCK_STALE)
+	$(BIN)/promptworth reproduce $(STUDY) --out-dir $(REPRODUCE_DIR) --run "$(POOLED)"
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
 # training rule. By default the published study, third edition (config/studies/study.yaml, reports/runs).

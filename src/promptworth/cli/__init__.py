@@ -2,9 +2,9 @@
 
 The verbs, their options and their handlers are one table (:mod:`promptworth.cli.verbs`); the
 option sets are defined once (:mod:`promptworth.cli.options`); each handler module
-(``cli/data.py``, ``study.py``, ``backbones.py``, ``methods.py``, ``train.py``, ``analysis.py``)
-holds handlers only: a handler gets the parsed arguments and returns an exit status. Errors the
-user can fix (``PromptworthError``) are printed as one line and exit with status 2.
+(``cli/data.py``, ``study.py``, ``backbones.py``, ``methods.py``, ``train.py``, ``analysis.py``,
+``reproduce.py``) holds handlers only: a handler gets the parsed arguments and returns an exit
+status. Errors the user can fix (``PromptworthError``) are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations

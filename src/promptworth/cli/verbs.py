@@ -124,6 +124,30 @@ STUDY = (
          "start, imports or model set-up per run; the same record (see docs/performance.md)."),
 )
 
+
+def _published() -> tuple[Opt, ...]:
+    from promptworth.study.published import STUDIES
+
+    listed = "; ".join(f"{study.name}: {study.about} ({study.config})" for study in STUDIES)
+    return (opt("study", choices=tuple(study.name for study in STUDIES), metavar="STUDY",
+                help=f"the published study: {listed}"),)
+
+
+REPRODUCE = Verb(
+    "reproduce", "retrain a published study into a fresh folder and compare its records and advantages with the "
+    "published ones", "promptworth.cli.reproduce:run_reproduce",
+    (_published,
+     these(opt("--out-dir", type=Path, help="the fresh folder (default: results/reproduce/STUDY; never inside reports/)"),
+           opt("--run", metavar="COMMAND", help="the command line that runs a study, as one string (make reproduce "
+               "gives make study's: promptworth pool ... -- snakemake ...); without it, only compare the records "
+               "already in the folder")),
+     o.json_flag("print the report's JSON instead of the verdict")),
+    "Run COMMAND with the published study's config and --config results_dir=OUT_DIR (it trains every run there), "
+    "then compare its run and pilot records with the published ones, and the advantage tables of both: on the same "
+    "kind of CPU (device and precision) the records must be identical but for their volatile keys, on another the "
+    "advantages must agree within their intervals. Writes OUT_DIR/reproduction.md and reproduction.json. Exit "
+    "status 0: they agree; 1: they do not, or the study stopped; 2: bad input (docs/reproducing.md).")
+
 BACKBONES_AND_METHODS = (
     Verb("tiny-model", "save a tiny randomly initialised backbone (for smoke runs; its scores mean nothing)",
          "promptworth.cli.backbones:run_tiny_model",
@@ -261,7 +285,7 @@ ANALYSIS = (
          "record."),
 )
 
-VERBS: tuple[Verb, ...] = (*DATA, *STUDY, *BACKBONES_AND_METHODS, *TRAIN, *ANALYSIS)
+VERBS: tuple[Verb, ...] = (*DATA, *STUDY, *BACKBONES_AND_METHODS, *TRAIN, *ANALYSIS, REPRODUCE)
 
 
 def add_verb(subparsers: argparse._SubParsersAction, verb: Verb) -> None:

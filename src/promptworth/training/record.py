@@ -78,6 +78,11 @@ KEYS: tuple[Key, ...] = (
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
 )
+# Keys that differ between two runs of the same code on the same inputs, at any depth: when and how
+# long it ran (timing, a search's wall_s), the commit, and the sha256 of the files that hold those
+# (a selection cites its pilots' records). tools/same_records.py and promptworth.analysis.reproduction
+# compare records without them (:func:`without_keys`).
+VOLATILE_KEYS = frozenset({"timing", "git_commit", "wall_s", "sha256"})
 # How a run's training ended (``stopped``; null: the method takes no training step)
 STOPPED_BY_PATIENCE = "patience"  # TrainConfig.patience dev evaluations in a row without a better best
 STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protocol's clamped count
@@ -86,6 +91,15 @@ STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
 # The keys of each item of ``budgets`` (promptworth.training.loop.BudgetResult)
 BUDGET_KEYS = ("steps", "reached", "best_step", "dev_score", "score", "test")
+
+
+def without_keys(value: Any, keys: frozenset[str] | set[str]) -> Any:
+    """``value`` (a record, or any JSON value) without ``keys``, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_keys(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [without_keys(v, keys) for v in value]
+    return value
 
 
 def _is_int(value: Any) -> bool:
