@@ -163,7 +163,7 @@ def replace_problem(staged: str | Path, final: str | Path) -> str | None:
     staged, final = Path(staged), Path(final)
     if final.is_symlink():
         return (f"{final} is a link: promptworth writes its folder only where none is, or in place of an earlier one "
-                "of its own (remove the link or give another --out)")
+                "of its own (remove the link or give another --out-dir)")
     if not final.exists():
         return None
     if not final.is_dir():
@@ -173,7 +173,7 @@ def replace_problem(staged: str | Path, final: str | Path) -> str | None:
                      if item.is_symlink() or not item.is_file() or item.name not in names)
     if foreign:
         return (f"{final} exists and holds {foreign[0]!r}, which promptworth did not write there: it replaces only an "
-                "earlier output of its own (move that away, or give another --out)")
+                "earlier output of its own (move that away, or give another --out-dir)")
     return None
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from promptworth.analysis.advantage import AdvantageResult
 from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.cli.output import Output, frame_rows, written
 from promptworth.errors import PromptworthError
 from promptworth.methods.specs import DEFAULT_COMPARISONS
 
@@ -48,7 +49,7 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
 # Handlers
 
 
-def run_aggregate(args: argparse.Namespace) -> int:
+def run_aggregate(args: argparse.Namespace) -> Output:
     from promptworth.analysis.results import collect, cost_summary, stop_summary
     from promptworth.files import write_csv
 
@@ -57,16 +58,15 @@ def run_aggregate(args: argparse.Namespace) -> int:
         raise PromptworthError(f"--peak-gflops must be a positive number, got {peak}")
     table = collect(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
     write_csv(table, args.out)
-    print(f"[promptworth] {len(table)} runs -> {args.out}")
-    print(f"[promptworth] compute: {cost_summary(table, peak)}")
-    print(f"[promptworth] stopped: {stop_summary(table)}")
-    return 0
+    data = {"out": args.out, "runs": len(table), "compute": cost_summary(table, peak), "stopped": stop_summary(table)}
+    return Output(data, f"[promptworth] {len(table)} runs -> {args.out}\n[promptworth] compute: {data['compute']}\n"
+                        f"[promptworth] stopped: {data['stopped']}")
 
 
 def _study(text: str):
     """The study of ``--study``: a config file, or a config as JSON (the workflow's)."""
-    from promptworth.study.load import load_study
-    from promptworth.study.config_file import read_config_file, refuse_yte, schema_file
+    from promptworth.study.config_file import refuse_yte
+    from promptworth.study.load import read_study
 
     if text.lstrip().startswith("{"):
         try:
@@ -74,10 +74,8 @@ def _study(text: str):
         except ValueError as exc:
             raise PromptworthError(f"--study: not a study config as JSON ({exc})") from None
         refuse_yte(config, "--study")
-    else:
-        config = read_config_file(text)
-    schema = schema_file()
-    return load_study(config, schema if schema.is_file() else None)
+        return read_study(config)
+    return read_study(text)
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -95,18 +93,14 @@ def format_results(results: list[AdvantageResult]) -> str:
     return "\n".join(lines)
 
 
-def run_advantage(args: argparse.Namespace) -> int:
+def run_advantage(args: argparse.Namespace) -> Output:
     from promptworth.analysis.advantage import advantage_table
 
     results = advantage_table(_results(args), args.treatment, args.baseline, _options(args), tasks=args.tasks)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        print(format_results(results))
-    return 0
+    return Output([r.to_dict() for r in results], format_results(results))
 
 
-def run_import_lescao(args: argparse.Namespace) -> int:
+def run_import_lescao(args: argparse.Namespace) -> Output:
     from promptworth.analysis.curves import first_duplicate_run
     from promptworth.analysis.lescao import import_lescao
     from promptworth.files import write_csv
@@ -120,9 +114,9 @@ def run_import_lescao(args: argparse.Namespace) -> int:
             f"seed {first['seed']}); give each file its own --task or import them separately"
         )
     write_csv(tidy, args.out)
-    tasks = ", ".join(dict.fromkeys(tidy["task"]))
-    print(f"[promptworth] {len(tidy)} runs of {tasks} -> {args.out}")
-    return 0
+    tasks = list(dict.fromkeys(tidy["task"]))
+    return Output({"out": args.out, "runs": len(tidy), "tasks": tasks},
+                  f"[promptworth] {len(tidy)} runs of {', '.join(tasks)} -> {args.out}")
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
@@ -144,7 +138,7 @@ def _chosen_comparisons(given: list[str] | None, present: set[str], source: str)
     return chosen
 
 
-def run_tables(args: argparse.Namespace) -> int:
+def run_tables(args: argparse.Namespace) -> Output:
     from promptworth.analysis.tables import table_texts
     from promptworth.files import write_files
 
@@ -155,12 +149,11 @@ def run_tables(args: argparse.Namespace) -> int:
         for name, text in texts.items():
             (tmp / name).write_text(text, encoding="utf-8")
 
-    written = write_files(args.out_dir, write)
-    print(f"[promptworth] {len(written)} tables -> {args.out_dir}")
-    return 0
+    files = write_files(args.out_dir, write)
+    return Output(written(args.out_dir, files), f"[promptworth] {len(files)} tables -> {args.out_dir}")
 
 
-def run_paired(args: argparse.Namespace) -> int:
+def run_paired(args: argparse.Namespace) -> Output:
     from promptworth.analysis.paired import paired_frame, paired_markdown
     from promptworth.analysis.results import read_records
     from promptworth.files import write_files
@@ -175,21 +168,21 @@ def run_paired(args: argparse.Namespace) -> int:
         for name, text in texts.items():
             (tmp / name).write_text(text, encoding="utf-8")
 
-    write_files(args.out_dir, write)
+    files = write_files(args.out_dir, write)
     without = f", {len(left.without_predictions)} left out without per-row predictions" if left.without_predictions else ""
-    print(f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
-    return 0
+    data = {**written(args.out_dir, files), "rows": frame_rows(frame),
+            "without_predictions": [str(path) for path in left.without_predictions]}
+    return Output(data, f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
 
 
-def run_figures(args: argparse.Namespace) -> int:
+def run_figures(args: argparse.Namespace) -> Output:
     from promptworth.analysis.figures import figures
 
-    written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
-    print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
-    return 0
+    files = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args))
+    return Output(written(args.out_dir, files), f"[promptworth] {len(files)} figures -> {args.out_dir}")
 
 
-def run_budgets(args: argparse.Namespace) -> int:
+def run_budgets(args: argparse.Namespace) -> Output:
     from promptworth.analysis.budgets import (
         advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget, stop_steps,
     )
@@ -209,14 +202,16 @@ def run_budgets(args: argparse.Namespace) -> int:
             (tmp / name).write_text(text, encoding="utf-8")
 
     # everything is computed first; the figure (its drawing can fail) is written before the tables
-    written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
-    written += write_files(args.tables_dir, write)
-    budgets = ", ".join(dict.fromkeys(frame["budget"].astype(str)))
-    print(f"[promptworth] advantage at budgets {budgets}: {len(written)} files -> {args.tables_dir}, {args.figures_dir}")
-    return 0
+    figure_files = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
+    table_files = write_files(args.tables_dir, write)
+    budgets = list(dict.fromkeys(frame["budget"].astype(str)))
+    data = {"budgets": budgets, "tables_dir": args.tables_dir, "figures_dir": args.figures_dir,
+            "files": sorted(path.name for path in [*figure_files, *table_files]), "advantage": frame_rows(frame)}
+    return Output(data, f"[promptworth] advantage at budgets {', '.join(budgets)}: "
+                        f"{len(figure_files) + len(table_files)} files -> {args.tables_dir}, {args.figures_dir}")
 
 
-def run_lmbff_table(args: argparse.Namespace) -> int:
+def run_lmbff_table(args: argparse.Namespace) -> Output:
     from promptworth.analysis.plots import save_figure
     from promptworth.analysis.summary_plots import published_figure
     from promptworth.analysis.lmbff import published_frame, published_latex, published_markdown
@@ -232,16 +227,15 @@ def run_lmbff_table(args: argparse.Namespace) -> int:
             (tmp / name).write_text(text, encoding="utf-8")
         save_figure(figure, tmp / "lmbff")
 
-    written = write_files(args.out_dir, write)
-    print(f"[promptworth] {len(written)} files -> {args.out_dir}")
-    return 0
+    files = write_files(args.out_dir, write)
+    return Output({**written(args.out_dir, files), "rows": frame_rows(frame)},
+                  f"[promptworth] {len(files)} files -> {args.out_dir}")
 
 
-def run_costs(args: argparse.Namespace) -> int:
+def run_costs(args: argparse.Namespace) -> Output:
     from promptworth.analysis.costs import cost_table
     from promptworth.files import write_csv
 
     table = cost_table(args.runs, args.benchmarks)
     write_csv(table, args.out)
-    print(f"[promptworth] costs of {len(table)} runs -> {args.out}")
-    return 0
+    return Output({"out": args.out, "runs": len(table)}, f"[promptworth] costs of {len(table)} runs -> {args.out}")
