@@ -321,9 +321,11 @@ def table_texts(
     results: pd.DataFrame,
     comparisons: Sequence[Comparison],
     options: AdvantageOptions = AdvantageOptions(),
+    advantage: pd.DataFrame | None = None,
 ) -> dict[str, str]:
-    """Texts of advantage, lmbff and methods .{md,tex,csv}, by file name (nothing written here)."""
-    adv = advantage_frame(advantage_results(results, comparisons, options))
+    """Texts of advantage, lmbff and methods .{md,tex,csv}, by file name (nothing written here);
+    ``advantage``: the comparisons' :func:`advantage_frame` when the caller has computed it."""
+    adv = advantage_frame(advantage_results(results, comparisons, options)) if advantage is None else advantage
     lmbff = lmbff_frame(results)
     per_method = methods_frame(results)
     gaps = gaps_frame(results, comparisons, options.confidence)
