@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -53,12 +54,17 @@ def test_model_names(tmp_path, monkeypatch):
 
 
 def test_missing_package_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no converted model here
     for name, model in registry.OFFLINE_MODELS.items():
         missing = dataclasses.replace(model, package="no_such_package_xyz")
         monkeypatch.setitem(registry.OFFLINE_MODELS, name, missing)
         with pytest.raises(PromptworthError, match=f"{model.distribution} is not installed"):
             convert.convert_offline_model(name, tmp_path / "models" / name)
         assert not (tmp_path / "models").exists()  # nothing partial is left behind
+        # the default --model (and any offline one) says how to get it: install, then convert
+        with pytest.raises(PromptworthError, match=re.escape(f"Install it: `{model.install}`, then convert it once: "
+                                                             f"`promptworth convert-model --model {name}`")):
+            resolve.resolve_model(name, root=tmp_path)
     with pytest.raises(PromptworthError, match="no offline model"):
         convert.convert_offline_model("gpt2", tmp_path / "gpt2")
 

@@ -160,9 +160,9 @@ def test_the_dry_run_lists_the_rows_jobs_and_their_split_folders(tmp_path):
             for seed in (1, 2)} <= outputs
     assert "results/rows/splits/SST-2/0-1/manifest.json" in outputs
     assert ("promptworth split --task SST-2 --sizes 8 --data-seed 1 --dev-policy fixed_subset --dev-size 16 "
-            f"--test-limit 24  --out {TFS}/SST-2 ") in result.stdout
+            f"--test-limit 24  --out-dir {TFS}/SST-2 ") in result.stdout
     assert ("promptworth split --task SST-2 --sizes 8 --data-seed 1 --dev-policy fixed --dev-size 16 "
-            "--test-limit 24  --out results/rows/splits/SST-2 ") in result.stdout
+            "--test-limit 24  --out-dir results/rows/splits/SST-2 ") in result.stdout
     train = re.search(r"promptworth train --task trec --method prompt-tfs --split-dir (\S+) .*--seed 1 --data-seed 2 ",
                       result.stdout)
     assert train is not None and train.group(1) in (f"{TFS}/trec/8-2", f"{TFS}/trec/16-2")

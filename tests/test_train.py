@@ -501,7 +501,7 @@ def test_nan_loss_is_an_error_and_no_json(split, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(methods.PromptMethod, "loss", nan_loss)
     out = tmp_path / "nan.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1  # a run that failed, not a bad input
     assert "loss is nan" in capsys.readouterr().err
     assert not out.exists()
 
@@ -527,7 +527,7 @@ def test_a_non_finite_score_in_any_evaluation_fails_the_run(split, tmp_path, mon
     """NaN scores would be predicted as class 0 and give a plausible accuracy: the run must fail."""
     monkeypatch.setattr(methods.PromptMethod, "scores", poisoned(methods.PromptMethod.scores, nth, value))
     out = tmp_path / "poisoned.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1
     err = capsys.readouterr().err
     assert f"scores on {where} are not finite" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.iterdir())
@@ -554,7 +554,7 @@ def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, mon
 
     monkeypatch.setattr(loop, "linear_schedule", exploding_schedule)
     out = tmp_path / "exploded.json"
-    assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 2
+    assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 1
     assert "scores on dev at step 6 are not finite" in capsys.readouterr().err
     assert not out.exists()
 
@@ -563,7 +563,7 @@ def test_a_non_finite_number_never_reaches_a_record(split, tmp_path, monkeypatch
     """A finite loss whose float() overflows (or any other number) must not reach the record."""
     monkeypatch.setattr(runtime, "peak_rss_gb", lambda: float("inf"))
     out = tmp_path / "inf.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1
     assert "non-finite number (NaN or inf) at timing.peak_rss_gb" in capsys.readouterr().err
     assert not out.exists()
 

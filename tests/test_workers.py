@@ -168,12 +168,32 @@ def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
     run = shlex.join(_promptworth(*_train(split, tmp_path / "killed.json", "--max-steps", "400")))
     script = f"{run} & sleep 2; pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?"
     done = _pool(1, script, tmp_path)
-    assert "status=2" in done.stdout, done.stderr
+    assert "status=1" in done.stdout, done.stderr  # a run that failed (exit 1), not a bad input
     assert "stopped during the run" in done.stderr
     # the worker's log goes with the pool's folder: the message says what it held, never where
     assert "its last output:" in done.stderr or "it wrote nothing" in done.stderr
     assert ".log" not in done.stderr
     assert not (tmp_path / "killed.json").exists()
+
+
+def test_a_worker_reports_a_failed_run_as_its_client_would(split, tmp_path, monkeypatch):
+    """A run that diverges in a worker comes back with its client's exit status, 1, and error line."""
+    import torch
+
+    from promptworth.methods.objectives import prompt as prompt_objective
+    from promptworth.training import worker
+    from promptworth.training.request import RunRequest
+    from promptworth.training.settings import TrainConfig
+
+    monkeypatch.chdir(tmp_path)  # the worker works in its client's folder: this one, restored after
+    monkeypatch.setattr(prompt_objective.PromptMethod, "loss", lambda self, scores, batch: scores.sum() * float("nan"))
+    request = RunRequest(task="SST-2", method="prompt", split_dir=split, model=str(tiny_model("llama")), seed=1,
+                         config=TrainConfig(max_steps=2, eval_every=0, precision="fp32"), progress=False)
+    job = {"request": request.to_json(), "out": str(tmp_path / "nan.json"), "cwd": str(tmp_path),
+           "started_at": time.time()}
+    reply = worker.handle(job, 0.0, torch.get_num_threads())
+    assert reply["status"] == 1 and "promptworth: error: training loss is nan" in reply["output"]
+    assert not (tmp_path / "nan.json").exists()
 
 
 def test_every_verb_has_a_handler_and_only_its_own_parser_is_built():

@@ -198,7 +198,7 @@ def compare(base_ref: str, scratch: Path) -> list[str]:
         inputs = scratch / "inputs"
         inputs.mkdir()
         for kind in MODELS:
-            run([sys.executable, "-m", "promptworth", "tiny-model", "--kind", kind, "--out", f"models/{kind}"],
+            run([sys.executable, "-m", "promptworth", "tiny-model", "--kind", kind, "--out-dir", f"models/{kind}"],
                 inputs, base_tree / "src")
         run([sys.executable, "-c", BUILD_INPUTS, str(base_tree / "tests")], inputs, base_tree / "src")
         argvs = commands(builtins(base_tree / "src", inputs))

@@ -22,7 +22,7 @@ rule split:
     shell:
         "promptworth split --task {wildcards.task:q} --sizes {wildcards.size:q} "
         "--data-seed {wildcards.data_seed:q} {params.dev:q} {params.test_limit:q} {params.data_dir:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "--out-dir {params.out:q} > {log:q} 2>&1"
 
 
 # The splits of a method whose dev policy is its own (by_method), beside the study's: the same
@@ -63,8 +63,8 @@ rule kshot:
             if wildcards.size == "all"
             else ["--k", wildcards.size]
         ),
-        # the folder of every task's splits: <out>/<task>/<size>-<data_seed>/manifest.json
+        # the folder of every task's splits: <out-dir>/<task>/<size>-<data_seed>/manifest.json
         out=lambda wildcards, output: str(Path(output[0]).parents[2]),
     shell:
         "promptworth kshot --tasks {wildcards.task:q} {params.k:q} --seeds {wildcards.data_seed:q} "
-        "{params.data_dir:q} --out {params.out:q} > {log:q} 2>&1"
+        "{params.data_dir:q} --out-dir {params.out:q} > {log:q} 2>&1"

@@ -12,7 +12,7 @@ rule convert_model:
     conda:
         "../envs/promptworth.yaml"
     shell:
-        "promptworth convert-model --model {wildcards.offline_model:q} --out {output:q} > {log:q} 2>&1"
+        "promptworth convert-model --model {wildcards.offline_model:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule tiny_model:
@@ -23,4 +23,4 @@ rule tiny_model:
     conda:
         "../envs/promptworth.yaml"
     shell:
-        "promptworth tiny-model --kind {wildcards.kind:q} --out {output:q} > {log:q} 2>&1"
+        "promptworth tiny-model --kind {wildcards.kind:q} --out-dir {output:q} > {log:q} 2>&1"

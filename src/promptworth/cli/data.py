@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from promptworth.cli.output import Output
 from promptworth.data import splits, tasks
 from promptworth.data.kshot import kshot as sample_kshot, lmbff_tasks
 from promptworth.data.sources import resolve_data_dir
 
 
-def run_kshot(args: argparse.Namespace) -> int:
+def run_kshot(args: argparse.Namespace) -> Output:
     root = resolve_data_dir(args.data_dir)
-    written = sample_kshot(args.out, args.tasks, k=args.k, seeds=args.seeds, data_dir=root, full=args.full)
+    written = sample_kshot(args.out_dir, args.tasks, k=args.k, seeds=args.seeds, data_dir=root, full=args.full)
     skipped = [name for name in lmbff_tasks() if name not in written and not args.tasks]
-    for name, folders in written.items():
-        print(f"{name}: {len(folders)} splits in {args.out / name}")
+    lines = [f"{name}: {len(folders)} splits in {args.out_dir / name}" for name, folders in written.items()]
     if skipped:
-        print(f"skipped (training pool not in {root}): {', '.join(skipped)}")
-    return 0
+        lines.append(f"skipped (training pool not in {root}): {', '.join(skipped)}")
+    return Output({"out_dir": args.out_dir, "splits": written, "skipped": skipped}, "\n".join(lines))
 
 
-def run_split(args: argparse.Namespace) -> int:
+def run_split(args: argparse.Namespace) -> Output:
     spec = splits.LadderSpec(
         sizes=tuple(args.sizes),
         data_seed=args.data_seed,
@@ -28,18 +28,22 @@ def run_split(args: argparse.Namespace) -> int:
         dev_size=args.dev_size,
         test_limit=args.test_limit,
     )
-    written = splits.ladder(args.task, spec, args.out, data_dir=args.data_dir)
-    for size, folder in written.items():
-        print(f"{args.task} size {size}: {folder}")
-    return 0
+    written = splits.ladder(args.task, spec, args.out_dir, data_dir=args.data_dir)
+    text = "\n".join(f"{args.task} size {size}: {folder}" for size, folder in written.items())
+    return Output({"task": args.task, "splits": {str(size): folder for size, folder in written.items()}}, text)
 
 
-def run_tasks(args: argparse.Namespace) -> int:
+def run_tasks(args: argparse.Namespace) -> Output:
     root = resolve_data_dir(args.data_dir)
-    print(f"{'task':<14} {'family':<9} {'metric':<9} {'labels':>6}  pool here  eval here")
+    rows = []
     for name, spec in tasks.registry().items():
-        pool = spec.pool is not None and (root / spec.dir / spec.pool).is_file()
-        evaluation = spec.eval is not None and (root / spec.dir / spec.eval).is_file()
-        labels = "reg" if spec.is_regression else str(spec.num_labels)
-        print(f"{name:<14} {spec.family:<9} {spec.metric:<9} {labels:>6}  {'yes' if pool else 'no':<9}  {'yes' if evaluation else 'no'}")
-    return 0
+        rows.append({"task": name, "family": spec.family, "metric": spec.metric,
+                     "labels": None if spec.is_regression else spec.num_labels,
+                     "pool_here": spec.pool is not None and (root / spec.dir / spec.pool).is_file(),
+                     "eval_here": spec.eval is not None and (root / spec.dir / spec.eval).is_file()})
+    lines = [f"{'task':<14} {'family':<9} {'metric':<9} {'labels':>6}  pool here  eval here"]
+    for row in rows:
+        labels = "reg" if row["labels"] is None else str(row["labels"])
+        lines.append(f"{row['task']:<14} {row['family']:<9} {row['metric']:<9} {labels:>6}  "
+                     f"{'yes' if row['pool_here'] else 'no':<9}  {'yes' if row['eval_here'] else 'no'}")
+    return Output({"data_dir": root, "tasks": rows}, "\n".join(lines))

@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from promptworth.errors import PromptworthError
+from promptworth.cli.output import Output
+from promptworth.errors import PromptworthError, RunFailed
 
 # where a reproduction goes by default: <this>/<study>
 DEFAULT_ROOT = Path("results/reproduce")
 REPORT = "reproduction"  # reproduction.md, reproduction.json
+STDERR = 2  # the file descriptor the study's own output goes to: stdout is the verb's result
 
 
 def out_folder(given: Path | None, name: str) -> Path:
@@ -32,31 +34,30 @@ def out_folder(given: Path | None, name: str) -> Path:
 def train(command: list[str], config: Path, folder: Path) -> int:
     """Run the study ``config`` with its results in ``folder``: ``command`` (how a study runs, e.g.
     make's ``promptworth pool ... -- snakemake ...``, split into words, never through a shell) with
-    the config and results folder added."""
+    the config and results folder added (its output goes to stderr, as a verb's log lines do)."""
     from promptworth.study.config_file import check_configfiles
 
     full = [*command, "--configfile", str(config), "--config", f"results_dir={folder.as_posix()}"]
     check_configfiles(full)  # a config that would run code is refused before Snakemake reads it
-    print(f"[promptworth] reproduce: {' '.join(full)}", flush=True)
+    print(f"[promptworth] reproduce: {' '.join(full)}", file=sys.stderr, flush=True)
     try:
-        return subprocess.run(full, env=os.environ.copy(), check=False).returncode
+        return subprocess.run(full, env=os.environ.copy(), stdout=STDERR, check=False).returncode
     except OSError as exc:
         raise PromptworthError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
 
 
 def comparisons(config: Path) -> list:
     from promptworth.analysis.advantage import Comparison
-    from promptworth.study.config_file import read_config_file, schema_file
-    from promptworth.study.load import load_study
+    from promptworth.study.load import read_study
 
-    study = load_study(read_config_file(config), schema_file())
+    study = read_study(config)
     return [Comparison(treatment, baseline) for treatment, baseline in study.comparisons]
 
 
-def run_reproduce(args: argparse.Namespace) -> int:
+def run_reproduce(args: argparse.Namespace) -> Output:
     from promptworth.analysis.reproduction import record_files, reproduction
     from promptworth.analysis.reproduction_report import as_json, markdown, verdict
-    from promptworth.files import write_files
+    from promptworth.files import write_texts
     from promptworth.study import tiny_variant
     from promptworth.study.published import published_study
 
@@ -66,8 +67,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if command:
         status = train(command, study.config, folder)
         if status != 0:
-            print(f"promptworth: error: the study stopped (exit {status}); rerun to resume it", file=sys.stderr)
-            return 1
+            raise RunFailed(f"the study stopped (exit {status}); rerun to resume it")
     if not record_files(folder):
         raise PromptworthError(f"{folder}: no run records to compare; train the study there first (make reproduce "
                                f"STUDY={study.name}, or this command with --run and the study's command line)")
@@ -75,19 +75,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
             "match the published ones; this checks that the command runs, and its exit status is 0."
             if tiny_variant.enabled() else "")
     rep = reproduction(study.name, study.folder, folder, comparisons(study.config))
-    texts = {f"{REPORT}.md": markdown(rep, note),
-             f"{REPORT}.json": json.dumps(as_json(rep, note), indent=2, allow_nan=False) + "\n"}
-
-    def write(tmp: Path) -> None:
-        for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
-    write_files(folder, write)
-    if args.json:
-        print(texts[f"{REPORT}.json"], end="")
-    else:
-        print(f"[promptworth] {verdict(rep)} -> {folder / REPORT}.md", flush=True)
+    data = as_json(rep, note)
+    write_texts(folder, {f"{REPORT}.md": markdown(rep, note),
+                         f"{REPORT}.json": json.dumps(data, indent=2, allow_nan=False) + "\n"})
     if note:
         print(tiny_variant.notice(), file=sys.stderr)
-        return 0
-    return 0 if rep.agrees else 1
+    # the tiny variant's records cannot match: it checks that the command runs
+    return Output(data, f"[promptworth] {verdict(rep)} -> {folder / REPORT}.md", status=0 if note or rep.agrees else 1)

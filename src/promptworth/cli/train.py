@@ -15,7 +15,7 @@ from promptworth.cli.options import config_from_args, option_value
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.training import lr_grid
-from promptworth.training.request import RunRequest
+from promptworth.training.request import RunRequest, model_for
 
 
 def check_run_arguments(args: argparse.Namespace) -> None:
@@ -57,13 +57,6 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
     return method_specs.define(definition, "--method")
 
 
-def model_of(args: argparse.Namespace, method: method_specs.MethodSpec) -> str:
-    """The run's ``--model``: as given, else the method's own backbone (SetFit's), else SmolLM2."""
-    from promptworth.backbones.registry import SMOLLM2
-
-    return args.model or method.backbone or SMOLLM2
-
-
 def run_train(args: argparse.Namespace) -> int:
     from promptworth.study import tiny_variant as fast
     from promptworth.training import pool as workers
@@ -73,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, method.training_defaults())
     config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
     request = RunRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
         search=args.search, lr_selection=args.learning_rate_from,
@@ -104,7 +97,7 @@ def run_search(args: argparse.Namespace) -> int:
     config, _ = fast.train_settings(config_from_args(args, method.training_defaults()), None)
     out = check_output_file(args.out)
     request = search.SearchRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed, config=config,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed, config=config,
         template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
     )
     with writable_folder(out.parent, f"the search result {out.name}"):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
 from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
-from promptworth.study.config_file import validate_config
+from promptworth.study.config_file import read_config_file, refuse_yte, schema_file, validate_config
 
 
 def _same(value: Any) -> Any:
@@ -29,6 +29,20 @@ def _lr_grid(grid: dict[str, Any]) -> LrGrid:
     return LrGrid(rates={name: tuple(rates) for name, rates in grid["rates"].items()},
                   sizes=tuple(grid["sizes"]) if "sizes" in grid else (grid["size"],),
                   **_given(grid, {"data_seeds": tuple, "train_seeds": tuple, "extend_at_edge": bool}))
+
+
+def read_study(source: str | Path | Mapping[str, Any], changes: Mapping[str, Any] | None = None) -> StudyConfig:
+    """A study from its config file (plain YAML) or its config (a mapping), with ``changes`` to its
+    top-level keys (as Snakemake's ``--config KEY=VALUE``), checked against the workflow's schema
+    where the checkout has it (an installed package without the checkout checks its meaning only)."""
+    if isinstance(source, Mapping):
+        config = dict(source)
+        refuse_yte(config, "config")
+    else:
+        config = read_config_file(source)
+    config.update(changes or {})
+    schema = schema_file()
+    return load_study(config, schema if schema.is_file() else None)
 
 
 def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:

@@ -28,7 +28,7 @@ import torch
 
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
-from promptworth.errors import PromptworthError
+from promptworth.errors import PromptworthError, RunFailed
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import engine, evaluation, record as records
@@ -283,7 +283,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
     with autocast(device, precision):
         loss = method.loss(method.scores(model, batch), batch)
     if not torch.isfinite(loss):
-        raise PromptworthError(
+        raise RunFailed(
             f"training loss is {loss.item()} at step {step}: the run diverged; "
             "lower --learning-rate or try --precision fp32"
         )

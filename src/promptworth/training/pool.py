@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from promptworth.errors import PromptworthError
+from promptworth.errors import PromptworthError, RunFailed
 from promptworth.training.runtime import process_start
 
 POOL_ENV = "PROMPTWORTH_POOL"
@@ -126,7 +126,7 @@ def delegate(pool: Path, job: Mapping[str, Any]) -> int | None:
                     send_message(conn, request)
                     reply = receive_message(conn)
                 if reply is None:
-                    raise PromptworthError(
+                    raise RunFailed(
                         f"the pool's worker {path.name} stopped during the run ({log_tail(log_path(path))}); "
                         "no record is written"
                     )

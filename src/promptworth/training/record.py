@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from promptworth.errors import PromptworthError
+from promptworth.errors import PromptworthError, RunFailed
 from promptworth.files import non_finite_key
 from promptworth.training import predictions as row_predictions
 
@@ -260,7 +260,7 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
     order, passing the analysis's own check; a NaN or infinite number anywhere is an error."""
     bad = non_finite_key(dict(record))
     if bad is not None:  # e.g. a loss that overflowed; JSON would carry a number that means nothing
-        raise PromptworthError(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
+        raise RunFailed(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
     names = [key.name for key in KEYS]
     missing, unknown = [n for n in names if n not in record], sorted(set(record) - set(names))
     if missing or unknown:  # a programming error: the writer and this definition disagree

@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from promptworth.backbones.registry import SMOLLM2
 from promptworth.methods.specs import MethodSpec, builtin_methods, make_spec
 from promptworth.training.settings import TrainConfig
+
+
+def model_for(method: MethodSpec, model: str | None = None) -> str:
+    """The model a run of ``method`` trains: ``model`` as given, else the method's own backbone
+    (SetFit's), else SmolLM2."""
+    return model or method.backbone or SMOLLM2
 
 
 @dataclass

@@ -31,8 +31,9 @@ def settings_read(objective: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:
-    """``--budgets 50,200`` -> ``(50, 200)``: the one reading of the flag's text (a config gives a
-    list; :class:`TrainConfig` checks the numbers either way)."""
+    """One word of ``--budgets``: ``50`` -> ``(50,)``, ``50,200`` -> ``(50, 200)`` (the form the workflow
+    passes); the one reading of the flag's text (a config gives a list; :class:`TrainConfig` checks the
+    numbers either way)."""
     items = [item.strip() for item in str(text).split(",")]
     if items == [""]:
         return ()
@@ -71,8 +72,8 @@ class TrainConfig:
     engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); the numbers differ by bf16 rounding"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
-        "parse": parse_budgets, "format": format_budgets, "shown": "none",
-        "help": "step budgets, e.g. 50,200: at each, also evaluate test with the best dev state so far, as a run "
+        "parse": parse_budgets, "format": format_budgets, "shown": "none", "list": True,
+        "help": "step budgets, e.g. 50 200 (50,200 is read too: the workflow passes that form): at each, also evaluate test with the best dev state so far, as a run "
                 "of that many steps would (multiples of eval_every; needs schedule constant and no warmup)"})
 
     def __post_init__(self) -> None:

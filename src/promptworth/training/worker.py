@@ -21,7 +21,7 @@ from promptworth.training.runtime import process_age_s
 
 def handle(job: dict[str, Any], startup_s: float, default_threads: int) -> dict[str, Any]:
     """Train one request in this process, as if it were its own process: its output and exit status
-    (0, 2 for an error the user can fix, as ``promptworth train`` prints it, 1 for any other)."""
+    (as ``promptworth train`` exits: 0, the error's own status for a one-line error, 1 for any other)."""
     import torch
 
     os.chdir(job["cwd"])
@@ -37,7 +37,7 @@ def handle(job: dict[str, Any], startup_s: float, default_threads: int) -> dict[
             status = 0
         except PromptworthError as exc:
             print(f"promptworth: error: {exc}", file=sys.stderr)
-            status = 2
+            status = exc.exit_status
         except Exception:  # noqa: BLE001 - the run's failure is reported to its client
             traceback.print_exc()
             status = 1
