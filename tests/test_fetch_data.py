@@ -118,3 +118,12 @@ def test_bad_arguments_are_one_line(cache, argv, message, capsys):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"promptworth: error: {message}")
     assert not cache.exists()
+
+
+def test_a_file_its_source_lacks_is_named(data_dir, cache, tmp_path, monkeypatch, capsys):
+    origin = tmp_path / "origin"
+    data_origin.build(data_dir, origin, ["BoolQ"])  # the mirror has no BoolQ training pool: nor has this copy
+    monkeypatch.setenv(sources.ORIGIN_ENV, origin.as_uri())
+    assert main(["fetch-data", "--tasks", "BoolQ"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"promptworth: error: BoolQ: superglue/BoolQ/train.jsonl is not in the download from its source (into {cache})")

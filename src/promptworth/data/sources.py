@@ -107,7 +107,7 @@ def task_file(task: TaskSpec, name: str, data_dir: Path | None = None, *, downlo
             raise PromptworthError(_missing_message(task, relpath, root))
         download_tasks([task], root)
         if not path.is_file():
-            raise PromptworthError(_missing_message(task, relpath, root) + " (not in the downloaded archive either)")
+            raise PromptworthError(_missing_message(task, relpath, root))
     try:
         verify(path, relpath)
     except PromptworthError as exc:
@@ -118,6 +118,9 @@ def task_file(task: TaskSpec, name: str, data_dir: Path | None = None, *, downlo
 
 
 def _missing_message(task: TaskSpec, relpath: str, root: Path) -> str:
+    """Why a file is missing: a mirror lacks it, or (in the cache, after a download) its source does."""
+    if root == default_data_dir():
+        return f"{task.name}: {relpath} is not in the download from its source (into {root})"
     message = f"{task.name}: {relpath} is not in the data mirror {root}"
     if task.kshot_dir and relpath.endswith(task.pool or "\0"):
         message += f"; its training pool is missing, only its published K-shot splits ({task.kshot_dir}) can be used"
