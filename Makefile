@@ -115,9 +115,11 @@ docs-check: venv
 test-slurm: venv
 	bash tests/slurm/run.sh
 
-# A fresh clone beside the data mirror runs every command of the README's command table and every
+# A fresh clone with no data mirror beside it runs every command of the README's command table and every
 # bash and python block of the README and docs/, each in its tiny variant (PROMPTWORTH_FAST=1,
-# promptworth.study.tiny_variant), then checks every path and figure the documents name (tests/newcomer/run.py).
+# promptworth.study.tiny_variant), its data downloaded from the original sources' archives, rebuilt from
+# ../shared/data and served on localhost; then it checks every path and figure the documents name
+# (tests/newcomer/run.py).
 test-newcomer: venv
 	$(BIN)/python tests/newcomer/run.py
 

@@ -199,6 +199,9 @@ def test_json_of_the_data_verbs(tmp_path, data_dir, capsys):
     kshot = json_of(["kshot", "--out-dir", str(tmp_path / "k"), "--tasks", "SST-2", "--seeds", "13",
                      "--data-dir", str(data_dir)], capsys)
     assert kshot["splits"] == {"SST-2": {"13": str(tmp_path / "k" / "SST-2" / "16-13")}} and kshot["skipped"] == []
+    fetched = json_of(["fetch-data", "--tasks", "SST-2", "--data-dir", str(data_dir)], capsys)  # a mirror: checked only
+    assert [(row["file"], row["path"], row["downloaded"]) for row in fetched] == [
+        (name, str(data_dir / name), False) for name in ("original/SST-2/train.tsv", "original/SST-2/dev.tsv")]
 
 
 def test_json_of_the_analysis_verbs(tmp_path, monkeypatch, capsys):

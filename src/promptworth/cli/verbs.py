@@ -93,6 +93,17 @@ DATA = (
          "manifest.json. Training sets are nested: each contains the smaller ones.", prints=True),
     Verb("tasks", "list the registry's tasks and their files", "promptworth.cli.data:run_tasks", (o.data_dir,),
          prints=True),
+    Verb("fetch-data", "download the data files of a study or of some tasks ahead of time, and verify each",
+         "promptworth.cli.data:run_fetch_data",
+         (these(opt("--configfile", type=Path, help="a study config: its tasks (under PROMPTWORTH_FAST=1 the tiny "
+                    "variant's) and its data_dir"),
+                opt("--tasks", nargs="+", metavar="TASK", help="tasks of the registry (promptworth tasks)")),
+          o.data_dir),
+         "Get every file the tasks' splits and runs read (the training pool and the evaluation sets) into the data "
+         "folder: the download cache (missing files are downloaded from the original sources, or from "
+         "$PROMPTWORTH_DATA_ORIGIN, each archive once) or a data mirror (checked only). Each file is verified against "
+         "its published sha256; the first that is missing or differs is an error naming it, and a download that "
+         "fails leaves nothing. --json prints a list of the files.", prints=True),
 )
 
 STUDY = (
