@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from promptworth.data import splits, tasks
+from promptworth.data import splits, task_files, tasks
 from promptworth.data.kshot import kshot as sample_kshot, lmbff_tasks
 from promptworth.data.sources import resolve_data_dir
 
@@ -28,7 +29,8 @@ def run_split(args: argparse.Namespace) -> int:
         dev_size=args.dev_size,
         test_limit=args.test_limit,
     )
-    written = splits.ladder(args.task, spec, args.out, data_dir=args.data_dir)
+    task = task_files.find_task(args.task, args.task_files)
+    written = splits.ladder(task, spec, args.out, data_dir=args.data_dir)
     for size, folder in written.items():
         print(f"{args.task} size {size}: {folder}")
     return 0
@@ -37,9 +39,18 @@ def run_split(args: argparse.Namespace) -> int:
 def run_tasks(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
     print(f"{'task':<14} {'family':<9} {'metric':<9} {'labels':>6}  pool here  eval here")
-    for name, spec in tasks.registry().items():
-        pool = spec.pool is not None and (root / spec.dir / spec.pool).is_file()
-        evaluation = spec.eval is not None and (root / spec.dir / spec.eval).is_file()
+    for name, spec in {**tasks.registry(), **task_files.load_task_files(args.task_files)}.items():
+        pool, evaluation = (_here(spec, root, split) for split in tasks.SPLIT_FILES)
         labels = "reg" if spec.is_regression else str(spec.num_labels)
-        print(f"{name:<14} {spec.family:<9} {spec.metric:<9} {labels:>6}  {'yes' if pool else 'no':<9}  {'yes' if evaluation else 'no'}")
+        print(f"{name:<14} {spec.family:<9} {spec.metric:<9} {labels:>6}  {pool:<9}  {evaluation}")
     return 0
+
+
+def _here(spec: tasks.TaskSpec, root: Path, split: str) -> str:
+    """Whether a task's pool or eval file is at hand: yes, no, or hub (a hub dataset's, downloaded when read)."""
+    name, source = (spec.pool if split == "pool" else spec.eval), spec.source
+    if source is None:
+        return "yes" if name is not None and (root / spec.dir / name).is_file() else "no"
+    if source.hub is not None:
+        return "hub"
+    return "yes" if (source.saved or source.folder / name).exists() else "no"

@@ -83,6 +83,13 @@ def data_dir() -> tuple[Opt, ...]:
     return (opt("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)"),)
 
 
+def task_files() -> tuple[Opt, ...]:
+    """``--task-files FILE ...``: task files whose tasks join the built-in ones (a study's ``task_files``)."""
+    return (opt("--task-files", nargs="+", type=Path, default=[], metavar="FILE",
+                help="task files: tasks of your own, in the registry's format, that join the built-in ones "
+                     "(docs/own-task.md)"),)
+
+
 def json_flag(help: str) -> OptionSet:
     return lambda: (opt("--json", action="store_true", help=help),)
 
@@ -170,7 +177,8 @@ def run() -> tuple[Opt, ...]:
     from promptworth.backbones.registry import MINILM, OFFLINE_MODELS, PACKAGED_MODELS, SMOLLM2
 
     return (
-        opt("--task", required=True, help="registry task name (promptworth tasks)"),
+        opt("--task", required=True, help="task name: a built-in task's (promptworth tasks) or one of --task-files'"),
+        *task_files(),
         opt("--method", required=True,
             help=f"a built-in method ({', '.join(specs.builtin_methods())}; promptworth methods), "
                  "or the name of a method defined by --objective, --tuning and --option"),

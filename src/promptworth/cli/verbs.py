@@ -81,10 +81,11 @@ DATA = (
          (o.data_dir, o.out("output folder (LM-BFF's data/k-shot)"), _kshot_options),
          "Write LM-BFF's K-shot splits (<out>/<task>/<K>-<seed>/) exactly as LM-BFF's sampler does."),
     Verb("split", "write nested training/dev/test splits of several sizes", "promptworth.cli.data:run_split",
-         (_split_options, o.data_dir, o.out("the task's split folder")),
+         (_split_options, o.task_files, o.data_dir, o.out("the task's split folder")),
          "Write the splits of a data-size ladder: <out>/<size>-<data_seed>/{train,dev,test}.jsonl and manifest.json. "
          "Training sets are nested: each contains the smaller ones."),
-    Verb("tasks", "list the registry's tasks and their files", "promptworth.cli.data:run_tasks", (o.data_dir,)),
+    Verb("tasks", "list the registry's tasks (and those of --task-files) and their files", "promptworth.cli.data:run_tasks",
+         (o.data_dir, o.task_files)),
 )
 
 STUDY = (
@@ -134,7 +135,7 @@ BACKBONES_AND_METHODS = (
                     "(a folder, hub id or short name; loads it once per method)"),
                 opt("--task", default="SST-2", help="the task the counts are for: a head's size depends on its "
                     "labels (default: %(default)s)")),
-          o.json_flag("print JSON instead of a table"))),
+          o.task_files, o.json_flag("print JSON instead of a table"))),
     Verb("convert-model", "convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's "
          "GGUF file to a safetensors folder", "promptworth.cli.backbones:run_convert",
          (_offline_model, o.out("output folder (default: resources/models/<model>)", required=False),
