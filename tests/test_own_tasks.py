@@ -178,6 +178,7 @@ FILE_ERRORS = [
     ({"reviews": entry_with(label_words={"negative": "bad"})}, "label_words has no word for the label 'positive'"),
     ({"reviews": entry_with(label_words=None)}, "templates need label_words"),
     ({"reviews": entry_with(pool="absent.csv")}, "its pool file"),
+    ({"reviews": entry_with(eval="train.csv")}, "pool and eval are both 'train.csv'"),
     ({"reviews": entry_with(sha256={"train.csv": "abc"})}, "sha256.train.csv is not a sha256"),
     ({"reviews": entry_with(sha256={"other.csv": "0" * 64})}, "sha256 names 'other.csv', which is neither"),
     ({"reviews": entry_with(rows={"pool": -1})}, "rows gives the row counts of pool and eval"),
@@ -194,7 +195,7 @@ def test_a_malformed_task_file_is_one_error_naming_it(tmp_path, content, message
     write_csv(tmp_path / "train.csv", POOL)
     write_csv(tmp_path / "test.csv", EVALUATION)
     path = tmp_path / "tasks.yaml"
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
     with pytest.raises(PromptworthError, match=f"^{re.escape(f'task file {path}: ')}.*{re.escape(message)}") as caught:
         task_files.load_task_files([path])
     assert "\n" not in str(caught.value)
@@ -358,14 +359,15 @@ def test_the_workflow_passes_the_task_file_and_draws_a_split_again_when_its_data
     configfile.write_text(yaml.safe_dump(study_config(Path("my-task/tasks.yaml"))), encoding="utf-8")
     dry = snakemake(tmp_path, configfile, "-n", "--printshellcmds")
     assert dry.returncode == 0, dry.stderr[-3000:]
-    commands = [line for line in dry.stdout.splitlines() if line.startswith("promptworth ")]
+    commands = [line.split("Shell command:", 1)[1].strip() for line in dry.stdout.splitlines()
+                if line.startswith("Shell command:")]
     readers = [c for c in commands if c.startswith(("promptworth split", "promptworth train"))]
-    assert len(readers) == 2 + 5 and all("--task-files my-task/tasks.yaml" in c for c in readers), commands
+    assert len(readers) == 3 + 5 and all("--task-files my-task/tasks.yaml" in c for c in readers), commands
     manifest = "results/splits/reviews/8-1/manifest.json"
-    done = snakemake(tmp_path, configfile, manifest)
+    done = snakemake(tmp_path, configfile, "--", manifest)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert snakemake(tmp_path, configfile, "-n", manifest).stdout.count("rule split") == 0
+    assert snakemake(tmp_path, configfile, "-n", "--", manifest).stdout.count("rule split") == 0
     time.sleep(1)
     write_csv(tmp_path / "my-task" / "train.csv", POOL[:-1])  # newer than the split: it is drawn again
-    again = snakemake(tmp_path, configfile, "-n", manifest)
+    again = snakemake(tmp_path, configfile, "-n", "--", manifest)
     assert again.returncode == 0 and again.stdout.count("rule split") == 1, again.stdout

@@ -191,6 +191,9 @@ def _source(path: Path, where: str, entry: Mapping[str, Any]) -> TaskSource:
     for split in SPLIT_FILES:
         if not isinstance(entry[split], str) or not entry[split]:
             raise PromptworthError(f"{where}: {split} names a file (or a dataset's split), got {entry[split]!r}")
+    if entry["pool"] == entry["eval"]:
+        raise PromptworthError(f"{where}: pool and eval are both {entry['pool']!r}: the rows it evaluates on would be "
+                               "rows it trains on")
     if entry["format"] == "datasets":
         if "sha256" in entry:
             raise PromptworthError(f"{where}: sha256 is for local files; a dataset is pinned by its revision or its "
@@ -257,14 +260,15 @@ def source_path(task: TaskSpec, split: str) -> Path:
 def source_files(task: TaskSpec) -> dict[str, Path]:
     """Every file a task-file task's rows are read from, by its path relative to the working folder
     (the names of a split manifest's ``sources``): the task file, then the pool and eval files, or
-    every file of a saved dataset folder. A hub dataset's own files are named by its revision."""
+    every file of a saved dataset folder. A hub dataset's own files are named by its revision. Nothing
+    is read here: :func:`source_path` verifies a file when its rows are read."""
     assert task.source is not None
     source = task.source
     files = [source.task_file]
     if source.saved is not None:
         files += sorted(path for path in source.saved.rglob("*") if path.is_file())
     elif source.hub is None:
-        files += [source_path(task, split) for split in SPLIT_FILES]
+        files += [source.folder / task.file_name(split) for split in SPLIT_FILES]
     return {study_relative(path): path for path in files}
 
 
