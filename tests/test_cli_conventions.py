@@ -176,7 +176,7 @@ def json_of(argv: list[str], capsys) -> object:
 def test_json_of_the_listing_and_model_verbs(tmp_path, monkeypatch, capsys):
     tasks = json_of(["tasks", "--data-dir", str(tmp_path)], capsys)
     assert tasks["data_dir"] == str(tmp_path) and {"SST-2", "CB", "RTE"} <= {row["task"] for row in tasks["tasks"]}
-    assert not any(row["pool_here"] or row["eval_here"] for row in tasks["tasks"])  # an empty mirror
+    assert {(row["pool_here"], row["eval_here"]) for row in tasks["tasks"]} == {("no", "no")}  # an empty mirror
     assert {row["method"] for row in json_of(["methods"], capsys)} >= {"prompt", "head", "null"}
     tiny = json_of(["tiny-model", "--out-dir", str(tmp_path / "m")], capsys)
     assert tiny == {"kind": "llama", "out_dir": str(tmp_path / "m")} and (tmp_path / "m" / "config.json").is_file()

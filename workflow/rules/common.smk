@@ -10,6 +10,7 @@ from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import NAME_PATTERN
 from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
 from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
+from promptworth.data.task_files import source_files as task_sources
 from promptworth.study import tiny_variant
 from promptworth.study.reuse import (
     Reuse,
@@ -352,6 +353,21 @@ def run_resources(wildcards):
 def data_dir_args():
     """`--data-dir <folder>` when the config names a mirror (a list: each item is quoted with :q)."""
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
+
+
+def task_files_args(wildcards, output):
+    """`--task-files <file>...` when the config names task files (a list: each item is quoted with :q).
+    A function of the output, as Snakemake's params trigger skips: the commands of a study without
+    task files keep their params (a record names its split's manifest, which names the task file)."""
+    files = STUDY_CONFIG.get("task_files", [])
+    return ["--task-files", *files] if files else []
+
+
+def task_inputs(wildcards):
+    """What a split of a task of a task file is drawn from: the task file and the local files its
+    rows are read from (none for a built-in task: the mirror's files are checked by sha256)."""
+    task = STUDY.defined_tasks.get(wildcards.task)
+    return list(task_sources(task)) if task is not None else []
 
 
 def records_since_issue_30():

@@ -24,10 +24,11 @@ if not STUDY.runs_dir:
         params:
             model=model_arg,
             split_dir=split_dir_of,
+            task_files=task_files_args,
             template=template_args,
             training=method_training_args,
         shell:
-            "promptworth search --task {wildcards.task:q} --method {wildcards.method:q} "
+            "promptworth search --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
             "{params.template:q} {params.training:q} --threads {threads} --no-progress "
             "--out {output:q} > {log:q} 2>&1"

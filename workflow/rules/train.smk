@@ -26,6 +26,7 @@ if not STUDY.runs_dir:
         params:
             model=model_arg,
             split_dir=split_dir_of,
+            task_files=task_files_args,
             template=template_args,
             training=method_training_args,
             # a search method applies its search's result file (rule search)
@@ -46,7 +47,7 @@ if not STUDY.runs_dir:
             # how the progress line names them (the pilots' rule names its own)
             what=lambda wc, output: "training runs",
         shell:
-            "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
+            "promptworth train --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
             "{params.search:q} {params.lr:q} "

@@ -4,13 +4,15 @@ trainable parameters)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Sequence
 
 from promptworth.cli.output import Output
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 
 
-def method_rows(model: str | None, task_name: str) -> list[dict]:
+def method_rows(model: str | None, task_name: str, task_files: Sequence[Path] = ()) -> list[dict]:
     """One row per built-in method; with ``model``, its parameters once the tuning is applied (a
     method that runs on a backbone of its own, SetFit, has none on ``model``: its row names its backbone)."""
     rows = []
@@ -23,12 +25,12 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         rows.append(row)
     if model is not None:
         from promptworth.backbones import load
-        from promptworth.data import tasks
+        from promptworth.data.task_files import find_task
         from promptworth.methods import build
         from promptworth.training import runtime
 
         backbone = load.open_backbone(model)
-        task = tasks.get_task(task_name)
+        task = find_task(task_name, task_files)
         for row, spec in zip(rows, method_specs.BUILTINS):
             if spec.backbone is not None:
                 continue
@@ -45,7 +47,7 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
 
 
 def run_methods(args: argparse.Namespace) -> Output:
-    rows = method_rows(args.model, args.task)
+    rows = method_rows(args.model, args.task, args.task_files)
     return Output(rows, methods_text(rows, args.task))
 
 

@@ -126,6 +126,13 @@ def json_output() -> tuple[Opt, ...]:
                 help="print the result as one JSON document on stdout (nothing else goes there)"),)
 
 
+def task_files() -> tuple[Opt, ...]:
+    """``--task-files FILE ...``: task files whose tasks join the built-in ones (a study's ``task_files``)."""
+    return (opt("--task-files", nargs="+", type=Path, default=[], metavar="FILE",
+                help="task files: tasks of your own, in the registry's format, that join the built-in ones "
+                     "(docs/own-task.md)"),)
+
+
 def results() -> tuple[Opt, ...]:
     """The results table an analysis verb reads."""
     return (opt("results", type=Path, metavar="RESULTS_CSV"),)
@@ -224,7 +231,8 @@ def run() -> tuple[Opt, ...]:
     from promptworth.backbones.registry import MINILM, OFFLINE_MODELS, PACKAGED_MODELS, SMOLLM2
 
     return (
-        opt("--task", required=True, help="registry task name (promptworth tasks)"),
+        opt("--task", required=True, help="task name: a built-in task's (promptworth tasks) or one of --task-files'"),
+        *task_files(),
         opt("--method", required=True,
             help=f"a built-in method ({', '.join(specs.builtin_methods())}; promptworth methods), "
                  "or the name of a method defined by --objective, --tuning and --option"),

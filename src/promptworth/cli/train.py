@@ -69,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        search=args.search, lr_selection=args.learning_rate_from,
+        search=args.search, lr_selection=args.learning_rate_from, task_files=tuple(args.task_files),
     )
     pool = os.environ.get(workers.POOL_ENV)
     if pool:
@@ -99,6 +99,7 @@ def run_search(args: argparse.Namespace) -> int:
     request = search.SearchRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed, config=config,
         template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
+        task_files=tuple(args.task_files),
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

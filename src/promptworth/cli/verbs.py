@@ -88,15 +88,15 @@ DATA = (
          (o.data_dir, o.out_dir("output folder (LM-BFF's data/k-shot)", renamed_from_out=True), _kshot_options),
          "Write LM-BFF's K-shot splits (<out-dir>/<task>/<K>-<seed>/) exactly as LM-BFF's sampler does.", prints=True),
     Verb("split", "write nested training/dev/test splits of several sizes", "promptworth.cli.data:run_split",
-         (_split_options, o.data_dir, o.out_dir("the task's split folder", renamed_from_out=True)),
+         (_split_options, o.task_files, o.data_dir, o.out_dir("the task's split folder", renamed_from_out=True)),
          "Write the splits of a data-size ladder: <out-dir>/<size>-<data_seed>/{train,dev,test}.jsonl and "
          "manifest.json. Training sets are nested: each contains the smaller ones.", prints=True),
-    Verb("tasks", "list the registry's tasks and their files", "promptworth.cli.data:run_tasks", (o.data_dir,),
-         prints=True),
+    Verb("tasks", "list the registry's tasks (and those of --task-files) and their files", "promptworth.cli.data:run_tasks",
+         (o.data_dir, o.task_files), prints=True),
     Verb("fetch-data", "download the data files of a study or of some tasks ahead of time, and verify each",
          "promptworth.cli.data:run_fetch_data",
-         (these(opt("--configfile", type=Path, help="a study config: its tasks (under PROMPTWORTH_FAST=1 the tiny "
-                    "variant's) and its data_dir"),
+         (these(opt("--configfile", type=Path, help="a study config: its built-in tasks (under PROMPTWORTH_FAST=1 the "
+                    "tiny variant's; a task file's task reads its own files) and its data_dir"),
                 opt("--tasks", nargs="+", metavar="TASK", help="tasks of the registry (promptworth tasks)")),
           o.data_dir),
          "Get every file the tasks' splits and runs read (the training pool and the evaluation sets) into the data "
@@ -177,7 +177,8 @@ BACKBONES_AND_METHODS = (
          (these(opt("--model", help="also count each method's trainable and total parameters on this model "
                     "(a folder, hub id or short name; loads it once per method)"),
                 opt("--task", default="SST-2", help="the task the counts are for: a head's size depends on its "
-                    "labels (default: %(default)s)")),), prints=True),
+                    "labels (default: %(default)s)")),
+          o.task_files), prints=True),
     Verb("convert-model", "convert an offline backbone (SmolLM2-135M-Instruct, Gemma-3-270M) from its PyPI package's "
          "GGUF file to a safetensors folder", "promptworth.cli.backbones:run_convert",
          (_offline_model, o.out_dir("output folder (default: resources/models/<model>)", required=False,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K, ZERO_SHOT
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.methods.specs import MethodSpec
@@ -120,6 +120,7 @@ class StudyConfig:
     comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
     # methods the config defines inline from parts, by name
     defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
+    defined_tasks: dict[str, TaskSpec] = field(default_factory=dict)  # its task_files' tasks (get_task(name, these))
     training_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
     results_dir: str = "results"

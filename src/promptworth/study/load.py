@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from promptworth.data.task_files import load_task_files
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
@@ -68,6 +69,10 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         else:
             names.append(item)
     model = config["model"]
+    try:
+        defined_tasks = load_task_files(config.get("task_files", ()))
+    except PromptworthError as exc:
+        raise PromptworthError(f"config: task_files: {exc}") from None
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
         methods=tuple(names),
@@ -76,6 +81,7 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         splits=splits,
         training=dict(config["training"]),
         defined_methods=defined,
+        defined_tasks=defined_tasks,
         **_given(config, {
             "templates": dict,
             "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},

@@ -144,7 +144,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     found = record.get("template_name")
     if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):
         return None
-    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task), None, record["model_kind"])[0]
+    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task, study.defined_tasks), None, record["model_kind"])[0]
     if found != wanted:
         return f"template_name is {found!r} in the record, the study asks for {wanted!r}"
     return None

@@ -39,12 +39,15 @@ class RunRequest:
     search: Path | None = None
     # the lr_grid's selection file (promptworth select-lr): the run trains at the rate it chose
     lr_selection: Path | None = None
+    # task files whose tasks join the built-in ones (promptworth.data.task_files): ``task`` may be one of theirs
+    task_files: tuple[Path, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The request as JSON values: paths as text, the training settings by name, the method as a
         built-in's name or its definition from parts."""
         return {
             **{f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("method", "config")},
+            "task_files": [str(path) for path in self.task_files],
             "method": _method_json(self.method),
             "config": {**dataclasses.asdict(self.config), "budgets": list(self.config.budgets)},
         }
@@ -54,7 +57,9 @@ class RunRequest:
         """The request :meth:`to_json` wrote."""
         paths = {name: Path(data[name]) if data[name] is not None else None for name in ("split_dir", "search", "lr_selection")}
         config = TrainConfig(**{**data["config"], "budgets": tuple(data["config"]["budgets"])})
-        return cls(**{**data, **paths, "method": _method_from_json(data["method"]), "config": config})
+        task_files = tuple(Path(path) for path in data["task_files"])
+        return cls(**{**data, **paths, "task_files": task_files, "method": _method_from_json(data["method"]),
+                      "config": config})
 
 
 def _plain(value: Any) -> Any:

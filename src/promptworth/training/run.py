@@ -20,7 +20,8 @@ from promptworth.backbones import load
 from promptworth.backbones.resolve import weights_sha256
 from promptworth.data.rows import rows_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.data.task_files import find_task
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.files import check_output_file, writable_folder, write_json
 from promptworth.methods import search_result
@@ -51,7 +52,7 @@ from promptworth.training.settings import TrainConfig, epochs_read, examples_rea
 # A run: load everything, train, describe
 
 
-def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+def load_rows(task: TaskSpec, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
     """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
     point: only a split whose manifest says size 0 may have one, and only a method that runs
     untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
@@ -104,7 +105,7 @@ def _prepare(request: RunRequest) -> _Setup:
     if request.threads:
         torch.set_num_threads(request.threads)
     tune_allocator()
-    task = get_task(request.task)
+    task = find_task(request.task, request.task_files)
     config = request.config
     backbone = load.open_backbone(request.model)
     spec = resolve(request.method) if isinstance(request.method, str) else request.method
@@ -121,7 +122,7 @@ def _prepare(request: RunRequest) -> _Setup:
                                                  spec.name, backbone.ref.name, model_sha256)
         config = dataclasses.replace(config, learning_rate=rate)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
+    rows = load_rows(task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
     device = pick_device()

@@ -39,7 +39,8 @@ import torch
 
 from promptworth.backbones import flops, load, resolve
 from promptworth.data.split_folder import manifest_sha256
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.data.task_files import find_task
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import prompt_encoding, templates as prompts, verbalizers
 from promptworth.methods.build import build_method
@@ -77,6 +78,7 @@ class SearchRequest:
     generator: str | None = None  # a T5 folder: LM-BFF's template generator (None: the offline pool)
     threads: int = 0
     progress: bool = True  # a progress bar for each fine-tune
+    task_files: tuple[Path, ...] = ()  # task files whose tasks join the built-in ones (``task`` may be theirs)
 
 
 @dataclass(frozen=True)
@@ -215,9 +217,9 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
                                "autotemplate (e.g. prompt-autowords)")
     if request.threads:
         torch.set_num_threads(request.threads)
-    task = get_task(request.task)
+    task = find_task(request.task, request.task_files)
     backbone = load.open_backbone(request.model)
-    rows = load_rows(request.task, request.split_dir, None, spec)
+    rows = load_rows(task, request.split_dir, None, spec)
     device = pick_device()
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if EXTRAS[e].search)
