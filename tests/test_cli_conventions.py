@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_models import sentiment_split, tiny_model
+from tiny_models import hub_cache_model, sentiment_split, tiny_model
 
 from promptworth import __version__
 from promptworth.cli import build_parser, handler, main
@@ -258,3 +258,16 @@ def test_json_of_protocol_flops_and_reproduce(tmp_path, monkeypatch, capsys):
     reproduced = json_of(["reproduce", "default-study"], capsys)
     written = tmp_path / "results" / "reproduce" / "default-study" / "reproduction.json"
     assert reproduced == json.loads(written.read_text(encoding="utf-8")) and reproduced["agrees"]
+
+
+def test_json_of_prefetch(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    hub_cache_model(tmp_path / "hf-cache", "tiny-org/tiny-llama", "llama", commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the commit is cached: nothing is asked of the hub
+    pin = tmp_path / "pin.json"
+    pinned = json_of(["prefetch", "--model", f"tiny-org/tiny-llama@{commit}", "--out", str(pin)], capsys)
+    assert pinned == {**json.loads(pin.read_text(encoding="utf-8")), "out": str(pin)}
+    assert pinned["hub"]["commit"] == commit and len(pinned["model_sha256"]) == 64

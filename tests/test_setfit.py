@@ -222,7 +222,7 @@ def minilm(setfit_installed) -> Path:
 
 def test_all_minilm_resolves_to_its_package_folder(minilm):
     ref = resolve.resolve_model(MINILM)
-    assert ref.name == MINILM and ref.local and Path(ref.path) == minilm
+    assert ref.name == MINILM and ref.hub is None and Path(ref.path) == minilm
     assert (minilm / "modules.json").is_file() and resolve.weights_sha256(ref)
 
 

@@ -38,18 +38,23 @@ def split(task: str, sizes: Sequence[int | str], data_seed: int, out_dir: str | 
 
 def train(task: str, method: str | method_specs.MethodSpec, split_dir: str | Path, *, model: str | None = None,
           seed: int = 1, out: str | Path | None = None, template: str | None = None, test_limit: int | None = None,
-          threads: int = 0, progress: bool = False, **settings: Any) -> dict[str, Any]:
+          threads: int = 0, progress: bool = False, model_dtype: str = "fp32", trust_remote_code: bool = False,
+          task_files: Sequence[str | Path] = (), **settings: Any) -> dict[str, Any]:
     """Fine-tune one run and return its record (``docs/contracts.md``), as ``promptworth train``.
 
     ``method``: a built-in method's name (``promptworth methods``) or a
     :class:`~promptworth.methods.specs.MethodSpec` (``promptworth.methods.specs.define``);
-    ``model``: a folder, hub id or short name (default: the method's own backbone, else SmolLM2);
+    ``model``: a folder, a pinned hub model ``<id>@<revision>`` (prefetched: ``promptworth prefetch``)
+    or a short name (default: the method's own backbone, else SmolLM2), loaded in ``model_dtype``
+    (``--model-dtype``) and with ``trust_remote_code`` as the command's flags; ``task_files``: as
+    ``--task-files`` (``task`` may be one of theirs);
     ``settings``: training settings (the fields of :class:`~promptworth.training.settings.TrainConfig`,
     e.g. ``max_steps=200, learning_rate=1e-5``) over the method's defaults; ``out``: also write the
     record there (all or nothing). ``PROMPTWORTH_FAST=1``: the tiny variant's few steps, as the command.
     """
     from promptworth.data.splits import check_seed
     from promptworth.study import tiny_variant
+    from promptworth.backbones.registry import DTYPES, LoadOptions
     from promptworth.training import run
     from promptworth.training.request import RunRequest, model_for
     from promptworth.training.settings import config_from_mapping
@@ -57,11 +62,15 @@ def train(task: str, method: str | method_specs.MethodSpec, split_dir: str | Pat
     check_seed(seed, "the train seed")
     if threads < 0:
         raise PromptworthError(f"threads must be 0 (torch's default) or a positive number, got {threads}")
+    if model_dtype not in DTYPES:
+        raise PromptworthError(f"model_dtype must be one of {', '.join(DTYPES)}, got {model_dtype!r}")
     spec = method_specs.resolve(method) if isinstance(method, str) else method
     config, test_limit = tiny_variant.train_settings(config_from_mapping({**spec.training_defaults(), **settings}),
                                                      test_limit)
     request = RunRequest(task=task, method=spec, split_dir=Path(split_dir), model=model_for(spec, model), seed=seed,
-                         config=config, template=template, test_limit=test_limit, threads=threads, progress=progress)
+                         config=config, model_options=LoadOptions(model_dtype, trust_remote_code), template=template,
+                         test_limit=test_limit, threads=threads, progress=progress,
+                         task_files=tuple(Path(path) for path in task_files))
     return run.run(request) if out is None else run.train_to_file(request, Path(out))
 
 

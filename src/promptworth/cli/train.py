@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from promptworth.cli.options import config_from_args, option_value
+from promptworth.cli.options import config_from_args, load_options, option_value
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.training import lr_grid
@@ -67,7 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
     config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
     request = RunRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
-        config=config, template=args.template, data_seed=args.data_seed,
+        config=config, model_options=load_options(args), template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
         search=args.search, lr_selection=args.learning_rate_from, task_files=tuple(args.task_files),
     )
@@ -97,9 +97,9 @@ def run_search(args: argparse.Namespace) -> int:
     config, _ = fast.train_settings(config_from_args(args, method.training_defaults()), None)
     out = check_output_file(args.out)
     request = search.SearchRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed, config=config,
-        template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
-        task_files=tuple(args.task_files),
+        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
+        config=config, model_options=load_options(args), template=args.template, generator=args.generator,
+        threads=args.threads, progress=not args.no_progress, task_files=tuple(args.task_files),
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

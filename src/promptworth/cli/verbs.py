@@ -175,7 +175,7 @@ BACKBONES_AND_METHODS = (
     Verb("methods", "list the built-in methods: parts, options, default hyperparameters, trainable parameters",
          "promptworth.cli.methods:run_methods",
          (these(opt("--model", help="also count each method's trainable and total parameters on this model "
-                    "(a folder, hub id or short name; loads it once per method)"),
+                    "(a folder, short name or pinned hub model <id>@<revision>, prefetched; loads it once per method)"),
                 opt("--task", default="SST-2", help="the task the counts are for: a head's size depends on its "
                     "labels (default: %(default)s)")),
           o.task_files), prints=True),
@@ -184,6 +184,16 @@ BACKBONES_AND_METHODS = (
          (_offline_model, o.out_dir("output folder (default: resources/models/<model>)", required=False,
                                     renamed_from_out=True),
           these(opt("--force", action="store_true", help="succeed quietly if the folder already exists"))), prints=True),
+    Verb("prefetch", "download a pinned hub model (<id>@<revision>) before training, which never downloads",
+         "promptworth.cli.backbones:run_prefetch",
+         (these(opt("--model", required=True, help="a hub model <id>@<revision> (or <id>@unpinned); a folder or short "
+                    "name is only checked")),
+          o.trust_remote_code,
+          o.out("a JSON file naming the model's commit and weights (sha256), for a workflow's rule", required=False)),
+         "Download a hub model's config, tokenizer and weights (safetensors, else PyTorch's; with --trust-remote-code "
+         "its *.py too) into the Hugging Face cache (HF_HUB_CACHE, HF_HOME), where `promptworth train` and `search` "
+         "read it without network access, and compute the sha256 of its weights once (kept beside them). A commit "
+         "already cached is not asked of the hub again.", prints=True),
 )
 
 TRAIN = (

@@ -8,7 +8,8 @@ from promptworth.data.splits import ALL, DEV_POLICIES, FIXED_DEV, TRAIN_SIZED_DE
 from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry
-from promptworth.study.config import LrGrid, StudyConfig, check_label, model_label
+from promptworth.backbones.resolve import hub_model, model_label
+from promptworth.study.config import LrGrid, StudyConfig, check_label
 from promptworth.study.planning import pilots, plan
 from promptworth.training.settings import config_from_mapping
 
@@ -223,12 +224,16 @@ def _check_comparisons(study: StudyConfig) -> None:
 
 
 def check_models(study: StudyConfig) -> None:
-    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
-    names models, tasks and methods of the study, and what it leaves out leaves every model, task
-    and compared method some runs."""
+    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own (and a hub
+    model its revision), by_model names models, tasks and methods of the study, and what it leaves
+    out leaves every model, task and compared method some runs."""
     labels: dict[str, str] = {}
     for model in study.models:
         check_label(model)
+        try:
+            hub_model(model)  # a hub id names its revision
+        except PromptworthError as exc:
+            raise PromptworthError(f"config: {exc}") from None
         other = labels.setdefault(model_label(model), model)
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from promptworth.backbones.registry import LoadOptions
+from promptworth.backbones.resolve import model_label
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K, ZERO_SHOT
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
@@ -62,14 +63,16 @@ class ModelSettings:
     """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
     tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
     them), the data seeds it runs on, of those each size draws, and the train seeds, of those each
-    task draws (empty: all of them; e.g. a larger model on 3 of the study's 5 data seeds), and its
-    training jobs' resources, over the study's ``resources``."""
+    task draws (empty: all of them; e.g. a larger model on 3 of the study's 5 data seeds), its
+    training jobs' resources, over the study's ``resources``, and how it loads (its ``dtype`` and
+    ``trust_remote_code``)."""
 
     tasks: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     data_seeds: tuple[int, ...] = ()
     train_seeds: tuple[int, ...] = ()
     resources: dict[str, int] = field(default_factory=dict)
+    load: LoadOptions = LoadOptions()
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,10 @@ class StudyConfig:
         ``by_model`` resources."""
         settings = self.by_model.get(model)
         return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
+
+    def load_options_for(self, model: str) -> LoadOptions:
+        """How ``model`` loads: its ``by_model`` dtype and trust_remote_code, else the defaults."""
+        return self.by_model[model].load if model in self.by_model else LoadOptions()
 
     def methods_run(self) -> set[str]:
         """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
@@ -387,13 +394,3 @@ def check_label(model: str) -> str:
             "with a letter or digit; name the model's folder itself (e.g. resources/models/my-model)")
     return label
 
-
-def model_label(model: str) -> str:
-    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'.
-
-    A folder is recognised by its spelling (leading '.', '/' or '~', or two or more '/'), not by
-    its existence, so that the label stays the same before and after the workflow builds it.
-    """
-    if model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).is_dir():
-        return Path(model).expanduser().name
-    return model.replace("/", "--")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from promptworth.backbones.registry import LoadOptions
 from promptworth.data.task_files import load_task_files
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
@@ -90,8 +91,9 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
-            "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
-                "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
+            "by_model": lambda by_model: {str(name): ModelSettings(
+                load=LoadOptions(**_given(settings, {"dtype": str, "trust_remote_code": bool})), **_given(settings, {
+                    "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
                 for name, settings in by_model.items()},
             "train_seeds_by_task": lambda by_task: {task: tuple(seeds) for task, seeds in by_task.items()},
             "lr_grid": _lr_grid,

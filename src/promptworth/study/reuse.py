@@ -46,7 +46,7 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
     from promptworth.study import tiny_variant as fast
     from promptworth.methods.registry import search_kind
-    from promptworth.backbones.resolve import record_name
+    from promptworth.backbones.resolve import hub_model, record_name
     from promptworth.training.settings import config_from_mapping, settings_read
 
     spec = study.method(run.method)
@@ -60,8 +60,11 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
         del hyperparameters["learning_rate"]
+    model = study.models_by_label()[run.model]
+    hub = hub_model(model)
     values: dict[str, Any] = {
-        "task": run.task, "method": run.method, "model": record_name(study.models_by_label()[run.model]),
+        "task": run.task, "method": run.method, "model": record_name(model),
+        "model_dtype": study.load_options_for(model).dtype, **({"model_hub.revision": hub.revision} if hub else {}),
         "data_seed": run.data_seed, "train_seed": run.train_seed,
         # a ladder's size is its training rows (a K-shot split holds K per class)
         **({"train_size": run.size} if isinstance(run.size, int) and study.splits.kind == "ladder" else {}),
@@ -91,14 +94,16 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
 
 
 def _setting_default(key: str) -> Any:
-    """The default of the training setting ``key`` names (``hyperparameters.<field of TrainConfig>``),
-    else absent: every setting was added with a default that keeps training as it was before it
-    (patience 0, schedule linear, no budgets, no minimum before patience), so a record that lacks
-    one trained at its default."""
+    """What a record lacking ``key`` ran with: a training setting's default (``hyperparameters.<field
+    of TrainConfig>``: every setting was added with a default that keeps training as it was before
+    it), or a key added since, what its absence means (``ABSENT_MEANS``); else absent."""
     from dataclasses import MISSING, fields
 
+    from promptworth.training.record import ABSENT_MEANS
     from promptworth.training.settings import TrainConfig
 
+    if key in ABSENT_MEANS:
+        return ABSENT_MEANS[key]
     section, _, name = key.partition(".")
     if section != "hyperparameters":
         return _ABSENT

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from promptworth.backbones.registry import DTYPES
 from promptworth.errors import PromptworthError, RunFailed
 from promptworth.files import non_finite_key
 from promptworth.training import predictions as row_predictions
@@ -41,6 +42,8 @@ KEYS: tuple[Key, ...] = (
     Key("model", "string", needed=True),
     Key("model_sha256", "string", nullable=True),
     Key("model_kind", "string"),
+    Key("model_dtype", "string"),  # the dtype the weights loaded in (backbones.registry.DTYPES)
+    Key("model_hub", "object", nullable=True),  # a hub model's {id, revision, commit} (null: not a hub model)
     Key("method_parts", "object"),
     Key("parameters", "object"),
     Key("template", "string", nullable=True),
@@ -83,6 +86,9 @@ KEYS: tuple[Key, ...] = (
 # (a selection cites its pilots' records). tools/same_records.py and promptworth.analysis.reproduction
 # compare records without them (:func:`without_keys`).
 VOLATILE_KEYS = frozenset({"timing", "git_commit", "wall_s", "sha256"})
+# What a key added since means where an older record lacks it (a study compares it so; a pilot made
+# before it was added is taken over as if it had it)
+ABSENT_MEANS: dict[str, Any] = {"model_dtype": DTYPES[0], "model_hub": None}
 # How a run's training ended (``stopped``; null: the method takes no training step)
 STOPPED_BY_PATIENCE = "patience"  # TrainConfig.patience dev evaluations in a row without a better best
 STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protocol's clamped count
@@ -224,6 +230,11 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
             raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
     if record.get("stopped") is not None and record["stopped"] not in STOPPED:
         raise PromptworthError(f"{where}: key 'stopped' must be one of {', '.join(STOPPED)} or null, got {record['stopped']!r}")
+    if record.get("model_dtype", DTYPES[0]) not in DTYPES:
+        raise PromptworthError(f"{where}: key 'model_dtype' must be one of {', '.join(DTYPES)}, got {record['model_dtype']!r}")
+    hub = record.get("model_hub")
+    if hub is not None and not all(isinstance(hub.get(k), str) for k in ("id", "revision", "commit")):
+        raise PromptworthError(f"{where}: key 'model_hub' must be an object with an id, revision and commit, got {hub!r}")
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from promptworth.backbones.registry import SMOLLM2
+from promptworth.backbones.registry import SMOLLM2, LoadOptions
 from promptworth.methods.specs import MethodSpec, builtin_methods, make_spec
 from promptworth.training.settings import TrainConfig
 
@@ -27,6 +27,7 @@ class RunRequest:
     model: str
     seed: int
     config: TrainConfig = field(default_factory=TrainConfig)
+    model_options: LoadOptions = LoadOptions()  # the weights' dtype, trust_remote_code
     template: str | None = None
     data_seed: int | None = None
     test_limit: int | None = None
@@ -43,10 +44,12 @@ class RunRequest:
     task_files: tuple[Path, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The request as JSON values: paths as text, the training settings by name, the method as a
-        built-in's name or its definition from parts."""
+        """The request as JSON values: paths as text, the training settings and model options by name,
+        the method as a built-in's name or its definition from parts."""
         return {
-            **{f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("method", "config")},
+            **{f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name not in ("method", "config", "model_options")},
+            "model_options": dataclasses.asdict(self.model_options),
             "task_files": [str(path) for path in self.task_files],
             "method": _method_json(self.method),
             "config": {**dataclasses.asdict(self.config), "budgets": list(self.config.budgets)},
@@ -59,7 +62,7 @@ class RunRequest:
         config = TrainConfig(**{**data["config"], "budgets": tuple(data["config"]["budgets"])})
         task_files = tuple(Path(path) for path in data["task_files"])
         return cls(**{**data, **paths, "task_files": task_files, "method": _method_from_json(data["method"]),
-                      "config": config})
+                      "config": config, "model_options": LoadOptions(**data["model_options"])})
 
 
 def _plain(value: Any) -> Any:

@@ -89,7 +89,7 @@ class _Setup:
     task: TaskSpec
     config: TrainConfig
     backbone: load.Backbone
-    model_sha256: str | None
+    model_sha256: str
     method: Method
     rows: dict[str, list[dict[str, Any]]]
     features: dict[str, list[Feature]]
@@ -107,7 +107,7 @@ def _prepare(request: RunRequest) -> _Setup:
     tune_allocator()
     task = find_task(request.task, request.task_files)
     config = request.config
-    backbone = load.open_backbone(request.model)
+    backbone = load.open_backbone(request.model, request.model_options)
     spec = resolve(request.method) if isinstance(request.method, str) else request.method
     model_sha256 = weights_sha256(backbone.ref)
     chosen, searched = None, None
@@ -141,6 +141,8 @@ def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
         "model": setup.backbone.ref.name,
         "model_sha256": setup.model_sha256,
         "model_kind": setup.backbone.kind,
+        "model_dtype": setup.backbone.ref.options.dtype,
+        "model_hub": setup.backbone.ref.hub.record() if setup.backbone.ref.hub is not None else None,
         "method_parts": method.parts(),
         "search": setup.searched,
         "lr_selection": setup.lr_cited,
@@ -277,7 +279,7 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
     if cited_pilot is None:
         return None
-    pilot = records.read_record(Path(cited_pilot["file"]))
+    pilot = {**records.ABSENT_MEANS, **records.read_record(Path(cited_pilot["file"]))}
     if any(key.name not in pilot for key in records.KEYS):  # made before a key was added: not what a run records now
         return None
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
