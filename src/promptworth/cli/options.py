@@ -205,6 +205,8 @@ def training() -> tuple[Opt, ...]:
                                   "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {shown})"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("switch"):  # --save-weights alone is on; --save-weights false, as the workflow writes it
+            kwargs.update(nargs="?", const=True, metavar="true|false")
         found.append(Opt((flag_of(f.name),), kwargs, TRAINING_GROUP))
     return tuple(found)
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.study.config import Pilot, Run, StudyConfig
 from promptworth.study.planning import extension_pilots, pilots, plan
+from promptworth.training.outputs import move_beside, outputs_problem
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
@@ -40,6 +41,7 @@ class Asked:
     split_folder: Path | None  # None: no split folder to check the record against
     selection: Path | None = None  # the lr_grid's selection file whose rate the run trains at
     search: Path | None = None  # the search result file the run applies
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # training.metrics, save_weights: outputs_problem
 
 
 def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
@@ -78,12 +80,13 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     if not searched:
         values["search"] = None
     record_file = Path(study.pilot_file(run) if is_pilot else study.run_file(run))
+    outputs = {"metrics": config.metrics, "save_weights": config.save_weights}
     if study.runs_dir and fast.enabled():
         # the tiny variant writes its own small splits, selections and searches under results/fast/:
         # not the files the records it reads were trained on, so only the records' values are checked
-        return Asked(run=run, record_file=record_file, values=values, split_folder=None)
+        return Asked(run=run, record_file=record_file, values=values, split_folder=None, outputs=outputs)
     return Asked(
-        run=run, record_file=record_file, values=values,
+        run=run, record_file=record_file, values=values, outputs=outputs,
         split_folder=Path(study.split_folder(run.task, run.size, run.data_seed, run.method)),
         selection=Path(study.lr_file(run.model, run.task, run.method, run.size)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
@@ -185,7 +188,8 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
         if found is _ABSENT or not _same(found, wanted):
             shown = "absent" if found is _ABSENT else _shown(found)
             return f"{key} is {shown} in the record, the study asks for {_shown(wanted)}"
-    problem = _template_problem(study, asked_for.run, record)
+    problem = (_template_problem(study, asked_for.run, record)
+               or outputs_problem(record, asked_for.record_file, asked_for.outputs, missing_is_stale))
     if problem is not None:
         return problem
     folder = asked_for.split_folder
@@ -355,6 +359,7 @@ def set_aside(found: Reuse, study: StudyConfig) -> list[Path]:
         try:
             target = stale_folder(study) / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
+            move_beside(path, target.parent)  # a record's metrics and weights go with it
             os.replace(path, target)
         except (OSError, ValueError) as exc:
             raise PromptworthError(f"cannot move the stale record {path} aside into {stale_folder(study)}: "
