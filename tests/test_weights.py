@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,9 @@ def test_saved_weights_reload_into_a_fresh_model_and_give_the_run_s_predictions(
     assert [item["file"] for item in entry["files"]] == ["weights.safetensors"]
     assert entry["files"][0]["sha256"] == sha256_file(folder / "weights.safetensors")
     assert entry["files"][0]["bytes"] == (folder / "weights.safetensors").stat().st_size
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (folder / "weights.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask  # a plain file, not safetensors' 0600
     assert "save_weights" not in record["hyperparameters"]
     from safetensors import safe_open
 

@@ -7,7 +7,8 @@ last one when training ends. A line is ``progress:`` and ``key=value`` pairs (:f
 read back by :func:`read_progress_line`), flushed at once:
 
 - ``step``, ``cap``: the steps taken and the step budget (max_steps, or the epochs protocol's count);
-- ``loss``: the mean training loss of the steps since the previous line; ``lr``: the last step's rate;
+- ``loss``: the mean training loss of the steps since the previous line (none since: the last step's);
+  ``lr``: the last step's learning rate;
 - ``dev``, ``best``, ``best_step``: the last dev score, the best so far and its step (``na`` before
   the first evaluation);
 - ``examples_read``, ``epochs``: training examples read at least once, passes over the training set;
@@ -207,7 +208,8 @@ class Watcher:
                         disable=not (self.progress and interactive), leave=True, mininterval=0.1)
         self.last_line: float | None = None
         self.losses: list[float] = []  # since the previous line
-        self.state: dict[str, Any] = {"step": 0, "lr": None, "dev": None, "best": None, "best_step": None, "stale": 0}
+        self.state: dict[str, Any] = {"step": 0, "loss": None, "lr": None, "dev": None, "best": None, "best_step": None,
+                                      "stale": 0}
 
     def step(self, step: int, loss: float | None, learning_rate: float | None = None) -> None:
         """After training step ``step`` (its loss and the learning rate it took)."""
@@ -215,7 +217,7 @@ class Watcher:
             self.losses.append(loss)
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         self.bar.update(1)
-        self.state.update(step=step, lr=learning_rate)
+        self.state.update(step=step, loss=loss, lr=learning_rate)
         if self.watch.metrics is not None:
             self.watch.metrics.step(step, loss, learning_rate)
         now = time.monotonic()
@@ -253,7 +255,7 @@ class Watcher:
 
     def _line(self, tail: Mapping[str, Any]) -> None:
         plan, state = self.plan, self.state
-        loss = sum(self.losses) / len(self.losses) if self.losses else None
+        loss = sum(self.losses) / len(self.losses) if self.losses else state["loss"]  # no step since: the last one's
         self.losses = []
         values = {"step": state["step"], "cap": plan.cap, "loss": loss, "lr": state["lr"], "dev": state["dev"],
                   "best": state["best"], "best_step": state["best_step"],

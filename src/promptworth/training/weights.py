@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from promptworth.errors import PromptworthError
-from promptworth.files import sha256_file
+from promptworth.files import plain_file_mode, sha256_file
 from promptworth.training.outputs import WEIGHTS_FILE
 from promptworth.training.record import read_record
 
@@ -58,6 +58,7 @@ def save(model: Any, folder: Path, about: Mapping[str, str]) -> dict[str, Any]:
 
     path = Path(folder) / WEIGHTS_FILE
     save_file(trained_tensors(model), str(path), metadata={"format": "pt", "promptworth": FORMAT, **about})
+    plain_file_mode(path)
     return {"parameters": "all" if _every_parameter_trained(model) else "trained",
             "files": [{"file": WEIGHTS_FILE, "bytes": path.stat().st_size, "sha256": sha256_file(path)}]}
 
