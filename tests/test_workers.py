@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,8 +192,12 @@ def test_a_worker_reports_a_failed_run_as_its_client_would(split, tmp_path, monk
                          config=TrainConfig(max_steps=2, eval_every=0, precision="fp32"), progress=False)
     job = {"request": request.to_json(), "out": str(tmp_path / "nan.json"), "cwd": str(tmp_path),
            "started_at": time.time()}
-    reply = worker.handle(job, 0.0, torch.get_num_threads())
-    assert reply["status"] == 1 and "promptworth: error: training loss is nan" in reply["output"]
+    ours, client = socket.socketpair()  # the worker's end and its client's
+    with ours, client:
+        status = worker.handle(job, 0.0, torch.get_num_threads(), ours)
+        ours.shutdown(socket.SHUT_WR)
+        output = "".join(json.loads(line)["output"] for line in client.makefile("rb"))
+    assert status == 1 and "promptworth: error: training loss is nan" in output
     assert not (tmp_path / "nan.json").exists()
 
 

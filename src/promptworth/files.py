@@ -30,6 +30,11 @@ def _umask() -> int:
     return mask
 
 
+def plain_file_mode(path: str | Path) -> None:
+    """Give a file another library wrote (it may make it 0600) the mode of any file promptworth writes."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def non_finite_key(value: Any, key: str = "") -> str | None:
     """The dotted key of the first NaN or infinite number in a JSON value, or None."""
     if isinstance(value, float) and not math.isfinite(value):

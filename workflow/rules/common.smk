@@ -18,14 +18,8 @@ from promptworth.backbones.resolve import hub_model, model_label
 from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
 from promptworth.data.task_files import source_files as task_sources
 from promptworth.study import tiny_variant
-from promptworth.study.reuse import (
-    Reuse,
-    check_runs_dir,
-    reuse,
-    set_aside,
-    stale_summary,
-    strays_summary,
-)
+from promptworth.study.reuse import Reuse, reuse, set_aside, stale_summary
+from promptworth.study.runs_dir import check_runs_dir, strays_summary
 from promptworth.study.config import model_label, run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study

@@ -48,13 +48,13 @@ if not STUDY.runs_dir:
             total=lambda wc, output: len(RUNS),
             # how the progress line names them (the pilots' rule names its own)
             what=lambda wc, output: "training runs",
+        # no terminal: the run writes a progress line to its log every 30 s (docs/training.md)
         shell:
             "promptworth train --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
             "{params.search:q} {params.lr:q} "
-            "--threads {threads} "
-            "--no-progress --out {output:q} > {log:q} 2>&1 && "
+            "--threads {threads} --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total} --what {params.what:q}"
 
 

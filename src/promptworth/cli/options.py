@@ -293,6 +293,8 @@ def training() -> tuple[Opt, ...]:
             kwargs["choices"] = f.metadata["choices"]
         if f.metadata.get("list"):  # space-separated values, each read by the field's parse
             kwargs.update(nargs="+", metavar=f.name.upper().rstrip("S"))
+        if f.metadata.get("switch"):  # --save-weights alone is on; --save-weights false, as the workflow writes it
+            kwargs.update(nargs="?", const=True, metavar="true|false")
         found.append(Opt((flag_of(f.name),), kwargs, TRAINING_GROUP))
     return tuple(found)
 

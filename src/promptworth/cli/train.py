@@ -7,6 +7,7 @@ backbone's GGUF -> safetensors)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise PromptworthError(f"--threads must be 0 (torch's default) or a positive number, got {args.threads}")
     if getattr(args, "test_limit", None) is not None and args.test_limit < 1:
         raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
+    every = getattr(args, "progress_every", 0.0)
+    if not math.isfinite(every) or every < 0:
+        raise PromptworthError(f"--progress-every must be 0 (a line after every step) or a positive number of seconds, "
+                               f"got {every:g}")
     if getattr(args, "learning_rate_from", None) is not None and args.learning_rate is not None:
         raise PromptworthError("give --learning-rate or --learning-rate-from (the rate a selection file chose), not both")
 
@@ -69,7 +74,8 @@ def run_train(args: argparse.Namespace) -> int:
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
         config=config, model_options=load_options(args), template=args.template, data_seed=args.data_seed,
         test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        search=args.search, lr_selection=args.learning_rate_from, task_files=tuple(args.task_files),
+        progress_every=args.progress_every, search=args.search, lr_selection=args.learning_rate_from,
+        task_files=tuple(args.task_files),
     )
     pool = os.environ.get(workers.POOL_ENV)
     if pool:

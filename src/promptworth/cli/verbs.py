@@ -206,7 +206,10 @@ TRAIN = (
                     help="train at the learning rate a selection file (promptworth select-lr) chose for this task, "
                          "method and model; the record cites it (not with --learning-rate)"),
                 opt("--data-seed", type=int, help="recorded in the run record (default: from the split's manifest)"),
-                opt("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows")),
+                opt("--test-limit", type=int, help="evaluate on a fixed seeded subset of this many test rows"),
+                opt("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                    help="where no terminal shows a progress bar (a log file), a progress line every SECONDS "
+                         "(0: after every step; default %(default)g; docs/training.md)")),
           o.training),
          "Fine-tune a pretrained model on a split folder with a method and write one JSON run record. Nothing is "
          "written when anything fails."),

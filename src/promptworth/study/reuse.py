@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.study.config import Pilot, Run, StudyConfig
 from promptworth.study.planning import extension_pilots, pilots, plan
+from promptworth.training.outputs import move_beside, outputs_problem
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
@@ -40,6 +41,7 @@ class Asked:
     split_folder: Path | None  # None: no split folder to check the record against
     selection: Path | None = None  # the lr_grid's selection file whose rate the run trains at
     search: Path | None = None  # the search result file the run applies
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # training.metrics, save_weights: outputs_problem
 
 
 def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
@@ -81,12 +83,13 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     if not searched:
         values["search"] = None
     record_file = Path(study.pilot_file(run) if is_pilot else study.run_file(run))
+    outputs = {"metrics": config.metrics, "save_weights": config.save_weights}
     if study.runs_dir and fast.enabled():
         # the tiny variant writes its own small splits, selections and searches under results/fast/:
         # not the files the records it reads were trained on, so only the records' values are checked
-        return Asked(run=run, record_file=record_file, values=values, split_folder=None)
+        return Asked(run=run, record_file=record_file, values=values, split_folder=None, outputs=outputs)
     return Asked(
-        run=run, record_file=record_file, values=values,
+        run=run, record_file=record_file, values=values, outputs=outputs,
         split_folder=Path(study.split_folder(run.task, run.size, run.data_seed, run.method)),
         selection=Path(study.lr_file(run.model, run.task, run.method, run.size)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
@@ -190,7 +193,8 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
         if found is _ABSENT or not _same(found, wanted):
             shown = "absent" if found is _ABSENT else _shown(found)
             return f"{key} is {shown} in the record, the study asks for {_shown(wanted)}"
-    problem = _template_problem(study, asked_for.run, record)
+    problem = (_template_problem(study, asked_for.run, record)
+               or outputs_problem(record, asked_for.record_file, asked_for.outputs, missing_is_stale))
     if problem is not None:
         return problem
     folder = asked_for.split_folder
@@ -360,41 +364,10 @@ def set_aside(found: Reuse, study: StudyConfig) -> list[Path]:
         try:
             target = stale_folder(study) / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
+            move_beside(path, target.parent)  # a record's metrics and weights go with it
             os.replace(path, target)
         except (OSError, ValueError) as exc:
             raise PromptworthError(f"cannot move the stale record {path} aside into {stale_folder(study)}: "
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
         moved.append(target)
     return moved
-
-
-def strays(study: StudyConfig) -> list[Path]:
-    """The JSON files under a study's ``runs_dir`` that are not records of its runs (another
-    study's runs, or stray files): the analysis leaves them out. None without a ``runs_dir``."""
-    if not study.runs_dir:
-        return []
-    own = {Path(study.run_file(run)).resolve() for run in plan(study)}
-    return [path for path in sorted(Path(study.runs_dir).rglob("*.json")) if path.resolve() not in own]
-
-
-def strays_summary(study: StudyConfig, shown: int = 3) -> str:
-    """The warning the workflow prints about the files of ``runs_dir`` it leaves out (empty: none)."""
-    found = strays(study)
-    if not found:
-        return ""
-    more = f" and {len(found) - shown} more" if len(found) > shown else ""
-    return (f"promptworth: warning: {len(found)} file(s) under runs_dir {study.runs_dir} are not records of the "
-            f"study's runs and are left out: {', '.join(map(str, found[:shown]))}{more}")
-
-
-def check_runs_dir(study: StudyConfig) -> None:
-    """A study that reads existing records (``runs_dir``) finds at least one of its runs there;
-    else one error that says where they are looked for."""
-    if not study.runs_dir or any(Path(study.run_file(run)).is_file() for run in plan(study)):
-        return
-    others = len(strays(study))
-    raise PromptworthError(
-        f"config: runs_dir {study.runs_dir!r} holds no record of the study's runs (they are looked for as "
-        f"<runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json"
-        + (f"; its {others} JSON file(s) are none of them)" if others else ")"))
-

@@ -17,8 +17,9 @@ the run's share of the worker: its own time, plus the worker's start-up for the 
 serves).
 
 Protocol, one connection per run: the client sends one JSON line ``{"request", "out", "cwd",
-"started_at"}`` and the worker answers one JSON line ``{"status", "output"}`` when the run has
-ended (``output``: what the run printed). A client holds an exclusive ``flock`` on the worker's
+"started_at"}``; the worker answers with a JSON line ``{"output"}`` for each thing the run prints,
+as it prints it (the client writes it to its stderr at once: the job's log), and a last one
+``{"status"}`` when the run has ended. A client holds an exclusive ``flock`` on the worker's
 ``.lock`` file for the whole run, so two runs never share a worker.
 """
 
@@ -82,6 +83,19 @@ def send_message(conn: socket.socket, message: dict[str, Any]) -> None:
     conn.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
 
+def relayed_status(conn: socket.socket) -> int | None:
+    """Write each ``{"output"}`` message of a worker to stderr as it comes; the run's exit status
+    (its last message), None when the worker closed the connection first."""
+    with conn.makefile("rb") as messages:
+        for line in messages:
+            message = json.loads(line.decode("utf-8"))
+            if "status" in message:
+                return int(message["status"])
+            sys.stderr.write(message["output"])
+            sys.stderr.flush()
+    return None
+
+
 def receive_message(conn: socket.socket) -> dict[str, Any] | None:
     """One JSON line; None when the other side closed the connection first."""
     chunks = []
@@ -124,15 +138,13 @@ def delegate(pool: Path, job: Mapping[str, Any]) -> int | None:
                     except OSError:
                         continue  # a worker that has stopped
                     send_message(conn, request)
-                    reply = receive_message(conn)
-                if reply is None:
+                    status = relayed_status(conn)
+                if status is None:
                     raise RunFailed(
                         f"the pool's worker {path.name} stopped during the run ({log_tail(log_path(path))}); "
                         "no record is written"
                     )
-                sys.stderr.write(reply["output"])
-                sys.stderr.flush()
-                return int(reply["status"])
+                return status
         if not busy:
             return None
         time.sleep(POLL_S)

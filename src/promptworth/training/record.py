@@ -80,6 +80,10 @@ KEYS: tuple[Key, ...] = (
     Key("levers", "object"),  # what the engine's levers did in the run (training.engine; older records lack it)
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
+    # what the run wrote beside the record (promptworth.training.outputs; null: not asked for, and in
+    # records made before): every step's metrics (training.metrics), the fine-tuned weights (training.save_weights)
+    Key("step_metrics", "object", nullable=True),
+    Key("weights", "object", nullable=True),
 )
 # Keys that differ between two runs of the same code on the same inputs, at any depth: when and how
 # long it ran (timing, a search's wall_s), the commit, and the sha256 of the files that hold those
@@ -89,6 +93,7 @@ VOLATILE_KEYS = frozenset({"timing", "git_commit", "wall_s", "sha256"})
 # What a key added since means where an older record lacks it (a study compares it so; a pilot made
 # before it was added is taken over as if it had it)
 ABSENT_MEANS: dict[str, Any] = {"model_dtype": DTYPES[0], "model_hub": None}
+OUTPUT_KEYS = ("step_metrics", "weights")
 # How a run's training ended (``stopped``; null: the method takes no training step)
 STOPPED_BY_PATIENCE = "patience"  # TrainConfig.patience dev evaluations in a row without a better best
 STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protocol's clamped count
@@ -238,6 +243,25 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+    _check_outputs(record, where)
+
+
+def _check_outputs(record: Mapping[str, Any], where: str) -> None:
+    """``step_metrics`` and ``weights``, when there: the files they name, each weights file with its sha256."""
+    metrics = record.get("step_metrics")
+    if metrics is not None and not (metrics.get("format") in ("csv", "tensorboard") and isinstance(metrics.get("path"), str)):
+        raise PromptworthError(f"{where}: key 'step_metrics' must be an object with a format (csv or tensorboard) and "
+                               f"a path, got {metrics!r}")
+    weights = record.get("weights")
+    if weights is None:
+        return
+    files = weights.get("files")
+    if (weights.get("parameters") not in ("all", "trained", "none") or not isinstance(files, list)
+            or not all(isinstance(item, dict) and isinstance(item.get("file"), str) and _is_int(item.get("bytes"))
+                       and isinstance(item.get("sha256"), str) and len(item["sha256"]) == 64 for item in files)
+            or not (isinstance(weights.get("folder"), str) if files else weights.get("folder") is None)):
+        raise PromptworthError(f"{where}: key 'weights' must be an object with a folder, parameters (all, trained or "
+                               f"none) and files (each a file, its bytes and sha256), got {weights!r}")
 
 
 def _budget_numbers(budgets: list[Any], where: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from promptworth.backbones.registry import SMOLLM2, LoadOptions
 from promptworth.methods.specs import MethodSpec, builtin_methods, make_spec
 from promptworth.training.settings import TrainConfig
+from promptworth.training.watch import PROGRESS_EVERY_S
 
 
 def model_for(method: MethodSpec, model: str | None = None) -> str:
@@ -33,6 +34,8 @@ class RunRequest:
     test_limit: int | None = None
     threads: int = 0
     progress: bool = True
+    # seconds between progress lines where no terminal shows a bar (promptworth.training.watch; 0: every step)
+    progress_every: float = PROGRESS_EVERY_S
     # when the process of this run started (POSIX time); None: this process's own start. A
     # pool's worker sets it to its client's start (see promptworth.training.pool)
     started_at: float | None = None

@@ -32,7 +32,9 @@ from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
 from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime, setfit_training
+from promptworth.training import watch as watching, weights
 from promptworth.training.loop import TrainResult, fit
+from promptworth.training.outputs import SideOutputs
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
     describe_device,
@@ -192,7 +194,7 @@ def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str
 
 
 def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult, wall_s: float,
-                     request: RunRequest) -> dict[str, Any]:
+                     request: RunRequest, outputs: dict[str, Any]) -> dict[str, Any]:
     method, metric = setup.method, setup.task.metric
     losses = result.losses
     return {
@@ -217,6 +219,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "levers": result.levers,
         "timing": _timing(result, wall_s, request),
         "git_commit": git_commit(),
+        **outputs,
     }
 
 
@@ -239,28 +242,54 @@ def _predictions(setup: _Setup, result: TrainResult) -> dict[str, Any] | None:
                                   setup.task.is_regression)
 
 
-def run(request: RunRequest) -> dict[str, Any]:
-    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
-    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
-    takes over that pilot's result instead of training the same run a second time."""
+def _saved_weights(setup: _Setup, model: Any, result: TrainResult, outputs: SideOutputs) -> dict[str, Any] | None:
+    """The record's ``weights``: the trained weights of the reported state (the model holds it once
+    fit returns) saved into their partial folder; null when not asked for."""
+    if not outputs.weights:
+        return None
+    if result.stopped is None:  # no training step: nothing trained, the base model is model_sha256's
+        return weights.nothing_trained()
+    about = {"method": setup.method.name, "model": setup.backbone.ref.name, "model_sha256": setup.model_sha256 or "",
+             "best_step": str(result.best_step)}
+    return {"folder": outputs.final("weights").name, **weights.save(model, outputs.partial("weights"), about)}
+
+
+def run(request: RunRequest, outputs: SideOutputs | None = None) -> dict[str, Any]:
+    """Train one run and return its record (see docs/contracts.md); nothing is written here but the
+    ``outputs`` beside the record, under their partial names (:class:`SideOutputs`, prepared; none
+    without a record file, where the training settings must ask for none). A run at the rate the
+    lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`) takes
+    over that pilot's result instead of training the same run a second time, unless it writes
+    outputs of its own beside its record."""
     wall_start = time.perf_counter()
     reset_peak_rss()
+    outputs = outputs or SideOutputs(None, request.config.metrics, request.config.save_weights)
     setup = _prepare(request)
     planned = _planned_record(setup, request)
-    if request.lr_selection is not None:
+    if request.lr_selection is not None and not outputs.kinds():
         repeated = pilot_repeated(request.lr_selection, planned)
         if repeated is not None:
             return repeated
     seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
     features = setup.features
-    if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
-        result = setfit_training.fit(setup.method, setup.method.load_model(), setup.rows, features, setup.task,
-                                     setup.config, request.seed, progress=request.progress)
-    else:
-        model = setup.method.load_model().to(setup.device)
-        result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
-                     setup.config, request.seed, setup.device, setup.precision, progress=request.progress)
-    return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request))
+    kind = outputs.metrics
+    metrics = None if kind == "none" else watching.open_metrics(kind, outputs.partial(kind))
+    watch = watching.Watch(request.progress_every, metrics)
+    try:
+        if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
+            model = setup.method.load_model()
+            result = setfit_training.fit(setup.method, model, setup.rows, features, setup.task, setup.config,
+                                         request.seed, progress=request.progress, watch=watch)
+        else:
+            model = setup.method.load_model().to(setup.device)
+            result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
+                         setup.config, request.seed, setup.device, setup.precision, progress=request.progress,
+                         watch=watch)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    written = {"step_metrics": outputs.metrics_entry(), "weights": _saved_weights(setup, model, result, outputs)}
+    return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request, written))
 
 
 # The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the
@@ -280,7 +309,8 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     if cited_pilot is None:
         return None
     pilot = {**records.ABSENT_MEANS, **records.read_record(Path(cited_pilot["file"]))}
-    if any(key.name not in pilot for key in records.KEYS):  # made before a key was added: not what a run records now
+    # made before a key was added: not what a run records now (but for the outputs, which it does not take over)
+    if any(key.name not in pilot for key in records.KEYS if key.name not in records.OUTPUT_KEYS):
         return None
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
     if settings != planned["hyperparameters"]:
@@ -289,16 +319,27 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
         return None
     print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
           "its result is taken over, nothing trains", file=sys.stderr)
-    return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
+    return records.finish({**pilot, **dict.fromkeys(records.OUTPUT_KEYS),
+                           "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
 
 
 def train_to_file(request: RunRequest, out: Path) -> dict[str, Any]:
     """Train ``request`` and write its record to ``out`` (checked before training: the file must be
-    new or an earlier record, its folder writable); a one-line summary goes to stderr. A run alone
-    and a run on a pool's worker both come here."""
+    new or an earlier record, its folder writable), and the files beside it that its settings ask for
+    (promptworth.training.outputs: moved into place right before the record, removed if the run
+    fails); a one-line summary goes to stderr. A run alone and a run on a pool's worker both come here."""
     out = check_output_file(out)
+    if request.config.metrics == "tensorboard":
+        watching.check_tensorboard()
+    outputs = SideOutputs(out, request.config.metrics, request.config.save_weights)
     with writable_folder(out.parent, f"the run record {out.name}"):
-        record = run(request)
+        outputs.prepare()
+        try:
+            record = run(request, outputs)
+            outputs.publish()
+        except BaseException:
+            outputs.discard()
+            raise
         write_json(out, record)
     test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     early = f", patience stopped it at step {record['timing']['steps']}" if record["stopped"] == records.STOPPED_BY_PATIENCE else ""
