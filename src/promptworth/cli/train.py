@@ -75,7 +75,7 @@ def run_train(args: argparse.Namespace) -> int:
     request = RunRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed,
         config=config, template=args.template, data_seed=args.data_seed,
-        test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
+        test_limit=args.test_limit, threads=args.threads, device=args.device, progress=not args.no_progress,
         search=args.search, lr_selection=args.learning_rate_from,
     )
     pool = os.environ.get(workers.POOL_ENV)
@@ -105,7 +105,8 @@ def run_search(args: argparse.Namespace) -> int:
     out = check_output_file(args.out)
     request = search.SearchRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed, config=config,
-        template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
+        template=args.template, generator=args.generator, threads=args.threads, device=args.device,
+        progress=not args.no_progress,
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

@@ -24,6 +24,7 @@ class RunRequest:
     data_seed: int | None = None
     test_limit: int | None = None
     threads: int = 0
+    device: str = "auto"  # --device: auto, cpu, cuda or cuda:N (promptworth.training.devices)
     progress: bool = True
     # when the process of this run started (POSIX time); None: this process's own start. A
     # pool's worker sets it to its client's start (see promptworth.training.pool)

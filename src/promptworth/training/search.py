@@ -76,6 +76,7 @@ class SearchRequest:
     template: str | None = None  # the task template (registry name) the word search starts from
     generator: str | None = None  # a T5 folder: LM-BFF's template generator (None: the offline pool)
     threads: int = 0
+    device: str = "auto"  # --device (promptworth.training.devices)
     progress: bool = True  # a progress bar for each fine-tune
 
 
@@ -218,7 +219,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
     task = get_task(request.task)
     backbone = load.open_backbone(request.model)
     rows = load_rows(request.task, request.split_dir, None, spec)
-    device = pick_device()
+    device = pick_device(request.device)
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if EXTRAS[e].search)
     options = spec.resolved_options()
