@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm test-newcomer docs docs-check benchmark clean
+.PHONY: venv study publish figures report test test-slurm test-newcomer docs docs-check benchmark gpu-check clean
 
 venv: $(VENV)/.installed
 
@@ -121,6 +121,14 @@ benchmark: venv
 	$(BIN)/promptworth convert-model --force
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/study_throughput.py
+
+# The GPU check (docs/performance.md, "GPU check"): the default study's runs and the step benchmark on
+# one GPU, a few minutes. `prepare` packs its data and SmolLM2's tokenizer (not its weights) into
+# build/gpu-check; `run` needs only torch and transformers, so the two can run on different machines.
+gpu-check: venv
+	$(BIN)/promptworth convert-model --force
+	$(BIN)/python benchmarks/gpu_check.py prepare
+	$(BIN)/python benchmarks/gpu_check.py run
 
 clean:
 	rm -rf results .snakemake
