@@ -24,7 +24,8 @@ of that shape with random weights (seed 0), then on ``--device`` (default cuda: 
    benchmarks/results/train_step.json; and the device's matmul peak (MFU);
 3. share: 1, 2 and 4 runs side by side on the one GPU, each its own process: the steps per
    second they make together and each one's GPU memory (``promptworth pool --runs-per-gpu``);
-4. methods: every built-in method that trains on this backbone without a search, 3 steps each.
+4. methods: every built-in method that trains on this backbone without a search, 3 steps each (a
+   method that refuses the setting, e.g. no demonstration fits in max_length, says so: refused).
 
 A part that fails is recorded as its error and the others still run (exit status 1). ``run`` needs
 torch, transformers and transformers' own dependencies (numpy, pyyaml, tqdm, tokenizers, safetensors),
@@ -216,10 +217,13 @@ def random_model(bundle: Path, shape: dict[str, Any], out: Path) -> tuple[Path, 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from transformers.utils import logging
+
     settings = {key: value for key, value in shape.items() if key != "model_type"}
     config = AutoConfig.for_model(shape["model_type"], **settings)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
+    logging.disable_progress_bar()
     model.save_pretrained(out)
     for path in (bundle / "tokenizer").iterdir():
         shutil.copy2(path, out / path.name)
@@ -441,6 +445,8 @@ def part_methods(context: dict[str, Any]) -> list[dict[str, Any]]:
             done = fit_run(context["backbone"], name, config, rows, 1, context["device"])
             out.append({"method": name, "status": "ok", "precision": done["precision"], "steps": done["steps"],
                         "wall_s": done["wall_s"]})
+        except PromptworthError as exc:  # a setting the method refuses (e.g. no demonstration fits max_length)
+            out.append({"method": name, "status": "refused", "detail": str(exc)[:500]})
         except Exception as exc:  # noqa: BLE001 - the check records each method's failure and goes on
             out.append({"method": name, "status": "failed", "detail": f"{type(exc).__name__}: {exc}"[:500]})
     return out
