@@ -350,8 +350,8 @@ def run_resources(wildcards):
 
 
 def device_args(wildcards):
-    """`--device cuda` for a run whose jobs ask for GPUs (resources.gpus), so that a job where CUDA is
-    missing fails at once rather than train on the CPU; none (auto: the GPU where there is one) else."""
+    """`--device cuda` for a run whose jobs ask for GPUs (resources.gpus), so that a job
+    without CUDA fails at once rather than train on the CPU; else none (auto)."""
     return ["--device", "cuda"] if run_resources(wildcards)["gpus"] else []
 
 
