@@ -389,6 +389,30 @@ def share_child(model_dir: str, device_text: str, rows: list, config_items: dict
         queue.put({"error": traceback.format_exc()[-2000:]})
 
 
+def collect(queue: Any, processes: list, timeout_s: float) -> list[dict[str, Any]]:
+    """What each process put on ``queue``; an error as soon as one ends without (killed: out of
+    memory, a crash) or the time is up, the others stopped then."""
+    import queue as queues
+
+    runs: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(runs) < len(processes):
+        try:
+            runs.append(queue.get(timeout=2))
+            continue
+        except queues.Empty:
+            pass
+        dead = [process.exitcode for process in processes if process.exitcode not in (None, 0)]
+        if dead or time.monotonic() > deadline:
+            for process in processes:
+                process.kill()
+            raise RuntimeError(f"{len(processes)} runs at once: " + (
+                f"a process ended with exit code {dead[0]} and no result" if dead else f"no result in {timeout_s:.0f} s"))
+    for process in processes:
+        process.join(timeout=60)
+    return runs
+
+
 def part_share(context: dict[str, Any]) -> dict[str, Any]:
     """K runs at once on the device (each its own process): their steps per second together, each one's memory."""
     import multiprocessing
@@ -404,9 +428,7 @@ def part_share(context: dict[str, Any]) -> dict[str, Any]:
                      for _ in range(count)]
         for process in processes:
             process.start()
-        runs = [queue.get(timeout=900) for _ in processes]
-        for process in processes:
-            process.join(timeout=60)
+        runs = collect(queue, processes, timeout_s=900)
         errors = [run["error"] for run in runs if "error" in run]
         if errors:
             raise RuntimeError(f"{count} runs at once: {errors[0]}")
