@@ -1,9 +1,9 @@
 """Which device a run trains on, without torch: the ``--device`` text, the GPUs that
 ``CUDA_VISIBLE_DEVICES`` lets a process see, and how a pool spreads its workers over them.
 
-A pool's client parses its command line without importing torch, and the pool itself decides
-which GPU each worker sees before any of them imports it: both read this module only. The torch
-side (the device picked, its precision and autocast) is :mod:`promptworth.training.runtime`.
+Torch-free, so that a pool's client parses ``--device`` without importing torch; the pool decides
+here which GPU each worker sees before the worker starts. The torch side (the device picked, its
+precision and autocast) is :mod:`promptworth.training.runtime`.
 """
 
 from __future__ import annotations
