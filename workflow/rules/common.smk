@@ -369,6 +369,12 @@ def run_resources(wildcards):
     return STUDY.resources_for(MODELS[wildcards.model])
 
 
+def device_args(wildcards):
+    """`--device cuda` for a run whose jobs ask for GPUs (resources.gpus), so that a job
+    without CUDA fails at once rather than train on the CPU; else none (auto)."""
+    return ["--device", "cuda"] if run_resources(wildcards)["gpus"] else []
+
+
 def data_dir_args():
     """`--data-dir <folder>` when the config names a mirror (a list: each item is quoted with :q)."""
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []

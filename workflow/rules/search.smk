@@ -29,8 +29,9 @@ if not STUDY.runs_dir:
             task_files=task_files_args,
             template=template_args,
             training=method_training_args,
+            device=lambda wc, output: device_args(wc),
         shell:
             "promptworth search --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
             "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
-            "{params.template:q} {params.training:q} --threads {threads} --no-progress "
+            "{params.template:q} {params.training:q} --threads {threads} {params.device:q} --no-progress "
             "--out {output:q} > {log:q} 2>&1"

@@ -37,6 +37,8 @@ if not STUDY.runs_dir:
             ),
             # a method of the lr_grid trains at the rate it chose (rule select_lr)
             lr=lr_args,
+            # derived (a function of the output), as `total` below: where a run trains is no reason to train it again
+            device=lambda wc, output: device_args(wc),
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit
@@ -54,7 +56,7 @@ if not STUDY.runs_dir:
             "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
             "{params.search:q} {params.lr:q} "
-            "--threads {threads} --out {output:q} > {log:q} 2>&1 && "
+            "--threads {threads} {params.device:q} --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total} --what {params.what:q}"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from promptworth.methods import registry, specs
+from promptworth.training import devices
 from promptworth.training.settings import TrainConfig, config_from_mapping, flag_of
 
 
@@ -251,6 +252,7 @@ def run() -> tuple[Opt, ...]:
         opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
         opt("--template", help="template name from the registry (default: the first that suits the model)"),
         opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),
+        opt("--device", type=devices.parse_device, default=devices.AUTO, help=f"where it trains: {devices.DEVICE_HELP}"),
         opt("--no-progress", action="store_true", help="no progress bar"),
     )
 

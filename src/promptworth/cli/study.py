@@ -155,4 +155,4 @@ def run_pool(args: argparse.Namespace) -> int:
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     check_configfiles(command)  # a config that would run code is refused before Snakemake reads it
-    return pool(args.size, command)
+    return pool(args.size, command, args.runs_per_gpu)

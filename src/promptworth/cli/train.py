@@ -73,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
     request = RunRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
         config=config, model_options=load_options(args), template=args.template, data_seed=args.data_seed,
-        test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
+        test_limit=args.test_limit, threads=args.threads, device=args.device, progress=not args.no_progress,
         progress_every=args.progress_every, search=args.search, lr_selection=args.learning_rate_from,
         task_files=tuple(args.task_files),
     )
@@ -105,7 +105,7 @@ def run_search(args: argparse.Namespace) -> int:
     request = search.SearchRequest(
         task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
         config=config, model_options=load_options(args), template=args.template, generator=args.generator,
-        threads=args.threads, progress=not args.no_progress, task_files=tuple(args.task_files),
+        threads=args.threads, device=args.device, progress=not args.no_progress, task_files=tuple(args.task_files),
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

@@ -138,6 +138,9 @@ STUDY = (
     Verb("pool", "run a command (a study) with long-lived training processes that its `promptworth train` jobs use",
          "promptworth.cli.study:run_pool",
          (these(opt("--size", type=int, required=True, help="worker processes (one per training job that runs at once)"),
+                opt("--runs-per-gpu", type=int, default=0, metavar="K",
+                    help="spread the workers over the visible GPUs, K to a GPU (each worker sees one; --size must be at "
+                         "most K x the GPUs; default 0: every worker sees every GPU)"),
                 opt("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command to run (after --)")),),
          "Start SIZE worker processes, run COMMAND with PROMPTWORTH_POOL set, stop the workers when it ends and exit "
          "with its status. Each `promptworth train` inside COMMAND hands its run to a free worker: no interpreter "

@@ -121,6 +121,9 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
             del out["by_method"]
     # the tiny model has 256 positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
+    # no GPU asked for: a GPU study's tiny variant runs on any machine (where there is one, it still uses it)
+    if "resources" in out:
+        out["resources"] = {**out["resources"], "gpus": 0}
     return out
 
 

@@ -287,7 +287,7 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
             f"training loss is {loss.item()} at step {step}: the run diverged; "
             "lower --learning-rate or try --precision fp32"
         )
-    loss.backward()
+    run_engine.backward(loss)  # scaled under fp16
     run_engine.step(optimizer, params)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -342,7 +342,7 @@ def fit(
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
-    run_engine = engine.set_up(model, method, config)
+    run_engine = engine.set_up(model, method, config, precision)
     content_free = method.content_free()
     optimizer, scheduler = _optimization(model, config, total, run_engine)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -33,6 +33,7 @@ class RunRequest:
     data_seed: int | None = None
     test_limit: int | None = None
     threads: int = 0
+    device: str = "auto"  # --device: auto, cpu, cuda or cuda:N (promptworth.training.devices)
     progress: bool = True
     # seconds between progress lines where no terminal shows a bar (promptworth.training.watch; 0: every step)
     progress_every: float = PROGRESS_EVERY_S

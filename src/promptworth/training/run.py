@@ -39,8 +39,10 @@ from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
     describe_device,
     git_commit,
+    gpu_peak,
     pick_device,
     process_age_s,
+    reset_gpu_peak,
     reset_peak_rss,
     resolve_precision,
     seed_everything,
@@ -106,6 +108,8 @@ def _prepare(request: RunRequest) -> _Setup:
     split's rows encoded, the device and precision."""
     if request.threads:
         torch.set_num_threads(request.threads)
+    device = pick_device(request.device)  # first: a GPU asked for and absent is an error before any loading
+    reset_gpu_peak(device)
     tune_allocator()
     task = find_task(request.task, request.task_files)
     config = request.config
@@ -127,7 +131,6 @@ def _prepare(request: RunRequest) -> _Setup:
     rows = load_rows(task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
-    device = pick_device()
     precision = method.fixed_precision or resolve_precision(config.precision, device)
     return _Setup(task, config, backbone, model_sha256, method, rows, features, device, precision, searched, lr_cited)
 
@@ -217,7 +220,7 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
         "levers": result.levers,
-        "timing": _timing(result, wall_s, request),
+        "timing": {**_timing(result, wall_s, request), **gpu_peak(setup.device)},
         "git_commit": git_commit(),
         **outputs,
     }
@@ -276,12 +279,11 @@ def run(request: RunRequest, outputs: SideOutputs | None = None) -> dict[str, An
     metrics = None if kind == "none" else watching.open_metrics(kind, outputs.partial(kind))
     watch = watching.Watch(request.progress_every, metrics)
     try:
+        model = setup.method.load_model().to(setup.device)
         if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
-            model = setup.method.load_model()
             result = setfit_training.fit(setup.method, model, setup.rows, features, setup.task, setup.config,
                                          request.seed, progress=request.progress, watch=watch)
         else:
-            model = setup.method.load_model().to(setup.device)
             result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
                          setup.config, request.seed, setup.device, setup.precision, progress=request.progress,
                          watch=watch)

@@ -80,6 +80,7 @@ class SearchRequest:
     # LM-BFF's template generator, a T5 folder or pinned hub id (None: the offline pool)
     generator: str | None = None
     threads: int = 0
+    device: str = "auto"  # --device (promptworth.training.devices)
     progress: bool = True  # a progress bar for each fine-tune
     task_files: tuple[Path, ...] = ()  # task files whose tasks join the built-in ones (``task`` may be theirs)
 
@@ -223,7 +224,7 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
     task = find_task(request.task, request.task_files)
     backbone = load.open_backbone(request.model, request.model_options)
     rows = load_rows(task, request.split_dir, None, spec)
-    device = pick_device()
+    device = pick_device(request.device)
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if EXTRAS[e].search)
     options = spec.resolved_options()
