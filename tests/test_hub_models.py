@@ -229,7 +229,7 @@ def test_prefetch_of_a_cached_commit_needs_no_network_and_writes_its_pin(cache, 
     # offline, a model the cache lacks is one error, and nothing is written
     missing = tmp_path / "missing.json"
     assert main(["prefetch", "--model", "tiny-org/other@main", "--out", str(missing)]) == 2
-    assert "is not in the Hugging Face cache" in capsys.readouterr().err and not missing.exists()
+    assert "HF_HUB_OFFLINE forbids downloading it" in capsys.readouterr().err and not missing.exists()
 
 
 def test_a_request_carries_its_model_options_to_a_pool_s_worker(split):

@@ -157,7 +157,9 @@ def prefetch(model: HubModel, trust_remote_code: bool = False) -> Snapshot:
             return cached_snapshot(model)
         except PromptworthError:
             if constants.HF_HUB_OFFLINE:
-                raise
+                raise PromptworthError(f"hub model {model} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                                       "with its config and weights, and HF_HUB_OFFLINE forbids downloading it: "
+                                       "unset HF_HUB_OFFLINE") from None
     try:
         listed = HfApi().list_repo_files(model.id, revision=model.hub_revision)
         wanted = files_to_fetch(listed, trust_remote_code)
