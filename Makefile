@@ -77,17 +77,17 @@ reproduce: venv
 	$(BIN)/promptworth reproduce $(STUDY) --out-dir $(REPRODUCE_DIR) --run "$(POOLED)"
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
-# training rule. By default the published study, third edition (config/studies/study.yaml, reports/runs).
-# Its second edition's:
-#   make figures FIGURES_CONFIG=config/studies/study-v2.yaml RUNS=reports/v2/runs OUT=reports/v2
+# training rule. By default the published study's second edition (config/studies/study-v2.yaml,
+# reports/v2/runs) while the third runs; its third edition's, once its records are in:
+#   make figures FIGURES_CONFIG=config/studies/study.yaml RUNS=reports/runs OUT=reports
 # Its first edition's:
 #   make figures FIGURES_CONFIG=config/studies/study-v1.yaml RUNS=reports/v1/runs OUT=reports/v1
 # The default study's:
 #   make figures FIGURES_CONFIG=config/config.yaml RUNS=results/runs OUT=results
 # FIGURES_REPORT=reports/report.html: also Snakemake's HTML report of those tables and figures.
-FIGURES_CONFIG ?= config/studies/study.yaml
-RUNS ?= reports/runs
-OUT ?= reports
+FIGURES_CONFIG ?= config/studies/study-v2.yaml
+RUNS ?= reports/v2/runs
+OUT ?= reports/v2
 FIGURES_REPORT ?=
 figures: venv
 	$(UNLOCK_STALE) --configfile $(FIGURES_CONFIG)

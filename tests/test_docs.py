@@ -197,6 +197,8 @@ def test_every_shipped_study_has_a_valid_tiny_variant(monkeypatch, name):
     assert Path(study.results_dir).parts[0] == "results"
     assert len(plan(study)) <= fast.TASKS * fast.SIZES * len(full.methods)
     assert study.splits.test_limit == fast.TEST_ROWS
+    # every run fits the tiny model's positions (the third edition's ICL asks for 1,536 tokens)
+    assert all(study.training_for(method).get("max_length", 0) <= fast.TINY_POSITIONS for method in study.methods_run())
 
 
 def test_the_tiny_variant_of_a_study_of_several_models_trains_the_tiny_one(monkeypatch):

@@ -35,6 +35,7 @@ TASKS = 2
 SIZES = 2
 # built by the workflow's rule tiny_model (promptworth.backbones.registry.MODELS_DIR)
 TINY_MODEL = "resources/models/tiny-llama"
+TINY_POSITIONS = 256  # the tiny model's max_position_embeddings
 RESULTS = PurePosixPath("results")
 FAST_RESULTS = RESULTS / "fast"
 
@@ -90,8 +91,8 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
     names = [m["name"] if isinstance(m, dict) else m for m in out["methods"]]
     runs = set(names).union(*out.get("methods_by_task", {}).values())
-    if "training_by_method" in out:  # only methods the tiny study still runs
-        out["training_by_method"] = {m: v for m, v in out["training_by_method"].items() if m in runs}
+    if "training_by_method" in out:  # only methods the tiny study still runs, within the tiny model's positions
+        out["training_by_method"] = {m: _within_tiny_positions(v) for m, v in out["training_by_method"].items() if m in runs}
     if "lr_grid" in out:  # the grid of the methods the tiny study still runs, on one pilot split
         grid = {**out["lr_grid"], "rates": {m: r for m, r in out["lr_grid"]["rates"].items() if m in runs}}
         for key in ("data_seeds", "train_seeds"):
@@ -119,12 +120,20 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
         out["by_method"] = _tiny_by_method(out["by_method"], sized, kept)
         if not out["by_method"]:
             del out["by_method"]
-    # the tiny model has 256 positions; fp32, since its numbers mean nothing anyway
+    # within the tiny model's positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
     # no GPU asked for: a GPU study's tiny variant runs on any machine (where there is one, it still uses it)
     if "resources" in out:
         out["resources"] = {**out["resources"], "gpus": 0}
     return out
+
+
+def _within_tiny_positions(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's training settings with ``max_length`` at most the tiny model's positions (e.g.
+    in-context learning's 1,536 tokens: the tiny model reads 256)."""
+    if "max_length" not in settings:
+        return dict(settings)
+    return {**settings, "max_length": min(int(settings["max_length"]), TINY_POSITIONS)}
 
 
 def _tiny_by_method(by_method: Mapping[str, Any], runs: set[str], kept: Mapping[str, Any]) -> dict[str, Any]:
