@@ -659,33 +659,41 @@ def test_metrics():
 # SmolLM2-135M-Instruct, when its package is installed
 
 
-@pytest.mark.smollm2
-@pytest.mark.slow
-def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, data_dir, tmp_path):
-    """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
-    parameter counts are those ``promptworth methods --model`` lists."""
+@pytest.fixture(scope="module")
+def smollm2_parameters(smollm2_dir) -> dict[str, object]:
+    """Each method's parameter counts on SmolLM2 as ``promptworth methods --model`` lists them."""
     from promptworth.cli.methods import method_rows
 
+    return {row["method"]: row.get("parameters") for row in method_rows(str(smollm2_dir), "SST-2")}
+
+
+# setfit trains its own sentence encoder (tests/test_setfit.py); one test a method, each within the timeout
+CAUSAL_BUILTINS = [spec.name for spec in method_specs.BUILTINS if spec.backbone is None]
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CAUSAL_BUILTINS)
+def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(name, smollm2_dir, smollm2_parameters, data_dir, tmp_path):
+    """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
+    parameter counts are those ``promptworth methods --model`` lists."""
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
         unavailable("SST-2 K-shot split not in the data mirror")
-    listed = {row["method"]: row.get("parameters") for row in method_rows(str(smollm2_dir), "SST-2")}
-    for spec in method_specs.BUILTINS:
-        if spec.backbone is not None:  # setfit trains its own sentence encoder (tests/test_setfit.py)
-            continue
-        out = tmp_path / f"{spec.name}.json"
-        common = ["--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model", str(smollm2_dir),
-                  "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
-        found = []
-        if registry.search_kind(spec):  # its search first (fine-tunes of one step)
-            found = ["--search", str(tmp_path / f"{spec.name}.search.json")]
-            assert main(["search", *common, "--out", found[1]]) == 0, spec.name
-        assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0, spec.name
-        record = json.loads(out.read_text())
-        assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
-        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)
-        assert record["parameters"] == listed[spec.name], spec.name
-        assert record["method_parts"]["tuning"] == spec.tuning
+    spec = method_specs.builtin_methods()[name]
+    out = tmp_path / f"{name}.json"
+    common = ["--task", "SST-2", "--method", name, "--split-dir", str(split), "--model", str(smollm2_dir),
+              "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
+    found = []
+    if registry.search_kind(spec):  # its search first (fine-tunes of one step)
+        found = ["--search", str(tmp_path / f"{name}.search.json")]
+        assert main(["search", *common, "--out", found[1]]) == 0
+    assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0
+    record = json.loads(out.read_text())
+    assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
+    assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)
+    assert record["parameters"] == smollm2_parameters[name]
+    assert record["method_parts"]["tuning"] == spec.tuning
 
 
 @pytest.mark.gemma3

@@ -165,9 +165,13 @@ def test_a_pool_of_another_host_or_job_is_never_used(tmp_path, monkeypatch):
 
 
 def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
-    # the worker is killed while it trains (a pool stopped under a running job)
-    run = shlex.join(_promptworth(*_train(split, tmp_path / "killed.json", "--max-steps", "400")))
-    script = f"{run} & sleep 2; pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?"
+    # the worker is killed while it trains (a pool stopped under a running job): once the run's first
+    # progress line has come back from the worker (after its first step), however long the start took
+    argv = [arg for arg in _train(split, tmp_path / "killed.json", "--max-steps", "400", "--progress-every", "0")
+            if arg != "--no-progress"]
+    run = shlex.join(_promptworth(*argv))
+    script = (f"{run} 2> run.err & for i in $(seq 1200); do grep -q '^progress:' run.err 2>/dev/null && break; sleep 0.1; done; "
+              "pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?; cat run.err >&2")
     done = _pool(1, script, tmp_path)
     assert "status=1" in done.stdout, done.stderr  # a run that failed (exit 1), not a bad input
     assert "stopped during the run" in done.stderr

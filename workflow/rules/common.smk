@@ -20,7 +20,7 @@ from promptworth.data.task_files import source_files as task_sources
 from promptworth.study import tiny_variant
 from promptworth.study.reuse import Reuse, reuse, set_aside, stale_summary
 from promptworth.study.runs_dir import check_runs_dir, strays_summary
-from promptworth.study.config import model_label, run_path as study_run_path
+from promptworth.study.config import run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
 from promptworth.study.estimate import estimate_here
@@ -383,14 +383,16 @@ def data_dir_args():
 def task_files_args(wildcards, output):
     """`--task-files <file>...` when the config names task files (a list: each item is quoted with :q).
     A function of the output, as Snakemake's params trigger skips: the commands of a study without
-    task files keep their params (a record names its split's manifest, which names the task file)."""
+    task files keep their params (a record names its split's manifest, which names the task file).
+    """
     files = STUDY_CONFIG.get("task_files", [])
     return ["--task-files", *files] if files else []
 
 
 def task_inputs(wildcards):
     """What a split of a task of a task file is drawn from: the task file and the local files its
-    rows are read from (none for a built-in task: the mirror's files are checked by sha256)."""
+    rows are read from (none for a built-in task: the mirror's files are checked by sha256).
+    """
     task = STUDY.defined_tasks.get(wildcards.task)
     return list(task_sources(task)) if task is not None else []
 
@@ -409,17 +411,21 @@ RECORD_TABLES = records_since_issue_30()
 
 def train_seed_rows():
     """Whether some run has a sibling of another train seed (same model, task, method, size and data
-    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there."""
+    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there.
+    """
     seeds = {}
     for run in RUNS:
         if not STUDY.runs_dir or Path(STUDY.run_file(run)).is_file():
-            seeds.setdefault((run.model, run.task, run.method, run.size, run.data_seed), set()).add(run.train_seed)
+            seeds.setdefault(
+                (run.model, run.task, run.method, run.size, run.data_seed), set()
+            ).add(run.train_seed)
     return any(len(found) > 1 for found in seeds.values())
 
 
 def first_model():
     """The label of the study's first model: a method with a backbone of its own runs in its place
-    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs."""
+    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs.
+    """
     return model_label(STUDY.models[0])
 
 
@@ -437,8 +443,15 @@ def study_outputs():
         *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
         # two methods compared row by row, the protocol kept and the score against training FLOPs,
         # from what the records keep since issue 30
-        *([f"{RESULTS}/tables/paired.md", f"{RESULTS}/tables/protocol.md", f"{RESULTS}/figures/cost.png"]
-          if RECORD_TABLES else []),
+        *(
+            [
+                f"{RESULTS}/tables/paired.md",
+                f"{RESULTS}/tables/protocol.md",
+                f"{RESULTS}/figures/cost.png",
+            ]
+            if RECORD_TABLES
+            else []
+        ),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]

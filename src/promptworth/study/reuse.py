@@ -180,11 +180,13 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     or None when it is the run asked for. ``missing_is_stale``: a cited file that is gone counts as
     a difference (the workflow makes it again; ``aggregate`` cannot check what is not there)."""
     from promptworth.data.split_folder import manifest_sha256
+    from promptworth.training.record import ABSENT_MEANS
 
     for key, wanted in asked_for.values.items():
         found, default = _lookup(record, key), _setting_default(key)
-        if found is _ABSENT and default is not _ABSENT and isinstance(record.get("hyperparameters"), Mapping):
-            # a training setting added since the record's settings were written: trained at its default
+        if found is _ABSENT and default is not _ABSENT and (key in ABSENT_MEANS or isinstance(record.get("hyperparameters"), Mapping)):
+            # a key added since the record was written (a training setting: where the record has its
+            # settings): it ran as the key's absence means
             if not _same(default, wanted):
                 return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
             continue
