@@ -179,7 +179,11 @@ def test_json_of_the_listing_and_model_verbs(tmp_path, monkeypatch, capsys):
     assert {(row["pool_here"], row["eval_here"]) for row in tasks["tasks"]} == {("no", "no")}  # an empty mirror
     assert {row["method"] for row in json_of(["methods"], capsys)} >= {"prompt", "head", "null"}
     tiny = json_of(["tiny-model", "--out-dir", str(tmp_path / "m")], capsys)
-    assert tiny == {"kind": "llama", "out_dir": str(tmp_path / "m")} and (tmp_path / "m" / "config.json").is_file()
+    assert tiny == {"kind": "llama", "positions": 256, "out_dir": str(tmp_path / "m")}
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["max_position_embeddings"] == 256
+    # the tiny variant's study model (rule tiny_model) reads in-context learning's long contexts
+    json_of(["tiny-model", "--out-dir", str(tmp_path / "m"), "--positions", "2048"], capsys)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["max_position_embeddings"] == 2048
     converted = json_of(["convert-model", "--out-dir", str(tmp_path / "m"), "--force"], capsys)
     assert converted == {"model": "smollm2-135m-instruct", "out_dir": str(tmp_path / "m"), "converted": False}
     runs = tmp_path / "runs"

@@ -181,6 +181,7 @@ def test_unwritable_outputs_of_every_verb(tmp_path, capsys, data_dir):
         (["tiny-model", "--out-dir", str(taken / "m")], "cannot write the model folder m into"),
         (["tiny-model", "--out-dir", str(taken)], "exists and is not a model folder"),
         (["tiny-model", "--out-dir", str(runs.parent)], "exists and is not a model folder"),
+        (["tiny-model", "--out-dir", str(tmp_path / "m"), "--positions", "0"], "a tiny model reads at least 1 position"),
         (["convert-model", "--out-dir", str(taken / "m")], "cannot write the model folder m into"),
     ]
     for argv, message in cases:

@@ -201,3 +201,22 @@ def test_the_tiny_variant_trains_and_compares(tmp_path, monkeypatch, data_dir):
     assert REPRODUCED.as_posix() + "/runs/tiny-llama/SST-2/prompt/16-1-1.json" in \
         [f"{REPRODUCED.as_posix()}/{name}" for name in found["unpublished"]]
     assert not (tmp_path / "reports" / "default-study" / "runs" / "tiny-llama").exists()
+
+
+def test_the_published_records_are_compared_whatever_splits_sit_now_where_they_name_theirs(checkout, capsys):
+    # the published records name their splits by relative path (results/splits/...), where a study of
+    # this checkout (the default `make study`, or its tiny variant) writes splits of its own
+    record = json.loads((checkout / PUBLISHED / PROMPT_16).read_text(encoding="utf-8"))
+    split = Path(record["split_dir"])
+    assert not split.is_absolute() and record["split_manifest_sha256"]
+    split.mkdir(parents=True)
+    (split / "manifest.json").write_text('{"another": "split"}\n', encoding="utf-8")
+    # the reproduction's records name its own splits (where a split was is not compared: still identical)
+    moved = lambda r: r.update(split_dir=r["split_dir"].replace("results/", f"{REPRODUCED}/")) if "split_dir" in r else None
+    every_record(checkout / REPRODUCED, moved)
+    assert main(["reproduce", "default-study"]) == 0
+    assert report()["agrees"]
+    # the reproduction's own records are checked against their splits, as ever
+    edit(checkout / REPRODUCED / PROMPT_16, lambda r: r.update(split_dir=str(split)))
+    assert main(["reproduce", "default-study"]) == 2
+    assert "trained on a split that has changed since" in capsys.readouterr().err

@@ -139,14 +139,27 @@ def changed_files(clone_dir: Path) -> list[str]:
     return [line[3:] for line in done.stdout.splitlines()]
 
 
+def setups_before(command: readme.Command, everything: list[readme.Command]) -> list[str]:
+    """The setup blocks a reader has run before ``command``: those above it in its own document, and
+    those of the documents read before it (the README's command table is run before the README's
+    blocks, but a row of it comes after the set-up block above it). None before ``make`` commands
+    alone: make builds .venv and puts it on PATH itself (the first ``make study`` runs before .venv exists)."""
+    lines = [ln.strip() for ln in command.text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if lines and all(ln.startswith("make ") or ln == "make" for ln in lines):
+        return []
+    order = list(dict.fromkeys(c.doc for c in everything))
+    return [c.text for c in everything if c.setup and c is not command and (
+        c.line < command.line if c.doc == command.doc else order.index(c.doc) < order.index(command.doc))]
+
+
 def run_commands(clone_dir: Path, env: dict[str, str], only: str | None, logs: Path,
                  start: float) -> tuple[int, int, list[str]]:
     """Run every command of the documents in reading order (those matching ``only``, and the
     setup blocks): ``(commands run, skipped, failures)``."""
     ran = skipped = 0
     failures: list[str] = []
-    setups: list[str] = []
-    for number, command in enumerate(readme.commands(clone_dir), 1):
+    everything = readme.commands(clone_dir)
+    for number, command in enumerate(everything, 1):
         first = command.text.splitlines()[0][:90]
         if only and not command.setup and not re.search(only, command.text):
             continue
@@ -155,9 +168,7 @@ def run_commands(clone_dir: Path, env: dict[str, str], only: str | None, logs: P
             say(start, f"skip {command.where}: {first}  ({command.skip})")
             continue
         log = logs / f"{number:02d}-{command.doc.replace('/', '_')}-{command.line}.log"
-        ok, seconds = run_command(command, setups, clone_dir, env, log)
-        if command.setup:
-            setups.append(command.text)
+        ok, seconds = run_command(command, setups_before(command, everything), clone_dir, env, log)
         ran += 1
         say(start, f"{'ok  ' if ok else 'FAIL'} {command.where} ({seconds:.0f} s): {first}")
         if not ok:

@@ -20,10 +20,12 @@ rule tiny_model:
         directory(f"{MODELS_DIR}/tiny-{{kind}}"),
     log:
         "resources/logs/tiny_model_{kind}.log",
+    params:
+        positions=tiny_variant.TINY_POSITIONS,
     conda:
         "../envs/promptworth.yaml"
     shell:
-        "promptworth tiny-model --kind {wildcards.kind:q} --out-dir {output:q} > {log:q} 2>&1"
+        "promptworth tiny-model --kind {wildcards.kind:q} --positions {params.positions} --out-dir {output:q} > {log:q} 2>&1"
 
 
 # A pinned hub model (`model: <id>@<revision>`), downloaded once into the Hugging Face cache before

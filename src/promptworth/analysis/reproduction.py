@@ -242,16 +242,19 @@ def agreement(published: AdvantageResult | None, reproduced: AdvantageResult | N
                               ranges[0], ranges[1], overlap, inside, agrees, why)
 
 
-def advantage_rows(folder: Path, comparisons: Sequence[Comparison]) -> dict[tuple[str, str, str], AdvantageResult]:
+def advantage_rows(folder: Path, comparisons: Sequence[Comparison],
+                   here: bool = True) -> dict[tuple[str, str, str], AdvantageResult]:
     """The advantage table of the runs in ``folder/runs``, as the study's ``tables`` rule computes it
     (the first comparison's curves set every comparison's score window), by (model, task,
-    comparison); only the rows whose methods both ran (a comparison missing a method has none)."""
+    comparison); only the rows whose methods both ran (a comparison missing a method has none).
+    ``here``: the records were trained in this checkout (a published set was not: the splits its
+    records name by relative path may be another study's now), as in :func:`~promptworth.analysis.results.read_records`."""
     from promptworth.analysis.results import collect
     from promptworth.analysis.tables import advantage_results
 
     if not comparisons or not any((folder / "runs").rglob("*.json")):
         return {}
-    table = collect([folder / "runs"])
+    table = collect([folder / "runs"], here=here)
     present = set(table["method"].astype(str))
     window = (comparisons[0].treatment, comparisons[0].baseline)
     usable = [c for c in comparisons if {c.treatment, c.baseline, *window} <= present]
@@ -262,7 +265,7 @@ def advantage_rows(folder: Path, comparisons: Sequence[Comparison]) -> dict[tupl
 
 def compare_advantages(published: Path, reproduced: Path,
                        comparisons: Sequence[Comparison]) -> list[AdvantageAgreement]:
-    before, after = advantage_rows(published, comparisons), advantage_rows(reproduced, comparisons)
+    before, after = advantage_rows(published, comparisons, here=False), advantage_rows(reproduced, comparisons)
     keys = list(dict.fromkeys([*before, *after]))
     return [agreement(before.get(key), after.get(key)) for key in keys]
 

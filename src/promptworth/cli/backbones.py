@@ -26,8 +26,8 @@ def run_tiny_model(args: argparse.Namespace) -> Output:
     if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise PromptworthError(f"{out} exists and is not a model folder; give a new folder or remove it")
     with writable_folder(out.parent, f"the model folder {out.name}"):
-        built = build_tiny_model(args.kind, out)
-    return Output({"kind": args.kind, "out_dir": built}, str(built))
+        built = build_tiny_model(args.kind, out, args.positions)
+    return Output({"kind": args.kind, "positions": args.positions, "out_dir": built}, str(built))
 
 
 def run_convert(args: argparse.Namespace) -> Output:

@@ -42,12 +42,14 @@ def _lr_grid_rule() -> str:
     return RULE
 
 
-def _tiny_kinds() -> OptionSet:
-    def kinds() -> tuple[Opt, ...]:
-        from promptworth.backbones.tiny_models import KINDS
+def _tiny_model_options() -> OptionSet:
+    def options() -> tuple[Opt, ...]:
+        from promptworth.backbones.tiny_models import KINDS, MAX_POSITIONS
 
-        return (opt("--kind", choices=KINDS, default="llama"),)
-    return kinds
+        return (opt("--kind", choices=KINDS, default="llama"),
+                opt("--positions", type=int, default=MAX_POSITIONS, metavar="N",
+                    help="the longest sequence it reads, in tokens (default: %(default)s)"))
+    return options
 
 
 def _offline_model() -> tuple[Opt, ...]:
@@ -174,7 +176,7 @@ REPRODUCE = Verb(
 BACKBONES_AND_METHODS = (
     Verb("tiny-model", "save a tiny randomly initialised backbone (for smoke runs; its scores mean nothing)",
          "promptworth.cli.backbones:run_tiny_model",
-         (_tiny_kinds(), o.out_dir("folder to write (config, weights, tokenizer)", renamed_from_out=True)), prints=True),
+         (_tiny_model_options(), o.out_dir("folder to write (config, weights, tokenizer)", renamed_from_out=True)), prints=True),
     Verb("methods", "list the built-in methods: parts, options, default hyperparameters, trainable parameters",
          "promptworth.cli.methods:run_methods",
          (these(opt("--model", help="also count each method's trainable and total parameters on this model "
