@@ -20,10 +20,10 @@ rule tiny_model:
         directory(f"{MODELS_DIR}/tiny-{{kind}}"),
     log:
         "resources/logs/tiny_model_{kind}.log",
-    params:
-        positions=tiny_variant.TINY_POSITIONS,
     conda:
         "../envs/promptworth.yaml"
+    params:
+        positions=tiny_variant.TINY_POSITIONS,
     shell:
         "promptworth tiny-model --kind {wildcards.kind:q} --positions {params.positions} --out-dir {output:q} > {log:q} 2>&1"
 
