@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export PROMPTWORTH_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv study publish figures report test test-slurm test-newcomer docs docs-check benchmark clean
+.PHONY: venv study publish reproduce figures report test test-slurm test-newcomer docs docs-check benchmark gpu-check clean
 
 venv: $(VENV)/.installed
 
@@ -41,8 +41,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # on 2 cores two 1-thread runs side by side beat one 2-thread run after another (docs/performance.md).
 WORKERS ?= $(CORES)
 TRAIN_THREADS ?= 1
+# On GPUs: RUNS_PER_GPU=K spreads the WORKERS over the visible GPUs, K runs to a GPU (docs/performance.md, "GPUs").
+RUNS_PER_GPU ?=
 # The lr_grid's pilots (rule lr_grid_train) are training jobs too: the same threads.
-POOLED := $(BIN)/promptworth pool --size $(WORKERS) -- $(SNAKEMAKE) --set-threads train=$(TRAIN_THREADS) lr_grid_train=$(TRAIN_THREADS)
+POOLED := $(BIN)/promptworth pool --size $(WORKERS) $(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) -- $(SNAKEMAKE) --set-threads train=$(TRAIN_THREADS) lr_grid_train=$(TRAIN_THREADS)
 
 # A run killed hard leaves Snakemake's lock behind; unlock-stale releases it when no other
 # Snakemake works in this folder, and stops with a message naming it when one does.
@@ -63,6 +65,16 @@ publish: venv
 	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
 	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
 	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
+
+# Retrain a published study into a fresh folder, never reports/, and compare its records and
+# advantages with the published ones (docs/reproducing.md): STUDY names it (promptworth reproduce
+# --help lists them), REPRODUCE_DIR the folder.
+# Exit status 0: they agree; 1: they do not (the report, REPRODUCE_DIR/reproduction.md, says why).
+STUDY ?= default-study
+REPRODUCE_DIR ?= results/reproduce/$(STUDY)
+reproduce: venv
+	$(UNLOCK_STALE)
+	$(BIN)/promptworth reproduce $(STUDY) --out-dir $(REPRODUCE_DIR) --run "$(POOLED)"
 
 # Tables and figures from run records that already exist: with runs_dir the workflow has no
 # training rule. By default the published study's second edition (config/studies/study-v2.yaml,
@@ -105,9 +117,11 @@ docs-check: venv
 test-slurm: venv
 	bash tests/slurm/run.sh
 
-# A fresh clone beside the data mirror runs every command of the README's command table and every
+# A fresh clone with no data mirror beside it runs every command of the README's command table and every
 # bash and python block of the README and docs/, each in its tiny variant (PROMPTWORTH_FAST=1,
-# promptworth.study.tiny_variant), then checks every path and figure the documents name (tests/newcomer/run.py).
+# promptworth.study.tiny_variant), its data downloaded from the original sources' archives, rebuilt from
+# ../shared/data and served on localhost; then it checks every path and figure the documents name
+# (tests/newcomer/run.py).
 test-newcomer: venv
 	$(BIN)/python tests/newcomer/run.py
 
@@ -119,6 +133,14 @@ benchmark: venv
 	$(BIN)/promptworth convert-model --force
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/study_throughput.py
+
+# The GPU check (docs/performance.md, "GPU check"): the default study's runs and the step benchmark on
+# one GPU, a few minutes. `prepare` packs its data and SmolLM2's tokenizer (not its weights) into
+# build/gpu-check; `run` needs only torch and transformers, so the two can run on different machines.
+gpu-check: venv
+	$(BIN)/promptworth convert-model --force
+	$(BIN)/python benchmarks/gpu_check.py prepare
+	$(BIN)/python benchmarks/gpu_check.py run
 
 clean:
 	rm -rf results .snakemake

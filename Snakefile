@@ -47,6 +47,7 @@ localrules:
     kshot,
     tiny_model,
     convert_model,
+    prefetch,
     select_lr,
     aggregate,
     advantage,

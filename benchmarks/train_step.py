@@ -49,19 +49,20 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _split_dir() -> Path:
-    root = Path(os.environ.get("PROMPTWORTH_DATA") or HERE.parent.parent / "shared" / "data")
-    folder = root / "k-shot" / "SST-2" / "16-42"
-    if not (folder / "train.tsv").is_file():
-        sys.exit(f"no SST-2 K-shot split at {folder}: set PROMPTWORTH_DATA")
-    return folder
+def _kshot_rows() -> list[dict]:
+    """The training rows of LM-BFF's SST-2 split 16-42, sampled as LM-BFF's sampler does (byte for
+    byte) from SST-2's pool: the data mirror's, or one downloaded from the original source."""
+    from promptworth.data.kshot import kshot
+    from promptworth.data.split_folder import load_split
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = kshot(Path(tmp) / "k-shot", ["SST-2"], seeds=[42])["SST-2"][42]
+        return load_split("SST-2", folder)["train"].to_list()
 
 
 def equal_length_rows(length: int, tokenizer) -> list[dict]:
     """SST-2 training rows whose prompt is at least ``length`` tokens (sentences chained)."""
-    from promptworth.data.split_folder import load_split
-
-    rows = load_split("SST-2", _split_dir())["train"].to_list()
+    rows = _kshot_rows()
     texts = [r["text_a"] for r in rows]
     out = []
     for i, row in enumerate(rows):

@@ -172,16 +172,17 @@ def test_unwritable_outputs_of_every_verb(tmp_path, capsys, data_dir):
     lescao = tmp_path / "lescao.csv"
     lescao.write_text("training_points,CLF roberta seed 1 - test-acc-all-p\n10,0.5\n")
     cases = [
-        (["kshot", "--out", str(taken / "k"), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
-        (["kshot", "--out", str(taken), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
-        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out", str(taken)],
+        (["kshot", "--out-dir", str(taken / "k"), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
+        (["kshot", "--out-dir", str(taken), "--tasks", "SST-2", "--seeds", "13"], "cannot write splits into"),
+        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out-dir", str(taken)],
          "cannot write splits into"),
         (["import-lescao", str(lescao), "--out", str(taken / "x.csv")], "cannot write x.csv into"),
         (["import-lescao", str(lescao), "--out", str(tmp_path)], "is a folder; give the name of the file"),
-        (["tiny-model", "--out", str(taken / "m")], "cannot write the model folder m into"),
-        (["tiny-model", "--out", str(taken)], "exists and is not a model folder"),
-        (["tiny-model", "--out", str(runs.parent)], "exists and is not a model folder"),
-        (["convert-model", "--out", str(taken / "m")], "cannot write the model folder m into"),
+        (["tiny-model", "--out-dir", str(taken / "m")], "cannot write the model folder m into"),
+        (["tiny-model", "--out-dir", str(taken)], "exists and is not a model folder"),
+        (["tiny-model", "--out-dir", str(runs.parent)], "exists and is not a model folder"),
+        (["tiny-model", "--out-dir", str(tmp_path / "m"), "--positions", "0"], "a tiny model reads at least 1 position"),
+        (["convert-model", "--out-dir", str(taken / "m")], "cannot write the model folder m into"),
     ]
     for argv, message in cases:
         assert message in error_of(argv, capsys), argv
@@ -217,12 +218,12 @@ def test_unwritable_outputs_of_the_analysis_verbs(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["kshot", "--out", "{tmp}/k", "--tasks", "SST-2", "--seeds", "-1"], "a data seed must be an integer from 0"),
-        (["kshot", "--out", "{tmp}/k", "--tasks", "SST-2", "--seeds", str(2**40)], "a data seed must be an integer"),
-        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "-1", "--dev-size", "8", "--out", "{tmp}/s"],
+        (["kshot", "--out-dir", "{tmp}/k", "--tasks", "SST-2", "--seeds", "-1"], "a data seed must be an integer from 0"),
+        (["kshot", "--out-dir", "{tmp}/k", "--tasks", "SST-2", "--seeds", str(2**40)], "a data seed must be an integer"),
+        (["split", "--task", "CB", "--sizes", "10", "--data-seed", "-1", "--dev-size", "8", "--out-dir", "{tmp}/s"],
          "the data seed must be an integer from 0"),
         (["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--test-limit", "0",
-          "--out", "{tmp}/s"], "test_limit must be positive"),
+          "--out-dir", "{tmp}/s"], "test_limit must be positive"),
     ],
 )
 def test_bad_seeds_and_limits_of_the_data_verbs(tmp_path, capsys, data_dir, argv, message):
@@ -299,7 +300,7 @@ def test_argument_errors_are_one_line(capsys, argv, message):
 
 
 def _split_argv(out: Path, *sizes: str) -> list[str]:
-    return ["split", "--task", "CB", "--sizes", *sizes, "--data-seed", "1", "--dev-size", "8", "--out", str(out)]
+    return ["split", "--task", "CB", "--sizes", *sizes, "--data-seed", "1", "--dev-size", "8", "--out-dir", str(out)]
 
 
 def test_outputs_never_delete_what_promptworth_did_not_write(tmp_path, capsys, data_dir):
@@ -331,14 +332,14 @@ def test_outputs_never_delete_what_promptworth_did_not_write(tmp_path, capsys, d
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
 
     model = tmp_path / "model"
-    assert main(["tiny-model", "--out", str(model)]) == 0
+    assert main(["tiny-model", "--out-dir", str(model)]) == 0
     link = tmp_path / "model-link"
     link.symlink_to(model, target_is_directory=True)
     assert "model-link is a link: the model is written only where no folder is" in error_of(
-        ["tiny-model", "--out", str(link)], capsys)
+        ["tiny-model", "--out-dir", str(link)], capsys)
     (model / "notes.txt").write_text("mine", encoding="utf-8")
     assert "model exists and holds 'notes.txt', which promptworth did not write there" in error_of(
-        ["tiny-model", "--out", str(model)], capsys)
+        ["tiny-model", "--out-dir", str(model)], capsys)
     assert (model / "notes.txt").read_text() == "mine" and (model / "config.json").is_file()
 
 

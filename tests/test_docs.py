@@ -276,9 +276,14 @@ def test_a_command_runs_after_the_setup_blocks_in_a_newcomers_environment(tmp_pa
     (tmp_path / "venv" / "pyvenv.cfg").write_text("", encoding="utf-8")
     monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PROMPTWORTH_DATA", "/somewhere")
-    env = run.newcomer_env()
+    monkeypatch.setenv("PROMPTWORTH_DATA_ORIGIN", "https://somewhere.else")
+    monkeypatch.setenv("PIP_CACHE_DIR", "/pip/cache")
+    env = run.newcomer_env("http://127.0.0.1:8000", tmp_path / "cache")
     assert str(venv_bin) not in env["PATH"].split(os.pathsep)  # no virtual environment of this checkout
     assert "PROMPTWORTH_DATA" not in env and env[fast.ENV] == "1"
+    # the served sources, an empty cache of its own, and pip's cache where it was
+    assert (env["PROMPTWORTH_DATA_ORIGIN"], env["XDG_CACHE_HOME"], env["PIP_CACHE_DIR"]) == (
+        "http://127.0.0.1:8000", str(tmp_path / "cache"), "/pip/cache")
     setups = ["export GREETING=hello"]
     python = readme.Command("README.md", 1, "python", 'import os\nprint(os.environ["GREETING"], "from \\"python\\"")')
     shell = readme.Command("README.md", 2, "shell", "echo $GREETING\nfalse\necho not reached")
@@ -286,3 +291,33 @@ def test_a_command_runs_after_the_setup_blocks_in_a_newcomers_environment(tmp_pa
     assert (out.returncode, out.stdout) == (0, 'hello from "python"\n')
     out = subprocess.run(run.script(shell, setups), env=env, capture_output=True, text=True)
     assert (out.returncode, out.stdout) == (1, "hello\n")  # set -e: a failing line fails the block
+
+
+def test_the_newcomer_s_clone_has_no_data_mirror_beside_it(tmp_path, monkeypatch):
+    run = _runner()
+    shared = tmp_path / "shared"
+    for folder in ("data/original", "reference"):
+        (shared / folder).mkdir(parents=True)
+    (shared / "design.md").write_text("notes\n", encoding="utf-8")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "README.md").write_text("# r\n", encoding="utf-8")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "README.md"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "r"], check=True)
+    monkeypatch.setenv("PROMPTWORTH_DATA", str(shared / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    clone = run.clone(repo, work)
+    assert (clone / "README.md").is_file()
+    assert sorted(p.name for p in (work / "shared").iterdir()) == ["design.md", "reference"]
+    assert (work / "shared" / "reference").resolve() == (shared / "reference").resolve()
+    # the check after the commands: they must have downloaded their data from the served sources
+    cache = tmp_path / "cache"
+    assert run.downloads([], cache)[1] == ["no data were downloaded (0 downloads from the served sources; 0 files in "
+                                          "the clone's data cache)"]
+    (cache / "original" / "SST-2").mkdir(parents=True)
+    (cache / "original" / "SST-2" / "dev.tsv").write_text("x\n", encoding="utf-8")
+    assert run.downloads(["/nlp.cs.princeton.edu/projects/lm-bff/datasets.tar"], cache) == (
+        "1 downloads from the served sources; 1 files in the clone's data cache", [])

@@ -1,6 +1,6 @@
 """The package's folders are its stages, run in this order:
 
-    base (promptworth/*.py) -> data -> backbones -> methods -> training -> study -> analysis -> cli
+    base (promptworth/*.py) -> data -> backbones -> methods -> training -> study -> analysis -> api -> cli
 
 A module imports only its own stage and the stages before it, and no module imports itself back
 through others (no circle). Every import counts: at the top, inside a function, under
@@ -21,11 +21,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "promptworth"
-STAGES = ["base", "data", "backbones", "methods", "training", "study", "analysis", "cli"]
-# the top level holds the base modules only (and __main__, the command's entry point)
+# api: the Python API (promptworth/api.py), the stages' functions for a program, as cli is for a shell
+STAGES = ["base", "data", "backbones", "methods", "training", "study", "analysis", "api", "cli"]
+# the top level holds the base modules only (and the API, and __main__, the command's entry point)
 TOP_LEVEL = {
     "promptworth": "base", "promptworth.errors": "base", "promptworth.files": "base", "promptworth.paths": "base",
-    "promptworth.__main__": "cli",
+    "promptworth.api": "api", "promptworth.__main__": "cli",
 }
 MODULE_REF = re.compile(r"^promptworth(?:\.\w+)+(?::\w+)?$")
 LONG = "# long:"

@@ -54,7 +54,7 @@ def test_a_hard_killed_study_is_unlocked_and_resumes(tmp_path, monkeypatch, caps
 
     monkeypatch.chdir(tmp_path)
     assert main(["unlock-stale", *command]) == 0
-    assert "locked by a Snakemake that was killed" in capsys.readouterr().out
+    assert "locked by a Snakemake that was killed" in capsys.readouterr().err  # a log line: stderr
     assert not locks.has_locks(tmp_path)
     resumed = subprocess.run([*command, "--", "prepare"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -33,10 +34,11 @@ def test_lm_head_is_found_for_every_architecture():
 
 def test_model_names(tmp_path, monkeypatch):
     folder = tiny_model("bert")
-    assert resolve.resolve_model(str(folder)).local
-    hub = resolve.resolve_model("roberta-large")
-    assert not hub.local and hub.path == "roberta-large" and hub.name == "roberta-large"
-    assert resolve.resolve_model("HuggingFaceTB/SmolLM2-135M").name == "SmolLM2-135M"
+    assert resolve.resolve_model(str(folder)).hub is None
+    with pytest.raises(PromptworthError, match="'roberta-large' is a hub id without a revision"):
+        resolve.resolve_model("roberta-large")
+    assert resolve.record_name("HuggingFaceTB/SmolLM2-135M@main") == "SmolLM2-135M"
+    assert resolve.model_label("HuggingFaceTB/SmolLM2-135M@main") == "HuggingFaceTB--SmolLM2-135M"
     with pytest.raises(PromptworthError, match="does not exist"):
         resolve.resolve_model(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
@@ -49,16 +51,21 @@ def test_model_names(tmp_path, monkeypatch):
         target = tmp_path / registry.SHORT_NAMES[name]
         target.mkdir(parents=True)
         (target / "config.json").write_text("{}")
-        assert resolve.resolve_model(name, root=tmp_path) == resolve.ModelRef(name, str(target.resolve()), True)
+        assert resolve.resolve_model(name, root=tmp_path) == resolve.ModelRef(name, str(target.resolve()))
 
 
 def test_missing_package_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no converted model here
     for name, model in registry.OFFLINE_MODELS.items():
         missing = dataclasses.replace(model, package="no_such_package_xyz")
         monkeypatch.setitem(registry.OFFLINE_MODELS, name, missing)
         with pytest.raises(PromptworthError, match=f"{model.distribution} is not installed"):
             convert.convert_offline_model(name, tmp_path / "models" / name)
         assert not (tmp_path / "models").exists()  # nothing partial is left behind
+        # the default --model (and any offline one) says how to get it: install, then convert
+        with pytest.raises(PromptworthError, match=re.escape(f"Install it: `{model.install}`, then convert it once: "
+                                                             f"`promptworth convert-model --model {name}`")):
+            resolve.resolve_model(name, root=tmp_path)
     with pytest.raises(PromptworthError, match="no offline model"):
         convert.convert_offline_model("gpt2", tmp_path / "gpt2")
 

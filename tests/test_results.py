@@ -468,8 +468,8 @@ def test_docs_describe_every_key_of_the_record_definition() -> None:
 
 def test_training_writes_only_what_the_analysis_reads() -> None:
     written = {key.name: record()[key.name] if key.name in record() else None for key in records.KEYS}
-    written.update(schema_version=records.SCHEMA_VERSION, model_sha256="ab", model_kind="mlm", dev_size=32,
-                   test_size=300, train_loss={"first": 0.7, "last": 0.2, "mean_last_10": 0.3},
+    written.update(schema_version=records.SCHEMA_VERSION, model_sha256="ab", model_kind="mlm", model_dtype="fp32",
+                   dev_size=32, test_size=300, train_loss={"first": 0.7, "last": 0.2, "mean_last_10": 0.3},
                    method_parts={"objective": "prompt", "tuning": "full", "options": {}},
                    parameters={"trainable": 5, "total": 5},
                    levers={"attention": "eager", "grad_clip": "in_optimizer", "frozen_features": "none",
@@ -480,6 +480,10 @@ def test_training_writes_only_what_the_analysis_reads() -> None:
         records.finish({**written, "train_size": "32"})
     with pytest.raises(PromptworthError, match="non-finite number .* at train_loss.last; no record is written"):
         records.finish({**written, "train_loss": {"last": float("nan")}})
+    with pytest.raises(PromptworthError, match="key 'model_dtype' must be one of fp32, bf16, fp16, got 'fp8'"):
+        records.finish({**written, "model_dtype": "fp8"})
+    with pytest.raises(PromptworthError, match="key 'model_hub' must be an object with an id, revision and commit"):
+        records.finish({**written, "model_hub": {"id": "gpt2"}})
     with pytest.raises(AssertionError, match="missing \\['device'\\], unknown \\['extra'\\]"):
         records.finish({**{k: v for k, v in written.items() if k != "device"}, "extra": 1})
 

@@ -20,6 +20,7 @@ from promptworth.files import sha256_file
 from promptworth.study.reuse import asked, difference, reuse
 from promptworth.study.load import load_study
 from promptworth.study.planning import plan
+from promptworth.study.published import STUDIES, published_study
 from promptworth.study.config_file import schema_file
 
 
@@ -144,12 +145,9 @@ def test_runs_dir_reads_only_the_study_s_runs(tiny_study, tmp_path, capsys):
     assert "(--strays error)" in capsys.readouterr().err
 
 
-PUBLISHED = [  # config, its results_dir, the fewest records it has: every edition whose records are committed
-    ("studies/study-v2.yaml", "reports/v2", 14), ("studies/study-v1.yaml", "reports/v1", 14),
-    ("studies/lmbff-cpu.yaml", "reports/lmbff", 14), ("studies/method-defaults.yaml", "reports/method-defaults", 14),
-    ("studies/strategies.yaml", "reports/strategies", 14), ("config.yaml", "reports/default-study", 14),
-    ("studies/study.yaml", "reports", 0),  # the third edition: its records are committed as they finish
-]
+# config, its results_dir, the fewest records it has: every set whose records are committed
+# (promptworth.study.published; the third edition's records are committed as they finish)
+PUBLISHED = [(study.config.as_posix(), study.folder.as_posix(), 14 if study.complete else 0) for study in STUDIES]
 
 
 @pytest.mark.parametrize("name, results, least", PUBLISHED)
@@ -160,7 +158,7 @@ def test_every_published_record_is_what_its_config_asks_for(name, results, least
     from tiny_study import REPO
 
     monkeypatch.chdir(REPO)
-    config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
     config.update(results_dir=results)
     config.pop("runs_dir", None)
     study = load_study(config, schema_file())
@@ -196,9 +194,9 @@ def test_a_record_from_before_a_training_setting_trained_at_its_default(monkeypa
     from tiny_study import REPO
 
     monkeypatch.chdir(REPO)
-    name, results, _ = PUBLISHED[0]
-    config = yaml.safe_load((REPO / "config" / name).read_text(encoding="utf-8"))
-    config.update(results_dir=results)
+    v2 = published_study("v2")
+    config = yaml.safe_load(v2.config.read_text(encoding="utf-8"))
+    config.update(results_dir=v2.folder.as_posix())
     study = load_study(config, schema_file())
     run = next(r for r in plan(study) if r.size != 0 and Path(study.run_file(r)).is_file())
     record = json.loads(Path(study.run_file(run)).read_text(encoding="utf-8"))

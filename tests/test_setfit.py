@@ -4,7 +4,6 @@ all-MiniLM-L6-v2 on SST-2."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import json
@@ -22,7 +21,7 @@ from tiny_models import sentiment_rows, tiny_model, tiny_sentence_encoder, write
 from promptworth.backbones import resolve
 from promptworth.backbones.registry import MINILM
 from promptworth.cli import main
-from promptworth.cli.train import model_of
+from promptworth.training.request import model_for
 from promptworth.methods import specs as method_specs
 from promptworth.study import load, planning, reuse
 from promptworth.training import record as records
@@ -144,9 +143,9 @@ def test_without_the_setfit_package_it_says_how_to_install_it(encoder, split, tm
 def test_setfit_runs_on_its_own_backbone_unless_told_otherwise():
     assert SETFIT.backbone == MINILM and not SETFIT.runs_at_size_zero
     assert method_specs.builtin_methods()["head"].backbone is None
-    assert model_of(argparse.Namespace(model=None), SETFIT) == MINILM
-    assert model_of(argparse.Namespace(model="my/encoder"), SETFIT) == "my/encoder"
-    assert model_of(argparse.Namespace(model=None), method_specs.builtin_methods()["head"]) == "smollm2-135m-instruct"
+    assert model_for(SETFIT) == MINILM
+    assert model_for(SETFIT, "my/encoder") == "my/encoder"
+    assert model_for(method_specs.builtin_methods()["head"]) == "smollm2-135m-instruct"
     assert resolve.record_name(MINILM) == MINILM
 
 
@@ -223,7 +222,7 @@ def minilm(setfit_installed) -> Path:
 
 def test_all_minilm_resolves_to_its_package_folder(minilm):
     ref = resolve.resolve_model(MINILM)
-    assert ref.name == MINILM and ref.local and Path(ref.path) == minilm
+    assert ref.name == MINILM and ref.hub is None and Path(ref.path) == minilm
     assert (minilm / "modules.json").is_file() and resolve.weights_sha256(ref)
 
 

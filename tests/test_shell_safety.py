@@ -1,8 +1,9 @@
 """No config value can run code: every value that reaches a rule's shell command is quoted.
 
-The free-text keys of a study config (``data_dir``, ``results_dir``, ``runs_dir``, ``model``) are
-set to names full of shell metacharacters. The dry run's commands must keep each one whole, and a
-real run of the workflow must work with them and execute none of the commands hidden inside.
+The free-text keys of a study config (``data_dir``, ``results_dir``, ``runs_dir``, ``model``,
+``task_files``) are set to names full of shell metacharacters. The dry run's commands must keep each
+one whole, and a real run of the workflow must work with them and execute none of the commands
+hidden inside.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import tiny_model
+from tiny_models import sentiment_rows, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,9 @@ def hostile_study(tmp_path: Path, key: str) -> tuple[Path, dict]:
         hostile_model.parent.mkdir()
         model.rename(hostile_model)
         config["model"] = str(hostile_model)
+    elif key == "task_files":  # a task of its own, its task file and data in a folder so named
+        write_own_task(tmp_path / HOSTILE)
+        config.update(task_files=[f"{HOSTILE}/tasks.yaml"], tasks=["reviews"])
     elif key == "runs_dir":
         config["runs_dir"] = f"{HOSTILE}/runs"
         config["splits"]["sizes"] = [8, 16]
@@ -75,6 +79,18 @@ def hostile_study(tmp_path: Path, key: str) -> tuple[Path, dict]:
     configfile = tmp_path / "study.yaml"
     configfile.write_text(yaml.safe_dump(config), encoding="utf-8")
     return configfile, config
+
+
+def write_own_task(folder: Path) -> None:
+    """A task file of one task, ``reviews``: toy sentiment rows in two CSV files beside it."""
+    folder.mkdir()
+    for name, seed, n in (("train.csv", 1, 24), ("test.csv", 2, 16)):
+        lines = [f"{row['text_a']},{row['label']}" for row in sentiment_rows(n, seed)]
+        (folder / name).write_text("\n".join(["text,label", *lines]) + "\n", encoding="utf-8")
+    entry = {"format": "csv", "header": True, "pool": "train.csv", "eval": "test.csv",
+             "fields": {"text_a": "text", "label": "label"}, "labels": ["0", "1"], "metric": "acc",
+             "templates": {"plain": "{text_a} It was {mask}."}, "label_words": {"0": "bad", "1": "good"}}
+    (folder / "tasks.yaml").write_text(yaml.safe_dump({"reviews": entry}), encoding="utf-8")
 
 
 def write_records(folder: Path) -> None:
@@ -116,7 +132,7 @@ def json_strings(word: str) -> list[str]:
     return found
 
 
-KEYS = ("data_dir", "results_dir", "model", "runs_dir")
+KEYS = ("data_dir", "results_dir", "model", "runs_dir", "task_files")
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -147,7 +163,7 @@ def test_a_hostile_config_value_runs_the_study_and_executes_nothing(tmp_path, ke
     assert (results / "runs.csv").is_file() and (results / "figures" / "overview.png").is_file()
     if key != "runs_dir":
         label = Path(config["model"]).name
-        records = sorted((results / "runs" / label / "SST-2").rglob("*.json"))
+        records = sorted((results / "runs" / label / config["tasks"][0]).rglob("*.json"))
         assert [p.parent.name for p in records] == ["head", "prompt"]
 
 

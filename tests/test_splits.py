@@ -133,7 +133,7 @@ def test_cola_seed_alone_replays_lmbffs_seed_order(kshot_out, tmp_path, data_dir
 
 def test_kshot_cli_and_md5sum(tmp_path, data_dir, reference_dir):
     out = tmp_path / "k-shot"
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "trec", "--seeds", "13", "87"]) == 0
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "SST-2", "trec", "--seeds", "13", "87"]) == 0
     checksums = read_checksums(reference_dir)
     written = sorted(str(p.relative_to(out)) for p in out.glob("*/*/*.*") if p.name != split_folder.MANIFEST)
     assert len(written) == 12
@@ -143,22 +143,22 @@ def test_kshot_cli_and_md5sum(tmp_path, data_dir, reference_dir):
 
 def test_kshot_bad_input_leaves_nothing(tmp_path, data_dir, capsys):
     out = tmp_path / "k-shot"
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "CoLA", "--k", "3000"]) == 2
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "SST-2", "CoLA", "--k", "3000"]) == 2
     assert "CoLA: K=3000 is larger than class '0' holds (2528 examples in the pool)" in capsys.readouterr().err
     assert not out.exists()  # SST-2 succeeded first, but nothing is published
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "Nope"]) == 2
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "Nope"]) == 2
     assert "unknown task 'Nope'" in capsys.readouterr().err
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "MNLI"]) == 2
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "MNLI"]) == 2
     assert "MNLI: original/MNLI/train.tsv is not in the data mirror" in capsys.readouterr().err
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "CB"]) == 2
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "CB"]) == 2
     assert "CB is not one of LM-BFF's tasks" in capsys.readouterr().err
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--k", "0"]) == 2
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--k", "0"]) == 2
     assert not out.exists()
 
 
 def test_the_full_data_setting_trains_on_the_pool_less_the_kshot_dev(kshot_out, tmp_path, data_dir):
     out = tmp_path / "k-shot"
-    assert main(["kshot", "--data-dir", str(data_dir), "--out", str(out), "--tasks", "SST-2", "trec",
+    assert main(["kshot", "--data-dir", str(data_dir), "--out-dir", str(out), "--tasks", "SST-2", "trec",
                  "--seeds", "42", "--full"]) == 0
     for task, name, pool in (("SST-2", "dev.tsv", 6920), ("trec", "dev.csv", 5452)):
         full, kshot = out / task / "all-42", kshot_out / task / "16-42"
@@ -288,7 +288,7 @@ def test_the_fixed_subset_policy_pairs_its_runs_with_the_fixed_ones(tmp_path, da
 def test_the_fixed_subset_policy_needs_a_dev_set_as_large_as_the_training_set(tmp_path, data_dir, capsys):
     out = tmp_path / "CB"
     code = main(["split", "--task", "CB", "--sizes", "10", "40", "--data-seed", "1", "--dev-policy", "fixed_subset",
-                 "--dev-size", "32", "--out", str(out), "--data-dir", str(data_dir)])
+                 "--dev-size", "32", "--out-dir", str(out), "--data-dir", str(data_dir)])
     assert code == 2 and not out.exists()
     assert ("training size 40 under dev policy 'fixed_subset' needs as many dev rows of the fixed dev set, which holds "
             "32: raise dev_size") in capsys.readouterr().err
@@ -325,7 +325,7 @@ def test_ladder_spec_rejects_bad_input(kwargs, message):
 
 def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, capsys):
     out = tmp_path / "CB"
-    code = main(["split", "--task", "CB", "--sizes", "10", "300", "--data-seed", "1", "--dev-size", "32", "--out", str(out), "--data-dir", str(data_dir)])
+    code = main(["split", "--task", "CB", "--sizes", "10", "300", "--data-seed", "1", "--dev-size", "32", "--out-dir", str(out), "--data-dir", str(data_dir)])
     assert code == 2
     assert "training size 300 exceeds the pool (250 rows, 32 of them kept for dev: at most 218 to train on)" in \
         capsys.readouterr().err
@@ -334,7 +334,7 @@ def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, cap
     # (before: "training size 10 exceeds the pool (250 rows, 1000000000 of them kept for dev)", and
     # "all" drew an empty training set)
     for size in ("10", "all"):
-        code = main(["split", "--task", "CB", "--sizes", size, "--data-seed", "1", "--dev-size", "1000000000", "--out",
+        code = main(["split", "--task", "CB", "--sizes", size, "--data-seed", "1", "--dev-size", "1000000000", "--out-dir",
                      str(out), "--data-dir", str(data_dir)])
         assert code == 2
         assert "dev_size 1,000,000,000 leaves no training row: the pool holds 250 rows" in capsys.readouterr().err
@@ -343,9 +343,9 @@ def test_ladder_size_larger_than_the_pool_leaves_nothing(tmp_path, data_dir, cap
 
 def test_split_cli_bad_sizes(tmp_path, data_dir, capsys):
     out = tmp_path / "CB"
-    assert main(["split", "--task", "CB", "--sizes", "ten", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
+    assert main(["split", "--task", "CB", "--sizes", "ten", "--data-seed", "1", "--dev-size", "32", "--out-dir", str(out)]) == 2
     assert "training size 'ten' must be a non-negative integer (0: the zero-shot point, no training rows) or 'all'" in capsys.readouterr().err
-    assert main(["split", "--task", "BoolQ", "--sizes", "10", "--data-seed", "1", "--dev-size", "32", "--out", str(out)]) == 2
+    assert main(["split", "--task", "BoolQ", "--sizes", "10", "--data-seed", "1", "--dev-size", "32", "--out-dir", str(out)]) == 2
     assert "BoolQ: superglue/BoolQ/train.jsonl is not in the data mirror" in capsys.readouterr().err
     assert not out.exists()
 

@@ -6,12 +6,12 @@ import io
 import json
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 
 import datasets
 import pytest
 
+import data_origin
 from promptworth.cli import main
 from promptworth.data import rows, sources, split_folder, splits, tasks
 from promptworth.errors import PromptworthError
@@ -135,70 +135,75 @@ def test_invalid_jsonl_names_the_line(data_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Downloads from the original sources, exercised on local archives (file:// addresses)
+# Downloads from the original sources, exercised on a local copy of them ($PROMPTWORTH_DATA_ORIGIN,
+# a file:// address; tests/data_origin.py rebuilds the sources' archives from the mirror's files)
 
 
-def _lmbff_archive(data_dir: Path, tmp_path: Path) -> str:
-    archive = tmp_path / "datasets.tar"
-    with tarfile.open(archive, "w") as tar:
-        for name in ("train.tsv", "dev.tsv"):
-            tar.add(data_dir / "original" / "SST-2" / name, arcname=f"data/original/SST-2/{name}")
-        tar.add(data_dir / "original" / "mr" / "train.csv", arcname="data/original/mr/train.csv")
-    return archive.as_uri()
+def _origin(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> Path:
+    """The sources of ``names`` under ``tmp_path/origin``, which every download now comes from."""
+    origin = tmp_path / "origin"
+    data_origin.build(data_dir, origin, names)
+    monkeypatch.setenv(sources.ORIGIN_ENV, origin.as_uri())
+    return origin
 
 
-def test_download_lmbff_task_from_archive(data_dir, tmp_path):
+def test_download_lmbff_task_from_archive(data_dir, tmp_path, monkeypatch):
+    _origin(data_dir, tmp_path, monkeypatch, "SST-2", "mr")
     root = tmp_path / "cache"
-    sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": _lmbff_archive(data_dir, tmp_path)})
+    sources.download_tasks([tasks.get_task("SST-2")], root)
     assert sorted(p.name for p in (root / "original" / "SST-2").iterdir()) == ["dev.tsv", "train.tsv"]
     assert not (root / "original" / "mr").exists()
     assert rows.load("SST-2", "pool", root).num_rows == 6920
     assert [p.name for p in root.iterdir()] == ["original"]  # no staging left behind
 
 
-def _cb_sources(data_dir: Path, tmp_path: Path) -> None:
-    """CB as its download sources lay it out: SuperGLUE's zip and FewGLUE's files, under ``tmp_path``."""
-    with zipfile.ZipFile(tmp_path / "CB.zip", "w") as archive:
-        for name in ("train.jsonl", "val.jsonl"):
-            archive.write(data_dir / "superglue" / "CB" / name, arcname=f"CB/{name}")
-    fewglue = tmp_path / "fewglue" / "CB"
-    fewglue.mkdir(parents=True)
-    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_train32.jsonl", fewglue / "train.jsonl")
-    shutil.copy(data_dir / "superglue" / "CB" / "fewglue_dev32.jsonl", fewglue / "dev32.jsonl")
-
-
-def test_download_superglue_task_from_archive(data_dir, tmp_path):
-    _cb_sources(data_dir, tmp_path)
-    urls = {
-        "superglue": f"file://{tmp_path}/{{task}}.zip",
-        "fewglue": f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl",
-    }
+def test_download_superglue_task_from_archive(data_dir, tmp_path, monkeypatch):
+    _origin(data_dir, tmp_path, monkeypatch, "CB")
     root = tmp_path / "cache"
-    sources.download_task(tasks.get_task("CB"), root, urls)
+    sources.download_tasks([tasks.get_task("CB")], root)
     assert rows.load("CB", "eval", root).num_rows == 56
     assert (root / "superglue" / "CB" / "fewglue_train32.jsonl").is_file()
 
 
-def test_corrupt_download_leaves_nothing(data_dir, tmp_path):
-    archive = tmp_path / "datasets.tar"
+def test_the_origin_keeps_each_source_s_host_and_path(monkeypatch):
+    monkeypatch.delenv(sources.ORIGIN_ENV, raising=False)
+    assert sources.source_url("lmbff") == "https://nlp.cs.princeton.edu/projects/lm-bff/datasets.tar"
+    monkeypatch.setenv(sources.ORIGIN_ENV, "http://127.0.0.1:8000/copy/")
+    assert sources.source_url("superglue", task="CB") == (
+        "http://127.0.0.1:8000/copy/dl.fbaipublicfiles.com/glue/superglue/data/v2/CB.zip")
+    assert sources.source_url("fewglue", task="CB", split="dev32") == (
+        "http://127.0.0.1:8000/copy/raw.githubusercontent.com/timoschick/fewglue/master/FewGLUE/CB/dev32.jsonl")
+    monkeypatch.setenv(sources.ORIGIN_ENV, "/srv/copy")
+    with pytest.raises(PromptworthError, match=r"PROMPTWORTH_DATA_ORIGIN is '/srv/copy': give an http://, https:// "
+                                               r"or file:// address"):
+        sources.source_url("lmbff")
+
+
+def test_corrupt_download_leaves_nothing(data_dir, tmp_path, monkeypatch):
+    origin = _origin(data_dir, tmp_path, monkeypatch)
+    archive = origin / sources.source_path("lmbff")
+    archive.parent.mkdir(parents=True)
     content = (data_dir / "original" / "SST-2" / "dev.tsv").read_bytes() + b"extra\t1\n"
     with tarfile.open(archive, "w") as tar:
         info = tarfile.TarInfo("original/SST-2/dev.tsv")
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
     root = tmp_path / "cache"
-    with pytest.raises(PromptworthError, match="corrupt"):
-        sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": archive.as_uri()})
+    message = (rf"the download from {archive.as_uri()} is corrupt: its original/SST-2/dev.tsv does not match the "
+               r"published file's sha256 \(nothing was written\)")
+    with pytest.raises(PromptworthError, match=message):
+        sources.download_tasks([tasks.get_task("SST-2")], root)
     assert not root.exists()  # the download folder this call created is removed again
     root.mkdir()
     with pytest.raises(PromptworthError, match="corrupt"):
-        sources.download_task(tasks.get_task("SST-2"), root, {"lmbff": archive.as_uri()})
+        sources.download_tasks([tasks.get_task("SST-2")], root)
     assert list(root.iterdir()) == []  # one that existed stays, empty
 
 
-def test_unreachable_source_is_a_clear_error(tmp_path):
-    with pytest.raises(PromptworthError, match="could not download"):
-        sources.download_task(tasks.get_task("SST-2"), tmp_path, {"lmbff": (tmp_path / "absent.tar").as_uri()})
+def test_unreachable_source_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(sources.ORIGIN_ENV, (tmp_path / "absent").as_uri())
+    with pytest.raises(PromptworthError, match="could not download file://.*/absent/nlp.cs.princeton.edu/"):
+        sources.download_tasks([tasks.get_task("SST-2")], tmp_path)
 
 
 def test_registry_label_words_cover_every_label():
@@ -214,6 +219,7 @@ def test_registry_label_words_cover_every_label():
 def _fresh_machine(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     """No data_dir, no $PROMPTWORTH_DATA, an empty home: the cache folder does not exist yet."""
     monkeypatch.delenv(sources.DATA_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(home))
     cache = home / ".cache" / "promptworth" / "data"
     assert not cache.exists()
@@ -222,19 +228,23 @@ def _fresh_machine(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
 
 def test_download_fallback_starts_on_a_fresh_machine(data_dir, tmp_path, monkeypatch, capsys):
     """The cache path, resolved once and passed on, is still the cache: the download is tried."""
-    lmbff = _lmbff_archive(data_dir, tmp_path)
-    _cb_sources(data_dir, tmp_path)
-    monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", lmbff)
-    monkeypatch.setattr(sources, "SUPERGLUE_URL", f"file://{tmp_path}/{{task}}.zip")
-    monkeypatch.setattr(sources, "FEWGLUE_URL", f"file://{tmp_path}/fewglue/{{task}}/{{split}}.jsonl")
+    _origin(data_dir, tmp_path, monkeypatch, "SST-2", "CB")
     cache = _fresh_machine(monkeypatch, tmp_path / "home")
     assert sources.resolve_data_dir(None) == cache
     assert sources.resolve_data_dir(sources.resolve_data_dir(None)) == cache
     assert rows.load("SST-2", "pool").num_rows == 6920
     out = tmp_path / "splits" / "CB"
-    code = main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out", str(out)])
+    code = main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8", "--out-dir", str(out)])
     assert code == 0, capsys.readouterr().err
     assert (cache / "superglue" / "CB" / "val.jsonl").is_file() and (out / "10-1" / "manifest.json").is_file()
+
+
+def test_the_download_cache_follows_xdg_cache_home(tmp_path, monkeypatch):
+    _fresh_machine(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sources.resolve_data_dir(None) == tmp_path / "xdg" / "promptworth" / "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: a relative path is ignored
+    assert sources.resolve_data_dir(None) == tmp_path / "home" / ".cache" / "promptworth" / "data"
 
 
 def test_a_download_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
@@ -242,28 +252,28 @@ def test_a_download_cache_that_is_a_file_is_one_line(tmp_path, monkeypatch, caps
     cache.parent.mkdir(parents=True)
     cache.write_text("not a folder")
     assert main(["split", "--task", "CB", "--sizes", "10", "--data-seed", "1", "--dev-size", "8",
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--out-dir", str(tmp_path / "out")]) == 2
     assert "promptworth: error: cannot write downloaded data into" in capsys.readouterr().err
 
 
 def test_download_fallback_failure_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sources, "LMBFF_ARCHIVE_URL", (tmp_path / "absent.tar").as_uri())
+    monkeypatch.setenv(sources.ORIGIN_ENV, (tmp_path / "absent").as_uri())
     _fresh_machine(monkeypatch, tmp_path / "home")
     assert main(["split", "--task", "SST-2", "--sizes", "10", "--data-seed", "1", "--dev-size", "8",
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--out-dir", str(tmp_path / "out")]) == 2
     assert "promptworth: error: could not download file://" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_a_download_that_is_not_an_archive_is_a_clear_error(tmp_path):
-    bogus = tmp_path / "datasets.tar"
-    bogus.write_text("<html>not found</html>")
-    with pytest.raises(PromptworthError, match="is not a valid archive"):
-        sources.download_task(tasks.get_task("SST-2"), tmp_path / "cache", {"lmbff": bogus.as_uri()})
-    bogus_zip = tmp_path / "CB.zip"
-    bogus_zip.write_text("<html>not found</html>")
-    with pytest.raises(PromptworthError, match="is not a valid archive"):
-        sources.download_task(tasks.get_task("CB"), tmp_path / "cache", {"superglue": f"file://{tmp_path}/{{task}}.zip"})
+def test_a_download_that_is_not_an_archive_is_a_clear_error(tmp_path, monkeypatch):
+    origin = tmp_path / "origin"
+    monkeypatch.setenv(sources.ORIGIN_ENV, origin.as_uri())
+    for source, task in (("lmbff", "SST-2"), ("superglue", "CB")):
+        bogus = origin / sources.source_path(source, task=task)
+        bogus.parent.mkdir(parents=True)
+        bogus.write_text("<html>not found</html>")
+        with pytest.raises(PromptworthError, match=rf"the download from {bogus.as_uri()} is not a valid archive"):
+            sources.download_tasks([tasks.get_task(task)], tmp_path / "cache")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -501,7 +501,7 @@ def test_nan_loss_is_an_error_and_no_json(split, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(methods.PromptMethod, "loss", nan_loss)
     out = tmp_path / "nan.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1  # a run that failed, not a bad input
     assert "loss is nan" in capsys.readouterr().err
     assert not out.exists()
 
@@ -527,7 +527,7 @@ def test_a_non_finite_score_in_any_evaluation_fails_the_run(split, tmp_path, mon
     """NaN scores would be predicted as class 0 and give a plausible accuracy: the run must fail."""
     monkeypatch.setattr(methods.PromptMethod, "scores", poisoned(methods.PromptMethod.scores, nth, value))
     out = tmp_path / "poisoned.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1
     err = capsys.readouterr().err
     assert f"scores on {where} are not finite" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.iterdir())
@@ -554,7 +554,7 @@ def test_weights_that_blow_up_on_the_last_step_fail_the_run(split, tmp_path, mon
 
     monkeypatch.setattr(loop, "linear_schedule", exploding_schedule)
     out = tmp_path / "exploded.json"
-    assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 2
+    assert main(_argv(split, out, str(tiny_model("llama")), "head")) == 1
     assert "scores on dev at step 6 are not finite" in capsys.readouterr().err
     assert not out.exists()
 
@@ -563,7 +563,7 @@ def test_a_non_finite_number_never_reaches_a_record(split, tmp_path, monkeypatch
     """A finite loss whose float() overflows (or any other number) must not reach the record."""
     monkeypatch.setattr(runtime, "peak_rss_gb", lambda: float("inf"))
     out = tmp_path / "inf.json"
-    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 2
+    assert main(_argv(split, out, str(tiny_model("gpt2")))) == 1
     assert "non-finite number (NaN or inf) at timing.peak_rss_gb" in capsys.readouterr().err
     assert not out.exists()
 
@@ -659,33 +659,41 @@ def test_metrics():
 # SmolLM2-135M-Instruct, when its package is installed
 
 
-@pytest.mark.smollm2
-@pytest.mark.slow
-def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(smollm2_dir, data_dir, tmp_path):
-    """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
-    parameter counts are those ``promptworth methods --model`` lists."""
+@pytest.fixture(scope="module")
+def smollm2_parameters(smollm2_dir) -> dict[str, object]:
+    """Each method's parameter counts on SmolLM2 as ``promptworth methods --model`` lists them."""
     from promptworth.cli.methods import method_rows
 
+    return {row["method"]: row.get("parameters") for row in method_rows(str(smollm2_dir), "SST-2")}
+
+
+# setfit trains its own sentence encoder (tests/test_setfit.py); one test a method, each within the timeout
+CAUSAL_BUILTINS = [spec.name for spec in method_specs.BUILTINS if spec.backbone is None]
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CAUSAL_BUILTINS)
+def test_smollm2_trains_on_sst2_kshot_with_every_builtin_method(name, smollm2_dir, smollm2_parameters, data_dir, tmp_path):
+    """Every built-in method trains on SmolLM2 (bf16 where the CPU has it), and its record's
+    parameter counts are those ``promptworth methods --model`` lists."""
     split = data_dir / "k-shot" / "SST-2" / "16-42"
     if not split.is_dir():
         unavailable("SST-2 K-shot split not in the data mirror")
-    listed = {row["method"]: row.get("parameters") for row in method_rows(str(smollm2_dir), "SST-2")}
-    for spec in method_specs.BUILTINS:
-        if spec.backbone is not None:  # setfit trains its own sentence encoder (tests/test_setfit.py)
-            continue
-        out = tmp_path / f"{spec.name}.json"
-        common = ["--task", "SST-2", "--method", spec.name, "--split-dir", str(split), "--model", str(smollm2_dir),
-                  "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
-        found = []
-        if registry.search_kind(spec):  # its search first (fine-tunes of one step)
-            found = ["--search", str(tmp_path / f"{spec.name}.search.json")]
-            assert main(["search", *common, "--out", found[1]]) == 0, spec.name
-        assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0, spec.name
-        record = json.loads(out.read_text())
-        assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
-        assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)
-        assert record["parameters"] == listed[spec.name], spec.name
-        assert record["method_parts"]["tuning"] == spec.tuning
+    spec = method_specs.builtin_methods()[name]
+    out = tmp_path / f"{name}.json"
+    common = ["--task", "SST-2", "--method", name, "--split-dir", str(split), "--model", str(smollm2_dir),
+              "--seed", "1", "--max-steps", "1", "--eval-every", "1", "--no-progress", "--threads", "2"]
+    found = []
+    if registry.search_kind(spec):  # its search first (fine-tunes of one step)
+        found = ["--search", str(tmp_path / f"{name}.search.json")]
+        assert main(["search", *common, "--out", found[1]]) == 0
+    assert main(["train", *common, *found, "--out", str(out), "--test-limit", "8"]) == 0
+    record = json.loads(out.read_text())
+    assert record["model_kind"] == "causal" and record["data_seed"] == 42 and record["test_size"] == 8
+    assert 0.0 <= record["score"] <= 1.0 and record["timing"]["steps"] == (1 if spec.tuning_spec.steps else 0)
+    assert record["parameters"] == smollm2_parameters[name]
+    assert record["method_parts"]["tuning"] == spec.tuning
 
 
 @pytest.mark.gemma3

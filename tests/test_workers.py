@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,16 +165,44 @@ def test_a_pool_of_another_host_or_job_is_never_used(tmp_path, monkeypatch):
 
 
 def test_a_worker_that_dies_during_the_run_is_an_error(split, tmp_path):
-    # the worker is killed while it trains (a pool stopped under a running job)
-    run = shlex.join(_promptworth(*_train(split, tmp_path / "killed.json", "--max-steps", "400")))
-    script = f"{run} & sleep 2; pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?"
+    # the worker is killed while it trains (a pool stopped under a running job): once the run's first
+    # progress line has come back from the worker (after its first step), however long the start took
+    argv = [arg for arg in _train(split, tmp_path / "killed.json", "--max-steps", "400", "--progress-every", "0")
+            if arg != "--no-progress"]
+    run = shlex.join(_promptworth(*argv))
+    script = (f"{run} 2> run.err & for i in $(seq 1200); do grep -q '^progress:' run.err 2>/dev/null && break; sleep 0.1; done; "
+              "pkill -f 'promptworth worker --socket '\"$PROMPTWORTH_POOL\"; wait $!; echo status=$?; cat run.err >&2")
     done = _pool(1, script, tmp_path)
-    assert "status=2" in done.stdout, done.stderr
+    assert "status=1" in done.stdout, done.stderr  # a run that failed (exit 1), not a bad input
     assert "stopped during the run" in done.stderr
     # the worker's log goes with the pool's folder: the message says what it held, never where
     assert "its last output:" in done.stderr or "it wrote nothing" in done.stderr
     assert ".log" not in done.stderr
     assert not (tmp_path / "killed.json").exists()
+
+
+def test_a_worker_reports_a_failed_run_as_its_client_would(split, tmp_path, monkeypatch):
+    """A run that diverges in a worker comes back with its client's exit status, 1, and error line."""
+    import torch
+
+    from promptworth.methods.objectives import prompt as prompt_objective
+    from promptworth.training import worker
+    from promptworth.training.request import RunRequest
+    from promptworth.training.settings import TrainConfig
+
+    monkeypatch.chdir(tmp_path)  # the worker works in its client's folder: this one, restored after
+    monkeypatch.setattr(prompt_objective.PromptMethod, "loss", lambda self, scores, batch: scores.sum() * float("nan"))
+    request = RunRequest(task="SST-2", method="prompt", split_dir=split, model=str(tiny_model("llama")), seed=1,
+                         config=TrainConfig(max_steps=2, eval_every=0, precision="fp32"), progress=False)
+    job = {"request": request.to_json(), "out": str(tmp_path / "nan.json"), "cwd": str(tmp_path),
+           "started_at": time.time()}
+    ours, client = socket.socketpair()  # the worker's end and its client's
+    with ours, client:
+        status = worker.handle(job, 0.0, torch.get_num_threads(), ours)
+        ours.shutdown(socket.SHUT_WR)
+        output = "".join(json.loads(line)["output"] for line in client.makefile("rb"))
+    assert status == 1 and "promptworth: error: training loss is nan" in output
+    assert not (tmp_path / "nan.json").exists()
 
 
 def test_every_verb_has_a_handler_and_only_its_own_parser_is_built():

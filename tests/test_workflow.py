@@ -93,9 +93,10 @@ SHIPPED_DAGS = {
     # sizes per task: BoolQ 19, CB 9, COPA 11, MultiRC 19, RTE 16 (its pool holds 2,490 rows: no
     # 3,200), WiC 17, WSC 11, MNLI 10 = 112, x 4 data seeds; 3 methods, but no null verbalizer for
     # COPA and WSC: (90 x 3 + 22 x 2) x 4
-    "studies/paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1},
+    "studies/paper-lescao.yaml": {"split": 448, "train": 1256, "advantage": 3, "costs": 1, "prefetch": 1},
     # 15 tasks x 5 published seeds (K = 16 splits), x 2 methods
-    "studies/paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1},
+    # roberta-large, pinned: downloaded once (rule prefetch)
+    "studies/paper-lmbff.yaml": {"kshot": 75, "train": 150, "advantage": 1, "costs": 1, "prefetch": 1},
     # SST-2's 2 visible splits x (2 full fine-tunings + 5 tunings x 3 learning rates)
     "studies/method-defaults.yaml": {"kshot": 2, "train": 34, "advantage": 1, "costs": 1},
     # 2 tasks x 5 published seeds (K = 16 splits), x 12 methods

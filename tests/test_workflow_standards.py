@@ -202,7 +202,8 @@ def test_the_rules_env_has_environment_ymls_python_and_channels():
 def test_the_rules_env_installs_this_checkout_under_constraints_txt():
     script = POST_DEPLOY.read_text(encoding="utf-8")
     assert script.startswith("#!/usr/bin/env bash\n")  # Snakemake runs it with its shebang's interpreter
-    assert "pip install --quiet -c constraints.txt -e ." in script
+    # this checkout, editable, with the tensorboard extra (training.metrics: tensorboard)
+    assert 'pip install --quiet -c constraints.txt -e ".[tensorboard]"' in script
     assert "-c constraints.txt" in ENVIRONMENT.read_text(encoding="utf-8")
 
 

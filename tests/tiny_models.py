@@ -86,3 +86,23 @@ def tiny_sentence_encoder() -> Path:
         pooling = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
         SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
     return out
+
+
+def hub_cache_model(cache: Path, repo_id: str, kind: str, commit: str, refs: Sequence[str] = ("main",)) -> Path:
+    """The tiny ``kind`` backbone laid out in a Hugging Face hub cache at ``cache`` as a download of
+    ``repo_id`` at ``commit`` leaves it (``models--<org>--<name>/``: files in ``blobs/`` by content,
+    linked from ``snapshots/<commit>/``, each of ``refs`` naming the commit); returns the snapshot folder."""
+    from promptworth.files import sha256_file
+
+    storage = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True)
+    for source in sorted(tiny_model(kind).iterdir()):
+        blob = storage / "blobs" / sha256_file(source)
+        shutil.copyfile(source, blob)
+        (snapshot / source.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    for ref in refs:
+        (storage / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (storage / "refs" / ref).write_text(commit)
+    return snapshot

@@ -5,7 +5,8 @@ size-0 split, methods defined inline with options, searches, a learning-rate gri
 takeover) once with the package of ``--base`` and once with the package of this checkout, and
 compares every output file byte for byte as ``json.dumps(..., indent=2)``, after dropping what
 differs between any two runs: ``timing``, ``git_commit``, ``wall_s`` and the ``sha256`` citations
-of files that hold those. ``promptworth methods --json`` is compared too (but the prose ``source``
+of files that hold those (``promptworth.training.record.VOLATILE_KEYS``, which ``promptworth
+reproduce`` drops too). ``promptworth methods --json`` is compared too (but the prose ``source``
 of each default, which names files that may have moved). Inputs (tiny models,
 splits) are made once by the base commit and copied to both sides, so each side runs in a folder
 of the same shape and every relative path a record names is the same.
@@ -29,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptworth.training.record import VOLATILE_KEYS as VOLATILE, without_keys as without
+
 REPO = Path(__file__).resolve().parents[1]
-VOLATILE = {"timing", "git_commit", "wall_s", "sha256"}
 MODELS = ("llama", "bert")
 STEPS = ["--max-steps", "3", "--eval-every", "1", "--batch-size", "4", "--eval-batch-size", "8",
          "--test-limit", "8", "--threads", "1", "--no-progress"]
@@ -153,15 +155,6 @@ def lr_grid_commands() -> list[list[str]]:
     return argvs
 
 
-def without(value: Any, keys: frozenset[str] | set[str]) -> Any:
-    """``value`` without ``keys``, at any depth."""
-    if isinstance(value, dict):
-        return {k: without(v, keys) for k, v in value.items() if k not in keys}
-    if isinstance(value, list):
-        return [without(v, keys) for v in value]
-    return value
-
-
 # A methods listing's ``source`` is prose that names the files a default was chosen with, which
 # follow the files when they move (config/studies/, issue 29).
 LISTING_PROSE = {"source"}
@@ -205,7 +198,7 @@ def compare(base_ref: str, scratch: Path) -> list[str]:
         inputs = scratch / "inputs"
         inputs.mkdir()
         for kind in MODELS:
-            run([sys.executable, "-m", "promptworth", "tiny-model", "--kind", kind, "--out", f"models/{kind}"],
+            run([sys.executable, "-m", "promptworth", "tiny-model", "--kind", kind, "--out-dir", f"models/{kind}"],
                 inputs, base_tree / "src")
         run([sys.executable, "-c", BUILD_INPUTS, str(base_tree / "tests")], inputs, base_tree / "src")
         argvs = commands(builtins(base_tree / "src", inputs))

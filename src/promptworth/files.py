@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TYPE_CHECKING
+from typing import Any, Callable, Iterable, Iterator, Mapping, TYPE_CHECKING
 
 from promptworth.errors import PromptworthError
 
@@ -28,6 +28,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def plain_file_mode(path: str | Path) -> None:
+    """Give a file another library wrote (it may make it 0600) the mode of any file promptworth writes."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def non_finite_key(value: Any, key: str = "") -> str | None:
@@ -163,7 +168,7 @@ def replace_problem(staged: str | Path, final: str | Path) -> str | None:
     staged, final = Path(staged), Path(final)
     if final.is_symlink():
         return (f"{final} is a link: promptworth writes its folder only where none is, or in place of an earlier one "
-                "of its own (remove the link or give another --out)")
+                "of its own (remove the link or give another --out-dir)")
     if not final.exists():
         return None
     if not final.is_dir():
@@ -173,7 +178,7 @@ def replace_problem(staged: str | Path, final: str | Path) -> str | None:
                      if item.is_symlink() or not item.is_file() or item.name not in names)
     if foreign:
         return (f"{final} exists and holds {foreign[0]!r}, which promptworth did not write there: it replaces only an "
-                "earlier output of its own (move that away, or give another --out)")
+                "earlier output of its own (move that away, or give another --out-dir)")
     return None
 
 
@@ -217,6 +222,16 @@ def write_files(out_dir: str | Path, write: Callable[[Path], None]) -> list[Path
             os.replace(item, target)
             written.append(target)
         return written
+
+
+def write_texts(out_dir: str | Path, texts: Mapping[str, str]) -> list[Path]:
+    """Every text into ``out_dir`` under its file name, all or nothing (:func:`write_files`)."""
+
+    def write(tmp: Path) -> None:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    return write_files(out_dir, write)
 
 
 def sha256_file(path: Path) -> str:

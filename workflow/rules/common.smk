@@ -8,18 +8,19 @@ from pathlib import Path
 from promptworth.errors import PromptworthError
 from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import NAME_PATTERN
-from promptworth.backbones.registry import MODELS_DIR, OFFLINE_MODELS, SHORT_NAMES
-from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
-from promptworth.study import tiny_variant
-from promptworth.study.reuse import (
-    Reuse,
-    check_runs_dir,
-    reuse,
-    set_aside,
-    stale_summary,
-    strays_summary,
+from promptworth.backbones.registry import (
+    HUB_PINS_DIR,
+    MODELS_DIR,
+    OFFLINE_MODELS,
+    SHORT_NAMES,
 )
-from promptworth.study.config import model_label, run_path as study_run_path
+from promptworth.backbones.resolve import hub_model, model_label
+from promptworth.data.splits import DEV_POLICIES, FIXED_DEV
+from promptworth.data.task_files import source_files as task_sources
+from promptworth.study import tiny_variant
+from promptworth.study.reuse import Reuse, reuse, set_aside, stale_summary
+from promptworth.study.runs_dir import check_runs_dir, strays_summary
+from promptworth.study.config import run_path as study_run_path
 from promptworth.study.config_file import read_config_file
 from promptworth.study.load import load_study
 from promptworth.study.estimate import estimate_here
@@ -245,7 +246,7 @@ def run_inputs(wildcards):
         wildcards.task, wildcards.size, wildcards.data_seed, wildcards.method
     )
     inputs = {"split": ancient(split)}
-    folder = model_dir(MODELS[wildcards.model])
+    folder = model_made(MODELS[wildcards.model])
     if folder:
         inputs["model"] = ancient(folder)
     return inputs
@@ -333,9 +334,20 @@ def model_dir(model):
     return None
 
 
+def hub_pin(model):
+    """The file rule prefetch writes once it has downloaded a hub model (None for any other)."""
+    return f"{HUB_PINS_DIR}/{model_label(model)}.json" if hub_model(model) else None
+
+
+def model_made(model):
+    """What this workflow makes of a model before its runs: the folder it builds, or the file rule
+    prefetch writes for a hub model (None: nothing)."""
+    return model_dir(model) or hub_pin(model)
+
+
 def model_dirs():
-    """The folders of the study's models that this workflow builds, in the config's order."""
-    return [folder for folder in map(model_dir, STUDY.models) if folder]
+    """What this workflow makes of the study's models (model_made), in the config's order."""
+    return [made for made in map(model_made, STUDY.models) if made]
 
 
 def model_arg(wildcards):
@@ -344,14 +356,45 @@ def model_arg(wildcards):
     return model_dir(model) or model
 
 
+def model_load_args(wildcards, output):
+    """A run's `--model-dtype` and `--trust-remote-code` where its model's by_model asks for them.
+    A function of the output too: Snakemake's params trigger skips it (a study that names neither
+    runs the same command as before they existed; a record names its dtype, compared on reuse).
+    """
+    return STUDY.load_options_for(MODELS[wildcards.model]).args()
+
+
 def run_resources(wildcards):
     """The resources of a run's job: its model's (resources, then by_model's)."""
     return STUDY.resources_for(MODELS[wildcards.model])
 
 
+def device_args(wildcards):
+    """`--device cuda` for a run whose jobs ask for GPUs (resources.gpus), so that a job
+    without CUDA fails at once rather than train on the CPU; else none (auto)."""
+    return ["--device", "cuda"] if run_resources(wildcards)["gpus"] else []
+
+
 def data_dir_args():
     """`--data-dir <folder>` when the config names a mirror (a list: each item is quoted with :q)."""
     return ["--data-dir", STUDY.data_dir] if STUDY.data_dir else []
+
+
+def task_files_args(wildcards, output):
+    """`--task-files <file>...` when the config names task files (a list: each item is quoted with :q).
+    A function of the output, as Snakemake's params trigger skips: the commands of a study without
+    task files keep their params (a record names its split's manifest, which names the task file).
+    """
+    files = STUDY_CONFIG.get("task_files", [])
+    return ["--task-files", *files] if files else []
+
+
+def task_inputs(wildcards):
+    """What a split of a task of a task file is drawn from: the task file and the local files its
+    rows are read from (none for a built-in task: the mirror's files are checked by sha256).
+    """
+    task = STUDY.defined_tasks.get(wildcards.task)
+    return list(task_sources(task)) if task is not None else []
 
 
 def records_since_issue_30():
@@ -368,17 +411,21 @@ RECORD_TABLES = records_since_issue_30()
 
 def train_seed_rows():
     """Whether some run has a sibling of another train seed (same model, task, method, size and data
-    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there."""
+    seed): the tables' train_seeds.md. Planned ones, in a study that trains; with runs_dir, records there.
+    """
     seeds = {}
     for run in RUNS:
         if not STUDY.runs_dir or Path(STUDY.run_file(run)).is_file():
-            seeds.setdefault((run.model, run.task, run.method, run.size, run.data_seed), set()).add(run.train_seed)
+            seeds.setdefault(
+                (run.model, run.task, run.method, run.size, run.data_seed), set()
+            ).add(run.train_seed)
     return any(len(found) > 1 for found in seeds.values())
 
 
 def first_model():
     """The label of the study's first model: a method with a backbone of its own runs in its place
-    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs."""
+    (promptworth.study.planning.plan), and its comparisons pair it with that model's runs.
+    """
     return model_label(STUDY.models[0])
 
 
@@ -396,8 +443,15 @@ def study_outputs():
         *([f"{RESULTS}/figures/budgets.png"] if STUDY.budgets() else []),
         # two methods compared row by row, the protocol kept and the score against training FLOPs,
         # from what the records keep since issue 30
-        *([f"{RESULTS}/tables/paired.md", f"{RESULTS}/tables/protocol.md", f"{RESULTS}/figures/cost.png"]
-          if RECORD_TABLES else []),
+        *(
+            [
+                f"{RESULTS}/tables/paired.md",
+                f"{RESULTS}/tables/protocol.md",
+                f"{RESULTS}/figures/cost.png",
+            ]
+            if RECORD_TABLES
+            else []
+        ),
         # LM-BFF's table beside their numbers, for a study on their K-shot splits
         *([f"{RESULTS}/paper/lmbff.md"] if STUDY.splits.kind == "kshot" else []),
     ]

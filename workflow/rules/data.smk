@@ -3,6 +3,8 @@
 
 
 rule split:
+    input:
+        task_inputs,
     output:
         f"{RESULTS}/splits/{{task}}/{{size}}-{{data_seed}}/manifest.json",
     log:
@@ -11,6 +13,7 @@ rule split:
         "../envs/promptworth.yaml"
     params:
         data_dir=data_dir_args(),
+        task_files=task_files_args,
         dev=["--dev-policy", STUDY.splits.dev_policy]
         + (["--dev-size", STUDY.splits.dev_size] if STUDY.splits.dev_size else []),
         test_limit=(
@@ -22,7 +25,7 @@ rule split:
     shell:
         "promptworth split --task {wildcards.task:q} --sizes {wildcards.size:q} "
         "--data-seed {wildcards.data_seed:q} {params.dev:q} {params.test_limit:q} {params.data_dir:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "{params.task_files:q} --out-dir {params.out:q} > {log:q} 2>&1"
 
 
 # The splits of a method whose dev policy is its own (by_method), beside the study's: the same
@@ -34,6 +37,7 @@ use rule split as split_by_policy with:
         f"{RESULTS}/logs/split-{{policy}}/{{task}}/{{size}}-{{data_seed}}.log",
     params:
         data_dir=data_dir_args(),
+        task_files=task_files_args,
         dev=lambda wildcards: ["--dev-policy", wildcards.policy]
         + (
             ["--dev-size", STUDY.splits.dev_size]
@@ -63,8 +67,8 @@ rule kshot:
             if wildcards.size == "all"
             else ["--k", wildcards.size]
         ),
-        # the folder of every task's splits: <out>/<task>/<size>-<data_seed>/manifest.json
+        # the folder of every task's splits: <out-dir>/<task>/<size>-<data_seed>/manifest.json
         out=lambda wildcards, output: str(Path(output[0]).parents[2]),
     shell:
         "promptworth kshot --tasks {wildcards.task:q} {params.k:q} --seeds {wildcards.data_seed:q} "
-        "{params.data_dir:q} --out {params.out:q} > {log:q} 2>&1"
+        "{params.data_dir:q} --out-dir {params.out:q} > {log:q} 2>&1"

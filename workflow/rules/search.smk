@@ -23,11 +23,15 @@ if not STUDY.runs_dir:
             gpus=lambda wildcards: run_resources(wildcards)["gpus"],
         params:
             model=model_arg,
+            # its by_model dtype and trust_remote_code (a function of the output: see model_load_args)
+            load=model_load_args,
             split_dir=split_dir_of,
+            task_files=task_files_args,
             template=template_args,
             training=method_training_args,
+            device=lambda wc, output: device_args(wc),
         shell:
-            "promptworth search --task {wildcards.task:q} --method {wildcards.method:q} "
-            "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
-            "{params.template:q} {params.training:q} --threads {threads} --no-progress "
+            "promptworth search --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
+            "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
+            "{params.template:q} {params.training:q} --threads {threads} {params.device:q} --no-progress "
             "--out {output:q} > {log:q} 2>&1"

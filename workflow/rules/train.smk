@@ -25,7 +25,10 @@ if not STUDY.runs_dir:
             gpus=lambda wildcards: run_resources(wildcards)["gpus"],
         params:
             model=model_arg,
+            # its by_model dtype and trust_remote_code (a function of the output: see model_load_args)
+            load=model_load_args,
             split_dir=split_dir_of,
+            task_files=task_files_args,
             template=template_args,
             training=method_training_args,
             # a search method applies its search's result file (rule search)
@@ -34,6 +37,8 @@ if not STUDY.runs_dir:
             ),
             # a method of the lr_grid trains at the rate it chose (rule select_lr)
             lr=lr_args,
+            # derived (a function of the output), as `total` below: where a run trains is no reason to train it again
+            device=lambda wc, output: device_args(wc),
             test_limit=(
                 ["--test-limit", STUDY.splits.train_test_limit]
                 if STUDY.splits.train_test_limit
@@ -45,13 +50,13 @@ if not STUDY.runs_dir:
             total=lambda wc, output: len(RUNS),
             # how the progress line names them (the pilots' rule names its own)
             what=lambda wc, output: "training runs",
+        # no terminal: the run writes a progress line to its log every 30 s (docs/training.md)
         shell:
-            "promptworth train --task {wildcards.task:q} --method {wildcards.method:q} "
-            "--split-dir {params.split_dir:q} --model {params.model:q} --seed {wildcards.train_seed:q} "
+            "promptworth train --task {wildcards.task:q} {params.task_files:q} --method {wildcards.method:q} "
+            "--split-dir {params.split_dir:q} --model {params.model:q} {params.load:q} --seed {wildcards.train_seed:q} "
             "--data-seed {wildcards.data_seed:q} {params.template:q} {params.training:q} {params.test_limit:q} "
             "{params.search:q} {params.lr:q} "
-            "--threads {threads} "
-            "--no-progress --out {output:q} > {log:q} 2>&1 && "
+            "--threads {threads} {params.device:q} --out {output:q} > {log:q} 2>&1 && "
             "promptworth progress {params.runs:q} --total {params.total} --what {params.what:q}"
 
 

@@ -152,11 +152,14 @@ def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_records(paths: Iterable[str | Path], study: StudyConfig | None = None,
-                 strays: str = "warn") -> dict[Path, dict[str, Any]]:
+                 strays: str = "warn", here: bool = True) -> dict[Path, dict[str, Any]]:
     """Every run record under ``paths``, read and checked, by file; runs whose split has changed
     since they were trained and records citing a file that changed are errors. With ``study``,
     only the study's runs are read, each must be what the study asks of it, and the other files
-    (:func:`study_files`) are named in a warning, or an error (``strays`` "error")."""
+    (:func:`study_files`) are named in a warning, or an error (``strays`` "error"). ``here``: the
+    records were trained in this folder, so the split folders and files they name by relative path
+    are theirs and are checked; False for records read beside others (a published set beside its
+    reproduction, whose splits now sit at those paths)."""
     paths = list(paths)
     files = find_run_files(paths)
     asked_for: dict[Path, Asked] = {}
@@ -174,16 +177,18 @@ def read_records(paths: Iterable[str | Path], study: StudyConfig | None = None,
     records = {path: read_record(path) for path in files}
     if study is not None:
         check_against_study(records, asked_for, study)
-    check_citations(records)
     check_model_weights(records)
-    check_splits(records)
+    if here:
+        check_citations(records)
+        check_splits(records)
     return records
 
 
-def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, strays: str = "warn") -> pd.DataFrame:
-    """The tidy table of every run record under ``paths`` (:func:`read_records`: ``study`` and
-    ``strays`` as there); a run that appears twice is an error."""
-    records = read_records(paths, study, strays)
+def collect(paths: Iterable[str | Path], study: StudyConfig | None = None, strays: str = "warn",
+            here: bool = True) -> pd.DataFrame:
+    """The tidy table of every run record under ``paths`` (:func:`read_records`: ``study``,
+    ``strays`` and ``here`` as there); a run that appears twice is an error."""
+    records = read_records(paths, study, strays, here)
     rows, origin = [record_row(record) for record in records.values()], list(records)
     table = pd.DataFrame(rows)
     key = ["task", "method", "model", "template_name", "train_size", "seed"]

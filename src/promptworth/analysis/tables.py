@@ -64,6 +64,13 @@ def advantage_frame(results: Sequence[AdvantageResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ADVANTAGE_COLUMNS))
 
 
+def comparison_advantage(results: pd.DataFrame, comparisons: Sequence[Comparison],
+                         options: AdvantageOptions = AdvantageOptions(), in_place_of: str | None = None) -> pd.DataFrame:
+    """The advantage table of the comparisons, on the runs they read
+    (:func:`promptworth.analysis.joins.comparison_runs`, ``in_place_of`` as there)."""
+    return advantage_frame(advantage_results(comparison_runs(results, in_place_of).frame, comparisons, options))
+
+
 def compared(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of an advantage frame whose treatment and baseline both have runs: a table leaves
     out the comparisons a study did not run on a model or task (a strategy run on one task, a model
@@ -325,15 +332,17 @@ def table_texts(
     comparisons: Sequence[Comparison],
     options: AdvantageOptions = AdvantageOptions(),
     in_place_of: str | None = None,
+    advantage: pd.DataFrame | None = None,
 ) -> dict[str, str]:
     """Texts of advantage, lmbff and methods .{md,tex,csv}, gaps and sensitivity .{md,csv}, and
     where some runs have several train seeds train_seeds.{md,csv}, by file name (nothing written
     here). The comparisons read :func:`promptworth.analysis.joins.comparison_runs` (``in_place_of``
-    as there); the score tables each method's own runs of the first train seed."""
+    as there); the score tables each method's own runs of the first train seed. ``advantage``: the
+    comparisons' :func:`comparison_advantage` when the caller has computed it."""
     runs = comparison_runs(results, in_place_of)
     scores, seeds_note = first_train_seed(results)
     score_notes = (seeds_note,) if seeds_note else ()
-    adv = advantage_frame(advantage_results(runs.frame, comparisons, options))
+    adv = comparison_advantage(results, comparisons, options, in_place_of) if advantage is None else advantage
     lmbff = lmbff_frame(scores)
     per_method = methods_frame(scores)
     gaps = gaps_frame(runs.frame, comparisons, options.confidence)

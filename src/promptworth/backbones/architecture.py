@@ -15,18 +15,26 @@ from promptworth.errors import PromptworthError
 
 
 def detect_kind(config: Any) -> Kind:
-    """``mlm`` or ``causal`` from a transformers config (architectures, then model type)."""
+    """``mlm`` or ``causal`` from a transformers config (architectures, then model type). An
+    encoder-decoder model (BART, T5, ...: ``config.is_encoder_decoder``) is refused: the methods
+    read a label from a masked LM's mask or a causal LM's next token, and neither is its decoder's."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
     )
 
-    architectures = [a.lower() for a in (getattr(config, "architectures", None) or [])]
+    named = getattr(config, "architectures", None) or []
+    model_type = getattr(config, "model_type", None)
+    if getattr(config, "is_encoder_decoder", False):
+        raise PromptworthError(
+            f"model type {model_type!r} ({', '.join(named) or 'no architecture named'}) is an encoder-decoder model: "
+            "promptworth fine-tunes masked LMs (BERT, RoBERTa, ...) and causal LMs (GPT-2, Llama, SmolLM2, ...) "
+            "only; give one of those")
+    architectures = [a.lower() for a in named]
     if any("causallm" in a or "lmhead" in a for a in architectures):
         return "causal"
     if any("maskedlm" in a or "forpretraining" in a for a in architectures):
         return "mlm"
-    model_type = getattr(config, "model_type", None)
     if model_type in MLM_TYPES:
         return "mlm"
     if getattr(config, "is_decoder", False) or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:

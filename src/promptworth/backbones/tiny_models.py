@@ -81,36 +81,39 @@ def _bytelevel() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
 
 
-def _model(kind: str, vocab_size: int, tokenizer: Any) -> torch.nn.Module:
+def _model(kind: str, vocab_size: int, tokenizer: Any, positions: int) -> torch.nn.Module:
     import transformers as tf
 
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     if kind == "bert":
-        config = tf.BertConfig(vocab_size=vocab_size, max_position_embeddings=MAX_POSITIONS,
+        config = tf.BertConfig(vocab_size=vocab_size, max_position_embeddings=positions,
                                pad_token_id=tokenizer.pad_token_id, **small)
         return tf.BertForMaskedLM(config)
     if kind == "roberta":
-        config = tf.RobertaConfig(vocab_size=vocab_size, max_position_embeddings=MAX_POSITIONS + 2,
+        config = tf.RobertaConfig(vocab_size=vocab_size, max_position_embeddings=positions + 2,
                                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
                                   eos_token_id=tokenizer.sep_token_id, **small)
         return tf.RobertaForMaskedLM(config)
     if kind == "gpt2":
-        config = tf.GPT2Config(vocab_size=vocab_size, n_positions=MAX_POSITIONS, n_embd=32, n_layer=2, n_head=2,
+        config = tf.GPT2Config(vocab_size=vocab_size, n_positions=positions, n_embd=32, n_layer=2, n_head=2,
                                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
         return tf.GPT2LMHeadModel(config)
-    config = tf.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=MAX_POSITIONS, num_key_value_heads=1,
+    config = tf.LlamaConfig(vocab_size=vocab_size, max_position_embeddings=positions, num_key_value_heads=1,
                             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
                             tie_word_embeddings=True, **small)
     return tf.LlamaForCausalLM(config)
 
 
-def build_tiny_model(kind: str, out: Path) -> Path:
-    """Save the tiny ``kind`` backbone and its tokenizer to ``out`` (built in full, then moved in place)."""
+def build_tiny_model(kind: str, out: Path, positions: int = MAX_POSITIONS) -> Path:
+    """Save the tiny ``kind`` backbone and its tokenizer to ``out`` (built in full, then moved in place);
+    ``positions``: the longest sequence it reads."""
     if kind not in KINDS:
         raise PromptworthError(f"unknown tiny model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if positions < 1:
+        raise PromptworthError(f"a tiny model reads at least 1 position, got {positions}")
     tokenizer = _wordlevel(kind) if kind in ("bert", "roberta") else _bytelevel()
-    model = _model(kind, len(tokenizer), tokenizer)
+    model = _model(kind, len(tokenizer), tokenizer, positions)
     out = Path(out)
     with staging_folder(out.parent, "the tiny model") as staging:
         built = staging / out.name

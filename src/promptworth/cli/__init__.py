@@ -2,9 +2,14 @@
 
 The verbs, their options and their handlers are one table (:mod:`promptworth.cli.verbs`); the
 option sets are defined once (:mod:`promptworth.cli.options`); each handler module
-(``cli/data.py``, ``study.py``, ``backbones.py``, ``methods.py``, ``train.py``, ``analysis.py``)
-holds handlers only: a handler gets the parsed arguments and returns an exit status. Errors the
-user can fix (``PromptworthError``) are printed as one line and exit with status 2.
+(``cli/data.py``, ``study.py``, ``backbones.py``, ``methods.py``, ``train.py``, ``analysis.py``,
+``reproduce.py``) holds handlers only: a handler gets the parsed arguments and returns an exit
+status, or the result it prints (:class:`promptworth.cli.output.Output`, as text or ``--json``).
+
+Exit status: 0 done; 1 a run failed (:class:`promptworth.errors.RunFailed`: it diverged, its
+worker died; or an unexpected error, with its traceback); 2 bad input or usage (a
+``PromptworthError``, or an argument argparse refuses), printed as one line. ``pool`` exits with its
+command's status.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sys
 from typing import Callable, NoReturn
 
 from promptworth.cli.options import add_options, version
+from promptworth.cli.output import Output
 from promptworth.cli.verbs import VERBS, add_verb
 from promptworth.errors import PromptworthError
 
@@ -55,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
-        return int(handler(args.handler)(args) or 0)
+        result = handler(args.handler)(args)
     except PromptworthError as exc:
         print(f"promptworth: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
+    if isinstance(result, Output):
+        print(result.render(args.json), flush=True)
+        return result.status
+    return int(result or 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``paired``, ``figures``,
-``budgets``, ``lmbff-table`` and ``costs`` (Snakemake's benchmarks of the training jobs -> one CSV).
+"""Analysis verbs: ``aggregate``, ``advantage``, ``import-lescao``, ``tables``, ``paired``, ``protocol``,
+``flops``, ``figures``, ``budgets``, ``lmbff-table`` and ``costs`` (Snakemake's benchmarks of the
+training jobs -> one CSV).
 
 Every verb checks its input first and writes its output all at once (temp file or folder, then a
 rename), so a bad input leaves nothing behind. See ``docs/analysis.md``.
@@ -16,7 +17,9 @@ import pandas as pd
 
 from promptworth.analysis.advantage import AdvantageResult
 from promptworth.analysis.estimate import AdvantageOptions
+from promptworth.cli.output import Output, frame_rows, written
 from promptworth.errors import PromptworthError
+from promptworth.files import write_texts
 from promptworth.methods.specs import DEFAULT_COMPARISONS
 
 
@@ -44,22 +47,11 @@ def _results(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def _write_texts(folder: Path, texts: dict[str, str]) -> list[Path]:
-    """Every text into ``folder`` by its file name, all or nothing."""
-    from promptworth.files import write_files
-
-    def write(tmp: Path) -> None:
-        for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
-    return write_files(folder, write)
-
-
 # ---------------------------------------------------------------------------------------------
 # Handlers
 
 
-def run_aggregate(args: argparse.Namespace) -> int:
+def run_aggregate(args: argparse.Namespace) -> Output:
     from promptworth.analysis.results import collect, cost_summary, stop_summary
     from promptworth.files import write_csv
 
@@ -68,16 +60,15 @@ def run_aggregate(args: argparse.Namespace) -> int:
         raise PromptworthError(f"--peak-gflops must be a positive number, got {peak}")
     table = collect(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
     write_csv(table, args.out)
-    print(f"[promptworth] {len(table)} runs -> {args.out}")
-    print(f"[promptworth] compute: {cost_summary(table, peak)}")
-    print(f"[promptworth] stopped: {stop_summary(table)}")
-    return 0
+    data = {"out": args.out, "runs": len(table), "compute": cost_summary(table, peak), "stopped": stop_summary(table)}
+    return Output(data, f"[promptworth] {len(table)} runs -> {args.out}\n[promptworth] compute: {data['compute']}\n"
+                        f"[promptworth] stopped: {data['stopped']}")
 
 
 def _study(text: str):
     """The study of ``--study``: a config file, or a config as JSON (the workflow's)."""
-    from promptworth.study.load import load_study
-    from promptworth.study.config_file import read_config_file, refuse_yte, schema_file
+    from promptworth.study.config_file import refuse_yte
+    from promptworth.study.load import read_study
 
     if text.lstrip().startswith("{"):
         try:
@@ -85,10 +76,8 @@ def _study(text: str):
         except ValueError as exc:
             raise PromptworthError(f"--study: not a study config as JSON ({exc})") from None
         refuse_yte(config, "--study")
-    else:
-        config = read_config_file(text)
-    schema = schema_file()
-    return load_study(config, schema if schema.is_file() else None)
+        return read_study(config)
+    return read_study(text)
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -106,20 +95,16 @@ def format_results(results: list[AdvantageResult]) -> str:
     return "\n".join(lines)
 
 
-def run_advantage(args: argparse.Namespace) -> int:
+def run_advantage(args: argparse.Namespace) -> Output:
     from promptworth.analysis.advantage import advantage_table
     from promptworth.analysis.joins import comparison_runs
 
     runs = comparison_runs(_results(args), args.in_place_of).frame
     results = advantage_table(runs, args.treatment, args.baseline, _options(args), tasks=args.tasks)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        print(format_results(results))
-    return 0
+    return Output([r.to_dict() for r in results], format_results(results))
 
 
-def run_import_lescao(args: argparse.Namespace) -> int:
+def run_import_lescao(args: argparse.Namespace) -> Output:
     from promptworth.analysis.curves import first_duplicate_run
     from promptworth.analysis.lescao import import_lescao
     from promptworth.files import write_csv
@@ -133,9 +118,9 @@ def run_import_lescao(args: argparse.Namespace) -> int:
             f"seed {first['seed']}); give each file its own --task or import them separately"
         )
     write_csv(tidy, args.out)
-    tasks = ", ".join(dict.fromkeys(tidy["task"]))
-    print(f"[promptworth] {len(tidy)} runs of {tasks} -> {args.out}")
-    return 0
+    tasks = list(dict.fromkeys(tidy["task"]))
+    return Output({"out": args.out, "runs": len(tidy), "tasks": tasks},
+                  f"[promptworth] {len(tidy)} runs of {', '.join(tasks)} -> {args.out}")
 
 
 def _comparisons(args: argparse.Namespace, table: pd.DataFrame) -> list:
@@ -157,27 +142,27 @@ def _chosen_comparisons(given: list[str] | None, present: set[str], source: str)
     return chosen
 
 
-def run_tables(args: argparse.Namespace) -> int:
+def run_tables(args: argparse.Namespace) -> Output:
     from promptworth.analysis.tables import table_texts
 
     table = _results(args)
     texts = table_texts(table, _comparisons(args, table), _options(args), args.in_place_of)
-    written = _write_texts(args.out_dir, texts)
-    print(f"[promptworth] {len(written)} tables -> {args.out_dir}")
-    return 0
+    files = write_texts(args.out_dir, texts)
+    return Output(written(args.out_dir, files), f"[promptworth] {len(files)} tables -> {args.out_dir}")
 
 
-def run_paired(args: argparse.Namespace) -> int:
+def run_paired(args: argparse.Namespace) -> Output:
     from promptworth.analysis.paired import paired_frame, paired_markdown
 
     records = _records(args)
     present = {record["method"] for record in records.values()}
     comparisons = _chosen_comparisons(args.comparisons, present, ", ".join(map(str, args.paths)))
     frame, left = paired_frame(records, comparisons, args.confidence, args.resamples, args.in_place_of)
-    _write_texts(args.out_dir, {"paired.csv": frame.to_csv(index=False), "paired.md": paired_markdown(frame, left)})
+    files = write_texts(args.out_dir, {"paired.csv": frame.to_csv(index=False), "paired.md": paired_markdown(frame, left)})
     without = f", {len(left.without_predictions)} left out without per-row predictions" if left.without_predictions else ""
-    print(f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
-    return 0
+    data = {**written(args.out_dir, files), "rows": frame_rows(frame),
+            "without_predictions": [str(path) for path in left.without_predictions]}
+    return Output(data, f"[promptworth] {len(frame)} paired rows{without} -> {args.out_dir}")
 
 
 def _records(args: argparse.Namespace) -> dict:
@@ -187,16 +172,17 @@ def _records(args: argparse.Namespace) -> dict:
     return read_records(args.paths, study=_study(args.study) if args.study else None, strays=args.strays)
 
 
-def run_protocol(args: argparse.Namespace) -> int:
+def run_protocol(args: argparse.Namespace) -> Output:
     from promptworth.analysis.protocol import protocol_frames, protocol_markdown
 
     frame, facts = protocol_frames(_records(args))
-    _write_texts(args.out_dir, {"protocol.csv": frame.to_csv(index=False), "protocol.md": protocol_markdown(frame, facts)})
-    print(f"[promptworth] protocol of {len(facts)} runs -> {args.out_dir}")
-    return 0
+    files = write_texts(args.out_dir, {"protocol.csv": frame.to_csv(index=False),
+                                        "protocol.md": protocol_markdown(frame, facts)})
+    data = {**written(args.out_dir, files), "runs": len(facts), "rows": frame_rows(frame)}
+    return Output(data, f"[promptworth] protocol of {len(facts)} runs -> {args.out_dir}")
 
 
-def run_flops(args: argparse.Namespace) -> int:
+def run_flops(args: argparse.Namespace) -> Output:
     from promptworth.analysis.flops_cost import cost_figure, cost_texts
     from promptworth.analysis.intervals import check_confidence
     from promptworth.analysis.plots import method_styles, save_figure
@@ -205,22 +191,22 @@ def run_flops(args: argparse.Namespace) -> int:
     check_confidence(args.confidence)
     texts, runs = cost_texts(_records(args), args.confidence)
     figure = cost_figure(runs, method_styles(list(dict.fromkeys(runs["method"]))), args.in_place_of, args.confidence)
-    written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "cost"))
-    written += _write_texts(args.tables_dir, texts)
-    print(f"[promptworth] score against training FLOPs of {len(runs)} runs: {len(written)} files -> "
-          f"{args.tables_dir}, {args.figures_dir}")
-    return 0
+    files = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "cost"))
+    files += write_texts(args.tables_dir, texts)
+    data = {"runs": len(runs), "tables_dir": args.tables_dir, "figures_dir": args.figures_dir,
+            "files": sorted(path.name for path in files)}
+    return Output(data, f"[promptworth] score against training FLOPs of {len(runs)} runs: {len(files)} files -> "
+                        f"{args.tables_dir}, {args.figures_dir}")
 
 
-def run_figures(args: argparse.Namespace) -> int:
+def run_figures(args: argparse.Namespace) -> Output:
     from promptworth.analysis.figures import figures
 
-    written = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args), args.in_place_of)
-    print(f"[promptworth] {len(written)} figures -> {args.out_dir}")
-    return 0
+    files = figures(_results(args), args.out_dir, args.treatment, args.baseline, _options(args), args.in_place_of)
+    return Output(written(args.out_dir, files), f"[promptworth] {len(files)} figures -> {args.out_dir}")
 
 
-def run_budgets(args: argparse.Namespace) -> int:
+def run_budgets(args: argparse.Namespace) -> Output:
     from promptworth.analysis.budgets import (
         advantage_by_budget, advantage_by_budget_markdown, budgets_figure, scores_by_budget, stop_steps,
     )
@@ -236,14 +222,16 @@ def run_budgets(args: argparse.Namespace) -> int:
              "scores_by_budget.csv": scores_by_budget(table).to_csv(index=False)}
     figure = budgets_figure(frame, comparisons[0], stop_steps(table, comparisons[0]))
     # everything is computed first; the figure (its drawing can fail) is written before the tables
-    written = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
-    written += _write_texts(args.tables_dir, texts)
-    budgets = ", ".join(dict.fromkeys(frame["budget"].astype(str)))
-    print(f"[promptworth] advantage at budgets {budgets}: {len(written)} files -> {args.tables_dir}, {args.figures_dir}")
-    return 0
+    figure_files = write_files(args.figures_dir, lambda tmp: save_figure(figure, tmp / "budgets"))
+    table_files = write_texts(args.tables_dir, texts)
+    budgets = list(dict.fromkeys(frame["budget"].astype(str)))
+    data = {"budgets": budgets, "tables_dir": args.tables_dir, "figures_dir": args.figures_dir,
+            "files": sorted(path.name for path in [*figure_files, *table_files]), "advantage": frame_rows(frame)}
+    return Output(data, f"[promptworth] advantage at budgets {', '.join(budgets)}: "
+                        f"{len(figure_files) + len(table_files)} files -> {args.tables_dir}, {args.figures_dir}")
 
 
-def run_lmbff_table(args: argparse.Namespace) -> int:
+def run_lmbff_table(args: argparse.Namespace) -> Output:
     from promptworth.analysis.plots import save_figure
     from promptworth.analysis.summary_plots import published_figure
     from promptworth.analysis.lmbff import published_frame, published_latex, published_markdown
@@ -259,16 +247,15 @@ def run_lmbff_table(args: argparse.Namespace) -> int:
             (tmp / name).write_text(text, encoding="utf-8")
         save_figure(figure, tmp / "lmbff")
 
-    written = write_files(args.out_dir, write)
-    print(f"[promptworth] {len(written)} files -> {args.out_dir}")
-    return 0
+    files = write_files(args.out_dir, write)
+    return Output({**written(args.out_dir, files), "rows": frame_rows(frame)},
+                  f"[promptworth] {len(files)} files -> {args.out_dir}")
 
 
-def run_costs(args: argparse.Namespace) -> int:
+def run_costs(args: argparse.Namespace) -> Output:
     from promptworth.analysis.costs import cost_table
     from promptworth.files import write_csv
 
     table = cost_table(args.runs, args.benchmarks)
     write_csv(table, args.out)
-    print(f"[promptworth] costs of {len(table)} runs -> {args.out}")
-    return 0
+    return Output({"out": args.out, "runs": len(table)}, f"[promptworth] costs of {len(table)} runs -> {args.out}")

@@ -4,12 +4,15 @@ trainable parameters)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Sequence
 
+from promptworth.cli.output import Output
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry, specs as method_specs
 
 
-def method_rows(model: str | None, task_name: str) -> list[dict]:
+def method_rows(model: str | None, task_name: str, task_files: Sequence[Path] = ()) -> list[dict]:
     """One row per built-in method; with ``model``, its parameters once the tuning is applied (a
     method that runs on a backbone of its own, SetFit, has none on ``model``: its row names its backbone)."""
     rows = []
@@ -22,12 +25,12 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
         rows.append(row)
     if model is not None:
         from promptworth.backbones import load
-        from promptworth.data import tasks
+        from promptworth.data.task_files import find_task
         from promptworth.methods import build
         from promptworth.training import runtime
 
         backbone = load.open_backbone(model)
-        task = tasks.get_task(task_name)
+        task = find_task(task_name, task_files)
         for row, spec in zip(rows, method_specs.BUILTINS):
             if spec.backbone is not None:
                 continue
@@ -43,18 +46,18 @@ def method_rows(model: str | None, task_name: str) -> list[dict]:
     return rows
 
 
-def run_methods(args: argparse.Namespace) -> int:
-    import json
+def run_methods(args: argparse.Namespace) -> Output:
+    rows = method_rows(args.model, args.task, args.task_files)
+    return Output(rows, methods_text(rows, args.task))
 
-    rows = method_rows(args.model, args.task)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+
+def methods_text(rows: list[dict], task: str) -> str:
+    lines = []
     width = max(len(row["method"]) for row in rows) + 1
     for row in rows:
         options = ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-"
         training = ", ".join(f"{k}={v}" for k, v in row["training"].items()) or "-"
-        counts = f"  not on {args.task}: {row['unavailable']}" if "unavailable" in row else ""
+        counts = f"  not on {task}: {row['unavailable']}" if "unavailable" in row else ""
         if "parameters" in row:
             p = row["parameters"]
             share = f" ({100 * p['trainable'] / p['total']:.3g}%)" if p["total"] else ""
@@ -62,9 +65,9 @@ def run_methods(args: argparse.Namespace) -> int:
         parts = " + ".join([row["objective"], row["tuning"], *row["extras"]])
         parts += f" (template {row['template']})" if row["template"] else ""
         own = f" (on its own backbone, {row['backbone']})" if row["backbone"] else ""
-        print(f"{row['method']:<{width}} {parts:<28} {row['strategy']}{own}")
-        print(f"{'':<{width}} trains: {row['trains']}")
-        print(f"{'':<{width}} options: {options}; training defaults: {training}{counts}")
-    print(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "
-          f"extras: {', '.join(registry.EXTRAS)} (a study may define more methods from these parts)")
-    return 0
+        lines += [f"{row['method']:<{width}} {parts:<28} {row['strategy']}{own}",
+                  f"{'':<{width}} trains: {row['trains']}",
+                  f"{'':<{width}} options: {options}; training defaults: {training}{counts}"]
+    lines.append(f"objectives: {', '.join(registry.OBJECTIVES)}; tunings: {', '.join(registry.TUNINGS)}; "
+                 f"extras: {', '.join(registry.EXTRAS)} (a study may define more methods from these parts)")
+    return "\n".join(lines)

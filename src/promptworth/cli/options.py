@@ -3,16 +3,24 @@
 An option set is a function that returns its options; the verb table (:mod:`promptworth.cli.verbs`)
 names the sets each verb takes. The sets are built only for the verb being parsed, so that
 ``promptworth train`` never imports what an analysis verb's choices need (pandas).
+
+The conventions every verb keeps (``tests/test_cli_conventions.py`` checks them over the verb
+table; ``docs/contributing.md``, "Adding a verb"): ``--out FILE`` is always a file and a folder
+option is ``--...-dir FOLDER`` (``--out-dir`` for the one a verb writes); a list is one option
+followed by its values, space-separated (``nargs``); a renamed option keeps its old name as a
+deprecated alias (:class:`RenamedFlag`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from promptworth.methods import registry, specs
+from promptworth.training import devices
 from promptworth.training.settings import TrainConfig, config_from_mapping, flag_of
 
 
@@ -40,6 +48,25 @@ def add_options(parser: argparse.ArgumentParser, options: tuple[Opt, ...]) -> No
 
 def opt(*flags: str, group: str | None = None, **kwargs: Any) -> Opt:
     return Opt(flags, kwargs, group)
+
+
+FILE, FOLDER = "FILE", "FOLDER"
+
+
+class RenamedFlag(argparse.Action):
+    """An option with its old name as a second flag (``old``): given under the old name, it works
+    and says on stderr that the name is deprecated."""
+
+    def __init__(self, option_strings: list[str], dest: str, old: str, **kwargs: Any) -> None:
+        self.old = old
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if option_string == self.old:
+            print(f"promptworth: warning: {parser.prog} {self.old} is the old name of {self.option_strings[0]}, "
+                  f"deprecated: write {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,18 +100,38 @@ def version() -> tuple[Opt, ...]:
 
 
 def out(help: str, required: bool = True, default: Path | None = None) -> OptionSet:
-    """``--out FILE``: what the verb writes."""
-    kwargs: dict[str, Any] = {"type": Path, "help": help}
+    """``--out FILE``: the file the verb writes."""
+    kwargs: dict[str, Any] = {"type": Path, "metavar": FILE, "help": help}
     kwargs.update({"required": True} if required else {} if default is None else {"default": default})
     return lambda: (opt("--out", **kwargs),)
 
 
+def out_dir(help: str, required: bool = True, renamed_from_out: bool = False) -> OptionSet:
+    """``--out-dir FOLDER``: the folder the verb writes; ``renamed_from_out``: for a verb whose
+    folder was ``--out`` before, that name still works (deprecated)."""
+    kwargs: dict[str, Any] = {"type": Path, "metavar": FOLDER, "dest": "out_dir", "help": help}
+    kwargs.update({"required": True} if required else {})
+    if renamed_from_out:
+        return lambda: (opt("--out-dir", "--out", action=RenamedFlag, old="--out", **kwargs),)
+    return lambda: (opt("--out-dir", **kwargs),)
+
+
 def data_dir() -> tuple[Opt, ...]:
-    return (opt("--data-dir", type=Path, help="data mirror (default: $PROMPTWORTH_DATA or the download cache)"),)
+    return (opt("--data-dir", type=Path, metavar=FOLDER,
+                help="data mirror (default: $PROMPTWORTH_DATA or the download cache)"),)
 
 
-def json_flag(help: str) -> OptionSet:
-    return lambda: (opt("--json", action="store_true", help=help),)
+def json_output() -> tuple[Opt, ...]:
+    """``--json``: every verb that prints a result takes it (the verb table adds it)."""
+    return (opt("--json", action="store_true",
+                help="print the result as one JSON document on stdout (nothing else goes there)"),)
+
+
+def task_files() -> tuple[Opt, ...]:
+    """``--task-files FILE ...``: task files whose tasks join the built-in ones (a study's ``task_files``)."""
+    return (opt("--task-files", nargs="+", type=Path, default=[], metavar="FILE",
+                help="task files: tasks of your own, in the registry's format, that join the built-in ones "
+                     "(docs/own-task.md)"),)
 
 
 def results() -> tuple[Opt, ...]:
@@ -101,10 +148,6 @@ def in_place_of() -> tuple[Opt, ...]:
     return (opt("--in-place-of", metavar="MODEL",
                 help="the model whose runs a method with a backbone of its own (SetFit) is compared with: the "
                      "study's first model, in whose place it ran (default: the one other model of the runs)"),)
-
-
-def out_dir() -> tuple[Opt, ...]:
-    return (opt("--out-dir", type=Path, required=True),)
 
 
 def pair() -> tuple[Opt, ...]:
@@ -138,8 +181,8 @@ def confidence() -> tuple[Opt, ...]:
 
 def tables_and_figures_dirs() -> tuple[Opt, ...]:
     """A verb that writes tables and a figure: the folder of each."""
-    return (opt("--tables-dir", type=Path, required=True, help="folder of the tables"),
-            opt("--figures-dir", type=Path, required=True, help="folder of the figure"))
+    return (opt("--tables-dir", type=Path, required=True, metavar=FOLDER, help="folder of the tables"),
+            opt("--figures-dir", type=Path, required=True, metavar=FOLDER, help="folder of the figure"))
 
 
 def intervals() -> tuple[Opt, ...]:
@@ -189,25 +232,51 @@ def run() -> tuple[Opt, ...]:
     from promptworth.backbones.registry import MINILM, OFFLINE_MODELS, PACKAGED_MODELS, SMOLLM2
 
     return (
-        opt("--task", required=True, help="registry task name (promptworth tasks)"),
+        opt("--task", required=True, help="task name: a built-in task's (promptworth tasks) or one of --task-files'"),
+        *task_files(),
         opt("--method", required=True,
             help=f"a built-in method ({', '.join(specs.builtin_methods())}; promptworth methods), "
                  "or the name of a method defined by --objective, --tuning and --option"),
         opt("--objective", choices=tuple(registry.OBJECTIVES), help="define the method --method from parts: its objective"),
         opt("--tuning", choices=tuple(registry.TUNINGS),
             help="define the method --method from parts: its tuning (default full)"),
-        opt("--option", action="append", default=[], metavar="KEY=VALUE",
-            help="an option of the tuning or an extra of a method defined from parts (repeatable)"),
-        opt("--extra", action="append", default=[], choices=tuple(registry.EXTRAS),
-            help="an extra part of a method defined from parts, e.g. calibrate (repeatable)"),
-        opt("--split-dir", type=Path, required=True, help="split folder (ours or LM-BFF's <K>-<seed>)"),
-        opt("--model", help=f"folder, hub id, an offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one "
-            f"({', '.join(PACKAGED_MODELS)}); default: the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
+        opt("--option", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+            help="options of the tuning or extras of a method defined from parts, e.g. r=4 alpha=8"),
+        opt("--extra", nargs="+", action="extend", default=[], choices=tuple(registry.EXTRAS), metavar="EXTRA",
+            help=f"extra parts of a method defined from parts ({', '.join(registry.EXTRAS)})"),
+        opt("--split-dir", type=Path, required=True, metavar=FOLDER, help="split folder (ours or LM-BFF's <K>-<seed>)"),
+        opt("--model", help=f"a folder, a pinned hub model <id>@<revision> (fetched first: promptworth prefetch), an "
+            f"offline backbone ({', '.join(OFFLINE_MODELS)}) or a packaged one ({', '.join(PACKAGED_MODELS)}); default: "
+            f"the method's own backbone (setfit: {MINILM}), else {SMOLLM2}"),
+        *model_loading(),
         opt("--seed", type=int, required=True, help="train seed: head init, dropout, batch order"),
         opt("--template", help="template name from the registry (default: the first that suits the model)"),
         opt("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),
+        opt("--device", type=devices.parse_device, default=devices.AUTO, help=f"where it trains: {devices.DEVICE_HELP}"),
         opt("--no-progress", action="store_true", help="no progress bar"),
     )
+
+
+def trust_remote_code() -> tuple[Opt, ...]:
+    return (opt("--trust-remote-code", action="store_true",
+                help="let a model with code of its own (config.json's auto_map, *.py files) run it (default: refused)"),)
+
+
+def model_loading() -> tuple[Opt, ...]:
+    """How the model loads (:class:`promptworth.backbones.registry.LoadOptions`)."""
+    from promptworth.backbones.registry import DTYPES
+
+    return (opt("--model-dtype", choices=DTYPES, default=DTYPES[0],
+                help="the dtype the model's weights load and train in (default: %(default)s); bf16 or fp16 halve the "
+                     "memory (fp16 has no loss scaling here: prefer bf16); the record's model_dtype"),
+            *trust_remote_code())
+
+
+def load_options(args: argparse.Namespace) -> Any:
+    """The :class:`promptworth.backbones.registry.LoadOptions` of :func:`model_loading`'s flags."""
+    from promptworth.backbones.registry import LoadOptions
+
+    return LoadOptions(dtype=args.model_dtype, trust_remote_code=args.trust_remote_code)
 
 
 TRAINING_GROUP = "training (a method may set its own defaults: promptworth methods)"
@@ -224,6 +293,10 @@ def training() -> tuple[Opt, ...]:
                                   "dest": f.name, "help": f"{f.metadata.get('help', '')} (default {shown})"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("list"):  # space-separated values, each read by the field's parse
+            kwargs.update(nargs="+", metavar=f.name.upper().rstrip("S"))
+        if f.metadata.get("switch"):  # --save-weights alone is on; --save-weights false, as the workflow writes it
+            kwargs.update(nargs="?", const=True, metavar="true|false")
         found.append(Opt((flag_of(f.name),), kwargs, TRAINING_GROUP))
     return tuple(found)
 
@@ -231,4 +304,7 @@ def training() -> tuple[Opt, ...]:
 def config_from_args(args: argparse.Namespace, method_defaults: Mapping[str, Any] | None = None) -> TrainConfig:
     """The flags given, else the method's defaults, else :class:`TrainConfig`'s."""
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    for name, value in given.items():
+        if isinstance(value, list):  # a list flag: each value parsed to a tuple of items
+            given[name] = tuple(item for parsed in value for item in parsed)
     return config_from_mapping({**(method_defaults or {}), **given})

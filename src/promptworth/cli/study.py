@@ -9,10 +9,12 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
+from promptworth.cli.output import Output
 from promptworth.errors import PromptworthError
 
 
@@ -52,7 +54,7 @@ def finish_time(timing: dict) -> float | None:
     return datetime.fromisoformat(stamp).timestamp() if isinstance(stamp, str) else None
 
 
-def run_progress(args: argparse.Namespace) -> int:
+def run_progress(args: argparse.Namespace) -> Output:
     if args.total <= 0:
         raise PromptworthError(f"--total must be positive, got {args.total}")
     records = []
@@ -62,18 +64,19 @@ def run_progress(args: argparse.Namespace) -> int:
             records.append((finish_time(timing), float(timing["wall_s"])))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
+    data = {"what": args.what, "total": args.total, "records": len(records)}
     if len(records) > args.total:  # records of another study in the same folder
-        print(f"[promptworth] {args.runs_dir} holds {len(records)} records, more than the {args.total} {args.what} of "
-              "this study (records of another study share the folder): no count of this study's", flush=True)
-        return 0
+        return Output({**data, "done": None, "left_s": None},
+                      f"[promptworth] {args.runs_dir} holds {len(records)} records, more than the {args.total} "
+                      f"{args.what} of this study (records of another study share the folder): no count of this study's")
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
     eta = "" if left is None else f"; about {left / 60:.1f} min left"
-    print(f"[promptworth] {done}/{args.total} {args.what} done ({share:.0f}%){eta}", flush=True)
-    return 0
+    return Output({**data, "done": done, "left_s": left},
+                  f"[promptworth] {done}/{args.total} {args.what} done ({share:.0f}%){eta}")
 
 
-def run_plan(args: argparse.Namespace) -> int:
+def run_plan(args: argparse.Namespace) -> Output:
     from promptworth.study import tiny_variant
     from promptworth.study.config_file import read_config_file, schema_file
     from promptworth.study.estimate import estimate_here
@@ -88,16 +91,34 @@ def run_plan(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise PromptworthError(f"--reference {folder}: no such folder (give folders of run records, e.g. "
                                    "reports/v2/runs reports/v2/lr-grid)")
+    if not schema_file().is_file():
+        raise PromptworthError(f"promptworth plan reads a study as the workflow does: run it in a checkout of "
+                               f"promptworth (it needs {schema_file()})")
     # the study as the workflow reads it (the tiny variant's under PROMPTWORTH_FAST=1)
     study = load_study(tiny_variant.study_config(read_config_file(args.configfile)), schema_file())
     threads = args.threads or min(study.resources_for(model)["threads"] for model in study.models)
     at_once = args.at_once or max(1, (os.cpu_count() or 1) // threads)
     stale = reuse(study).stale
     estimate = estimate_here(study, at_once, threads, stale, args.reference)
-    if estimate.trained:
-        print(table(estimate))
-    print(study_summary(study, estimate, stale), flush=True)
-    return 0
+    text = "\n".join(([table(estimate)] if estimate.trained else []) + [study_summary(study, estimate, stale)])
+    return Output(plan_data(estimate), text)
+
+
+def plan_data(estimate) -> dict:
+    """``promptworth plan --json``: what is left to train, each job's estimate, and the totals."""
+    from promptworth.study.estimate_report import clock_seconds, cpu_seconds
+
+    jobs = [{"what": e.job.what, "model": e.job.model, "task": e.job.task, "method": e.job.method,
+             "size": e.job.size, "record": e.job.record, "steps": e.plan.steps, "seconds": e.seconds,
+             "missing": e.missing, "extrapolated": list(e.why)}
+            for e in [*estimate.runs, *estimate.pilots, *estimate.extensions]]
+    # no job with an estimate: none yet (null), not zero
+    known = not estimate.trained or any(e.seconds is not None for e in estimate.trained)
+    return {"finished_runs": estimate.finished_runs, "finished_pilots": estimate.finished_pilots,
+            "runs_left": len(estimate.runs), "pilots_left": len(estimate.pilots), "at_once": estimate.at_once,
+            "threads": estimate.calibration.here.threads, "cpu_s": cpu_seconds(estimate) if known else None,
+            "clock_s": clock_seconds(estimate) if known else None, "reference": list(estimate.reference),
+            "jobs": jobs}
 
 
 def run_unlock_stale(args: argparse.Namespace) -> int:
@@ -120,7 +141,7 @@ def run_unlock_stale(args: argparse.Namespace) -> int:
             "wait for it to finish, or stop it (kill " + " ".join(str(p.pid) for p in running) + ") and rerun"
         )
     print(f"[promptworth] {here} is locked by a Snakemake that was killed (none runs here now): unlocking",
-          flush=True)
+          file=sys.stderr, flush=True)
     done = subprocess.run([*command, "--unlock"], env=os.environ.copy(), check=False)
     if done.returncode != 0:
         raise PromptworthError(f"`{' '.join(command)} --unlock` failed (exit {done.returncode})")
@@ -134,4 +155,4 @@ def run_pool(args: argparse.Namespace) -> int:
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     check_configfiles(command)  # a config that would run code is refused before Snakemake reads it
-    return pool(args.size, command)
+    return pool(args.size, command, args.runs_per_gpu)

@@ -7,15 +7,16 @@ backbone's GGUF -> safetensors)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
-from promptworth.cli.options import config_from_args, option_value
+from promptworth.cli.options import config_from_args, load_options, option_value
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.training import lr_grid
-from promptworth.training.request import RunRequest
+from promptworth.training.request import RunRequest, model_for
 
 
 def check_run_arguments(args: argparse.Namespace) -> None:
@@ -29,6 +30,10 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise PromptworthError(f"--threads must be 0 (torch's default) or a positive number, got {args.threads}")
     if getattr(args, "test_limit", None) is not None and args.test_limit < 1:
         raise PromptworthError(f"--test-limit must be a positive number of rows, got {args.test_limit}")
+    every = getattr(args, "progress_every", 0.0)
+    if not math.isfinite(every) or every < 0:
+        raise PromptworthError(f"--progress-every must be 0 (a line after every step) or a positive number of seconds, "
+                               f"got {every:g}")
     if getattr(args, "learning_rate_from", None) is not None and args.learning_rate is not None:
         raise PromptworthError("give --learning-rate or --learning-rate-from (the rate a selection file chose), not both")
 
@@ -57,13 +62,6 @@ def method_from_args(args: argparse.Namespace) -> method_specs.MethodSpec:
     return method_specs.define(definition, "--method")
 
 
-def model_of(args: argparse.Namespace, method: method_specs.MethodSpec) -> str:
-    """The run's ``--model``: as given, else the method's own backbone (SetFit's), else SmolLM2."""
-    from promptworth.backbones.registry import SMOLLM2
-
-    return args.model or method.backbone or SMOLLM2
-
-
 def run_train(args: argparse.Namespace) -> int:
     from promptworth.study import tiny_variant as fast
     from promptworth.training import pool as workers
@@ -73,10 +71,11 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, method.training_defaults())
     config, args.test_limit = fast.train_settings(config, args.test_limit)  # PROMPTWORTH_FAST=1: a few steps
     request = RunRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed,
-        config=config, template=args.template, data_seed=args.data_seed,
-        test_limit=args.test_limit, threads=args.threads, progress=not args.no_progress,
-        search=args.search, lr_selection=args.learning_rate_from,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
+        config=config, model_options=load_options(args), template=args.template, data_seed=args.data_seed,
+        test_limit=args.test_limit, threads=args.threads, device=args.device, progress=not args.no_progress,
+        progress_every=args.progress_every, search=args.search, lr_selection=args.learning_rate_from,
+        task_files=tuple(args.task_files),
     )
     pool = os.environ.get(workers.POOL_ENV)
     if pool:
@@ -104,8 +103,9 @@ def run_search(args: argparse.Namespace) -> int:
     config, _ = fast.train_settings(config_from_args(args, method.training_defaults()), None)
     out = check_output_file(args.out)
     request = search.SearchRequest(
-        task=args.task, method=method, split_dir=args.split_dir, model=model_of(args, method), seed=args.seed, config=config,
-        template=args.template, generator=args.generator, threads=args.threads, progress=not args.no_progress,
+        task=args.task, method=method, split_dir=args.split_dir, model=model_for(method, args.model), seed=args.seed,
+        config=config, model_options=load_options(args), template=args.template, generator=args.generator,
+        threads=args.threads, device=args.device, progress=not args.no_progress, task_files=tuple(args.task_files),
     )
     with writable_folder(out.parent, f"the search result {out.name}"):
         result = search.run_search(request)

@@ -17,7 +17,7 @@ import datasets
 from promptworth import __version__
 from promptworth.data.rows import read_records, rows_from_records, to_dataset
 from promptworth.data.sources import known_checksums
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.data.tasks import TaskSpec, as_task
 from promptworth.errors import PromptworthError
 from promptworth.files import sha256_file
 
@@ -225,16 +225,18 @@ def manifest_size(split_dir: Path) -> int | str | None:
     return manifest.get("size") if isinstance(manifest, dict) else None
 
 
-def load_split_part(task_name: str, split_dir: Path, part: str) -> datasets.Dataset:
+def load_split_part(task: str | TaskSpec, split_dir: Path, part: str) -> datasets.Dataset:
     """One part ('train', 'dev' or 'test') of a split folder, in either layout, verified (see
-    :func:`promptworth.data.sources.split_checksums`)."""
-    task = get_task(task_name)
+    :func:`promptworth.data.sources.split_checksums`); a built-in task by its name, a task file's
+    by its spec."""
+    task = as_task(task)
     return _read_part(task, verified_checksums(task, split_dir), part)
 
 
-def load_split(task_name: str, split_dir: Path) -> datasets.DatasetDict:
-    """``train``, ``dev`` and ``test`` of a split folder, in either layout, verified."""
-    task = get_task(task_name)
+def load_split(task: str | TaskSpec, split_dir: Path) -> datasets.DatasetDict:
+    """``train``, ``dev`` and ``test`` of a split folder, in either layout, verified; a built-in task
+    by its name, a task file's by its spec."""
+    task = as_task(task)
     checksums = verified_checksums(task, split_dir)
     return datasets.DatasetDict({part: _read_part(task, checksums, part) for part in ("train", "dev", "test")})
 

@@ -21,9 +21,10 @@ import numpy as np
 
 from promptworth.errors import PromptworthError
 from promptworth.files import check_replaceable, publish_folder, staging_folder
-from promptworth.data.sources import resolve_data_dir, task_file
-from promptworth.data.tasks import get_task
-from promptworth.data.rows import load_rows
+from promptworth.data.sources import resolve_data_dir
+from promptworth.data.task_files import manifest_info
+from promptworth.data.tasks import TaskSpec, as_task
+from promptworth.data.rows import load_rows, source_files
 from promptworth.data.split_folder import write_manifest
 
 DEV_POLICIES = ("same_as_train", "fixed", "fixed_subset")
@@ -171,14 +172,15 @@ def size_dir_name(size: int | str, data_seed: int) -> str:
     return f"{size}-{data_seed}"
 
 
-def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = None) -> dict[int | str, Path]:
-    """Write the splits of every size of ``spec`` under ``out/<size>-<data_seed>/``."""
-    task = get_task(task_name)
-    root = resolve_data_dir(data_dir)
+def ladder(task: str | TaskSpec, spec: LadderSpec, out: Path, data_dir: Path | None = None) -> dict[int | str, Path]:
+    """Write the splits of every size of ``spec`` under ``out/<size>-<data_seed>/`` (a built-in
+    task by its name, a task file's by its spec)."""
+    task = as_task(task)
+    root = resolve_data_dir(data_dir) if task.source is None else None
     pool = load_rows(task, "pool", root)
     evaluation = load_rows(task, "eval", root)
     test = [evaluation[i] for i in test_indices(len(evaluation), spec.test_limit)]
-    sources = {f"{task.dir}/{task.file_name(s)}": task_file(task, task.file_name(s), root) for s in ("pool", "eval")}
+    sources = source_files(task, root)
     out = Path(out)
     written = {}
     with staging_folder(out, "splits") as staging:
@@ -201,6 +203,7 @@ def ladder(task_name: str, spec: LadderSpec, out: Path, data_dir: Path | None = 
                 "dev_size": spec.dev_size,
                 "test_limit": spec.test_limit,
                 "test_subset_seed": TEST_SUBSET_SEED if spec.test_limit else None,
+                **manifest_info(task),
             }
             write_manifest(folder, info, sources)
             written[size] = folder

@@ -12,7 +12,8 @@ import functools
 import math
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 import yaml
 
@@ -20,6 +21,25 @@ from promptworth.errors import PromptworthError
 
 SPLIT_FILES = ("pool", "eval")
 METRICS = ("acc", "f1", "macro_f1", "mcc", "pearson")
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where a task of a task file (:mod:`promptworth.data.task_files`) reads its rows: files
+    beside the task file (``pool`` and ``eval`` name them), or a ``datasets`` dataset (``pool``
+    and ``eval`` name its splits): a hub id at a revision, or a folder written by ``save_to_disk``."""
+
+    task_file: Path  # as given (relative to the working folder, or absolute)
+    sha256: dict[str, str] = field(default_factory=dict)  # a local file (as pool/eval name it) -> its sha256
+    hub: str | None = None
+    revision: str | None = None
+    config: str | None = None  # the hub dataset's configuration (its `name`)
+    saved: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """The task file's folder: relative paths of the task are read from here."""
+        return self.task_file.parent
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,8 @@ class TaskSpec:
     null_words: dict[str, Any] = field(default_factory=dict)
     control_templates: dict[str, str] = field(default_factory=dict)
     misleading_words: dict[str, Any] = field(default_factory=dict)
+    # a task of a task file: where its rows come from (None: a built-in task, from the data mirror)
+    source: TaskSource | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -94,35 +116,44 @@ def _label_key(raw: Any) -> str:
     return str(raw).strip()
 
 
+def spec_from_entry(name: str, entry: Mapping[str, Any], where: str, **extra: Any) -> TaskSpec:
+    """One registry entry as a :class:`TaskSpec` (labels and label-word keys as text, as files
+    hold them); ``where`` names the entry in an error."""
+    entry = dict(entry)
+    for key in ("labels", "extra_eval"):
+        if entry.get(key) is not None:
+            entry[key] = tuple(str(value) for value in entry[key])
+    for key in ("label_words", "null_words", "misleading_words"):
+        if key in entry:
+            entry[key] = {str(label): words for label, words in entry[key].items()}
+    spec = TaskSpec(name=name, **entry, **extra)
+    if spec.metric not in METRICS:
+        raise PromptworthError(f"{where}: unknown metric {spec.metric!r}; expected one of {', '.join(METRICS)}")
+    if set(spec.templates) & set(spec.control_templates):
+        raise PromptworthError(f"{where}: names a template and a control template alike")
+    return spec
+
+
 @functools.cache
 def registry() -> dict[str, TaskSpec]:
-    """All tasks, by name, in registry order (the registry is immutable package data)."""
+    """All built-in tasks, by name, in registry order (the registry is immutable package data)."""
     text = resources.files(__package__).joinpath("registry.yaml").read_text(encoding="utf-8")
-    entries = yaml.safe_load(text)
-    specs = {}
-    for name, entry in entries.items():
-        entry = dict(entry)
-        for key in ("labels", "extra_eval"):
-            if entry.get(key) is not None:
-                entry[key] = tuple(str(value) for value in entry[key])
-        for key in ("label_words", "null_words", "misleading_words"):
-            if key in entry:
-                entry[key] = {str(label): words for label, words in entry[key].items()}
-        spec = TaskSpec(name=name, **entry)
-        if spec.metric not in METRICS:
-            raise ValueError(f"registry: {name} has unknown metric {spec.metric!r}")
-        if set(spec.templates) & set(spec.control_templates):
-            raise ValueError(f"registry: {name} names a template and a control template alike")
-        specs[name] = spec
-    return specs
+    return {name: spec_from_entry(name, entry, f"registry: {name}") for name, entry in yaml.safe_load(text).items()}
 
 
-def get_task(name: str) -> TaskSpec:
-    """The registry entry for ``name``; a clear error listing the known tasks otherwise."""
-    tasks = registry()
+def get_task(name: str, defined: Mapping[str, TaskSpec] | None = None) -> TaskSpec:
+    """The built-in task ``name``, or the one of ``defined`` (the tasks of a study's or a command's
+    task files: :func:`promptworth.data.task_files.load_task_files`); a clear error listing the
+    known tasks otherwise."""
+    tasks = {**registry(), **(defined or {})}
     if name not in tasks:
         raise PromptworthError(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
     return tasks[name]
+
+
+def as_task(task: str | TaskSpec) -> TaskSpec:
+    """``task`` itself, or the built-in task of that name (a task file's task is passed as its spec)."""
+    return task if isinstance(task, TaskSpec) else get_task(task)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
-from promptworth.study.config import model_label
+from promptworth.backbones.resolve import model_label
 from promptworth.training.cpu import read_cpu
 from promptworth.training.record import read_record, stopped
 from promptworth.training.settings import TrainConfig

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptworth.data.splits import ALL, DEV_POLICIES, FIXED_DEV, TRAIN_SIZED_DEV, ZERO_SHOT, check_seed, no_dev_at_zero
-from promptworth.data.tasks import get_task
+from promptworth.data.tasks import TaskSpec, get_task
 from promptworth.errors import PromptworthError
 from promptworth.methods import registry
-from promptworth.study.config import LrGrid, StudyConfig, check_label, model_label
+from promptworth.backbones.resolve import hub_model, model_label
+from promptworth.study.config import LrGrid, StudyConfig, check_label
 from promptworth.study.planning import pilots, plan
 from promptworth.training.settings import config_from_mapping
 
@@ -49,7 +50,9 @@ def _check_method_names(study: StudyConfig) -> None:
 def _check_tasks(study: StudyConfig) -> None:
     """Each task suits the splits, its methods and its template; task-keyed settings name tasks of the study."""
     for name in study.tasks:
-        task = get_task(name)
+        task = get_task(name, study.defined_tasks)
+        if task.source is not None:
+            _check_own_task(task)
         if study.splits.kind == "kshot" and task.family != "lmbff":
             raise PromptworthError(f"config: splits.kind kshot is LM-BFF's sampler; {name} is not an LM-BFF task")
         for method in sorted({m for size in study.splits.sizes_for(name) for m in study.methods_for(name, size)}):
@@ -69,6 +72,24 @@ def _check_tasks(study: StudyConfig) -> None:
         for name in getattr(study, key):
             if name not in study.tasks:
                 raise PromptworthError(f"config: {key} names task {name!r}, which is not in tasks")
+
+
+def _check_own_task(task: TaskSpec) -> None:
+    """A task file's templates parse and its words make verbalizers (the built-in tasks' are tested)."""
+    from promptworth.methods.templates import parse_template
+    from promptworth.methods.verbalizers import build_verbalizer
+
+    try:
+        for name, source in {**task.templates, **task.control_templates}.items():
+            unknown = [field for field in parse_template(source).fields if field not in task.text_fields]
+            if unknown:
+                raise PromptworthError(f"template {name} names the field {unknown[0]!r}, which its fields do not map "
+                                       f"(its fields: {', '.join(task.text_fields)})")
+        for key in ("label_words", "null_words", "misleading_words"):
+            if getattr(task, key):
+                build_verbalizer(task.labels, getattr(task, key), key)
+    except PromptworthError as exc:
+        raise PromptworthError(f"config: task {task.name} (task file {task.source.task_file}): {exc}") from None  # type: ignore[union-attr]
 
 
 def _check_folders(study: StudyConfig) -> None:
@@ -203,12 +224,16 @@ def _check_comparisons(study: StudyConfig) -> None:
 
 
 def check_models(study: StudyConfig) -> None:
-    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own, by_model
-    names models, tasks and methods of the study, and what it leaves out leaves every model, task
-    and compared method some runs."""
+    """What ``model`` and ``by_model`` must agree on: each model has a folder of its own (and a hub
+    model its revision), by_model names models, tasks and methods of the study, and what it leaves
+    out leaves every model, task and compared method some runs."""
     labels: dict[str, str] = {}
     for model in study.models:
         check_label(model)
+        try:
+            hub_model(model)  # a hub id names its revision
+        except PromptworthError as exc:
+            raise PromptworthError(f"config: {exc}") from None
         other = labels.setdefault(model_label(model), model)
         if other != model:
             raise PromptworthError(f"config: model names {other!r} and {model!r}, whose runs would share the "
@@ -312,8 +337,10 @@ def _check_sizes_fit_the_pools(study: StudyConfig) -> None:
         return  # checked above (data_dir), or no mirror yet: the split job downloads it
     splits, grid_pilots = study.splits, pilots(study)
     for name in study.tasks:
-        task = get_task(name)
-        if task.pool is None or not (root / task.dir / task.file_name("pool")).is_file():
+        task = get_task(name, study.defined_tasks)
+        if task.source is not None and task.source.hub is not None:
+            continue  # a hub dataset: its split job downloads it
+        if task.source is None and (task.pool is None or not (root / task.dir / task.file_name("pool")).is_file()):
             continue
         pool_size = len(load_rows(task, "pool", root))
         sizes = [*splits.sizes_for(name), *(study.lr_grid.sizes if study.lr_grid is not None else [])]

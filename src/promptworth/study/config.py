@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-
+from promptworth.backbones.registry import LoadOptions
+from promptworth.backbones.resolve import model_label
 from promptworth.data.splits import DEFAULT_DEV_POLICY, DEFAULT_K, ZERO_SHOT
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.methods.specs import MethodSpec
@@ -62,14 +63,16 @@ class ModelSettings:
     """What changes for one backbone of a study (its ``by_model``), e.g. a larger model on a few
     tasks and methods: the tasks and methods it runs, each a subset of the study's (empty: all of
     them), the data seeds it runs on, of those each size draws, and the train seeds, of those each
-    task draws (empty: all of them; e.g. a larger model on 3 of the study's 5 data seeds), and its
-    training jobs' resources, over the study's ``resources``."""
+    task draws (empty: all of them; e.g. a larger model on 3 of the study's 5 data seeds), its
+    training jobs' resources, over the study's ``resources``, and how it loads (its ``dtype`` and
+    ``trust_remote_code``)."""
 
     tasks: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     data_seeds: tuple[int, ...] = ()
     train_seeds: tuple[int, ...] = ()
     resources: dict[str, int] = field(default_factory=dict)
+    load: LoadOptions = LoadOptions()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class StudyConfig:
     comparisons: tuple[tuple[str, str], ...] = ((method_specs.DEFAULT_TREATMENT, method_specs.DEFAULT_BASELINE),)
     # methods the config defines inline from parts, by name
     defined_methods: dict[str, MethodSpec] = field(default_factory=dict)
+    defined_tasks: dict[str, TaskSpec] = field(default_factory=dict)  # its task_files' tasks (get_task(name, these))
     training_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
     results_dir: str = "results"
@@ -176,6 +180,10 @@ class StudyConfig:
         ``by_model`` resources."""
         settings = self.by_model.get(model)
         return {**RESOURCE_DEFAULTS, **self.resources, **(settings.resources if settings is not None else {})}
+
+    def load_options_for(self, model: str) -> LoadOptions:
+        """How ``model`` loads: its ``by_model`` dtype and trust_remote_code, else the defaults."""
+        return self.by_model[model].load if model in self.by_model else LoadOptions()
 
     def methods_run(self) -> set[str]:
         """Every method the study runs somewhere: ``methods``, ``methods_by_task`` and ``by_size``'s."""
@@ -386,13 +394,3 @@ def check_label(model: str) -> str:
             "with a letter or digit; name the model's folder itself (e.g. resources/models/my-model)")
     return label
 
-
-def model_label(model: str) -> str:
-    """A file-name-safe label of a model: its short name, folder name, or hub id with '/' -> '--'.
-
-    A folder is recognised by its spelling (leading '.', '/' or '~', or two or more '/'), not by
-    its existence, so that the label stays the same before and after the workflow builds it.
-    """
-    if model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).is_dir():
-        return Path(model).expanduser().name
-    return model.replace("/", "--")

@@ -102,7 +102,7 @@ def evaluated_rows(settings: TrainConfig, steps: float, dev_rows: int, test_rows
 def split_rows(study: StudyConfig, task: str, size: int | str, method: str) -> tuple[int, int, int] | None:
     """The training, dev and test rows of one split, from the registry's row counts (None where it
     has none): as ``promptworth.data.splits`` and ``kshot`` draw them."""
-    spec, splits = get_task(task), study.splits
+    spec, splits = get_task(task, study.defined_tasks), study.splits
     pool, evaluation = spec.rows.get("pool"), spec.rows.get("eval")
     if evaluation is None or (size == ALL and pool is None):
         return None

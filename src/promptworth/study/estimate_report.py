@@ -24,6 +24,17 @@ def _total(estimates: Iterable[JobEstimate], minimum: bool = False) -> float:
     return sum((e.minimum_seconds if minimum else e.seconds) or 0.0 for e in estimates)
 
 
+def cpu_seconds(estimate: StudyEstimate) -> float:
+    """The run time of what is left (of the jobs with an estimate), at the threads of a run."""
+    return _total(estimate.trained)
+
+
+def clock_seconds(estimate: StudyEstimate) -> float:
+    """Time on the clock for what is left, ``at_once`` runs side by side: never less than its longest run."""
+    longest = max((e.seconds or 0.0 for e in estimate.trained), default=0.0)
+    return max(cpu_seconds(estimate) / estimate.at_once, longest)
+
+
 def _missing(estimates: Sequence[JobEstimate]) -> list[JobEstimate]:
     return [e for e in estimates if e.seconds is None]
 
@@ -123,13 +134,12 @@ def summary_lines(estimate: StudyEstimate) -> list[str]:
                "--reference FOLDER` estimates from another study's records")
         none = f"{PREFIX} estimate: none yet ({why})"
         return [line for line in (none, _unknown(estimate) if used else "") if line]
-    longest = max((e.seconds or 0.0) for e in estimate.trained)
     repeats = sum(e.job.repeats_pilot for e in runs)
     extrapolated = sum(e.seconds for e in estimate.trained if e.seconds and e.why)
     lines = [
         f"{PREFIX} estimate: {_hours(total)} CPU ({_hours(_total(runs))} for {len(runs)} runs"
         f"{f', {repeats} of them a pilot repeated' if repeats else ''}, {_hours(_total(grid))} for {len(grid)} pilot "
-        f"runs; {threads} thread(s) a run), {_hours(max(total / estimate.at_once, longest))} on the clock at "
+        f"runs; {threads} thread(s) a run), {_hours(clock_seconds(estimate))} on the clock at "
         f"{estimate.at_once} at a time",
         f"{PREFIX}   extrapolated: {100 * extrapolated / total if total else 0:.0f}% of it"
         + (f" ({'; '.join(_reasons(estimate))})" if extrapolated else ""),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+from promptworth.backbones.registry import LoadOptions
+from promptworth.data.task_files import load_task_files
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
 from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
-from promptworth.study.config_file import validate_config
+from promptworth.study.config_file import read_config_file, refuse_yte, schema_file, validate_config
 
 
 def _same(value: Any) -> Any:
@@ -29,6 +31,20 @@ def _lr_grid(grid: dict[str, Any]) -> LrGrid:
     return LrGrid(rates={name: tuple(rates) for name, rates in grid["rates"].items()},
                   sizes=tuple(grid["sizes"]) if "sizes" in grid else (grid["size"],),
                   **_given(grid, {"data_seeds": tuple, "train_seeds": tuple, "extend_at_edge": bool}))
+
+
+def read_study(source: str | Path | Mapping[str, Any], changes: Mapping[str, Any] | None = None) -> StudyConfig:
+    """A study from its config file (plain YAML) or its config (a mapping), with ``changes`` to its
+    top-level keys (as Snakemake's ``--config KEY=VALUE``), checked against the workflow's schema
+    where the checkout has it (an installed package without the checkout checks its meaning only)."""
+    if isinstance(source, Mapping):
+        config = dict(source)
+        refuse_yte(config, "config")
+    else:
+        config = read_config_file(source)
+    config.update(changes or {})
+    schema = schema_file()
+    return load_study(config, schema if schema.is_file() else None)
 
 
 def load_study(config: dict[str, Any], schema_path: Path | None = None) -> StudyConfig:
@@ -54,6 +70,10 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         else:
             names.append(item)
     model = config["model"]
+    try:
+        defined_tasks = load_task_files(config.get("task_files", ()))
+    except PromptworthError as exc:
+        raise PromptworthError(f"config: task_files: {exc}") from None
     study = StudyConfig(
         tasks=tuple(config["tasks"]),
         methods=tuple(names),
@@ -62,6 +82,7 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
         splits=splits,
         training=dict(config["training"]),
         defined_methods=defined,
+        defined_tasks=defined_tasks,
         **_given(config, {
             "templates": dict,
             "methods_by_task": lambda by_task: {task: tuple(methods) for task, methods in by_task.items()},
@@ -70,8 +91,9 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "comparisons": lambda texts: tuple(tuple(text.split(":")) for text in texts),
             "data_dir": _same, "results_dir": str, "runs_dir": _same, "resources": dict,
             "training_by_method": lambda by_method: {name: dict(settings) for name, settings in by_method.items()},
-            "by_model": lambda by_model: {str(name): ModelSettings(**_given(settings, {
-                "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
+            "by_model": lambda by_model: {str(name): ModelSettings(
+                load=LoadOptions(**_given(settings, {"dtype": str, "trust_remote_code": bool})), **_given(settings, {
+                    "tasks": tuple, "methods": tuple, "data_seeds": tuple, "train_seeds": tuple, "resources": dict}))
                 for name, settings in by_model.items()},
             "train_seeds_by_task": lambda by_task: {task: tuple(seeds) for task, seeds in by_task.items()},
             "lr_grid": _lr_grid,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Collection, Sequence
 
-from promptworth.study.config import Pilot, Run, StudyConfig, model_label
+from promptworth.backbones.resolve import model_label
+from promptworth.study.config import Pilot, Run, StudyConfig
 
 
 def plan(study: StudyConfig) -> list[Run]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from promptworth.errors import PromptworthError
 from promptworth.study.config import Pilot, Run, StudyConfig
 from promptworth.study.planning import extension_pilots, pilots, plan
+from promptworth.training.outputs import move_beside, outputs_problem
 
 # A value a record may lack: records from before a key existed are compared on the keys they have.
 _ABSENT = object()
@@ -40,13 +41,14 @@ class Asked:
     split_folder: Path | None  # None: no split folder to check the record against
     selection: Path | None = None  # the lr_grid's selection file whose rate the run trains at
     search: Path | None = None  # the search result file the run applies
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # training.metrics, save_weights: outputs_problem
 
 
 def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     """What ``study`` asks of the record of ``run`` (a run of the study, or a pilot run of its lr_grid)."""
     from promptworth.study import tiny_variant as fast
     from promptworth.methods.registry import search_kind
-    from promptworth.backbones.resolve import record_name
+    from promptworth.backbones.resolve import hub_model, record_name
     from promptworth.training.settings import config_from_mapping, settings_read
 
     spec = study.method(run.method)
@@ -60,8 +62,11 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     chosen = not is_pilot and study.uses_lr_selection(run.method, run.size)
     if chosen:  # the selection file's rate, checked below
         del hyperparameters["learning_rate"]
+    model = study.models_by_label()[run.model]
+    hub = hub_model(model)
     values: dict[str, Any] = {
-        "task": run.task, "method": run.method, "model": record_name(study.models_by_label()[run.model]),
+        "task": run.task, "method": run.method, "model": record_name(model),
+        "model_dtype": study.load_options_for(model).dtype, **({"model_hub.revision": hub.revision} if hub else {}),
         "data_seed": run.data_seed, "train_seed": run.train_seed,
         # a ladder's size is its training rows (a K-shot split holds K per class)
         **({"train_size": run.size} if isinstance(run.size, int) and study.splits.kind == "ladder" else {}),
@@ -78,12 +83,13 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     if not searched:
         values["search"] = None
     record_file = Path(study.pilot_file(run) if is_pilot else study.run_file(run))
+    outputs = {"metrics": config.metrics, "save_weights": config.save_weights}
     if study.runs_dir and fast.enabled():
         # the tiny variant writes its own small splits, selections and searches under results/fast/:
         # not the files the records it reads were trained on, so only the records' values are checked
-        return Asked(run=run, record_file=record_file, values=values, split_folder=None)
+        return Asked(run=run, record_file=record_file, values=values, split_folder=None, outputs=outputs)
     return Asked(
-        run=run, record_file=record_file, values=values,
+        run=run, record_file=record_file, values=values, outputs=outputs,
         split_folder=Path(study.split_folder(run.task, run.size, run.data_seed, run.method)),
         selection=Path(study.lr_file(run.model, run.task, run.method, run.size)) if chosen else None,
         search=Path(study.search_file(run)) if searched and not is_pilot else None,
@@ -91,14 +97,16 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
 
 
 def _setting_default(key: str) -> Any:
-    """The default of the training setting ``key`` names (``hyperparameters.<field of TrainConfig>``),
-    else absent: every setting was added with a default that keeps training as it was before it
-    (patience 0, schedule linear, no budgets, no minimum before patience), so a record that lacks
-    one trained at its default."""
+    """What a record lacking ``key`` ran with: a training setting's default (``hyperparameters.<field
+    of TrainConfig>``: every setting was added with a default that keeps training as it was before
+    it), or a key added since, what its absence means (``ABSENT_MEANS``); else absent."""
     from dataclasses import MISSING, fields
 
+    from promptworth.training.record import ABSENT_MEANS
     from promptworth.training.settings import TrainConfig
 
+    if key in ABSENT_MEANS:
+        return ABSENT_MEANS[key]
     section, _, name = key.partition(".")
     if section != "hyperparameters":
         return _ABSENT
@@ -144,7 +152,7 @@ def _template_problem(study: StudyConfig, run: Run, record: Mapping[str, Any]) -
     found = record.get("template_name")
     if found is None or found == SEARCHED_TEMPLATE or record.get("model_kind") not in ("mlm", "causal"):
         return None
-    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task), None, record["model_kind"])[0]
+    wanted = study.template_for(run.task, run.method) or task_template(get_task(run.task, study.defined_tasks), None, record["model_kind"])[0]
     if found != wanted:
         return f"template_name is {found!r} in the record, the study asks for {wanted!r}"
     return None
@@ -172,11 +180,13 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     or None when it is the run asked for. ``missing_is_stale``: a cited file that is gone counts as
     a difference (the workflow makes it again; ``aggregate`` cannot check what is not there)."""
     from promptworth.data.split_folder import manifest_sha256
+    from promptworth.training.record import ABSENT_MEANS
 
     for key, wanted in asked_for.values.items():
         found, default = _lookup(record, key), _setting_default(key)
-        if found is _ABSENT and default is not _ABSENT and isinstance(record.get("hyperparameters"), Mapping):
-            # a training setting added since the record's settings were written: trained at its default
+        if found is _ABSENT and default is not _ABSENT and (key in ABSENT_MEANS or isinstance(record.get("hyperparameters"), Mapping)):
+            # a key added since the record was written (a training setting: where the record has its
+            # settings): it ran as the key's absence means
             if not _same(default, wanted):
                 return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
             continue
@@ -185,7 +195,8 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
         if found is _ABSENT or not _same(found, wanted):
             shown = "absent" if found is _ABSENT else _shown(found)
             return f"{key} is {shown} in the record, the study asks for {_shown(wanted)}"
-    problem = _template_problem(study, asked_for.run, record)
+    problem = (_template_problem(study, asked_for.run, record)
+               or outputs_problem(record, asked_for.record_file, asked_for.outputs, missing_is_stale))
     if problem is not None:
         return problem
     folder = asked_for.split_folder
@@ -355,41 +366,10 @@ def set_aside(found: Reuse, study: StudyConfig) -> list[Path]:
         try:
             target = stale_folder(study) / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
+            move_beside(path, target.parent)  # a record's metrics and weights go with it
             os.replace(path, target)
         except (OSError, ValueError) as exc:
             raise PromptworthError(f"cannot move the stale record {path} aside into {stale_folder(study)}: "
                                    f"{getattr(exc, 'strerror', None) or exc}") from None
         moved.append(target)
     return moved
-
-
-def strays(study: StudyConfig) -> list[Path]:
-    """The JSON files under a study's ``runs_dir`` that are not records of its runs (another
-    study's runs, or stray files): the analysis leaves them out. None without a ``runs_dir``."""
-    if not study.runs_dir:
-        return []
-    own = {Path(study.run_file(run)).resolve() for run in plan(study)}
-    return [path for path in sorted(Path(study.runs_dir).rglob("*.json")) if path.resolve() not in own]
-
-
-def strays_summary(study: StudyConfig, shown: int = 3) -> str:
-    """The warning the workflow prints about the files of ``runs_dir`` it leaves out (empty: none)."""
-    found = strays(study)
-    if not found:
-        return ""
-    more = f" and {len(found) - shown} more" if len(found) > shown else ""
-    return (f"promptworth: warning: {len(found)} file(s) under runs_dir {study.runs_dir} are not records of the "
-            f"study's runs and are left out: {', '.join(map(str, found[:shown]))}{more}")
-
-
-def check_runs_dir(study: StudyConfig) -> None:
-    """A study that reads existing records (``runs_dir``) finds at least one of its runs there;
-    else one error that says where they are looked for."""
-    if not study.runs_dir or any(Path(study.run_file(run)).is_file() for run in plan(study)):
-        return
-    others = len(strays(study))
-    raise PromptworthError(
-        f"config: runs_dir {study.runs_dir!r} holds no record of the study's runs (they are looked for as "
-        f"<runs_dir>/<model>/<task>/<method>/<size>-<data seed>-<train seed>.json"
-        + (f"; its {others} JSON file(s) are none of them)" if others else ")"))
-

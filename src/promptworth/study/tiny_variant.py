@@ -35,7 +35,9 @@ TASKS = 2
 SIZES = 2
 # built by the workflow's rule tiny_model (promptworth.backbones.registry.MODELS_DIR)
 TINY_MODEL = "resources/models/tiny-llama"
-TINY_POSITIONS = 256  # the tiny model's max_position_embeddings
+# the tiny model's positions (rule tiny_model: promptworth tiny-model --positions): room for the
+# in-context methods' long contexts (the third edition's ICL reads 1,536 tokens)
+TINY_POSITIONS = 2048
 RESULTS = PurePosixPath("results")
 FAST_RESULTS = RESULTS / "fast"
 
@@ -122,12 +124,14 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
             del out["by_method"]
     # within the tiny model's positions; fp32, since its numbers mean nothing anyway
     out["training"] = {**out.get("training", {}), "max_length": 64, "precision": "fp32"}
+    # no GPU asked for: a GPU study's tiny variant runs on any machine (where there is one, it still uses it)
+    if "resources" in out:
+        out["resources"] = {**out["resources"], "gpus": 0}
     return out
 
 
 def _within_tiny_positions(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A method's training settings with ``max_length`` at most the tiny model's positions (e.g.
-    in-context learning's 1,536 tokens: the tiny model reads 256)."""
+    """A method's training settings with ``max_length`` at most the tiny model's positions."""
     if "max_length" not in settings:
         return dict(settings)
     return {**settings, "max_length": min(int(settings["max_length"]), TINY_POSITIONS)}

@@ -31,6 +31,11 @@ and the sparse embedding gradient sums a token's repeats in another order (a v3 
 to the last bit); the kept features are the very states v2 computes again, and the rows' AdamW the
 very update of the dense one (tests/test_engine.py). What was left out, and why: docs/performance.md.
 
+Under fp16 (a GPU without bf16: precision fp16), the loss is scaled (``torch.amp.GradScaler``) so
+that small gradients survive fp16, and a step whose gradients overflowed is skipped; the scaler
+takes the fused kernel's ``grad_scale`` for itself, so clipping is a pass of its own and the
+embedding's update dense there, whatever the engine (the record's ``levers`` say so).
+
 A record says which engine made it (``hyperparameters.engine``; a record from before the setting
 was made by ``v2``) and what each lever did in that run (``levers``); a study reuses only a record
 of the engine it asks for (:mod:`promptworth.study.reuse`).
@@ -38,6 +43,7 @@ of the engine it asks for (:mod:`promptworth.study.reuse`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -109,6 +115,11 @@ class RunEngine:
     config: TrainConfig
     levers: dict[str, str]
     rows: SparseRows | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling (None: another precision)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """The gradients of ``loss`` (scaled under fp16)."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def leave_out(self) -> list[torch.nn.Parameter]:
         """The parameters the fused optimizer does not hold (:meth:`step` updates them)."""
@@ -118,6 +129,13 @@ class RunEngine:
         """Clip the gradients of ``params`` (every trained parameter) to ``max_grad_norm`` (0: no
         clipping) and take the optimizer step, the way the engine does it."""
         config = self.config
+        if self.scaler is not None:  # the gradients unscaled, clipped, and the step skipped where they overflowed
+            self.scaler.unscale_(optimizer)
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            return
         if not LEVERS[config.engine].clip_in_optimizer:
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -141,11 +159,15 @@ class RunEngine:
             self.rows.step(rows[0], rows[1], float(optimizer.param_groups[0]["lr"]), scale)
 
 
-def set_up(model: torch.nn.Module, method: Method, config: TrainConfig) -> RunEngine:
-    """Apply the levers of ``config.engine`` to a loaded model and its method: the run's engine,
-    which says what each lever did in this run (the record's ``levers``)."""
+def set_up(model: torch.nn.Module, method: Method, config: TrainConfig, precision: str = "fp32") -> RunEngine:
+    """Apply the levers of ``config.engine`` to a loaded model and its method, for a run in
+    ``precision`` (fp16: loss scaling, without the levers that need the fused kernel's
+    ``grad_scale``): the run's engine, which says what each lever did in this run (the record's ``levers``)."""
     levers = LEVERS[config.engine]
     trains = any(p.requires_grad for p in model.parameters())
+    scaled = trains and precision == "fp16"
+    if scaled:
+        levers = dataclasses.replace(levers, clip_in_optimizer=False, sparse_embedding=False)
     keepable = method.frozen_features(model)
     if keepable and levers.keep_frozen_features:
         method.keep_frozen_features()
@@ -159,4 +181,6 @@ def set_up(model: torch.nn.Module, method: Method, config: TrainConfig) -> RunEn
         "frozen_features": ("kept" if levers.keep_frozen_features else "recomputed") if keepable else "none",
         "embedding_update": "none" if not embedding_trains else "touched_rows" if rows is not None else "dense",
     }
-    return RunEngine(config, described, rows)
+    # on the device the model trains on (a CPU's scaler: the same logic, for the tests)
+    scaler = torch.amp.GradScaler(next(p for p in model.parameters() if p.requires_grad).device.type) if scaled else None
+    return RunEngine(config, described, rows, scaler)

@@ -12,7 +12,7 @@ import torch
 
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
-from promptworth.errors import PromptworthError
+from promptworth.errors import RunFailed
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import metrics
@@ -50,7 +50,7 @@ def _predict_batch(
         scores = method.rescore(scores, content_free_scores)
     # argmax over NaN scores picks class 0 and would look like a plausible accuracy
     if not bool(torch.isfinite(scores).all()):
-        raise PromptworthError(
+        raise RunFailed(
             f"the model's scores on {where} are not finite (NaN or inf): the run diverged; "
             "lower --learning-rate or try --precision fp32"
         )

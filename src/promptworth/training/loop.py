@@ -19,7 +19,6 @@ same metrics.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -28,13 +27,14 @@ import torch
 
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
-from promptworth.errors import PromptworthError
+from promptworth.errors import PromptworthError, RunFailed
 from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
 from promptworth.training.runtime import autocast
 from promptworth.training.settings import TrainConfig
+from promptworth.training.watch import Watch, Watcher, watcher_for
 
 
 def train_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
@@ -262,12 +262,12 @@ class _Steps:
 
 
 def _dev_evaluation(step: int, total: int, config: TrainConfig, model: torch.nn.Module, evaluator: _Evaluator,
-                    best: _Best, budgets: list[BudgetResult] | None, bar: Any, loss: float, patience_from: int) -> bool:
+                    best: _Best, budgets: list[BudgetResult] | None, watcher: Watcher, patience_from: int) -> bool:
     """Evaluate dev at ``step``, keep the best state, test at a budget; whether patience stops the run
     (only from step ``patience_from`` on: the evaluations before it still count as not beating the best)."""
     score = evaluator.dev_score(step)
     best.see(step, score, total, model)
-    bar.set_postfix(loss=f"{loss:.4f}", dev=f"{score:.4f}", best=f"{best.score:.4f}", refresh=False)
+    watcher.dev(step, score, best.score, best.step, best.stale)
     stop = bool(config.patience) and best.stale >= config.patience and patience_from <= step != total
     # a budget at the run's last step is the final result, evaluated once below
     if budgets is not None and step in config.budgets and step != total and not stop:
@@ -283,23 +283,15 @@ def _train_step(method: Method, model: torch.nn.Module, batch: Batch, step: int,
     with autocast(device, precision):
         loss = method.loss(method.scores(model, batch), batch)
     if not torch.isfinite(loss):
-        raise PromptworthError(
+        raise RunFailed(
             f"training loss is {loss.item()} at step {step}: the run diverged; "
             "lower --learning-rate or try --precision fp32"
         )
-    loss.backward()
+    run_engine.backward(loss)  # scaled under fp16
     run_engine.step(optimizer, params)  # clipping included
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
-
-
-def _progress_bar(total: int, task: TaskSpec, method: Method, progress: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    interactive = sys.stderr.isatty()  # in a log file: a line every 30 s, not every step
-    return tqdm(total=total, desc=f"{task.name} {method.name}", file=sys.stderr, disable=not progress,
-                leave=interactive, mininterval=0.1 if interactive else 30, ascii=not interactive)
 
 
 def _final_budgets(budgets: list[BudgetResult] | None, config: TrainConfig, best: _Best, final: dict[str, float],
@@ -337,7 +329,7 @@ def _optimization(model: torch.nn.Module, config: TrainConfig, total: int,
 def fit(
     method: Method, model: torch.nn.Module, train: Sequence[Feature], dev: Sequence[Feature],
     test: Sequence[Feature], task: TaskSpec, config: TrainConfig, seed: int,
-    device: torch.device, precision: str, progress: bool = True,
+    device: torch.device, precision: str, progress: bool = True, watch: Watch | None = None,
 ) -> TrainResult:
     """Train, select on dev, evaluate test with the best state. A method whose tuning takes no
     step (tuning-free prompting, the majority class) is evaluated once on dev, at step 0. With
@@ -345,11 +337,12 @@ def fit(
     best dev score, at step ``config.patience_from(len(train))`` at the earliest; the learning-rate schedule stays the one planned for the whole budget. With
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
-    budget the run does not reach gets the run's final result."""
+    budget the run does not reach gets the run's final result. ``watch``: progress lines and
+    per-step metrics (promptworth.training.watch)."""
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
-    run_engine = engine.set_up(model, method, config)
+    run_engine = engine.set_up(model, method, config, precision)
     content_free = method.content_free()
     optimizer, scheduler = _optimization(model, config, total, run_engine)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -358,30 +351,31 @@ def fit(
     stopped = records.STOPPED_AT_CAP if total else None
     shape = method.model_shape(model)
     evaluator = _Evaluator(method, model, task, config, device, precision, shape, content_free, dev, test)
-    bar = _progress_bar(total, task, method, progress)
+    watcher = watcher_for(total, len(train), config, f"{task.name} {method.name}", progress, watch)
     budgets: list[BudgetResult] | None = [] if config.budgets and test else None
     for step in range(1, total + 1):
         start = time.perf_counter()
         model.train()
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
+        rate = optimizer.param_groups[0]["lr"]  # the rate this step takes (before the schedule moves it)
         try:
             loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,
                                run_engine)
         except PromptworthError:
-            bar.close()
+            watcher.close()
             raise
         done.add(step, batch["n_tokens"], float(loss.detach()), time.perf_counter() - start)
-        bar.set_postfix(loss=f"{done.losses[-1]:.4f}", refresh=False)
-        bar.update(1)
+        watcher.step(step, done.losses[-1], rate)
         if dev and ((config.eval_every and step % config.eval_every == 0) or step == total):
-            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, bar, done.losses[-1],
+            if _dev_evaluation(step, total, config, model, evaluator, best, budgets, watcher,
                                config.patience_from(len(train))):
                 stopped = records.STOPPED_BY_PATIENCE
                 break
-    bar.close()
     if total == 0 and dev:  # nothing trains: the model as it is, evaluated once
         best.score = evaluator.dev_score(0)
+        watcher.dev(0, best.score, best.score, 0, 0)
+    watcher.close(stopped)
     if best.step != done.taken:
         best.snapshot.restore(model)
     final, predictions = _final_test(budgets, best, evaluator)

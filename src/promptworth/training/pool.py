@@ -16,9 +16,15 @@ when both are its own. A worker trains the request with the very same code
 the run's share of the worker: its own time, plus the worker's start-up for the first run it
 serves).
 
+GPUs: with ``--runs-per-gpu K`` the pool spreads its workers over the GPUs it sees, K to a GPU:
+each worker's ``CUDA_VISIBLE_DEVICES`` names one GPU (:func:`promptworth.training.devices.worker_gpus`),
+so a run on it with ``--device auto`` or ``cuda`` trains there, and at most K runs share a GPU. Without
+it every worker sees what the pool sees (a run with ``--device auto`` takes the first GPU).
+
 Protocol, one connection per run: the client sends one JSON line ``{"request", "out", "cwd",
-"started_at"}`` and the worker answers one JSON line ``{"status", "output"}`` when the run has
-ended (``output``: what the run printed). A client holds an exclusive ``flock`` on the worker's
+"started_at"}``; the worker answers with a JSON line ``{"output"}`` for each thing the run prints,
+as it prints it (the client writes it to its stderr at once: the job's log), and a last one
+``{"status"}`` when the run has ended. A client holds an exclusive ``flock`` on the worker's
 ``.lock`` file for the whole run, so two runs never share a worker.
 """
 
@@ -37,7 +43,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from promptworth.errors import PromptworthError
+from promptworth.errors import PromptworthError, RunFailed
+from promptworth.training import devices
 from promptworth.training.runtime import process_start
 
 POOL_ENV = "PROMPTWORTH_POOL"
@@ -82,6 +89,19 @@ def send_message(conn: socket.socket, message: dict[str, Any]) -> None:
     conn.sendall((json.dumps(message) + "\n").encode("utf-8"))
 
 
+def relayed_status(conn: socket.socket) -> int | None:
+    """Write each ``{"output"}`` message of a worker to stderr as it comes; the run's exit status
+    (its last message), None when the worker closed the connection first."""
+    with conn.makefile("rb") as messages:
+        for line in messages:
+            message = json.loads(line.decode("utf-8"))
+            if "status" in message:
+                return int(message["status"])
+            sys.stderr.write(message["output"])
+            sys.stderr.flush()
+    return None
+
+
 def receive_message(conn: socket.socket) -> dict[str, Any] | None:
     """One JSON line; None when the other side closed the connection first."""
     chunks = []
@@ -124,15 +144,13 @@ def delegate(pool: Path, job: Mapping[str, Any]) -> int | None:
                     except OSError:
                         continue  # a worker that has stopped
                     send_message(conn, request)
-                    reply = receive_message(conn)
-                if reply is None:
-                    raise PromptworthError(
+                    status = relayed_status(conn)
+                if status is None:
+                    raise RunFailed(
                         f"the pool's worker {path.name} stopped during the run ({log_tail(log_path(path))}); "
                         "no record is written"
                     )
-                sys.stderr.write(reply["output"])
-                sys.stderr.flush()
-                return int(reply["status"])
+                return status
         if not busy:
             return None
         time.sleep(POLL_S)
@@ -143,18 +161,34 @@ def delegate(pool: Path, job: Mapping[str, Any]) -> int | None:
 # The pool
 
 
-def start_workers(folder: Path, size: int) -> list[subprocess.Popen]:
+def start_workers(folder: Path, size: int, gpus: Sequence[str] = ()) -> list[subprocess.Popen]:
+    """``size`` workers; with ``gpus`` (one per worker) each sees only its own GPU."""
     env = {k: v for k, v in os.environ.items() if k != POOL_ENV}  # a worker never delegates
     workers = []
     for index in range(size):
         path = socket_path(folder, index)
         lock_path(path).touch()
+        own = {devices.CUDA_VISIBLE_DEVICES: gpus[index]} if gpus else {}
         with open(log_path(path), "w", encoding="utf-8") as log:
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "promptworth", "worker", "--socket", str(path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**env, **own},
             ))
     return workers
+
+
+def gpus_of_workers(size: int, runs_per_gpu: int) -> list[str]:
+    """Each worker's GPU at ``runs_per_gpu`` workers to a GPU (0: none given, every worker sees the
+    pool's GPUs); the GPUs are CUDA_VISIBLE_DEVICES's, else the driver's count (torch is imported then only)."""
+    if not runs_per_gpu:
+        return []
+
+    def count() -> int:
+        import torch
+
+        return torch.cuda.device_count()
+
+    return devices.worker_gpus(size, runs_per_gpu, devices.visible_gpus(os.environ, count))
 
 
 def wait_ready(folder: Path, workers: list[subprocess.Popen], timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -217,16 +251,20 @@ def stop_command(child: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None
         child.wait()
 
 
-def run_pool(size: int, command: Sequence[str]) -> int:
-    """Run ``command`` with a pool of ``size`` workers; its exit status. A signal that stops the
+def run_pool(size: int, command: Sequence[str], runs_per_gpu: int = 0) -> int:
+    """Run ``command`` with a pool of ``size`` workers (``runs_per_gpu`` of them to a GPU, 0: each
+    sees the pool's GPUs); its exit status. A signal that stops the
     pool (:data:`STOP_SIGNALS`) stops the command and the workers too, and the pool's temporary
     folder goes in every case; the status is then 128 + the signal's number."""
     if size < 1:
         raise PromptworthError(f"--size must be at least 1, got {size}")
+    if runs_per_gpu < 0:
+        raise PromptworthError(f"--runs-per-gpu must be at least 1 (or 0: not given), got {runs_per_gpu}")
     if not command:
         raise PromptworthError("no command to run in the pool (promptworth pool --size N -- COMMAND ...)")
     if shutil.which(command[0]) is None:
         raise PromptworthError(f"command not found: {command[0]}")
+    gpus = gpus_of_workers(size, runs_per_gpu)  # before anything starts: too few GPUs is an error
     # a short folder: a UNIX socket's path holds at most 107 bytes
     folder = Path(tempfile.mkdtemp(prefix="promptworth-pool-"))
     workers: list[subprocess.Popen] = []
@@ -234,7 +272,7 @@ def run_pool(size: int, command: Sequence[str]) -> int:
     previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
     try:
         owner_path(folder).write_text(owner(), encoding="utf-8")
-        workers = start_workers(folder, size)
+        workers = start_workers(folder, size, gpus)
         wait_ready(folder, workers)
         child = subprocess.Popen(list(command), env={**os.environ, POOL_ENV: str(folder)})
         return child.wait()

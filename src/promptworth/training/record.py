@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from promptworth.errors import PromptworthError
+from promptworth.backbones.registry import DTYPES
+from promptworth.errors import PromptworthError, RunFailed
 from promptworth.files import non_finite_key
 from promptworth.training import predictions as row_predictions
 
@@ -41,6 +42,8 @@ KEYS: tuple[Key, ...] = (
     Key("model", "string", needed=True),
     Key("model_sha256", "string", nullable=True),
     Key("model_kind", "string"),
+    Key("model_dtype", "string"),  # the dtype the weights loaded in (backbones.registry.DTYPES)
+    Key("model_hub", "object", nullable=True),  # a hub model's {id, revision, commit} (null: not a hub model)
     Key("method_parts", "object"),
     Key("parameters", "object"),
     Key("template", "string", nullable=True),
@@ -77,7 +80,20 @@ KEYS: tuple[Key, ...] = (
     Key("levers", "object"),  # what the engine's levers did in the run (training.engine; older records lack it)
     Key("versions", "object"),
     Key("git_commit", "string", nullable=True),
+    # what the run wrote beside the record (promptworth.training.outputs; null: not asked for, and in
+    # records made before): every step's metrics (training.metrics), the fine-tuned weights (training.save_weights)
+    Key("step_metrics", "object", nullable=True),
+    Key("weights", "object", nullable=True),
 )
+# Keys that differ between two runs of the same code on the same inputs, at any depth: when and how
+# long it ran (timing, a search's wall_s), the commit, and the sha256 of the files that hold those
+# (a selection cites its pilots' records). tools/same_records.py and promptworth.analysis.reproduction
+# compare records without them (:func:`without_keys`).
+VOLATILE_KEYS = frozenset({"timing", "git_commit", "wall_s", "sha256"})
+# What a key added since means where an older record lacks it (a study compares it so; a pilot made
+# before it was added is taken over as if it had it)
+ABSENT_MEANS: dict[str, Any] = {"model_dtype": DTYPES[0], "model_hub": None}
+OUTPUT_KEYS = ("step_metrics", "weights")
 # How a run's training ended (``stopped``; null: the method takes no training step)
 STOPPED_BY_PATIENCE = "patience"  # TrainConfig.patience dev evaluations in a row without a better best
 STOPPED_AT_CAP = "cap"  # the whole step budget: max_steps, or the epochs protocol's clamped count
@@ -86,6 +102,15 @@ STOPPED = (STOPPED_BY_PATIENCE, STOPPED_AT_CAP)
 TIMING_NUMBERS = ("wall_s", "train_s", "steps", "peak_rss_gb", "process_s")
 # The keys of each item of ``budgets`` (promptworth.training.loop.BudgetResult)
 BUDGET_KEYS = ("steps", "reached", "best_step", "dev_score", "score", "test")
+
+
+def without_keys(value: Any, keys: frozenset[str] | set[str]) -> Any:
+    """``value`` (a record, or any JSON value) without ``keys``, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_keys(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [without_keys(v, keys) for v in value]
+    return value
 
 
 def _is_int(value: Any) -> bool:
@@ -210,9 +235,33 @@ def _check_nested(record: Mapping[str, Any], where: str) -> None:
             raise PromptworthError(f"{where}: key {key!r} must be a number, got {value!r}")
     if record.get("stopped") is not None and record["stopped"] not in STOPPED:
         raise PromptworthError(f"{where}: key 'stopped' must be one of {', '.join(STOPPED)} or null, got {record['stopped']!r}")
+    if record.get("model_dtype", DTYPES[0]) not in DTYPES:
+        raise PromptworthError(f"{where}: key 'model_dtype' must be one of {', '.join(DTYPES)}, got {record['model_dtype']!r}")
+    hub = record.get("model_hub")
+    if hub is not None and not all(isinstance(hub.get(k), str) for k in ("id", "revision", "commit")):
+        raise PromptworthError(f"{where}: key 'model_hub' must be an object with an id, revision and commit, got {hub!r}")
     parts = record.get("method_parts")
     if parts is not None and not all(isinstance(parts.get(k), str) for k in ("objective", "tuning")):
         raise PromptworthError(f"{where}: key 'method_parts' must be an object with an objective and a tuning, got {parts!r}")
+    _check_outputs(record, where)
+
+
+def _check_outputs(record: Mapping[str, Any], where: str) -> None:
+    """``step_metrics`` and ``weights``, when there: the files they name, each weights file with its sha256."""
+    metrics = record.get("step_metrics")
+    if metrics is not None and not (metrics.get("format") in ("csv", "tensorboard") and isinstance(metrics.get("path"), str)):
+        raise PromptworthError(f"{where}: key 'step_metrics' must be an object with a format (csv or tensorboard) and "
+                               f"a path, got {metrics!r}")
+    weights = record.get("weights")
+    if weights is None:
+        return
+    files = weights.get("files")
+    if (weights.get("parameters") not in ("all", "trained", "none") or not isinstance(files, list)
+            or not all(isinstance(item, dict) and isinstance(item.get("file"), str) and _is_int(item.get("bytes"))
+                       and isinstance(item.get("sha256"), str) and len(item["sha256"]) == 64 for item in files)
+            or not (isinstance(weights.get("folder"), str) if files else weights.get("folder") is None)):
+        raise PromptworthError(f"{where}: key 'weights' must be an object with a folder, parameters (all, trained or "
+                               f"none) and files (each a file, its bytes and sha256), got {weights!r}")
 
 
 def _budget_numbers(budgets: list[Any], where: str) -> dict[str, Any]:
@@ -246,7 +295,7 @@ def finish(record: Mapping[str, Any]) -> dict[str, Any]:
     order, passing the analysis's own check; a NaN or infinite number anywhere is an error."""
     bad = non_finite_key(dict(record))
     if bad is not None:  # e.g. a loss that overflowed; JSON would carry a number that means nothing
-        raise PromptworthError(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
+        raise RunFailed(f"the run produced a non-finite number (NaN or inf) at {bad}; no record is written")
     names = [key.name for key in KEYS]
     missing, unknown = [n for n in names if n not in record], sorted(set(record) - set(names))
     if missing or unknown:  # a programming error: the writer and this definition disagree

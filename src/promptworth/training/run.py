@@ -20,7 +20,8 @@ from promptworth.backbones import load
 from promptworth.backbones.resolve import weights_sha256
 from promptworth.data.rows import rows_sha256
 from promptworth.data.split_folder import infer_data_seed, manifest_sha256
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.data.task_files import find_task
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.files import check_output_file, writable_folder, write_json
 from promptworth.methods import search_result
@@ -31,13 +32,17 @@ from promptworth.methods.registry import search_kind
 from promptworth.methods.specs import MethodSpec, resolve
 from promptworth.paths import study_relative
 from promptworth.training import lr_grid, predictions as row_predictions, record as records, runtime, setfit_training
+from promptworth.training import watch as watching, weights
 from promptworth.training.loop import TrainResult, fit
+from promptworth.training.outputs import SideOutputs
 from promptworth.training.request import RunRequest
 from promptworth.training.runtime import (
     describe_device,
     git_commit,
+    gpu_peak,
     pick_device,
     process_age_s,
+    reset_gpu_peak,
     reset_peak_rss,
     resolve_precision,
     seed_everything,
@@ -51,7 +56,7 @@ from promptworth.training.settings import TrainConfig, epochs_read, examples_rea
 # A run: load everything, train, describe
 
 
-def load_rows(task: str, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
+def load_rows(task: TaskSpec, split_dir: Path, test_limit: int | None, spec: MethodSpec) -> dict[str, list[dict[str, Any]]]:
     """The rows of a split folder for a run of ``spec``. An empty training set is the zero-shot
     point: only a split whose manifest says size 0 may have one, and only a method that runs
     untrained (``MethodSpec.runs_at_size_zero``) may run on it."""
@@ -88,7 +93,7 @@ class _Setup:
     task: TaskSpec
     config: TrainConfig
     backbone: load.Backbone
-    model_sha256: str | None
+    model_sha256: str
     method: Method
     rows: dict[str, list[dict[str, Any]]]
     features: dict[str, list[Feature]]
@@ -103,10 +108,12 @@ def _prepare(request: RunRequest) -> _Setup:
     split's rows encoded, the device and precision."""
     if request.threads:
         torch.set_num_threads(request.threads)
+    device = pick_device(request.device)  # first: a GPU asked for and absent is an error before any loading
+    reset_gpu_peak(device)
     tune_allocator()
-    task = get_task(request.task)
+    task = find_task(request.task, request.task_files)
     config = request.config
-    backbone = load.open_backbone(request.model)
+    backbone = load.open_backbone(request.model, request.model_options)
     spec = resolve(request.method) if isinstance(request.method, str) else request.method
     model_sha256 = weights_sha256(backbone.ref)
     chosen, searched = None, None
@@ -121,10 +128,9 @@ def _prepare(request: RunRequest) -> _Setup:
                                                  spec.name, backbone.ref.name, model_sha256)
         config = dataclasses.replace(config, learning_rate=rate)
     method = build_method(spec, task, backbone, config.max_length, request.template, chosen)
-    rows = load_rows(request.task, request.split_dir, request.test_limit, spec)
+    rows = load_rows(task, request.split_dir, request.test_limit, spec)
     method.see_split(rows, request.seed)
     features = {name: encode_rows(method, part) for name, part in rows.items()}
-    device = pick_device()
     precision = method.fixed_precision or resolve_precision(config.precision, device)
     return _Setup(task, config, backbone, model_sha256, method, rows, features, device, precision, searched, lr_cited)
 
@@ -140,6 +146,8 @@ def _planned_record(setup: _Setup, request: RunRequest) -> dict[str, Any]:
         "model": setup.backbone.ref.name,
         "model_sha256": setup.model_sha256,
         "model_kind": setup.backbone.kind,
+        "model_dtype": setup.backbone.ref.options.dtype,
+        "model_hub": setup.backbone.ref.hub.record() if setup.backbone.ref.hub is not None else None,
         "method_parts": method.parts(),
         "search": setup.searched,
         "lr_selection": setup.lr_cited,
@@ -189,7 +197,7 @@ def _timing(result: TrainResult, wall_s: float, request: RunRequest) -> dict[str
 
 
 def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult, wall_s: float,
-                     request: RunRequest) -> dict[str, Any]:
+                     request: RunRequest, outputs: dict[str, Any]) -> dict[str, Any]:
     method, metric = setup.method, setup.task.metric
     losses = result.losses
     return {
@@ -212,8 +220,9 @@ def _finished_record(planned: dict[str, Any], setup: _Setup, result: TrainResult
         "train_loss": {"first": losses[0], "last": losses[-1], "mean_last_10": float(np.mean(losses[-10:]))}
         if losses else None,
         "levers": result.levers,
-        "timing": _timing(result, wall_s, request),
+        "timing": {**_timing(result, wall_s, request), **gpu_peak(setup.device)},
         "git_commit": git_commit(),
+        **outputs,
     }
 
 
@@ -236,28 +245,53 @@ def _predictions(setup: _Setup, result: TrainResult) -> dict[str, Any] | None:
                                   setup.task.is_regression)
 
 
-def run(request: RunRequest) -> dict[str, Any]:
-    """Train one run and return its record (see docs/contracts.md); nothing is written here. A run
-    at the rate the lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`)
-    takes over that pilot's result instead of training the same run a second time."""
+def _saved_weights(setup: _Setup, model: Any, result: TrainResult, outputs: SideOutputs) -> dict[str, Any] | None:
+    """The record's ``weights``: the trained weights of the reported state (the model holds it once
+    fit returns) saved into their partial folder; null when not asked for."""
+    if not outputs.weights:
+        return None
+    if result.stopped is None:  # no training step: nothing trained, the base model is model_sha256's
+        return weights.nothing_trained()
+    about = {"method": setup.method.name, "model": setup.backbone.ref.name, "model_sha256": setup.model_sha256 or "",
+             "best_step": str(result.best_step)}
+    return {"folder": outputs.final("weights").name, **weights.save(model, outputs.partial("weights"), about)}
+
+
+def run(request: RunRequest, outputs: SideOutputs | None = None) -> dict[str, Any]:
+    """Train one run and return its record (see docs/contracts.md); nothing is written here but the
+    ``outputs`` beside the record, under their partial names (:class:`SideOutputs`, prepared; none
+    without a record file, where the training settings must ask for none). A run at the rate the
+    lr_grid chose that repeats one of the grid's pilot runs exactly (:func:`pilot_repeated`) takes
+    over that pilot's result instead of training the same run a second time, unless it writes
+    outputs of its own beside its record."""
     wall_start = time.perf_counter()
     reset_peak_rss()
+    outputs = outputs or SideOutputs(None, request.config.metrics, request.config.save_weights)
     setup = _prepare(request)
     planned = _planned_record(setup, request)
-    if request.lr_selection is not None:
+    if request.lr_selection is not None and not outputs.kinds():
         repeated = pilot_repeated(request.lr_selection, planned)
         if repeated is not None:
             return repeated
     seed_everything(request.seed)  # before loading: a new head is initialised from this RNG
     features = setup.features
-    if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
-        result = setfit_training.fit(setup.method, setup.method.load_model(), setup.rows, features, setup.task,
-                                     setup.config, request.seed, progress=request.progress)
-    else:
+    kind = outputs.metrics
+    metrics = None if kind == "none" else watching.open_metrics(kind, outputs.partial(kind))
+    watch = watching.Watch(request.progress_every, metrics)
+    try:
         model = setup.method.load_model().to(setup.device)
-        result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
-                     setup.config, request.seed, setup.device, setup.precision, progress=request.progress)
-    return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request))
+        if setup.method.trains_itself:  # SetFit: the setfit package's training, not the step loop
+            result = setfit_training.fit(setup.method, model, setup.rows, features, setup.task, setup.config,
+                                         request.seed, progress=request.progress, watch=watch)
+        else:
+            result = fit(setup.method, model, features["train"], features["dev"], features["test"], setup.task,
+                         setup.config, request.seed, setup.device, setup.precision, progress=request.progress,
+                         watch=watch)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    written = {"step_metrics": outputs.metrics_entry(), "weights": _saved_weights(setup, model, result, outputs)}
+    return records.finish(_finished_record(planned, setup, result, time.perf_counter() - wall_start, request, written))
 
 
 # The record keys a pilot and the run it repeats may differ in: the run cites the selection, and the
@@ -276,8 +310,9 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
     cited_pilot = lr_grid.pilot_at_choice(selection, planned["data_seed"], planned["train_seed"])
     if cited_pilot is None:
         return None
-    pilot = records.read_record(Path(cited_pilot["file"]))
-    if any(key.name not in pilot for key in records.KEYS):  # made before a key was added: not what a run records now
+    pilot = {**records.ABSENT_MEANS, **records.read_record(Path(cited_pilot["file"]))}
+    # made before a key was added: not what a run records now (but for the outputs, which it does not take over)
+    if any(key.name not in pilot for key in records.KEYS if key.name not in records.OUTPUT_KEYS):
         return None
     settings = {k: v for k, v in pilot.get("hyperparameters", {}).items() if k != "total_steps"}
     if settings != planned["hyperparameters"]:
@@ -286,16 +321,27 @@ def pilot_repeated(selection: Path, planned: Mapping[str, Any]) -> dict[str, Any
         return None
     print(f"the pilot run {cited_pilot['file']} is this run (the same split, seeds, rate and settings): "
           "its result is taken over, nothing trains", file=sys.stderr)
-    return records.finish({**pilot, "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
+    return records.finish({**pilot, **dict.fromkeys(records.OUTPUT_KEYS),
+                           "lr_selection": {**planned["lr_selection"], "pilot": cited_pilot}})
 
 
 def train_to_file(request: RunRequest, out: Path) -> dict[str, Any]:
     """Train ``request`` and write its record to ``out`` (checked before training: the file must be
-    new or an earlier record, its folder writable); a one-line summary goes to stderr. A run alone
-    and a run on a pool's worker both come here."""
+    new or an earlier record, its folder writable), and the files beside it that its settings ask for
+    (promptworth.training.outputs: moved into place right before the record, removed if the run
+    fails); a one-line summary goes to stderr. A run alone and a run on a pool's worker both come here."""
     out = check_output_file(out)
+    if request.config.metrics == "tensorboard":
+        watching.check_tensorboard()
+    outputs = SideOutputs(out, request.config.metrics, request.config.save_weights)
     with writable_folder(out.parent, f"the run record {out.name}"):
-        record = run(request)
+        outputs.prepare()
+        try:
+            record = run(request, outputs)
+            outputs.publish()
+        except BaseException:
+            outputs.discard()
+            raise
         write_json(out, record)
     test = ", ".join(f"{k} {v:.4f}" for k, v in record["test"].items())
     early = f", patience stopped it at step {record['timing']['steps']}" if record["stopped"] == records.STOPPED_BY_PATIENCE else ""

@@ -18,39 +18,87 @@ import torch
 
 from promptworth import __version__, paths
 from promptworth.errors import PromptworthError
+from promptworth.training import devices
 # re-exported: the run, the benchmarks and the record read them here
 from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name, describe_cpu
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def pick_device(requested: str = devices.AUTO) -> torch.device:
+    """The device of ``--device`` (:func:`promptworth.training.devices.parse_device`'s text): auto:
+    the first visible GPU where CUDA is available, else the CPU; cuda or cuda:N: that GPU, or one
+    error saying why it is not there (no CUDA build of torch, no GPU visible, too few)."""
+    requested = devices.parse_device(requested)
+    if requested == "cpu" or (requested == devices.AUTO and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    index = devices.cuda_index(requested) or 0
+    if not torch.cuda.is_available():
+        why = (f"this torch ({torch.__version__}) is built without CUDA: install a CUDA build of torch"
+               if torch.version.cuda is None else
+               f"torch sees no GPU ({devices.describe_visible(os.environ)}; is the NVIDIA driver loaded? nvidia-smi)")
+        raise PromptworthError(f"--device {requested}: CUDA is not available: {why}")
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise PromptworthError(f"--device {requested}: {count} GPU{'s' if count != 1 else ''} visible (cuda:0 to "
+                               f"cuda:{count - 1}; {devices.describe_visible(os.environ)})")
+    return torch.device("cuda", index)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision a run computes in: ``auto`` is bf16 where the hardware has fast bf16, else fp32.
-    ``bf16`` on a CPU without fast bf16 is refused: emulated there, it runs 3-4x slower than fp32 and
-    its numbers are not a bf16 CPU's, so a study whose protocol is bf16 cannot be resumed on it."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+    """The precision a run computes in on ``device``: auto is bf16 where the hardware has it fast
+    (a GPU with native bf16, Ampere or later; a CPU with avx512_bf16 or AMX), else fp32; fp16 (with
+    loss scaling: :mod:`promptworth.training.engine`) is for CUDA only, and bf16 on a GPU needs native
+    bf16. ``bf16`` on a CPU without fast bf16 is refused: emulated there, it runs 3-4x slower than fp32
+    and its numbers are not a bf16 CPU's, so a study whose protocol is bf16 cannot be resumed on it."""
+    if device.type == "cuda":
+        native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8  # Ampere (8.0) and later
+        if precision == "auto":
+            return "bf16" if native_bf16 else "fp32"
+        if precision == "bf16" and not native_bf16:
+            raise PromptworthError(f"precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no native "
+                                   "bf16 (it came with Ampere): use precision fp16 or fp32")
+        return precision
+    if precision == "fp16":
+        raise PromptworthError("precision fp16 is for CUDA GPUs (a CPU has no fast fp16, and fp16 needs loss "
+                               "scaling): on a CPU use bf16 or fp32")
+    if precision == "bf16" and not cpu_has_fast_bf16():
         raise PromptworthError("precision bf16 needs a CPU with fast bf16 (the avx512_bf16 or amx_bf16 flag), and "
                                "this one has neither: there it would be emulated, 3-4x slower than fp32, with other "
                                "numbers; use precision auto (fp32 here) or fp32, or run on a CPU with fast bf16")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+# the dtype each mixed precision casts to inside autocast (fp32: none, no autocast)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
     return contextlib.nullcontext()
 
 
 def describe_device(device: torch.device) -> str:
+    """A record's ``device``: ``cuda (<the GPU's name>)``, or the CPU's :func:`describe_cpu`."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return describe_cpu(cpu_model_name(), torch.get_num_threads())
+
+
+def reset_gpu_peak(device: torch.device) -> None:
+    """Start the GPU's peak memory count afresh (nothing on a CPU), as :func:`reset_peak_rss` does."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def gpu_peak(device: torch.device) -> dict[str, float]:
+    """The record's ``timing.gpu_peak_gb`` on a GPU: the most memory torch's tensors held on it
+    since :func:`reset_gpu_peak` (``torch.cuda.max_memory_allocated``; the CUDA context and the
+    caching allocator's reserve come on top); nothing on a CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_peak_gb": round(torch.cuda.max_memory_allocated(device) / 1024**3, 3)}
 
 
 def tune_allocator() -> bool:

@@ -38,8 +38,10 @@ from typing import Any, Mapping
 import torch
 
 from promptworth.backbones import flops, load, resolve
+from promptworth.backbones.registry import LoadOptions
 from promptworth.data.split_folder import manifest_sha256
-from promptworth.data.tasks import TaskSpec, get_task
+from promptworth.data.task_files import find_task
+from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import prompt_encoding, templates as prompts, verbalizers
 from promptworth.methods.build import build_method
@@ -73,10 +75,14 @@ class SearchRequest:
     model: str
     seed: int
     config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model_options: LoadOptions = LoadOptions()  # the weights' dtype, trust_remote_code
     template: str | None = None  # the task template (registry name) the word search starts from
-    generator: str | None = None  # a T5 folder: LM-BFF's template generator (None: the offline pool)
+    # LM-BFF's template generator, a T5 folder or pinned hub id (None: the offline pool)
+    generator: str | None = None
     threads: int = 0
+    device: str = "auto"  # --device (promptworth.training.devices)
     progress: bool = True  # a progress bar for each fine-tune
+    task_files: tuple[Path, ...] = ()  # task files whose tasks join the built-in ones (``task`` may be theirs)
 
 
 @dataclass(frozen=True)
@@ -185,10 +191,10 @@ def search_template(context: _Context, options: Mapping[str, Any]) -> dict[str, 
     if request.generator:
         words = [verbalizer.for_row({})[int(row["label"])][0] for row in context.rows["train"]]
         pair = "text_b" in task.fields
-        generated = t5_templates(request.generator, context.rows["train"], words, pair, options["templates_beam"])
+        t5 = resolve.resolve_model(request.generator)
+        generated = t5_templates(t5.path, context.rows["train"], words, pair, options["templates_beam"])
         sources = [source for source, _ in generated]
-        generator: dict[str, Any] = {"kind": "t5", "path": request.generator,
-                                     "sha256": resolve.weights_sha256(resolve.resolve_model(request.generator)),
+        generator: dict[str, Any] = {"kind": "t5", "path": request.generator, "sha256": resolve.weights_sha256(t5),
                                      "generated": [{"template": s, "score": round(v, 4)} for s, v in generated]}
     else:
         sources = pool_templates(task)
@@ -215,10 +221,10 @@ def run_search(request: SearchRequest) -> dict[str, Any]:
                                "autotemplate (e.g. prompt-autowords)")
     if request.threads:
         torch.set_num_threads(request.threads)
-    task = get_task(request.task)
-    backbone = load.open_backbone(request.model)
-    rows = load_rows(request.task, request.split_dir, None, spec)
-    device = pick_device()
+    task = find_task(request.task, request.task_files)
+    backbone = load.open_backbone(request.model, request.model_options)
+    rows = load_rows(task, request.split_dir, None, spec)
+    device = pick_device(request.device)
     context = _Context(request, task, backbone, rows, device, resolve_precision(request.config.precision, device))
     extra = next(e for e in spec.extras if EXTRAS[e].search)
     options = spec.resolved_options()

@@ -35,8 +35,9 @@ from promptworth.data.tasks import TaskSpec
 from promptworth.methods.features import Feature
 from promptworth.methods.objectives.setfit import SetFitMethod
 from promptworth.training import metrics, record as records
-from promptworth.training.loop import TrainResult, _progress_bar
+from promptworth.training.loop import TrainResult
 from promptworth.training.settings import SETTINGS_READ_BY_OBJECTIVE, TrainConfig
+from promptworth.training.watch import Plan, Watch, Watcher
 
 # The training settings SetFit reads (TrainConfig fields); its record lists these only.
 SETTINGS_READ = SETTINGS_READ_BY_OBJECTIVE["setfit"]
@@ -109,23 +110,24 @@ def _quiet() -> Iterator[None]:
 
 
 def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Sequence[int], config: TrainConfig,
-           seed: int, steps: int, progress: bool) -> list[float]:
-    """Both of setfit's phases on the training texts; the contrastive steps' losses."""
+           seed: int, steps: int, progress: bool, watch: Watch | None) -> list[float]:
+    """Both of setfit's phases on the training texts; the contrastive steps' losses (each step's
+    loss, as setfit logs it at every step, reported to the watcher with its learning rate)."""
     from datasets import Dataset
     from setfit import Trainer
     from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
     losses: list[float] = []
-    bar = _progress_bar(steps, method.task, method, progress)
+    # the examples its steps read are pairs; no dev evaluation while it trains, so no patience
+    watcher = Watcher(Plan(steps, 2 * method.options["pairs"] * len(texts), config.batch_size),
+                      f"{method.task.name} {method.name}", progress, watch or Watch())
+    stopped = None
 
     class Steps(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, float] | None = None, **_: Any) -> None:
             if logs and "embedding_loss" in logs:
                 losses.append(float(logs["embedding_loss"]))
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            bar.update(1)
+                watcher.step(state.global_step, losses[-1], logs.get("learning_rate"))
 
     try:
         with tempfile.TemporaryDirectory(prefix="promptworth-setfit-") as out_dir, _quiet():
@@ -135,8 +137,9 @@ def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Seque
                 trainer.remove_callback(shown)
             trainer.add_callback(Steps())
             trainer.train()
+            stopped = records.STOPPED_AT_CAP
     finally:
-        bar.close()
+        watcher.close(stopped)
     return losses
 
 
@@ -149,14 +152,14 @@ def _scores(method: SetFitMethod, model: Any, rows: Sequence[Mapping[str, Any]],
 
 def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]],
         features: Mapping[str, Sequence[Feature]], task: TaskSpec, config: TrainConfig, seed: int,
-        progress: bool = True) -> TrainResult:
+        progress: bool = True, watch: Watch | None = None) -> TrainResult:
     """Train ``model`` with setfit (see the module), score dev once and test, count what it cost."""
     texts = [method.text(row) for row in rows["train"]]
     labels = [int(row["label"]) for row in rows["train"]]
     n_pairs = 2 * method.options["pairs"] * len(texts)
     steps = config.total_steps(n_pairs)
     start = time.perf_counter()
-    losses = _train(method, model, texts, labels, config, seed, steps, progress)
+    losses = _train(method, model, texts, labels, config, seed, steps, progress, watch)
     train_s = time.perf_counter() - start
     method.head_fitted(model)
     start = time.perf_counter()

@@ -9,10 +9,16 @@ from typing import Any, Mapping, Sequence
 from promptworth.errors import PromptworthError
 
 PROTOCOLS = ("steps", "epochs")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "constant")
 # How a run computes, apart from what it trains (promptworth.training.engine says what each does).
 ENGINES = ("v2", "v3")
+# Per-step metrics a run writes beside its record (promptworth.training.watch); none: no file.
+METRICS = ("none", "csv", "tensorboard")
+# The settings that say what a run writes beside its record, not what it trains, each with its
+# value that writes nothing: a record lists them in its own keys (step_metrics, weights), not among
+# its hyperparameters, and a study reuses a record that wrote more than it asks for.
+OUTPUT_SETTINGS: dict[str, Any] = {"metrics": "none", "save_weights": False}
 
 
 # The training settings an objective that trains through a library of its own reads (TrainConfig
@@ -25,14 +31,33 @@ SETTINGS_READ_BY_OBJECTIVE: dict[str, tuple[str, ...]] = {
 
 def settings_read(objective: str, settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` (a record's hyperparameters, or what a study asks) as a run of ``objective``
-    records them: every one, or only those its own training reads."""
+    records them: every one, or only those its own training reads; never :data:`OUTPUT_SETTINGS`."""
     read = SETTINGS_READ_BY_OBJECTIVE.get(objective)
-    return dict(settings) if read is None else {name: settings[name] for name in read}
+    kept = {name: value for name, value in settings.items() if name not in OUTPUT_SETTINGS}
+    return kept if read is None else {name: kept[name] for name in read}
+
+
+def parse_switch(text: str | bool) -> bool:
+    """``--save-weights`` (alone: on), ``--save-weights false``: the one reading of a switch's text."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise PromptworthError(f"a switch such as --save-weights is true or false, got {text!r}")
+
+
+def format_switch(value: bool) -> str:
+    """The flag's text of a switch (read by :func:`parse_switch`)."""
+    return "true" if value else "false"
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:
-    """``--budgets 50,200`` -> ``(50, 200)``: the one reading of the flag's text (a config gives a
-    list; :class:`TrainConfig` checks the numbers either way)."""
+    """One word of ``--budgets``: ``50`` -> ``(50,)``, ``50,200`` -> ``(50, 200)`` (the form the workflow
+    passes); the one reading of the flag's text (a config gives a list; :class:`TrainConfig` checks the
+    numbers either way)."""
     items = [item.strip() for item in str(text).split(",")]
     if items == [""]:
         return ()
@@ -67,13 +92,19 @@ class TrainConfig:
     patience: int = field(default=0, metadata={"help": "stop once N dev evaluations in a row have not beaten the best dev score (0: off, train the whole budget)"})
     min_epochs_before_patience: int = field(default=0, metadata={"help": "patience stops a run only once it has read each training example at least N times (N epochs' steps; 0: at any dev evaluation)"})
     min_steps_before_patience: int = field(default=0, metadata={"help": "patience stops a run only from this step on (0: at any dev evaluation)"})
-    precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16, else fp32"})
+    precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16 (a CPU with avx512_bf16 or AMX, an Ampere or later GPU), else fp32; fp16: autocast with loss scaling, on CUDA only (GPUs without bf16)"})
     engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); the numbers differ by bf16 rounding"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
-        "parse": parse_budgets, "format": format_budgets, "shown": "none",
-        "help": "step budgets, e.g. 50,200: at each, also evaluate test with the best dev state so far, as a run "
+        "parse": parse_budgets, "format": format_budgets, "shown": "none", "list": True,
+        "help": "step budgets, e.g. 50 200 (50,200 is read too: the workflow passes that form): at each, also evaluate test with the best dev state so far, as a run "
                 "of that many steps would (multiples of eval_every; needs schedule constant and no warmup)"})
+    # what a run writes beside its record (OUTPUT_SETTINGS): no hyperparameter, nothing it computes changes
+    metrics: str = field(default="none", metadata={"choices": METRICS, "help": "every training step's loss and learning rate, and each dev score, written beside the record while the run trains: csv (<record>.metrics.csv) or tensorboard (event files in <record>.tensorboard/; needs the package tensorboard); promptworth train only"})
+    save_weights: bool = field(default=False, metadata={
+        "parse": parse_switch, "format": format_switch, "switch": True, "shown": "false",
+        "help": "save the reported (best dev) checkpoint's trained weights in <record>.weights/ (safetensors; only the "
+                "trained parameters of a parameter-efficient method), checksummed in the record; promptworth train only"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,6 +135,8 @@ class TrainConfig:
             "min_steps_before_patience": self.min_steps_before_patience >= 0,
             "max_grad_norm": self.max_grad_norm >= 0,
             "schedule": self.schedule in SCHEDULES,
+            "metrics": self.metrics in METRICS,
+            "save_weights": isinstance(self.save_weights, bool),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -28,7 +28,8 @@ class SparseRows:
         self.exp_avg = torch.zeros_like(weight, memory_format=torch.preserve_format)
         self.exp_avg_sq = torch.zeros_like(weight, memory_format=torch.preserve_format)
         self.touched = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
-        self.steps = torch.zeros((), dtype=torch.float32)
+        # on the weight's device: the fused kernel reads the step count there (a CUDA kernel cannot read a CPU tensor)
+        self.steps = torch.zeros((), dtype=torch.float32, device=weight.device)
 
     def gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """This step's gradient as (rows, values), each row once; None when it has none. A dense

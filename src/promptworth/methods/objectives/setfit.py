@@ -51,6 +51,9 @@ class SetFitMethod(Method):
         for package in ("setfit", "sentence_transformers", "sklearn"):
             if importlib.util.find_spec(package) is None:
                 raise PromptworthError(f"method {self.name} needs the package {package}: {SETFIT_INSTALL}")
+        if backbone.ref.options.dtype != "fp32":
+            raise PromptworthError(f"method {self.name} trains in fp32 (setfit's own training): give the model "
+                                   f"{backbone.ref.name} no dtype {backbone.ref.options.dtype}")
         if not (Path(backbone.ref.path) / "modules.json").is_file():
             raise PromptworthError(f"method {self.name} trains a sentence encoder (a sentence-transformers folder, with "
                                    f"modules.json), such as all-minilm-l6-v2, its own; model {backbone.ref.name} is not one")
