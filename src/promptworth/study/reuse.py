@@ -96,10 +96,11 @@ def asked(study: StudyConfig, run: Run | Pilot) -> Asked:
     )
 
 
-def _setting_default(key: str) -> Any:
-    """What a record lacking ``key`` ran with: a training setting's default (``hyperparameters.<field
-    of TrainConfig>``: every setting was added with a default that keeps training as it was before
-    it), or a key added since, what its absence means (``ABSENT_MEANS``); else absent."""
+def _setting_default(key: str, record: Mapping[str, Any]) -> Any:
+    """What ``record``, lacking ``key``, ran with: a key added since, what its absence means
+    (``ABSENT_MEANS``), or, in a record that has its settings, a training setting's default
+    (``hyperparameters.<field of TrainConfig>``: every setting was added with a default that keeps
+    training as it was before it); else absent."""
     from dataclasses import MISSING, fields
 
     from promptworth.training.record import ABSENT_MEANS
@@ -108,7 +109,7 @@ def _setting_default(key: str) -> Any:
     if key in ABSENT_MEANS:
         return ABSENT_MEANS[key]
     section, _, name = key.partition(".")
-    if section != "hyperparameters":
+    if section != "hyperparameters" or not isinstance(record.get("hyperparameters"), Mapping):
         return _ABSENT
     default = next((f.default for f in fields(TrainConfig) if f.name == name), MISSING)
     return _ABSENT if default is MISSING else default
@@ -180,13 +181,12 @@ def difference(study: StudyConfig, asked_for: Asked, record: Mapping[str, Any], 
     or None when it is the run asked for. ``missing_is_stale``: a cited file that is gone counts as
     a difference (the workflow makes it again; ``aggregate`` cannot check what is not there)."""
     from promptworth.data.split_folder import manifest_sha256
-    from promptworth.training.record import ABSENT_MEANS
 
     for key, wanted in asked_for.values.items():
-        found, default = _lookup(record, key), _setting_default(key)
-        if found is _ABSENT and default is not _ABSENT and (key in ABSENT_MEANS or isinstance(record.get("hyperparameters"), Mapping)):
-            # a key added since the record was written (a training setting: where the record has its
-            # settings): it ran as the key's absence means
+        found = _lookup(record, key)
+        default = _setting_default(key, record) if found is _ABSENT else _ABSENT
+        if default is not _ABSENT:
+            # a key added since the record was written: it ran as the key's absence means
             if not _same(default, wanted):
                 return f"{key} is absent in the record (its default {_shown(default)}), the study asks for {_shown(wanted)}"
             continue
