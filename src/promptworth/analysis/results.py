@@ -177,9 +177,9 @@ def read_records(paths: Iterable[str | Path], study: StudyConfig | None = None,
     records = {path: read_record(path) for path in files}
     if study is not None:
         check_against_study(records, asked_for, study)
+    check_citations(records, here)
     check_model_weights(records)
     if here:
-        check_citations(records)
         check_splits(records)
     return records
 

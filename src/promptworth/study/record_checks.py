@@ -62,10 +62,11 @@ def check_splits(records: Mapping[Path, Mapping[str, Any]]) -> None:
             raise PromptworthError(f"run record {path}: {problems[key]}")
 
 
-def check_citations(records: Mapping[Path, Mapping[str, Any]]) -> None:
+def check_citations(records: Mapping[Path, Mapping[str, Any]], here: bool = True) -> None:
     """The files records cite by sha256 (a learning-rate selection, a search result) are the ones
-    they trained with: two records citing one file with two sha256 are an error, and so is a
-    citation of a file that is here now with another sha256. Each file is hashed once."""
+    they trained with: two records citing one file with two sha256 are an error, and so is (``here``:
+    the records were trained in this folder) a citation of a file that is here now with another
+    sha256. Each file is hashed once."""
     from promptworth.files import sha256_file
 
     seen: dict[tuple[str, str], tuple[str, Path]] = {}
@@ -88,6 +89,8 @@ def check_citations(records: Mapping[Path, Mapping[str, Any]]) -> None:
                     f"run records cite two versions of the {what} {name}: {first[1]} (sha256 {first[0][:12]}…) and "
                     f"{path} (sha256 {sha[:12]}…); the file changed between their runs: delete the records of the "
                     "older version to train them again")
+            if not here:
+                continue
             if name not in current:
                 current[name] = sha256_file(Path(name)) if Path(name).is_file() else None
             if current[name] is not None and current[name] != sha:
