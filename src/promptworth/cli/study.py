@@ -71,7 +71,8 @@ def run_progress(args: argparse.Namespace) -> Output:
                       f"{args.what} of this study (records of another study share the folder): no count of this study's")
     done, left = estimate(records, args.total, time.time())
     share = 100 * done / args.total
-    eta = "" if left is None else f"; about {left / 60:.1f} min left"
+    # the pace of the runs done: a ladder's larger runs take longer (`promptworth plan` estimates each run)
+    eta = "" if left is None else f"; about {left / 60:.1f} min left at the pace so far"
     return Output({**data, "done": done, "left_s": left},
                   f"[promptworth] {done}/{args.total} {args.what} done ({share:.0f}%){eta}")
 
