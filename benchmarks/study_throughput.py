@@ -10,7 +10,8 @@ second edition's side a protocol of its own:
 
 - ``v2``: the second edition's pipeline (``engine: v2``, the settings of ``--baseline-config``,
   by default those of ``--config``);
-- ``v3``: the third edition's (``engine: v3``, the settings of ``--config``).
+- the third edition's (``--engine``, by default ``v4``, the study's; the settings of ``--config``).
+  The side's key in the results is its engine (``sides.v4``, ``accuracy.v4``).
 
 Each side runs the real workflow as ``make study`` does, in a results folder of its own:
 ``promptworth pool --size 2 -- snakemake --cores 2 --set-threads train=1`` (two 1-thread runs at
@@ -19,11 +20,11 @@ each side's time is the ``runs`` target end to end. The sides run one after the 
 
 What it reports (benchmarks/results/study_throughput.json):
 
-- ``speedup``: the v2 side's wall time over the v3 side's (the issue's target: at least 1.5);
+- ``speedup``: the v2 side's wall time over the third edition's (the issue's target: at least 1.5);
   ``speedup_per_step``: the same for the mean training step (a run that patience stops at another
   step does other work), and ``speedup_eval``: evaluation seconds per evaluated FLOP;
 - ``accuracy``: each side's mean test score over its runs, overall and by method, and the mean of
-  the paired differences (the same run, v3 minus v2) with its 95% t-interval over the runs. The
+  the paired differences (the same run, the new side minus v2) with its 95% t-interval over the runs. The
   noise: the two engines round differently in bf16, so a run's trajectory departs from its v2 twin
   as it would under another training seed; ``equal_within_noise`` is true when the interval holds 0;
 - each side's study MFU (the records' model FLOPs over its wall time and the 2048² matmul peak
@@ -56,10 +57,11 @@ import yaml
 
 from promptworth.study import tiny_variant as fast
 from promptworth.training import runtime
+from promptworth.training.settings import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 CORES = 2
-SIDES = ("v2", "v3")  # each side's training.engine
+BASELINE = "v2"  # the second edition's training.engine; the other side's is --engine
 TARGETS = {"speedup": 1.5}
 
 
@@ -118,8 +120,9 @@ def side_summary(wall: float, records: dict[str, dict], engine: str) -> dict[str
         "mean_score": statistics.fmean(scores) if scores else None,
         "mean_score_by_method": {m: statistics.fmean(v) for m, v in sorted(by_method.items())},
         "precision": sorted({r["precision"] for r in records.values()}),
+        # each lever the side's records name (an engine without a lever does not name it)
         "levers": {lever: dict(Counter(str((r.get("levers") or {}).get(lever)) for r in records.values()))
-                   for lever in ("attention", "grad_clip", "frozen_features")},
+                   for lever in sorted({name for r in records.values() for name in r.get("levers") or {}})},
         "hyperparameters": _shared_settings(records),
     }
 
@@ -131,7 +134,7 @@ def _shared_settings(records: dict[str, dict]) -> dict[str, Any]:
 
 
 def paired_accuracy(old: dict[str, dict], new: dict[str, dict]) -> dict[str, Any]:
-    """The two sides' test scores run by run: the mean paired difference (v3 - v2), its standard
+    """The two sides' test scores run by run: the mean paired difference (new - old), its standard
     deviation and its 95% t-interval over the runs both sides trained with a score."""
     from scipy import stats
 
@@ -139,7 +142,7 @@ def paired_accuracy(old: dict[str, dict], new: dict[str, dict]) -> dict[str, Any
              if old[k]["score"] is not None and new[k]["score"] is not None]
     differences = [b - a for a, b in pairs]
     result: dict[str, Any] = {"pairs": len(pairs), "identical_runs": sum(d == 0 for d in differences),
-                              "only_v2": sorted(old.keys() - new.keys()), "only_v3": sorted(new.keys() - old.keys())}
+                              "only_baseline": sorted(old.keys() - new.keys()), "only_new": sorted(new.keys() - old.keys())}
     if len(differences) < 2:
         return {**result, "mean_difference": statistics.fmean(differences) if differences else None,
                 "interval_95": None, "equal_within_noise": None}
@@ -172,9 +175,11 @@ def relative(path: Path) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "studies" / "study.yaml",
-                        help="the study whose splits and training settings the mini-study uses (the v3 side's)")
+                        help="the study whose splits and training settings the mini-study uses (the new side's)")
     parser.add_argument("--baseline-config", type=Path,
                         help="the v2 side's study (its splits and training); default: --config")
+    parser.add_argument("--engine", default="v4", choices=[e for e in ENGINES if e != BASELINE],
+                        help="the new side's training.engine (default: the third edition's, v4)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--tasks", nargs="+", default=["SST-2", "trec"])
     parser.add_argument("--methods", nargs="+", default=["prompt", "head"])
@@ -190,13 +195,13 @@ def main() -> int:
     args = parse_args()
     if shutil.which("promptworth") is None or shutil.which("snakemake") is None:
         sys.exit("promptworth and snakemake must be on PATH (activate .venv)")
-    configs = {"v2": args.baseline_config or args.config, "v3": args.config}
+    configs = {BASELINE: args.baseline_config or args.config, args.engine: args.config}
     work = Path(tempfile.mkdtemp(prefix="study-throughput-"))
     load_before = os.getloadavg()
     peak = measure_peak()
     sides: dict[str, dict[str, Any]] = {}
     records: dict[str, dict[str, dict]] = {}
-    for engine in SIDES:
+    for engine in configs:
         results_dir = work / engine
         config_file = work / f"{engine}.yaml"
         config_file.write_text(yaml.safe_dump(mini_study(configs[engine], args, results_dir, engine)), encoding="utf-8")
@@ -205,8 +210,8 @@ def main() -> int:
         sides[engine] = {**side_summary(wall, records[engine], engine), "config": relative(configs[engine])}
         print(f"{engine}: {len(records[engine])} runs in {wall:.0f} s", file=sys.stderr)
     reference = peak[peak["reference"]] * 1e9
-    old, new = sides["v2"], sides["v3"]
-    accuracy = paired_accuracy(records["v2"], records["v3"])
+    old, new = sides[BASELINE], sides[args.engine]
+    accuracy = paired_accuracy(records[BASELINE], records[args.engine])
     results = {
         "cpu": runtime.cpu_model_name(), "cpu_flags": cpu_flags(),
         "speedup": old["wall_s"] / new["wall_s"],
@@ -214,9 +219,9 @@ def main() -> int:
         if old["steps"] and new["steps"] else None,
         "speedup_eval": (old["eval_s"] / old["eval_flops"]) / (new["eval_s"] / new["eval_flops"])
         if old["eval_flops"] and new["eval_flops"] and new["eval_s"] else None,
-        "accuracy": {"v2": old["mean_score"], "v3": new["mean_score"], "by_method": {
-            "v2": old["mean_score_by_method"], "v3": new["mean_score_by_method"]}, "paired": accuracy,
-            "noise": "95% t-interval of the mean paired difference (v3 - v2) over the runs: the engines round "
+        "accuracy": {BASELINE: old["mean_score"], args.engine: new["mean_score"], "by_method": {
+            BASELINE: old["mean_score_by_method"], args.engine: new["mean_score_by_method"]}, "paired": accuracy,
+            "noise": f"95% t-interval of the mean paired difference ({args.engine} - {BASELINE}) over the runs: the engines round "
                      "differently in bf16, so a run's trajectory departs from its v2 twin as under another "
                      "training seed"},
         "study_mfu": {engine: side["flops"] / side["wall_s"] / reference for engine, side in sides.items()},
@@ -235,7 +240,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: results[k] for k in ("cpu", "speedup", "speedup_per_step", "speedup_eval", "met")}
-                     | {"accuracy": {k: results["accuracy"][k] for k in ("v2", "v3")}}, indent=2))
+                     | {"accuracy": {k: results["accuracy"][k] for k in configs}}, indent=2))
     return 0
 
 

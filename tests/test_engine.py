@@ -1,6 +1,7 @@
 """The training engine (promptworth.training.engine): v3's levers give the same record twice, a kept
 frozen feature is the one v2 computes again, clipping inside the optimizer step is clipping, the
-record names its engine and levers, and a study reuses no record of another engine."""
+record names its engine and levers, a study reuses no record of another engine, and v4's packed
+training batches train the run padded ones train, where the packed reading holds."""
 
 from __future__ import annotations
 
@@ -200,3 +201,92 @@ def test_bf16_is_refused_on_a_cpu_without_fast_bf16_and_auto_is_fp32_there(monke
         runtime.resolve_precision("bf16", cpu)
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
     assert runtime.resolve_precision("auto", cpu) == runtime.resolve_precision("bf16", cpu) == "bf16"
+
+
+# ---------------------------------------------------------------------------------------------
+# v4: training batches packed without padding
+
+
+def test_pack_lays_a_padded_batch_s_sequences_side_by_side():
+    from promptworth.methods.features import base_batch, flat_index, model_inputs, pack
+    from promptworth.methods.features import Feature
+
+    features = [Feature([[5, 6, 7]], 1.0), Feature([[8]], 0.0), Feature([[9, 10]], 1.0)]
+    padded = base_batch(features, pad_id=0)
+    packed = pack(padded)
+    assert packed["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 0, 0, 1]]
+    assert packed["sequence_starts"].tolist() == [0, 3, 4] and "attention_mask" not in packed
+    assert packed["n_tokens"] == padded["n_tokens"] == 6 and torch.equal(packed["labels"], padded["labels"])
+    sequences, positions = torch.tensor([0, 1, 2, 2]), torch.tensor([2, 0, 0, 1])
+    flat_padded = padded["input_ids"].reshape(-1)[flat_index(padded, sequences, positions)]
+    flat_packed = packed["input_ids"].reshape(-1)[flat_index(packed, sequences, positions)]
+    assert flat_padded.tolist() == flat_packed.tolist() == [7, 8, 9, 10]
+    assert model_inputs(packed)["use_cache"] is False and "attention_mask" not in model_inputs(packed)
+
+
+def _tiny_causal(model_type: str) -> torch.nn.Module:
+    from transformers import Gemma3TextConfig, Gemma3ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=8, max_position_embeddings=64)
+    if model_type == "llama":
+        return LlamaForCausalLM(LlamaConfig(**shape)).eval()
+    return Gemma3ForCausalLM(Gemma3TextConfig(**shape, sliding_window=4, query_pre_attn_scalar=8)).eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(engine.PACKABLE_MODEL_TYPES))
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_a_packable_model_reads_a_packed_row_as_its_padded_sequences(model_type, attention):
+    """Each sequence of the packed row attends to itself only: its hidden states are the padded
+    batch's (Gemma-3's sliding window, shorter than the sequences here, included)."""
+    from promptworth.methods.features import Feature, base_batch, flat_index, model_inputs, pack
+
+    model = _tiny_causal(model_type)
+    assert model.config.model_type == model_type
+    model.set_attn_implementation(attention)
+    lengths = [7, 3, 12, 1, 9]
+    generator = torch.Generator().manual_seed(1)
+    features = [Feature([torch.randint(1, 64, (n,), generator=generator).tolist()], 0.0) for n in lengths]
+    padded = base_batch(features, pad_id=0)
+    packed = pack(padded)
+    sequences = torch.tensor([i for i, n in enumerate(lengths) for _ in range(n)])
+    positions = torch.tensor([p for n in lengths for p in range(n)])
+    with torch.no_grad():
+        states = [model.model(**model_inputs(batch)).last_hidden_state for batch in (padded, packed)]
+    read = [s.reshape(-1, s.shape[-1])[flat_index(b, sequences, positions)] for s, b in zip(states, (padded, packed))]
+    torch.testing.assert_close(read[1], read[0], rtol=1e-4, atol=1e-5)
+    # without the restarting positions the same row is one long sequence: not the padded batch's states
+    whole = model.model(input_ids=packed["input_ids"], use_cache=False).last_hidden_state.reshape(-1, 32)
+    assert not torch.allclose(whole[flat_index(packed, sequences, positions)], read[0], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["prompt", "head", "prompt-lora"])
+def test_packed_batches_train_the_run_padded_ones_train(split, tmp_path, method):
+    """Only the packing lever differs (v4 against v3): in fp32 the same dev curve and test
+    predictions, the training loss to rounding, the same FLOPs (the real tokens')."""
+    padded = train(split, tmp_path / "v3.json", method, "v3", "--precision", "fp32")
+    packed = train(split, tmp_path / "v4.json", method, "v4", "--precision", "fp32")
+    assert packed["hyperparameters"]["engine"] == "v4" and "training_batches" not in padded["levers"]
+    assert packed["levers"] == {**padded["levers"], "training_batches": "packed"}
+    assert [p["dev_score"] for p in packed["dev_curve"]] == [p["dev_score"] for p in padded["dev_curve"]]
+    assert packed["predictions"] == padded["predictions"] and packed["best_step"] == padded["best_step"]
+    assert packed["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
+    assert packed["timing"]["flops"] == padded["timing"]["flops"]
+
+
+@pytest.mark.parametrize("method, model, batches", [
+    ("softprompt", "llama", "padded"),      # vectors before the input
+    ("prefix", "llama", "padded"),          # a prefix's positions
+    ("head-probe", "llama", "padded"),      # the kept features' batches
+    ("prompt", "gpt2", "padded"),           # a model type whose packed reading is not tested
+    ("prompt", "roberta", "padded"),        # a masked LM
+    ("zeroshot", "llama", "none"),          # takes no step
+])
+def test_v4_packs_only_where_the_packed_reading_holds(split, tmp_path, method, model, batches):
+    argv = ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(tiny_model(model)),
+            "--seed", "3", "--out", str(tmp_path / "run.json"), "--max-steps", "2", "--eval-every", "2",
+            "--no-progress", "--engine", "v4", "--precision", "fp32"]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["levers"]["training_batches"] == batches

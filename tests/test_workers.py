@@ -225,24 +225,25 @@ def test_the_client_start_does_not_import_torch():
 
 
 def test_the_study_benchmark_runs_both_engines_side_by_side(tmp_path):
-    # benchmarks/study_throughput.py on the tiny study: the second edition's engine and the third's,
+    # benchmarks/study_throughput.py on the tiny study: the second edition's engine and the third's (v4),
     # each as `make study` runs a study (a pool), the same runs paired
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "throughput.json"
     done = subprocess.run(
         [sys.executable, str(repo / "benchmarks" / "study_throughput.py"), "--config", "config/studies/tiny.yaml",
          "--model", "resources/models/tiny-llama", "--tasks", "SST-2", "--sizes", "8", "16", "--data-seeds", "1",
-         "--out", str(out)],
+         "--engine", "v4", "--out", str(out)],
         cwd=repo, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    v2, v3 = result["sides"]["v2"], result["sides"]["v3"]
-    assert v2["runs"] == v3["runs"] == 4 and result["accuracy"]["paired"]["pairs"] == 4
-    assert v2["levers"]["attention"] == {"sdpa": 4} and v3["levers"]["attention"] == {"eager": 4}
-    assert v2["hyperparameters"]["engine"] == "v2" and v3["hyperparameters"]["engine"] == "v3"
-    assert result["speedup"] > 0 and 0 < result["study_mfu"]["v3"] < 1
+    v2, v4 = result["sides"]["v2"], result["sides"]["v4"]
+    assert v2["runs"] == v4["runs"] == 4 and result["accuracy"]["paired"]["pairs"] == 4
+    assert v2["levers"]["attention"] == {"sdpa": 4} and v4["levers"]["attention"] == {"eager": 4}
+    assert v4["levers"]["training_batches"] == {"packed": 4} and "training_batches" not in v2["levers"]
+    assert v2["hyperparameters"]["engine"] == "v2" and v4["hyperparameters"]["engine"] == "v4"
+    assert result["speedup"] > 0 and 0 < result["study_mfu"]["v4"] < 1
     assert isinstance(result["accuracy"]["paired"]["equal_within_noise"], bool)
     assert result["peak"][result["peak"]["reference"]] > 0 and result["cpu"]
 

@@ -631,6 +631,19 @@ def test_a_key_left_out_takes_its_one_default_and_the_schema_states_none():
     assert (study.results_dir, study.splits.test_limit) == ("elsewhere", 7)
 
 
+def test_the_schema_s_training_choices_are_the_training_settings_choices():
+    """Each training key with choices (protocol, schedule, precision, engine, ...) lists in the schema
+    what TrainConfig accepts: a choice added to one is added to the other."""
+    from promptworth.training.settings import TrainConfig
+
+    training = yaml.safe_load(SCHEMA.read_text())["$defs"]["training"]["properties"]
+    choices = {f.name: list(f.metadata["choices"]) for f in dataclasses.fields(TrainConfig) if "choices" in f.metadata}
+    assert "engine" in choices and choices["engine"][-1] == "v4"
+    assert {key: training[key]["enum"] for key in choices if "enum" in training.get(key, {})} == \
+        {key: value for key, value in choices.items() if "enum" in training.get(key, {})}
+    assert {"protocol", "schedule", "precision", "engine"} <= {key for key in choices if "enum" in training.get(key, {})}
+
+
 # ---------------------------------------------------------------------------------------------
 # Several models in one study
 

@@ -1,4 +1,4 @@
-"""An encoded row (:class:`Feature`) and a padded batch of them."""
+"""An encoded row (:class:`Feature`), a padded batch of them, and the same batch packed."""
 
 from __future__ import annotations
 
@@ -54,7 +54,36 @@ def base_batch(features: Sequence[Feature], pad_id: int) -> Batch:
     return batch
 
 
-def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+def pack(batch: Batch) -> Batch:
+    """A padded batch's sequences side by side in one row, without padding: ``position_ids``
+    restart at each sequence, which transformers' causal models read as separate sequences (each
+    attends to itself only), and ``sequence_starts`` says where each begins. The rest of the batch
+    (labels, read positions, counts) stays as it is."""
+    mask = batch["attention_mask"].bool()
+    lengths = mask.sum(dim=1)
+    packed = {key: value for key, value in batch.items() if key not in ("input_ids", "attention_mask")}
+    packed.update(
+        input_ids=batch["input_ids"][mask].unsqueeze(0),  # row by row: the sequences in order
+        position_ids=torch.cat([torch.arange(n) for n in lengths.tolist()]).unsqueeze(0),
+        sequence_starts=torch.cumsum(lengths, 0) - lengths,
+    )
+    return packed
+
+
+def flat_index(batch: Batch, sequence: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """Where position ``position`` of sequence ``sequence`` is in the batch's hidden states
+    flattened to (tokens, hidden size): a packed batch's sequences start where ``sequence_starts``
+    says, a padded one's every ``width`` tokens."""
+    if "sequence_starts" in batch:
+        return batch["sequence_starts"][sequence] + position
+    return sequence * batch["input_ids"].shape[1] + position
+
+
+def model_inputs(batch: Batch) -> dict[str, Any]:
+    """The backbone's arguments: a packed batch's positions, without a cache (with one,
+    transformers would not read the restarting positions as separate sequences)."""
+    if "sequence_starts" in batch:
+        return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
     keys = ("input_ids", "attention_mask", "token_type_ids")
     return {k: batch[k] for k in keys if k in batch}
 

@@ -25,6 +25,17 @@ trained embedding's dense gradient with AdamW over its whole table.
   off with weight decay): no dense gradient of the whole table, no clipping or AdamW pass over rows
   that cannot move.
 
+``v4`` takes v3's levers and one more:
+
+- **training batches packed without padding**: a batch's sequences side by side in one row, whose
+  ``position_ids`` restart at each sequence (:func:`promptworth.methods.features.pack`), which
+  transformers' causal models read as separate sequences (each attends to itself only). A padded
+  batch of the study's tasks is 1.5-1.8x its real tokens at batch 8 (benchmarks/padding.py), and a
+  step's matmuls grow with its tokens. Only on the causal model types whose packed reading is
+  tested (:data:`PACKABLE_MODEL_TYPES`), for a method that adds nothing before the input (a soft
+  prompt, a prefix) and keeps no frozen features; evaluation keeps its padded batches sorted by
+  length (little padding there).
+
 Each lever is deterministic (the same run twice gives the same record, timing aside, on one CPU
 and thread count). Eager attention and the folded clipping round differently from v2's kernels,
 and the sparse embedding gradient sums a token's repeats in another order (a v3 run is not v2's run
@@ -57,17 +68,23 @@ from promptworth.training.sparse_rows import SparseRows
 # with avx512_bf16 at 25 to 256 tokens: training steps gain, evaluations break even: docs/performance.md).
 EAGER_MAX_POSITIONS = 256
 
+# Causal model types whose transformers code reads a packed row (position_ids that restart at each
+# sequence, no attention mask, no cache) as separate sequences: each tested against the same
+# sequences padded (tests/test_engine.py). Rotary positions: a sequence's positions are its own.
+PACKABLE_MODEL_TYPES = frozenset({"llama", "gemma3_text"})
+
 
 @dataclass(frozen=True)
 class Levers:
     """What an engine does: eager attention up to how many positions (0: never), clipping inside
     the fused optimizer step, a frozen backbone's features kept, a trained embedding's AdamW on
-    the rows its gradients touched."""
+    the rows its gradients touched, training batches packed without padding."""
 
     eager_up_to: int
     clip_in_optimizer: bool
     keep_frozen_features: bool
     sparse_embedding: bool
+    pack_batches: bool = False
 
     def __post_init__(self) -> None:
         if self.sparse_embedding and not self.clip_in_optimizer:
@@ -79,6 +96,8 @@ LEVERS = {
     "v2": Levers(eager_up_to=0, clip_in_optimizer=False, keep_frozen_features=False, sparse_embedding=False),
     "v3": Levers(eager_up_to=EAGER_MAX_POSITIONS, clip_in_optimizer=True, keep_frozen_features=True,
                  sparse_embedding=True),
+    "v4": Levers(eager_up_to=EAGER_MAX_POSITIONS, clip_in_optimizer=True, keep_frozen_features=True,
+                 sparse_embedding=True, pack_batches=True),
 }
 assert tuple(LEVERS) == ENGINES
 
@@ -91,6 +110,15 @@ def _attention(model: torch.nn.Module, method: Method, config: TrainConfig, leve
     if config.max_length + method.input_vectors + method.prefix_positions <= levers.eager_up_to:
         model.set_attn_implementation("eager")
     return str(model.config._attn_implementation)
+
+
+def _packs(model: torch.nn.Module, method: Method, levers: Levers, kept: bool) -> bool:
+    """Whether the run's training batches are packed: the lever, a causal model type whose packed
+    reading is tested, nothing added before the input, no frozen features kept (their batches are
+    the kept states')."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return (levers.pack_batches and method.backbone.kind == "causal" and model_type in PACKABLE_MODEL_TYPES
+            and method.input_vectors == 0 and method.prefix_positions == 0 and not kept)
 
 
 def _sparse_rows(model: torch.nn.Module, config: TrainConfig, levers: Levers) -> SparseRows | None:
@@ -116,6 +144,7 @@ class RunEngine:
     levers: dict[str, str]
     rows: SparseRows | None = None
     scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling (None: another precision)
+    packs: bool = False  # training batches packed without padding (methods.features.pack)
 
     def backward(self, loss: torch.Tensor) -> None:
         """The gradients of ``loss`` (scaled under fp16)."""
@@ -169,8 +198,10 @@ def set_up(model: torch.nn.Module, method: Method, config: TrainConfig, precisio
     if scaled:
         levers = dataclasses.replace(levers, clip_in_optimizer=False, sparse_embedding=False)
     keepable = method.frozen_features(model)
-    if keepable and levers.keep_frozen_features:
+    kept = keepable and levers.keep_frozen_features
+    if kept:
         method.keep_frozen_features()
+    packs = trains and _packs(model, method, levers, kept)
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     embedding_trains = isinstance(embedding, torch.nn.Module) and any(p.requires_grad for p in embedding.parameters())
     rows = _sparse_rows(model, config, levers) if trains else None
@@ -181,6 +212,8 @@ def set_up(model: torch.nn.Module, method: Method, config: TrainConfig, precisio
         "frozen_features": ("kept" if levers.keep_frozen_features else "recomputed") if keepable else "none",
         "embedding_update": "none" if not embedding_trains else "touched_rows" if rows is not None else "dense",
     }
+    if levers.pack_batches:  # an engine without the lever (v2, v3) has its records' levers as they were
+        described["training_batches"] = "none" if not trains else "packed" if packs else "padded"
     # on the device the model trains on (a CPU's scaler: the same logic, for the tests)
     scaler = torch.amp.GradScaler(next(p for p in model.parameters() if p.requires_grad).device.type) if scaled else None
-    return RunEngine(config, described, rows, scaler)
+    return RunEngine(config, described, rows, scaler, packs)

@@ -28,7 +28,7 @@ import torch
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError, RunFailed
-from promptworth.methods.features import Batch, Feature, to_device
+from promptworth.methods.features import Batch, Feature, pack, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
@@ -357,7 +357,9 @@ def fit(
         start = time.perf_counter()
         model.train()
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
-        done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)
+        done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)  # the real tokens' FLOPs
+        if run_engine.packs:
+            batch = pack(batch)
         rate = optimizer.param_groups[0]["lr"]  # the rate this step takes (before the schedule moves it)
         try:
             loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,

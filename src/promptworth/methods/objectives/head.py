@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from promptworth.backbones import load
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
-from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
+from promptworth.methods.features import Batch, Feature, base_batch, flat_index, model_inputs
 from promptworth.methods.frozen_features import FrozenFeatures, dropout_free
 from promptworth.methods.objectives.base import Method, MethodParts
 
@@ -107,9 +107,10 @@ class HeadMethod(Method):
     @staticmethod
     def _read_states(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The backbone's state at the read position of each sequence: the last real token of each
-        right-padded sequence, read explicitly."""
+        right-padded (or packed) sequence, read explicitly."""
         hidden = model.base_model(**model_inputs(batch)).last_hidden_state
-        return hidden[torch.arange(hidden.shape[0]), batch["read"]]
+        sequences = torch.arange(len(batch["read"]), device=hidden.device)
+        return hidden.reshape(-1, hidden.shape[-1])[flat_index(batch, sequences, batch["read"])]
 
     def scores(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         score = getattr(model, "score", None)

@@ -28,7 +28,7 @@ from promptworth.backbones.architecture import lm_parts
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import prompt_encoding, templates, verbalizers
-from promptworth.methods.features import Batch, Feature, base_batch, model_inputs
+from promptworth.methods.features import Batch, Feature, base_batch, flat_index, model_inputs
 from promptworth.methods.objectives.base import Method, MethodParts
 from promptworth.methods.objectives.head import choice_fields
 from promptworth.methods.registry import WORDS_KEYS
@@ -189,7 +189,7 @@ class PromptMethod(Method):
         base, head = lm_parts(model)
         hidden = self.tuning.hidden_states(model, base, model_inputs(batch))
         # read only the answer positions: the LM head never runs over the whole sequence
-        keys = batch["term_seq"] * hidden.shape[1] + batch["term_pos"]
+        keys = flat_index(batch, batch["term_seq"], batch["term_pos"])
         unique, where = torch.unique(keys, return_inverse=True)
         states = hidden.reshape(-1, hidden.shape[-1])[unique]
         output = model.get_output_embeddings()
