@@ -1,9 +1,13 @@
-"""benchmarks/padding.py: the padded tokens of a run's training batches over their real ones, counted
-as the training loop draws and collates the batches (docs/performance.md, "padding-free batches")."""
+"""The engine's benchmarks: benchmarks/padding.py (the padded tokens of a run's training batches over
+their real ones, counted as the training loop draws and collates the batches) and
+benchmarks/engine_steps.py (two engines' training steps side by side), on tiny models."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,19 @@ def test_each_batch_is_padded_to_its_longest_row(benchmark, method):
     assert counted["padded_tokens"] == sum(len(batch) * max(lengths[i] for i in batch) for batch in drawn)
     assert counted["ratio"] == pytest.approx(counted["padded_tokens"] / counted["real_tokens"], abs=1e-4)
     assert counted["ratio"] > 1.0
+
+
+def test_engine_steps_times_both_engines_on_the_same_batches(tmp_path):
+    out = tmp_path / "steps.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "engine_steps.py"), "--model", str(tiny_model("llama")),
+         "--cases", "SST-2:10", "--steps", "2", "--warmup", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    case = result["cases"]["SST-2:10"]
+    assert result["engines"] == ["v3", "v4"] and result["threads"] == 1
+    assert case["v4"]["levers"]["training_batches"] == "packed" and "training_batches" not in case["v3"]["levers"]
+    assert case["v3"]["median_step_s"] > 0 and case["v4"]["median_step_s"] > 0
+    assert case["ratio_median"] == pytest.approx(case["v3"]["median_step_s"] / case["v4"]["median_step_s"], abs=1e-3)
+    assert case["padded_over_real_tokens"] >= 1.0
