@@ -31,7 +31,6 @@ from promptworth.data.splits import LadderSpec, ladder
 from promptworth.data.tasks import get_task
 from promptworth.files import write_json
 from promptworth.methods.build import build_method
-from promptworth.methods.features import pack
 from promptworth.study import tiny_variant as fast
 from promptworth.training import engine, loop, runtime
 from promptworth.training.settings import TrainConfig
@@ -69,8 +68,7 @@ def measure(task_name: str, size: int, args: argparse.Namespace, precision: str)
             batch = side["method"].collate([side["features"][i] for i in indices])
             if name == args.engines[0]:
                 tokens.append((batch["input_ids"].numel(), batch["n_tokens"]))
-            if side["engine"].packs:
-                batch = pack(batch)
+            batch = side["engine"].training_batch(batch)
             start = time.process_time()
             loop._train_step(side["method"], side["model"], batch, step, side["config"], side["optimizer"],
                              side["scheduler"], side["params"], torch.device("cpu"), precision, side["engine"])

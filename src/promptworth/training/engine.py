@@ -60,6 +60,7 @@ from typing import Sequence
 
 import torch
 
+from promptworth.methods.features import Batch, pack
 from promptworth.methods.objectives.base import Method
 from promptworth.training.settings import ENGINES, TrainConfig
 from promptworth.training.sparse_rows import SparseRows
@@ -145,6 +146,11 @@ class RunEngine:
     rows: SparseRows | None = None
     scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling (None: another precision)
     packs: bool = False  # training batches packed without padding (methods.features.pack)
+
+    def training_batch(self, batch: Batch) -> Batch:
+        """A collated training batch as this run's steps take it: packed without padding where the
+        engine packs (after the batch's FLOPs are counted: they are its real tokens')."""
+        return pack(batch) if self.packs else batch
 
     def backward(self, loss: torch.Tensor) -> None:
         """The gradients of ``loss`` (scaled under fp16)."""

@@ -28,7 +28,7 @@ import torch
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError, RunFailed
-from promptworth.methods.features import Batch, Feature, pack, to_device
+from promptworth.methods.features import Batch, Feature, to_device
 from promptworth.methods.objectives.base import Method
 from promptworth.training import engine, evaluation, record as records
 from promptworth.training.evaluation import batch_flops
@@ -337,8 +337,7 @@ def fit(
     best dev score, at step ``config.patience_from(len(train))`` at the earliest; the learning-rate schedule stays the one planned for the whole budget. With
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
-    budget the run does not reach gets the run's final result. ``watch``: progress lines and
-    per-step metrics (promptworth.training.watch)."""
+    budget the run does not reach gets the run's final result. ``watch``: progress lines, metrics."""
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
@@ -358,8 +357,7 @@ def fit(
         model.train()
         batch = method.collate([method.train_feature(train, i, step) for i in next(batches)])
         done.flops += flops.BACKWARD_FACTOR * batch_flops(method, shape, batch)  # the real tokens' FLOPs
-        if run_engine.packs:
-            batch = pack(batch)
+        batch = run_engine.training_batch(batch)  # packed where the engine packs
         rate = optimizer.param_groups[0]["lr"]  # the rate this step takes (before the schedule moves it)
         try:
             loss = _train_step(method, model, batch, step, config, optimizer, scheduler, params, device, precision,
