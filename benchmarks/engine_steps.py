@@ -65,7 +65,7 @@ def measure(task_name: str, size: int, args: argparse.Namespace, precision: str)
         for name in (args.engines if step % 2 else args.engines[::-1]):
             side = sides[name]
             side["model"].train()
-            batch = side["method"].collate([side["features"][i] for i in indices])
+            batch = side["method"].collate([side["method"].train_feature(side["features"], i, step) for i in indices])
             if name == args.engines[0]:
                 tokens.append((batch["input_ids"].numel(), batch["n_tokens"]))
             batch = side["engine"].training_batch(batch)

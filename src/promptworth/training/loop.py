@@ -337,7 +337,7 @@ def fit(
     best dev score, at step ``config.patience_from(len(train))`` at the earliest; the learning-rate schedule stays the one planned for the whole budget. With
     ``config.budgets`` (and a test set), each budget B also gets the test metrics of the best state
     among the dev evaluations at steps up to B, evaluated right after step B's dev evaluation; a
-    budget the run does not reach gets the run's final result. ``watch``: progress lines, metrics."""
+    budget the run does not reach gets the run's final result. ``watch``: progress lines and per-step metrics (training.watch)."""
     # an empty training set is the zero-shot point (load_rows lets only such a split through)
     total = config.total_steps(len(train)) if method.spec.tuning_spec.steps and train else 0
     _check_fit(total, config, dev, test)
