@@ -10,8 +10,8 @@ bf16 where the CPU has fast bf16), and both take the training loop's own step
 ``--warmup`` steps are left out; the result is each side's median and mean step in CPU seconds
 (``time.process_time``: one thread, what a pool's worker spends) and their ratio.
 
-Usage: python benchmarks/engine_steps.py [--engines v3 v4] [--cases SST-2:100 trec:10 mr:1000 RTE:100]
-       [--out benchmarks/results/engine_steps.json]
+Usage: python benchmarks/engine_steps.py [--engines v4 v5] [--cases SST-2:100 trec:10 mr:1000 RTE:100]
+       [--out benchmarks/results/engine_steps_<first>_<second>.json]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def measure(task_name: str, size: int, args: argparse.Namespace, precision: str)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engines", nargs=2, default=["v3", "v4"], help="the two sides (the ratio: first over second)")
+    parser.add_argument("--engines", nargs=2, default=["v4", "v5"], help="the two sides (the ratio: first over second)")
     parser.add_argument("--cases", nargs="+", default=["SST-2:100", "trec:10", "mr:1000", "RTE:100"],
                         help="TASK:SIZE, each a ladder split of data seed 1")
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -96,8 +96,10 @@ def main() -> int:
     parser.add_argument("--train-seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=fast.output(ROOT / "benchmarks" / "results" / "engine_steps.json", ROOT))
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/engine_steps_<first>_<second>.json")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = fast.output(ROOT / "benchmarks" / "results" / f"engine_steps_{args.engines[0]}_{args.engines[1]}.json", ROOT)
     torch.set_num_threads(1)
     precision = runtime.resolve_precision("auto", torch.device("cpu"))
     load_before = os.getloadavg()

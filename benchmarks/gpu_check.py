@@ -20,7 +20,7 @@ of that shape with random weights (seed 0), then on ``--device`` (default cuda: 
    settings: its time against the record's (this CPU's);
 2. step: a training step at SST-2's study shape as benchmarks/train_step.py's ``real`` phase
    measures it (ladder size 300, data seed 1, batch 8, max length 128; the mean of the steps after
-   the warmup), engines v2, v3 and v4, bf16, fp16 and fp32, against the CPU's step in
+   the warmup), engines v2 to v5, bf16, fp16 and fp32, against the CPU's step in
    benchmarks/results/train_step.json; and the device's matmul peak (MFU);
 3. share: 1, 2 and 4 runs side by side on the one GPU, each its own process: the steps per
    second they make together and each one's GPU memory (``promptworth pool --runs-per-gpu``);
@@ -350,7 +350,7 @@ def sync(device: Any) -> None:
 def part_step(context: dict[str, Any]) -> dict[str, Any]:
     context["peaks"] = matmul_peaks(context["device"], context["tiny"])
     variants = [step_variant(context, engine, precision)
-                for engine, precision in (("v2", "auto"), ("v3", "auto"), ("v4", "auto"), ("v3", "fp16"), ("v2", "fp32"))]
+                for engine, precision in (("v2", "auto"), ("v3", "auto"), ("v4", "auto"), ("v5", "auto"), ("v3", "fp16"), ("v2", "fp32"))]
     cpu = json.loads(STEP_RESULTS.read_text(encoding="utf-8"))
     reference = {**cpu["study_shapes"][TASK], "device": cpu["peak"]["cpu"], "engine": cpu["setup"].get("engine", "v2"),
                  "record": STEP_RESULTS.relative_to(ROOT).as_posix()}

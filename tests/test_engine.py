@@ -1,7 +1,8 @@
 """The training engine (promptworth.training.engine): v3's levers give the same record twice, a kept
 frozen feature is the one v2 computes again, clipping inside the optimizer step is clipping, the
-record names its engine and levers, a study reuses no record of another engine, and v4's packed
-training batches train the run padded ones train, where the packed reading holds."""
+record names its engine and levers, a study reuses no record of another engine, v4's packed
+training batches train the run padded ones train, where the packed reading holds, and v5's attention
+sequence by sequence reads a packed row as the padded batch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tiny_models import sentiment_split, tiny_model
 
 from promptworth.cli import main
 from promptworth.methods.frozen_features import dropout_free
-from promptworth.training import engine, loop
+from promptworth.training import engine, loop, packed_attention
 from promptworth.training.cpu import cpu_has_fast_bf16
 from promptworth.training.settings import TrainConfig
 from promptworth.training.sparse_rows import SparseRows
@@ -237,15 +238,16 @@ def _tiny_causal(model_type: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("model_type", sorted(engine.PACKABLE_MODEL_TYPES))
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa", packed_attention.NAME])
 def test_a_packable_model_reads_a_packed_row_as_its_padded_sequences(model_type, attention):
     """Each sequence of the packed row attends to itself only: its hidden states are the padded
-    batch's (Gemma-3's sliding window, shorter than the sequences here, included)."""
+    batch's (Gemma-3's sliding window, shorter than the sequences here, included), whether
+    transformers masks the whole row (eager, SDPA) or v5 attends sequence by sequence."""
     from promptworth.methods.features import Feature, base_batch, flat_index, model_inputs, pack
 
     model = _tiny_causal(model_type)
     assert model.config.model_type == model_type
-    model.set_attn_implementation(attention)
+    model.set_attn_implementation(packed_attention.register() if attention == packed_attention.NAME else attention)
     lengths = [7, 3, 12, 1, 9]
     generator = torch.Generator().manual_seed(1)
     features = [Feature([torch.randint(1, 64, (n,), generator=generator).tolist()], 0.0) for n in lengths]
@@ -264,16 +266,20 @@ def test_a_packable_model_reads_a_packed_row_as_its_padded_sequences(model_type,
 
 @pytest.mark.parametrize("method", ["prompt", "head", "prompt-lora"])
 def test_packed_batches_train_the_run_padded_ones_train(split, tmp_path, method):
-    """Only the packing lever differs (v4 against v3): in fp32 the same dev curve and test
-    predictions, the training loss to rounding, the same FLOPs (the real tokens')."""
+    """Only the packing lever differs (v4 against v3), then only the packed row's attention (v5
+    against v4): in fp32 the same dev curve and test predictions, the training loss to rounding,
+    the same FLOPs (the real tokens')."""
     padded = train(split, tmp_path / "v3.json", method, "v3", "--precision", "fp32")
     packed = train(split, tmp_path / "v4.json", method, "v4", "--precision", "fp32")
+    by_sequence = train(split, tmp_path / "v5.json", method, "v5", "--precision", "fp32")
     assert packed["hyperparameters"]["engine"] == "v4" and "training_batches" not in padded["levers"]
     assert packed["levers"] == {**padded["levers"], "training_batches": "packed"}
-    assert [p["dev_score"] for p in packed["dev_curve"]] == [p["dev_score"] for p in padded["dev_curve"]]
-    assert packed["predictions"] == padded["predictions"] and packed["best_step"] == padded["best_step"]
-    assert packed["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
-    assert packed["timing"]["flops"] == padded["timing"]["flops"]
+    assert by_sequence["levers"] == {**packed["levers"], "attention": packed_attention.NAME}
+    for record in (packed, by_sequence):
+        assert [p["dev_score"] for p in record["dev_curve"]] == [p["dev_score"] for p in padded["dev_curve"]]
+        assert record["predictions"] == padded["predictions"] and record["best_step"] == padded["best_step"]
+        assert record["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
+        assert record["timing"]["flops"] == padded["timing"]["flops"]
 
 
 @pytest.mark.parametrize("method, model, batches", [
@@ -285,8 +291,38 @@ def test_packed_batches_train_the_run_padded_ones_train(split, tmp_path, method)
     ("zeroshot", "llama", "none"),          # takes no step
 ])
 def test_v4_packs_only_where_the_packed_reading_holds(split, tmp_path, method, model, batches):
-    argv = ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model", str(tiny_model(model)),
-            "--seed", "3", "--out", str(tmp_path / "run.json"), "--max-steps", "2", "--eval-every", "2",
-            "--no-progress", "--engine", "v4", "--precision", "fp32"]
-    assert main(argv) == 0
-    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["levers"]["training_batches"] == batches
+    """v4 and v5 pack alike; v5 attends sequence by sequence only where it packs."""
+    for engine_name in ("v4", "v5"):
+        argv = ["train", "--task", "SST-2", "--method", method, "--split-dir", str(split), "--model",
+                str(tiny_model(model)), "--seed", "3", "--out", str(tmp_path / "run.json"), "--max-steps", "2",
+                "--eval-every", "2", "--no-progress", "--engine", engine_name, "--precision", "fp32"]
+        assert main(argv) == 0
+        levers = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["levers"]
+        assert levers["training_batches"] == batches
+        assert (levers["attention"] == packed_attention.NAME) == (engine_name == "v5" and batches == "packed")
+
+
+def test_the_packed_row_s_sequences_are_where_its_positions_restart():
+    assert packed_attention.sequence_lengths(torch.tensor([[0, 1, 2, 0, 0, 1, 2, 3]])) == [3, 1, 4]
+    assert packed_attention.sequence_lengths(torch.tensor([[0, 1, 2]])) == [3]
+
+
+def test_attention_by_sequence_keeps_eager_s_masks_on_other_batches():
+    """A batch of several rows without a padding mask is still causal under v5's attention (its
+    mask is eager's), and a padded batch takes eager attention: the same logits as eager's."""
+    model = _tiny_causal("llama")
+    input_ids = torch.randint(1, 64, (3, 6), generator=torch.Generator().manual_seed(2))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 4:] = 0
+    logits = {}
+    for name in ("eager", packed_attention.register()):
+        model.set_attn_implementation(name)
+        with torch.no_grad():
+            logits[name] = (model(input_ids=input_ids).logits, model(input_ids=input_ids, attention_mask=attention_mask).logits)
+    for by_sequence, eager in zip(logits[packed_attention.NAME], logits["eager"]):
+        torch.testing.assert_close(by_sequence, eager, rtol=0, atol=0)
+
+
+def test_attention_by_sequence_is_a_lever_over_packed_eager_rows():
+    with pytest.raises(ValueError, match="needs pack_batches"):
+        dataclasses.replace(engine.LEVERS["v3"], attend_by_sequence=True)

@@ -54,17 +54,21 @@ def test_each_batch_is_padded_to_its_longest_row(benchmark, method):
     assert counted["ratio"] > 1.0
 
 
-def test_engine_steps_times_both_engines_on_the_same_batches(tmp_path):
+@pytest.mark.parametrize("first, second, lever, value", [
+    ("v3", "v4", "training_batches", "packed"),
+    ("v4", "v5", "attention", "eager_by_sequence"),
+])
+def test_engine_steps_times_both_engines_on_the_same_batches(tmp_path, first, second, lever, value):
     out = tmp_path / "steps.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "engine_steps.py"), "--model", str(tiny_model("llama")),
-         "--cases", "SST-2:10", "--steps", "2", "--warmup", "1", "--out", str(out)],
+         "--engines", first, second, "--cases", "SST-2:10", "--steps", "2", "--warmup", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     case = result["cases"]["SST-2:10"]
-    assert result["engines"] == ["v3", "v4"] and result["threads"] == 1
-    assert case["v4"]["levers"]["training_batches"] == "packed" and "training_batches" not in case["v3"]["levers"]
-    assert case["v3"]["median_step_s"] > 0 and case["v4"]["median_step_s"] > 0
-    assert case["ratio_median"] == pytest.approx(case["v3"]["median_step_s"] / case["v4"]["median_step_s"], abs=1e-3)
+    assert result["engines"] == [first, second] and result["threads"] == 1
+    assert case[second]["levers"][lever] == value and case[first]["levers"].get(lever) != value
+    assert case[first]["median_step_s"] > 0 and case[second]["median_step_s"] > 0
+    assert case["ratio_median"] == pytest.approx(case[first]["median_step_s"] / case[second]["median_step_s"], abs=1e-3)
     assert case["padded_over_real_tokens"] >= 1.0

@@ -331,6 +331,7 @@ def test_the_gpu_check_runs_tiny_on_the_cpu(tmp_path, data_dir):
     variants = {(v["engine"], v["precision"]): v for v in result["step"]["variants"]}
     assert "is for CUDA GPUs" in variants["v3", "fp16"]["skipped"]  # fp16 is refused on a CPU
     assert variants["v4", "auto"]["levers"]["training_batches"] == "packed"
+    assert variants["v5", "auto"]["levers"]["attention"] == "eager_by_sequence"
     assert all(v["step_s"] > 0 and v["mfu"] > 0 for key, v in variants.items() if key != ("v3", "fp16"))
     assert result["step"]["cpu"]["step_s"] > 0 and result["step"]["speedup_vs_cpu"] > 0
     assert [r["at_once"] for r in result["share"]["rounds"]] == [1, 2]

@@ -36,6 +36,15 @@ trained embedding's dense gradient with AdamW over its whole table.
   prompt, a prefix) and keeps no frozen features; evaluation keeps its padded batches sorted by
   length (little padding there).
 
+``v5`` takes v4's levers and one more:
+
+- **a packed row's attention sequence by sequence**: read by eager attention as transformers
+  builds it, a packed row is one long sequence under a block-diagonal mask, whose scores, mask
+  and softmax grow with the square of the batch's tokens (about half of an RTE training step on
+  SmolLM2); :mod:`promptworth.training.packed_attention` computes each sequence's eager attention
+  on its own block, as in a padded batch, and leaves the linear layers packed. Where a run packs
+  and eager attention applies; evaluation's padded batches take the model's eager attention as before.
+
 Each lever is deterministic (the same run twice gives the same record, timing aside, on one CPU
 and thread count). Eager attention and the folded clipping round differently from v2's kernels,
 and the sparse embedding gradient sums a token's repeats in another order (a v3 run is not v2's run
@@ -62,6 +71,7 @@ import torch
 
 from promptworth.methods.features import Batch, pack
 from promptworth.methods.objectives.base import Method
+from promptworth.training import packed_attention
 from promptworth.training.settings import ENGINES, TrainConfig
 from promptworth.training.sparse_rows import SparseRows
 
@@ -86,11 +96,16 @@ class Levers:
     keep_frozen_features: bool
     sparse_embedding: bool
     pack_batches: bool = False
+    attend_by_sequence: bool = False
+
 
     def __post_init__(self) -> None:
         if self.sparse_embedding and not self.clip_in_optimizer:
             raise ValueError("the embedding's rows are clipped inside the fused kernel, as the other weights: "
                              "sparse_embedding needs clip_in_optimizer")
+        if self.attend_by_sequence and not (self.pack_batches and self.eager_up_to > 0):
+            raise ValueError("attention sequence by sequence is eager attention over packed rows: "
+                             "attend_by_sequence needs pack_batches and eager_up_to")
 
 
 LEVERS = {
@@ -99,17 +114,20 @@ LEVERS = {
                  sparse_embedding=True),
     "v4": Levers(eager_up_to=EAGER_MAX_POSITIONS, clip_in_optimizer=True, keep_frozen_features=True,
                  sparse_embedding=True, pack_batches=True),
+    "v5": Levers(eager_up_to=EAGER_MAX_POSITIONS, clip_in_optimizer=True, keep_frozen_features=True,
+                 sparse_embedding=True, pack_batches=True, attend_by_sequence=True),
 }
 assert tuple(LEVERS) == ENGINES
 
 
-def _attention(model: torch.nn.Module, method: Method, config: TrainConfig, levers: Levers) -> str:
-    """Eager attention when the run's longest sequence fits the lever; the implementation used
+def _attention(model: torch.nn.Module, method: Method, config: TrainConfig, levers: Levers, packs: bool) -> str:
+    """Eager attention when the run's longest sequence fits the lever, sequence by sequence over
+    packed rows where the run packs and the engine takes that lever; the implementation used
     ("none": the model is no transformers model, e.g. the majority class's)."""
     if not hasattr(model, "set_attn_implementation"):
         return "none"
     if config.max_length + method.input_vectors + method.prefix_positions <= levers.eager_up_to:
-        model.set_attn_implementation("eager")
+        model.set_attn_implementation(packed_attention.register() if packs and levers.attend_by_sequence else "eager")
     return str(model.config._attn_implementation)
 
 
@@ -212,7 +230,7 @@ def set_up(model: torch.nn.Module, method: Method, config: TrainConfig, precisio
     embedding_trains = isinstance(embedding, torch.nn.Module) and any(p.requires_grad for p in embedding.parameters())
     rows = _sparse_rows(model, config, levers) if trains else None
     described = {
-        "attention": _attention(model, method, config, levers),
+        "attention": _attention(model, method, config, levers, packs),
         "grad_clip": "none" if not (trains and config.max_grad_norm > 0)
         else "in_optimizer" if levers.clip_in_optimizer else "separate_pass",
         "frozen_features": ("kept" if levers.keep_frozen_features else "recomputed") if keepable else "none",

@@ -12,7 +12,7 @@ PROTOCOLS = ("steps", "epochs")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("linear", "constant")
 # How a run computes, apart from what it trains (promptworth.training.engine says what each does).
-ENGINES = ("v2", "v3", "v4")
+ENGINES = ("v2", "v3", "v4", "v5")
 # Per-step metrics a run writes beside its record (promptworth.training.watch); none: no file.
 METRICS = ("none", "csv", "tensorboard")
 # The settings that say what a run writes beside its record, not what it trains, each with its
@@ -93,7 +93,7 @@ class TrainConfig:
     min_epochs_before_patience: int = field(default=0, metadata={"help": "patience stops a run only once it has read each training example at least N times (N epochs' steps; 0: at any dev evaluation)"})
     min_steps_before_patience: int = field(default=0, metadata={"help": "patience stops a run only from this step on (0: at any dev evaluation)"})
     precision: str = field(default="auto", metadata={"choices": PRECISIONS, "help": "auto: bf16 autocast where the hardware has fast bf16 (a CPU with avx512_bf16 or AMX, an Ampere or later GPU), else fp32; fp16: autocast with loss scaling, on CUDA only (GPUs without bf16)"})
-    engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); v4: v3 and training batches packed without padding (causal Llama and Gemma-3 backbones); the numbers differ by bf16 rounding"})
+    engine: str = field(default="v2", metadata={"choices": ENGINES, "help": "how a run computes, not what it trains (docs/performance.md): v2: the second edition's pipeline; v3: the third edition's speed levers (eager attention at short lengths, clipping inside the fused AdamW step, AdamW on an embedding's touched rows, a frozen backbone's features computed once); v4: v3 and training batches packed without padding (causal Llama and Gemma-3 backbones); v5: v4 and a packed row's attention computed sequence by sequence; the numbers differ by bf16 rounding"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     budgets: tuple[int, ...] = field(default=(), metadata={
         "parse": parse_budgets, "format": format_budgets, "shown": "none", "list": True,
