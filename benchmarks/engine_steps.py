@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from promptworth import api
 from promptworth.backbones import load
 from promptworth.data.split_folder import load_split
-from promptworth.data.splits import LadderSpec, ladder
 from promptworth.data.tasks import get_task
 from promptworth.files import write_json
 from promptworth.methods.build import build_method
@@ -54,8 +54,8 @@ def set_up_side(name: str, task_name: str, rows: list[dict], args: argparse.Name
 
 def measure(task_name: str, size: int, args: argparse.Namespace, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        spec = LadderSpec(sizes=(size,), data_seed=1, dev_policy="fixed", dev_size=128, test_limit=None)
-        rows = load_split(task_name, ladder(task_name, spec, Path(folder) / task_name)[size])["train"].to_list()
+        split = api.split(task_name, [size], 1, Path(folder) / task_name, dev_policy="fixed", dev_size=128)[size]
+        rows = load_split(task_name, split)["train"].to_list()
     sides = {name: set_up_side(name, task_name, rows, args, precision) for name in args.engines}
     batches = loop.train_batches(len(rows), args.batch_size, args.train_seed)
     seconds: dict[str, list[float]] = {name: [] for name in args.engines}

@@ -21,10 +21,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from promptworth import api
 from promptworth.backbones import flops, load
 from promptworth.backbones.architecture import position_limit
 from promptworth.data.split_folder import load_split
-from promptworth.data.splits import LadderSpec, ladder
 from promptworth.data.tasks import get_task
 from promptworth.files import write_json
 from promptworth.methods.build import build_method
@@ -52,8 +52,8 @@ def measure(task_name: str, size: int, seeds: list[int], model: str, test_limit:
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in seeds:
-            spec = LadderSpec(sizes=(size,), data_seed=seed, dev_policy="fixed", dev_size=128, test_limit=test_limit)
-            split = ladder(task_name, spec, Path(folder) / task_name)[size]
+            split = api.split(task_name, [size], seed, Path(folder) / task_name, dev_policy="fixed", dev_size=128,
+                              test_limit=test_limit)[size]
             data = load_split(task_name, split)
             lengths = _lengths(method, {part: data[part].to_list() for part in ("train", "dev", "test")}, train_seed)
             runs.append({"data_seed": seed, "inputs": len(lengths), "max_tokens": max(lengths),

@@ -18,9 +18,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from promptworth import api
 from promptworth.backbones import load
 from promptworth.data.split_folder import load_split
-from promptworth.data.splits import LadderSpec, ladder
 from promptworth.data.tasks import get_task
 from promptworth.files import write_json
 from promptworth.methods.build import build_method
@@ -49,8 +49,7 @@ def measure(task_name: str, method_name: str, args: argparse.Namespace) -> dict:
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
-            spec = LadderSpec(sizes=(args.size,), data_seed=seed, dev_policy="fixed", dev_size=128, test_limit=None)
-            split = ladder(task_name, spec, Path(folder) / task_name)[args.size]
+            split = api.split(task_name, [args.size], seed, Path(folder) / task_name, dev_policy="fixed", dev_size=128)[args.size]
             rows = load_split(task_name, split)["train"].to_list()
             runs.append({"data_seed": seed, **padding(method, rows, args.train_seed, args.batch_size, args.steps)})
     return {"ratio": round(sum(r["padded_tokens"] for r in runs) / sum(r["real_tokens"] for r in runs), 4),

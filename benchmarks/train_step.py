@@ -132,7 +132,8 @@ def phase_real(args: argparse.Namespace) -> dict:
     """Steps at the published study's shapes: SST-2 and TREC batches as its runs sample them."""
     import torch
 
-    from promptworth.data import splits, tasks
+    from promptworth import api
+    from promptworth.data import tasks
     from promptworth.backbones import flops, load as models
     from promptworth.methods.objectives import prompt as methods
     from promptworth.training import run as train
@@ -143,8 +144,7 @@ def phase_real(args: argparse.Namespace) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("SST-2", "trec"):
-            spec = splits.LadderSpec(sizes=(300,), data_seed=1, dev_policy="fixed", dev_size=32)
-            folder = splits.ladder(name, spec, Path(tmp) / name)[300]
+            folder = api.split(name, [300], 1, Path(tmp) / name, dev_policy="fixed", dev_size=32)[300]
             task = tasks.get_task(name)
             method = build.build_method("prompt", task, backbone, 128)
             features = [method.encode(row) for row in split_folder.load_split(name, folder)["train"].to_list()]
