@@ -40,8 +40,8 @@ trained embedding's dense gradient with AdamW over its whole table.
 
 - **a packed row's attention sequence by sequence**: read by eager attention as transformers
   builds it, a packed row is one long sequence under a block-diagonal mask, whose scores, mask
-  and softmax grow with the square of the batch's tokens (about half of an RTE training step on
-  SmolLM2); :mod:`promptworth.training.packed_attention` computes each sequence's eager attention
+  and softmax grow with the square of the batch's tokens (RTE's rows: the step's largest cost
+  after the linear layers' matmuls, on SmolLM2); :mod:`promptworth.training.packed_attention` computes each sequence's eager attention
   on its own block, as in a padded batch, and leaves the linear layers packed. Where a run packs
   and eager attention applies; evaluation's padded batches take the model's eager attention as before.
 
@@ -97,7 +97,6 @@ class Levers:
     sparse_embedding: bool
     pack_batches: bool = False
     attend_by_sequence: bool = False
-
 
     def __post_init__(self) -> None:
         if self.sparse_embedding and not self.clip_in_optimizer:
