@@ -41,9 +41,10 @@ trained embedding's dense gradient with AdamW over its whole table.
 - **a packed row's attention sequence by sequence**: read by eager attention as transformers
   builds it, a packed row is one long sequence under a block-diagonal mask, whose scores, mask
   and softmax grow with the square of the batch's tokens (RTE's rows: the step's largest cost
-  after the linear layers' matmuls, on SmolLM2); :mod:`promptworth.training.packed_attention` computes each sequence's eager attention
-  on its own block, as in a padded batch, and leaves the linear layers packed. Where a run packs
-  and eager attention applies; evaluation's padded batches take the model's eager attention as before.
+  after the linear layers' matmuls, on SmolLM2); :mod:`promptworth.training.packed_attention`
+  computes each sequence's eager attention on its own block, as in a padded batch, and leaves the
+  linear layers packed. Where a run packs and eager attention applies; evaluation's padded
+  batches take the model's eager attention as before.
 
 Each lever is deterministic (the same run twice gives the same record, timing aside, on one CPU
 and thread count). Eager attention and the folded clipping round differently from v2's kernels,

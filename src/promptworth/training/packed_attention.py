@@ -4,11 +4,12 @@ A packed training batch (:func:`promptworth.methods.features.pack`) is one row w
 restart at each sequence. Read by eager attention as transformers builds it, that row is one
 sequence of all the batch's tokens under a block-diagonal mask: its scores, mask and softmax grow
 with the square of the row's length (8 sequences of RTE: ~650 tokens, several times the scores of
-the same sequences padded): on SmolLM2 the step's largest cost after the linear layers' matmuls. Here each packed
-sequence attends to itself only, as in a padded batch: the row's queries, keys and values are
-gathered into one padded block per sequence (the batch's padded shape, for attention alone), and
-the eager computation (scores, causal mask, softmax in fp32, values) runs on those blocks; the
-result is scattered back into the row. The linear layers keep the packed row (no padded tokens).
+the same sequences padded): on SmolLM2 the step's largest cost after the linear layers' matmuls.
+Here each packed sequence attends to itself only, as in a padded batch: the row's queries, keys
+and values are gathered into one padded block per sequence (the batch's padded shape, for
+attention alone), and the eager computation (scores, causal mask, softmax in fp32, values) runs
+on those blocks; the result is scattered back into the row. The linear layers keep the packed row
+(no padded tokens).
 
 A padded batch (one with an attention mask: evaluation) takes the model's own eager attention,
 unchanged. Registered in transformers' attention and mask interfaces under :data:`NAME`; its mask
