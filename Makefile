@@ -127,7 +127,7 @@ test-newcomer: venv
 
 # The benchmarks measure SmolLM2: convert it first (nothing to do when it is there). One training
 # step against transformers.Trainer (~10 min), then a mini-study of 32 runs with the second
-# edition's engine and the third's, side by side (~1 h): results in benchmarks/results/. Run them
+# edition's engine and the third's, side by side (~2 h): results in benchmarks/results/. Run them
 # on an idle machine.
 benchmark: venv
 	$(BIN)/promptworth convert-model --force
