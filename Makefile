@@ -59,12 +59,17 @@ study: venv
 # no code trigger, so an edited shell command does not retrain the published records.
 # It first prints what is left to train and how long it will take (promptworth plan, running
 # nothing: docs/performance.md), from the study's own finished records, then PLAN_REFERENCE's.
+# Then it trains stage by stage, in the order of the config's `stages` (promptworth run-stages: a
+# study stopped by its budget stops in its last stages); STAGES=NAME... runs those stages only (e.g.
+# STAGES=setfit on a CPU without fast bf16). Last, the tables and figures of the records there are.
 PLAN_REFERENCE ?= reports/v2/runs reports/v2/lr-grid reports/strategies/runs
+STAGES ?=
 publish: venv
 	$(UNLOCK_STALE) --configfile config/studies/study.yaml
 	$(BIN)/promptworth plan --configfile config/studies/study.yaml --reference $(PLAN_REFERENCE) --at-once $(WORKERS) --threads $(TRAIN_THREADS)
 	$(SNAKEMAKE) --configfile config/studies/study.yaml -- prepare
-	$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
+	$(BIN)/promptworth run-stages --configfile config/studies/study.yaml $(if $(STAGES),--stage $(STAGES)) -- $(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params
+	$(if $(STAGES),,$(POOLED) --configfile config/studies/study.yaml --rerun-triggers input params)
 
 # Retrain a published study into a fresh folder, never reports/, and compare its records and
 # advantages with the published ones (docs/reproducing.md): STUDY names it (promptworth reproduce

@@ -1,7 +1,8 @@
 """Study verbs: ``plan`` (what a study has still to train and how long it will take), ``progress``
 (runs done and an estimate of the time left), ``unlock-stale``
-(release the lock a hard-killed Snakemake left, when no other Snakemake runs here) and ``pool``
-(run a study with long-lived training processes)."""
+(release the lock a hard-killed Snakemake left, when no other Snakemake runs here), ``pool``
+(run a study with long-lived training processes), ``stages`` and ``run-stages`` (the order a
+study trains in, and a command run stage by stage)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,59 @@ def plan_data(estimate) -> dict:
             "threads": estimate.calibration.here.threads, "cpu_s": cpu_seconds(estimate) if known else None,
             "clock_s": clock_seconds(estimate) if known else None, "reference": list(estimate.reference),
             "jobs": jobs}
+
+
+def _study_stages(configfile: Path):
+    """The study of ``configfile`` as the workflow reads it (the tiny variant's under
+    PROMPTWORTH_FAST=1) and its stages, each with its runs' record files."""
+    from promptworth.study import tiny_variant
+    from promptworth.study.config_file import read_config_file, schema_file
+    from promptworth.study.load import load_study
+    from promptworth.study.planning import stages
+
+    if not schema_file().is_file():
+        raise PromptworthError(f"the stages of a study are read as the workflow reads it: run this in a checkout of "
+                               f"promptworth (it needs {schema_file()})")
+    study = load_study(tiny_variant.study_config(read_config_file(configfile)), schema_file())
+    return [(name, [Path(study.run_file(run)) for run in runs]) for name, runs in stages(study)]
+
+
+def run_stages(args: argparse.Namespace) -> Output:
+    rows = [{"stage": name, "runs": len(files), "finished": sum(file.is_file() for file in files)}
+            for name, files in _study_stages(args.configfile)]
+    width = max(len(row["stage"]) for row in rows)
+    text = "\n".join(f"{row['stage']:<{width}}  {row['finished']:>4} of {row['runs']:>4} runs finished" for row in rows)
+    return Output({"stages": rows}, text)
+
+
+def run_run_stages(args: argparse.Namespace) -> int:
+    from promptworth.study.config_file import check_configfiles
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise PromptworthError("run-stages needs the study's command after -- (e.g. promptworth pool --size 2 -- "
+                               "snakemake --cores 2 --configfile CONFIG); each stage's record files follow it")
+    check_configfiles(command)  # a config that would run code is refused before Snakemake reads it
+    ordered = _study_stages(args.configfile)
+    names = [name for name, _ in ordered]
+    for name in args.stage:
+        if name not in names:
+            raise PromptworthError(f"--stage {name}: the study has no stage {name!r} (its stages, in order: "
+                                   f"{', '.join(names)})")
+    for name, files in ordered:
+        if args.stage and name not in args.stage:
+            continue
+        left = sum(not file.is_file() for file in files)
+        if not left:
+            print(f"[promptworth] stage {name}: its {len(files)} runs are finished", file=sys.stderr, flush=True)
+            continue
+        print(f"[promptworth] stage {name}: {left} of its {len(files)} runs to train", file=sys.stderr, flush=True)
+        done = subprocess.run([*command, "--", *map(str, files)], env=os.environ.copy(), check=False)
+        if done.returncode != 0:
+            print(f"[promptworth] stage {name} failed (exit {done.returncode}); the stages after it did not run",
+                  file=sys.stderr, flush=True)
+            return done.returncode
+    return 0
 
 
 def run_unlock_stale(args: argparse.Namespace) -> int:

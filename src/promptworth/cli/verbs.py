@@ -129,6 +129,23 @@ STUDY = (
                 opt("--total", type=int, required=True, help="number of runs in the study"),
                 opt("--what", required=True, help="what the records are, as the line names them (e.g. training runs)")),),
          prints=True),
+    Verb("stages", "print the stages a study trains in, in order, and how many of each stage's runs are finished",
+         "promptworth.cli.study:run_stages",
+         (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)")),),
+         "A study's `stages` (its config) order its runs: each stage's before the next's; the runs no stage takes "
+         "train last, as the stage `rest` (a study without stages has that one only). Running nothing.",
+         prints=True),
+    Verb("run-stages", "run a study's command once per stage, in the stages' order, each time for that stage's runs",
+         "promptworth.cli.study:run_run_stages",
+         (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)"),
+                opt("--stage", nargs="+", default=[], metavar="NAME",
+                    help="run these stages only (default: every stage)"),
+                opt("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                    help="the study's Snakemake command line (after --), e.g. make publish's promptworth pool -- snakemake ...")),),
+         "For each stage with a run left to train (promptworth stages), run COMMAND -- RECORD_FILES with the record "
+         "files of the stage's runs as Snakemake's targets; stop at the first stage whose command fails and exit with "
+         "its status. A study stopped by its budget so stops in its last stages. `make publish` runs the published "
+         "study this way."),
     Verb("unlock-stale",
          "before rerunning a study: release the lock of a Snakemake that was killed, if no Snakemake runs here",
          "promptworth.cli.study:run_unlock_stale",

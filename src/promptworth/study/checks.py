@@ -10,7 +10,8 @@ from promptworth.errors import PromptworthError
 from promptworth.methods import registry
 from promptworth.backbones.resolve import hub_model, model_label
 from promptworth.study.config import LrGrid, StudyConfig, check_label
-from promptworth.study.planning import pilots, plan
+from promptworth.study.planning import pilots, plan, stages
+from promptworth.study.stage import FILTERS, REST
 from promptworth.training.settings import config_from_mapping
 
 
@@ -32,6 +33,7 @@ def check_study(study: StudyConfig) -> None:
         _check_lr_grid(study, study.lr_grid)
     _check_comparisons(study)
     check_models(study)
+    _check_stages(study)
 
 
 def _check_method_names(study: StudyConfig) -> None:
@@ -149,6 +151,29 @@ def _check_ladder(study: StudyConfig) -> None:
             raise PromptworthError(f"config: splits.dev_policy {splits.dev_policy} cannot be used with size 'all'")
         if splits.dev_policy in TRAIN_SIZED_DEV and any(ZERO_SHOT in splits.sizes_for(t) for t in study.tasks):
             raise PromptworthError(f"config: splits.dev_policy: {no_dev_at_zero(splits.dev_policy)}")
+
+
+def _check_stages(study: StudyConfig) -> None:
+    """Each stage has a name of its own, names only what the study's runs have, and takes some run
+    that no stage before it took."""
+    names = [stage.name for stage in study.stages]
+    for name in names:
+        if name == REST:
+            raise PromptworthError(f"config: stages: {REST!r} is the stage of the runs no stage takes; name yours otherwise")
+        if names.count(name) > 1:
+            raise PromptworthError(f"config: stages: two stages are named {name!r}")
+    runs = plan(study)
+    for stage in study.stages:
+        for key in FILTERS:
+            has = list(dict.fromkeys(getattr(run, key[:-1]) for run in runs))
+            for value in getattr(stage, key):
+                if value not in has:
+                    raise PromptworthError(f"config: stages.{stage.name}.{key} names {value!r}, which no run of the "
+                                           f"study has (its runs': {', '.join(map(str, has))})")
+    taking = {name for name, _ in stages(study)}
+    for name in names:
+        if name not in taking:
+            raise PromptworthError(f"config: stages.{name} takes no run: the stages before it take each of its runs")
 
 
 def _check_by_method(study: StudyConfig) -> None:

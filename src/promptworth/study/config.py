@@ -18,6 +18,7 @@ from promptworth.data.tasks import TaskSpec
 from promptworth.errors import PromptworthError
 from promptworth.methods import specs as method_specs
 from promptworth.methods.specs import MethodSpec
+from promptworth.study.stage import Stage
 
 @dataclass(frozen=True)
 class SplitsConfig:
@@ -134,6 +135,8 @@ class StudyConfig:
     by_model: dict[str, ModelSettings] = field(default_factory=dict)
     # keyed by a method's name: what changes for it (see MethodSettings)
     by_method: dict[str, MethodSettings] = field(default_factory=dict)
+    # the order its runs train in (see Stage; none: one stage of every run)
+    stages: tuple[Stage, ...] = ()
 
     def tasks_for(self, model: str | None = None) -> tuple[str, ...]:
         """The tasks ``model`` runs (where ``by_model`` names tasks for it), in the study's order."""

@@ -12,6 +12,7 @@ from promptworth.methods import specs as method_specs
 from promptworth.study.checks import check_study
 from promptworth.study.config import LrGrid, MethodSettings, ModelSettings, SizeSettings, SplitsConfig, StudyConfig
 from promptworth.study.config_file import read_config_file, refuse_yte, schema_file, validate_config
+from promptworth.study.stage import FILTERS, Stage
 
 
 def _same(value: Any) -> Any:
@@ -100,6 +101,8 @@ def load_study(config: dict[str, Any], schema_path: Path | None = None) -> Study
             "by_method": lambda by_method: {str(name): MethodSettings(**_given(settings, {
                 "sizes": tuple, "data_seeds": tuple, "train_seeds": tuple, "dev_policy": str}))
                 for name, settings in by_method.items()},
+            "stages": lambda stages: tuple(Stage(stage["name"], **_given(stage, dict.fromkeys(FILTERS, tuple)))
+                                           for stage in stages),
         }),
     )
     check_study(study)

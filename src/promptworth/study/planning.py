@@ -7,6 +7,7 @@ from typing import Collection, Sequence
 
 from promptworth.backbones.resolve import model_label
 from promptworth.study.config import Pilot, Run, StudyConfig
+from promptworth.study.stage import REST
 
 
 def plan(study: StudyConfig) -> list[Run]:
@@ -21,6 +22,18 @@ def plan(study: StudyConfig) -> list[Run]:
         for method in study.methods_for(task, size, model, data_seed)
         for train_seed in study.train_seeds_for(task, method, model)
     ))
+
+
+def stages(study: StudyConfig) -> list[tuple[str, list[Run]]]:
+    """The study's runs in the order it trains them: each of its ``stages`` with the runs it takes
+    (of those no stage before it took), then :data:`promptworth.study.stage.REST` with the runs
+    none takes (every run, for a study without stages); a stage with no run is left out."""
+    left, ordered = plan(study), []
+    for stage in study.stages:
+        ordered.append((stage.name, [run for run in left if stage.takes(run)]))
+        left = [run for run in left if not stage.takes(run)]
+    ordered.append((REST, left))
+    return [(name, runs) for name, runs in ordered if runs]
 
 
 def pilots(study: StudyConfig) -> list[Pilot]:

@@ -88,6 +88,7 @@ def study_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out.update(model=TINY_MODEL, tasks=tasks, train_seeds=list(out["train_seeds"])[:1])
     out.pop("by_model", None)  # its keys name the study's models, which the tiny one replaces
     out.pop("train_seeds_by_task", None)  # one train seed everywhere
+    out.pop("stages", None)  # they name the models, tasks and seeds it cuts: one stage of every run
     for key in ("templates", "methods_by_task"):
         if key in out:
             out[key] = {task: value for task, value in out[key].items() if task in tasks}
