@@ -190,6 +190,37 @@ def test_the_study_s_own_records_come_first_and_count_as_finished(tmp_path):
     assert f"1 in {plan.results_dir}/runs (the study's own)" in summary
 
 
+def test_setfit_s_steps_are_an_epoch_of_its_pairs_and_it_evaluates_dev_once(tmp_path):
+    """SetFit's steps read pairs (2 x 20 per training example, 16 a step: 2.5 steps an example, 250
+    at 100 examples), not examples, and patience never stops it; it scores dev once, at the end. A
+    finished run at 32 examples (80 steps of 1.2 s, its 32 dev and 100 test rows in 1.32 s) times
+    those at 10 and 100, whose steps are as full (16 pairs)."""
+    hyperparameters = {"protocol": "epochs", "max_steps": 10000, "min_steps": 0, "epochs": 1.0, "learning_rate": 2e-5,
+                       "batch_size": 16, "eval_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01,
+                       "max_length": 256}
+    train_s, eval_s = 80 * 1.2, 1.32
+    finished = record(
+        schema_version=2, model_sha256=None, task="SST-2", method="setfit", model="all-minilm-l6-v2", template=None,
+        template_name=None, method_parts={"objective": "setfit", "tuning": "contrastive", "options": {"pairs": 20},
+                                          "extras": []},
+        train_size=32, dev_size=32, test_size=100, data_seed=1, train_seed=1, split_dir=None,
+        split_manifest_sha256=None, metric="acc", test={"acc": 0.8}, score=0.8, hyperparameters=hyperparameters,
+        stopped="cap", dev_curve=[{"step": 80, "dev_score": 0.7}], best_step=80, dev_score=0.7,
+        timing={"wall_s": train_s + eval_s, "train_s": train_s, "eval_s": eval_s, "steps": 80,
+                "tokens_per_s": 16 * 2 * TOKENS["SST-2"] * 80 / train_s, "process_s": train_s + eval_s + OVERHEAD},
+        device="cpu (AMD EPYC, 1 threads)", precision="fp32")
+    write(tmp_path / "ref", finished, "SST-2/setfit/32-1-1.json")
+    plan = study(tmp_path, tasks=["SST-2"], methods=["setfit", "head"], comparisons=["setfit:head"], splits={
+        "kind": "ladder", "sizes": [10, 100], "data_seeds": [1], "dev_policy": "fixed", "dev_size": 32,
+        "test_limit": 100})
+    found = estimate_study(plan, [tmp_path / "ref"], HERE, at_once=1)
+    by_size = {e.job.size: e for e in found.runs if e.job.method == "setfit"}
+    assert {size: (e.plan.steps, e.plan.cap_share) for size, e in by_size.items()} == {10: (25.0, 0.0),
+                                                                                      100: (250.0, 0.0)}
+    for size, estimate in by_size.items():
+        assert estimate.seconds == pytest.approx(OVERHEAD + estimate.plan.steps * 1.2 + eval_s)
+
+
 def test_a_study_with_no_record_to_time_says_so(tmp_path):
     plan = study(tmp_path)
     summary = study_summary(plan, estimate_study(plan, [], HERE, at_once=2))

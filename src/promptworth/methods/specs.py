@@ -63,6 +63,13 @@ class MethodSpec:
         """Every option of the parts: the set ones, else their defaults (None: from the model)."""
         return {o.name: self.options.get(o.name, o.default) for o in self.part_options()}
 
+    def epoch_examples(self, train_size: int) -> int:
+        """What an epoch of the method's training steps reads on ``train_size`` training examples:
+        those examples, or where its tuning trains on pairs (the ``pairs`` option: SetFit's
+        contrastive tuning) that many pairs of each kind (same class, other class) per example."""
+        pairs = self.resolved_options().get("pairs")
+        return train_size if pairs is None else 2 * int(pairs) * train_size
+
     def training_defaults(self) -> dict[str, Any]:
         """The method's default hyperparameters (over ``TrainConfig``'s own)."""
         return {**self.tuning_spec.training, **{k: v for e in self.extras for k, v in EXTRAS[e].training.items()}}

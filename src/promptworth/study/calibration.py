@@ -114,6 +114,16 @@ def _kind(record: Mapping[str, Any]) -> str | None:
     return kind_of(spec.objective, spec.tuning, spec.extras)
 
 
+def _epoch_examples(record: Mapping[str, Any]) -> int:
+    """What an epoch of the record's training steps read (MethodSpec.epoch_examples: SetFit's are pairs)."""
+    parts = record.get("method_parts")
+    if not isinstance(parts, Mapping) or not isinstance(parts.get("options"), Mapping):
+        return record["train_size"]  # older records: a built-in method whose steps read examples
+    spec = method_specs.MethodSpec(record["method"], parts["objective"], parts["tuning"], parts["options"],
+                                   extras=tuple(parts.get("extras") or ()))
+    return spec.epoch_examples(record["train_size"])
+
+
 def _evaluated_rows(record: Mapping[str, Any], steps: int) -> int:
     """Dev rows at each dev evaluation, test rows once and at each budget passed on the way."""
     budgets = [b for b in record.get("budgets") or [] if b.get("reached") and b["steps"] < steps]
@@ -132,7 +142,7 @@ def sample_of(record: Mapping[str, Any], source: int, folder: str = "") -> Sampl
     process = timing.get("process_s") or timing["wall_s"]
     train_s, eval_s = float(timing.get("train_s") or 0.0), float(timing.get("eval_s") or 0.0)
     tokens = timing.get("tokens_per_s")
-    batch = mean_batch(record["train_size"], settings.batch_size) if record["train_size"] else 1.0
+    batch = mean_batch(_epoch_examples(record), settings.batch_size) if record["train_size"] else 1.0
     extra = None
     if steps and settings.patience and settings.eval_every and stopped(record) in ("patience", "cap"):
         extra = max(0.0, (steps - patience_floor(settings, record["train_size"])) / settings.eval_every)

@@ -35,7 +35,7 @@ from promptworth.study.calibration import (
 from promptworth.study.config import Pilot, Run, StudyConfig
 from promptworth.study.planning import extension_pilots, pilots, plan
 from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name
-from promptworth.training.settings import TrainConfig, config_from_mapping
+from promptworth.training.settings import SETTINGS_READ_BY_OBJECTIVE, TrainConfig, config_from_mapping, settings_read
 
 RUN, PILOT, EXTENSION = "run", "pilot", "extension pilot"
 
@@ -56,6 +56,8 @@ class Job:
     record: str  # the record it will write (StudyConfig.run_file, pilot_file)
     repeats_pilot: bool = False  # a run that takes over its pilot's record
     searches: bool = False  # a run whose search (rule search) runs first: its time is not estimated
+    epoch_factor: int = 1  # what an epoch reads per training example (MethodSpec.epoch_examples: SetFit's pairs)
+    selects_on_dev: bool = True  # evaluates dev as it trains; else once, at the end (SetFit: no patience)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,12 @@ def predicted_steps(settings: TrainConfig, train_size: int, takes_steps: bool, e
     return StepPlan(statistics.mean(ends), floor, sum(end >= total for end in ends) / len(ends))
 
 
-def evaluated_rows(settings: TrainConfig, steps: float, dev_rows: int, test_rows: int) -> float:
+def evaluated_rows(settings: TrainConfig, steps: float, dev_rows: int, test_rows: int,
+                   selects_on_dev: bool = True) -> float:
     """Rows a run of ``steps`` steps evaluates: dev at each evaluation (once without a step or an
-    interval), test once and at each budget it passes."""
-    dev_evaluations = max(1.0, steps / settings.eval_every) if steps and settings.eval_every else 1.0
+    interval, or for a run that selects nothing on dev), test once and at each budget it passes."""
+    evaluates = steps and settings.eval_every and selects_on_dev
+    dev_evaluations = max(1.0, steps / settings.eval_every) if evaluates else 1.0
     tests = 1 + sum(1 for budget in settings.budgets if budget < steps)
     return dev_evaluations * dev_rows + (tests * test_rows if test_rows else 0)
 
@@ -117,13 +121,15 @@ def split_rows(study: StudyConfig, task: str, size: int | str, method: str) -> t
 
 def _job(study: StudyConfig, item: Run | Pilot, what: str, settings: dict, record: str) -> Job:
     spec = study.method(item.method)
+    read = SETTINGS_READ_BY_OBJECTIVE.get(spec.objective)  # an objective that trains through its own library
     repeats = (what == RUN and study.uses_lr_selection(item.method, item.size)
                and str(study.lr_band(item.size)) == str(item.size)
                and (item.data_seed, item.train_seed) in _pilot_seeds(study))
     return Job(what, item.model, item.task, item.method, item.size, kind_of(spec.objective, spec.tuning, spec.extras),
-               spec.tuning_spec.steps, config_from_mapping(settings),
+               spec.tuning_spec.steps, config_from_mapping(settings_read(spec.objective, settings)),
                split_rows(study, item.task, item.size, item.method), record, repeats,
-               what == RUN and search_kind(spec) is not None)
+               what == RUN and search_kind(spec) is not None, spec.epoch_examples(1),
+               read is None or "eval_every" in read)
 
 
 def _pilot_seeds(study: StudyConfig) -> set[tuple[int, int]]:
@@ -155,7 +161,8 @@ def estimate_job(job: Job, calibration: Calibration) -> JobEstimate:
         return JobEstimate(job, StepPlan(0.0, 0), None, None, missing=f"the registry counts no rows of {job.task}")
     train, dev, test = job.rows
     extras, _ = calibration.extra_evaluations(train) if job.takes_steps and train else ([], None)
-    steps = predicted_steps(job.settings, train, job.takes_steps, extras)
+    epoch = train * job.epoch_factor  # what an epoch of its steps reads: SetFit's are pairs
+    steps = predicted_steps(job.settings, epoch, job.takes_steps, extras)
     if not calibration.knows(job.model):
         return JobEstimate(job, steps, None, None, missing=f"no record of {job.model}")
     length = job.settings.max_length
@@ -169,11 +176,11 @@ def estimate_job(job: Job, calibration: Calibration) -> JobEstimate:
         tokens, token_why = calibration.tokens(job.model, job.task, length)
         if line is None or tokens is None:
             return JobEstimate(job, steps, None, None, missing=f"no record of {job.model} training {job.kind}")
-        step_seconds, why = line.at(tokens * mean_batch(train, job.settings.batch_size)), (*why, *line.why, *token_why)
+        step_seconds, why = line.at(tokens * mean_batch(epoch, job.settings.batch_size)), (*why, *line.why, *token_why)
     overhead = calibration.overhead(job.model)
 
     def seconds(n: float) -> float:
-        return overhead + n * step_seconds + evaluated_rows(job.settings, n, dev, test) * row_seconds
+        return overhead + n * step_seconds + evaluated_rows(job.settings, n, dev, test, job.selects_on_dev) * row_seconds
 
     return JobEstimate(job, steps, seconds(steps.steps), seconds(steps.minimum), tuple(dict.fromkeys(why)))
 

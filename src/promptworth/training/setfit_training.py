@@ -119,7 +119,7 @@ def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Seque
 
     losses: list[float] = []
     # the examples its steps read are pairs; no dev evaluation while it trains, so no patience
-    watcher = Watcher(Plan(steps, 2 * method.options["pairs"] * len(texts), config.batch_size),
+    watcher = Watcher(Plan(steps, method.spec.epoch_examples(len(texts)), config.batch_size),
                       f"{method.task.name} {method.name}", progress, watch or Watch())
     stopped = None
 
@@ -156,8 +156,7 @@ def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[st
     """Train ``model`` with setfit (see the module), score dev once and test, count what it cost."""
     texts = [method.text(row) for row in rows["train"]]
     labels = [int(row["label"]) for row in rows["train"]]
-    n_pairs = 2 * method.options["pairs"] * len(texts)
-    steps = config.total_steps(n_pairs)
+    steps = config.total_steps(method.spec.epoch_examples(len(texts)))
     start = time.perf_counter()
     losses = _train(method, model, texts, labels, config, seed, steps, progress, watch)
     train_s = time.perf_counter() - start
