@@ -62,7 +62,8 @@ study: venv
 # Then it trains stage by stage, in the order of the config's `stages` (promptworth run-stages: a
 # study stopped by its budget stops in its last stages); STAGES=NAME... runs those stages only (e.g.
 # STAGES=setfit on a CPU without fast bf16). Last, the tables and figures of the records there are.
-PLAN_REFERENCE ?= reports/v2/runs reports/v2/lr-grid reports/strategies/runs
+# (reports/lmbff/runs: its runs with demonstrations time in-context learning's longer rows.)
+PLAN_REFERENCE ?= reports/v2/runs reports/v2/lr-grid reports/strategies/runs reports/lmbff/runs
 STAGES ?=
 publish: venv
 	$(UNLOCK_STALE) --configfile config/studies/study.yaml
