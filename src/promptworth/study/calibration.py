@@ -121,7 +121,10 @@ def _epoch_examples(record: Mapping[str, Any]) -> int:
         return record["train_size"]  # older records: a built-in method whose steps read examples
     spec = method_specs.MethodSpec(record["method"], parts["objective"], parts["tuning"], parts["options"],
                                    extras=tuple(parts.get("extras") or ()))
-    return spec.epoch_examples(record["train_size"])
+    try:
+        return spec.epoch_examples(record["train_size"])
+    except KeyError:  # a part this version does not know (a newer record's): its steps read examples
+        return record["train_size"]
 
 
 def _evaluated_rows(record: Mapping[str, Any], steps: int) -> int:
