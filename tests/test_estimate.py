@@ -221,6 +221,14 @@ def test_setfit_s_steps_are_an_epoch_of_its_pairs_and_it_evaluates_dev_once(tmp_
         assert estimate.seconds == pytest.approx(OVERHEAD + estimate.plan.steps * 1.2 + eval_s)
 
 
+def test_a_record_of_a_part_this_version_does_not_know_reads_as_examples():
+    """A newer record's tuning (not in this version's registry) calibrates as a run whose steps
+    read examples (its batch: 100 examples in batches of 8), not as an error."""
+    newer = timed_record(SMOLLM2, "SST-2", "head", "full", 100, 100)
+    newer["method_parts"] = {"objective": "head", "tuning": "from-a-newer-version", "options": {"x": 1}, "extras": []}
+    assert sample_of(newer, 0).batch == pytest.approx(100 / 13)
+
+
 def test_a_study_with_no_record_to_time_says_so(tmp_path):
     plan = study(tmp_path)
     summary = study_summary(plan, estimate_study(plan, [], HERE, at_once=2))
