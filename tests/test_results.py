@@ -387,13 +387,15 @@ def test_aggregate_says_how_the_runs_stopped_and_which_ran_to_the_cap(tmp_path: 
 
     steps = {"wall_s": 1.0, "steps": 40}
     ends = [("prompt", 10, "patience"), ("prompt", 20, "cap"), ("head", 10, "patience"), ("head", 20, "patience"),
-            ("head", 40, "cap"), ("prompt", 0, None)]  # the last: the zero-shot point, no step
+            ("head", 40, "cap"), ("prompt", 0, None),  # the zero-shot point, no step
+            ("setfit", 10, "cap")]  # patience cannot stop SetFit (it selects nothing on dev): counted apart
     for method, size, stopped in ends:
         write(tmp_path / "r" / f"{method}-{size}.json",
               record(method=method, train_size=size, stopped=stopped, timing=steps if stopped else {"wall_s": 1.0}))
     assert main(["aggregate", str(tmp_path / "r"), "--out", str(tmp_path / "runs.csv")]) == 0
     out = capsys.readouterr().out
-    assert "stopped: 5 runs trained: 3 stopped by patience, 2 at the cap (40.0%): head 1, prompt 1" in out
+    assert ("stopped: 6 runs trained: 3 stopped by patience, 2 at the cap (40.0%): head 1, prompt 1; 1 that select "
+            "nothing on dev ran to their end (setfit)") in out
     for path in (tmp_path / "r").glob("*.json"):
         path.unlink()
     write(tmp_path / "r" / "free.json", record(stopped=None, timing={"wall_s": 1.0}))

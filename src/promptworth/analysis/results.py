@@ -26,7 +26,7 @@ from promptworth.study.record_checks import (
 from promptworth.study.reuse import Asked
 from promptworth.training import record as records
 from promptworth.training.record import read_record
-from promptworth.training.settings import examples_read
+from promptworth.training.settings import examples_read, selects_on_dev
 
 BASE_COLUMNS = (
     "task", "method", "model", "template_name", "train_size", "data_seed", "train_seed", "seed",
@@ -285,16 +285,23 @@ def study_span_s(table: pd.DataFrame) -> float | None:
 def stop_summary(table: pd.DataFrame) -> str:
     """How the study's training runs ended, in one line: how many stopped by patience and how many
     ran to the cap (the protocol wants few there: a run at the cap may not have converged), per method
-    where some did."""
+    where some did, among the runs patience could stop; those it could not (SetFit's: they select
+    nothing on dev and end at their cap) are counted apart."""
     trained = table[table["stopped"].isin(records.STOPPED)]
     if trained.empty:
         return f"{len(table)} runs; none took a training step"
-    capped = trained[trained["stopped"] == records.STOPPED_AT_CAP]
-    line = (f"{len(trained)} runs trained: {len(trained) - len(capped)} stopped by patience, {len(capped)} at the "
-            f"cap ({100 * len(capped) / len(trained):.1f}%)")
+    can = trained["objective"].map(selects_on_dev) if "objective" in trained else pd.Series(True, trained.index)
+    stoppable, apart = trained[can], trained[~can]
+    capped = stoppable[stoppable["stopped"] == records.STOPPED_AT_CAP]
+    share = f"{100 * len(capped) / len(stoppable):.1f}%" if len(stoppable) else "–"
+    line = (f"{len(trained)} runs trained: {len(stoppable) - len(capped)} stopped by patience, {len(capped)} at the "
+            f"cap ({share})")
     if len(capped):
         per_method = capped.groupby("method", sort=True).size()
         line += ": " + ", ".join(f"{method} {count}" for method, count in per_method.items())
+    if len(apart):
+        methods = ", ".join(sorted(set(apart["method"])))
+        line += f"; {len(apart)} that select nothing on dev ran to their end ({methods})"
     return line
 
 

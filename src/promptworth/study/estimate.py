@@ -35,7 +35,7 @@ from promptworth.study.calibration import (
 from promptworth.study.config import Pilot, Run, StudyConfig
 from promptworth.study.planning import extension_pilots, pilots, plan
 from promptworth.training.cpu import cpu_has_fast_bf16, cpu_model_name
-from promptworth.training.settings import SETTINGS_READ_BY_OBJECTIVE, TrainConfig, config_from_mapping, settings_read
+from promptworth.training.settings import TrainConfig, config_from_mapping, selects_on_dev, settings_read
 
 RUN, PILOT, EXTENSION = "run", "pilot", "extension pilot"
 
@@ -121,15 +121,13 @@ def split_rows(study: StudyConfig, task: str, size: int | str, method: str) -> t
 
 def _job(study: StudyConfig, item: Run | Pilot, what: str, settings: dict, record: str) -> Job:
     spec = study.method(item.method)
-    read = SETTINGS_READ_BY_OBJECTIVE.get(spec.objective)  # an objective that trains through its own library
     repeats = (what == RUN and study.uses_lr_selection(item.method, item.size)
                and str(study.lr_band(item.size)) == str(item.size)
                and (item.data_seed, item.train_seed) in _pilot_seeds(study))
     return Job(what, item.model, item.task, item.method, item.size, kind_of(spec.objective, spec.tuning, spec.extras),
                spec.tuning_spec.steps, config_from_mapping(settings_read(spec.objective, settings)),
                split_rows(study, item.task, item.size, item.method), record, repeats,
-               what == RUN and search_kind(spec) is not None, spec.epoch_examples(1),
-               read is None or "eval_every" in read)
+               what == RUN and search_kind(spec) is not None, spec.epoch_examples(1), selects_on_dev(spec.objective))
 
 
 def _pilot_seeds(study: StudyConfig) -> set[tuple[int, int]]:

@@ -29,6 +29,14 @@ SETTINGS_READ_BY_OBJECTIVE: dict[str, tuple[str, ...]] = {
 }
 
 
+def selects_on_dev(objective: str) -> bool:
+    """Whether a run of ``objective`` evaluates dev as it trains, keeps its best state and can be
+    stopped by patience; one that trains through a library of its own (SetFit) scores dev once, at
+    the end, and ends at its cap."""
+    read = SETTINGS_READ_BY_OBJECTIVE.get(objective)
+    return read is None or "patience" in read
+
+
 def settings_read(objective: str, settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` (a record's hyperparameters, or what a study asks) as a run of ``objective``
     records them: every one, or only those its own training reads; never :data:`OUTPUT_SETTINGS`."""
