@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from promptworth.cli import main
+from test_results import record
 from promptworth.errors import PromptworthError
 from promptworth.study.load import load_study
 from promptworth.study.planning import plan, stages
@@ -122,7 +123,7 @@ def test_run_stages_runs_the_command_once_per_stage_with_its_record_files(tmp_pa
     # a stage whose records are all there is passed over; --stage runs the named ones only
     for file in calls[0][1:]:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
-        Path(file).write_text("{}")
+        Path(file).write_text(json.dumps(record(device="cpu (Intel Xeon, 1 threads)", precision="fp32")))
     (tmp_path / "calls.jsonl").unlink()
     assert main(["run-stages", "--configfile", str(configfile), "--stage", "core", "seed-1",
                  *_recorder(tmp_path)]) == 0
@@ -131,9 +132,16 @@ def test_run_stages_runs_the_command_once_per_stage_with_its_record_files(tmp_pa
 
     assert main(["stages", "--configfile", str(configfile), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stages"] == [
-        {"stage": "core", "runs": 20, "finished": 20}, {"stage": "seed-1", "runs": len(by_stage["seed-1"]),
-                                                        "finished": 0},
-        {"stage": REST, "runs": len(by_stage[REST]), "finished": 0}]
+        {"stage": "core", "runs": 20, "finished": 20, "made_on": {"cpu (Intel Xeon, 1 threads), fp32": 20}},
+        {"stage": "seed-1", "runs": len(by_stage["seed-1"]), "finished": 0, "made_on": {}},
+        {"stage": REST, "runs": len(by_stage[REST]), "finished": 0, "made_on": {}}]
+    assert main(["stages", "--configfile", str(configfile)]) == 0
+    assert "core      20 of   20 runs finished (cpu (Intel Xeon, 1 threads), fp32: 20)\n" in capsys.readouterr().out
+
+    # a finished record that is not one is one clear error
+    Path(calls[0][1]).write_text("{}")
+    assert main(["stages", "--configfile", str(configfile)]) == 2
+    assert f"{calls[0][1]}: " in capsys.readouterr().err
 
 
 def test_run_stages_stops_at_the_first_stage_that_fails(tmp_path, capsys):

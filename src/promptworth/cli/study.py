@@ -138,11 +138,25 @@ def _study_stages(configfile: Path):
     return [(name, [Path(study.run_file(run)) for run in runs]) for name, runs in stages(study)]
 
 
+def _made_on(files: list[Path]) -> dict[str, int]:
+    """The machines and precisions the finished records of ``files`` were made on, with how many each
+    (most first): a study resumed over sessions must not mix CPU kinds silently."""
+    from collections import Counter
+
+    from promptworth.training.record import read_record
+
+    made = Counter(f"{record.get('device') or 'unrecorded device'}, {record.get('precision') or 'unrecorded precision'}"
+                   for record in (read_record(file) for file in files if file.is_file()))
+    return dict(made.most_common())
+
+
 def run_stages(args: argparse.Namespace) -> Output:
-    rows = [{"stage": name, "runs": len(files), "finished": sum(file.is_file() for file in files)}
-            for name, files in _study_stages(args.configfile)]
+    rows = [{"stage": name, "runs": len(files), "finished": sum(file.is_file() for file in files),
+             "made_on": _made_on(files)} for name, files in _study_stages(args.configfile)]
     width = max(len(row["stage"]) for row in rows)
-    text = "\n".join(f"{row['stage']:<{width}}  {row['finished']:>4} of {row['runs']:>4} runs finished" for row in rows)
+    text = "\n".join(f"{row['stage']:<{width}}  {row['finished']:>4} of {row['runs']:>4} runs finished"
+                      + (" (" + "; ".join(f"{made}: {n}" for made, n in row["made_on"].items()) + ")"
+                         if row["made_on"] else "") for row in rows)
     return Output({"stages": rows}, text)
 
 
