@@ -129,7 +129,8 @@ STUDY = (
                 opt("--total", type=int, required=True, help="number of runs in the study"),
                 opt("--what", required=True, help="what the records are, as the line names them (e.g. training runs)")),),
          prints=True),
-    Verb("stages", "print the stages a study trains in, in order, and how many of each stage's runs are finished",
+    Verb("stages", "print the stages a study trains in, in order, how many of each stage's runs are finished and "
+                   "on which CPU and precision",
          "promptworth.cli.study:run_stages",
          (these(opt("--configfile", type=Path, required=True, help="the study's config (e.g. config/studies/study.yaml)")),),
          "A study's `stages` (its config) order its runs: each stage's before the next's; the runs no stage takes "
