@@ -25,6 +25,7 @@ from promptworth.training.request import model_for
 from promptworth.methods import specs as method_specs
 from promptworth.study import load, planning, reuse
 from promptworth.training import record as records
+from promptworth.training.predictions import decode
 from promptworth.training.setfit_training import SETTINGS_READ, pairs_read
 from promptworth.training.settings import training_args
 
@@ -127,9 +128,24 @@ def test_setfit_refuses_what_it_cannot_train(encoder, split, tmp_path, capsys):
     zero = write_split(tmp_path / "0-1", [], sentiment_rows(8, 2), sentiment_rows(8, 3), size=0)
     assert "its logistic-regression head is fit on the training examples" in error(
         "--task", "SST-2", "--split-dir", str(zero), "--model", encoder)
+
+
+def test_a_training_set_of_one_class_predicts_that_class_without_a_step(encoder, tmp_path, capsys):
+    """A small random draw may hold one class (SST-2's 10-example split of data seed 3 does): no pair
+    of another class, no second class for the logistic regression; the run predicts that class for
+    every row and says so, a record like any other (no step, so no stop)."""
     one_class = [row for row in sentiment_rows(16, 1) if row["label"] == 1]
-    lonely = write_split(tmp_path / "8-1", one_class, sentiment_rows(8, 2), sentiment_rows(8, 3), size=8)
-    assert "one class only" in error("--task", "SST-2", "--split-dir", str(lonely), "--model", encoder)
+    test_rows = sentiment_rows(8, 3)
+    lonely = write_split(tmp_path / "8-1", one_class, sentiment_rows(8, 2), test_rows, size=8)
+    out = tmp_path / "r.json"
+    assert main(["train", "--task", "SST-2", "--method", "setfit", "--split-dir", str(lonely), "--model", encoder,
+                 "--seed", "1", "--out", str(out)]) == 0
+    assert "the training set holds one class only (1): it predicts that class for every row" in capsys.readouterr().err
+    record = records.read_record(out)
+    assert record["stopped"] is None and record["timing"]["steps"] == 0 and record["timing"]["flops"]["train"] == 0
+    share = sum(row["label"] == 1 for row in test_rows) / len(test_rows)
+    assert record["test"]["acc"] == pytest.approx(share)
+    assert decode(record).predicted.tolist() == [1] * len(test_rows)
 
 
 def test_without_the_setfit_package_it_says_how_to_install_it(encoder, split, tmp_path, monkeypatch, capsys):

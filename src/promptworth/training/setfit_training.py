@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -150,10 +151,34 @@ def _scores(method: SetFitMethod, model: Any, rows: Sequence[Mapping[str, Any]],
     return metrics.compute([float(row["label"]) for row in rows], predicted, task.num_labels), predicted
 
 
+def _one_class(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+               task: TaskSpec) -> TrainResult:
+    """A training set of one class: no pair of another class to tune the encoder on and no second
+    class for the logistic regression, so the model predicts that class for every row (as any
+    classifier that saw one class would), without a step and without reading a text."""
+    print(f"[promptworth] method {method.name}: the training set holds one class only ({method.only_class}): "
+          "it predicts that class for every row, without a step", file=sys.stderr, flush=True)
+
+    def scores(split: str) -> tuple[dict[str, float], list[float]]:
+        predicted = [float(method.only_class)] * len(rows[split])
+        return metrics.compute([float(row["label"]) for row in rows[split]], predicted, task.num_labels), predicted
+
+    dev = scores("dev")[0] if rows["dev"] else None
+    test, test_predictions = scores("test") if rows["test"] else ({}, None)
+    dev_score = dev[task.metric] if dev is not None else None
+    return TrainResult(
+        dev_curve=[{"step": 0, "dev_score": dev_score}] if dev is not None else [], best_step=0, dev_score=dev_score,
+        test=test, steps=0, budget=0, stopped=None, train_s=0.0, eval_s=0.0, train_tokens=0,
+        non_embedding_params=method.model_shape(model).non_embedding_params, test_predictions=test_predictions,
+    )
+
+
 def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]],
         features: Mapping[str, Sequence[Feature]], task: TaskSpec, config: TrainConfig, seed: int,
         progress: bool = True, watch: Watch | None = None) -> TrainResult:
     """Train ``model`` with setfit (see the module), score dev once and test, count what it cost."""
+    if method.only_class is not None:
+        return _one_class(method, model, rows, task)
     texts = [method.text(row) for row in rows["train"]]
     labels = [int(row["label"]) for row in rows["train"]]
     steps = config.total_steps(method.spec.epoch_examples(len(texts)))

@@ -8,8 +8,10 @@ examples, and predicts every label.
 SetFit trains through its own library, not the step loop (``trains_itself``:
 :mod:`promptworth.training.setfit_training`), in fp32 (setfit's own precision). Its input is one text:
 the row's text fields joined by a space (a sentence pair as one text). Classification only: a
-regression task (STS-B) or a choice task (COPA) is refused, as is a training set of one class
-(no pair of another class to draw)."""
+regression task (STS-B) or a choice task (COPA) is refused. A training set of one class (a small
+random draw may hold one) has no pair of another class to tune on and no second class for the
+logistic regression: the model then predicts that class for every row, as any classifier that saw
+one class would, without a step (:attr:`SetFitMethod.only_class`)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ class SetFitMethod(Method):
 
     trains_itself = True
     fixed_precision = "fp32"
+    # the one class of a training set that holds one (see_split; None: two or more): predicted for every row
+    only_class: int | None = None
 
     def __init__(
         self, task: TaskSpec, backbone: load.Backbone, max_length: int, parts: MethodParts, template_name: str | None = None
@@ -78,9 +82,7 @@ class SetFitMethod(Method):
 
     def see_split(self, rows: Mapping[str, Sequence[Mapping[str, Any]]], seed: int = 0) -> None:
         classes = {int(row["label"]) for row in rows["train"]}
-        if rows["train"] and len(classes) < 2:
-            raise PromptworthError(f"method {self.name}: the training set holds one class only; SetFit's pairs need "
-                                   "examples of two classes at least")
+        self.only_class = classes.pop() if len(classes) == 1 else None
 
     def load_model(self) -> Any:
         """A ``setfit.SetFitModel``: the encoder from its folder (never the hub), every weight trainable,
