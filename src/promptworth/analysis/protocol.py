@@ -13,9 +13,10 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from promptworth.analysis.joins import words
+from promptworth.analysis.results import method_parts
 from promptworth.analysis.table_format import markdown
 from promptworth.training import record as records
-from promptworth.training.settings import examples_read
+from promptworth.training.settings import examples_read, selects_on_dev
 
 FACT_COLUMNS = ("model", "task", "method", "trained", "can_stop", "patience", "cap", "before_epoch", "best_read_less",
                 "min_epochs", "min_steps", "device", "precision")
@@ -27,8 +28,7 @@ CAP_LIMIT = 0.05  # the third edition's protocol: at most 5 % of the runs end at
 
 def run_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     """What one record says of the protocol. A run trained when it took a step; patience could stop
-    it when its settings have a patience (SetFit's have none: it selects nothing on dev and ends at
-    its cap); before one epoch: stopped by patience before its ceil(train_size / batch_size)-th step.
+    it when its objective selects on dev (SetFit's does not: it ends at its cap); before one epoch: stopped by patience before its ceil(train_size / batch_size)-th step.
     A record made before ``best_examples_read`` gets it from its best step."""
     settings = record.get("hyperparameters") or {}
     size, batch, steps = int(record["train_size"]), settings.get("batch_size"), record["timing"].get("steps")
@@ -36,7 +36,7 @@ def run_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     best_read = record.get("best_examples_read")
     if best_read is None and stopped is not None and record.get("best_step") is not None and batch:
         best_read = examples_read(size, int(record["best_step"]), int(batch))
-    can_stop = stopped is not None and "patience" in settings
+    can_stop = stopped is not None and selects_on_dev(method_parts(record).get("objective", ""))
     return {"model": record["model"], "task": record["task"], "method": record["method"],
             "trained": stopped is not None, "can_stop": can_stop,
             "patience": stopped == records.STOPPED_BY_PATIENCE, "cap": stopped == records.STOPPED_AT_CAP,

@@ -125,21 +125,28 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What trains and what a step costs. Records from before methods had parts are of the
-    built-in prompt, head and null, which trained every weight: their parts are the registry's,
-    their parameter counts unknown."""
-    timing = record["timing"]
+def method_parts(record: Mapping[str, Any]) -> Mapping[str, str]:
+    """The parts of the record's method (its ``objective`` and ``tuning``; empty where unknown).
+    Records from before methods had parts are of the built-in prompt, head and null: their parts
+    are the registry's."""
     parts = record.get("method_parts")
     builtin = builtin_methods().get(record["method"])
     if parts is None and builtin is not None:
         parts = {"objective": builtin.objective, "tuning": builtin.tuning}
+    return parts or {}
+
+
+def _method_columns(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What trains and what a step costs (records from before methods had parts trained every
+    weight: their parameter counts unknown)."""
+    timing = record["timing"]
+    parts = method_parts(record)
     parameters = record.get("parameters") or {}
     steps = timing.get("steps")
     batch_size = (record.get("hyperparameters") or {}).get("batch_size")
     return {
-        "objective": (parts or {}).get("objective", ""),
-        "tuning": (parts or {}).get("tuning", ""),
+        "objective": parts.get("objective", ""),
+        "tuning": parts.get("tuning", ""),
         "trainable_params": _number(parameters.get("trainable")),
         "total_params": _number(parameters.get("total")),
         "steps": _number(steps),

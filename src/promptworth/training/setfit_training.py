@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from promptworth.backbones import flops
 from promptworth.data.tasks import TaskSpec
@@ -111,17 +111,17 @@ def _quiet() -> Iterator[None]:
 
 
 def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Sequence[int], config: TrainConfig,
-           seed: int, steps: int, progress: bool, watch: Watch | None) -> list[float]:
-    """Both of setfit's phases on the training texts; the contrastive steps' losses (each step's
-    loss, as setfit logs it at every step, reported to the watcher with its learning rate)."""
+           seed: int, plan: Plan, progress: bool, watch: Watch | None) -> list[float]:
+    """Both of setfit's phases on the training texts, for ``plan``'s steps; the contrastive steps'
+    losses (each step's loss, as setfit logs it at every step, reported to the watcher with its
+    learning rate)."""
     from datasets import Dataset
     from setfit import Trainer
     from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
     losses: list[float] = []
     # the examples its steps read are pairs; no dev evaluation while it trains, so no patience
-    watcher = Watcher(Plan(steps, method.spec.epoch_examples(len(texts)), config.batch_size),
-                      f"{method.task.name} {method.name}", progress, watch or Watch())
+    watcher = Watcher(plan, f"{method.task.name} {method.name}", progress, watch or Watch())
     stopped = None
 
     class Steps(TrainerCallback):
@@ -132,7 +132,8 @@ def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Seque
 
     try:
         with tempfile.TemporaryDirectory(prefix="promptworth-setfit-") as out_dir, _quiet():
-            trainer = Trainer(model=model, args=_arguments(config, method.options["pairs"], seed, steps, out_dir),
+            arguments = _arguments(config, method.options["pairs"], seed, plan.cap, out_dir)
+            trainer = Trainer(model=model, args=arguments,
                               train_dataset=Dataset.from_dict({"text": list(texts), "label": list(labels)}))
             for shown in (ProgressCallback, PrinterCallback):
                 trainer.remove_callback(shown)
@@ -144,11 +145,19 @@ def _train(method: SetFitMethod, model: Any, texts: Sequence[str], labels: Seque
     return losses
 
 
-def _scores(method: SetFitMethod, model: Any, rows: Sequence[Mapping[str, Any]], task: TaskSpec,
-            batch_size: int) -> tuple[dict[str, float], list[float]]:
-    """The metrics on ``rows`` and each row's prediction, in order."""
-    predicted = method.predict_texts(model, [method.text(row) for row in rows], batch_size).astype(float).tolist()
-    return metrics.compute([float(row["label"]) for row in rows], predicted, task.num_labels), predicted
+def _evaluate(rows: Mapping[str, Sequence[Mapping[str, Any]]], task: TaskSpec,
+              predict: Callable[[Sequence[Mapping[str, Any]]], list[float]]
+              ) -> tuple[dict[str, float] | None, dict[str, float], list[float] | None]:
+    """Dev's metrics (None without dev), test's metrics and test's predictions (empty and None
+    without test) of ``predict``, which gives a prediction a row, in order."""
+
+    def scores(split: str) -> tuple[dict[str, float], list[float]]:
+        predicted = predict(rows[split])
+        return metrics.compute([float(row["label"]) for row in rows[split]], predicted, task.num_labels), predicted
+
+    dev = scores("dev")[0] if rows["dev"] else None
+    test, test_predictions = scores("test") if rows["test"] else ({}, None)
+    return dev, test, test_predictions
 
 
 def _one_class(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -158,13 +167,7 @@ def _one_class(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Map
     classifier that saw one class would), without a step and without reading a text."""
     print(f"[promptworth] method {method.name}: the training set holds one class only ({method.only_class}): "
           "it predicts that class for every row, without a step", file=sys.stderr, flush=True)
-
-    def scores(split: str) -> tuple[dict[str, float], list[float]]:
-        predicted = [float(method.only_class)] * len(rows[split])
-        return metrics.compute([float(row["label"]) for row in rows[split]], predicted, task.num_labels), predicted
-
-    dev = scores("dev")[0] if rows["dev"] else None
-    test, test_predictions = scores("test") if rows["test"] else ({}, None)
+    dev, test, test_predictions = _evaluate(rows, task, lambda split: [float(method.only_class)] * len(split))
     dev_score = dev[task.metric] if dev is not None else None
     return TrainResult(
         dev_curve=[{"step": 0, "dev_score": dev_score}] if dev is not None else [], best_step=0, dev_score=dev_score,
@@ -181,15 +184,16 @@ def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[st
         return _one_class(method, model, rows, task)
     texts = [method.text(row) for row in rows["train"]]
     labels = [int(row["label"]) for row in rows["train"]]
-    steps = config.total_steps(method.spec.epoch_examples(len(texts)))
+    epoch_examples = method.spec.epoch_examples(len(texts))
+    steps = config.total_steps(epoch_examples)
     start = time.perf_counter()
-    losses = _train(method, model, texts, labels, config, seed, steps, progress, watch)
+    losses = _train(method, model, texts, labels, config, seed, Plan(steps, epoch_examples, config.batch_size),
+                    progress, watch)
     train_s = time.perf_counter() - start
     method.head_fitted(model)
     start = time.perf_counter()
-    dev = _scores(method, model, rows["dev"], task, config.eval_batch_size)[0] if rows["dev"] else None
-    test, test_predictions = (_scores(method, model, rows["test"], task, config.eval_batch_size) if rows["test"]
-                              else ({}, None))
+    dev, test, test_predictions = _evaluate(rows, task, lambda split: method.predict_texts(
+        model, [method.text(row) for row in split], config.eval_batch_size).astype(float).tolist())
     eval_s = time.perf_counter() - start
     shape = method.model_shape(model)
     pairs = contrastive_pairs(texts, labels, method.options["pairs"], steps, config.batch_size)
