@@ -28,8 +28,9 @@ CAP_LIMIT = 0.05  # the third edition's protocol: at most 5 % of the runs end at
 
 def run_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     """What one record says of the protocol. A run trained when it took a step; patience could stop
-    it when its objective selects on dev (SetFit's does not: it ends at its cap); before one epoch: stopped by patience before its ceil(train_size / batch_size)-th step.
-    A record made before ``best_examples_read`` gets it from its best step."""
+    it when its objective selects on dev (SetFit's does not: it ends at its cap); before one epoch:
+    stopped by patience before its ceil(train_size / batch_size)-th step. A record made before
+    ``best_examples_read`` gets it from its best step."""
     settings = record.get("hyperparameters") or {}
     size, batch, steps = int(record["train_size"]), settings.get("batch_size"), record["timing"].get("steps")
     stopped = records.stopped(record)
