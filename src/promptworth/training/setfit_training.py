@@ -160,6 +160,15 @@ def _evaluate(rows: Mapping[str, Sequence[Mapping[str, Any]]], task: TaskSpec,
     return dev, test, test_predictions
 
 
+def _dev_reading(dev: Mapping[str, float] | None, task: TaskSpec, step: int
+                 ) -> tuple[list[dict[str, float | None]], float | None]:
+    """The dev curve (one point, at ``step``: SetFit scores dev once) and the dev score of ``dev``'s
+    metrics; an empty curve and None without dev."""
+    if dev is None:
+        return [], None
+    return [{"step": step, "dev_score": dev[task.metric]}], dev[task.metric]
+
+
 def _one_class(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[str, Any]]],
                task: TaskSpec) -> TrainResult:
     """A training set of one class: no pair of another class to tune the encoder on and no second
@@ -168,9 +177,9 @@ def _one_class(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Map
     print(f"[promptworth] method {method.name}: the training set holds one class only ({method.only_class}): "
           "it predicts that class for every row, without a step", file=sys.stderr, flush=True)
     dev, test, test_predictions = _evaluate(rows, task, lambda split: [float(method.only_class)] * len(split))
-    dev_score = dev[task.metric] if dev is not None else None
+    dev_curve, dev_score = _dev_reading(dev, task, 0)
     return TrainResult(
-        dev_curve=[{"step": 0, "dev_score": dev_score}] if dev is not None else [], best_step=0, dev_score=dev_score,
+        dev_curve=dev_curve, best_step=0, dev_score=dev_score,
         test=test, steps=0, budget=0, stopped=None, train_s=0.0, eval_s=0.0, train_tokens=0,
         non_embedding_params=method.model_shape(model).non_embedding_params, test_predictions=test_predictions,
     )
@@ -201,10 +210,9 @@ def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[st
     tokens, train_flops = _training_cost(shape, pairs, lengths, pairs_read(len(pairs), config.batch_size, steps),
                                          features["train"])
     evaluated = [len(f.sequences[0]) for name in ("dev", "test") for f in features[name]]
-    dev_score = dev[task.metric] if dev is not None else None
+    dev_curve, dev_score = _dev_reading(dev, task, steps)
     return TrainResult(
-        dev_curve=[{"step": steps, "dev_score": dev_score}] if dev is not None else [], best_step=steps,
-        dev_score=dev_score, test=test, steps=steps, budget=steps, stopped=records.STOPPED_AT_CAP, train_s=train_s,
+        dev_curve=dev_curve, best_step=steps, dev_score=dev_score, test=test, steps=steps, budget=steps, stopped=records.STOPPED_AT_CAP, train_s=train_s,
         eval_s=eval_s, train_tokens=tokens, non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=flops.forward_flops(shape, evaluated, 0, 0), losses=losses, test_predictions=test_predictions,
     )
