@@ -88,10 +88,10 @@ def protocol_notes(facts: pd.DataFrame) -> str:
         f"{int(can['patience'].sum())} stopped by patience, {int(can['cap'].sum())} at the cap ({share}, {verdict} the "
         f"third edition's limit of {100 * CAP_LIMIT:.0f} %).",
         f"Stopped by patience before they had read their training set once: {int(facts['before_epoch'].sum())} "
-        "(the third edition's protocol, min_epochs_before_patience 1, allows none). Reported a checkpoint that had "
-        "read fewer examples than the "
-        f"training set (best_examples_read < train_size): {int(facts['best_read_less'].sum())} (allowed: patience "
-        "waits for an epoch, but the best dev score may come before it).",
+        "(the third edition's protocol, min_epochs_before_patience 1, allows none). Reported a checkpoint that "
+        "had read fewer examples than the training set (best_examples_read < train_size): "
+        f"{int(facts['best_read_less'].sum())} (allowed: patience waits for an epoch, but the best dev score may "
+        "come before it).",
         f"Made on: {counted(facts['device'])}; in {counted(facts['precision'])}.",
     ]
     return "".join(f"\n{line}\n" for line in lines)

@@ -212,7 +212,8 @@ def fit(method: SetFitMethod, model: Any, rows: Mapping[str, Sequence[Mapping[st
     evaluated = [len(f.sequences[0]) for name in ("dev", "test") for f in features[name]]
     dev_curve, dev_score = _dev_reading(dev, task, steps)
     return TrainResult(
-        dev_curve=dev_curve, best_step=steps, dev_score=dev_score, test=test, steps=steps, budget=steps, stopped=records.STOPPED_AT_CAP, train_s=train_s,
-        eval_s=eval_s, train_tokens=tokens, non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
+        dev_curve=dev_curve, best_step=steps, dev_score=dev_score, test=test, steps=steps, budget=steps,
+        stopped=records.STOPPED_AT_CAP, train_s=train_s, eval_s=eval_s, train_tokens=tokens,
+        non_embedding_params=shape.non_embedding_params, train_flops=train_flops,
         eval_flops=flops.forward_flops(shape, evaluated, 0, 0), losses=losses, test_predictions=test_predictions,
     )
